@@ -1,0 +1,44 @@
+# Two commands do all the set-up: `make run` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HMREC  := $(VENV)/bin/hmrec
+STAMP  := $(VENV)/.installed
+SCALE  ?= small
+SEED   ?= 7
+SAMPLE ?= data/sample-$(SCALE)
+WORKDIR ?= work
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: setup run test sample pipeline serve bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# Browser tests drive Debian's Chromium; never a browser build downloaded by a test tool.
+	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+	touch $(STAMP)
+
+sample: setup
+	test -f $(SAMPLE)/transactions_train.csv || $(HMREC) data generate --scale $(SCALE) --seed $(SEED) --out $(SAMPLE)
+
+pipeline: sample
+	$(HMREC) pipeline --raw $(SAMPLE) --workdir $(WORKDIR) --promote
+
+run: pipeline
+	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT)
+
+# pytest exits 5 when it collected no test: that must fail, never pass silently.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
+
+bench: setup
+	$(PY) bench/etl.py
+
+clean:
+	rm -rf $(WORKDIR) data build

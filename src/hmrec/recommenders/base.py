@@ -1,0 +1,143 @@
+"""One interface for every recommender and candidate source: fit on the past, recommend for a query.
+
+A model's learned state (popularity tables, co-purchase pairs, network weights) comes from `fit`.
+A customer's state (profile and purchase history) comes with each `Query`, so the same code scores
+a whole held-out week in one batch and one live customer whose history changed a second ago.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import polars as pl
+
+from hmrec.store.tables import age_bucket
+
+PAD_ITEM = -1
+
+
+@dataclass
+class TrainData:
+    """Everything known strictly before `cutoff`, in the store's dense indices."""
+
+    transactions: pl.DataFrame  # t_dat, customer_idx, article_idx, price, sales_channel_id; all < cutoff
+    customers: pl.DataFrame  # the store's customers table (row i has customer_idx i)
+    articles: pl.DataFrame  # the store's articles table (row i has article_idx i)
+    cutoff: date
+
+    @property
+    def n_articles(self) -> int:
+        return self.articles.height
+
+    @property
+    def n_customers(self) -> int:
+        return self.customers.height
+
+
+@dataclass
+class Query:
+    """The customers to recommend for, each with their profile and history as of `as_of`.
+
+    customers: one row per asked customer, in answer order: `customer_idx` (Int32, -1 for a customer
+        the store has never seen), `age` (Int16, null if unknown), `age_bucket` (Int8, -1 if unknown) and
+        any other profile columns of the store's customers table.
+    history: their purchases strictly before `as_of`: `row` (UInt32, position in `customers`), `t_dat`,
+        `article_idx`, `price`, `sales_channel_id`.
+    """
+
+    customers: pl.DataFrame
+    history: pl.DataFrame
+    as_of: date
+
+    def __len__(self) -> int:
+        return self.customers.height
+
+    @classmethod
+    def for_customers(
+        cls, customer_idx: np.ndarray, customers: pl.DataFrame, transactions: pl.DataFrame, as_of: date
+    ) -> Query:
+        """Build a query for known customers from the store's tables, using only rows before `as_of`."""
+        asked = pl.DataFrame({"customer_idx": np.asarray(customer_idx, dtype=np.int32)}).with_row_index("row")
+        profiles = asked.join(customers, on="customer_idx", how="left", maintain_order="left")
+        profiles = profiles.with_columns(age_bucket(pl.col("age")).alias("age_bucket")).drop("row")
+        history = (
+            transactions.lazy()
+            .filter(pl.col("t_dat") < as_of)
+            .join(asked.lazy(), on="customer_idx", how="inner")
+            .select("row", "t_dat", "article_idx", "price", "sales_channel_id")
+            .collect()
+        )
+        return cls(customers=profiles, history=history, as_of=as_of)
+
+
+@dataclass
+class Recs:
+    """Top-k answers for each query row: article indices and scores, best first, padded with -1 / nan."""
+
+    items: np.ndarray  # (n_customers, k) int32
+    scores: np.ndarray  # (n_customers, k) float32
+
+    @classmethod
+    def from_lists(cls, item_lists: list[list[int]], score_lists: list[list[float]], k: int) -> Recs:
+        items = np.full((len(item_lists), k), PAD_ITEM, dtype=np.int32)
+        scores = np.full((len(item_lists), k), np.nan, dtype=np.float32)
+        for row, (its, scs) in enumerate(zip(item_lists, score_lists, strict=True)):
+            n = min(k, len(its))
+            items[row, :n] = its[:n]
+            scores[row, :n] = scs[:n]
+        return cls(items, scores)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, n_rows: int, k: int) -> Recs:
+        """From a long frame `row, article_idx, score`: keep each row's k best by score."""
+        top = (
+            frame.sort(["row", "score"], descending=[False, True])
+            .group_by("row", maintain_order=True)
+            .head(k)
+            .with_columns(pl.col("article_idx").cum_count().over("row").alias("rank") - 1)
+        )
+        items = np.full((n_rows, k), PAD_ITEM, dtype=np.int32)
+        scores = np.full((n_rows, k), np.nan, dtype=np.float32)
+        rows = top["row"].to_numpy()
+        ranks = top["rank"].to_numpy()
+        items[rows, ranks] = top["article_idx"].to_numpy()
+        scores[rows, ranks] = top["score"].to_numpy()
+        return cls(items, scores)
+
+    def to_frame(self) -> pl.DataFrame:
+        """Long form `row, rank, article_idx, score`, pads dropped."""
+        n, k = self.items.shape
+        frame = pl.DataFrame(
+            {
+                "row": np.repeat(np.arange(n, dtype=np.uint32), k),
+                "rank": np.tile(np.arange(k, dtype=np.int16), n),
+                "article_idx": self.items.ravel(),
+                "score": self.scores.ravel(),
+            }
+        )
+        return frame.filter(pl.col("article_idx") != PAD_ITEM)
+
+
+class Recommender(ABC):
+    """Fit on data before a cutoff; recommend up to k articles for every row of a query."""
+
+    name: str
+
+    @abstractmethod
+    def fit(self, data: TrainData) -> Self: ...
+
+    @abstractmethod
+    def recommend(self, query: Query, k: int) -> Recs: ...
+
+    def save(self, directory: Path) -> None:
+        """Write the fitted state into `directory` (no pickle); only recommenders that are served need it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded")

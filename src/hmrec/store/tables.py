@@ -1,0 +1,101 @@
+"""The feature store's layout: table names, their columns and dtypes, and a reader for a built store.
+
+A store is one folder written by `hmrec etl`:
+
+    customers.parquet        customer_idx (row i has idx i) + profile; `known` is False for customers
+                             seen only in transactions
+    articles.parquet         article_idx (row i has idx i) + attributes; article_id as Int64
+    transactions.parquet     t_dat, customer_idx, article_idx, price, sales_channel_id; sorted by t_dat
+    user_features.parquet    customer_idx + features computed as of the cutoff
+    item_features.parquet    article_idx + features computed as of the cutoff
+    quarantine/<file>.parquet  rows set aside, with a `reason` column
+    manifest.json            counts, schemas, source checksums, cutoff, test window, quality counts
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+CUSTOMERS = "customers"
+ARTICLES = "articles"
+TRANSACTIONS = "transactions"
+USER_FEATURES = "user_features"
+ITEM_FEATURES = "item_features"
+MANIFEST = "manifest.json"
+
+TRANSACTIONS_SCHEMA = {
+    "t_dat": pl.Date,
+    "customer_idx": pl.Int32,
+    "article_idx": pl.Int32,
+    "price": pl.Float32,
+    "sales_channel_id": pl.Int8,
+}
+
+CUSTOMERS_SCHEMA = {
+    "customer_idx": pl.Int32,
+    "customer_id": pl.String,
+    "FN": pl.Int8,
+    "Active": pl.Int8,
+    "club_member_status": pl.String,
+    "fashion_news_frequency": pl.String,
+    "age": pl.Int16,
+    "postal_code": pl.String,
+    "known": pl.Boolean,
+}
+
+# Age buckets shared by every stage (baselines, features, serving): lower bounds, inclusive.
+AGE_BUCKET_EDGES = (16, 25, 35, 45, 55, 65)
+AGE_BUCKET_LABELS = ("16-24", "25-34", "35-44", "45-54", "55-64", "65+")
+UNKNOWN_AGE_BUCKET = -1
+
+
+def age_bucket(age: pl.Expr) -> pl.Expr:
+    """Age -> bucket number 0..5 (see AGE_BUCKET_LABELS); -1 where the age is missing."""
+    bucket = pl.lit(0, dtype=pl.Int8)
+    for number, edge in enumerate(AGE_BUCKET_EDGES[1:], start=1):
+        bucket = pl.when(age >= edge).then(pl.lit(number, dtype=pl.Int8)).otherwise(bucket)
+    return pl.when(age.is_null()).then(pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8)).otherwise(bucket)
+
+
+class Store:
+    """A built feature store folder, read lazily."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a feature store: {MANIFEST} is missing; build one with `hmrec etl`"
+            )
+        self.manifest = json.loads(manifest_path.read_text())
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.path / f"{table}.parquet")
+
+    def read(self, table: str) -> pl.DataFrame:
+        return pl.read_parquet(self.path / f"{table}.parquet")
+
+    @property
+    def cutoff(self) -> date:
+        """First day of the held-out window: every feature and every training row is strictly before it."""
+        return date.fromisoformat(self.manifest["cutoff"])
+
+    @property
+    def test_end(self) -> date:
+        """Last day of the held-out window (inclusive)."""
+        return date.fromisoformat(self.manifest["test_window"][1])
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the data a model was trained on: the sources' checksums plus the cutoff."""
+        return self.manifest["fingerprint"]
+
+    def train_transactions(self) -> pl.LazyFrame:
+        return self.scan(TRANSACTIONS).filter(pl.col("t_dat") < self.cutoff)
+
+    def test_transactions(self) -> pl.LazyFrame:
+        return self.scan(TRANSACTIONS).filter(pl.col("t_dat") >= self.cutoff)
