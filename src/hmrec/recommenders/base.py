@@ -7,6 +7,8 @@ a whole held-out week in one batch and one live customer whose history changed a
 
 from __future__ import annotations
 
+import importlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date
@@ -134,6 +136,11 @@ class Recommender(ABC):
     @abstractmethod
     def recommend(self, query: Query, k: int) -> Recs: ...
 
+    def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
+        """Long form `row, rank, article_idx, score, sources` (the sources that proposed each article)."""
+        frame = self.recommend(query, k).to_frame()
+        return frame.with_columns(pl.lit([self.name], dtype=pl.List(pl.String)).alias("sources"))
+
     def save(self, directory: Path) -> None:
         """Write the fitted state into `directory` (no pickle); only recommenders that are served need it."""
         raise NotImplementedError(f"{type(self).__name__} cannot be saved")
@@ -141,3 +148,25 @@ class Recommender(ABC):
     @classmethod
     def load(cls, directory: Path) -> Self:
         raise NotImplementedError(f"{cls.__name__} cannot be loaded")
+
+
+RECOMMENDER_FILE = "recommender.json"
+
+
+def save_recommender(recommender: Recommender, directory: Path) -> None:
+    """Save a fitted recommender with a note of its class, so `load_recommender` needs no guessing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    recommender.save(directory)
+    kind = {"module": type(recommender).__module__, "class": type(recommender).__qualname__}
+    (directory / RECOMMENDER_FILE).write_text(json.dumps(kind))
+
+
+def load_recommender(directory: Path) -> Recommender:
+    """Load what `save_recommender` wrote; only classes from the hmrec package are accepted."""
+    kind = json.loads((directory / RECOMMENDER_FILE).read_text())
+    if not kind["module"].startswith("hmrec."):
+        raise ValueError(f"{directory / RECOMMENDER_FILE} names {kind['module']}, which is not part of hmrec")
+    cls = getattr(importlib.import_module(kind["module"]), kind["class"])
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise ValueError(f"{directory / RECOMMENDER_FILE} names {kind['class']}, which is not a Recommender")
+    return cls.load(directory)
