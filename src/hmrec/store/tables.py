@@ -17,8 +17,14 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+from hmrec.raw.schema import ARTICLE_CODE_COLUMNS, ARTICLE_COLUMNS
+
+if TYPE_CHECKING:
+    from hmrec.store.idmap import IdMap
 
 CUSTOMERS = "customers"
 ARTICLES = "articles"
@@ -26,6 +32,7 @@ TRANSACTIONS = "transactions"
 USER_FEATURES = "user_features"
 ITEM_FEATURES = "item_features"
 MANIFEST = "manifest.json"
+QUARANTINE = "quarantine"  # folder of <raw file stem>.parquet: rows set aside, with a `reason` column
 
 TRANSACTIONS_SCHEMA = {
     "t_dat": pl.Date,
@@ -45,6 +52,14 @@ CUSTOMERS_SCHEMA = {
     "age": pl.Int16,
     "postal_code": pl.String,
     "known": pl.Boolean,
+}
+
+ARTICLES_SCHEMA = {
+    "article_idx": pl.Int32,
+    "article_id": pl.Int64,
+    "product_code": pl.Int32,
+    # the *_no / *_code / *_id columns are Int32 (index_code is a letter); names and detail_desc are String
+    **{c: pl.Int32 if c in ARTICLE_CODE_COLUMNS else pl.String for c in ARTICLE_COLUMNS[2:]},
 }
 
 # Age buckets shared by every stage (baselines, features, serving): lower bounds, inclusive.
@@ -93,6 +108,22 @@ class Store:
     def fingerprint(self) -> str:
         """Identifies the data a model was trained on: the sources' checksums plus the cutoff."""
         return self.manifest["fingerprint"]
+
+    def customer_map(self) -> IdMap:
+        """customer_id <-> customer_idx."""
+        from hmrec.store.idmap import IdMap
+
+        return IdMap.customers(self.scan(CUSTOMERS).select("customer_id").collect())
+
+    def article_map(self) -> IdMap:
+        """article_id <-> article_idx (ids with or without the leading zero)."""
+        from hmrec.store.idmap import IdMap
+
+        return IdMap.articles(self.scan(ARTICLES).select("article_id").collect())
+
+    def quarantine(self, raw_file: str) -> pl.DataFrame:
+        """Rows of `raw_file` (e.g. "transactions_train.csv") set aside by the build, with their reason."""
+        return pl.read_parquet(self.path / QUARANTINE / f"{Path(raw_file).stem}.parquet")
 
     def train_transactions(self) -> pl.LazyFrame:
         return self.scan(TRANSACTIONS).filter(pl.col("t_dat") < self.cutoff)

@@ -1,0 +1,160 @@
+"""Cleaning each raw table: typed columns, normalised ids and values, and bad rows set aside with a reason."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from hmrec.raw import schema
+from hmrec.raw.read import RawFile
+from hmrec.raw.validate import (
+    REASON,
+    TRUNCATED,
+    Cleaned,
+    Parse,
+    checked,
+    count_reasons,
+    digits,
+    integer,
+    iso_date,
+    number,
+    quarantine_rows,
+    raise_if_nothing_left,
+    raise_if_unreadable,
+)
+
+log = logging.getLogger(__name__)
+
+ID_DIGITS = len(schema.format_article_id(0))
+
+CUSTOMER_REASONS = (TRUNCATED, "null_customer_id", "duplicate_customer_id")
+ARTICLE_REASONS = (
+    TRUNCATED, "null_article_id", "null_product_code", "bad_article_id", "bad_product_code", "duplicate_article_id",
+)
+TRANSACTION_REASONS = (
+    TRUNCATED,
+    *(f"null_{c}" for c in schema.TRANSACTION_COLUMNS),
+    "bad_t_dat", "bad_article_id", "bad_price", "bad_sales_channel_id",
+    "negative_price", "unknown_channel", "unknown_article",
+)
+
+_FLAGS = ("FN", "Active")
+ARTICLE_PARSES = (
+    Parse("article_id", digits("article_id"), "article ids written as digits"),
+    Parse("product_code", integer("product_code", pl.Int32), "whole-number product codes"),
+)
+TRANSACTION_PARSES = (
+    Parse("t_dat", iso_date("t_dat"), "dates written YYYY-MM-DD"),
+    Parse("article_id", digits("article_id"), "article ids written as digits"),
+    Parse("price", number("price").cast(pl.Float32), "numbers"),
+    # a plain cast: the channel is a small integer in every export, and this column is 31.8M rows long
+    Parse("sales_channel_id", pl.col("sales_channel_id").cast(pl.Int8, strict=False), "whole-number channel ids"),
+)
+
+
+def clean_customers(raw: RawFile) -> Cleaned:
+    """customers.csv -> typed profiles in file order; flags 0/1, whole-year ages, 'None' spelled 'NONE'."""
+    rows = checked(raw, (), []).collect()
+    quality = _customer_value_counts(rows, raw)
+    first = pl.col("customer_id").is_first_distinct() | pl.col(REASON).is_not_null()
+    rows = rows.with_columns(
+        pl.when(first).then(pl.col(REASON)).otherwise(pl.lit("duplicate_customer_id")).alias(REASON)
+    )
+    clean = rows.filter(pl.col(REASON).is_null()).select(
+        pl.col("customer_id"),
+        *[(number(f) == 1).fill_null(False).cast(pl.Int8).alias(f) for f in _FLAGS],
+        pl.col("club_member_status"),
+        pl.col("fashion_news_frequency").replace({"None": "NONE"}),
+        _age().alias("age"),
+        pl.col("postal_code"),
+    )
+    return _finish(raw, rows, clean, (), CUSTOMER_REASONS, "customers", quality)
+
+
+def _age() -> pl.Expr:
+    age = number("age").round(0)
+    return pl.when(age.is_between(0, 130)).then(age).cast(pl.Int16)
+
+
+def _customer_value_counts(rows: pl.DataFrame, raw: RawFile) -> dict[str, int]:
+    """Counts of values that were normalised or dropped to null (rows are kept)."""
+    unreadable = [pl.col(f).is_not_null() & number(f).is_null() for f in _FLAGS]
+    flags_bad = int(rows.select(pl.sum_horizontal(unreadable).sum()).item())
+    age_bad = int(rows.select((pl.col("age").is_not_null() & _age().is_null()).sum()).item())
+    age_decimal = int(rows.select(pl.col("age").str.contains(r"\.").sum()).item() or 0)
+    none = int(rows.select((pl.col("fashion_news_frequency") == "None").sum()).item() or 0)
+    if none:
+        raw.notes.append(f"{raw.name}: {none:,} fashion_news_frequency values 'None' normalised to 'NONE'")
+    if age_decimal:
+        raw.notes.append(f"{raw.name}: {age_decimal:,} ages written as decimals (e.g. '49.0') read as whole years")
+    for count, what in ((flags_bad, "FN/Active flags"), (age_bad, "ages")):
+        if count:
+            log.warning("%s: %d unreadable or out-of-range %s read as empty", raw.name, count, what)
+            raw.notes.append(f"{raw.name}: {count:,} unreadable or out-of-range {what} read as empty")
+    return {
+        "customers.bad_flag": flags_bad,
+        "customers.bad_age": age_bad,
+        "customers.age_decimal": age_decimal,
+        "customers.news_none_normalised": none,
+    }
+
+
+def clean_articles(raw: RawFile) -> Cleaned:
+    """articles.csv -> typed attributes sorted by article_id (so article_idx is deterministic)."""
+    rows = checked(raw, ARTICLE_PARSES, []).collect()
+    codes = [c for c in schema.ARTICLE_CODE_COLUMNS if c != "product_code"]
+    unreadable = [pl.col(f"raw_{c}").is_not_null() & integer(f"raw_{c}", pl.Int32).is_null() for c in codes]
+    bad_codes = int(rows.select(pl.sum_horizontal(unreadable)).sum().item())
+    rows = rows.with_columns(*[integer(f"raw_{c}", pl.Int32).alias(c) for c in codes])
+    first = pl.col("article_id").is_first_distinct() | pl.col(REASON).is_not_null()
+    rows = rows.with_columns(
+        pl.when(first).then(pl.col(REASON)).otherwise(pl.lit("duplicate_article_id")).alias(REASON)
+    )
+    clean = rows.filter(pl.col(REASON).is_null()).select(schema.ARTICLE_COLUMNS).sort("article_id")
+    short = _short_ids(rows.filter(pl.col(REASON).is_null()))
+    if short:
+        raw.notes.append(f"{raw.name}: {short:,} article ids without the leading zero (e.g. "
+                         f"{_short_example(rows)}) read as the same Int64 id")
+    if bad_codes:
+        log.warning("%s: %d unreadable code values read as empty", raw.name, bad_codes)
+        raw.notes.append(f"{raw.name}: {bad_codes:,} unreadable code values (*_no, *_code, *_id) read as empty")
+    quality = {"articles.bad_code_value": bad_codes, "articles.id_without_leading_zero": short}
+    return _finish(raw, rows, clean, ARTICLE_PARSES, ARTICLE_REASONS, "articles", quality)
+
+
+def _short_ids(rows: pl.DataFrame | pl.LazyFrame) -> int:
+    frame = rows.lazy().select((pl.col("raw_article_id").str.strip_chars().str.len_bytes() < ID_DIGITS).sum())
+    return int(frame.collect().item() or 0)
+
+
+def _short_example(rows: pl.DataFrame) -> str:
+    text = rows.filter(pl.col("raw_article_id").str.len_bytes() < ID_DIGITS)["raw_article_id"][0]
+    return f"{text!r} = {schema.format_article_id(int(text))!r}"
+
+
+def _finish(raw: RawFile, rows: pl.DataFrame, clean: pl.DataFrame, parses: tuple[Parse, ...],
+            reasons: tuple[str, ...], table: str, quality: dict[str, int]) -> Cleaned:
+    """Split off the quarantine, stop on a unreadable or emptied table, and count everything."""
+    quarantine = quarantine_rows(rows.filter(pl.col(REASON).is_not_null()), raw.spec.columns)
+    raise_if_unreadable(raw, quarantine, rows.height, parses)
+    raise_if_nothing_left(raw, clean.height, quarantine)
+    if quarantine.height:
+        log.warning("%s: %d rows set aside in quarantine", raw.name, quarantine.height)
+    counts = {**count_reasons(table, reasons, quarantine), **quality, **file_counts(table, raw)}
+    return Cleaned(frame=clean, quarantine=quarantine, quality=counts, notes=raw.notes)
+
+
+def file_counts(table: str, raw: RawFile) -> dict[str, int]:
+    return {f"{table}.index_column_ignored": int(raw.index_column),
+            f"{table}.other_columns_ignored": len(raw.ignored_columns)}
+
+
+def transaction_checks(raw: RawFile) -> pl.LazyFrame:
+    """transactions_train.csv with typed columns, `raw_<name>` texts and a `reason` for each bad row."""
+    extra = [
+        ("negative_price", pl.col("price") < 0),
+        ("unknown_channel", ~pl.col("sales_channel_id").is_in(list(schema.SALES_CHANNELS))),
+    ]
+    return checked(raw, TRANSACTION_PARSES, extra)
+

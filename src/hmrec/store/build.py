@@ -1,0 +1,254 @@
+"""`hmrec etl`: the raw CSV files -> a validated, indexed Parquet feature store, built aside and swapped in whole."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hmrec.raw import schema
+from hmrec.raw.clean import (
+    ID_DIGITS,
+    TRANSACTION_PARSES,
+    TRANSACTION_REASONS,
+    clean_articles,
+    clean_customers,
+    file_counts,
+    transaction_checks,
+)
+from hmrec.raw.read import LINE, RawFile, open_raw
+from hmrec.raw.validate import (
+    REASON,
+    count_reasons,
+    digits,
+    empty_quarantine,
+    iso_date,
+    quarantine_rows,
+    raise_if_nothing_left,
+    raise_if_unreadable,
+)
+from hmrec.store import tables
+from hmrec.store.features import item_features, user_features
+from hmrec.store.manifest import build_manifest, describe_sources, write_manifest
+from hmrec.store.split import assert_no_leakage, time_split
+
+log = logging.getLogger(__name__)
+
+STREAMING = "streaming"  # bounded memory: the 3.5 GB transactions file is never held as text
+
+
+def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
+    """Validate and clean the three raw files and write the store; return its manifest.
+
+    The store is built in a temporary folder beside `store_dir` and renamed into place at the end, so a
+    failed build (RawDataError and anything else) leaves nothing new there and an older store untouched.
+    """
+    raw_dir, store_dir = Path(raw_dir), Path(store_dir)
+    _refuse_foreign_folder(store_dir)
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
+    try:
+        manifest = _build_into(raw_dir, building, test_days)
+        _swap_in(building, store_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
+    log.info("built %s in %.1f s", store_dir, manifest["build_seconds"])
+    return manifest
+
+
+def _refuse_foreign_folder(store_dir: Path) -> None:
+    """Never replace a non-empty folder that is not a store (a mistyped --store must not delete data)."""
+    if store_dir.exists() and any(store_dir.iterdir()) and not (store_dir / tables.MANIFEST).is_file():
+        raise FileExistsError(
+            f"{store_dir} exists and is not a feature store (no {tables.MANIFEST}); choose an empty or new folder"
+        )
+
+
+def _swap_in(building: Path, store_dir: Path) -> None:
+    old = store_dir.parent / f".{store_dir.name}.old-{uuid.uuid4().hex[:8]}"
+    if store_dir.exists():
+        store_dir.rename(old)
+    building.rename(store_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # hashing releases the GIL, so the checksums run beside the parsing
+        sources = pool.submit(describe_sources, [raw_dir / name for name in schema.RAW_FILES])
+        raws = {spec.name: open_raw(raw_dir, spec) for spec in schema.SPECS.values()}
+        customers = clean_customers(raws[schema.CUSTOMERS_FILE])
+        articles = clean_articles(raws[schema.ARTICLES_FILE])
+        article_table = _article_table(articles.frame)
+        log.info("indexing %s", schema.TRANSACTIONS_FILE)
+        tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
+        customer_table = _customer_table(customers.frame, tx.new_customer_ids)
+        source_info = sources.result()
+    split = time_split(tx.frame, test_days)
+    train = tx.frame.filter(pl.col("t_dat") < split.cutoff)
+    assert_no_leakage(train, split.cutoff)
+    if train.is_empty():
+        log.warning("no transactions before the cutoff %s: features are empty", split.cutoff)
+    log.info("computing features as of %s", split.cutoff)
+    written = {
+        tables.CUSTOMERS: customer_table,
+        tables.ARTICLES: article_table,
+        tables.TRANSACTIONS: tx.frame,
+        tables.USER_FEATURES: user_features(train, article_table, split.cutoff),
+        tables.ITEM_FEATURES: item_features(train, article_table, split.cutoff),
+    }
+    for name, frame in written.items():
+        frame.write_parquet(out / f"{name}.parquet", statistics=True)
+    quarantines = {schema.CUSTOMERS_FILE: customers.quarantine, schema.ARTICLES_FILE: articles.quarantine,
+                   schema.TRANSACTIONS_FILE: tx.quarantine}
+    _write_quarantine(out, quarantines)
+    manifest = build_manifest(
+        tables=written, sources=source_info, split=split, test_days=test_days,
+        quality={**customers.quality, **articles.quality, **tx.quality},
+        normalisations=[*customers.notes, *articles.notes, *tx.notes],
+        build_seconds=time.perf_counter() - start,
+    )
+    write_manifest(manifest, out / tables.MANIFEST)
+    return manifest
+
+
+def _write_quarantine(out: Path, quarantines: dict[str, pl.DataFrame]) -> None:
+    folder = out / tables.QUARANTINE
+    folder.mkdir()
+    for file_name, frame in quarantines.items():
+        frame.write_parquet(folder / f"{Path(file_name).stem}.parquet")
+
+
+def _article_table(articles: pl.DataFrame) -> pl.DataFrame:
+    """Articles sorted by article_id; row i has article_idx i."""
+    table = articles.sort("article_id").with_row_index("article_idx")
+    return table.select(list(tables.ARTICLES_SCHEMA)).cast(tables.ARTICLES_SCHEMA)
+
+
+def _customer_table(known: pl.DataFrame, new_ids: pl.Series) -> pl.DataFrame:
+    """customers.csv's customers in file order, then those seen only in transactions (sorted, null profile)."""
+    unknown = pl.DataFrame({"customer_id": new_ids}).with_columns(pl.lit(False).alias("known"))
+    table = pl.concat([known.with_columns(pl.lit(True).alias("known")), unknown], how="diagonal")
+    table = table.with_row_index("customer_idx").with_columns(pl.col("customer_idx").cast(pl.Int32))
+    return table.select(list(tables.CUSTOMERS_SCHEMA)).cast(tables.CUSTOMERS_SCHEMA)
+
+
+@dataclass
+class _Indexed:
+    """Transactions in dense indices, plus what was set aside, counted and noted on the way."""
+
+    frame: pl.DataFrame
+    quarantine: pl.DataFrame
+    new_customer_ids: pl.Series
+    quality: dict[str, int]
+    notes: list[str]
+
+
+# The fast pass parses numbers in the CSV reader; a value it cannot parse becomes null and sends its row to the
+# slow pass. Dates are parsed with the declared format instead: the reader would also accept e.g. 01/09/2020.
+_FAST_DTYPES = {"price": pl.Float32, "sales_channel_id": pl.Int8}
+
+
+def _index_transactions(raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> _Indexed:
+    """A fast streaming pass maps clean rows to integers; a second pass reads only the odd rows as text.
+
+    Odd rows (anything null or out of range, an unknown customer or article, a truncated line) are few in
+    real exports, so the 31.8M-row file is normally parsed once and never held as text.
+    """
+    customer_map = pl.LazyFrame({"customer_id": known_ids, "customer_idx": np.arange(known_ids.len(), dtype=np.int32)})
+    article_map = articles.lazy().select("article_id", "article_idx")
+    fast = _fast_pass(raw, customer_map, article_map)
+    odd_lines = fast.filter(pl.col("odd"))[LINE]
+    kept = fast.filter(~pl.col("odd")).drop("odd")
+    quarantine = empty_quarantine(schema.TRANSACTION_COLUMNS)
+    new_ids, unknown_rows = pl.Series("customer_id", [], dtype=pl.String), 0
+    if odd_lines.len():
+        log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
+        slow = _slow_pass(raw, odd_lines, customer_map, article_map)
+        quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
+        good = slow.filter(pl.col(REASON).is_null())
+        unknown_rows = good["customer_idx"].null_count()
+        new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
+        kept = pl.concat([kept, _index_new_customers(good, new_ids, known_ids.len()).select(kept.columns)])
+    raise_if_unreadable(raw, quarantine, fast.height, TRANSACTION_PARSES)
+    raise_if_nothing_left(raw, kept.height, quarantine)
+    short = int(kept["short_id"].sum())
+    frame = kept.sort(["t_dat", LINE]).select(list(tables.TRANSACTIONS_SCHEMA)).cast(tables.TRANSACTIONS_SCHEMA)
+    quality = {
+        **count_reasons("transactions", TRANSACTION_REASONS, quarantine),
+        "transactions.unknown_customer_rows": unknown_rows,
+        "customers.unknown_added": new_ids.len(),
+        "transactions.id_without_leading_zero": short,
+        **file_counts("transactions", raw),
+    }
+    return _Indexed(frame, quarantine, new_ids, quality, raw.notes + _transaction_notes(raw, quality, quarantine))
+
+
+def _fast_pass(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> pl.DataFrame:
+    """Every row as integers, with `odd` marking the rows the slow pass must look at."""
+    typed = raw.scan(_FAST_DTYPES).with_columns(
+        iso_date("t_dat").alias("t_dat"),
+        digits("article_id").alias("article_key"),
+        (pl.col("article_id").str.len_bytes() < ID_DIGITS).alias("short_id"),
+    )
+    joined = (typed.join(customer_map, on="customer_id", how="left")
+              .join(article_map, left_on="article_key", right_on="article_id", how="left"))
+    odd = (
+        pl.any_horizontal(pl.col(c).is_null() for c in (*tables.TRANSACTIONS_SCHEMA, "short_id"))
+        | (pl.col("price") < 0)
+        | ~pl.col("sales_channel_id").is_in(list(schema.SALES_CHANNELS))
+    )
+    if raw.truncated_line is not None:
+        odd = odd | (pl.col(LINE) == raw.truncated_line)
+    return joined.select(LINE, *tables.TRANSACTIONS_SCHEMA, "short_id", odd.alias("odd")).collect(engine=STREAMING)
+
+
+def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> pl.DataFrame:
+    """The odd rows read as text and checked one by one: a reason for each bad row, ids for the rest."""
+    plan = (
+        transaction_checks(raw)
+        .filter(pl.col(LINE).is_in(lines.implode()))
+        .join(customer_map, on="customer_id", how="left")
+        .join(article_map, on="article_id", how="left")
+        .with_columns(pl.coalesce(REASON, pl.when(pl.col("article_idx").is_null()).then(pl.lit("unknown_article"))))
+    )
+    short = (pl.col("raw_article_id").str.len_bytes() < ID_DIGITS).alias("short_id")
+    rows = plan.select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", short, REASON,
+                       *(f"raw_{c}" for c in schema.TRANSACTION_COLUMNS))
+    return rows.collect(engine=STREAMING).sort(LINE)
+
+
+def _index_new_customers(good: pl.DataFrame, new_ids: pl.Series, n_known: int) -> pl.DataFrame:
+    """Customers missing from customers.csv get the indices after the known ones, in sorted id order."""
+    new_index = np.arange(n_known, n_known + new_ids.len(), dtype=np.int32)
+    new_map = pl.DataFrame({"customer_id": new_ids, "new_idx": new_index})
+    joined = good.join(new_map, on="customer_id", how="left", maintain_order="left")
+    return joined.with_columns(pl.coalesce("customer_idx", "new_idx").alias("customer_idx"))
+
+
+def _transaction_notes(raw: RawFile, quality: dict[str, int], quarantine: pl.DataFrame) -> list[str]:
+    notes = []
+    if quality["transactions.id_without_leading_zero"]:
+        notes.append(f"{raw.name}: {quality['transactions.id_without_leading_zero']:,} article ids without the "
+                     f"leading zero matched as the same Int64 id")
+    if quality["customers.unknown_added"]:
+        notes.append(f"{raw.name}: {quality['transactions.unknown_customer_rows']:,} rows of "
+                     f"{quality['customers.unknown_added']:,} customers missing from {schema.CUSTOMERS_FILE} kept; "
+                     f"those customers were added with known=False and an empty profile")
+    unmatched = quarantine.filter(pl.col(REASON) == "unknown_article")
+    if unmatched.height:
+        examples = ", ".join(repr(v) for v in unmatched["article_id"].head(2).to_list())
+        notes.append(f"{raw.name}: {unmatched.height:,} rows whose article is missing from {schema.ARTICLES_FILE} "
+                     f"set aside (e.g. {examples})")
+    for note in notes:
+        log.warning(note)
+    return notes

@@ -1,0 +1,97 @@
+"""One object owns the mapping between external ids (customer_id, article_id) and dense store indices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from hmrec.raw.validate import digits
+
+MISSING = -1
+
+
+
+class UnknownIdError(LookupError):
+    """An external id that the store never saw."""
+
+
+class IdMap:
+    """Index i <-> ids[i]. Article ids may be given as ints or as digit strings with or without leading zeros."""
+
+    def __init__(self, ids: pl.Series, entity: str):
+        if ids.null_count():
+            raise ValueError(f"{entity} id map: {ids.null_count():,} null ids; every index needs an id")
+        if ids.n_unique() != ids.len():
+            dupes = ids.filter(ids.is_duplicated()).unique().head(2).to_list()
+            raise ValueError(f"{entity} id map: {ids.len() - ids.n_unique():,} duplicate ids, e.g. {dupes}")
+        self.entity = entity
+        self.ids = ids.rename("id")
+        self._table = pl.DataFrame({"id": self.ids, "index": np.arange(ids.len(), dtype=np.int32)})
+        self._lookup: dict | None = None
+
+    @classmethod
+    def customers(cls, customers: pl.DataFrame) -> IdMap:
+        """From the store's customers table (row i has customer_idx i)."""
+        return cls(customers["customer_id"], "customer")
+
+    @classmethod
+    def articles(cls, articles: pl.DataFrame) -> IdMap:
+        """From the store's articles table (row i has article_idx i)."""
+        return cls(articles["article_id"].cast(pl.Int64), "article")
+
+    def __len__(self) -> int:
+        return self.ids.len()
+
+    def _normalise(self, ids: Iterable | pl.Series) -> pl.Series:
+        """The ids as the map's dtype; an article id that is not all digits becomes null (so: unknown)."""
+        if isinstance(ids, pl.Series):
+            series = ids
+        elif isinstance(ids, np.ndarray):
+            series = pl.Series(ids)
+        else:
+            series = pl.Series([str(i) for i in ids] if self.ids.dtype == pl.Int64 else list(ids), dtype=None)
+        if self.ids.dtype == pl.Int64 and not series.dtype.is_integer():
+            series = series.cast(pl.String).to_frame("id").select(digits("id"))["id"]
+        return series.cast(self.ids.dtype).rename("id")
+
+    def to_index_or_missing(self, ids: Sequence | np.ndarray | pl.Series) -> np.ndarray:
+        """Indices (int32) of `ids` in order; MISSING (-1) for an id the map does not hold."""
+        asked = self._normalise(ids).to_frame()
+        found = asked.join(self._table, on="id", how="left", maintain_order="left")["index"]
+        return found.fill_null(MISSING).to_numpy().astype(np.int32, copy=False)
+
+    def to_index(self, ids: Sequence | np.ndarray | pl.Series) -> np.ndarray:
+        """Indices (int32) of `ids` in order; raises UnknownIdError naming the first unknown id."""
+        index = self.to_index_or_missing(ids)
+        unknown = np.flatnonzero(index == MISSING)
+        if unknown.size:
+            first = list(ids)[unknown[0]] if not isinstance(ids, pl.Series) else ids[int(unknown[0])]
+            raise UnknownIdError(
+                f"{self.entity} id {first!r} is not in the id map ({unknown.size:,} of {index.size:,} ids "
+                f"unknown); was it in the training data?"
+            )
+        return index
+
+    def index(self, one_id: str | int) -> int:
+        """The index of one id (a dict look-up, fast for serving); raises UnknownIdError."""
+        found = self.get(one_id)
+        if found is None:
+            raise UnknownIdError(f"{self.entity} id {one_id!r} is not in the id map; was it in the training data?")
+        return found
+
+    def get(self, one_id: str | int) -> int | None:
+        """The index of one id, or None when the map does not hold it."""
+        if self._lookup is None:
+            self._lookup = dict(zip(self.ids.to_list(), range(len(self)), strict=True))
+        key = self._normalise([one_id])[0]
+        return self._lookup.get(key)
+
+    def to_id(self, index: Sequence[int] | np.ndarray) -> pl.Series:
+        """The external ids of dense indices; raises IndexError naming an out-of-range index."""
+        index = np.asarray(index, dtype=np.int64)
+        bad = index[(index < 0) | (index >= len(self))]
+        if bad.size:
+            raise IndexError(f"{self.entity} index {int(bad[0])} is outside 0..{len(self) - 1} ({bad.size:,} such)")
+        return self.ids.gather(index)

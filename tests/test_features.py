@@ -1,0 +1,117 @@
+"""Customer and article features as of a date, checked against answers worked out by hand."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS, item_features, user_features
+
+AS_OF = date(2020, 9, 22)
+ARTICLES = pl.DataFrame(
+    {"article_idx": [0, 1, 2, 3], "index_group_no": [1, 2, 2, 1]}, schema={"article_idx": pl.Int32, "index_group_no": pl.Int32}
+)
+
+
+def purchases(rows: list[tuple]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={"customer_idx": pl.Int32, "t_dat": pl.Date, "article_idx": pl.Int32, "price": pl.Float32,
+                "sales_channel_id": pl.Int8},
+        orient="row",
+    )
+
+
+HISTORY = purchases([
+    (0, date(2020, 9, 22), 0, 9.99, 2),  # ON the as-of day: must be ignored
+    (0, date(2020, 9, 21), 0, 0.10, 2),  # 1 day before: in the 1-week window
+    (0, date(2020, 9, 15), 1, 0.20, 1),  # 7 days before: still in the 1-week window
+    (0, date(2020, 9, 14), 1, 0.30, 2),  # 8 days: 4 weeks, not 1
+    (0, date(2020, 6, 30), 2, 0.40, 1),  # 84 days: the last day of the 12-week window
+    (0, date(2020, 6, 29), 0, 0.50, 2),  # 85 days: ever only
+    (1, date(2020, 9, 20), 2, 0.10, 1),
+    (2, date(2020, 9, 22), 0, 0.10, 1),  # only on the as-of day: absent from the answer
+    (3, date(2020, 9, 1), 0, 0.20, 1),  # one purchase in group 1, one in group 2: the tie goes to group 1
+    (3, date(2020, 9, 2), 1, 0.20, 1),
+])
+
+
+def test_user_features_by_hand():
+    got = user_features(HISTORY, ARTICLES, AS_OF)
+    assert got.columns == ["customer_idx", *USER_FEATURE_COLUMNS]
+    assert got["customer_idx"].to_list() == [0, 1, 3]
+    c0, c1, c3 = got.to_dicts()
+    assert c0 == pytest.approx({
+        "customer_idx": 0, "purchases_1w": 2, "purchases_4w": 3, "purchases_12w": 4, "purchases_all": 5,
+        "days_since_last_purchase": 1, "days_since_first_purchase": 85, "avg_price": 0.3, "online_share": 0.6,
+        "favourite_index_group": 2, "distinct_articles": 3,
+    })
+    assert c1 == pytest.approx({
+        "customer_idx": 1, "purchases_1w": 1, "purchases_4w": 1, "purchases_12w": 1, "purchases_all": 1,
+        "days_since_last_purchase": 2, "days_since_first_purchase": 2, "avg_price": 0.1, "online_share": 0.0,
+        "favourite_index_group": 2, "distinct_articles": 1,
+    })
+    assert (c3["purchases_1w"], c3["purchases_4w"], c3["favourite_index_group"]) == (0, 2, 1)
+
+
+def test_user_features_dtypes():
+    schema = user_features(HISTORY, ARTICLES, AS_OF).schema
+    assert schema["avg_price"] == schema["online_share"] == pl.Float32
+    assert {schema[c] for c in USER_FEATURE_COLUMNS if c not in ("avg_price", "online_share")} == {pl.Int32}
+
+
+def test_user_features_for_one_live_customer_match_the_batch():
+    """The service passes one customer's history keyed by query row; the answer is the same as in batch."""
+    batch = user_features(HISTORY, ARTICLES, AS_OF).filter(pl.col("customer_idx") == 0).drop("customer_idx")
+    live_history = HISTORY.filter(pl.col("customer_idx") == 0).drop("customer_idx").with_columns(
+        pl.lit(0, dtype=pl.UInt32).alias("row")
+    )
+    live = user_features(live_history.lazy(), ARTICLES, AS_OF, key="row")
+    assert live.columns[0] == "row"
+    assert live.drop("row").to_dicts() == batch.to_dicts()
+
+
+def test_user_features_of_no_history_is_empty():
+    got = user_features(HISTORY.filter(pl.col("t_dat") >= AS_OF), ARTICLES, AS_OF)
+    assert got.height == 0
+    assert got.columns == ["customer_idx", *USER_FEATURE_COLUMNS]
+
+
+SALES = purchases([
+    (0, date(2020, 9, 22), 0, 9.99, 2),  # ON the as-of day: must be ignored
+    (0, date(2020, 9, 21), 0, 0.10, 2),
+    (1, date(2020, 9, 21), 0, 0.30, 1),
+    (0, date(2020, 8, 1), 1, 0.20, 2),  # 52 days before
+    (0, date(2020, 9, 10), 1, 0.40, 2),  # 12 days before
+])
+
+
+def test_item_features_by_hand():
+    got = item_features(SALES, ARTICLES, AS_OF)
+    assert got.columns == ["article_idx", *ITEM_FEATURE_COLUMNS]
+    a0, a1, a2, a3 = got.to_dicts()
+    assert a0 == pytest.approx({
+        "article_idx": 0, "sales_1w": 2, "sales_4w": 2, "sales_12w": 2, "sales_all": 2,
+        "days_since_first_sale": 1, "days_since_last_sale": 1, "mean_sale_price": 0.2, "buyers": 2,
+        "online_sale_share": 0.5,
+    })
+    assert a1 == pytest.approx({
+        "article_idx": 1, "sales_1w": 0, "sales_4w": 1, "sales_12w": 2, "sales_all": 2,
+        "days_since_first_sale": 52, "days_since_last_sale": 12, "mean_sale_price": 0.3, "buyers": 1,
+        "online_sale_share": 1.0,
+    })
+    never = {"article_idx": 2, "sales_1w": 0, "sales_4w": 0, "sales_12w": 0, "sales_all": 0,
+             "days_since_first_sale": None, "days_since_last_sale": None, "mean_sale_price": None, "buyers": 0,
+             "online_sale_share": None}
+    assert a2 == never
+    assert a3 == {**never, "article_idx": 3}
+
+
+def test_item_features_keep_article_order_and_dtypes():
+    shuffled = ARTICLES.reverse()
+    got = item_features(SALES.lazy(), shuffled, AS_OF)
+    assert got["article_idx"].to_list() == [3, 2, 1, 0]
+    assert got.schema["mean_sale_price"] == got.schema["online_sale_share"] == pl.Float32
+    assert got.schema["sales_all"] == got.schema["days_since_first_sale"] == got.schema["buyers"] == pl.Int32
