@@ -1,0 +1,296 @@
+"""The model registry: versions of `hmrec-recommender`, each a verified bundle folder, and the `champion` alias.
+
+A version is created only after its bundle is completely in the artifact store (upload first, create the
+version last), and every load re-checks the bundle against its manifest and the manifest against the
+checksum recorded on the version, so a half-written or altered version is never served.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import mlflow.artifacts
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from hmrec.registry.bundle import (
+    MANIFEST,
+    REREGISTER,
+    RegistryError,
+    bundle_files,
+    read_manifest,
+    sha256_file,
+    verify_bundle,
+    write_manifest,
+)
+from hmrec.registry.tracking import client_for, experiment_id
+
+__all__ = ["CHAMPION", "MODEL_NAME", "Registry", "RegistryError", "VersionInfo", "verify_bundle", "write_manifest"]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "hmrec-recommender"
+CHAMPION = "champion"
+BUNDLE_ARTIFACT = "bundle"
+CACHE_DIR = "registry-cache"
+TAG_MANIFEST_SHA = "manifest_sha256"
+TAG_FINGERPRINT = "store_fingerprint"
+TAG_MAP12 = "map_at_12"
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+_NOT_PROMOTED = "no version is promoted yet: run `hmrec registry promote VERSION`"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as listed: what `hmrec registry list` shows."""
+
+    version: int
+    created: datetime
+    run_id: str | None
+    store_fingerprint: str | None
+    map_at_12: float | None
+    champion: bool
+
+    def describe(self) -> str:
+        score = f"MAP@12 {self.map_at_12:.4f}" if self.map_at_12 is not None else "MAP@12 -"
+        return (
+            f"version {self.version:>3}  created {self.created:%Y-%m-%d %H:%M:%S} UTC  "
+            f"store {(self.store_fingerprint or '-')[:16]}  {score}" + ("  champion" if self.champion else "")
+        )
+
+
+class Registry:
+    """Versions of one registered model in an MLflow model registry."""
+
+    def __init__(self, client: MlflowClient, workdir: Path, name: str = MODEL_NAME, read_in_place: bool = True):
+        """`read_in_place=False` copies even a local version into `WORKDIR/registry-cache` before use."""
+        self.client = client
+        self.workdir = Path(workdir).resolve()
+        self.name = name
+        self.read_in_place = read_in_place
+
+    @classmethod
+    def for_workdir(cls, workdir: str | Path) -> Registry:
+        """The registry in the workdir's tracking store (or the server `MLFLOW_TRACKING_URI` names)."""
+        return cls(client_for(workdir), Path(workdir))
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def register(self, bundle_dir: str | Path, run_id: str | None = None) -> int:
+        """Upload a finished bundle as artifacts of `run_id` (a new run if None), then create the version.
+
+        The bundle must already hold its manifest (`write_manifest`) and match it. Until the last step
+        no version exists, so a failure part-way leaves none behind. Returns the version number.
+        """
+        bundle_dir = Path(bundle_dir)
+        manifest = verify_bundle(bundle_dir, advice="the bundle changed after write_manifest; write the manifest last")
+        own_run = run_id is None
+        if own_run:
+            run_id = self.client.create_run(experiment_id(self.client, self.workdir), run_name="register").info.run_id
+        try:
+            version = self._upload_and_create(bundle_dir, manifest, run_id)
+        except BaseException:
+            if own_run:
+                self.client.set_terminated(run_id, status="FAILED")
+            raise
+        if own_run:
+            self.client.set_terminated(run_id)
+        log.info("registered %s version %d from %s (run %s)", self.name, version, bundle_dir, run_id)
+        return version
+
+    def promote(self, version: int) -> None:
+        """Point `champion` at `version` after verifying it; one DB transaction, so the alias never dangles."""
+        self.load(int(version))
+        self.client.set_registered_model_alias(self.name, CHAMPION, str(int(version)))
+        log.info("%s version %d is now %s", self.name, int(version), CHAMPION)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version, oldest first, with the champion marked."""
+        found = self.client.search_model_versions(f"name='{self.name}'")
+        champion = self.champion_version()
+        return sorted((self._info(mv, champion) for mv in found), key=lambda info: info.version)
+
+    def describe_all(self) -> list[str]:
+        """One line per version (number, created, store fingerprint, MAP@12, `champion`)."""
+        lines = [info.describe() for info in self.versions()]
+        return lines or [f"no version of {self.name} is registered yet: `hmrec pipeline` registers one"]
+
+    def champion_version(self) -> int | None:
+        try:
+            return int(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        except MlflowException as error:
+            if error.error_code in _MISSING:
+                return None
+            raise
+
+    def manifest(self, version: int | str) -> dict:
+        """The manifest of a version (or alias), read without checking the other files."""
+        mv = self._model_version(version)
+        uri = self._source(mv)
+        local = _local_path(uri)
+        if local is not None:
+            return read_manifest(local)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri.rstrip('/')}/{MANIFEST}", dst_path=scratch, tracking_uri=self.client.tracking_uri
+            )
+            return read_manifest(Path(path).parent)
+
+    def load(self, version_or_alias: int | str = CHAMPION) -> Path:
+        """Local path of a verified bundle: in place for a local artifact store, else a downloaded copy.
+
+        Checks the manifest against the checksum recorded when the version was created and every file
+        against the manifest; any difference is a RegistryError naming the file.
+        """
+        return self.load_version(version_or_alias)[1]
+
+    def load_version(self, version_or_alias: int | str = CHAMPION) -> tuple[int, Path]:
+        """Like `load`, also returning the version number the alias pointed at when it was resolved."""
+        mv = self._model_version(version_or_alias)
+        if mv.status != "READY":
+            raise RegistryError(f"version {mv.version} is {mv.status}, not READY: wait for it or re-register it")
+        uri = self._source(mv)
+        local = _local_path(uri) if self.read_in_place else None
+        path = local if local is not None else self._download(mv, uri)
+        self._check_manifest_digest(mv, path)
+        verify_bundle(path, advice=REREGISTER)
+        log.info("loaded %s version %s from %s", self.name, mv.version, path)
+        return int(mv.version), path
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _upload_and_create(self, bundle_dir: Path, manifest: dict, run_id: str) -> int:
+        if self.client.list_artifacts(run_id, BUNDLE_ARTIFACT):
+            raise RegistryError(
+                f"run {run_id} already holds a registered bundle; uploading another would change that "
+                "version's files: register each bundle from its own run"
+            )
+        self.client.log_artifacts(run_id, str(bundle_dir), BUNDLE_ARTIFACT)
+        self._check_upload(run_id, bundle_dir)
+        self._ensure_model()
+        source = f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{BUNDLE_ARTIFACT}"
+        tags = {TAG_MANIFEST_SHA: sha256_file(bundle_dir / MANIFEST), TAG_FINGERPRINT: manifest["store_fingerprint"]}
+        score = map_at_12(manifest)
+        if score is not None:
+            tags[TAG_MAP12] = repr(score)
+        mv = self.client.create_model_version(self.name, source=source, run_id=run_id, tags=tags)
+        return int(mv.version)
+
+    def _check_upload(self, run_id: str, bundle_dir: Path) -> None:
+        """Every bundle file (and the manifest) is in the artifact store with its size, before any version."""
+        expected = {rel: (bundle_dir / rel).stat().st_size for rel in [*bundle_files(bundle_dir), MANIFEST]}
+        stored = dict(_walk_artifacts(self.client, run_id, BUNDLE_ARTIFACT))
+        stored = {path.removeprefix(f"{BUNDLE_ARTIFACT}/"): size for path, size in stored.items()}
+        bad = sorted(rel for rel, size in expected.items() if stored.get(rel) != size)
+        if bad:
+            raise RegistryError(
+                f"upload of {bundle_dir} to run {run_id} is incomplete: {len(bad)} file(s) missing or of the "
+                f"wrong size (e.g. {bad[0]}); no version was created: register it again"
+            )
+
+    def _ensure_model(self) -> None:
+        try:
+            self.client.create_registered_model(self.name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    def _model_version(self, version_or_alias: int | str):
+        key = str(version_or_alias)
+        try:
+            if key.isdigit():
+                return self.client.get_model_version(self.name, key)
+            return self.client.get_model_version_by_alias(self.name, key)
+        except MlflowException as error:
+            if error.error_code not in _MISSING:
+                raise
+            if not key.isdigit():
+                message = _NOT_PROMOTED if key == CHAMPION else f"alias {key!r} is not set on {self.name}"
+                raise RegistryError(message) from error
+            raise RegistryError(f"version {key} does not exist; `hmrec registry list` shows the versions") from error
+
+    def _source(self, mv) -> str:
+        return self.client.get_model_version_download_uri(self.name, mv.version)
+
+    def _download(self, mv, uri: str) -> Path:
+        """Copy a remote version into the cache once; a cached copy that no longer verifies is fetched again."""
+        target = self.workdir / CACHE_DIR / f"v{mv.version}"
+        if target.is_dir():
+            try:
+                verify_bundle(target)
+                return target
+            except RegistryError as error:
+                log.warning("cached copy of version %s is damaged (%s); downloading it again", mv.version, error)
+                shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".v{mv.version}-", dir=target.parent))
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(staging), tracking_uri=self.client.tracking_uri
+            )
+            Path(path).rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _check_manifest_digest(self, mv, path: Path) -> None:
+        recorded = (mv.tags or {}).get(TAG_MANIFEST_SHA)
+        if recorded is None:
+            raise RegistryError(f"version {mv.version} has no {TAG_MANIFEST_SHA} tag: it was not made by "
+                                "Registry.register and cannot be verified; re-register it")
+        actual = sha256_file(path / MANIFEST)
+        if actual != recorded:
+            raise RegistryError(
+                f"model file {MANIFEST} of version {mv.version} does not match the checksum recorded at registration "
+                f"(expected {recorded[:12]}..., got {actual[:12]}...) in {path}: {REREGISTER}"
+            )
+
+    def _info(self, mv, champion: int | None) -> VersionInfo:
+        tags = mv.tags or {}
+        score = tags.get(TAG_MAP12)
+        return VersionInfo(
+            version=int(mv.version),
+            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc),
+            run_id=mv.run_id,
+            store_fingerprint=tags.get(TAG_FINGERPRINT),
+            map_at_12=float(score) if score is not None else None,
+            champion=int(mv.version) == champion,
+        )
+
+
+def map_at_12(manifest: dict) -> float | None:
+    """MAP@12 from a manifest's `metrics`: `{"map@12": x}` or per method `{"final": {"map@12": x}}`."""
+    metrics = manifest.get("metrics") or {}
+    for table in (metrics, metrics.get("final") if isinstance(metrics.get("final"), dict) else {}):
+        for key in ("map@12", "map_at_12", "MAP@12"):
+            if isinstance(table.get(key), (int, float)):
+                return float(table[key])
+    return None
+
+
+def _walk_artifacts(client: MlflowClient, run_id: str, path: str):
+    """(path, size) of every file under `path` of the run's artifacts, recursively."""
+    for entry in client.list_artifacts(run_id, path):
+        if entry.is_dir:
+            yield from _walk_artifacts(client, run_id, entry.path)
+        else:
+            yield entry.path, entry.file_size
+
+
+def _local_path(uri: str) -> Path | None:
+    """The folder a `file:` URI or plain path names; None for a remote artifact store."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (one letter: a Windows drive)
+        return Path(uri)
+    return None
