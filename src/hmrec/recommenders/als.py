@@ -1,0 +1,165 @@
+"""The library peer: implicit's ALS matrix factorisation on a recent window of purchase counts.
+
+Customer factors are never stored: each query row's factors are solved from its own recent purchases
+(`recalculate_user=True`), so customers unseen at training time, and live ones, take the same path.
+Rows with no recent purchase of a known article get the fill (popularity).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import polars as pl
+import threadpoolctl
+from implicit.cpu.als import AlternatingLeastSquares
+from safetensors.numpy import load_file, save_file
+from scipy.sparse import csr_matrix
+
+from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.popularity import PopularityRecommender, fill_with
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+FACTORS_FILE = "factors.safetensors"
+FILL_DIR = "fill"
+BATCH_ROWS = 8192  # query rows scored at once: (batch, n_items) float32 scores stay ~0.5 GB at 15k items
+
+
+@dataclass
+class ALSConfig:
+    factors: int = 64
+    iterations: int = 15
+    regularization: float = 0.05
+    alpha: float = 10.0  # confidence = alpha * log1p(purchases of the article by the customer)
+    window_days: int = 42  # training rows, and each query row's purchases, from this many days back
+    seed: int = 7
+    active_days: int | None = 14  # recommend only articles sold this many days before the cutoff; None: all
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _confidence(rows: pl.DataFrame, row_col: str, shape: tuple[int, int]) -> csr_matrix:
+    """CSR (row, item) of log1p(purchase count) from a frame of `row_col, col` pairs (one line per purchase)."""
+    counts = rows.group_by(row_col, "col").len()
+    values = np.log1p(counts["len"].to_numpy().astype(np.float32))
+    return csr_matrix((values, (counts[row_col].to_numpy(), counts["col"].to_numpy())), shape=shape)
+
+
+class ALSRecommender(Recommender):
+    """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history."""
+
+    name = "als"
+
+    def __init__(
+        self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 10.0,
+        window_days: int = 42, seed: int = 7, active_days: int | None = 14, fill: Recommender | None = None,
+    ):
+        self.config = ALSConfig(factors, iterations, regularization, alpha, window_days, seed, active_days)
+        self.fill = fill if fill is not None else PopularityRecommender()
+        self.item_ids: np.ndarray | None = None  # (n_items,) article_idx of each factor row
+        self.active: np.ndarray | None = None  # sorted factor rows that may be recommended
+        self.model: AlternatingLeastSquares | None = None
+        self.losses: list[float] = []
+
+    def _new_model(self) -> AlternatingLeastSquares:
+        c = self.config
+        with threadpoolctl.threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when built
+            return AlternatingLeastSquares(
+                factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
+                calculate_training_loss=True, num_threads=_threads(), random_state=c.seed,
+            )
+
+    def fit(self, data: TrainData) -> Self:
+        self.fill.fit(data)
+        since = data.cutoff - timedelta(days=self.config.window_days)
+        recent = data.transactions.filter(pl.col("t_dat") >= since).select("customer_idx", "article_idx")
+        if recent.is_empty():
+            raise ValueError(
+                f"ALS has no purchase to learn from: no transaction in the {self.config.window_days} days before "
+                f"{data.cutoff}; widen window_days or check the store's cutoff"
+            )
+        self.item_ids = np.sort(recent["article_idx"].unique().to_numpy()).astype(np.int32)
+        users = recent["customer_idx"].unique().sort()
+        rows = recent.join(self._item_map(), on="article_idx").join(
+            users.to_frame().with_row_index("user"), on="customer_idx"
+        )
+        matrix = _confidence(rows, "user", (users.len(), self.item_ids.size))
+        self.active = self._active_columns(data.transactions, data.cutoff)
+        self.losses = []
+        self.model = self._new_model()
+        # implicit parallelises itself; a multi-threaded BLAS underneath would oversubscribe the cores
+        with threadpoolctl.threadpool_limits(1, "blas"):
+            self.model.fit(matrix, show_progress=False, callback=lambda _i, _t, loss: self.losses.append(float(loss)))
+        log.info("ALS: %d customers x %d articles, %d cells, final loss %.4f",
+                 matrix.shape[0], matrix.shape[1], matrix.nnz, self.losses[-1] if self.losses else float("nan"))
+        return self
+
+    def _active_columns(self, transactions: pl.DataFrame, cutoff: date) -> np.ndarray:
+        """Factor rows of the articles sold in the `active_days` before the cutoff (old stock is not offered)."""
+        if self.config.active_days is None:
+            return np.arange(self.item_ids.size, dtype=np.int32)
+        since = cutoff - timedelta(days=self.config.active_days)
+        sold = transactions.filter(pl.col("t_dat") >= since).select("article_idx").unique()
+        return np.sort(sold.join(self._item_map(), on="article_idx")["col"].to_numpy()).astype(np.int32)
+
+    def _item_map(self) -> pl.DataFrame:
+        if self.item_ids is None:
+            raise RuntimeError("ALSRecommender is not fitted: call fit(TrainData) first")
+        return pl.DataFrame({"article_idx": self.item_ids, "col": np.arange(self.item_ids.size, dtype=np.int32)})
+
+    def recommend(self, query: Query, k: int) -> Recs:
+        since = query.as_of - timedelta(days=self.config.window_days)
+        recent = query.history.filter((pl.col("t_dat") >= since) & (pl.col("t_dat") < query.as_of))
+        rows = recent.select("row", "article_idx").join(self._item_map(), on="article_idx")
+        warm = np.sort(rows["row"].unique().to_numpy())
+        own = Recs(np.full((len(query), k), PAD_ITEM, np.int32), np.full((len(query), k), np.nan, np.float32))
+        for start in range(0, warm.size, BATCH_ROWS):
+            batch = warm[start : start + BATCH_ROWS]
+            part = rows.filter(pl.col("row").is_in(batch)).with_columns(
+                pl.col("row").replace_strict(batch, np.arange(batch.size), return_dtype=pl.Int64).alias("local")
+            )
+            self._score_batch(_confidence(part, "local", (batch.size, self.item_ids.size)), batch, own, k)
+        return fill_with(own, self.fill.recommend(query, k), k)
+
+    def _score_batch(self, matrix: csr_matrix, batch: np.ndarray, out: Recs, k: int) -> None:
+        n = min(k, self.active.size)
+        if n == 0:
+            return  # nothing sold recently: the fill answers
+        with threadpoolctl.threadpool_limits(1, "blas"):
+            cols, scores = self.model.recommend(
+                np.arange(batch.size), matrix, N=n, recalculate_user=True, filter_already_liked_items=False,
+                items=self.active,
+            )
+        cols = cols.reshape(batch.size, n)  # (batch, n); implicit marks missing answers with -1
+        out.items[batch, :n] = np.where(cols >= 0, self.item_ids[np.clip(cols, 0, None)], PAD_ITEM)
+        out.scores[batch, :n] = np.where(cols >= 0, scores.reshape(batch.size, n), np.nan)
+
+    def save(self, directory: Path) -> None:
+        self._item_map()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        save_file({"item_factors": np.ascontiguousarray(self.model.item_factors), "item_ids": self.item_ids,
+                   "active": self.active},
+                  directory / FACTORS_FILE)
+        save_recommender(self.fill, directory / FILL_DIR)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        recommender = cls(fill=load_recommender(directory / FILL_DIR), **config)
+        tensors = load_file(directory / FACTORS_FILE)
+        recommender.model = recommender._new_model()
+        recommender.model.item_factors = tensors["item_factors"]
+        recommender.item_ids = tensors["item_ids"]
+        recommender.active = tensors["active"]
+        return recommender

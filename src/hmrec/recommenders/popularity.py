@@ -1,0 +1,172 @@
+"""Non-personal baselines: the recent bestsellers, overall or by age bucket, and the fill that tops up lists."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import polars as pl
+
+from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
+
+CONFIG_FILE = "config.json"
+RANKING_FILE = "ranking.parquet"
+GLOBAL_BUCKET = UNKNOWN_AGE_BUCKET  # the global list is stored as the unknown-age bucket's list
+
+
+def bestsellers(
+    transactions: pl.DataFrame, since: date, limit: int, by: str | None = None, recent_only: bool = False
+) -> pl.DataFrame:
+    """Articles ranked by purchases on or after `since`, then by all-time purchases as a tie-break and fill.
+
+    Returns `[by,] article_idx, score, rank` with up to `limit` articles per group; the score is the count
+    in the window plus a fraction (< 1) from the all-time count, so articles never sold in the window follow
+    (unless `recent_only`, which keeps only articles sold in the window).
+    """
+    keys = [by] if by else []
+    counts = transactions.group_by([*keys, "article_idx"]).agg(
+        pl.len().alias("total"), (pl.col("t_dat") >= since).sum().alias("recent")
+    )
+    if recent_only:
+        counts = counts.filter(pl.col("recent") > 0)
+    largest = counts["total"].max() or 0
+    scored = counts.with_columns(
+        (pl.col("recent") + pl.col("total") / (largest + 1)).cast(pl.Float32).alias("score")
+    ).sort([*keys, "score", "article_idx"], descending=[*[False] * len(keys), True, False])
+    top = scored.group_by(keys, maintain_order=True).head(limit) if keys else scored.head(limit)
+    rank = pl.int_range(pl.len()).over(keys) if keys else pl.int_range(pl.len())
+    return top.with_columns(rank.cast(pl.Int32).alias("rank")).select(*keys, "article_idx", "score", "rank")
+
+
+def recs_in_order(frame: pl.DataFrame, n_rows: int, k: int) -> Recs:
+    """Recs from a long frame `row, article_idx, score` already in answer order within each row (first k kept)."""
+    top = frame.group_by("row", maintain_order=True).head(k).with_columns(
+        pl.int_range(pl.len()).over("row").alias("rank")
+    )
+    items = np.full((n_rows, k), PAD_ITEM, dtype=np.int32)
+    scores = np.full((n_rows, k), np.nan, dtype=np.float32)
+    rows, ranks = top["row"].to_numpy(), top["rank"].to_numpy()
+    items[rows, ranks] = top["article_idx"].to_numpy()
+    scores[rows, ranks] = top["score"].to_numpy()
+    return Recs(items, scores)
+
+
+def fill_with(primary: Recs, fill: Recs, k: int) -> Recs:
+    """Each row's primary answers first, then the fill's answers not already there, up to k.
+
+    Filled articles get scores -1, -2, ... by their rank in the fill (below any score of a non-negative
+    scorer), so scores still fall along the row. Vectorised over rows: no Python loop per customer.
+    """
+    n = primary.items.shape[0]
+    fill_items = fill.items[:, :k]
+    fill_scores = np.broadcast_to(-np.arange(1, fill_items.shape[1] + 1, dtype=np.float32), fill_items.shape)
+    items = np.concatenate([primary.items[:, :k], fill_items], axis=1)  # (n, <=2k)
+    scores = np.concatenate([primary.scores[:, :k], fill_scores], axis=1)
+    # a repeat is an article equal to its predecessor once each row is sorted stably (first occurrence kept)
+    order = np.argsort(items, axis=1, kind="stable")
+    ranked = np.take_along_axis(items, order, axis=1)
+    repeat_sorted = np.concatenate([np.zeros((n, 1), dtype=bool), ranked[:, 1:] == ranked[:, :-1]], axis=1)
+    drop = np.empty_like(repeat_sorted)
+    np.put_along_axis(drop, order, repeat_sorted, axis=1)
+    keep = ~(drop | (items == PAD_ITEM))
+    slot = np.cumsum(keep, axis=1) - 1  # where each kept answer lands in the output row
+    keep &= slot < k
+    rows = np.broadcast_to(np.arange(n)[:, None], items.shape)[keep]
+    out = Recs(np.full((n, k), PAD_ITEM, dtype=np.int32), np.full((n, k), np.nan, dtype=np.float32))
+    out.items[rows, slot[keep]] = items[keep]
+    out.scores[rows, slot[keep]] = scores[keep]
+    return out
+
+
+@dataclass
+class PopularityConfig:
+    window_days: int = 7  # bestsellers of this many days before the cutoff
+    keep: int = 1000  # articles kept per list (the most any caller asks for)
+
+
+class PopularityRecommender(Recommender):
+    """The last week's bestsellers before the cutoff: the same list for every customer."""
+
+    name = "popularity"
+
+    def __init__(self, window_days: int = 7, keep: int = 1000):
+        self.config = PopularityConfig(window_days, keep)
+        self.ranking: pl.DataFrame | None = None  # article_idx, score, rank
+
+    def fit(self, data: TrainData) -> Self:
+        since = data.cutoff - timedelta(days=self.config.window_days)
+        self.ranking = bestsellers(data.transactions, since, self.config.keep)
+        return self
+
+    def recommend(self, query: Query, k: int) -> Recs:
+        ranking = self._fitted().head(k)
+        items = np.full((len(query), k), PAD_ITEM, dtype=np.int32)
+        scores = np.full((len(query), k), np.nan, dtype=np.float32)
+        items[:, : ranking.height] = ranking["article_idx"].to_numpy()
+        scores[:, : ranking.height] = ranking["score"].to_numpy()
+        return Recs(items, scores)
+
+    def _fitted(self) -> pl.DataFrame:
+        if self.ranking is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
+        return self.ranking
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        self._fitted().write_parquet(directory / RANKING_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        model = cls(**json.loads((directory / CONFIG_FILE).read_text()))
+        model.ranking = pl.read_parquet(directory / RANKING_FILE)
+        return model
+
+
+class AgePopularityRecommender(PopularityRecommender):
+    """Recent bestsellers of the customer's age bucket, topped up with the global bestsellers.
+
+    Customers of unknown age (bucket -1), and any bucket too small to fill a list, get the global list.
+    """
+
+    name = "age_popularity"
+
+    def __init__(self, window_days: int = 14, keep: int = 1000):
+        super().__init__(window_days, keep)
+
+    def fit(self, data: TrainData) -> Self:
+        since = data.cutoff - timedelta(days=self.config.window_days)
+        buckets = data.customers.select(
+            pl.col("customer_idx").cast(pl.Int32), age_bucket(pl.col("age")).alias("age_bucket")
+        )
+        bought = data.transactions.join(buckets, on="customer_idx", how="left")
+        # a bucket's list holds only its recent sellers: the global recent bestsellers beat its old ones
+        known = bought.filter(pl.col("age_bucket") >= 0)
+        per_bucket = bestsellers(known, since, self.config.keep, by="age_bucket", recent_only=True)
+        overall = bestsellers(data.transactions, since, self.config.keep)
+        self.ranking = pl.concat(
+            [per_bucket, overall.select(pl.lit(GLOBAL_BUCKET, dtype=pl.Int8).alias("age_bucket"), pl.all())]
+        )
+        return self
+
+    def recommend(self, query: Query, k: int) -> Recs:
+        ranking = self._fitted()
+        overall = ranking.filter(pl.col("age_bucket") == GLOBAL_BUCKET)
+        top_score = (overall["score"].max() or 0.0) + 1.0
+        tables = []  # one (k,) list per bucket; row b + 1 holds bucket b, row 0 the global list
+        for bucket in range(GLOBAL_BUCKET, len(AGE_BUCKET_LABELS)):
+            own = ranking.filter(pl.col("age_bucket") == bucket).with_columns(pl.lit(0, dtype=pl.Int32).alias("row"))
+            # the global fill scores below every bucket score, so scores still fall along the list
+            rest = overall.with_columns(pl.lit(0, dtype=pl.Int32).alias("row"), pl.col("score") - top_score)
+            merged = pl.concat([own, rest]).unique("article_idx", keep="first", maintain_order=True)
+            tables.append(recs_in_order(merged.select("row", "article_idx", "score"), 1, k))
+        bucket_rows = query.customers["age_bucket"].fill_null(GLOBAL_BUCKET).to_numpy().astype(np.int64)
+        bucket_rows = np.where((bucket_rows >= 0) & (bucket_rows < len(AGE_BUCKET_LABELS)), bucket_rows + 1, 0)
+        items = np.concatenate([t.items for t in tables])[bucket_rows]
+        scores = np.concatenate([t.scores for t in tables])[bucket_rows]
+        return Recs(items, scores)
