@@ -1,0 +1,87 @@
+"""Write a synthetic dataset in exactly the real H&M files' format, with the real data's behaviour."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from hmrec.logs import progress
+from hmrec.raw.population import build_population
+from hmrec.raw.schema import ARTICLES_FILE, CUSTOMERS_FILE, TRANSACTION_COLUMNS, TRANSACTIONS_FILE
+from hmrec.raw.simulate import Behaviour, Simulator
+from hmrec.raw.world import build_catalogue
+
+log = logging.getLogger(__name__)
+
+REAL_END = date(2020, 9, 22)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of a generated dataset; `transactions` is a target that the sample meets approximately."""
+
+    customers: int
+    articles: int
+    transactions: int
+    days: int
+    end: date = REAL_END
+    behaviour: Behaviour = field(default_factory=Behaviour)
+
+    @property
+    def first_day(self) -> date:
+        return self.end - timedelta(days=self.days - 1)
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(customers=2_000, articles=1_000, transactions=50_000, days=182),
+    "small": Scale(customers=50_000, articles=10_000, transactions=1_500_000, days=728),
+    # The real files: 2018-09-20 .. 2020-09-22.
+    "full": Scale(customers=1_371_980, articles=105_542, transactions=31_788_324, days=734),
+}
+
+
+def generate(scale: str | Scale, seed: int, out: Path) -> dict[str, int]:
+    """Write customers.csv, articles.csv, transactions_train.csv into `out`; return the row count of each.
+
+    The same scale and seed write the same bytes. Files are written into a temporary folder beside `out`
+    and renamed at the end, so `out` never holds a half-written dataset.
+    """
+    sizes = SCALES[scale] if isinstance(scale, str) else scale
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        counts = _write_all(sizes, seed, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    log.info("generated %s (seed %d) into %s: %s", scale, seed, out, counts)
+    return counts
+
+
+def _write_all(sizes: Scale, seed: int, folder: Path) -> dict[str, int]:
+    world_rng = np.random.default_rng([seed, 0])
+    articles = build_catalogue(world_rng, sizes.articles, sizes.days)
+    people = build_population(world_rng, sizes.customers, sizes.days)
+    people.frame.write_csv(folder / CUSTOMERS_FILE)
+    articles.frame.write_csv(folder / ARTICLES_FILE)
+    simulator = Simulator(articles, people, sizes.first_day, sizes.days, sizes.transactions,
+                          np.random.default_rng([seed, 1]), sizes.behaviour)
+    n_rows = 0
+    with open(folder / TRANSACTIONS_FILE, "wb") as handle:
+        handle.write((",".join(TRANSACTION_COLUMNS) + "\n").encode())
+        for first, n_days in progress(simulator.chunks(), desc="generating weeks", unit="week"):
+            week = simulator.week(first, n_days)
+            week.write_csv(handle, include_header=False)
+            n_rows += week.height
+    return {"customers": people.frame.height, "articles": articles.frame.height, "transactions": n_rows}

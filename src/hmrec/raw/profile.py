@@ -1,0 +1,218 @@
+"""The behaviour profile of any dataset in the H&M format: the facts of HM_DATA.md on its last days."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hmrec.evaluation.metrics import map_at_k
+from hmrec.raw.schema import TRANSACTION_COLUMNS, TRANSACTIONS_FILE
+
+log = logging.getLogger(__name__)
+
+# Raw string column -> parsed value (null where it cannot be parsed); ids with or without the leading zero agree.
+PARSERS = {
+    "t_dat": lambda raw: raw.str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+    "article_id": lambda raw: raw.str.strip_chars().cast(pl.Int64, strict=False),
+}
+
+K = 12
+PRIOR_DAYS = (7, 60, 90)
+# The repurchase heuristic: each past purchase weighs exp(-days ago / DECAY_DAYS); older than HISTORY_DAYS is ignored.
+DECAY_DAYS = 30.0
+HISTORY_DAYS = 365
+
+# (key, label, real H&M value, how to print it); the real values are those of HM_DATA.md.
+FACTS = (
+    ("week_transactions", "validation week: transactions", 240_311, "int"),
+    ("week_buyers", "validation week: buyers", 68_984, "int"),
+    ("week_articles", "validation week: distinct articles", 17_986, "int"),
+    ("purchases_per_buyer_mean", "purchases per buyer: mean", 3.48, "float"),
+    ("purchases_per_buyer_median", "purchases per buyer: median", 2, "float"),
+    ("buyers_with_prior_60d", "buyers who also bought in the prior 60 days", 0.63, "pct"),
+    ("buyers_without_prior_90d", "buyers with no purchase in the prior 3 months (90 days)", "~50%", "pct"),
+    ("articles_sold_prior_7d", "week's articles also sold in the prior 7 days", 0.78, "pct"),
+    ("articles_sold_prior_60d", "week's articles also sold in the prior 60 days", 0.94, "pct"),
+    ("top12_prior_week_coverage", "week's purchases covered by the prior week's 12 bestsellers", 0.0235, "pct"),
+    ("map12_popularity", "MAP@12: prior week's top 12", "0.005-0.008", "map"),
+    ("map12_repurchase", "MAP@12: own time-decayed purchases, filled with popularity", "0.020-0.023", "map"),
+    ("online_share", "online share of all transactions", "~70%", "pct"),
+    ("mean_price", "mean price of all transactions", "~0.028", "price"),
+)
+
+
+def read_transactions(raw_dir: Path) -> pl.DataFrame:
+    """t_dat (Date), customer (UInt64 hash of customer_id), article (Int64), price, online (bool).
+
+    Tolerates the real exports' quirks: article ids with or without the leading zero, extra columns
+    (such as a pandas index) and quoted fields. Raises ValueError naming the column and two bad values.
+    """
+    path = Path(raw_dir) / TRANSACTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a raw dataset folder holds {TRANSACTIONS_FILE}")
+    scan = pl.scan_csv(path, infer_schema=False)
+    missing = [c for c in TRANSACTION_COLUMNS if c not in scan.collect_schema().names()]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the file must have {TRANSACTION_COLUMNS}")
+    parsed = scan.select(
+        PARSERS["t_dat"](pl.col("t_dat")),
+        pl.col("customer_id").hash().alias("customer"),
+        PARSERS["article_id"](pl.col("article_id")).alias("article"),
+        pl.col("price").cast(pl.Float64, strict=False),
+        (pl.col("sales_channel_id").str.strip_chars() == "2").alias("online"),
+    ).collect(engine="streaming")  # bounded memory on the full-size file
+    for column, raw_name in (("t_dat", "t_dat"), ("article", "article_id")):
+        bad = parsed[column].null_count()
+        if bad:
+            examples = scan.filter(PARSERS[raw_name](pl.col(raw_name)).is_null()).select(raw_name).head(2).collect()
+            raise ValueError(
+                f"{path}: column {raw_name} has {bad:,} unparseable row(s), e.g. {examples[raw_name].to_list()}"
+            )
+    if parsed.height == 0:
+        raise ValueError(f"{path} has no transactions: nothing to profile")
+    return parsed
+
+
+def profile(raw_dir: Path, test_days: int = 7) -> dict:
+    """The behaviour facts of the last `test_days` days (the validation week) of the dataset in `raw_dir`.
+
+    Shares are fractions in [0, 1]. Figures that need days before the window are None when the data
+    has none, and `notes` says why.
+    """
+    if test_days < 1:
+        raise ValueError(f"test_days must be at least 1, got {test_days}")
+    frame = read_transactions(Path(raw_dir))
+    last, first = frame["t_dat"].max(), frame["t_dat"].min()
+    start = last - timedelta(days=test_days - 1)
+    log.info("profiling %s: %d transactions, %s .. %s, window from %s", raw_dir, frame.height, first, last, start)
+    week = frame.filter(pl.col("t_dat") >= start)
+    before = frame.filter(pl.col("t_dat") < start)
+    result = {
+        "dataset": str(raw_dir), "test_days": test_days, "first_day": first.isoformat(),
+        "last_day": last.isoformat(), "validation_start": start.isoformat(), "transactions": frame.height,
+        "online_share": float(frame["online"].mean()), "mean_price": float(frame["price"].mean()),
+        **_week_figures(week), "notes": [],
+    }
+    if before.height == 0:
+        result["notes"].append(
+            f"the data has no day before the validation window ({first} .. {last}, {test_days} test days): "
+            "figures that compare with earlier days are n/a"
+        )
+        result.update({key: None for key, *_ in FACTS if key not in result})
+        return result
+    result.update(_history_figures(week, before, start))
+    result.update(_heuristic_maps(week, before, start))
+    return result
+
+
+def _week_figures(week: pl.DataFrame) -> dict:
+    per_buyer = week.group_by("customer").len()["len"]
+    return {
+        "week_transactions": week.height,
+        "week_buyers": per_buyer.len(),
+        "week_articles": week["article"].n_unique(),
+        "purchases_per_buyer_mean": float(per_buyer.mean()),
+        "purchases_per_buyer_median": float(per_buyer.median()),
+    }
+
+
+def _within(before: pl.DataFrame, start, days: int) -> pl.DataFrame:
+    return before.filter(pl.col("t_dat") >= start - timedelta(days=days))
+
+
+def _history_figures(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
+    """How much of the week the days before it already saw: buyers, articles, bestsellers."""
+    buyers = week["customer"].unique()
+    articles = week["article"].unique()
+    figures = {}
+    for days in PRIOR_DAYS:
+        window = _within(before, start, days)
+        buyer_share = float(buyers.is_in(window["customer"].unique().implode()).mean())
+        article_share = float(articles.is_in(window["article"].unique().implode()).mean())
+        if days == 60:
+            figures["buyers_with_prior_60d"] = buyer_share
+        if days == 90:
+            figures["buyers_without_prior_90d"] = 1.0 - buyer_share
+        if days in (7, 60):
+            figures[f"articles_sold_prior_{days}d"] = article_share
+    top = _bestsellers(before, start)
+    figures["top12_prior_week_coverage"] = float(week["article"].is_in(top).mean())
+    return figures
+
+
+def _bestsellers(before: pl.DataFrame, start) -> list[int]:
+    """The prior 7 days' K most sold articles, most first (ties: smaller article id first)."""
+    counts = _within(before, start, 7).group_by("article").len()
+    return counts.sort(["len", "article"], descending=[True, False]).head(K)["article"].to_list()
+
+
+def _heuristic_maps(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
+    """MAP@12 over the week's buyers of the prior week's top 12, and of each buyer's own decayed purchases."""
+    top = _bestsellers(before, start)
+    truth = week.group_by("customer").agg(pl.col("article").unique()).sort("customer")
+    relevant = truth["article"].to_list()
+    popular = np.full((truth.height, K), -1, dtype=np.int64)
+    popular[:, : len(top)] = top
+    own = _repurchase_lists(truth.select("customer"), before, start, top)
+    return {"map12_popularity": map_at_k(popular, relevant, K), "map12_repurchase": map_at_k(own, relevant, K)}
+
+
+def _repurchase_lists(buyers: pl.DataFrame, before: pl.DataFrame, start, top: list[int]) -> np.ndarray:
+    """(n buyers, K): each buyer's past articles by summed exp(-days ago / DECAY_DAYS), then popularity."""
+    history = _within(before, start, HISTORY_DAYS).join(buyers, on="customer", how="semi")
+    days_ago = (pl.lit(start) - pl.col("t_dat")).dt.total_days()
+    scored = (
+        history.group_by("customer", "article")
+        .agg((-days_ago / DECAY_DAYS).exp().sum().alias("score"))
+        .sort(["customer", "score", "article"], descending=[False, True, False])
+        .group_by("customer", maintain_order=True)
+        .agg(pl.col("article").head(K).alias("own"))
+    )
+    pad = [-1] * K
+    lists = (
+        buyers.join(scored, on="customer", how="left", maintain_order="left")
+        .select(
+            pl.col("own").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))
+            .list.concat(pl.lit(top + pad, dtype=pl.List(pl.Int64)))
+            .list.unique(maintain_order=True)
+            .list.filter(pl.element() >= 0)
+            .list.concat(pl.lit(pad, dtype=pl.List(pl.Int64)))
+            .list.head(K)
+            .list.to_array(K)
+        )
+        .to_series()
+    )
+    return lists.to_numpy()
+
+
+def _show(value, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    return {
+        "int": lambda v: f"{int(v):,}",
+        "float": lambda v: f"{v:.2f}",
+        "pct": lambda v: f"{100 * v:.1f}%" if v >= 0.1 else f"{100 * v:.2f}%",
+        "map": lambda v: f"{v:.4f}",
+        "price": lambda v: f"{v:.4f}",
+    }[kind](value)
+
+
+def format_profile(result: dict) -> str:
+    """A markdown table: fact | this dataset | real H&M, then the notes."""
+    lines = [
+        f"dataset {result['dataset']}: {result['transactions']:,} transactions, {result['first_day']} .. "
+        f"{result['last_day']}; validation window from {result['validation_start']} ({result['test_days']} days)",
+        "",
+        "| fact | this dataset | real H&M |",
+        "|---|---|---|",
+    ]
+    for key, label, real, kind in FACTS:
+        lines.append(f"| {label} | {_show(result.get(key), kind)} | {_show(real, kind)} |")
+    lines += [f"\nnote: {note}" for note in result.get("notes", [])]
+    return "\n".join(lines)
