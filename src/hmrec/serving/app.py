@@ -1,0 +1,94 @@
+"""The FastAPI application: lifespan loading of the champion, error mapping at the edge, routers and the demo page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from hmrec.serving.engine import Engine, Loader, NotFoundError, NotReadyError, ReloadError, champion_loader
+from hmrec.serving.events import EventStore
+from hmrec.serving.limits import BodyLimitMiddleware
+from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
+from hmrec.serving.routes import admin, articles, customers, demo, events, health, popular, recommendations
+from hmrec.serving.settings import Settings
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
+    """The service for `settings`; `loader` (default: the registry's champion) is what /admin/reload calls."""
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        event_store = EventStore(settings.events_db)
+        engine = Engine(settings, event_store, loader or champion_loader(settings))
+        app.state.engine = engine
+        try:
+            engine.reload()
+            metrics.model_version.set(engine.model.version or 0)
+        except ReloadError as error:
+            # Still start: /health answers and /ready explains, so an operator can promote and reload.
+            log.error("serving without a model: %s", error)
+        yield
+        engine.close()
+        event_store.close()
+
+    app = FastAPI(title="hmrec", version="0.1.0", lifespan=lifespan,
+                  description="Personalised fashion recommendations on H&M-format data, with live purchase events.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    _add_error_handlers(app)
+    for module in (health, recommendations, customers, articles, popular, events, admin, demo):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.images_dir is not None and settings.images_dir.is_dir():
+        app.mount("/images", StaticFiles(directory=settings.images_dir), name="images")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Library errors become HTTP answers here, at the edge, and nowhere else."""
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
+        return JSONResponse({"detail": f"no model is loaded: {error}"}, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(ReloadError)
+    async def reload_failed(request: Request, error: ReloadError) -> JSONResponse:
+        serving = request.app.state.engine._model
+        still = f"; still serving version {serving.version}" if serving is not None else "; no model is serving"
+        return JSONResponse({"detail": f"reload failed: {error}{still}"}, status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [_describe(e) for e in error.errors()]
+        return JSONResponse(
+            {"detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors), "errors": errors},
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
+
+def _describe(error: dict) -> dict:
+    """One validation error as `field` (dotted, without 'body'/'query'/'path') and a message."""
+    location = [str(part) for part in error.get("loc", ())]
+    where = location[0] if location else "request"
+    field = ".".join(location[1:]) or where
+    message = error.get("msg", "invalid")
+    if error.get("type") == "json_invalid":
+        field, message = "body", f"invalid JSON: {error.get('ctx', {}).get('error', 'cannot be decoded')}"
+    return {"field": field, "location": where, "message": message, "type": error.get("type", "")}

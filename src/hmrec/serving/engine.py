@@ -1,0 +1,397 @@
+"""How the service answers: the current model, live histories, the answer cache, and every lookup an endpoint makes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hmrec.recommenders.base import Query
+from hmrec.serving.batching import Batcher
+from hmrec.serving.bundle import BundleError, LoadedModel, load_bundle
+from hmrec.serving.cache import AnswerCache
+from hmrec.serving.events import EventStore, Purchase
+from hmrec.serving.reasons import COLD_REASON_AGE, COLD_REASON_GLOBAL, explain
+from hmrec.serving.settings import Settings
+from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
+
+log = logging.getLogger(__name__)
+
+ONLINE = 2  # sales_channel_id of a purchase made through the service
+RECENT_PURCHASES = 20
+
+
+class NotReadyError(RuntimeError):
+    """No model is loaded; the message says why."""
+
+
+class NotFoundError(LookupError):
+    """An id the current model does not know; the message names it."""
+
+
+class ReloadError(RuntimeError):
+    """A champion could not be loaded; the message says why. The model already serving is kept."""
+
+
+Loader = Callable[[], LoadedModel]
+# What a bundle's own code (torch, LightGBM, FAISS, polars) raises when its files do not fit the code reading them,
+# e.g. a bundle written by an older release: each must leave the serving model in place, never crash the service.
+LOAD_ERRORS = (BundleError, OSError, ValueError, KeyError, IndexError, RuntimeError, ImportError, AttributeError,
+               TypeError, pl.exceptions.PolarsError)
+
+
+def champion_loader(settings: Settings) -> Loader:
+    """Load the registry's champion for `settings.workdir`, checksums verified by the registry."""
+
+    def load() -> LoadedModel:
+        from mlflow.exceptions import MlflowException
+
+        from hmrec.registry.versions import Registry, RegistryError
+
+        try:
+            registry = Registry.for_workdir(settings.workdir)
+            version = registry.champion_version()
+            path = registry.load("champion")
+            return load_bundle(Path(path), version, popular_days=settings.popular_days)
+        except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
+            raise ReloadError(f"cannot load the champion from {settings.workdir}: "
+                              f"{type(error).__name__}: {error}") from error
+
+    return load
+
+
+class Engine:
+    """Holds the served model (swapped by one reference assignment) and the live purchase events."""
+
+    def __init__(self, settings: Settings, events: EventStore, loader: Loader):
+        self.settings = settings
+        self.events = events
+        self._loader = loader
+        self._model: LoadedModel | None = None
+        self.load_error: str | None = "the model has not been loaded yet"
+        self._live: dict[str, list[Purchase]] = defaultdict(list)
+        self._live_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self.cache = AnswerCache(settings.cache_size)
+        self._batcher = Batcher(settings.batch_max) if settings.batch_max > 1 else None
+        for purchase in events.all():
+            self._live[purchase.customer_id].append(purchase)
+
+    @property
+    def model(self) -> LoadedModel:
+        model = self._model
+        if model is None:
+            raise NotReadyError(self.load_error or "no model is loaded")
+        return model
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def reload(self) -> tuple[int | None, int | None]:
+        """Load the champion beside the serving model, then swap; returns (old version, new version)."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadError("a reload is already in progress")
+        try:
+            old = self._model
+            try:
+                new = self._loader()
+                self._warm_up(new)
+            except ReloadError as error:
+                if old is None:
+                    self.load_error = str(error)
+                raise
+            self._model = new  # the swap: requests that already hold `old` finish with it
+            self.load_error = None
+            self.cache.clear()
+            log.info("serving version %s (was %s)", new.version, old.version if old else None)
+            return (old.version if old else None), new.version
+        finally:
+            self._reload_lock.release()
+
+    def _warm_up(self, model: LoadedModel) -> None:
+        """Answer one sample customer before the swap: the first call pays one-off set-up (thread pools, lazy
+        imports), and a model that cannot answer at all must not replace one that can."""
+        customer_id = model.samples.get("frequent") or next(iter(model.samples.values()), None)
+        if customer_id is None:
+            return
+        try:
+            self._answer(model, customer_id, 12, batched=False)
+        except LOAD_ERRORS as error:
+            raise ReloadError(f"version {model.version} loaded but cannot answer: {type(error).__name__}: {error}") \
+                from error
+
+    # ---- recommendations -------------------------------------------------------------------------------------
+
+    def recommend(self, customer_id: str, k: int) -> dict:
+        started = time.perf_counter()
+        model = self.model
+        cached = self.cache.get(customer_id, k)
+        if cached is not None and cached["model_version"] == model.version:
+            return {**cached, "cached": True, "took_ms": _ms(started)}
+        generation = self.cache.generation(customer_id)
+        answer = self._answer(model, customer_id, k)
+        if self._model is model:
+            self.cache.put(customer_id, k, answer, generation)
+        return {**answer, "cached": False, "took_ms": _ms(started)}
+
+    def _answer(self, model: LoadedModel, customer_id: str, k: int, batched: bool = True) -> dict:
+        customer_idx = model.find_customer(customer_id)
+        history, as_of = self._history(model, customer_id, customer_idx)
+        profile = _profile_row(model, customer_idx)
+        bucket = int(profile["age_bucket"][0])
+        if history.height == 0:
+            strategy = "cold_start"
+            items = self._cold(model, bucket if customer_idx is not None else None, k)
+        else:
+            strategy = "personalized"
+            if self._batcher is not None and batched:
+                frame = self._batcher.answer(model, profile, history, as_of, k)
+            else:
+                frame = model.recommender.recommend_explained(Query(profile, history, as_of), k).sort("rank")
+            items = _fill(frame, self._cold(model, None, k), k)
+            bought = history["article_idx"].to_numpy()
+            for item in items:
+                item["reason"] = explain(item["article_idx"], item["sources"], bought, model.catalogue,
+                                         model.partners if model.pairs is not None else None)
+        return {
+            "customer_id": customer_id,
+            "known_customer": customer_idx is not None,
+            "strategy": strategy,
+            "model_version": model.version,
+            "as_of": as_of.isoformat(),
+            "items": [{**self.article_card(model, it["article_idx"]), **_ranked(it)} for it in items],
+        }
+
+    def _cold(self, model: LoadedModel, bucket: int | None, k: int) -> list[dict]:
+        """The age bucket's bestsellers (if the bucket is known), topped up with everyone's."""
+        answer: list[dict] = []
+        if bucket is not None and bucket != UNKNOWN_AGE_BUCKET and bucket in model.popular.by_bucket:
+            items, counts = model.popular.by_bucket[bucket]
+            answer = [{"article_idx": int(a), "score": float(c), "sources": ["age_popularity"],
+                       "reason": COLD_REASON_AGE} for a, c in zip(items[:k], counts[:k], strict=True)]
+        seen = {it["article_idx"] for it in answer}
+        for a, c in zip(model.popular.overall, model.popular.overall_counts, strict=True):
+            if len(answer) >= k:
+                break
+            if int(a) not in seen:
+                answer.append({"article_idx": int(a), "score": float(c), "sources": ["popularity"],
+                               "reason": COLD_REASON_GLOBAL})
+        return answer
+
+    def _history(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> tuple[pl.DataFrame, date]:
+        """The customer's bundle history plus live events, and the service's clock for them (see as_of_for)."""
+        rows = model.histories.rows(customer_idx) if customer_idx is not None else slice(0, 0)
+        h = model.histories
+        days = list(h.t_dat[rows])
+        items, prices, channels = list(h.article_idx[rows]), list(h.price[rows]), list(h.channel[rows])
+        for purchase in self.live_events(customer_id):
+            idx = model.catalogue.find(purchase.article_id)
+            if idx is not None:
+                days.append((purchase.t_dat - _EPOCH).days)
+                items.append(idx)
+                prices.append(purchase.price)
+                channels.append(purchase.sales_channel_id)
+        as_of = as_of_for(model.data_end, max(days) if days else None)
+        order = np.argsort(np.asarray(days, dtype=np.int64), kind="stable")[-self.settings.history_limit:]
+        history = pl.DataFrame({
+            "row": np.zeros(len(order), dtype=np.uint32),
+            "t_dat": np.asarray(days, dtype=np.int32)[order],
+            "article_idx": np.asarray(items, dtype=np.int32)[order],
+            "price": np.asarray(prices, dtype=np.float32)[order],
+            "sales_channel_id": np.asarray(channels, dtype=np.int8)[order],
+        }).with_columns(pl.col("t_dat").cast(pl.Date))
+        return history, as_of
+
+    # ---- customers, articles, popularity ---------------------------------------------------------------------
+
+    def live_events(self, customer_id: str) -> list[Purchase]:
+        with self._live_lock:
+            return list(self._live.get(customer_id, ()))
+
+    def customer(self, customer_id: str) -> dict:
+        model = self.model
+        customer_idx = model.find_customer(customer_id)
+        history, _ = self._history(model, customer_id, customer_idx)
+        profile = _profile_row(model, customer_idx).row(0, named=True)
+        recent = history.reverse().head(RECENT_PURCHASES)
+        purchases = [
+            {**self.article_card(model, int(a)), "t_dat": t.isoformat(), "price": round(float(p), 6),
+             "sales_channel_id": int(c)}
+            for t, a, p, c in recent.select("t_dat", "article_idx", "price", "sales_channel_id").iter_rows()
+        ]
+        return {
+            "customer_id": customer_id,
+            "known": customer_idx is not None,
+            "profile": _public_profile(profile),
+            "summary": _summary(model, history),
+            "recent_purchases": purchases,
+        }
+
+    def article_index(self, article_id: int) -> tuple[LoadedModel, int]:
+        model = self.model
+        idx = model.catalogue.find(article_id)
+        if idx is None:
+            raise NotFoundError(f"article {article_id:010d} is not in the catalogue of model version {model.version}")
+        return model, idx
+
+    def article(self, article_id: int) -> dict:
+        model, idx = self.article_index(article_id)
+        text = model.catalogue.text
+        return {**self.article_card(model, idx), "product_code": int(model.catalogue.product_codes[idx]),
+                "perceived_colour": text["perceived_colour_master_name"][idx],
+                "department": text["department_name"][idx], "description": text["detail_desc"][idx]}
+
+    def similar(self, article_id: int, k: int) -> dict:
+        model, idx = self.article_index(article_id)
+        source = model.similar_source
+        if source is not None:
+            found, scores = source.similar(idx, k + 1)
+            pairs = [(int(a), float(s)) for a, s in zip(np.ravel(found), np.ravel(scores), strict=True)
+                     if int(a) != idx and int(a) >= 0][:k]
+            method = "two_tower"
+        else:
+            pairs, method = _same_type(model, idx, k), "same_product_type"
+        items = [{**self.article_card(model, a), "score": s} for a, s in pairs]
+        return {"article": self.article_card(model, idx), "method": method, "items": items}
+
+    def popular(self, age: int | None, k: int) -> dict:
+        model = self.model
+        bucket = None
+        if age is not None:
+            bucket = int(pl.select(age_bucket(pl.lit(age, dtype=pl.Int16))).item())
+        items = self._cold(model, bucket, k)
+        label = AGE_BUCKET_LABELS[bucket] if bucket is not None and items and \
+            items[0]["sources"] == ["age_popularity"] else None
+        return {"age_bucket": label, "model_version": model.version,
+                "items": [{**self.article_card(model, it["article_idx"]), "score": it["score"]} for it in items]}
+
+    def article_card(self, model: LoadedModel, idx: int) -> dict:
+        c = model.catalogue
+        article_id = f"{int(c.article_ids[idx]):010d}"
+        price = c.prices[idx]
+        return {
+            "article_id": article_id,
+            "name": c.text["prod_name"][idx],
+            "product_type": c.text["product_type_name"][idx],
+            "product_group": c.text["product_group_name"][idx],
+            "colour": c.text["colour_group_name"][idx],
+            "index_group": c.text["index_group_name"][idx],
+            "price": None if np.isnan(price) else round(float(price), 6),
+            "image_url": self.image_url(article_id),
+        }
+
+    def image_url(self, article_id: str) -> str:
+        images = self.settings.images_dir
+        if images is not None and (images / article_id[:3] / f"{article_id}.jpg").is_file():
+            return f"/images/{article_id[:3]}/{article_id}.jpg"
+        return f"/articles/{article_id}/image.svg"
+
+    # ---- events ----------------------------------------------------------------------------------------------
+
+    def record_purchase(self, customer_id: str, article_id: int, price: float | None, channel: int | None,
+                        t_dat: date | None) -> Purchase:
+        """Commit the event to SQLite, then apply it to the customer's live history and drop their cached answers."""
+        model, idx = self.article_index(article_id)
+        if price is None:
+            typical = model.catalogue.prices[idx]
+            price = float(typical if not np.isnan(typical) else model.catalogue.median_price)
+        purchase = Purchase(customer_id, int(article_id), t_dat or model.data_end + timedelta(days=1),
+                            float(price), channel or ONLINE)
+        self.events.add(purchase)
+        with self._live_lock:
+            self._live[customer_id].append(purchase)
+        self.cache.invalidate(customer_id)
+        return purchase
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def as_of_for(data_end: date, last_day: int | None) -> date:
+    """The service's clock: the day after the later of the data's end and the customer's latest purchase.
+
+    The data may end long ago (the public sample ends in 2020), so the wall clock would put every customer
+    months after their last purchase; events without a day are dated data_end + 1 for the same reason.
+    """
+    latest = data_end if last_day is None else max(data_end, _EPOCH + timedelta(days=int(last_day)))
+    return latest + timedelta(days=1)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _profile_row(model: LoadedModel, customer_idx: int | None) -> pl.DataFrame:
+    if customer_idx is not None:
+        return model.customers.slice(customer_idx, 1)
+    blank = pl.DataFrame({c: [None] for c in model.customers.columns}, schema=model.customers.schema)
+    return blank.with_columns(pl.lit(-1, dtype=pl.Int32).alias("customer_idx"),
+                              pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8).alias("age_bucket"))
+
+
+def _public_profile(profile: dict) -> dict:
+    bucket = profile.get("age_bucket")
+    return {
+        "age": profile.get("age"),
+        "age_bucket": AGE_BUCKET_LABELS[bucket] if bucket is not None and bucket >= 0 else None,
+        "club_member_status": profile.get("club_member_status"),
+        "fashion_news_frequency": profile.get("fashion_news_frequency"),
+        "FN": profile.get("FN"),
+        "Active": profile.get("Active"),
+    }
+
+
+def _summary(model: LoadedModel, history: pl.DataFrame) -> dict:
+    if history.height == 0:
+        return {"purchase_count": 0, "last_purchase": None, "average_price": None, "favourite_index_group": None}
+    groups = [model.catalogue.text["index_group_name"][i] for i in history["article_idx"].to_list()]
+    named = [g for g in groups if g]
+    favourite = max(sorted(set(named)), key=named.count) if named else None
+    return {
+        "purchase_count": history.height,
+        "last_purchase": history["t_dat"].max().isoformat(),
+        "average_price": round(float(history["price"].mean()), 6),
+        "favourite_index_group": favourite,
+    }
+
+
+def _fill(frame: pl.DataFrame, fallback: list[dict], k: int) -> list[dict]:
+    """The model's ranked answer, topped up with bestsellers when it proposes fewer than k articles."""
+    items = [{"article_idx": int(a), "score": float(s), "sources": list(src or [])}
+             for a, s, src in frame.select("article_idx", "score", "sources").iter_rows()]
+    seen = {it["article_idx"] for it in items}
+    for extra in fallback:
+        if len(items) >= k:
+            break
+        if extra["article_idx"] not in seen:
+            items.append({**extra, "score": float("nan")})
+            seen.add(extra["article_idx"])
+    return items[:k]
+
+
+def _ranked(item: dict) -> dict:
+    score = item["score"]
+    return {"score": None if score != score else round(score, 6), "sources": item["sources"],
+            "reason": item["reason"]}
+
+
+def _same_type(model: LoadedModel, idx: int, k: int) -> list[tuple[int, float]]:
+    c = model.catalogue
+    same = np.flatnonzero(c.product_types == c.product_types[idx]) if c.product_types[idx] >= 0 else \
+        np.flatnonzero(c.product_codes == c.product_codes[idx])
+    same = same[same != idx]
+    counts = model.popular.counts[same]
+    order = np.lexsort((same, -counts))[:k]
+    return [(int(same[i]), float(counts[i])) for i in order]

@@ -1,0 +1,26 @@
+"""POST /admin/reload: load the current champion beside the serving model and swap atomically."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from hmrec.serving.deps import AdminDep, EngineDep, MetricsDep
+from hmrec.serving.engine import ReloadError
+from hmrec.serving.schemas import ReloadResponse
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.post("/reload", response_model=ReloadResponse, summary="Serve the registry's current champion",
+             responses={401: {"description": "No bearer token"}, 403: {"description": "Wrong token"},
+                        409: {"description": "The load failed; the previous model keeps serving"}})
+async def reload(_: AdminDep, engine: EngineDep, metrics: MetricsDep) -> dict:
+    try:
+        previous, current = await run_in_threadpool(engine.reload)
+    except ReloadError:
+        metrics.reloads.labels("failed").inc()
+        raise
+    metrics.reloads.labels("ok").inc()
+    metrics.model_version.set(current or 0)
+    return {"previous_version": previous, "model_version": current}

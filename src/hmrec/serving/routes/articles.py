@@ -1,0 +1,34 @@
+"""GET /articles/{id}, its similar articles, and its drawn picture."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from hmrec.serving.deps import ArticlePath, EngineDep
+from hmrec.serving.images import article_svg
+from hmrec.serving.schemas import ArticleDetail, SimilarResponse, parse_article_id
+
+router = APIRouter(tags=["articles"])
+NOT_FOUND = {404: {"description": "The article is not in the served catalogue"}}
+
+
+@router.get("/articles/{article_id}", response_model=ArticleDetail, responses=NOT_FOUND,
+            summary="One article; the id may omit the leading zero")
+def article(article_id: ArticlePath, engine: EngineDep) -> dict:
+    return engine.article(parse_article_id(article_id))
+
+
+@router.get("/articles/{article_id}/similar", response_model=SimilarResponse, responses=NOT_FOUND,
+            summary="Nearest articles by two-tower vectors (same product type when the model has no vectors)")
+def similar(article_id: ArticlePath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+    return engine.similar(parse_article_id(article_id), k)
+
+
+@router.get("/articles/{article_id}/image.svg", response_class=Response, responses=NOT_FOUND,
+            summary="A picture drawn from the article's colour and product group")
+def image(article_id: ArticlePath, engine: EngineDep) -> Response:
+    detail = engine.article(parse_article_id(article_id))
+    svg = article_svg(detail["perceived_colour"], detail["colour"], detail["product_group"], detail["product_type"])
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})

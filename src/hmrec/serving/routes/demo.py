@@ -1,0 +1,27 @@
+"""GET /: the demo shop front (Jinja2 page + plain JavaScript calling the API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from hmrec.serving.deps import EngineDep
+from hmrec.serving.engine import NotReadyError
+
+router = APIRouter(tags=["demo"])
+templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")  # autoescapes .html
+SAMPLE_LABELS = {"frequent": "Frequent buyer", "occasional": "Occasional buyer", "new": "New customer"}
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index(request: Request, engine: EngineDep) -> HTMLResponse:
+    try:
+        model = engine.model
+        samples = [(SAMPLE_LABELS.get(kind, kind), kind, cid) for kind, cid in model.samples.items()]
+        context = {"samples": samples, "version": model.version, "not_ready": None}
+    except NotReadyError as error:
+        context = {"samples": [], "version": None, "not_ready": str(error)}
+    return templates.TemplateResponse(request, "index.html", context)

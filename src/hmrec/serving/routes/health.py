@@ -1,0 +1,28 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from hmrec.serving.deps import EngineDep, MetricsDep
+from hmrec.serving.schemas import Health, Ready
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health, summary="The process is alive")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=Ready, summary="A model is loaded (503 with the reason until then)",
+            responses={503: {"description": "No model loaded; the detail says why"}})
+def ready(engine: EngineDep) -> dict:
+    model = engine.model
+    return {"status": "ready", "model_version": model.version, "articles": len(model.catalogue),
+            "customers": model.customers.height, "data_end": model.data_end}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,21 @@
+"""GET /popular: bestsellers of the data's last days, for an age or for everyone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from hmrec.serving.deps import EngineDep
+from hmrec.serving.schemas import PopularResponse
+
+router = APIRouter(tags=["articles"])
+
+
+@router.get("/popular", response_model=PopularResponse, summary="Bestsellers, for an age group if `age` is given")
+def popular(
+    engine: EngineDep,
+    age: Annotated[int | None, Query(ge=0, le=130, description="Customer age in years")] = None,
+    k: Annotated[int, Query(ge=1, le=100)] = 12,
+) -> dict:
+    return engine.popular(age, k)

@@ -1,0 +1,25 @@
+"""POST /recommendations: ranked articles for one customer, with reasons and the strategy used."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from hmrec.serving.deps import EngineDep, MetricsDep
+from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse
+
+router = APIRouter(tags=["recommendations"])
+
+
+@router.post(
+    "/recommendations",
+    response_model=RecommendationResponse,
+    summary="Recommend k articles to a customer",
+    description="Known customers with purchases (bundle history plus live events) get the model's ranking; "
+    "a known customer without purchases gets their age group's bestsellers, an unknown id the global ones "
+    "(strategy `cold_start`).",
+    responses={503: {"description": "No model loaded"}, 413: {"description": "Body too large"}},
+)
+def recommend(body: RecommendationRequest, engine: EngineDep, metrics: MetricsDep) -> dict:
+    answer = engine.recommend(body.customer_id, body.k)
+    metrics.recommendation(answer["strategy"], answer["cached"])
+    return answer

@@ -1,0 +1,148 @@
+"""Request and response bodies of the API (pydantic), which are also its OpenAPI documentation."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+CUSTOMER_ID_PATTERN = r"^[0-9a-zA-Z_-]{1,64}$"
+ARTICLE_ID_PATTERN = r"^[0-9]{1,10}$"
+
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description="1-64 characters of [0-9a-zA-Z_-]",
+                                  examples=["00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657"])]
+
+
+def parse_article_id(value: str | int) -> int:
+    """'0663713001', '663713001' and 663713001 are the same article."""
+    text = str(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not text.isascii() or not text.isdigit() or not 1 <= len(text) <= 10:
+        raise ValueError("must be an article id of 1-10 digits, e.g. '0663713001'")
+    return int(text)
+
+
+# Accepts '0663713001', '663713001' or 663713001 and holds the int; anything else is one clear error.
+ArticleId = Annotated[int, BeforeValidator(parse_article_id), WithJsonSchema(
+    {"anyOf": [{"type": "string", "pattern": ARTICLE_ID_PATTERN}, {"type": "integer", "minimum": 0}],
+     "description": "Article id, with or without the leading zero", "examples": ["0663713001"]})]
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: CustomerId
+    k: int = Field(12, ge=1, le=100, description="How many articles to return.")
+
+
+class ArticleCard(BaseModel):
+    article_id: str = Field(description="10 digits with the leading zero")
+    name: str | None
+    product_type: str | None
+    product_group: str | None
+    colour: str | None
+    index_group: str | None
+    price: float | None = Field(description="Median price paid in the data (scaled like the data); null if never sold")
+    image_url: str
+
+
+class RecommendedArticle(ArticleCard):
+    score: float | None
+    sources: list[str] = Field(description="The candidate sources that proposed this article")
+    reason: str
+
+
+class RecommendationResponse(BaseModel):
+    customer_id: str
+    known_customer: bool
+    strategy: Literal["personalized", "cold_start"]
+    model_version: int | None
+    as_of: date = Field(description="The service's clock: day after the later of data end and last purchase")
+    items: list[RecommendedArticle]
+    cached: bool
+    took_ms: float
+
+
+class Profile(BaseModel):
+    age: int | None
+    age_bucket: str | None
+    club_member_status: str | None
+    fashion_news_frequency: str | None
+    FN: int | None
+    Active: int | None
+
+
+class Summary(BaseModel):
+    purchase_count: int
+    last_purchase: date | None
+    average_price: float | None
+    favourite_index_group: str | None
+
+
+class Purchase(ArticleCard):
+    t_dat: date
+    sales_channel_id: int
+
+
+class CustomerResponse(BaseModel):
+    customer_id: str
+    known: bool = Field(description="False for an id the data has never seen (a new customer)")
+    profile: Profile
+    summary: Summary
+    recent_purchases: list[Purchase]
+
+
+class ArticleDetail(ArticleCard):
+    product_code: int
+    perceived_colour: str | None
+    department: str | None
+    description: str | None
+
+
+class ScoredArticle(ArticleCard):
+    score: float | None
+
+
+class SimilarResponse(BaseModel):
+    article: ArticleCard
+    method: Literal["two_tower", "same_product_type"]
+    items: list[ScoredArticle]
+
+
+class PopularResponse(BaseModel):
+    age_bucket: str | None = Field(description="The age bucket whose bestsellers these are; null: everyone's")
+    model_version: int | None
+    items: list[ScoredArticle]
+
+
+class PurchaseEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: CustomerId
+    article_id: ArticleId
+    price: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False)
+    channel: Literal[1, 2] | None = Field(None, description="1 = store, 2 = online (default)")
+    t_dat: date | None = Field(None, description="Day of purchase; default: the day after the data's last day")
+
+
+class PurchaseStored(BaseModel):
+    customer_id: str
+    article_id: str
+    t_dat: date
+    price: float
+    sales_channel_id: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    model_version: int | None
+    articles: int
+    customers: int
+    data_end: date
+
+
+class ReloadResponse(BaseModel):
+    previous_version: int | None
+    model_version: int | None

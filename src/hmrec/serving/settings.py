@@ -1,0 +1,30 @@
+"""The service's settings: one validated pydantic-settings class, read from HMREC_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; `HMREC_WORKDIR=work HMREC_ADMIN_TOKEN=... hmrec serve` sets them."""
+
+    model_config = SettingsConfigDict(env_prefix="HMREC_", extra="ignore")
+
+    workdir: Path = Field(Path("work"), description="Pipeline working folder holding the registry.")
+    events_path: Path | None = Field(None, description="SQLite file of live events; default workdir/events.sqlite.")
+    admin_token: str | None = Field(None, description="Bearer token for /admin/*; admin is refused when unset.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    images_dir: Path | None = Field(None, description="The data's images/ folder, served at /images/ if set.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies are refused with 413.")
+    history_limit: int = Field(100, ge=1, description="Most recent purchases per customer given to the model.")
+    cache_size: int = Field(100_000, ge=0, description="Answers kept per (customer, k); 0 turns the cache off.")
+    batch_max: int = Field(64, ge=1, description="Concurrent personalised requests answered by one model call; 1: none.")
+    popular_days: int = Field(7, ge=1, description="Bestsellers are counted over this many last days of data.")
+
+    @property
+    def events_db(self) -> Path:
+        return self.events_path if self.events_path is not None else self.workdir / "events.sqlite"

@@ -1,0 +1,216 @@
+"""Helpers for the serving tests: a hand-made registered bundle with known answers, a pipeline-built one, and a
+real `hmrec serve` subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import polars as pl
+
+from hmrec.recommenders.base import Recommender, TrainData, save_recommender
+from hmrec.registry.bundle import write_manifest
+from hmrec.registry.versions import Registry
+from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
+
+DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
+ADMIN_TOKEN = "test-admin-token"
+HMREC = Path(sys.executable).parent / "hmrec"
+
+# Customers of the hand-made data, by role.
+FREQUENT = "a" * 64  # age 23 (bucket 0): bought articles 0 (twice), 1, 2, 3
+OCCASIONAL = "b" * 64  # age 52: bought article 4 once
+COLD_AGED = "c" * 64  # age 30 (bucket 1), no purchase: gets bucket 1's bestsellers [7, 8] then the global list
+COLD_NO_AGE = "d" * 64  # age unknown, no purchase: gets the global bestsellers
+BUYER_31 = "e" * 64
+BUYER_33 = "f" * 64
+# Last-7-days bestsellers of the hand-made data, by article_idx: 7 sold 3 times, then ties broken by index.
+GLOBAL_BESTSELLERS = [7, 0, 1, 2, 3, 4, 8]
+BUCKET1_BESTSELLERS = [7, 8]
+
+ARTICLE_IDS = [108775015, 108775044, 110065001, 110065002, 111565001, 111586001, 111593001, 111609001,
+               112679048, 114428026]
+
+
+def handmade_articles() -> pl.DataFrame:
+    n = len(ARTICLE_IDS)
+    groups = ["Garment Upper body", "Garment Upper body", "Garment Lower body", "Garment Lower body", "Shoes",
+              "Accessories", "Underwear", "Garment Upper body", "Garment Lower body", "Swimwear"]
+    types = [253, 253, 272, 272, 88, 67, 286, 253, 272, 59]
+    return pl.DataFrame({
+        "article_idx": pl.Series(range(n), dtype=pl.Int32),
+        "article_id": pl.Series(ARTICLE_IDS, dtype=pl.Int64),
+        "product_code": pl.Series([a // 1000 for a in ARTICLE_IDS], dtype=pl.Int64),
+        "prod_name": ["Strap top", "Strap top", "Skinny jeans", "Skinny jeans", "Runner", "Scarf <b>bold</b>",
+                      "Brief", "Tee", "Shorts", "Bikini"],
+        "product_type_no": pl.Series(types, dtype=pl.Int32),
+        "product_type_name": ["Vest top", "Vest top", "Trousers", "Trousers", "Sneakers", "Scarf", "Underwear bottom",
+                              "T-shirt", "Trousers", "Bikini top"],
+        "product_group_name": groups,
+        "colour_group_name": ["Black", "White", "Blue", "Light Blue", "White", "Red", "Black", "Yellow", "Beige",
+                              "Pink"],
+        "perceived_colour_master_name": ["Black", "White", "Blue", "Blue", "White", "Red", "Black", "Yellow",
+                                         "Beige", "Pink"],
+        "index_group_name": ["Ladieswear", "Ladieswear", "Divided", "Divided", "Sport", "Ladieswear", "Ladieswear",
+                             "Menswear", "Menswear", "Ladieswear"],
+        "department_name": ["Jersey Basic"] * n,
+        "detail_desc": [f"Description of article {i}" for i in range(n)],
+    })
+
+
+def handmade_customers() -> pl.DataFrame:
+    ids = [FREQUENT, OCCASIONAL, COLD_AGED, COLD_NO_AGE, BUYER_31, BUYER_33]
+    ages = [23, 52, 30, None, 31, 33]
+    n = len(ids)
+    frame = pl.DataFrame({
+        "customer_idx": list(range(n)), "customer_id": ids, "FN": [1, None, None, None, 1, None],
+        "Active": [1, None, None, None, 1, None], "club_member_status": ["ACTIVE"] * n,
+        "fashion_news_frequency": ["Regularly", "NONE", "NONE", None, "NONE", "NONE"], "age": ages,
+        "postal_code": ["0" * 64] * n, "known": [True] * n,
+    })
+    return frame.cast(CUSTOMERS_SCHEMA)
+
+
+def handmade_transactions() -> pl.DataFrame:
+    d = lambda days: DATA_END - timedelta(days=days)  # noqa: E731
+    rows = [  # (days before the data end, customer_idx, article_idx, price)
+        (20, 0, 0, 0.030), (3, 0, 0, 0.030), (2, 0, 1, 0.025), (1, 0, 2, 0.040), (0, 0, 3, 0.045),
+        (1, 1, 4, 0.050),
+        (1, 4, 7, 0.010), (1, 4, 7, 0.010), (2, 4, 8, 0.020),
+        (4, 5, 7, 0.012), (30, 5, 9, 0.033),
+    ]
+    frame = pl.DataFrame({
+        "t_dat": [d(r[0]) for r in rows], "customer_idx": [r[1] for r in rows], "article_idx": [r[2] for r in rows],
+        "price": [r[3] for r in rows], "sales_channel_id": [2] * len(rows),
+    })
+    return frame.cast(TRANSACTIONS_SCHEMA).sort("t_dat")
+
+
+def write_handmade_bundle(directory: Path, recommender: Recommender | None = None) -> Path:
+    """A complete bundle of the hand-made tables and a real fitted recommender (default: repurchase)."""
+    from hmrec.recommenders.repurchase import RepurchaseRecommender
+
+    articles, customers, transactions = handmade_articles(), handmade_customers(), handmade_transactions()
+    recommender = recommender or RepurchaseRecommender()
+    recommender.fit(TrainData(transactions, customers, articles, cutoff=DATA_END + timedelta(days=1)))
+    directory.mkdir(parents=True)
+    articles.write_parquet(directory / "articles.parquet")
+    customers.write_parquet(directory / "customers.parquet")
+    transactions.sort("customer_idx", "t_dat").write_parquet(directory / "history.parquet")
+    save_recommender(recommender, directory / "final")
+    write_manifest(directory, store_fingerprint="handmade", extra={"data_end": DATA_END.isoformat()})
+    return directory
+
+
+def register(workdir: Path, bundle: Path, promote: bool = True) -> int:
+    registry = Registry.for_workdir(workdir)
+    version = registry.register(bundle)
+    if promote:
+        registry.promote(version)
+    return version
+
+
+def handmade_workdir(root: Path) -> Path:
+    """A workdir whose registry holds one promoted version of the hand-made bundle."""
+    workdir = root / "work"
+    register(workdir, write_handmade_bundle(root / "bundles" / "v1"))
+    return workdir
+
+
+def pipeline_workdir(root: Path, seed: int = 7) -> Path:
+    """A workdir built by the real pipeline on a tiny generated dataset, its version promoted."""
+    from hmrec.pipeline import PipelineConfig, run_pipeline
+    from hmrec.raw.generate import generate
+
+    raw = root / "raw"
+    generate("tiny", seed, raw)
+    workdir = root / "work"
+    run_pipeline(PipelineConfig(raw=raw, workdir=workdir, promote=True, seed=seed))
+    return workdir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real `hmrec serve` subprocess on a free localhost port."""
+
+    def __init__(self, workdir: Path, events_db: Path, log_path: Path, **env: str):
+        self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "HMREC_EVENTS_PATH": str(events_db), "HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env}
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> Server:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(HMREC), "serve", "--workdir", str(self.workdir), "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hmrec serve exited with {self.process.returncode}: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"hmrec serve was not ready within {timeout} s: {self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def final_workdir(root: Path, seed: int = 7) -> Path:
+    """Like `pipeline_workdir` (the real final ranker with every source, two-tower included, the pipeline's
+    own bundle writer) but without the evaluation report and with one training epoch, so a test builds it in
+    about a minute; `pipeline_workdir` is the whole pipeline."""
+    from hmrec.pipeline import load_train_data, write_bundle
+    from hmrec.ranking.ranker import FinalRecommender, default_sources
+    from hmrec.raw.generate import generate
+    from hmrec.store.build import build_store
+    from hmrec.store.tables import Store
+
+    generate("tiny", seed, root / "raw")
+    workdir = root / "work"
+    build_store(root / "raw", workdir / "store")
+    store = Store(workdir / "store")
+    sources = default_sources(seed=seed)
+    sources["two_tower"].config.epochs = 1
+    final = FinalRecommender(sources=sources).fit(load_train_data(store))
+    bundle = write_bundle(store, final, workdir / "bundles" / "quick")
+    write_manifest(bundle, store_fingerprint=store.fingerprint, extra={"data_end": store.test_end.isoformat()})
+    register(workdir, bundle)
+    return workdir

@@ -1,0 +1,428 @@
+"""The HTTP API through TestClient on a real registered bundle with known answers: every endpoint, every error path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import serving_support as s
+from hmrec.serving.app import create_app
+from hmrec.serving.settings import Settings
+
+PATTERN_CUSTOMER = "String should match pattern '^[0-9a-zA-Z_-]{1,64}$'"
+BAD_ARTICLE = "article_id: Value error, must be an article id of 1-10 digits, e.g. '0663713001'"
+
+
+def ids(indices: list[int]) -> list[str]:
+    return [f"{s.ARTICLE_IDS[i]:010d}" for i in indices]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return s.handmade_workdir(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture
+def client(workdir, tmp_path):
+    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", admin_token=s.ADMIN_TOKEN)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def empty_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("empty")
+
+
+@pytest.fixture(scope="module")
+def empty_client(empty_dir):
+    """A service whose workdir has no champion."""
+    with TestClient(create_app(Settings(workdir=empty_dir / "work", events_path=empty_dir / "e.sqlite"))) as client:
+        yield client
+
+
+def recommend(client, customer_id: str, k: int = 12) -> dict:
+    response = client.post("/recommendations", json={"customer_id": customer_id, "k": k})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ---- health and readiness -------------------------------------------------------------------------------------
+
+def test_health_and_ready(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json() == {"status": "ready", "model_version": 1, "articles": 10, "customers": 6,
+                                           "data_end": s.DATA_END.isoformat()}
+
+
+def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_dir):
+    assert empty_client.get("/health").status_code == 200
+    response = empty_client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        f"no model is loaded: cannot load the champion from {empty_dir / 'work'}: "
+        "RegistryError: no version is promoted yet: run `hmrec registry promote VERSION`")
+
+
+def test_recommendations_without_model_are_503(empty_client):
+    response = empty_client.post("/recommendations", json={"customer_id": s.FREQUENT})
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("no model is loaded: cannot load the champion")
+
+
+# ---- recommendations: known answers ----------------------------------------------------------------------------
+
+def test_warm_customer_gets_own_purchases_most_recent_weight_first(client):
+    answer = recommend(client, s.FREQUENT, k=5)
+    assert answer["strategy"] == "personalized" and answer["known_customer"] is True
+    assert answer["model_version"] == 1
+    assert answer["as_of"] == (s.DATA_END + timedelta(days=1)).isoformat()
+    items = answer["items"]
+    assert len(items) == 5
+    # article 0 was bought twice (decayed weights sum above 1); then 3, 2, 1 by recency
+    assert [it["article_id"] for it in items[:4]] == ids([0, 3, 2, 1])
+    assert {it["reason"] for it in items[:4]} == {"you bought this before"}
+    assert items[0]["sources"] == ["repurchase"]
+    assert items[0]["name"] == "Strap top" and items[0]["colour"] == "Black"
+    assert items[0]["image_url"] == f"/articles/{ids([0])[0]}/image.svg"
+    assert items[0]["price"] == pytest.approx(0.03)
+
+
+def test_known_customer_without_purchases_gets_age_bucket_bestsellers(client):
+    answer = recommend(client, s.COLD_AGED, k=5)
+    assert answer["strategy"] == "cold_start" and answer["known_customer"] is True
+    expected = s.BUCKET1_BESTSELLERS + [a for a in s.GLOBAL_BESTSELLERS if a not in s.BUCKET1_BESTSELLERS]
+    assert [it["article_id"] for it in answer["items"]] == ids(expected[:5])
+    assert [it["reason"] for it in answer["items"]] == ["popular with your age group"] * 2 + ["popular right now"] * 3
+    assert answer["items"][0]["sources"] == ["age_popularity"]
+    assert answer["items"][0]["score"] == 3.0
+
+
+def test_unknown_customer_gets_global_bestsellers(client):
+    answer = recommend(client, "brand-new_customer-1")
+    assert answer["strategy"] == "cold_start" and answer["known_customer"] is False
+    assert [it["article_id"] for it in answer["items"]] == ids(s.GLOBAL_BESTSELLERS)
+    assert {it["reason"] for it in answer["items"]} == {"popular right now"}
+
+
+def test_known_customer_of_unknown_age_gets_global_bestsellers(client):
+    answer = recommend(client, s.COLD_NO_AGE, k=3)
+    assert [it["article_id"] for it in answer["items"]] == ids(s.GLOBAL_BESTSELLERS[:3])
+    assert answer["items"][0]["sources"] == ["popularity"]
+
+
+def test_second_answer_comes_from_the_cache_and_an_event_invalidates_it(client):
+    first = recommend(client, s.OCCASIONAL, k=3)
+    again = recommend(client, s.OCCASIONAL, k=3)
+    assert (first["cached"], again["cached"]) == (False, True)
+    assert again["items"] == first["items"]
+    client.post("/events/purchases", json={"customer_id": s.OCCASIONAL, "article_id": ids([9])[0]})
+    after = recommend(client, s.OCCASIONAL, k=3)
+    assert after["cached"] is False
+    assert after["items"][0]["article_id"] == ids([9])[0]
+
+
+# ---- live events ------------------------------------------------------------------------------------------------
+
+def test_event_makes_a_new_customer_warm(client):
+    assert recommend(client, "newbie")["strategy"] == "cold_start"
+    response = client.post("/events/purchases", json={"customer_id": "newbie", "article_id": "0111586001"})
+    assert response.status_code == 201
+    assert response.json() == {"customer_id": "newbie", "article_id": "0111586001",
+                               "t_dat": (s.DATA_END + timedelta(days=1)).isoformat(),
+                               "price": 0.0315, "sales_channel_id": 2}  # never sold: median of the articles median prices
+    answer = recommend(client, "newbie", k=3)
+    assert answer["strategy"] == "personalized"
+    assert answer["as_of"] == (s.DATA_END + timedelta(days=2)).isoformat()
+    assert answer["items"][0]["article_id"] == "0111586001"
+    assert answer["items"][0]["reason"] == "you bought this before"
+    customer = client.get("/customers/newbie").json()
+    assert customer["known"] is False
+    assert customer["summary"]["purchase_count"] == 1
+    assert [p["article_id"] for p in customer["recent_purchases"]] == ["0111586001"]
+
+
+def test_event_with_its_own_day_moves_the_customers_clock(client):
+    day = s.DATA_END + timedelta(days=40)
+    body = {"customer_id": s.FREQUENT, "article_id": 114428026, "price": 0.5, "channel": 1, "t_dat": day.isoformat()}
+    assert client.post("/events/purchases", json=body).status_code == 201
+    answer = recommend(client, s.FREQUENT, k=1)
+    assert answer["as_of"] == (day + timedelta(days=1)).isoformat()
+    assert answer["items"][0]["article_id"] == "0114428026"
+    customer = client.get(f"/customers/{s.FREQUENT}").json()
+    assert customer["recent_purchases"][0] | {"image_url": None} == {
+        "article_id": "0114428026", "name": "Bikini", "product_type": "Bikini top", "product_group": "Swimwear",
+        "colour": "Pink", "index_group": "Ladieswear", "price": 0.5, "image_url": None, "t_dat": day.isoformat(),
+        "sales_channel_id": 1}
+
+
+def test_article_ids_with_and_without_leading_zero_are_the_same(client):
+    for spelling in ("0108775015", "108775015", 108775015):
+        response = client.post("/events/purchases", json={"customer_id": "zero", "article_id": spelling})
+        assert response.status_code == 201 and response.json()["article_id"] == "0108775015"
+    assert client.get("/customers/zero").json()["summary"]["purchase_count"] == 3
+    assert client.get("/articles/108775015").json() == client.get("/articles/0108775015").json()
+
+
+def test_event_for_unknown_article_is_404(client):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "0999999999"})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "article 0999999999 is not in the catalogue of model version 1"}
+
+
+# ---- customers, articles, popular -----------------------------------------------------------------------------
+
+def test_customer_profile_summary_and_recent_purchases(client):
+    customer = client.get(f"/customers/{s.FREQUENT}").json()
+    assert customer["known"] is True
+    assert customer["profile"] == {"age": 23, "age_bucket": "16-24", "club_member_status": "ACTIVE",
+                                   "fashion_news_frequency": "Regularly", "FN": 1, "Active": 1}
+    assert customer["summary"] == {"purchase_count": 5, "last_purchase": s.DATA_END.isoformat(),
+                                   "average_price": 0.034, "favourite_index_group": "Ladieswear"}
+    assert [p["article_id"] for p in customer["recent_purchases"]] == ids([3, 2, 1, 0, 0])
+
+
+def test_unknown_customer_is_a_new_customer(client):
+    customer = client.get("/customers/someone-new").json()
+    assert customer["known"] is False and customer["recent_purchases"] == []
+    assert customer["summary"] == {"purchase_count": 0, "last_purchase": None, "average_price": None,
+                                   "favourite_index_group": None}
+
+
+def test_article_detail(client):
+    assert client.get("/articles/111586001").json() == {
+        "article_id": "0111586001", "name": "Scarf <b>bold</b>", "product_type": "Scarf",
+        "product_group": "Accessories", "colour": "Red", "index_group": "Ladieswear", "price": None,
+        "image_url": "/articles/0111586001/image.svg", "product_code": 111586, "perceived_colour": "Red",
+        "department": "Jersey Basic", "description": "Description of article 5"}
+
+
+def test_similar_falls_back_to_same_product_type_by_sales(client):
+    answer = client.get("/articles/0108775015/similar?k=5").json()
+    assert answer["method"] == "same_product_type"
+    assert [it["article_id"] for it in answer["items"]] == ids([7, 1])  # type 253; 7 sold 3 times, 1 once
+
+
+def test_popular_by_age_and_overall(client):
+    by_age = client.get("/popular?age=31&k=2").json()
+    assert by_age["age_bucket"] == "25-34"
+    assert [it["article_id"] for it in by_age["items"]] == ids(s.BUCKET1_BESTSELLERS)
+    overall = client.get("/popular").json()
+    assert overall["age_bucket"] is None
+    assert [it["article_id"] for it in overall["items"]] == ids(s.GLOBAL_BESTSELLERS)
+
+
+def test_svg_picture_uses_the_articles_colour(client):
+    response = client.get("/articles/111586001/image.svg")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert 'fill="#c8323a"' in response.text  # Red
+
+
+def test_real_images_folder_is_served_when_configured(workdir, tmp_path):
+    folder = tmp_path / "images" / "010"  # the real layout: first 3 characters of the 10-digit id
+    folder.mkdir(parents=True)
+    (folder / "0108775015.jpg").write_bytes(b"\xff\xd8\xff\xe0fake-jpeg")
+    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", images_dir=tmp_path / "images")
+    with TestClient(create_app(settings)) as client:
+        card = client.get("/articles/0108775015").json()
+        assert card["image_url"] == "/images/010/0108775015.jpg"
+        assert client.get(card["image_url"]).content == b"\xff\xd8\xff\xe0fake-jpeg"
+        assert client.get("/articles/0108775044").json()["image_url"] == "/articles/0108775044/image.svg"
+
+
+def test_metrics_count_requests_cold_start_share_and_version(client):
+    recommend(client, "cold-one")
+    recommend(client, s.FREQUENT)
+    text = client.get("/metrics").text
+    assert "hmrec_model_version 1.0" in text
+    assert "hmrec_cold_start_share 0.5" in text
+    assert 'hmrec_requests_total{method="POST",route="/recommendations",status="200"} 2.0' in text
+    assert 'hmrec_request_latency_seconds_count{route="/recommendations"} 2.0' in text
+
+
+def test_demo_page_lists_sample_customers(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert f'data-customer="{s.FREQUENT}"' in page.text  # 5 purchases: the most
+    assert f'data-customer="{s.COLD_AGED}"' in page.text  # the first customer without purchases
+    assert "<script src=\"/static/app.js\"></script>" in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_openapi_documents_every_resource(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommendations", "/customers/{customer_id}", "/articles/{article_id}", "/articles/{article_id}/similar",
+            "/popular", "/events/purchases", "/admin/reload", "/health", "/ready", "/metrics"} <= set(paths)
+
+
+# ---- client mistakes: one test per error path ------------------------------------------------------------------
+
+def assert_error(response, status: int, detail: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["detail"] == detail
+
+
+def test_malformed_json(client):
+    response = client.post("/recommendations", content=b'{"customer_id": "x", ',
+                           headers={"content-type": "application/json"})
+    assert_error(response, 422, "body: invalid JSON: Expecting property name enclosed in double quotes")
+
+
+def test_body_not_an_object(client):
+    response = client.post("/recommendations", json=["x"])
+    assert_error(response, 422, "body: Input should be a valid dictionary or object to extract fields from")
+
+
+def test_missing_customer_id(client):
+    assert_error(client.post("/recommendations", json={"k": 3}), 422, "customer_id: Field required")
+
+
+def test_customer_id_with_bad_characters(client):
+    response = client.post("/recommendations", json={"customer_id": "bad id!"})
+    assert_error(response, 422, f"customer_id: {PATTERN_CUSTOMER}")
+
+
+def test_customer_id_too_long(client):
+    response = client.post("/recommendations", json={"customer_id": "a" * 65})
+    assert_error(response, 422, f"customer_id: {PATTERN_CUSTOMER}")
+
+
+def test_customer_id_of_wrong_type(client):
+    response = client.post("/recommendations", json={"customer_id": 12345})
+    assert_error(response, 422, "customer_id: Input should be a valid string")
+
+
+@pytest.mark.parametrize(("k", "detail"), [
+    (0, "k: Input should be greater than or equal to 1"),
+    (101, "k: Input should be less than or equal to 100"),
+    ("many", "k: Input should be a valid integer, unable to parse string as an integer"),
+    (2.5, "k: Input should be a valid integer, got a number with a fractional part"),
+])
+def test_k_out_of_range_or_wrong_type(client, k, detail):
+    assert_error(client.post("/recommendations", json={"customer_id": "x", "k": k}), 422, detail)
+
+
+def test_unexpected_field(client):
+    response = client.post("/recommendations", json={"customer_id": "x", "n": 3})
+    assert_error(response, 422, "n: Extra inputs are not permitted")
+
+
+def test_oversized_body(client):
+    response = client.post("/recommendations", content=b"{" + b" " * 70_000 + b"}",
+                           headers={"content-type": "application/json"})
+    assert_error(response, 413, "body: request body is 70002 bytes; the limit is 65536 bytes "
+                                "(setting HMREC_MAX_BODY_BYTES)")
+
+
+def test_oversized_body_without_content_length(client):
+    def chunks():
+        for _ in range(20):
+            yield b" " * 4096
+
+    response = client.post("/events/purchases", content=chunks(), headers={"content-type": "application/json"})
+    assert_error(response, 413, "body: request body is over the limit of 65536 bytes (setting HMREC_MAX_BODY_BYTES)")
+
+
+@pytest.mark.parametrize("article_id", ["12ab", "", "12345678901", True, 1.5, -3, None])
+def test_event_with_malformed_article_id(client, article_id):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": article_id})
+    assert_error(response, 422, BAD_ARTICLE)
+
+
+def test_event_with_bad_channel(client):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "1", "channel": 3})
+    assert_error(response, 422, "channel: Input should be 1 or 2")
+
+
+def test_event_with_negative_price(client):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "1", "price": -1})
+    assert_error(response, 422, "price: Input should be greater than or equal to 0")
+
+
+def test_event_with_bad_date(client):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "1", "t_dat": "yesterday"})
+    assert_error(response, 422, "t_dat: Input should be a valid date or datetime, input is too short")
+
+
+def test_customer_path_with_bad_characters(client):
+    assert_error(client.get("/customers/a.b"), 422, f"customer_id: {PATTERN_CUSTOMER}")
+
+
+def test_article_path_not_digits(client):
+    assert_error(client.get("/articles/abc"), 422, "article_id: String should match pattern '^[0-9]{1,10}$'")
+
+
+def test_unknown_article(client):
+    assert_error(client.get("/articles/999"), 404, "article 0000000999 is not in the catalogue of model version 1")
+
+
+def test_similar_of_unknown_article(client):
+    assert_error(client.get("/articles/999/similar"), 404,
+                 "article 0000000999 is not in the catalogue of model version 1")
+
+
+def test_similar_k_out_of_range(client):
+    assert_error(client.get("/articles/108775015/similar?k=0"), 422, "k: Input should be greater than or equal to 1")
+
+
+def test_popular_age_not_a_number(client):
+    assert_error(client.get("/popular?age=old"), 422,
+                 "age: Input should be a valid integer, unable to parse string as an integer")
+
+
+def test_reload_without_token(client):
+    assert_error(client.post("/admin/reload"), 401, "missing bearer token in the Authorization header")
+
+
+def test_reload_with_wrong_token(client):
+    response = client.post("/admin/reload", headers={"Authorization": "Bearer nope"})
+    assert_error(response, 403, "wrong admin token")
+
+
+def test_reload_when_no_token_is_configured(empty_client):
+    response = empty_client.post("/admin/reload", headers={"Authorization": "Bearer anything"})
+    assert_error(response, 403, "admin endpoints are disabled: HMREC_ADMIN_TOKEN is not set")
+
+
+def test_no_client_mistake_is_a_500(client):
+    bodies = [b"", b"null", b"[]", b"{}", b'{"customer_id": null}', b'{"customer_id": {"a": 1}}',
+              b'{"customer_id": "x", "k": null}', b'{"customer_id": "x", "k": 1e309}', b"\xff\xfe",
+              b'{"customer_id": "\\u0000"}', b'{"customer_id": "x", "article_id": "1", "price": "NaN"}']
+    for path in ("/recommendations", "/events/purchases", "/admin/reload"):
+        for body in bodies:
+            response = client.post(path, content=body, headers={"content-type": "application/json"})
+            assert 400 <= response.status_code < 500, (path, body, response.text)
+    for path in ("/customers/%00", "/articles/0/similar?k=x", "/articles/" + "9" * 11, "/popular?k=1000",
+                 "/customers/" + "x" * 200):
+        assert 400 <= client.get(path).status_code < 500, path
+
+
+# ---- batching: concurrent requests answered together give the answers each would get alone ----------------------
+
+def test_batched_answers_equal_single_answers(workdir, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date
+
+    from hmrec.serving.engine import Engine, champion_loader
+    from hmrec.serving.events import EventStore, Purchase
+
+    store = EventStore(tmp_path / "events.sqlite")
+    # a customer whose clock is ahead of everyone else's: batched apart (one Query has one as_of)
+    store.add(Purchase("ahead", s.ARTICLE_IDS[9], date(2021, 6, 1), 0.02, 2))
+    engines = {}
+    for batch_max in (1, 64):
+        settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", batch_max=batch_max, cache_size=0)
+        engines[batch_max] = Engine(settings, store, champion_loader(settings))
+        engines[batch_max].reload()
+    asked = [s.FREQUENT, s.OCCASIONAL, s.BUYER_31, s.BUYER_33, "ahead"] * 8
+    alone = [engines[1].recommend(c, 4)["items"] for c in asked]
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(lambda c: engines[64].recommend(c, 4)["items"], asked))
+    assert together == alone
+    assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[9]:010d}"
+    for engine in engines.values():
+        engine.close()
