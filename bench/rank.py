@@ -1,0 +1,122 @@
+"""Benchmark of the `final` method on a built store: fit, candidates + ranking for every held-out customer,
+one customer's end-to-end latency, MAP@12 against the baselines and the sources, and candidate recall.
+
+    .venv/bin/python bench/rank.py --store /tmp/e_store [--no-two-tower] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hmrec import logs
+from hmrec.candidates.generate import candidate_recall, generate_candidates
+from hmrec.evaluation.metrics import map_at_k, recall_at_k
+from hmrec.pipeline import load_train_data
+from hmrec.ranking.features import build_features
+from hmrec.ranking.ranker import PAIR_SCORE, FinalRecommender, default_sources, pair_scores
+from hmrec.recommenders.base import Query, load_recommender, save_recommender
+from hmrec.store.tables import Store
+
+log = logging.getLogger("bench.rank")
+
+
+def baselines(seed: int) -> dict:
+    from hmrec.recommenders.als import ALSRecommender
+    from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender
+    from hmrec.recommenders.repurchase import RepurchaseRecommender
+
+    return {"popularity": PopularityRecommender(), "age_popularity": AgePopularityRecommender(),
+            "repurchase": RepurchaseRecommender(), "als": ALSRecommender(seed=seed)}
+
+
+def timed(fn, *args):
+    started = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - started
+
+
+def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray, as_of, repeats: int) -> dict:
+    """Median milliseconds of each step for one-row queries: build the query from the customer's rows, the
+    sources' candidates, the features, the two-tower pair scores, LightGBM predict, and the whole recommend."""
+    steps: dict[str, list[float]] = {name: [] for name in
+                                     ("query", "candidates", "features", "pair_scores", "predict", "recommend")}
+    history = data.transactions.filter(pl.col("customer_idx").is_in(customer_idx[:repeats].tolist()))
+    for c in customer_idx[:repeats]:
+        query, t = timed(Query.for_customers, np.array([c]), data.customers, history, as_of)
+        steps["query"].append(t)
+        candidates, t = timed(generate_candidates, final.sources, query, final.n_per_source)
+        steps["candidates"].append(t)
+        frame, t = timed(build_features, candidates, query, final.articles)
+        steps["features"].append(t)
+        if "two_tower" in final.sources:
+            scores, t = timed(pair_scores, final.sources["two_tower"], query, frame)
+            frame = frame.with_columns(pl.Series(PAIR_SCORE, scores))
+            steps["pair_scores"].append(t)
+        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(frame))
+        steps["predict"].append(t)
+        _, t = timed(final.recommend, query, 12)
+        steps["recommend"].append(t)
+    return {name: statistics.median(values) * 1000 for name, values in steps.items() if values}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--no-two-tower", action="store_true", help="leave the two-tower source out")
+    parser.add_argument("--two-tower", type=Path, default=None,
+                        help="a saved two-tower fitted before the ranker's label week: used as is, not refitted")
+    parser.add_argument("--save-two-tower", type=Path, default=None, help="save the fitted two-tower here")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    logs.configure()
+
+    store = Store(args.store)
+    data = load_train_data(store)
+    test = store.test_transactions().collect()
+    truth = test.group_by("customer_idx").agg(pl.col("article_idx").unique()).sort("customer_idx")
+    customer_idx = truth["customer_idx"].to_numpy()
+    relevant = [list(v) for v in truth["article_idx"].to_list()]
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
+
+    sources = default_sources(seed=args.seed)
+    prefitted = []
+    if args.no_two_tower:
+        sources.pop("two_tower")
+    elif args.two_tower:
+        sources["two_tower"], prefitted = load_recommender(args.two_tower), ["two_tower"]
+    final, fit_s = timed(FinalRecommender(sources, prefitted=prefitted).fit, data)
+    if args.save_two_tower and "two_tower" in sources:
+        save_recommender(sources["two_tower"], args.save_two_tower)
+    recs, batch_s = timed(final.recommend, query, 12)
+    result = {"store": str(args.store), "customers": len(query), "fit_s": fit_s, "batch_recommend_s": batch_s,
+              "map@12": {"final": map_at_k(recs.items, relevant)}, "recall@12": {}}
+    for name, method in {**baselines(args.seed), **final.sources}.items():
+        if name not in final.sources:
+            method.fit(data)
+        items = method.recommend(query, 12).items
+        result["map@12"][name] = map_at_k(items, relevant)
+        result["recall@12"][name] = recall_at_k(items, relevant, 12)
+    result["recall@12"]["final"] = recall_at_k(recs.items, relevant, 12)
+    candidates, result["candidates_s"] = timed(generate_candidates, final.sources, query, final.n_per_source)
+    result["candidates_per_customer"] = candidates.height / len(query)
+    result["candidate_recall"] = candidate_recall(candidates, relevant)
+    result["one_customer_ms"] = one_customer_latency(final, data, customer_idx, store.cutoff, args.repeats)
+    result["importance"] = final.feature_importance().head(15).to_dicts()
+    text = json.dumps(result, indent=2, default=float)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The union of several sources' top-N per customer, keeping each source's rank and score; candidate recall."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import polars as pl
+
+from hmrec.recommenders.base import Query, Recommender
+
+log = logging.getLogger(__name__)
+
+KEYS = ("row", "article_idx")
+
+
+class CandidateSourceSet(Protocol):
+    """What `candidate_recall_section` needs of a multi-source recommender such as the `final` ranker."""
+
+    sources: Mapping[str, Recommender]
+    n_per_source: Mapping[str, int]
+
+
+def source_columns(names: Sequence[str]) -> list[str]:
+    return [f"{name}_{part}" for name in names for part in ("rank", "score")]
+
+
+def generate_candidates(
+    sources: Mapping[str, Recommender], query: Query, n_per_source: Mapping[str, int]
+) -> pl.DataFrame:
+    """Per query row, the union of every source's top-N: `row, article_idx` then, for every source,
+    `<source>_rank` (0 = its best, Int16) and `<source>_score` (Float32), both null where that source did
+    not propose the article. One line per (row, article_idx), sorted by row then article_idx."""
+    missing = sorted(set(sources) - set(n_per_source))
+    if missing:
+        raise ValueError(f"n_per_source has no count for the sources {missing}; it has {sorted(n_per_source)}")
+    union: pl.DataFrame | None = None
+    for name, source in sources.items():
+        started = time.perf_counter()
+        frame = source.recommend(query, n_per_source[name]).to_frame()
+        frame = frame.select(
+            pl.col("row").cast(pl.UInt32),
+            pl.col("article_idx").cast(pl.Int32),
+            pl.col("rank").cast(pl.Int16).alias(f"{name}_rank"),
+            pl.col("score").cast(pl.Float32).alias(f"{name}_score"),
+        )
+        log.debug("candidates from %s: %d in %.2f s", name, frame.height, time.perf_counter() - started)
+        union = frame if union is None else union.join(frame, on=KEYS, how="full", coalesce=True)
+    if union is None:
+        raise ValueError("generate_candidates needs at least one source")
+    return union.sort(KEYS)
+
+
+def proposed_by(names: Sequence[str]) -> pl.Expr:
+    """List of the source names whose rank is set on each candidate line."""
+    parts = [pl.when(pl.col(f"{name}_rank").is_not_null()).then(pl.lit(name)) for name in names]
+    return pl.concat_list(parts).list.drop_nulls().alias("sources")
+
+
+def candidate_recall(candidates: pl.DataFrame, relevant_by_row: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Share of held-out purchases (distinct row, article pairs) found among the candidates: one entry per
+    source (its own top-N) and "all" (the union). In [0, 1]; 0.0 when nothing was bought."""
+    truth = pl.DataFrame(
+        {
+            "row": [row for row, items in enumerate(relevant_by_row) for _ in set(items)],
+            "article_idx": [item for items in relevant_by_row for item in set(items)],
+        },
+        schema={"row": pl.UInt32, "article_idx": pl.Int32},
+    )
+    if truth.height == 0:
+        names = [c.removesuffix("_rank") for c in candidates.columns if c.endswith("_rank")]
+        return {name: 0.0 for name in [*names, "all"]}
+    found = truth.join(candidates, on=KEYS, how="left")
+    names = [c.removesuffix("_rank") for c in candidates.columns if c.endswith("_rank")]
+    recall = {name: found[f"{name}_rank"].is_not_null().sum() / truth.height for name in names}
+    in_union = found.select(pl.any_horizontal([pl.col(f"{n}_rank").is_not_null() for n in names])).to_series()
+    recall["all"] = in_union.sum() / truth.height
+    return {name: float(value) for name, value in recall.items()}
+
+
+def candidate_recall_section(
+    final: CandidateSourceSet, query: Query, relevant_by_row: Sequence[Sequence[int]]
+) -> str:
+    """Markdown for the report: candidate recall per source and combined, with candidates per customer."""
+    candidates = generate_candidates(final.sources, query, final.n_per_source)
+    recall = candidate_recall(candidates, relevant_by_row)
+    per_row = candidates.height / max(len(query), 1)
+    lines = [
+        "## Candidate recall",
+        "",
+        f"Share of the held-out purchases found among the candidates ({per_row:.1f} per customer on average, "
+        f"{len(query):,} customers). A source's figure counts only its own top-N.",
+        "",
+        "| source | top-N | recall |",
+        "|---|---:|---:|",
+    ]
+    for name in final.sources:
+        lines.append(f"| {name} | {final.n_per_source[name]} | {recall[name]:.4f} |")
+    lines.append(f"| **all (union)** | {per_row:.1f} | {recall['all']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,243 @@
+"""The `final` ranker on a fixture with a planted signal: it must beat each of its candidate sources."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hmrec.evaluation.metrics import map_at_k
+from hmrec.ranking.features import article_table, build_features
+from hmrec.ranking.ranker import FinalConfig, FinalRecommender
+from hmrec.recommenders.base import Query, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.colours import OtherColoursRecommender
+from hmrec.recommenders.popularity import PopularityRecommender
+from hmrec.recommenders.together import BoughtTogetherRecommender
+
+CUTOFF = date(2019, 6, 17)  # any date: nothing below depends on it
+N_PRODUCTS, N_COLOURS = 60, 3
+N_ARTICLES = N_PRODUCTS * N_COLOURS
+N_PER_SOURCE = {"other_colours": 10, "bought_together": 10, "popularity": 20}
+
+
+def partner(article: int) -> int:
+    """The planted bought-together partner: an article of another product."""
+    return (article + N_ARTICLES // 2) % N_ARTICLES
+
+
+def next_colour(article: int) -> int:
+    return article - article % N_COLOURS + (article + 1) % N_COLOURS
+
+
+def planted_world(seed: int = 0):
+    """Baskets that pair each article with its partner; then customers who buy an article a ("trigger")
+    and, a few days later, either the next colour of a or a's partner. Trainers do so in the week before
+    the cutoff, testers in the week after it. Everybody also bought three random articles long ago."""
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[int, int, int]] = []  # (customer_idx, article_idx, day relative to the cutoff)
+    customer = 0
+    for _ in range(700):  # basket makers
+        article, day = int(rng.integers(N_ARTICLES)), -int(rng.integers(8, 35))
+        rows += [(customer, article, day), (customer, partner(article), day)]
+        customer += 1
+    held_out: dict[int, int] = {}
+    for group, (trigger_days, target_days) in enumerate([((-12, -8), (-7, -1)), ((-5, -1), (0, 6))]):
+        for _ in range(400):
+            article = int(rng.integers(N_ARTICLES))
+            trigger = int(rng.integers(trigger_days[0], trigger_days[1] + 1))
+            target = next_colour(article) if rng.random() < 0.5 else partner(article)
+            day = max(trigger + 1, int(rng.integers(target_days[0], target_days[1] + 1)))
+            rows += [(customer, int(a), -int(rng.integers(40, 90))) for a in rng.integers(N_ARTICLES, size=3)]
+            rows += [(customer, article, trigger), (customer, target, day)]
+            if group == 1:
+                held_out[customer] = target
+            customer += 1
+    frame = pl.DataFrame(
+        {
+            "t_dat": [CUTOFF + timedelta(days=d) for _, _, d in rows],
+            "customer_idx": pl.Series([c for c, _, _ in rows], dtype=pl.Int32),
+            "article_idx": pl.Series([a for _, a, _ in rows], dtype=pl.Int32),
+            "price": pl.Series(rng.uniform(0.01, 0.05, len(rows)), dtype=pl.Float32),
+            "sales_channel_id": pl.Series(rng.integers(1, 3, len(rows)), dtype=pl.Int8),
+        }
+    ).sort("t_dat")
+    articles = pl.DataFrame(
+        {
+            "article_idx": np.arange(N_ARTICLES, dtype=np.int32),
+            "product_code": np.arange(N_ARTICLES) // N_COLOURS + 500000,
+            "index_group_no": np.arange(N_ARTICLES) % 2 + 1,
+            "product_group_name": ["Garment Upper body", "Shoes"] * (N_ARTICLES // 2),
+            "index_group_name": ["Ladieswear", "Menswear"] * (N_ARTICLES // 2),
+        }
+    )
+    customers = pl.DataFrame(
+        {
+            "customer_idx": np.arange(customer, dtype=np.int32),
+            "age": pl.Series(rng.integers(18, 70, customer), dtype=pl.Int16),
+        }
+    )
+    data = TrainData(frame.filter(pl.col("t_dat") < CUTOFF), customers, articles, CUTOFF)
+    return data, held_out
+
+
+def make_sources():
+    return {
+        "other_colours": OtherColoursRecommender(),
+        "bought_together": BoughtTogetherRecommender(),
+        "popularity": PopularityRecommender(),
+    }
+
+
+@pytest.fixture(scope="module")
+def world():
+    data, held_out = planted_world()
+    testers = np.array(sorted(held_out), dtype=np.int32)
+    query = Query.for_customers(testers, data.customers, data.transactions, as_of=CUTOFF)
+    relevant = [[held_out[int(c)]] for c in testers]
+    final = FinalRecommender(make_sources(), FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1)).fit(data)
+    return data, query, relevant, final
+
+
+def test_ranker_beats_each_of_its_sources(world):
+    data, query, relevant, final = world
+    final_map = map_at_k(final.recommend(query, 12).items, relevant)
+    for name, source in final.sources.items():
+        source_map = map_at_k(source.recommend(query, 12).items, relevant)
+        assert final_map > 1.15 * source_map, (name, final_map, source_map)
+    # the sources were refitted on everything before the cutoff, so they know the testers' trigger week
+    assert final.sources["other_colours"].variants["sales"].sum() > 0
+    assert final_map > 0.5
+
+
+def test_ranker_learns_the_planted_signal_first(world):
+    importance = world[3].feature_importance()
+    assert importance.columns == ["feature", "gain", "splits"]
+    assert importance["gain"].is_sorted(descending=True)
+    # popularity is noise here: all it can tell the ranker is which candidates nobody else proposed
+    gain = dict(importance.select("feature", "gain").iter_rows())
+    signal = ("other_colours", "bought_together", "days_since_product", "product_times_bought")
+    planted = sum(g for name, g in gain.items() if name.startswith(signal))
+    noise = sum(g for name, g in gain.items() if name.startswith("popularity"))
+    assert planted > noise, gain
+    top = importance["feature"][0]
+    section = world[3].importance_section()
+    assert section.startswith("## Ranker feature importance") and f"| {top} |" in section
+
+
+def test_save_and_load_give_identical_answers(world, tmp_path):
+    _, query, _, final = world
+    save_recommender(final, tmp_path / "final")
+    assert (tmp_path / "final" / "ranker.txt").read_text().startswith("tree")
+    assert sorted(p.name for p in (tmp_path / "final" / "sources").iterdir()) == sorted(N_PER_SOURCE)
+    loaded = load_recommender(tmp_path / "final")
+    assert isinstance(loaded, FinalRecommender)
+    expected, got = final.recommend(query, 12), loaded.recommend(query, 12)
+    np.testing.assert_array_equal(expected.items, got.items)
+    np.testing.assert_allclose(expected.scores, got.scores, rtol=1e-6)
+
+
+def test_recommend_explained_lists_the_sources_that_proposed_each_article(world):
+    _, query, _, final = world
+    explained = final.recommend_explained(query, 12)
+    assert explained.columns == ["row", "rank", "article_idx", "score", "sources"]
+    recs = final.recommend(query, 12).to_frame()
+    expected = recs.select("row", pl.col("rank").cast(pl.Int16), "article_idx")
+    assert explained.select("row", "rank", "article_idx").equals(expected)
+    for name, source in final.sources.items():
+        own = source.recommend(query, N_PER_SOURCE[name]).to_frame().select("row", "article_idx")
+        own = own.with_columns(pl.lit(True).alias("proposed"))
+        check = explained.join(own, on=["row", "article_idx"], how="left").with_columns(
+            pl.col("sources").list.contains(name).alias("listed"), pl.col("proposed").fill_null(False)
+        )
+        assert check["listed"].to_list() == check["proposed"].to_list(), name
+    assert explained["sources"].list.len().min() >= 1
+
+
+def test_one_live_customer_gets_the_same_answer_as_in_the_batch(world):
+    data, query, _, final = world
+    batch = final.recommend(query, 12)
+    customer = query.customers["customer_idx"][3:4].to_numpy()
+    one = Query.for_customers(customer, data.customers, data.transactions, CUTOFF)
+    np.testing.assert_array_equal(final.recommend(one, 12).items[0], batch.items[3])
+
+
+def test_prefitted_sources_are_not_refitted():
+    data, held_out = planted_world(seed=1)
+    colours = OtherColoursRecommender().fit(
+        TrainData(data.transactions.filter(pl.col("t_dat") < CUTOFF - timedelta(days=30)), data.customers,
+                  data.articles, CUTOFF - timedelta(days=30))
+    )
+    variants = colours.variants
+    sources = make_sources() | {"other_colours": colours}
+    config = FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1)
+    final = FinalRecommender(sources, config, prefitted=["other_colours"])
+    final.fit(data)
+    assert final.sources["other_colours"].variants is variants
+    assert final.sources["popularity"].ranking is not None
+
+
+def test_fit_once_sources_keep_the_early_fit():
+    data, _ = planted_world(seed=2)
+    config = FinalConfig(n_per_source=N_PER_SOURCE, fit_once=("bought_together",), num_threads=1)
+    final = FinalRecommender(make_sources(), config).fit(data)
+    early = BoughtTogetherRecommender().fit(
+        TrainData(data.transactions.filter(pl.col("t_dat") < CUTOFF - timedelta(days=7)), data.customers,
+                  data.articles, CUTOFF - timedelta(days=7))
+    )
+    assert final.sources["bought_together"].pairs.equals(early.pairs)
+
+
+def test_missing_candidate_count_is_refused():
+    with pytest.raises(ValueError, match="popularity"):
+        FinalRecommender(make_sources(), FinalConfig(n_per_source={"other_colours": 5, "bought_together": 5}))
+
+
+def test_interaction_features_have_known_values():
+    data, _ = planted_world()
+    customer = 700  # the first trainer: three old random buys, a trigger, then a target in the label week
+    query = Query.for_customers(np.array([customer]), data.customers, data.transactions, as_of=CUTOFF)
+    bought = query.history.sort("t_dat")
+    article, last_day = int(bought["article_idx"][-1]), bought["t_dat"][-1]
+    candidates = pl.DataFrame({"row": pl.Series([0, 0], dtype=pl.UInt32),
+                               "article_idx": pl.Series([article, next_colour(article)], dtype=pl.Int32)})
+    frame = build_features(candidates, query, article_table(data.transactions, data.articles, CUTOFF))
+    own, colour = frame.row(0, named=True), frame.row(1, named=True)
+    days = (CUTOFF - last_day).days
+    assert own["times_bought"] == bought.filter(pl.col("article_idx") == article).height
+    assert own["days_since_bought"] == days and colour["days_since_bought"] is None
+    assert colour["times_bought"] == 0 and colour["days_since_product"] == days
+    assert colour["product_times_bought"] >= 1
+    assert own["user_purchases_all"] == bought.height
+    assert 0 < own["share_product_group_name"] <= 1
+
+
+def test_two_tower_source_scores_every_candidate():
+    from hmrec.ranking.ranker import PAIR_SCORE, pair_scores
+    from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
+
+    data, held_out = planted_world(seed=3)
+    tiny = TwoTowerConfig(window_days=60, epochs=1, hidden_dim=32, wide_dim=8, out_dim=16, batch_size=256,
+                          extra_negatives=64, index_window_days=None, threads=1)
+    sources = make_sources() | {"two_tower": TwoTowerRecommender(tiny)}
+    n_per_source = N_PER_SOURCE | {"two_tower": 10}
+    final = FinalRecommender(sources, FinalConfig(n_per_source=n_per_source, num_threads=1)).fit(data)
+    assert PAIR_SCORE in final.config.feature_names
+    query = Query.for_customers(np.array(sorted(held_out)[:50]), data.customers, data.transactions, CUTOFF)
+    retrieved = sources["two_tower"].recommend(query, 10).to_frame()
+    # on the articles it retrieved, the pair score is the index's own (exact inner product) score
+    np.testing.assert_allclose(pair_scores(sources["two_tower"], query, retrieved), retrieved["score"].to_numpy(),
+                               rtol=1e-4, atol=1e-5)
+    explained = final.recommend_explained(query, 12)
+    assert explained.height == 50 * 12
+
+
+def test_a_new_customer_and_an_empty_query_are_answered(world):
+    data, _, _, final = world
+    stranger = Query.for_customers(np.array([-1]), data.customers, data.transactions, CUTOFF)
+    assert stranger.history.height == 0
+    recs = final.recommend(stranger, 12)
+    assert (recs.items[0] >= 0).all()  # popularity proposes 20, so 12 answers
+    empty = Query.for_customers(np.array([], dtype=np.int32), data.customers, data.transactions, CUTOFF)
+    assert final.recommend(empty, 12).items.shape == (0, 12)
