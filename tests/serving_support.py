@@ -124,18 +124,6 @@ def handmade_workdir(root: Path) -> Path:
     return workdir
 
 
-def pipeline_workdir(root: Path, seed: int = 7) -> Path:
-    """A workdir built by the real pipeline on a tiny generated dataset, its version promoted."""
-    from hmrec.pipeline import PipelineConfig, run_pipeline
-    from hmrec.raw.generate import generate
-
-    raw = root / "raw"
-    generate("tiny", seed, raw)
-    workdir = root / "work"
-    run_pipeline(PipelineConfig(raw=raw, workdir=workdir, promote=True, seed=seed))
-    return workdir
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,26 +179,3 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def final_workdir(root: Path, seed: int = 7) -> Path:
-    """Like `pipeline_workdir` (the real final ranker with every source, two-tower included, the pipeline's
-    own bundle writer) but without the evaluation report and with one training epoch, so a test builds it in
-    about a minute; `pipeline_workdir` is the whole pipeline."""
-    from hmrec.pipeline import load_train_data, write_bundle
-    from hmrec.ranking.ranker import FinalRecommender, default_sources
-    from hmrec.raw.generate import generate
-    from hmrec.store.build import build_store
-    from hmrec.store.tables import Store
-
-    generate("tiny", seed, root / "raw")
-    workdir = root / "work"
-    build_store(root / "raw", workdir / "store")
-    store = Store(workdir / "store")
-    sources = default_sources(seed=seed)
-    sources["two_tower"].config.epochs = 1
-    final = FinalRecommender(sources=sources).fit(load_train_data(store))
-    bundle = write_bundle(store, final, workdir / "bundles" / "quick")
-    write_manifest(bundle, store_fingerprint=store.fingerprint, extra={"data_end": store.test_end.isoformat()})
-    register(workdir, bundle)
-    return workdir

@@ -30,11 +30,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def pipeline_server(tmp_path_factory):
-    """The final ranker with every source (two-tower vectors included) on a tiny generated dataset, served."""
+def pipeline_server(pipeline_run, tmp_path_factory):
+    """The model the real pipeline trained and promoted on the tiny sample (every source, two-tower included)."""
     root = tmp_path_factory.mktemp("browser")
-    workdir = s.final_workdir(root)
-    with s.Server(workdir, root / "events.sqlite", root / "server.log") as server:
+    with s.Server(pipeline_run.workdir, root / "events.sqlite", root / "server.log") as server:
         yield server
 
 
