@@ -1,0 +1,166 @@
+"""The two-tower training loop: shuffled batches, in-batch + uniform negatives with log-Q, Adam, seeded."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hmrec.retrieval.data import Examples, PurchaseHistory
+from hmrec.retrieval.model import PastItems, TwoTower, sampled_softmax_loss
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from hmrec.retrieval.recommender import TwoTowerConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainInputs:
+    """Everything a batch is cut from; tensors are indexed by article_idx / customer_idx."""
+
+    examples: Examples
+    history: PurchaseHistory
+    item_codes: torch.Tensor  # (n_articles + 1, n_item_fields); the last row is all-OOV for unknown articles
+    item_numeric: torch.Tensor  # (n_snapshots, n_articles + 1, n_item_numeric)
+    user_codes: torch.Tensor  # (n_customers, n_user_fields)
+    negative_pool: np.ndarray  # article_idx that extra negatives are drawn from, uniformly
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]  # mean loss over each `loss_every_steps` steps, in order
+    examples_per_second: float
+    seconds: float
+
+
+@contextmanager
+def deterministic(seed: int, threads: int) -> Iterator[None]:
+    """Seed torch, pin its thread count and demand deterministic kernels; restore the global flags after."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
+
+
+def past_items(
+    history: PurchaseHistory,
+    item_codes: torch.Tensor,
+    item_numeric: torch.Tensor,
+    keys: np.ndarray,
+    days: np.ndarray,
+    snapshots: np.ndarray,
+    config: TwoTowerConfig,
+) -> PastItems:
+    """Each key's last `config.n_last` purchases before its day, with item features of its snapshot.
+
+    item_codes (n_articles + 1, n_fields) and item_numeric (n_snapshots, n_articles + 1, n_numeric) end with
+    an all-OOV row, used for padding and for articles the model has no row for.
+    """
+    items, weights = history.last(keys, days, config.n_last, config.half_life_days)
+    oov_row = item_codes.shape[0] - 1
+    items = np.where((items >= 0) & (items < oov_row), items, oov_row)
+    # Encode each distinct (snapshot, article) once: a batch's customers share many past articles.
+    slots = np.asarray(snapshots, dtype=np.int64)[:, None] * (oov_row + 1) + items
+    distinct, index = np.unique(slots, return_inverse=True)
+    articles, snapshot_of = torch.from_numpy(distinct % (oov_row + 1)), torch.from_numpy(distinct // (oov_row + 1))
+    return PastItems(
+        codes=item_codes[articles],
+        numeric=item_numeric[snapshot_of, articles],
+        index=torch.from_numpy(index.reshape(items.shape)),
+        weights=torch.from_numpy(weights),
+    )
+
+
+def _log_q(article_ids: np.ndarray, p_freq: np.ndarray, batch: int, n_negatives: int, n_pool: int) -> torch.Tensor:
+    # Expected times each candidate turns up in one batch: as someone's positive, or as a uniform negative.
+    in_pool = p_freq[article_ids, 1]
+    expected = batch * p_freq[article_ids, 0] + n_negatives * in_pool / max(n_pool, 1)
+    return torch.from_numpy(np.log(np.maximum(expected, 1e-12)).astype(np.float32))
+
+
+def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
+    """Train `model` in place for `config.epochs` epochs; deterministic for a given seed and thread count."""
+    examples, rng = inputs.examples, np.random.default_rng(config.seed)
+    n_articles = inputs.item_codes.shape[0]
+    # Column 0: share of examples buying the article; column 1: 1 if it is in the negative pool.
+    p_freq = np.zeros((n_articles, 2))
+    np.add.at(p_freq[:, 0], examples.article_idx, 1.0 / len(examples))
+    p_freq[inputs.negative_pool, 1] = 1.0
+    dense, sparse = model.parameter_groups()
+    optimizers = [torch.optim.Adam(dense, lr=config.learning_rate, weight_decay=config.weight_decay)]
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+    losses, window, started = [], [], time.perf_counter()
+    model.train()
+    bar = tqdm(total=config.epochs * len(examples), desc="two-tower", unit="ex", unit_scale=True,
+               disable=None, file=sys.stderr, leave=False)
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(examples))
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            loss = _step(model, inputs, config, batch, p_freq, rng)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            window.append(loss.item())
+            if len(window) == config.loss_every_steps:
+                losses.append(float(np.mean(window)))
+                window = []
+            bar.update(len(batch))
+        logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses[-1] if losses else window[-1])
+    bar.close()
+    if window:
+        losses.append(float(np.mean(window)))
+    model.eval()
+    seconds = time.perf_counter() - started
+    rate = config.epochs * len(examples) / max(seconds, 1e-9)
+    logger.info("trained on %d examples x %d epochs in %.1f s (%.0f examples/s)",
+                len(examples), config.epochs, seconds, rate)
+    return TrainResult(losses, rate, seconds)
+
+
+def _step(
+    model: TwoTower,
+    inputs: TrainInputs,
+    config: TwoTowerConfig,
+    batch: np.ndarray,
+    p_freq: np.ndarray,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    ex = inputs.examples
+    customers, days, articles = ex.customer_idx[batch], ex.day[batch], ex.article_idx[batch]
+    snapshots = torch.from_numpy(ex.snapshot[batch])
+    past = past_items(inputs.history, inputs.item_codes, inputs.item_numeric, customers, days, ex.snapshot[batch],
+                      config)
+    numeric = torch.from_numpy(ex.user_numeric[batch])
+    # Some examples lose their history, as a cold customer has none, so that the profile alone learns to answer.
+    cold = torch.from_numpy(rng.random(len(batch)) < config.cold_share)
+    past = past._replace(weights=past.weights.masked_fill(cold.unsqueeze(1), 0.0))
+    numeric = numeric.masked_fill(cold.unsqueeze(1), 0.0)
+    users = model.users(inputs.user_codes[torch.from_numpy(customers)], past, numeric)
+    negatives = rng.choice(inputs.negative_pool, size=config.extra_negatives)
+    # Each extra negative borrows the feature snapshot of a random example of the batch.
+    negative_snapshots = snapshots[torch.from_numpy(rng.integers(0, len(batch), size=config.extra_negatives))]
+    candidate_ids = np.concatenate([articles, negatives])
+    ids = torch.from_numpy(candidate_ids)
+    candidate_snapshots = torch.cat([snapshots, negative_snapshots])
+    candidates = model.items(inputs.item_codes[ids], inputs.item_numeric[candidate_snapshots, ids])
+    log_q = _log_q(candidate_ids, p_freq, len(batch), config.extra_negatives, len(inputs.negative_pool))
+    return sampled_softmax_loss(users, candidates, ids, log_q, config.temperature)
