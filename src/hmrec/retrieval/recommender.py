@@ -166,9 +166,13 @@ class TwoTowerRecommender(Recommender):
         return out
 
     def recommend(self, query: Query, k: int) -> Recs:
-        if len(query) == 0:
+        return self.search(self.user_vectors(query), k)
+
+    def search(self, user_vectors: np.ndarray, k: int) -> Recs:
+        """Top-k indexed articles for precomputed user vectors (lets a caller compute them once and reuse them)."""
+        if len(user_vectors) == 0:
             return Recs(np.zeros((0, k), dtype=np.int32), np.zeros((0, k), dtype=np.float32))
-        items, scores = self.index.search(self.user_vectors(query), k)
+        items, scores = self.index.search(user_vectors, k)
         return Recs(items, scores)
 
     def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
