@@ -80,6 +80,13 @@ def test_non_numeric_price_column(tmp_path):
     assert message.startswith("transactions_train.csv: column price: 5 of 5 rows are not numbers (e.g. 'cheap', 'cheap')")
 
 
+def test_row_with_more_fields_than_the_header(tmp_path):
+    rows = [*TRANSACTIONS[:2], TRANSACTIONS[2] + ",stray,fields", *TRANSACTIONS[3:]]
+    message = fails(tmp_path, write_raw(tmp_path / "raw", transactions=rows))
+    assert message.startswith("transactions_train.csv: 1 row(s) have more fields than the header's 5")
+    assert "line 4: " in message and "stray,fields" in message
+
+
 def test_empty_table(tmp_path):
     message = fails(tmp_path, write_raw(tmp_path / "raw", articles=[]))
     assert message == "articles.csv: the table is empty (a header line and 0 data rows)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +86,34 @@ def open_raw(raw_dir: Path, spec: FileSpec) -> RawFile:
         log.warning(note)
         raw.notes.append(note)
     return raw
+
+
+@contextmanager
+def parse_errors(raw: RawFile) -> Iterator[None]:
+    """Turn the CSV reader's own failure (a row with more fields than the header) into a RawDataError."""
+    try:
+        yield
+    except pl.exceptions.ComputeError as error:
+        count, examples = _ragged_rows(raw.path, len(raw.file_columns))
+        if not count:
+            raise
+        shown = "; ".join(f"line {line}: {text[:80]!r}" for line, text in examples)
+        raise RawDataError(
+            f"{raw.name}: {count:,} row(s) have more fields than the header's {len(raw.file_columns)} "
+            f"(an unquoted comma?), e.g. {shown}"
+        ) from error
+
+
+def _ragged_rows(path: Path, n_columns: int) -> tuple[int, list[tuple[int, str]]]:
+    """Rows with more fields than the header, and two examples; one pass, only run after a parse failure."""
+    count, examples = 0, []
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        for line, fields in enumerate(csv.reader(handle), start=1):
+            if len(fields) > n_columns:
+                count += 1
+                if len(examples) < 2:
+                    examples.append((line, ",".join(fields)))
+    return count, examples
 
 
 def _read_header(path: Path) -> list[str]:

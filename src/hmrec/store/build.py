@@ -24,7 +24,7 @@ from hmrec.raw.clean import (
     file_counts,
     transaction_checks,
 )
-from hmrec.raw.read import LINE, RawFile, open_raw
+from hmrec.raw.read import LINE, RawFile, open_raw, parse_errors
 from hmrec.raw.validate import (
     REASON,
     count_reasons,
@@ -86,11 +86,14 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
         # hashing releases the GIL, so the checksums run beside the parsing
         sources = pool.submit(describe_sources, [raw_dir / name for name in schema.RAW_FILES])
         raws = {spec.name: open_raw(raw_dir, spec) for spec in schema.SPECS.values()}
-        customers = clean_customers(raws[schema.CUSTOMERS_FILE])
-        articles = clean_articles(raws[schema.ARTICLES_FILE])
+        with parse_errors(raws[schema.CUSTOMERS_FILE]):
+            customers = clean_customers(raws[schema.CUSTOMERS_FILE])
+        with parse_errors(raws[schema.ARTICLES_FILE]):
+            articles = clean_articles(raws[schema.ARTICLES_FILE])
         article_table = _article_table(articles.frame)
         log.info("indexing %s", schema.TRANSACTIONS_FILE)
-        tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
+        with parse_errors(raws[schema.TRANSACTIONS_FILE]):
+            tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
         customer_table = _customer_table(customers.frame, tx.new_customer_ids)
         source_info = sources.result()
     split = time_split(tx.frame, test_days)
