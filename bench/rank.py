@@ -44,20 +44,28 @@ def timed(fn, *args):
 
 
 def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray, as_of, repeats: int) -> dict:
-    """Median milliseconds of each step for one-row queries: build the query from the customer's rows, the
-    sources' candidates, the features, the two-tower pair scores, LightGBM predict, and the whole recommend."""
-    steps: dict[str, list[float]] = {name: [] for name in
-                                     ("query", "candidates", "features", "pair_scores", "predict", "recommend")}
+    """Median milliseconds of each step for one-row queries, as `FinalRecommender.scored` runs them: build the
+    query from the customer's rows, the two-tower user vectors (once, for both retrieval and pair scores), the
+    sources' candidates (the two-tower's index search included), the features, the pair scores, LightGBM
+    predict, and the whole recommend."""
+    names = ("query", "user_vectors", "candidates", "features", "pair_scores", "predict", "recommend")
+    steps: dict[str, list[float]] = {name: [] for name in names}
     history = data.transactions.filter(pl.col("customer_idx").is_in(customer_idx[:repeats].tolist()))
+    two_tower = final.sources.get("two_tower")
     for c in customer_idx[:repeats]:
         query, t = timed(Query.for_customers, np.array([c]), data.customers, history, as_of)
         steps["query"].append(t)
-        candidates, t = timed(generate_candidates, final.sources, query, final.n_per_source)
-        steps["candidates"].append(t)
+        answered, search_s = {}, 0.0
+        if two_tower is not None:
+            users, t = timed(two_tower.user_vectors, query)
+            steps["user_vectors"].append(t)
+            answered["two_tower"], search_s = timed(two_tower.search, users, final.n_per_source["two_tower"])
+        candidates, t = timed(generate_candidates, final.sources, query, final.n_per_source, answered)
+        steps["candidates"].append(search_s + t)
         frame, t = timed(build_features, candidates, query, final.articles)
         steps["features"].append(t)
-        if "two_tower" in final.sources:
-            scores, t = timed(pair_scores, final.sources["two_tower"], query, frame)
+        if two_tower is not None:
+            scores, t = timed(pair_scores, users, two_tower.article_vectors(), frame)
             frame = frame.with_columns(pl.Series(PAIR_SCORE, scores))
             steps["pair_scores"].append(t)
         _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(frame))

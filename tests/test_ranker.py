@@ -227,10 +227,19 @@ def test_two_tower_source_scores_every_candidate():
     query = Query.for_customers(np.array(sorted(held_out)[:50]), data.customers, data.transactions, CUTOFF)
     retrieved = sources["two_tower"].recommend(query, 10).to_frame()
     # on the articles it retrieved, the pair score is the index's own (exact inner product) score
-    np.testing.assert_allclose(pair_scores(sources["two_tower"], query, retrieved), retrieved["score"].to_numpy(),
+    users, items = sources["two_tower"].user_vectors(query), sources["two_tower"].article_vectors()
+    np.testing.assert_allclose(pair_scores(users, items, retrieved), retrieved["score"].to_numpy(),
                                rtol=1e-4, atol=1e-5)
     explained = final.recommend_explained(query, 12)
     assert explained.height == 50 * 12
+    # one customer alone (user vectors, retrieval and pair scores on a one-row query) ranks as in the batch
+    for row in (0, 3, 49):
+        one = Query.for_customers(np.array([sorted(held_out)[row]]), data.customers, data.transactions, CUTOFF)
+        alone = final.recommend_explained(one, 12)
+        in_batch = explained.filter(pl.col("row") == row)
+        assert alone["article_idx"].to_list() == in_batch["article_idx"].to_list()
+        assert alone["sources"].to_list() == in_batch["sources"].to_list()
+        np.testing.assert_allclose(alone["score"].to_numpy(), in_batch["score"].to_numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_a_new_customer_and_an_empty_query_are_answered(world):

@@ -195,6 +195,19 @@ def test_age_popularity_differs_by_bucket_and_falls_back_to_global(train_data):
     assert unknown == [10, 20, 30, 31]
 
 
+def test_age_popularity_answers_beyond_keep_and_after_loading(train_data, tmp_path):
+    # the per-bucket answers are built once at fit: a bucket's own 2 then the global 2 not already there
+    model = AgePopularityRecommender(keep=2).fit(train_data)
+    query = query_for(train_data, [0, 15, 25])
+    recs = model.recommend(query, 6)
+    assert recs.items.tolist() == [[10, 3, 20, -1, -1, -1], [20, 31, 10, -1, -1, -1], [10, 20, -1, -1, -1, -1]]
+    assert np.all(np.diff(recs.scores[:2, :3], axis=1) < 0)  # the global fill scores below the bucket's own
+    model.save(tmp_path)
+    loaded = AgePopularityRecommender.load(tmp_path).recommend(query, 6)
+    np.testing.assert_array_equal(loaded.items, recs.items)
+    np.testing.assert_array_equal(loaded.scores, recs.scores)
+
+
 def test_repurchase_puts_own_recent_purchases_first_then_fills(train_data):
     recs = RepurchaseRecommender().fit(train_data).recommend(query_for(train_data, [6, 15]), 6)
     # customer 6 (young) bought 3 three days ago, 2 twenty days ago, 6 and 36 a month ago (tie: lower index);

@@ -27,19 +27,28 @@ def article_table(transactions: pl.DataFrame, articles: pl.DataFrame, as_of: dat
     return attrs.join(stats, on="article_idx", how="left").sort("article_idx")
 
 
-def _history(query: Query, articles: pl.DataFrame) -> pl.LazyFrame:
-    attrs = articles.lazy().select("article_idx", "product_code", *GROUP_COLUMNS)
-    return (
-        query.history.lazy()
-        .with_columns((pl.lit(query.as_of) - pl.col("t_dat")).dt.total_days().alias("days"))
-        .join(attrs, on="article_idx", how="left")
-    )
+def article_rows(articles: pl.DataFrame, article_idx: pl.Series) -> pl.DataFrame:
+    """The rows of `articles` (row i holds article_idx i, as `article_table` makes it) for `article_idx`, in
+    that order: a gather, where a join would hash the whole table on every query."""
+    rows = articles[article_idx.to_numpy()]
+    if not rows["article_idx"].cast(pl.Int64).equals(article_idx.cast(pl.Int64).rename("article_idx")):
+        raise ValueError(f"the articles table ({articles.height} rows) does not hold article_idx i in row i; "
+                         "build it with article_table()")
+    return rows
+
+
+def _history(query: Query, articles: pl.DataFrame) -> pl.DataFrame:
+    attrs = article_rows(articles, query.history["article_idx"]).select("product_code", *GROUP_COLUMNS)
+    days = (pl.lit(query.as_of) - pl.col("t_dat")).dt.total_days().alias("days")
+    return query.history.with_columns(days).hstack(attrs)
 
 
 def user_table(query: Query, articles: pl.DataFrame) -> pl.LazyFrame:
     """Per query row: age and `user_features` from the row's history (activity, recency, spend), prefixed
-    `user_`; counts are 0 for a customer with no history. `articles`: at least article_idx, index_group_no."""
-    stats = user_features(query.history, articles, query.as_of, key="row")
+    `user_`; counts are 0 for a customer with no history. `articles`: at least article_idx, index_group_no,
+    row i holding article_idx i."""
+    bought = article_rows(articles, query.history["article_idx"].unique())
+    stats = user_features(query.history, bought, query.as_of, key="row")
     stats = stats.rename({c: f"user_{c}" for c in stats.columns if c != "row"})
     counts = [c for c in stats.columns if c.startswith("user_purchases_") or c == "user_distinct_articles"]
     rows = query.customers.lazy().with_row_index("row").select(
@@ -75,8 +84,8 @@ def build_features(candidates: pl.DataFrame, query: Query, articles: pl.DataFram
     """Candidates (`row, article_idx, <source>_rank/_score`) joined with every feature; `articles` is
     `article_table()` as of the query's date (or the model's cutoff for a live query). Sorted by row,
     then article_idx."""
-    history = _history(query, articles)
-    frame = candidates.lazy().join(articles.lazy(), on="article_idx", how="left")
+    history = _history(query, articles).lazy()
+    frame = candidates.hstack(article_rows(articles, candidates["article_idx"]).drop("article_idx")).lazy()
     frame = interaction_features(frame, history)
     frame = frame.join(user_table(query, articles), on="row", how="left")
     frame = frame.with_columns(

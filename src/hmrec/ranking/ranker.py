@@ -88,11 +88,9 @@ def default_sources(seed: int = 7) -> dict[str, Recommender]:
     }
 
 
-def pair_scores(two_tower, query: Query, frame: pl.DataFrame) -> np.ndarray:
+def pair_scores(users: np.ndarray, items: np.ndarray, frame: pl.DataFrame) -> np.ndarray:
     """user . article for every candidate line, not only the ones the two-tower retrieved (its index holds
-    only recently sold articles and returns its top-N)."""
-    users = two_tower.user_vectors(query)  # (len(query), dim)
-    items = two_tower.article_vectors()  # (n_articles, dim)
+    only recently sold articles and returns its top-N). users: (len(query), dim), items: (n_articles, dim)."""
     rows, articles = frame["row"].to_numpy(), frame["article_idx"].to_numpy()
     return np.einsum("nd,nd->n", users[rows], items[articles]).astype(np.float32)
 
@@ -176,12 +174,15 @@ class FinalRecommender(Recommender):
         return frame.sort("row", "article_idx")
 
     def _features(self, query: Query, articles: pl.DataFrame) -> pl.DataFrame:
-        candidates = generate_candidates(self.sources, query, self.n_per_source)
-        frame = build_features(candidates, query, articles)
         two_tower = self.sources.get("two_tower")
-        if hasattr(two_tower, "user_vectors") and hasattr(two_tower, "article_vectors"):
-            frame = frame.with_columns(pl.Series(PAIR_SCORE, pair_scores(two_tower, query, frame)))
-        return frame
+        if not (hasattr(two_tower, "user_vectors") and hasattr(two_tower, "search")):
+            return build_features(generate_candidates(self.sources, query, self.n_per_source), query, articles)
+        # the user vectors are most of a one-customer query's cost: computed once, for retrieval and pair scores
+        users = two_tower.user_vectors(query)
+        retrieved = {"two_tower": two_tower.search(users, self.n_per_source["two_tower"])}
+        candidates = generate_candidates(self.sources, query, self.n_per_source, answered=retrieved)
+        frame = build_features(candidates, query, articles)
+        return frame.with_columns(pl.Series(PAIR_SCORE, pair_scores(users, two_tower.article_vectors(), frame)))
 
     def _train(self, frame: pl.DataFrame) -> lgb.Booster:
         cfg = self.config

@@ -138,6 +138,7 @@ class AgePopularityRecommender(PopularityRecommender):
 
     def __init__(self, window_days: int = 14, keep: int = 1000):
         super().__init__(window_days, keep)
+        self.answers: Recs | None = None  # every bucket's whole list, from the ranking (see bucket_answers)
 
     def fit(self, data: TrainData) -> Self:
         since = data.cutoff - timedelta(days=self.config.window_days)
@@ -152,21 +153,39 @@ class AgePopularityRecommender(PopularityRecommender):
         self.ranking = pl.concat(
             [per_bucket, overall.select(pl.lit(GLOBAL_BUCKET, dtype=pl.Int8).alias("age_bucket"), pl.all())]
         )
+        self.answers = bucket_answers(self.ranking)
         return self
 
     def recommend(self, query: Query, k: int) -> Recs:
-        ranking = self._fitted()
-        overall = ranking.filter(pl.col("age_bucket") == GLOBAL_BUCKET)
-        top_score = (overall["score"].max() or 0.0) + 1.0
-        tables = []  # one (k,) list per bucket; row b + 1 holds bucket b, row 0 the global list
-        for bucket in range(GLOBAL_BUCKET, len(AGE_BUCKET_LABELS)):
-            own = ranking.filter(pl.col("age_bucket") == bucket).with_columns(pl.lit(0, dtype=pl.Int32).alias("row"))
-            # the global fill scores below every bucket score, so scores still fall along the list
-            rest = overall.with_columns(pl.lit(0, dtype=pl.Int32).alias("row"), pl.col("score") - top_score)
-            merged = pl.concat([own, rest]).unique("article_idx", keep="first", maintain_order=True)
-            tables.append(recs_in_order(merged.select("row", "article_idx", "score"), 1, k))
+        if self.answers is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
         bucket_rows = query.customers["age_bucket"].fill_null(GLOBAL_BUCKET).to_numpy().astype(np.int64)
         bucket_rows = np.where((bucket_rows >= 0) & (bucket_rows < len(AGE_BUCKET_LABELS)), bucket_rows + 1, 0)
-        items = np.concatenate([t.items for t in tables])[bucket_rows]
-        scores = np.concatenate([t.scores for t in tables])[bucket_rows]
+        width = min(k, self.answers.items.shape[1])
+        items = np.full((len(query), k), PAD_ITEM, dtype=np.int32)
+        scores = np.full((len(query), k), np.nan, dtype=np.float32)
+        items[:, :width] = self.answers.items[bucket_rows, :width]
+        scores[:, :width] = self.answers.scores[bucket_rows, :width]
         return Recs(items, scores)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        model = super().load(directory)
+        model.answers = bucket_answers(model.ranking)
+        return model
+
+
+def bucket_answers(ranking: pl.DataFrame) -> Recs:
+    """Every bucket's whole answer, computed once from the fitted ranking (recommend only slices it): row
+    b + 1 holds bucket b's own list topped up with the global list, row 0 the global list alone."""
+    overall = ranking.filter(pl.col("age_bucket") == GLOBAL_BUCKET)
+    top_score = (overall["score"].max() or 0.0) + 1.0
+    # the global fill scores below every bucket score, so scores still fall along the list
+    rest = overall.with_columns(pl.lit(0, dtype=pl.Int32).alias("row"), pl.col("score") - top_score)
+    lists = []
+    for bucket in range(GLOBAL_BUCKET, len(AGE_BUCKET_LABELS)):
+        own = ranking.filter(pl.col("age_bucket") == bucket).with_columns(pl.lit(0, dtype=pl.Int32).alias("row"))
+        lists.append(pl.concat([own, rest]).unique("article_idx", keep="first", maintain_order=True))
+    width = max(1, max(merged.height for merged in lists))
+    tables = [recs_in_order(merged.select("row", "article_idx", "score"), 1, width) for merged in lists]
+    return Recs(np.concatenate([t.items for t in tables]), np.concatenate([t.scores for t in tables]))
