@@ -26,7 +26,7 @@ FAMILY_AGE = (22, 42, 62)  # each family's buyers sit in their own age bucket
 
 FAST = TwoTowerConfig(
     window_days=42, epochs=6, batch_size=256, extra_negatives=256, hidden_dim=64, out_dim=32,
-    wide_dim=16, narrow_dim=4, temperature=0.1, index_window_days=None, threads=1, seed=3,
+    wide_dim=16, narrow_dim=4, temperature=0.1, index_window_days=None, threads=1, seed=3, item_bias=True,
 )
 
 
@@ -180,11 +180,14 @@ def test_towers_give_unit_vectors_of_the_configured_size():
 
 
 def test_fitted_vectors_are_unit_length_and_losses_fall(fitted, world):
+    # Both vectors are the unit tower output, then the bias slot: the article's bias, a constant 1 for users.
     vectors = fitted.article_vectors()
-    assert vectors.shape == (world["data"].n_articles, FAST.out_dim)
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert vectors.shape == (world["data"].n_articles, FAST.out_dim + 1)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:, :-1], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(vectors[:, -1], fitted.item_bias)
     users = fitted.user_vectors(_query(world, np.arange(10)))
-    np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(users[:, :-1], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(users[:, -1], 1.0)
     assert len(fitted.losses) >= 3 and fitted.losses[-1] < 0.9 * fitted.losses[0]
     assert fitted.examples_per_second > 0
 
@@ -203,7 +206,7 @@ def test_cold_and_unseen_customers_get_vectors_from_their_profile(fitted, world)
     query = _live_query(world, ages=[22, 62, None], purchases=[[], [], []])
     users = fitted.user_vectors(query)
     assert np.isfinite(users).all()
-    np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(users[:, :-1], axis=1), 1.0, rtol=1e-5)
     recs = fitted.recommend(query, 10)
     assert (recs.items != -1).all()
     # Age alone tells the families apart: the young cold customer gets mostly family 0, the old one family 2.
@@ -241,6 +244,33 @@ def test_save_load_round_trip_gives_identical_answers(fitted, world, tmp_path):
     np.testing.assert_array_equal(before.items, after.items)
     np.testing.assert_array_equal(before.scores, after.scores)
     assert loaded.config == fitted.config and loaded.losses == fitted.losses
+    np.testing.assert_array_equal(loaded.item_bias, fitted.item_bias)
+    np.testing.assert_array_equal(loaded.article_vectors(), fitted.article_vectors())
+
+
+def test_index_score_is_the_dot_product_of_user_and_article_vectors(fitted, world):
+    query = _query(world, np.arange(0, CUSTOMERS, 50))
+    recs = fitted.recommend(query, 20)
+    users, items = fitted.user_vectors(query), fitted.article_vectors()
+    expected = np.einsum("nd,nkd->nk", users, items[recs.items])
+    np.testing.assert_allclose(recs.scores, expected, rtol=1e-5, atol=1e-5)
+    assert np.ptp(fitted.item_bias) > 0  # the bias slot carries information, not a constant
+
+
+def test_bias_lifts_a_trending_article_for_cold_customers(world):
+    # Article TREND (a tail article of family 1) suddenly sells to a third of all customers, every family,
+    # in the last 6 days: only its recent sales tell the model it is everybody's article now.
+    trend, data = PER_FAMILY + PER_FAMILY - 1, world["data"]
+    rng = np.random.default_rng(5)
+    rows = [(CUTOFF - timedelta(days=d), int(c), trend, 0.02, 2)
+            for d in range(1, 7) for c in np.flatnonzero(rng.random(CUSTOMERS) < 0.3)]
+    extra = pl.DataFrame(rows, orient="row", schema=data.transactions.schema)
+    model = TwoTowerRecommender(replace(FAST, epochs=3)).fit(
+        replace(data, transactions=pl.concat([data.transactions, extra])))
+    assert int(np.argmax(model.item_bias)) == trend
+    cold = _live_query(world, ages=[22, 42, 62, None], purchases=[[], [], [], []])
+    items = model.recommend(cold, 5).items
+    assert all(trend in row for row in items), items
 
 
 def test_same_seed_gives_identical_vectors(world):

@@ -25,6 +25,7 @@ class TowerShapes:
     narrow_dim: int = 8
     hidden_dim: int = 256
     out_dim: int = 64
+    item_bias: bool = False  # a per-article score offset learned from the numeric (trend) features
 
 
 class PastItems(NamedTuple):
@@ -74,6 +75,9 @@ class TwoTower(nn.Module):
         self.item_mlp = _mlp(item_in, shapes.hidden_dim, shapes.out_dim)
         self.user_mlp = _mlp(user_in, shapes.hidden_dim, shapes.out_dim)
         self.history_gain = nn.Parameter(torch.tensor(1.0))
+        # Unit vectors cannot say "popular right now for everybody"; a bias from the sales counts and
+        # the days since first sale can. Absent (None) in models saved before it existed.
+        self.bias_mlp = _mlp(shapes.n_item_numeric, 32, 1) if shapes.item_bias else None
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(dense, sparse) parameters: the sparse ones need an optimizer that takes sparse gradients."""
@@ -84,6 +88,12 @@ class TwoTower(nn.Module):
     def items(self, codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """(b, n_item_fields) codes, (b, n_item_numeric) features -> (b, out_dim) unit vectors."""
         return self._items_from(self.item_embeddings(codes), numeric)
+
+    def bias(self, numeric: torch.Tensor) -> torch.Tensor:
+        """(b, n_item_numeric) features -> (b,) score offsets, in logit units (zeros without a bias head)."""
+        if self.bias_mlp is None:
+            return torch.zeros(numeric.shape[0], dtype=numeric.dtype)
+        return self.bias_mlp(numeric).squeeze(-1)
 
     def _items_from(self, embedded: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.item_mlp(torch.cat([embedded, numeric], dim=-1)), dim=-1)
@@ -111,6 +121,7 @@ def sampled_softmax_loss(
     candidate_ids: torch.Tensor,
     log_q: torch.Tensor,
     temperature: float,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """In-batch softmax: user i's positive is candidate i; the other candidates are its negatives.
 

@@ -61,7 +61,10 @@ class TwoTowerConfig:
     out_dim: int = 64
     epochs: int = 3
     batch_size: int = 256
-    extra_negatives: int = 512  # drawn uniformly from the articles sold in the window
+    extra_negatives: int = 512  # drawn from the articles sold in the window
+    negative_power: float = 0.0  # draw chance ~ window sales ** power (0: uniform, 1: like the positives)
+    item_bias: bool = False  # learned per-article offset from trend features; no gain on the small sample
+    log_q_correction: bool = True  # subtract log sampling frequency from the training logits
     cold_share: float = 0.1  # share of examples trained without their history, as for a cold customer
     temperature: float = 0.05
     learning_rate: float = 3e-3
@@ -88,7 +91,8 @@ class TwoTowerRecommender(Recommender):
         self.encoders: Encoders | None = None
         self.index: ArticleIndex | None = None
         self.articles: pl.DataFrame | None = None
-        self.item_vectors: np.ndarray | None = None  # (n_articles, out_dim), row i = article_idx i
+        self.item_vectors: np.ndarray | None = None  # (n_articles, out_dim) unit vectors, row i = article_idx i
+        self.item_bias: np.ndarray | None = None  # (n_articles,) score offsets as of the cutoff, in index units
         self._item_codes: torch.Tensor | None = None  # (n_articles + 1, n_item_fields), last row all-OOV
         self._item_numeric: torch.Tensor | None = None  # (n_articles + 1, n_item_numeric) as of the cutoff
 
@@ -112,11 +116,12 @@ class TwoTowerRecommender(Recommender):
                 user_codes=torch.from_numpy(encoders.encode_users(customer_profiles(data.customers))),
                 negative_pool=np.unique(examples.article_idx),
             )
+            inputs.negative_p = _negative_p(examples.article_idx, inputs.negative_pool, config.negative_power)
             result = train(self.model, inputs, config)
             self.losses, self.examples_per_second = result.losses, result.examples_per_second
             self.n_examples = len(examples)
             self._item_numeric = item_numeric[-1]
-            self.item_vectors = self._encode_items()
+            self.item_vectors, self.item_bias = self._encode_items()
         self.index = self._build_index(data.transactions, data.cutoff)
         return self
 
@@ -128,13 +133,20 @@ class TwoTowerRecommender(Recommender):
             n_item_numeric=n_item_numeric,
             n_user_numeric=len(enc.user_scaler.columns),
             wide_dim=c.wide_dim, narrow_dim=c.narrow_dim, hidden_dim=c.hidden_dim, out_dim=c.out_dim,
+            item_bias=c.item_bias,
         )
 
     @torch.no_grad()
-    def _encode_items(self) -> np.ndarray:
+    def _encode_items(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Unit vectors and, with a bias head, score offsets (times the temperature, in the index's units)."""
         n, codes, numeric = self.articles.height, self._item_codes, self._item_numeric
         chunks = [self.model.items(codes[s : s + 8192], numeric[s : s + 8192]) for s in range(0, n, 8192)]
-        return torch.cat(chunks).numpy()[:n]
+        vectors = torch.cat(chunks).numpy()[:n]
+        if self.model.bias_mlp is None:
+            return vectors, None
+        # Training ranks by u.v / T + b; the index ranks by u.v + T * b, the same order.
+        bias = self.model.bias(numeric[:n]).numpy() * self.config.temperature
+        return vectors, bias.astype(np.float32)
 
     def _build_index(self, transactions: pl.DataFrame, cutoff: date) -> ArticleIndex:
         days = self.config.index_window_days
@@ -144,10 +156,11 @@ class TwoTowerRecommender(Recommender):
             recent = transactions.filter(pl.col("t_dat") >= cutoff - timedelta(days=days))
             ids = np.sort(recent["article_idx"].unique().to_numpy()).astype(np.int32)
         logger.info("indexing %d articles (%s index)", len(ids), self.config.index_kind)
-        return ArticleIndex.build(self.item_vectors[ids], ids, kind=self.config.index_kind, seed=self.config.seed)
+        return ArticleIndex.build(self.article_vectors()[ids], ids, kind=self.config.index_kind, seed=self.config.seed)
 
     def user_vectors(self, query: Query) -> np.ndarray:
-        """(len(query), out_dim) unit vectors from each row's profile and purchases before query.as_of."""
+        """(len(query), dim) vectors from each row's profile and purchases before query.as_of: the unit user
+        vector, then a constant 1 when the model has an item bias (so user . article = u.v + bias)."""
         self._require_fitted()
         n, config = len(query), self.config
         profiles = torch.from_numpy(self.encoders.encode_users(customer_profiles(query.customers)))
@@ -163,6 +176,8 @@ class TwoTowerRecommender(Recommender):
                 past = past_items(history, self._item_codes, self._item_numeric[None], rows[part], as_of[part],
                                   np.zeros(len(rows[part]), dtype=np.int64), config)
                 out[part] = self.model.users(profiles[part], past, numeric[part]).numpy()
+        if self.item_bias is not None:
+            out = np.hstack([out, np.ones((n, 1), dtype=np.float32)])
         return out
 
     def recommend(self, query: Query, k: int) -> Recs:
@@ -181,13 +196,19 @@ class TwoTowerRecommender(Recommender):
         if not 0 <= article_idx < len(self.item_vectors):
             last = len(self.item_vectors) - 1
             raise KeyError(f"article_idx {article_idx} is not in the model's articles (0..{last})")
-        items, scores = self.index.search(self.item_vectors[article_idx : article_idx + 1], k, exclude={article_idx})
+        # A zero in the bias slot: similarity of the unit vectors alone, popularity left out.
+        query = self.article_vectors()[article_idx : article_idx + 1].copy()
+        query[:, self.config.out_dim :] = 0.0
+        items, scores = self.index.search(query, k, exclude={article_idx})
         return items[0], scores[0]
 
     def article_vectors(self) -> np.ndarray:
-        """(n_articles, out_dim) unit item vectors as of the training cutoff; row i is article_idx i."""
+        """(n_articles, dim) item vectors as of the training cutoff, row i = article_idx i: the unit vector,
+        then the article's bias when the model has one (user_vectors() . article_vectors() = index score)."""
         self._require_fitted()
-        return self.item_vectors
+        if self.item_bias is None:
+            return self.item_vectors
+        return np.hstack([self.item_vectors, self.item_bias[:, None]])
 
     def _require_fitted(self) -> None:
         if self.model is None:
@@ -206,6 +227,8 @@ class TwoTowerRecommender(Recommender):
         save_file(self.model.state_dict(), str(directory / WEIGHTS_FILE))
         tensors = {"item_vectors": torch.from_numpy(self.item_vectors), "item_codes": self._item_codes,
                    "item_numeric": self._item_numeric}
+        if self.item_bias is not None:
+            tensors["item_bias"] = torch.from_numpy(self.item_bias)
         save_file(tensors, str(directory / VECTORS_FILE))
         self.articles.write_parquet(directory / ARTICLES_FILE)
         self.index.save(directory)
@@ -221,6 +244,7 @@ class TwoTowerRecommender(Recommender):
         recommender.encoders = Encoders.load(directory)
         tensors = load_file(str(directory / VECTORS_FILE))
         recommender.item_vectors = tensors["item_vectors"].numpy()
+        recommender.item_bias = tensors["item_bias"].numpy() if "item_bias" in tensors else None
         recommender._item_codes = tensors["item_codes"]
         recommender._item_numeric = tensors["item_numeric"]
         recommender.articles = pl.read_parquet(directory / ARTICLES_FILE)
@@ -240,6 +264,15 @@ def _fit_vocabularies(data: TrainData, config: TwoTowerConfig) -> Encoders:
     profiles = customer_profiles(data.customers)
     user_vocabs = {name: Vocabulary.fit(profiles[name]) for name in USER_CATEGORICALS if name in profiles.columns}
     return Encoders(item_vocabs=item_vocabs, user_vocabs=user_vocabs)
+
+
+def _negative_p(bought: np.ndarray, pool: np.ndarray, power: float) -> np.ndarray | None:
+    """Draw chances over `pool` proportional to window sales ** power; None (uniform) for power 0."""
+    if power == 0:
+        return None
+    counts = np.bincount(bought, minlength=int(pool.max()) + 1)[pool].astype(np.float64)
+    weights = counts**power
+    return weights / weights.sum()
 
 
 def _with_oov_row(codes: np.ndarray) -> torch.Tensor:

@@ -33,7 +33,8 @@ class TrainInputs:
     item_codes: torch.Tensor  # (n_articles + 1, n_item_fields); the last row is all-OOV for unknown articles
     item_numeric: torch.Tensor  # (n_snapshots, n_articles + 1, n_item_numeric)
     user_codes: torch.Tensor  # (n_customers, n_user_fields)
-    negative_pool: np.ndarray  # article_idx that extra negatives are drawn from, uniformly
+    negative_pool: np.ndarray  # article_idx that extra negatives are drawn from
+    negative_p: np.ndarray | None = None  # each pool article's draw probability (None: uniform)
 
 
 @dataclass
@@ -86,10 +87,9 @@ def past_items(
     )
 
 
-def _log_q(article_ids: np.ndarray, p_freq: np.ndarray, batch: int, n_negatives: int, n_pool: int) -> torch.Tensor:
-    # Expected times each candidate turns up in one batch: as someone's positive, or as a uniform negative.
-    in_pool = p_freq[article_ids, 1]
-    expected = batch * p_freq[article_ids, 0] + n_negatives * in_pool / max(n_pool, 1)
+def _log_q(article_ids: np.ndarray, p_freq: np.ndarray, batch: int, n_negatives: int) -> torch.Tensor:
+    # Expected times each candidate turns up in one batch: as someone's positive, or as an extra negative.
+    expected = batch * p_freq[article_ids, 0] + n_negatives * p_freq[article_ids, 1]
     return torch.from_numpy(np.log(np.maximum(expected, 1e-12)).astype(np.float32))
 
 
@@ -97,10 +97,11 @@ def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> Train
     """Train `model` in place for `config.epochs` epochs; deterministic for a given seed and thread count."""
     examples, rng = inputs.examples, np.random.default_rng(config.seed)
     n_articles = inputs.item_codes.shape[0]
-    # Column 0: share of examples buying the article; column 1: 1 if it is in the negative pool.
+    # Column 0: share of examples buying the article; column 1: its chance per extra-negative draw.
     p_freq = np.zeros((n_articles, 2))
     np.add.at(p_freq[:, 0], examples.article_idx, 1.0 / len(examples))
-    p_freq[inputs.negative_pool, 1] = 1.0
+    pool = inputs.negative_pool
+    p_freq[pool, 1] = 1.0 / max(len(pool), 1) if inputs.negative_p is None else inputs.negative_p
     dense, sparse = model.parameter_groups()
     optimizers = [torch.optim.Adam(dense, lr=config.learning_rate, weight_decay=config.weight_decay)]
     if sparse:
@@ -155,12 +156,16 @@ def _step(
     past = past._replace(weights=past.weights.masked_fill(cold.unsqueeze(1), 0.0))
     numeric = numeric.masked_fill(cold.unsqueeze(1), 0.0)
     users = model.users(inputs.user_codes[torch.from_numpy(customers)], past, numeric)
-    negatives = rng.choice(inputs.negative_pool, size=config.extra_negatives)
+    negatives = rng.choice(inputs.negative_pool, size=config.extra_negatives, p=inputs.negative_p)
     # Each extra negative borrows the feature snapshot of a random example of the batch.
     negative_snapshots = snapshots[torch.from_numpy(rng.integers(0, len(batch), size=config.extra_negatives))]
     candidate_ids = np.concatenate([articles, negatives])
     ids = torch.from_numpy(candidate_ids)
     candidate_snapshots = torch.cat([snapshots, negative_snapshots])
-    candidates = model.items(inputs.item_codes[ids], inputs.item_numeric[candidate_snapshots, ids])
-    log_q = _log_q(candidate_ids, p_freq, len(batch), config.extra_negatives, len(inputs.negative_pool))
-    return sampled_softmax_loss(users, candidates, ids, log_q, config.temperature)
+    candidate_numeric = inputs.item_numeric[candidate_snapshots, ids]
+    candidates = model.items(inputs.item_codes[ids], candidate_numeric)
+    log_q = _log_q(candidate_ids, p_freq, len(batch), config.extra_negatives)
+    if not config.log_q_correction:
+        log_q = torch.zeros_like(log_q)
+    bias = model.bias(candidate_numeric) if model.bias_mlp is not None else None
+    return sampled_softmax_loss(users, candidates, ids, log_q, config.temperature, bias)
