@@ -70,7 +70,8 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommende
     started = time.perf_counter()
     final.fit(data)
     log.info("fitted final (sources + ranker) in %.1f s", time.perf_counter() - started)
-    methods["two_tower"] = final.sources["two_tower"]
+    # Every candidate source is scored on its own too, so the report shows what the ranker adds over each.
+    methods.update({name: source for name, source in final.sources.items() if name not in methods})
     methods["final"] = final
     return methods
 
