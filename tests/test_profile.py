@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from hmrec.cli import app
 from hmrec.raw.profile import FACTS, format_profile, profile
 
-FIXTURE = Path("/work/shared/fixtures/hm-real-head10k")
+FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 
 # Articles as the ints the profile works with; the file spells some with and some without the leading zero.
 ART = {n: 108775000 + n for n in range(1, 9)}

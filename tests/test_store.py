@@ -19,7 +19,7 @@ from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS
 from hmrec.store.idmap import IdMap, UnknownIdError
 from hmrec.store.tables import Store
 
-FIXTURE = Path("/work/shared/fixtures/hm-real-head10k")
+FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 
 
 @pytest.fixture
@@ -123,7 +123,6 @@ def test_cli_etl(tmp_path):
     assert not (tmp_path / "other").exists()
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the real-format fixture is not on this machine")
 def test_real_export_loads(tmp_path):
     m = build_store(FIXTURE, tmp_path / "store")
     store = Store(tmp_path / "store")
