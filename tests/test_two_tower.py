@@ -297,6 +297,21 @@ def test_index_holds_only_recently_sold_articles_by_default(world):
     assert (items[:, :2 * PER_FAMILY] >= 0).all() and (_family(items[items >= 0]) < 2).all()
 
 
+def test_refresh_moves_the_index_to_a_later_cutoff_without_retraining(world):
+    data = world["data"]
+    early = data.transactions.filter(
+        (pl.col("article_idx") < 2 * PER_FAMILY) | (pl.col("t_dat") < CUTOFF - timedelta(days=30))
+    )
+    model = TwoTowerRecommender(replace(FAST, epochs=1, index_window_days=28)).fit(replace(data, transactions=early))
+    weights = {name: p.clone() for name, p in model.model.state_dict().items()}
+    assert len(model.index) == 2 * PER_FAMILY
+    model.refresh(data)  # family 2 sells again in the full data: it must come back into the index
+    assert len(model.index) == data.transactions.filter(
+        pl.col("t_dat") >= CUTOFF - timedelta(days=28))["article_idx"].n_unique()
+    assert len(model.index) > 2 * PER_FAMILY
+    assert all(torch.equal(weights[name], p) for name, p in model.model.state_dict().items())
+
+
 def test_unfitted_model_says_what_to_do():
     with pytest.raises(RuntimeError, match="not fitted"):
         TwoTowerRecommender().article_vectors()

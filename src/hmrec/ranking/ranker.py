@@ -49,7 +49,8 @@ DEFAULT_N_PER_SOURCE = {
 @dataclass
 class FinalConfig:
     """How the ranker is trained. label_days: the window before the cutoff whose purchases are the labels;
-    fit_once: sources fitted once on the data before that window and kept for answering (the two-tower is
+    fit_once: sources fitted once on the data before that window, their weights kept for answering and their
+    `refresh(data)` (if any) run as of the cutoff, so the index holds what sells now (the two-tower is
     slow to train, and one fitted on the label window would score the ranker's training labels better than
     it can score the held-out week, so the ranker would trust it too much); the other sources are refitted
     on everything before the cutoff. max_train_customers: a seeded sample of the window's buyers (None: all);
@@ -138,6 +139,9 @@ class FinalRecommender(Recommender):
         frame = self._training_frame(early, labels)
         self.booster = self._train(frame)
         self._fit_sources(data, skip=self.prefitted + tuple(cfg.fit_once))
+        for name in cfg.fit_once:  # kept weights, but item side and index as of the answering cutoff
+            if name not in self.prefitted and hasattr(self.sources.get(name), "refresh"):
+                self.sources[name].refresh(data)
         self.articles = article_table(data.transactions, data.articles, data.cutoff)
         return self
 

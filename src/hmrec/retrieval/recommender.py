@@ -125,6 +125,21 @@ class TwoTowerRecommender(Recommender):
         self.index = self._build_index(data.transactions, data.cutoff)
         return self
 
+    def refresh(self, data: TrainData) -> Self:
+        """Item vectors and index as of a later cutoff, weights unchanged.
+
+        A model trained up to an earlier date still answers "as of now": articles launched since get vectors
+        from their attributes and fresh sales features, and the index holds what sells now.
+        """
+        self._require_fitted()
+        with deterministic(self.config.seed, self.config.threads):
+            snapshot, _ = item_numeric_snapshots(data.transactions, data.articles, [data.cutoff],
+                                                 self.encoders.item_scaler)
+            self._item_numeric = torch.from_numpy(np.pad(snapshot[0], ((0, 1), (0, 0))))
+            self.item_vectors, self.item_bias = self._encode_items()
+        self.index = self._build_index(data.transactions, data.cutoff)
+        return self
+
     def _shapes(self, n_item_numeric: int) -> TowerShapes:
         c, enc = self.config, self.encoders
         return TowerShapes(
