@@ -297,7 +297,7 @@ def test_index_holds_only_recently_sold_articles_by_default(world):
     assert (items[:, :2 * PER_FAMILY] >= 0).all() and (_family(items[items >= 0]) < 2).all()
 
 
-def test_refresh_moves_the_index_to_a_later_cutoff_without_retraining(world):
+def test_refresh_moves_the_index_to_a_later_cutoff_without_retraining(world, tmp_path):
     data = world["data"]
     early = data.transactions.filter(
         (pl.col("article_idx") < 2 * PER_FAMILY) | (pl.col("t_dat") < CUTOFF - timedelta(days=30))
@@ -310,6 +310,10 @@ def test_refresh_moves_the_index_to_a_later_cutoff_without_retraining(world):
         pl.col("t_dat") >= CUTOFF - timedelta(days=28))["article_idx"].n_unique()
     assert len(model.index) > 2 * PER_FAMILY
     assert all(torch.equal(weights[name], p) for name, p in model.model.state_dict().items())
+    model.save(tmp_path / "refreshed")  # a refreshed model is served, so it must save and load as it answers
+    loaded = TwoTowerRecommender.load(tmp_path / "refreshed")
+    query = _query(world, np.arange(10))
+    np.testing.assert_array_equal(loaded.recommend(query, 20).items, model.recommend(query, 20).items)
 
 
 def test_unfitted_model_says_what_to_do():

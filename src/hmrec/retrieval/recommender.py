@@ -135,7 +135,7 @@ class TwoTowerRecommender(Recommender):
         with deterministic(self.config.seed, self.config.threads):
             snapshot, _ = item_numeric_snapshots(data.transactions, data.articles, [data.cutoff],
                                                  self.encoders.item_scaler)
-            self._item_numeric = torch.from_numpy(np.pad(snapshot[0], ((0, 1), (0, 0))))
+            self._item_numeric = torch.from_numpy(np.pad(snapshot[0], ((0, 1), (0, 0)))).contiguous()
             self.item_vectors, self.item_bias = self._encode_items()
         self.index = self._build_index(data.transactions, data.cutoff)
         return self
