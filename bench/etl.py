@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
+from child import csv_size_gb, machine, run_timed
 
 from hmrec.raw.generate import generate
 from hmrec.raw.schema import RAW_FILES
@@ -37,17 +33,13 @@ def main() -> None:
         generate(args.scale, args.seed, args.data)
         print(f"generated {args.scale} sample in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     command = [sys.executable, "-m", "hmrec.cli", "etl", "--raw", str(args.data), "--store", str(args.store)]
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    seconds = time.perf_counter() - started
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB on Linux
+    seconds, peak_gb = run_timed(command)
     rows = json.loads((args.store / "manifest.json").read_text())["rows"]
-    size_gb = sum((args.data / name).stat().st_size for name in RAW_FILES) / 1e9
-    machine = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 1024**3:.0f} GiB RAM, {platform.machine()}"
+    size_gb, machine_ = csv_size_gb(args.data), machine()
     print("| stage | input | wall time | peak RSS | machine |")
     print("|---|---|---|---|---|")
     print(f"| ETL ({args.scale}) | {rows['transactions']:,} transactions, {rows['customers']:,} customers, "
-          f"{rows['articles']:,} articles ({size_gb:.2f} GB CSV) | {seconds:.1f} s | {peak_gb:.2f} GiB | {machine} |")
+          f"{rows['articles']:,} articles ({size_gb:.2f} GB CSV) | {seconds:.1f} s | {peak_gb:.2f} GiB | {machine_} |")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,12 @@ full size (31.8M transactions): at most 5 minutes and 8 GB.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
+from child import csv_size_gb, machine, run_timed
 
-from hmrec.raw.schema import RAW_FILES, TRANSACTIONS_FILE
+from hmrec.raw.schema import TRANSACTIONS_FILE
 
 
 def main() -> None:
@@ -31,18 +26,14 @@ def main() -> None:
     args = parser.parse_args()
     command = [sys.executable, "-m", "hmrec.cli", "data", "generate", "--scale", args.scale,
                "--seed", str(args.seed), "--out", str(args.out)]
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    seconds = time.perf_counter() - started
-    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # KiB on Linux
+    seconds, peak_gib = run_timed(command)
     with open(args.out / TRANSACTIONS_FILE, "rb") as handle:
         rows = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 24), b"")) - 1
-    size_gb = sum((args.out / name).stat().st_size for name in RAW_FILES) / 1e9
-    machine = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 1024**3:.0f} GiB RAM, {platform.machine()}"
+    size_gb, machine_ = csv_size_gb(args.out), machine()
     print("| stage | output | wall time | peak RSS | machine |")
     print("|---|---|---|---|---|")
     print(f"| generate ({args.scale}, seed {args.seed}) | {rows:,} transactions ({size_gb:.2f} GB CSV) | "
-          f"{seconds:.1f} s | {peak_gib:.2f} GiB | {machine} |")
+          f"{seconds:.1f} s | {peak_gib:.2f} GiB | {machine_} |")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +29,6 @@ class PipelineConfig:
     test_days: int = 7
     promote: bool = False
     seed: int = 7
-    candidates_per_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def store_dir(self) -> Path:
@@ -155,8 +155,6 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},
     )
     _publish_latest(out_dir, config.reports_dir / "latest")
-    import json
-
     return metrics_path, methods, json.loads(metrics_path.read_text())
 
 
@@ -178,8 +176,7 @@ def _new_run_id() -> str:
 
 
 def _params(config: PipelineConfig) -> dict:
-    params = asdict(config)
-    return {k: str(v) for k, v in params.items()}
+    return {k: str(v) for k, v in asdict(config).items()}
 
 
 def _flatten(metrics: dict) -> dict[str, float]:

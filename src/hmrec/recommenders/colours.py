@@ -56,6 +56,18 @@ def top_k_recs(frame: pl.DataFrame, n_rows: int, k: int) -> Recs:
     scores[rows, ranks] = top["score"].to_numpy()
     return Recs(items, scores)
 
+def save_config_and_table(directory: Path, config, table: pl.DataFrame, table_file: str) -> None:
+    """A source's fitted state as its config (JSON) and one table (Parquet)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
+    table.write_parquet(directory / table_file)
+
+
+def load_config_and_table(directory: Path, config_type: type, table_file: str) -> tuple:
+    """What `save_config_and_table` wrote: (config, table)."""
+    config = config_type(**json.loads((directory / CONFIG_FILE).read_text()))
+    return config, pl.read_parquet(directory / table_file)
+
 
 class OtherColoursRecommender(Recommender):
     """Scores a variant by the recency of the customer's purchase of its product times (1 + its recent sales)."""
@@ -112,12 +124,11 @@ class OtherColoursRecommender(Recommender):
         return top_k_recs(self.candidates(query), n_rows=len(query), k=k)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2))
-        self.variants.write_parquet(directory / VARIANTS_FILE)
+        save_config_and_table(directory, self.config, self.variants, VARIANTS_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(OtherColoursConfig(**json.loads((directory / CONFIG_FILE).read_text())))
-        model.variants = pl.read_parquet(directory / VARIANTS_FILE)
+        config, variants = load_config_and_table(directory, OtherColoursConfig, VARIANTS_FILE)
+        model = cls(config)
+        model.variants = variants
         return model

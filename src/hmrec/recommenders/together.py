@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
@@ -12,11 +11,16 @@ from typing import Self
 import polars as pl
 
 from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
-from hmrec.recommenders.colours import days_before, recency_weight, top_k_recs
+from hmrec.recommenders.colours import (
+    days_before,
+    load_config_and_table,
+    recency_weight,
+    save_config_and_table,
+    top_k_recs,
+)
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 PAIRS_FILE = "pairs.parquet"
 
 
@@ -102,12 +106,11 @@ class BoughtTogetherRecommender(Recommender):
         return top_k_recs(self.candidates(query), n_rows=len(query), k=k)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2))
-        self.pairs.write_parquet(directory / PAIRS_FILE)
+        save_config_and_table(directory, self.config, self.pairs, PAIRS_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(BoughtTogetherConfig(**json.loads((directory / CONFIG_FILE).read_text())))
-        model.pairs = pl.read_parquet(directory / PAIRS_FILE)
+        config, pairs = load_config_and_table(directory, BoughtTogetherConfig, PAIRS_FILE)
+        model = cls(config)
+        model.pairs = pairs
         return model

@@ -57,8 +57,7 @@ def champion_loader(settings: Settings) -> Loader:
 
         try:
             registry = Registry.for_workdir(settings.workdir)
-            version = registry.champion_version()
-            path = registry.load("champion")
+            version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
             return load_bundle(Path(path), version, popular_days=settings.popular_days)
         except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
             raise ReloadError(f"cannot load the champion from {settings.workdir}: "
