@@ -62,7 +62,7 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
             answered["two_tower"], search_s = timed(two_tower.search, users, final.n_per_source["two_tower"])
         candidates, t = timed(generate_candidates, final.sources, query, final.n_per_source, answered)
         steps["candidates"].append(search_s + t)
-        frame, t = timed(build_features, candidates, query, final.articles)
+        frame, t = timed(build_features, candidates, query, final.article_lookup())
         steps["features"].append(t)
         if two_tower is not None:
             scores, t = timed(pair_scores, users, two_tower.article_vectors(), frame)

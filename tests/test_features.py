@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from hmrec.store import features
 from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS, item_features, user_features
+
+# user_features has two implementations: Polars for a store's worth of rows, numpy for a live query's few
+BOTH = pytest.mark.parametrize("implementation", [features._user_features, features._small_user_features])
 
 AS_OF = date(2020, 9, 22)
 ARTICLES = pl.DataFrame(
@@ -38,8 +44,9 @@ HISTORY = purchases([
 ])
 
 
-def test_user_features_by_hand():
-    got = user_features(HISTORY, ARTICLES, AS_OF)
+@BOTH
+def test_user_features_by_hand(implementation):
+    got = implementation(HISTORY, ARTICLES, AS_OF, "customer_idx")
     assert got.columns == ["customer_idx", *USER_FEATURE_COLUMNS]
     assert got["customer_idx"].to_list() == [0, 1, 3]
     c0, c1, c3 = got.to_dicts()
@@ -56,8 +63,9 @@ def test_user_features_by_hand():
     assert (c3["purchases_1w"], c3["purchases_4w"], c3["favourite_index_group"]) == (0, 2, 1)
 
 
-def test_user_features_dtypes():
-    schema = user_features(HISTORY, ARTICLES, AS_OF).schema
+@BOTH
+def test_user_features_dtypes(implementation):
+    schema = implementation(HISTORY, ARTICLES, AS_OF, "customer_idx").schema
     assert schema["avg_price"] == schema["online_share"] == pl.Float32
     assert {schema[c] for c in USER_FEATURE_COLUMNS if c not in ("avg_price", "online_share")} == {pl.Int32}
 
@@ -73,10 +81,31 @@ def test_user_features_for_one_live_customer_match_the_batch():
     assert live.drop("row").to_dicts() == batch.to_dicts()
 
 
-def test_user_features_of_no_history_is_empty():
-    got = user_features(HISTORY.filter(pl.col("t_dat") >= AS_OF), ARTICLES, AS_OF)
+@BOTH
+def test_user_features_of_no_history_is_empty(implementation):
+    got = implementation(HISTORY.filter(pl.col("t_dat") >= AS_OF), ARTICLES, AS_OF, "customer_idx")
     assert got.height == 0
     assert got.columns == ["customer_idx", *USER_FEATURE_COLUMNS]
+
+
+def test_user_features_implementations_agree_on_random_histories():
+    """The numpy path (live queries) and the Polars path (whole stores) give the same frame, dtypes included,
+    on histories with ties, unknown articles and articles without an index group."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    history = pl.DataFrame({
+        "row": rng.integers(0, 60, n).astype(np.uint32),
+        "t_dat": np.datetime64("2020-03-01") + rng.integers(0, 200, n).astype("timedelta64[D]"),
+        "article_idx": rng.integers(0, 45, n).astype(np.int32),  # 40..44 are not in the articles table
+        "price": rng.random(n).astype(np.float32),
+        "sales_channel_id": rng.integers(1, 3, n).astype(np.int8),
+    })
+    groups = pl.Series(rng.integers(1, 5, 40), dtype=pl.Int32).scatter([3, 7], None)
+    articles = pl.DataFrame({"article_idx": np.arange(40, dtype=np.int32), "index_group_no": groups})
+    for table in (articles, articles.reverse()):  # row i need not hold article_idx i
+        polars_answer = features._user_features(history, table, AS_OF, "row")
+        numpy_answer = features._small_user_features(history, table, AS_OF, "row")
+        assert_frame_equal(numpy_answer, polars_answer, check_exact=False, rel_tol=1e-6)
 
 
 SALES = purchases([

@@ -319,3 +319,15 @@ def test_refresh_moves_the_index_to_a_later_cutoff_without_retraining(world, tmp
 def test_unfitted_model_says_what_to_do():
     with pytest.raises(RuntimeError, match="not fitted"):
         TwoTowerRecommender().article_vectors()
+
+
+def test_vocabulary_encodes_short_and_long_series_alike():
+    """A live query's few values go through a dict, a batch's through a join: the codes must not differ."""
+    from hmrec.retrieval.encoders import SMALL_SERIES
+
+    vocab = Vocabulary.fit(pl.Series("FN", [1.0, 1.0, 0.0, None]))
+    values = pl.Series("FN", [1.0, None, 0.0, 7.0] * (SMALL_SERIES // 2))
+    long_codes = vocab.encode(values)
+    short_codes = vocab.encode(values.head(4))
+    assert short_codes.tolist() == long_codes[:4].tolist() == [vocab.values.index("1.0") + 1, OOV,
+                                                               vocab.values.index("0.0") + 1, OOV]

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs
 
@@ -83,12 +84,17 @@ def _line_keys(recs: Recs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scattered(name: str, size: int, where: np.ndarray, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
-    """A column of `size` nulls with `values` placed at `where`."""
+    """A column of `size` nulls with `values` placed at `where` (the cheapest null-aware constructors: this
+    runs ten times per one-customer query)."""
+    if dtype.is_float():
+        filled = np.full(size, np.nan, dtype=values.dtype)
+        filled[where] = values
+        return pl.Series(name, filled, dtype=dtype, nan_to_null=True)
     filled = np.zeros(size, dtype=values.dtype)
     filled[where] = values
     present = np.zeros(size, dtype=bool)
     present[where] = True
-    return pl.Series(name, filled, dtype=dtype).set(pl.Series(~present), None)
+    return pl.Series(name, pa.array(filled, mask=~present)).cast(dtype)
 
 
 def proposed_by(names: Sequence[str]) -> pl.Expr:

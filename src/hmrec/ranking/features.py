@@ -3,12 +3,15 @@ interactions from the query's history, article statistics and customer statistic
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import polars as pl
 
+from hmrec.recommenders.arrays import HistoryArrays, group_max, group_sum, pair_key
 from hmrec.recommenders.base import Query
-from hmrec.store.features import item_features, user_features
+from hmrec.store.features import item_features
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
 
@@ -37,61 +40,99 @@ def article_rows(articles: pl.DataFrame, article_idx: pl.Series) -> pl.DataFrame
     return rows
 
 
-def _history(query: Query, articles: pl.DataFrame) -> pl.DataFrame:
-    attrs = article_rows(articles, query.history["article_idx"]).select("product_code", *GROUP_COLUMNS)
-    days = (pl.lit(query.as_of) - pl.col("t_dat")).dt.total_days().alias("days")
-    return query.history.with_columns(days).hstack(attrs)
+@dataclass
+class ArticleLookup:
+    """`article_table()` with the columns the interaction features group by as dense integer codes, built once
+    per table: a live query then groups a few dozen numbers instead of joining string columns."""
+
+    table: pl.DataFrame
+    features: pl.DataFrame  # the table's model inputs (attributes and item_ statistics), row i = article_idx i
+    product: np.ndarray  # (n_articles,) dense code of product_code
+    groups: dict[str, np.ndarray]  # GROUP_COLUMNS -> (n_articles,) dense code
+
+    @classmethod
+    def of(cls, table: pl.DataFrame) -> ArticleLookup:
+        article_rows(table, table["article_idx"])  # raises unless row i holds article_idx i
+
+        def codes(column: str) -> np.ndarray:
+            return np.unique(table[column].to_numpy(), return_inverse=True)[1].astype(np.int64)
+
+        features = table.drop("article_idx", "product_code", *GROUP_COLUMNS)
+        return cls(table, features, codes("product_code"), {column: codes(column) for column in GROUP_COLUMNS})
 
 
-def user_table(query: Query, articles: pl.DataFrame) -> pl.LazyFrame:
-    """Per query row: age and `user_features` from the row's history (activity, recency, spend), prefixed
-    `user_`; counts are 0 for a customer with no history. `articles`: at least article_idx, index_group_no,
-    row i holding article_idx i."""
-    bought = article_rows(articles, query.history["article_idx"].unique())
-    stats = user_features(query.history, bought, query.as_of, key="row")
+def user_table(query: Query, articles: pl.DataFrame) -> pl.DataFrame:
+    """Per query row, in order: age and `user_features` from the row's history (activity, recency, spend),
+    prefixed `user_`; counts are 0 for a customer with no history. `articles`: at least article_idx and
+    index_group_no."""
+    stats = query.user_features(articles)
     stats = stats.rename({c: f"user_{c}" for c in stats.columns if c != "row"})
+    age = query.customers["age"].cast(pl.Float32).alias("user_age")
+    if stats.height == len(query):  # every row has a history (stats are sorted by row): no join needed
+        return stats.with_columns(pl.col("row").cast(pl.UInt32)).insert_column(1, age)
     counts = [c for c in stats.columns if c.startswith("user_purchases_") or c == "user_distinct_articles"]
-    rows = query.customers.lazy().with_row_index("row").select(
-        pl.col("row").cast(pl.UInt32), pl.col("age").cast(pl.Float32).alias("user_age")
-    )
-    stats = stats.lazy().with_columns(pl.col("row").cast(pl.UInt32))
-    return rows.join(stats, on="row", how="left").with_columns(pl.col(counts).fill_null(0))
+    rows = pl.DataFrame({"row": np.arange(len(query), dtype=np.uint32), "user_age": age})
+    stats = stats.with_columns(pl.col("row").cast(pl.UInt32))
+    return rows.join(stats, on="row", how="left", maintain_order="left").with_columns(pl.col(counts).fill_null(0))
 
 
-def interaction_features(candidates: pl.LazyFrame, history: pl.LazyFrame) -> pl.LazyFrame:
-    """User x article: times bought and days since, same product_code, share of the group bought."""
-    by_article = history.group_by("row", "article_idx").agg(
-        pl.len().alias("times_bought"), pl.col("days").min().alias("days_since_bought")
-    )
-    by_product = history.group_by("row", "product_code").agg(
-        pl.len().alias("product_times_bought"), pl.col("days").min().alias("days_since_product")
-    )
-    out = candidates.join(by_article, on=["row", "article_idx"], how="left").join(
-        by_product, on=["row", "product_code"], how="left"
-    )
+def interaction_features(candidates: pl.DataFrame, query: Query, articles: ArticleLookup) -> pl.DataFrame:
+    """User x article, one row per candidate line in order: times bought and days since, the same for its
+    product_code, and the share of the customer's purchases in the article's group (0 without history)."""
+    h = HistoryArrays.of(query)
+    rows = candidates["row"].to_numpy().astype(np.int64)
+    items = candidates["article_idx"].to_numpy().astype(np.int64)
+    product = articles.product
+    columns = []
+    for counted, since, bought, asked in (
+        ("times_bought", "days_since_bought", pair_key(h.row, h.article_idx), pair_key(rows, items)),
+        ("product_times_bought", "days_since_product", pair_key(h.row, product[h.article_idx]),
+         pair_key(rows, product[items])),
+    ):
+        distinct, count = group_sum(bought, np.ones(bought.size))
+        _, newest = group_max(bought, -h.days)  # minus the fewest days since
+        found, at = _find(distinct, asked)
+        columns.append(pl.Series(counted, _take(count, found, at), dtype=pl.UInt32))
+        columns.append(pl.Series(since, _take(-newest, found, at), dtype=pl.Int64).set(pl.Series(~found), None))
+    totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
     for column in GROUP_COLUMNS:
-        share = history.group_by("row", column).agg(pl.len().alias("n")).with_columns(
-            (pl.col("n") / pl.col("n").sum().over("row")).alias(f"share_{column}")
-        )
-        out = out.join(share.drop("n"), on=["row", column], how="left")
-    return out.with_columns(
-        pl.col("times_bought", "product_times_bought").fill_null(0),
-        *[pl.col(f"share_{c}").fill_null(0.0) for c in GROUP_COLUMNS],
-    )
+        codes = articles.groups[column]
+        distinct, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
+        found, at = _find(distinct, pair_key(rows, codes[items]))
+        share = _take(count, found, at) / np.maximum(totals[rows], 1.0)
+        columns.append(pl.Series(f"share_{column}", share, dtype=pl.Float64))
+    return pl.DataFrame(columns)
 
 
-def build_features(candidates: pl.DataFrame, query: Query, articles: pl.DataFrame) -> pl.DataFrame:
+def _find(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each of `keys` is in the sorted `distinct`, and where (meaningful only where found)."""
+    at = np.searchsorted(distinct, keys)
+    found = at < distinct.size
+    found[found] = distinct[at[found]] == keys[found]
+    return found, at
+
+
+def _take(values: np.ndarray, found: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """values[at] where found, 0 elsewhere."""
+    out = np.zeros(found.size, dtype=values.dtype)
+    out[found] = values[at[found]]
+    return out
+
+
+def build_features(
+    candidates: pl.DataFrame, query: Query, articles: pl.DataFrame | ArticleLookup
+) -> pl.DataFrame:
     """Candidates (`row, article_idx, <source>_rank/_score`) joined with every feature; `articles` is
-    `article_table()` as of the query's date (or the model's cutoff for a live query). Sorted by row,
-    then article_idx."""
-    history = _history(query, articles).lazy()
-    frame = candidates.hstack(article_rows(articles, candidates["article_idx"]).drop("article_idx")).lazy()
-    frame = interaction_features(frame, history)
-    frame = frame.join(user_table(query, articles), on="row", how="left")
-    frame = frame.with_columns(
-        (pl.col("item_mean_sale_price") / pl.col("user_avg_price")).alias("price_ratio"),
-    )
-    return frame.drop("product_code", *GROUP_COLUMNS).sort("row", "article_idx").collect()
+    `article_table()` as of the query's date (or the model's cutoff for a live query), or its ArticleLookup.
+    Sorted by row, then article_idx."""
+    lookup = articles if isinstance(articles, ArticleLookup) else ArticleLookup.of(articles)
+    keys = pair_key(candidates["row"].to_numpy(), candidates["article_idx"].to_numpy())
+    if np.any(keys[1:] < keys[:-1]):
+        candidates = candidates.sort("row", "article_idx")
+    items = lookup.features[candidates["article_idx"].to_numpy()]
+    users = user_table(query, lookup.table)[candidates["row"].to_numpy()].drop("row")
+    frame = pl.concat([candidates, items, interaction_features(candidates, query, lookup), users], how="horizontal")
+    return frame.with_columns((pl.col("item_mean_sale_price") / pl.col("user_avg_price")).alias("price_ratio"))
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:

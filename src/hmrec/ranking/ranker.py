@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.generate import generate_candidates, proposed_by
-from hmrec.ranking.features import article_table, build_features, feature_columns
+from hmrec.ranking.features import ArticleLookup, article_table, build_features, feature_columns
 from hmrec.recommenders.base import (
     Query,
     Recommender,
@@ -25,7 +25,7 @@ from hmrec.recommenders.base import (
     load_recommender,
     save_recommender,
 )
-from hmrec.recommenders.colours import top_k_recs
+from hmrec.recommenders.arrays import pair_key, top_k
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class FinalRecommender(Recommender):
             raise ValueError(f"FinalConfig.n_per_source has no candidate count for the sources {missing}")
         self.booster: lgb.Booster | None = None
         self.articles: pl.DataFrame | None = None  # article_table() as of the cutoff
+        self._lookup: ArticleLookup | None = None  # of `articles`, built on first use
 
     @property
     def n_per_source(self) -> dict[str, int]:
@@ -161,7 +162,7 @@ class FinalRecommender(Recommender):
             rng = np.random.default_rng(cfg.seed)
             buyers = np.sort(rng.choice(buyers, cfg.max_train_customers, replace=False))
         query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
-        articles = article_table(early.transactions, early.articles, early.cutoff)
+        articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff))
         frame = self._features(query, articles)
         rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
         bought = labels.join(rows, on="customer_idx").select("row", "article_idx").unique()
@@ -177,7 +178,7 @@ class FinalRecommender(Recommender):
             raise ValueError("no buyer of the ranker's training window has a bought article among its candidates")
         return frame.sort("row", "article_idx")
 
-    def _features(self, query: Query, articles: pl.DataFrame) -> pl.DataFrame:
+    def _features(self, query: Query, articles: ArticleLookup) -> pl.DataFrame:
         two_tower = self.sources.get("two_tower")
         if not (hasattr(two_tower, "user_vectors") and hasattr(two_tower, "search")):
             return build_features(generate_candidates(self.sources, query, self.n_per_source), query, articles)
@@ -228,13 +229,14 @@ class FinalRecommender(Recommender):
         missing = [name for name in self.config.feature_names if name not in frame.columns]
         if missing:
             raise ValueError(f"the ranker was trained with features {missing} that these candidates lack")
-        return frame.select(pl.col(n).cast(pl.Float32) for n in self.config.feature_names).to_numpy()
+        # one conversion to the common supertype (nulls -> nan), then float32: a cast per column costs more
+        return frame.select(self.config.feature_names).to_numpy().astype(np.float32, copy=False)
 
     def scored(self, query: Query) -> pl.DataFrame:
         """Every candidate of every query row with its ranker `score` and the `sources` that proposed it."""
         if self.booster is None or self.articles is None:
             raise RuntimeError("FinalRecommender used before fit or load")
-        frame = self._features(query, self.articles)
+        frame = self._features(query, self.article_lookup())
         # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer)
         threads = 1 if frame.height < SINGLE_THREAD_ROWS else self.config.num_threads
         scores = self.booster.predict(self._matrix(frame), num_threads=threads) if frame.height else np.zeros(0)
@@ -242,8 +244,16 @@ class FinalRecommender(Recommender):
             pl.Series("score", scores.astype(np.float32))
         )
 
+    def article_lookup(self) -> ArticleLookup:
+        """The answering cutoff's article table, ready for `build_features` (built once)."""
+        if self._lookup is None or self._lookup.table is not self.articles:
+            self._lookup = ArticleLookup.of(self.articles)
+        return self._lookup
+
     def recommend(self, query: Query, k: int) -> Recs:
-        return top_k_recs(self.scored(query).select("row", "article_idx", "score"), n_rows=len(query), k=k)
+        scored = self.scored(query)
+        return top_k(pair_key(scored["row"].to_numpy(), scored["article_idx"].to_numpy()), scored["score"].to_numpy(),
+                     len(query), k)
 
     def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
         top = (

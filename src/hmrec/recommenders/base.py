@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Self
@@ -18,6 +18,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
+from hmrec.store.features import user_features
 from hmrec.store.tables import age_bucket
 
 PAD_ITEM = -1
@@ -55,9 +56,17 @@ class Query:
     customers: pl.DataFrame
     history: pl.DataFrame
     as_of: date
+    _user_features: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.customers.height
+
+    def user_features(self, articles: pl.DataFrame) -> pl.DataFrame:
+        """`store.features.user_features` of the rows with a history (key `row`), computed once per query: the
+        two-tower and the ranker both need them. articles: the store's articles (article_idx, index_group_no)."""
+        if self._user_features is None:
+            self._user_features = user_features(self.history, articles, self.as_of, key="row")
+        return self._user_features
 
     @classmethod
     def for_customers(
@@ -95,21 +104,16 @@ class Recs:
         return cls(items, scores)
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, n_rows: int, k: int) -> Recs:
-        """From a long frame `row, article_idx, score`: keep each row's k best by score."""
-        top = (
-            frame.sort(["row", "score"], descending=[False, True])
-            .group_by("row", maintain_order=True)
-            .head(k)
-            .with_columns(pl.col("article_idx").cum_count().over("row").alias("rank") - 1)
-        )
-        items = np.full((n_rows, k), PAD_ITEM, dtype=np.int32)
-        scores = np.full((n_rows, k), np.nan, dtype=np.float32)
-        rows = top["row"].to_numpy()
-        ranks = top["rank"].to_numpy()
-        items[rows, ranks] = top["article_idx"].to_numpy()
-        scores[rows, ranks] = top["score"].to_numpy()
-        return cls(items, scores)
+    def from_sorted(cls, rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, k: int) -> Recs:
+        """From parallel arrays sorted by row and, within a row, in answer order: the first k of each row.
+        Numpy rather than a Polars group-by: a one-customer query pays per-operation overhead, not per row."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ranks = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+        kept = ranks < k
+        out = cls(np.full((n_rows, k), PAD_ITEM, dtype=np.int32), np.full((n_rows, k), np.nan, dtype=np.float32))
+        out.items[rows[kept], ranks[kept]] = items[kept]
+        out.scores[rows[kept], ranks[kept]] = scores[kept]
+        return out
 
     def to_frame(self) -> pl.DataFrame:
         """Long form `row, rank, article_idx, score`, pads dropped."""

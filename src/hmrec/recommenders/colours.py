@@ -12,7 +12,8 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.arrays import HistoryArrays, decay, expand, group_max, pair_key, split_key, top_k
+from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +34,6 @@ class OtherColoursConfig:
     active_days: int | None = 28
     include_bought: bool = False
 
-
-def recency_weight(days_before: pl.Expr, half_life_days: float) -> pl.Expr:
-    """1.0 for a purchase the day before `as_of`, halving every `half_life_days`."""
-    return pl.lit(0.5) ** ((days_before - 1).clip(lower_bound=0) / half_life_days)
-
-
-def days_before(query: Query) -> pl.Expr:
-    return (pl.lit(query.as_of) - pl.col("t_dat")).dt.total_days()
-
-
-def top_k_recs(frame: pl.DataFrame, n_rows: int, k: int) -> Recs:
-    """Recs from a long frame `row, article_idx, score`; ties go to the smaller article_idx, so the
-    answer is the same on every run (Recs.from_frame leaves ties in any order)."""
-    ordered = frame.sort(["row", "score", "article_idx"], descending=[False, True, False])
-    top = ordered.group_by("row", maintain_order=True).head(k)
-    ranks = top.select(pl.int_range(pl.len()).over("row").alias("rank"))["rank"].to_numpy()
-    items = np.full((n_rows, k), PAD_ITEM, dtype=np.int32)
-    scores = np.full((n_rows, k), np.nan, dtype=np.float32)
-    rows = top["row"].to_numpy()
-    items[rows, ranks] = top["article_idx"].to_numpy()
-    scores[rows, ranks] = top["score"].to_numpy()
-    return Recs(items, scores)
 
 def save_config_and_table(directory: Path, config, table: pl.DataFrame, table_file: str) -> None:
     """A source's fitted state as its config (JSON) and one table (Parquet)."""
@@ -77,6 +56,7 @@ class OtherColoursRecommender(Recommender):
     def __init__(self, config: OtherColoursConfig | None = None):
         self.config = config or OtherColoursConfig()
         self.variants: pl.DataFrame | None = None  # article_idx, product_code, sales
+        self._arrays: tuple[np.ndarray, ...] | None = None  # _lookup()'s arrays of `variants`
 
     def fit(self, data: TrainData) -> Self:
         cfg = self.config
@@ -93,35 +73,44 @@ class OtherColoursRecommender(Recommender):
         if cfg.active_days is not None:
             active = data.transactions.lazy().filter(pl.col("t_dat") >= data.cutoff - timedelta(days=cfg.active_days))
             variants = variants.join(active.select("article_idx").unique(), on="article_idx", how="semi")
-        self.variants = variants.sort("article_idx").collect()
+        self.variants, self._arrays = variants.sort("article_idx").collect(), None
         log.info("other_colours: %d proposable variants", self.variants.height)
         return self
 
-    def candidates(self, query: Query) -> pl.DataFrame:
-        """Long frame `row, article_idx, score` of every proposable variant, unsorted."""
+    def candidates(self, history: HistoryArrays) -> tuple[np.ndarray, np.ndarray]:
+        """`pair_key(row, article_idx)` of every proposable variant of the rows' recent products, and its
+        score, float64 (distinct keys, unsorted; bought articles still in)."""
+        cfg = self.config
+        product_of, products, articles, sales = self._lookup()
+        recent = history.within(cfg.history_days)
+        known = recent.article_idx < product_of.size
+        product = np.full(recent.article_idx.size, -1, dtype=np.int64)
+        product[known] = product_of[recent.article_idx[known]]
+        bought = product >= 0
+        keys, recency = group_max(pair_key(recent.row[bought], product[bought]),
+                                  decay(recent.days[bought], cfg.half_life_days, offset=1))
+        rows, product = split_key(keys)
+        owner, at = expand(np.searchsorted(products, product, "left"), np.searchsorted(products, product, "right"))
+        return pair_key(rows[owner], articles[at]), recency[owner] * (1.0 + sales[at])
+
+    def _lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(dense product number of each article_idx, -1 if not proposable; the variants' product numbers,
+        sorted; their article_idx; their sales), built once per fitted table."""
         if self.variants is None:
             raise RuntimeError("OtherColoursRecommender.recommend called before fit or load")
-        cfg = self.config
-        codes = self.variants.select("article_idx", "product_code")
-        bought = (
-            query.history.lazy()
-            .with_columns(days_before(query).alias("days"))
-            .filter(pl.col("days") <= cfg.history_days)
-            .join(codes.lazy(), on="article_idx", how="inner")
-        )
-        per_product = bought.group_by("row", "product_code").agg(
-            recency_weight(pl.col("days"), cfg.half_life_days).max().alias("recency")
-        )
-        frame = per_product.join(self.variants.lazy(), on="product_code", how="inner").select(
-            "row", "article_idx", (pl.col("recency") * (1.0 + pl.col("sales"))).cast(pl.Float32).alias("score")
-        )
-        if not cfg.include_bought:
-            owned = query.history.lazy().select("row", "article_idx").unique()
-            frame = frame.join(owned, on=["row", "article_idx"], how="anti")
-        return frame.collect()
+        if self._arrays is None:
+            variants = self.variants.sort("product_code", "article_idx")
+            _, products = np.unique(variants["product_code"].to_numpy(), return_inverse=True)
+            articles = variants["article_idx"].to_numpy().astype(np.int64)
+            product_of = np.full(int(articles.max(initial=-1)) + 1, -1, dtype=np.int64)
+            product_of[articles] = products
+            self._arrays = (product_of, products.astype(np.int64), articles, variants["sales"].to_numpy())
+        return self._arrays
 
     def recommend(self, query: Query, k: int) -> Recs:
-        return top_k_recs(self.candidates(query), n_rows=len(query), k=k)
+        history = HistoryArrays.of(query)
+        keys, scores = self.candidates(history)
+        return top_k(keys, scores, len(query), k, owned=None if self.config.include_bought else history.owned())
 
     def save(self, directory: Path) -> None:
         save_config_and_table(directory, self.config, self.variants, VARIANTS_FILE)

@@ -45,15 +45,10 @@ def bestsellers(
 
 def recs_in_order(frame: pl.DataFrame, n_rows: int, k: int) -> Recs:
     """Recs from a long frame `row, article_idx, score` already in answer order within each row (first k kept)."""
-    top = frame.group_by("row", maintain_order=True).head(k).with_columns(
-        pl.int_range(pl.len()).over("row").alias("rank")
-    )
-    items = np.full((n_rows, k), PAD_ITEM, dtype=np.int32)
-    scores = np.full((n_rows, k), np.nan, dtype=np.float32)
-    rows, ranks = top["row"].to_numpy(), top["rank"].to_numpy()
-    items[rows, ranks] = top["article_idx"].to_numpy()
-    scores[rows, ranks] = top["score"].to_numpy()
-    return Recs(items, scores)
+    rows = frame["row"].to_numpy()
+    order = np.argsort(rows, kind="stable")
+    items, scores = frame["article_idx"].to_numpy()[order], frame["score"].to_numpy()[order]
+    return Recs.from_sorted(rows[order], items, scores, n_rows, k)
 
 
 def fill_with(primary: Recs, fill: Recs, k: int) -> Recs:
@@ -159,7 +154,7 @@ class AgePopularityRecommender(PopularityRecommender):
     def recommend(self, query: Query, k: int) -> Recs:
         if self.answers is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
-        bucket_rows = query.customers["age_bucket"].fill_null(GLOBAL_BUCKET).to_numpy().astype(np.int64)
+        bucket_rows = np.nan_to_num(query.customers["age_bucket"].to_numpy(), nan=GLOBAL_BUCKET).astype(np.int64)
         bucket_rows = np.where((bucket_rows >= 0) & (bucket_rows < len(AGE_BUCKET_LABELS)), bucket_rows + 1, 0)
         width = min(k, self.answers.items.shape[1])
         items = np.full((len(query), k), PAD_ITEM, dtype=np.int32)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
-from datetime import date
 from pathlib import Path
 from typing import Self
 
-import polars as pl
+import numpy as np
 
+from hmrec.recommenders.arrays import HistoryArrays, decay, group_max, group_sum, pair_key, split_key
 from hmrec.recommenders.base import Query, Recommender, Recs, TrainData, load_recommender, save_recommender
-from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with, recs_in_order
+from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with
 
 CONFIG_FILE = "config.json"
 FILL_DIR = "fill"
@@ -26,18 +25,17 @@ class RepurchaseConfig:
     half_life_days: float = 14.0  # a purchase this many days old weighs half as much as one bought yesterday
 
 
-def decayed_purchases(history: pl.DataFrame, as_of: date, config: RepurchaseConfig) -> pl.DataFrame:
-    """`row, article_idx, score`: each row's purchases summed with weight 0.5 ** (age_days / half_life),
-    best first within each row (ties broken by the most recent purchase, then article_idx)."""
-    age_days = (pl.lit(as_of) - pl.col("t_dat")).dt.total_days()
-    recent = history if config.window_days is None else history.filter(age_days <= config.window_days)
-    weight = (age_days.cast(pl.Float64) * (-math.log(2) / config.half_life_days)).exp()
-    return (
-        recent.group_by("row", "article_idx")
-        .agg(weight.sum().cast(pl.Float32).alias("score"), pl.col("t_dat").max().alias("last"))
-        .sort(["row", "score", "last", "article_idx"], descending=[False, True, True, False])
-        .select("row", "article_idx", "score")
-    )
+def decayed_purchases(history: HistoryArrays, config: RepurchaseConfig, n_rows: int, k: int) -> Recs:
+    """Each row's purchases summed with weight 0.5 ** (age_days / half_life), the k best first (ties broken
+    by the most recent purchase, then article_idx)."""
+    recent = history.within(config.window_days)
+    keys = pair_key(recent.row, recent.article_idx)
+    distinct, score = group_sum(keys, decay(recent.days, config.half_life_days))
+    _, newest = group_max(keys, -recent.days)  # minus the fewest days before as_of, per distinct key
+    rows, items = split_key(distinct)
+    score = score.astype(np.float32)
+    order = np.lexsort((items, -newest, -score, rows))
+    return Recs.from_sorted(rows[order], items[order], score[order], n_rows, k)
 
 
 class RepurchaseRecommender(Recommender):
@@ -54,7 +52,7 @@ class RepurchaseRecommender(Recommender):
         return self
 
     def recommend(self, query: Query, k: int) -> Recs:
-        own = recs_in_order(decayed_purchases(query.history, query.as_of, self.config), len(query), k)
+        own = decayed_purchases(HistoryArrays.of(query), self.config, len(query), k)
         return fill_with(own, self.fill.recommend(query, k), k)
 
     def save(self, directory: Path) -> None:

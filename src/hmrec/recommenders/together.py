@@ -8,16 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
+import numpy as np
 import polars as pl
 
+from hmrec.recommenders.arrays import HistoryArrays, decay, expand, group_sum, pair_key, split_key, top_k
 from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
-from hmrec.recommenders.colours import (
-    days_before,
-    load_config_and_table,
-    recency_weight,
-    save_config_and_table,
-    top_k_recs,
-)
+from hmrec.recommenders.colours import load_config_and_table, save_config_and_table
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +45,7 @@ class BoughtTogetherRecommender(Recommender):
     def __init__(self, config: BoughtTogetherConfig | None = None):
         self.config = config or BoughtTogetherConfig()
         self.pairs: pl.DataFrame | None = None  # article_idx, partner_idx, count, strength
+        self._arrays: tuple[np.ndarray, ...] | None = None  # _lookup()'s arrays of `pairs`
 
     def fit(self, data: TrainData) -> Self:
         cfg = self.config
@@ -75,35 +72,35 @@ class BoughtTogetherRecommender(Recommender):
             .head(cfg.top_partners)
             .select("article_idx", "partner_idx", "count", "strength")
         )
-        self.pairs = pairs.collect()
+        self.pairs, self._arrays = pairs.collect(), None
         log.info("bought_together: %d pairs", self.pairs.height)
         return self
 
-    def candidates(self, query: Query) -> pl.DataFrame:
-        """Long frame `row, article_idx, score` of every partner of the rows' recent buys, unsorted."""
+    def candidates(self, history: HistoryArrays) -> tuple[np.ndarray, np.ndarray]:
+        """`pair_key(row, partner)` of every partner of the rows' recent buys, and its score, float64
+        (distinct keys, sorted; bought articles still in)."""
+        cfg = self.config
+        articles, partners, strength = self._lookup()
+        recent = history.within(cfg.history_days)
+        keys, weight = group_sum(pair_key(recent.row, recent.article_idx),
+                                 decay(recent.days, cfg.half_life_days, offset=1))
+        rows, bought = split_key(keys)
+        owner, at = expand(np.searchsorted(articles, bought, "left"), np.searchsorted(articles, bought, "right"))
+        return group_sum(pair_key(rows[owner], partners[at]), weight[owner] * strength[at])
+
+    def _lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs as arrays sorted by article_idx: (article_idx, partner_idx, strength), built once."""
         if self.pairs is None:
             raise RuntimeError("BoughtTogetherRecommender.recommend called before fit or load")
-        cfg = self.config
-        recent = (
-            query.history.lazy()
-            .with_columns(days_before(query).alias("days"))
-            .filter(pl.col("days") <= cfg.history_days)
-            .group_by("row", "article_idx")
-            .agg(recency_weight(pl.col("days"), cfg.half_life_days).sum().alias("weight"))
-        )
-        frame = (
-            recent.join(self.pairs.lazy(), on="article_idx", how="inner")
-            .group_by("row", "partner_idx")
-            .agg((pl.col("weight") * pl.col("strength")).sum().cast(pl.Float32).alias("score"))
-            .rename({"partner_idx": "article_idx"})
-        )
-        if cfg.exclude_bought:
-            owned = query.history.lazy().select("row", "article_idx").unique()
-            frame = frame.join(owned, on=["row", "article_idx"], how="anti")
-        return frame.collect()
+        if self._arrays is None:
+            pairs = self.pairs.sort("article_idx", maintain_order=True)
+            self._arrays = tuple(pairs[c].to_numpy() for c in ("article_idx", "partner_idx", "strength"))
+        return self._arrays
 
     def recommend(self, query: Query, k: int) -> Recs:
-        return top_k_recs(self.candidates(query), n_rows=len(query), k=k)
+        history = HistoryArrays.of(query)
+        keys, scores = self.candidates(history)
+        return top_k(keys, scores, len(query), k, owned=history.owned() if self.config.exclude_bought else None)
 
     def save(self, directory: Path) -> None:
         save_config_and_table(directory, self.config, self.pairs, PAIRS_FILE)

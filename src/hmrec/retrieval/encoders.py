@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 OOV = 0  # index of unseen and missing values in every vocabulary
 ENCODERS_FILE = "encoders.json"
+SMALL_SERIES = 1024  # encoded with a dict; longer series with a join
 
 ITEM_CATEGORICALS = (
     "article_idx",
@@ -37,6 +38,7 @@ class Vocabulary:
 
     column: str
     values: list[str]
+    _code_of: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def fit(cls, series: pl.Series, min_count: int = 1) -> Vocabulary:
@@ -51,13 +53,21 @@ class Vocabulary:
 
     def encode(self, series: pl.Series) -> np.ndarray:
         """(n,) int64 indices; values never seen at fit time and nulls map to OOV."""
+        values = series.cast(pl.String)
+        if len(values) <= SMALL_SERIES:  # a live query: a dict look-up, not a join's per-call overhead
+            codes = self._codes()
+            return np.array([codes.get(v, OOV) for v in values.to_list()], dtype=np.int64)
         mapping = pl.DataFrame(
             {"value": self.values, "code": np.arange(1, self.size, dtype=np.int64)},
             schema={"value": pl.String, "code": pl.Int64},
         )
-        frame = pl.DataFrame({"value": series.cast(pl.String)})
-        codes = frame.join(mapping, on="value", how="left", maintain_order="left")["code"]
+        codes = pl.DataFrame({"value": values}).join(mapping, on="value", how="left", maintain_order="left")["code"]
         return codes.fill_null(OOV).to_numpy().astype(np.int64)
+
+    def _codes(self) -> dict[str, int]:
+        if self._code_of is None:
+            self._code_of = {value: code for code, value in enumerate(self.values, start=1)}
+        return self._code_of
 
 
 @dataclass

@@ -23,13 +23,12 @@ from hmrec.retrieval.data import (
     day_number,
     item_numeric_snapshots,
     snapshot_days,
-    user_numeric_frame,
     window_rows,
 )
 from hmrec.retrieval.encoders import ITEM_CATEGORICALS, USER_CATEGORICALS, Encoders, Vocabulary
 from hmrec.retrieval.index import ArticleIndex
 from hmrec.retrieval.model import TowerShapes, TwoTower
-from hmrec.retrieval.train import TrainInputs, deterministic, past_items, train
+from hmrec.retrieval.train import TrainInputs, deterministic, inference, past_items, train
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +37,7 @@ WEIGHTS_FILE = "weights.safetensors"
 VECTORS_FILE = "vectors.safetensors"
 ARTICLES_FILE = "articles.parquet"
 LOSSES_FILE = "losses.json"
+SINGLE_THREAD_USERS = 64
 
 
 def _default_threads() -> int:
@@ -181,11 +181,13 @@ class TwoTowerRecommender(Recommender):
         profiles = torch.from_numpy(self.encoders.encode_users(customer_profiles(query.customers)))
         rows = np.arange(n, dtype=np.int64)
         history = PurchaseHistory.from_frame(query.history, "row")
-        features = user_numeric_frame(query.history, self.articles, query.as_of, "row", rows.astype(np.uint32))
+        asked = pl.DataFrame({"row": rows.astype(np.uint32)})
+        features = asked.join(query.user_features(self.articles), on="row", how="left", maintain_order="left")
         numeric = torch.from_numpy(self.encoders.user_scaler.transform(features))
         as_of = np.full(n, day_number(query.as_of), dtype=np.int64)
         out = np.zeros((n, config.out_dim), dtype=np.float32)
-        with deterministic(config.seed, config.threads), torch.no_grad():
+        # one thread for a live customer or a few: tiny matrices lose more to thread hand-offs than they gain
+        with inference(1 if n <= SINGLE_THREAD_USERS else config.threads):
             for s in range(0, n, config.user_batch_size):
                 part = slice(s, s + config.user_batch_size)
                 past = past_items(history, self._item_codes, self._item_numeric[None], rows[part], as_of[part],

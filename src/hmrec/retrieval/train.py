@@ -58,6 +58,21 @@ def deterministic(seed: int, threads: int) -> Iterator[None]:
         torch.set_num_threads(previous[1])
 
 
+@contextmanager
+def inference(threads: int) -> Iterator[None]:
+    """torch.no_grad with `threads` intra-op threads, restored after. No seeding (inference draws nothing at
+    random), and no thread change when the count is already right: both cost a live query a millisecond."""
+    previous = torch.get_num_threads()
+    if previous != threads:
+        torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if previous != threads:
+            torch.set_num_threads(previous)
+
+
 def past_items(
     history: PurchaseHistory,
     item_codes: torch.Tensor,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import numpy as np
 import polars as pl
 
 # Windows ending the day before `as_of`: "1w" counts purchases on as_of-7 .. as_of-1.
@@ -19,6 +20,8 @@ ITEM_FEATURE_COLUMNS = (
     *(f"sales_{name}" for name in WINDOWS), "sales_all",
     "days_since_first_sale", "days_since_last_sale", "mean_sale_price", "buyers", "online_sale_share",
 )
+
+SMALL_HISTORY = 2_000  # user_features of at most this many purchases are computed in numpy
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -42,11 +45,19 @@ def _days_since(as_of: date, agg: pl.Expr) -> pl.Expr:
 
 
 def user_features(history: Frame, articles: pl.DataFrame, as_of: date, key: str = "customer_idx") -> pl.DataFrame:
-    """One row per `key` that bought before `as_of` (customers with no history are absent: left-join and fill).
+    """One row per `key` that bought before `as_of` (customers with no history are absent: left-join and fill),
+    sorted by key.
 
     history: key, t_dat, article_idx, price, sales_channel_id (rows on or after as_of are ignored).
+    articles: article_idx, index_group_no (any order).
     favourite_index_group: the index_group_no bought most often; ties go to the smallest number.
     """
+    if isinstance(history, pl.DataFrame) and history.height <= SMALL_HISTORY:
+        return _small_user_features(history, articles, as_of, key)
+    return _user_features(history, articles, as_of, key)
+
+
+def _user_features(history: Frame, articles: pl.DataFrame, as_of: date, key: str) -> pl.DataFrame:
     past = _before(history, as_of).select(key, "t_dat", "article_idx", "price", "sales_channel_id")
     stats = past.group_by(key).agg(
         *_activity(as_of, "purchases"),
@@ -67,6 +78,55 @@ def user_features(history: Frame, articles: pl.DataFrame, as_of: date, key: str 
     )
     joined = stats.join(favourite, on=key, how="left").sort(key)
     return joined.select(key, *USER_FEATURE_COLUMNS).collect()
+
+
+def _small_user_features(history: pl.DataFrame, articles: pl.DataFrame, as_of: date, key: str) -> pl.DataFrame:
+    """`_user_features` in numpy, for a live query's few purchases: Polars' per-operation overhead, not the rows,
+    is what one customer pays for."""
+    past = history.filter(pl.col("t_dat") < as_of)
+    keys, inverse = np.unique(past[key].to_numpy().astype(np.int64), return_inverse=True)
+    n = keys.size
+    days = np.datetime64(as_of, "D").astype(np.int64) - past["t_dat"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    count = np.bincount(inverse, minlength=n)
+    columns = {key: pl.Series(key, keys, dtype=history.schema[key])}
+    for name, window in WINDOWS.items():
+        columns[f"purchases_{name}"] = np.bincount(inverse, weights=days <= window, minlength=n)
+    columns["purchases_all"] = count
+    latest, earliest = np.full(n, np.iinfo(np.int64).max), np.zeros(n, dtype=np.int64)
+    np.minimum.at(latest, inverse, days)
+    np.maximum.at(earliest, inverse, days)
+    columns["days_since_last_purchase"], columns["days_since_first_purchase"] = latest, earliest
+    columns["avg_price"] = np.bincount(inverse, weights=past["price"].to_numpy(), minlength=n) / np.maximum(count, 1)
+    online = past["sales_channel_id"].to_numpy() == ONLINE_CHANNEL
+    columns["online_share"] = np.bincount(inverse, weights=online, minlength=n) / np.maximum(count, 1)
+    columns["favourite_index_group"] = _favourite_group(past, articles, inverse, n)
+    pairs = np.unique(inverse * (1 << 32) + past["article_idx"].to_numpy().astype(np.int64))
+    columns["distinct_articles"] = np.bincount(pairs >> 32, minlength=n)
+    schema = {**{c: pl.Int32 for c in USER_FEATURE_COLUMNS}, "avg_price": pl.Float32, "online_share": pl.Float32}
+    return pl.DataFrame([columns[key]] + [pl.Series(c, columns[c], dtype=schema[c], strict=False)
+                                          for c in USER_FEATURE_COLUMNS])
+
+
+def _favourite_group(past: pl.DataFrame, articles: pl.DataFrame, inverse: np.ndarray, n: int) -> pl.Series:
+    """Per key (numbered by `inverse`): the index_group_no bought most often, ties to the smallest; null if none."""
+    bought = past["article_idx"].cast(pl.Int64)
+    rows = articles[bought.clip(0, max(articles.height - 1, 0)).to_numpy()] if articles.height else articles
+    if rows.height == bought.len() and rows["article_idx"].cast(pl.Int64).equals(bought, check_names=False):
+        groups = rows["index_group_no"]  # the store's tables hold article_idx i in row i: a gather, not a join
+    else:
+        groups = pl.DataFrame({"article_idx": bought}).join(
+            articles.select(pl.col("article_idx").cast(pl.Int64), "index_group_no"),
+            on="article_idx", how="left", maintain_order="left",
+        )["index_group_no"]
+    known = groups.is_not_null().to_numpy()
+    owner, group = inverse[known], groups.to_numpy()[known].astype(np.int64)
+    favourite = np.full(n, -1, dtype=np.int64)
+    if owner.size:
+        pairs, counts = np.unique(np.stack([owner, group]), axis=1, return_counts=True)
+        order = np.lexsort((pairs[1], -counts, pairs[0]))  # per key: most bought first, then smallest number
+        first = order[np.append(True, pairs[0][order][1:] != pairs[0][order][:-1])]
+        favourite[pairs[0][first]] = pairs[1][first]
+    return pl.Series(favourite, dtype=pl.Int32).set(pl.Series(favourite < 0), None)
 
 
 def item_features(transactions: Frame, articles: pl.DataFrame, as_of: date) -> pl.DataFrame:
