@@ -2,6 +2,8 @@
 one customer's end-to-end latency, MAP@12 against the baselines and the sources, and candidate recall.
 
     .venv/bin/python bench/rank.py --store /tmp/e_store [--no-two-tower] [--json out.json]
+    .venv/bin/python bench/rank.py --workdir W [--json out.json]   # the champion `hmrec pipeline` registered in W:
+                                                                  # no fitting, timings only
 """
 
 from __future__ import annotations
@@ -70,14 +72,32 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
             steps["pair_scores"].append(t)
         _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(frame))
         steps["predict"].append(t)
-        _, t = timed(final.recommend, query, 12)
+        fresh = Query(query.customers, query.history, query.as_of)  # no user features cached by the steps above
+        _, t = timed(final.recommend, fresh, 12)
         steps["recommend"].append(t)
     return {name: statistics.median(values) * 1000 for name, values in steps.items() if values}
 
 
+def registered(workdir: Path, repeats: int) -> dict:
+    """Timings of the champion registered in `workdir` on its own store's held-out customers."""
+    from hmrec.registry.versions import Registry
+
+    version, path = Registry.for_workdir(workdir).load_version("champion")
+    (final, load_s), store = timed(load_recommender, Path(path) / "final"), Store(workdir / "store")
+    data = load_train_data(store)
+    customer_idx = np.sort(store.test_transactions().select("customer_idx").unique().collect()["customer_idx"].to_numpy())
+    query, query_s = timed(Query.for_customers, customer_idx, data.customers, data.transactions, store.cutoff)
+    _, candidates_s = timed(generate_candidates, final.sources, query, final.n_per_source)
+    _, batch_s = timed(final.recommend, query, 12)
+    return {"workdir": str(workdir), "version": version, "load_s": load_s, "customers": len(query),
+            "query_s": query_s, "candidates_s": candidates_s, "batch_recommend_s": batch_s,
+            "one_customer_ms": one_customer_latency(final, data, customer_idx, store.cutoff, repeats)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--store", type=Path)
+    parser.add_argument("--workdir", type=Path, help="time the champion registered here instead of fitting")
     parser.add_argument("--no-two-tower", action="store_true", help="leave the two-tower source out")
     parser.add_argument("--two-tower", type=Path, default=None,
                         help="a saved two-tower fitted before the ranker's label week: used as is, not refitted")
@@ -87,7 +107,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logs.configure()
-
+    if args.workdir is not None:
+        result = registered(args.workdir, args.repeats)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
+    if args.store is None:
+        parser.error("give --store (fit and time) or --workdir (time the registered champion)")
     store = Store(args.store)
     data = load_train_data(store)
     test = store.test_transactions().collect()

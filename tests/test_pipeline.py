@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,21 @@ def test_pipeline_prints_the_path_of_metrics_json(pipeline_run):
     assert printed.endswith("metrics.json")
     metrics = json.loads(open(printed).read())
     assert metrics == json.loads((workdir / "reports" / "latest" / "metrics.json").read_text())
+
+
+def test_evaluate_writes_its_report_under_the_reports_folder(pipeline_run, tmp_path):
+    """`hmrec evaluate` refits on the workdir's store and writes REPORTS/<run-id>/ and REPORTS/latest/ (by
+    default ml/reports), leaving the pipeline's own reports alone."""
+    before = sorted(p.name for p in (pipeline_run.workdir / "reports").iterdir())
+    reports = tmp_path / "ml" / "reports"
+    result = CliRunner().invoke(app, ["evaluate", "--workdir", str(pipeline_run.workdir), "--reports", str(reports)])
+    assert result.exit_code == 0, result.output
+    printed = Path(result.output.strip().splitlines()[-1])
+    assert printed.parent.parent == reports and printed.name == "metrics.json"
+    assert (printed.parent / "report.md").is_file()
+    assert json.loads(printed.read_text()) == json.loads((reports / "latest" / "metrics.json").read_text())
+    assert set(json.loads(printed.read_text())["methods"]) == METHODS
+    assert sorted(p.name for p in (pipeline_run.workdir / "reports").iterdir()) == before
 
 
 def test_metrics_json_has_every_method_with_the_agreed_shape(pipeline_run):

@@ -86,12 +86,15 @@ def etl(
 
 @app.command("evaluate")
 def evaluate(
-    workdir: Annotated[Path, typer.Option(help="Pipeline working folder (holds store/ and reports/).")],
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder (holds store/).")],
+    reports: Annotated[Path, typer.Option(help="Reports folder: <run-id>/ and latest/ are written here.")] = Path(
+        "ml/reports"
+    ),
 ) -> None:
-    """Score every method on the held-out window and write the report."""
+    """Score every method on the held-out window of WORKDIR's store and write REPORTS/<run-id>/report.md."""
     from hmrec.pipeline import PipelineConfig, evaluate_workdir
 
-    metrics_path = evaluate_workdir(PipelineConfig(workdir=workdir))
+    metrics_path = evaluate_workdir(PipelineConfig(workdir=workdir, reports=reports))
     typer.echo(str(metrics_path))
 
 

@@ -29,6 +29,7 @@ class PipelineConfig:
     test_days: int = 7
     promote: bool = False
     seed: int = 7
+    reports: Path | None = None  # where reports go (None: WORKDIR/reports)
 
     @property
     def store_dir(self) -> Path:
@@ -36,7 +37,7 @@ class PipelineConfig:
 
     @property
     def reports_dir(self) -> Path:
-        return self.workdir / "reports"
+        return self.reports if self.reports is not None else self.workdir / "reports"
 
 
 def load_train_data(store: Store) -> TrainData:

@@ -256,14 +256,12 @@ class FinalRecommender(Recommender):
                      len(query), k)
 
     def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
-        top = (
-            self.scored(query)
-            .sort(["row", "score", "article_idx"], descending=[False, True, False])
-            .group_by("row", maintain_order=True)
-            .head(k)
-        )
-        rank = pl.int_range(pl.len()).over("row").cast(pl.Int16).alias("rank")
-        return top.select("row", rank, "article_idx", "score", "sources")
+        scored = self.scored(query)
+        rows, items = scored["row"].to_numpy().astype(np.int64), scored["article_idx"].to_numpy()
+        order = np.lexsort((items, -scored["score"].to_numpy(), rows))  # by row, best first, ties to smaller id
+        ranks = np.arange(order.size) - np.searchsorted(rows[order], rows[order], side="left")
+        top = scored[order[ranks < k]].with_columns(pl.Series("rank", ranks[ranks < k], dtype=pl.Int16))
+        return top.select("row", "rank", "article_idx", "score", "sources")
 
     def feature_importance(self) -> pl.DataFrame:
         """`feature, gain, splits` of the trained ranker, most gain first."""

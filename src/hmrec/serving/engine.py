@@ -368,8 +368,8 @@ def _summary(model: LoadedModel, history: pl.DataFrame) -> dict:
 
 def _fill(frame: pl.DataFrame, fallback: list[dict], k: int) -> list[dict]:
     """The model's ranked answer, topped up with bestsellers when it proposes fewer than k articles."""
-    items = [{"article_idx": int(a), "score": float(s), "sources": list(src or [])}
-             for a, s, src in frame.select("article_idx", "score", "sources").iter_rows()]
+    columns = (frame["article_idx"].to_list(), frame["score"].to_list(), frame["sources"].to_list())
+    items = [{"article_idx": int(a), "score": float(s), "sources": list(src or [])} for a, s, src in zip(*columns)]
     seen = {it["article_idx"] for it in items}
     for extra in fallback:
         if len(items) >= k:

@@ -122,10 +122,12 @@ def _favourite_group(past: pl.DataFrame, articles: pl.DataFrame, inverse: np.nda
     owner, group = inverse[known], groups.to_numpy()[known].astype(np.int64)
     favourite = np.full(n, -1, dtype=np.int64)
     if owner.size:
-        pairs, counts = np.unique(np.stack([owner, group]), axis=1, return_counts=True)
-        order = np.lexsort((pairs[1], -counts, pairs[0]))  # per key: most bought first, then smallest number
-        first = order[np.append(True, pairs[0][order][1:] != pairs[0][order][:-1])]
-        favourite[pairs[0][first]] = pairs[1][first]
+        numbers, code = np.unique(group, return_inverse=True)  # dense codes keep the group order
+        pairs, counts = np.unique(owner * numbers.size + code, return_counts=True)
+        who, code = pairs // numbers.size, pairs % numbers.size
+        order = np.lexsort((code, -counts, who))  # per key: most bought first, then the smallest number
+        first = order[np.append(True, who[order][1:] != who[order][:-1])]
+        favourite[who[first]] = numbers[code[first]]
     return pl.Series(favourite, dtype=pl.Int32).set(pl.Series(favourite < 0), None)
 
 
