@@ -59,13 +59,15 @@ def main() -> None:
     parser.add_argument("--window-days", type=int, default=42, help="training window (6 weeks)")
     parser.add_argument("--epochs", type=int, default=None, help="override the configured epochs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the configured batch size")
     parser.add_argument("--baselines", action="store_true", help="also score popularity and ALS")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here as JSON")
     args = parser.parse_args()
     logs.configure()
 
     config = replace(TwoTowerConfig(), window_days=args.window_days)
-    config = replace(config, epochs=args.epochs or config.epochs, threads=args.threads or config.threads)
+    config = replace(config, epochs=args.epochs or config.epochs, threads=args.threads or config.threads,
+                     batch_size=args.batch_size or config.batch_size)
     store = Store(args.store)
     data = load_train_data(store)
     test = store.test_transactions().collect()

@@ -52,7 +52,7 @@ class TwoTowerConfig:
     # overfit to stale popularity; daily item-feature snapshots track it best.
     window_days: int = 28  # training examples come from this many days before the cutoff
     snapshot_every_days: int = 1  # item features are recomputed this often inside the window
-    n_last: int = 40  # purchases pooled into the user vector
+    n_last: int = 20  # purchases pooled into the user vector (40: 1.4x slower, see docs/benchmarks.md)
     half_life_days: float = 30.0  # a purchase this old weighs half as much as one from the day before
     min_article_count: int = 1  # articles sold fewer times in the window share the OOV id embedding
     wide_dim: int = 32
