@@ -10,8 +10,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import polars as pl
-
 from hmrec.recommenders.base import Query, Recommender, TrainData, save_recommender
 from hmrec.store.tables import ARTICLES, CUSTOMERS, Store
 

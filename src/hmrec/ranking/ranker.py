@@ -17,6 +17,7 @@ import polars as pl
 
 from hmrec.candidates.generate import generate_candidates, proposed_by
 from hmrec.ranking.features import ArticleLookup, article_table, build_features, feature_columns
+from hmrec.recommenders.arrays import pair_key, top_k
 from hmrec.recommenders.base import (
     Query,
     Recommender,
@@ -25,7 +26,6 @@ from hmrec.recommenders.base import (
     load_recommender,
     save_recommender,
 )
-from hmrec.recommenders.arrays import pair_key, top_k
 
 log = logging.getLogger(__name__)
 
