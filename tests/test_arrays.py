@@ -1,11 +1,11 @@
-"""The numpy group-by helpers behind the personal sources, checked on answers worked out by hand."""
+"""The numpy group-by helpers behind the features and personal sources, checked on answers worked out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hmrec.recommenders.arrays import decay, expand, group_max, group_sum, pair_key, split_key, top_k
 from hmrec.recommenders.base import PAD_ITEM, Recs
+from hmrec.store.arrays import decay, expand, group_max, group_sum, pair_key, split_key
 
 
 def test_pair_keys_sort_by_row_then_value_and_split_back():
@@ -35,7 +35,7 @@ def test_decay_halves_every_half_life_after_the_offset():
 def test_top_k_orders_by_score_breaks_ties_by_article_and_leaves_out_owned():
     keys = pair_key(np.array([0, 0, 0, 0, 2]), np.array([9, 4, 6, 1, 3]))
     scores = np.array([1.0, 2.0, 2.0, 5.0, 0.5])
-    recs = top_k(keys, scores, n_rows=3, k=3, owned=pair_key(np.array([0]), np.array([1])))
+    recs = Recs.top_k(keys, scores, n_rows=3, k=3, owned=pair_key(np.array([0]), np.array([1])))
     assert recs.items.tolist() == [[4, 6, 9], [PAD_ITEM] * 3, [3, PAD_ITEM, PAD_ITEM]]
     assert recs.scores[0].tolist() == [2.0, 2.0, 1.0]
     assert np.isnan(recs.scores[1]).all()

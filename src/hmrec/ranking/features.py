@@ -9,8 +9,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.arrays import HistoryArrays, group_max, group_sum, pair_key
 from hmrec.recommenders.base import Query
+from hmrec.store.arrays import group_max, group_sum, pair_key
 from hmrec.store.features import item_features
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
@@ -67,19 +67,15 @@ def user_table(query: Query, articles: pl.DataFrame) -> pl.DataFrame:
     index_group_no."""
     stats = query.user_features(articles)
     stats = stats.rename({c: f"user_{c}" for c in stats.columns if c != "row"})
-    age = query.customers["age"].cast(pl.Float32).alias("user_age")
-    if stats.height == len(query):  # every row has a history (stats are sorted by row): no join needed
-        return stats.with_columns(pl.col("row").cast(pl.UInt32)).insert_column(1, age)
     counts = [c for c in stats.columns if c.startswith("user_purchases_") or c == "user_distinct_articles"]
-    rows = pl.DataFrame({"row": np.arange(len(query), dtype=np.uint32), "user_age": age})
-    stats = stats.with_columns(pl.col("row").cast(pl.UInt32))
-    return rows.join(stats, on="row", how="left", maintain_order="left").with_columns(pl.col(counts).fill_null(0))
+    age = query.customers["age"].cast(pl.Float32).alias("user_age")
+    return stats.insert_column(1, age).with_columns(pl.col(counts).fill_null(0))
 
 
 def interaction_features(candidates: pl.DataFrame, query: Query, articles: ArticleLookup) -> pl.DataFrame:
     """User x article, one row per candidate line in order: times bought and days since, the same for its
     product_code, and the share of the customer's purchases in the article's group (0 without history)."""
-    h = HistoryArrays.of(query)
+    h = query.arrays()
     rows = candidates["row"].to_numpy().astype(np.int64)
     items = candidates["article_idx"].to_numpy().astype(np.int64)
     product = articles.product

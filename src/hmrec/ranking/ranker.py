@@ -17,7 +17,6 @@ import polars as pl
 
 from hmrec.candidates.generate import generate_candidates, proposed_by
 from hmrec.ranking.features import ArticleLookup, article_table, build_features, feature_columns
-from hmrec.recommenders.arrays import pair_key, top_k
 from hmrec.recommenders.base import (
     Query,
     Recommender,
@@ -252,15 +251,14 @@ class FinalRecommender(Recommender):
 
     def recommend(self, query: Query, k: int) -> Recs:
         scored = self.scored(query)
-        return top_k(pair_key(scored["row"].to_numpy(), scored["article_idx"].to_numpy()), scored["score"].to_numpy(),
-                     len(query), k)
+        best, _ = _best_first(scored, k)
+        rows, items, scores = (scored[c].to_numpy()[best] for c in ("row", "article_idx", "score"))
+        return Recs.from_sorted(rows, items, scores, len(query), k)
 
     def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
         scored = self.scored(query)
-        rows, items = scored["row"].to_numpy().astype(np.int64), scored["article_idx"].to_numpy()
-        order = np.lexsort((items, -scored["score"].to_numpy(), rows))  # by row, best first, ties to smaller id
-        ranks = np.arange(order.size) - np.searchsorted(rows[order], rows[order], side="left")
-        top = scored[order[ranks < k]].with_columns(pl.Series("rank", ranks[ranks < k], dtype=pl.Int16))
+        best, ranks = _best_first(scored, k)
+        top = scored[best].with_columns(pl.Series("rank", ranks, dtype=pl.Int16))
         return top.select("row", "rank", "article_idx", "score", "sources")
 
     def feature_importance(self) -> pl.DataFrame:
@@ -307,3 +305,12 @@ class FinalRecommender(Recommender):
         model.booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
         model.articles = pl.read_parquet(directory / ARTICLES_FILE)
         return model
+
+
+def _best_first(scored: pl.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each row's k best lines of `scored` (by row, best score first, ties to the smaller
+    article_idx) and their ranks within the row."""
+    rows = scored["row"].to_numpy().astype(np.int64)
+    order = np.lexsort((scored["article_idx"].to_numpy(), -scored["score"].to_numpy(), rows))
+    ranks = np.arange(order.size) - np.searchsorted(rows[order], rows[order], side="left")
+    return order[ranks < k], ranks[ranks < k]

@@ -18,6 +18,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
+from hmrec.store.arrays import days_before, pair_key, split_key
 from hmrec.store.features import user_features
 from hmrec.store.tables import age_bucket
 
@@ -57,16 +58,27 @@ class Query:
     history: pl.DataFrame
     as_of: date
     _user_features: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _arrays: HistoryArrays | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.customers.height
 
     def user_features(self, articles: pl.DataFrame) -> pl.DataFrame:
-        """`store.features.user_features` of the rows with a history (key `row`), computed once per query: the
-        two-tower and the ranker both need them. articles: the store's articles (article_idx, index_group_no)."""
+        """`store.features.user_features` for every query row, in order (`row` UInt32, then the features, null
+        for a row without history), computed once per query: the two-tower and the ranker both need them.
+        articles: the store's articles (article_idx, index_group_no)."""
         if self._user_features is None:
-            self._user_features = user_features(self.history, articles, self.as_of, key="row")
+            rows = pl.DataFrame({"row": np.arange(len(self), dtype=np.uint32)})
+            stats = user_features(self.history, articles, self.as_of, key="row")
+            self._user_features = rows.join(stats.with_columns(pl.col("row").cast(pl.UInt32)), on="row",
+                                            how="left", maintain_order="left")
         return self._user_features
+
+    def arrays(self) -> HistoryArrays:
+        """The history as numpy arrays, built once per query (every personal source and the ranker read it)."""
+        if self._arrays is None:
+            self._arrays = HistoryArrays.of(self)
+        return self._arrays
 
     @classmethod
     def for_customers(
@@ -84,6 +96,32 @@ class Query:
             .collect()
         )
         return cls(customers=profiles, history=history, as_of=as_of)
+
+
+@dataclass
+class HistoryArrays:
+    """A query's history as arrays: `row`, `article_idx`, and `days`, whole days before the query's as_of."""
+
+    row: np.ndarray  # (n,) int64
+    article_idx: np.ndarray  # (n,) int64
+    days: np.ndarray  # (n,) int64, >= 1 for a purchase strictly before as_of
+
+    @classmethod
+    def of(cls, query: Query) -> HistoryArrays:
+        h = query.history
+        days = days_before(h["t_dat"].to_numpy(), query.as_of)
+        return cls(h["row"].to_numpy().astype(np.int64), h["article_idx"].to_numpy().astype(np.int64), days)
+
+    def within(self, max_days: int | None) -> HistoryArrays:
+        """Only the purchases at most `max_days` days before as_of (all of them for None)."""
+        if max_days is None:
+            return self
+        keep = self.days <= max_days
+        return HistoryArrays(self.row[keep], self.article_idx[keep], self.days[keep])
+
+    def owned(self) -> np.ndarray:
+        """Sorted distinct `pair_key(row, article_idx)` of everything bought."""
+        return np.unique(pair_key(self.row, self.article_idx))
 
 
 @dataclass
@@ -114,6 +152,18 @@ class Recs:
         out.items[rows[kept], ranks[kept]] = items[kept]
         out.scores[rows[kept], ranks[kept]] = scores[kept]
         return out
+
+    @classmethod
+    def top_k(cls, keys: np.ndarray, scores: np.ndarray, n_rows: int, k: int, owned: np.ndarray | None = None) -> Recs:
+        """From distinct `pair_key(row, article_idx)` keys and their scores: best (as float32) first, ties to
+        the smaller article_idx; keys found in `owned` are left out."""
+        if owned is not None and owned.size:
+            keep = ~np.isin(keys, owned)
+            keys, scores = keys[keep], scores[keep]
+        rows, items = split_key(keys)
+        scores = scores.astype(np.float32)
+        order = np.lexsort((items, -scores, rows))
+        return cls.from_sorted(rows[order], items[order], scores[order], n_rows, k)
 
     def to_frame(self) -> pl.DataFrame:
         """Long form `row, rank, article_idx, score`, pads dropped."""

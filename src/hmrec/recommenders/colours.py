@@ -12,8 +12,8 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.arrays import HistoryArrays, decay, expand, group_max, pair_key, split_key, top_k
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import HistoryArrays, Query, Recommender, Recs, TrainData
+from hmrec.store.arrays import decay, expand, group_max, pair_key, split_key
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ class OtherColoursRecommender(Recommender):
         return self._arrays
 
     def recommend(self, query: Query, k: int) -> Recs:
-        history = HistoryArrays.of(query)
+        history = query.arrays()
         keys, scores = self.candidates(history)
-        return top_k(keys, scores, len(query), k, owned=None if self.config.include_bought else history.owned())
+        return Recs.top_k(keys, scores, len(query), k, owned=None if self.config.include_bought else history.owned())
 
     def save(self, directory: Path) -> None:
         save_config_and_table(directory, self.config, self.variants, VARIANTS_FILE)

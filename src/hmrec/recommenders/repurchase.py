@@ -9,9 +9,9 @@ from typing import Self
 
 import numpy as np
 
-from hmrec.recommenders.arrays import HistoryArrays, decay, group_max, group_sum, pair_key, split_key
 from hmrec.recommenders.base import Query, Recommender, Recs, TrainData, load_recommender, save_recommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with
+from hmrec.store.arrays import decay, group_max, group_sum, pair_key, split_key
 
 CONFIG_FILE = "config.json"
 FILL_DIR = "fill"
@@ -25,17 +25,17 @@ class RepurchaseConfig:
     half_life_days: float = 14.0  # a purchase this many days old weighs half as much as one bought yesterday
 
 
-def decayed_purchases(history: HistoryArrays, config: RepurchaseConfig, n_rows: int, k: int) -> Recs:
+def decayed_purchases(query: Query, config: RepurchaseConfig, k: int) -> Recs:
     """Each row's purchases summed with weight 0.5 ** (age_days / half_life), the k best first (ties broken
     by the most recent purchase, then article_idx)."""
-    recent = history.within(config.window_days)
+    recent = query.arrays().within(config.window_days)
     keys = pair_key(recent.row, recent.article_idx)
     distinct, score = group_sum(keys, decay(recent.days, config.half_life_days))
     _, newest = group_max(keys, -recent.days)  # minus the fewest days before as_of, per distinct key
     rows, items = split_key(distinct)
     score = score.astype(np.float32)
     order = np.lexsort((items, -newest, -score, rows))
-    return Recs.from_sorted(rows[order], items[order], score[order], n_rows, k)
+    return Recs.from_sorted(rows[order], items[order], score[order], len(query), k)
 
 
 class RepurchaseRecommender(Recommender):
@@ -52,7 +52,7 @@ class RepurchaseRecommender(Recommender):
         return self
 
     def recommend(self, query: Query, k: int) -> Recs:
-        own = decayed_purchases(HistoryArrays.of(query), self.config, len(query), k)
+        own = decayed_purchases(query, self.config, k)
         return fill_with(own, self.fill.recommend(query, k), k)
 
     def save(self, directory: Path) -> None:

@@ -11,9 +11,9 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.arrays import HistoryArrays, decay, expand, group_sum, pair_key, split_key, top_k
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import HistoryArrays, Query, Recommender, Recs, TrainData
 from hmrec.recommenders.colours import load_config_and_table, save_config_and_table
+from hmrec.store.arrays import decay, expand, group_sum, pair_key, split_key
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ class BoughtTogetherRecommender(Recommender):
         return self._arrays
 
     def recommend(self, query: Query, k: int) -> Recs:
-        history = HistoryArrays.of(query)
+        history = query.arrays()
         keys, scores = self.candidates(history)
-        return top_k(keys, scores, len(query), k, owned=history.owned() if self.config.exclude_bought else None)
+        return Recs.top_k(keys, scores, len(query), k, owned=history.owned() if self.config.exclude_bought else None)
 
     def save(self, directory: Path) -> None:
         save_config_and_table(directory, self.config, self.pairs, PAIRS_FILE)

@@ -181,9 +181,7 @@ class TwoTowerRecommender(Recommender):
         profiles = torch.from_numpy(self.encoders.encode_users(customer_profiles(query.customers)))
         rows = np.arange(n, dtype=np.int64)
         history = PurchaseHistory.from_frame(query.history, "row")
-        asked = pl.DataFrame({"row": rows.astype(np.uint32)})
-        features = asked.join(query.user_features(self.articles), on="row", how="left", maintain_order="left")
-        numeric = torch.from_numpy(self.encoders.user_scaler.transform(features))
+        numeric = torch.from_numpy(self.encoders.user_scaler.transform(query.user_features(self.articles)))
         as_of = np.full(n, day_number(query.as_of), dtype=np.int64)
         out = np.zeros((n, config.out_dim), dtype=np.float32)
         # one thread for a live customer or a few: tiny matrices lose more to thread hand-offs than they gain

@@ -7,6 +7,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from hmrec.store.arrays import days_before, group_max, pair_key, split_key
+
 # Windows ending the day before `as_of`: "1w" counts purchases on as_of-7 .. as_of-1.
 WINDOWS = {"1w": 7, "4w": 28, "12w": 84}
 ONLINE_CHANNEL = 2
@@ -86,22 +88,20 @@ def _small_user_features(history: pl.DataFrame, articles: pl.DataFrame, as_of: d
     past = history.filter(pl.col("t_dat") < as_of)
     keys, inverse = np.unique(past[key].to_numpy().astype(np.int64), return_inverse=True)
     n = keys.size
-    days = np.datetime64(as_of, "D").astype(np.int64) - past["t_dat"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    days = days_before(past["t_dat"].to_numpy(), as_of)
     count = np.bincount(inverse, minlength=n)
     columns = {key: pl.Series(key, keys, dtype=history.schema[key])}
     for name, window in WINDOWS.items():
         columns[f"purchases_{name}"] = np.bincount(inverse, weights=days <= window, minlength=n)
     columns["purchases_all"] = count
-    latest, earliest = np.full(n, np.iinfo(np.int64).max), np.zeros(n, dtype=np.int64)
-    np.minimum.at(latest, inverse, days)
-    np.maximum.at(earliest, inverse, days)
-    columns["days_since_last_purchase"], columns["days_since_first_purchase"] = latest, earliest
+    columns["days_since_last_purchase"] = -group_max(inverse, -days)[1]
+    columns["days_since_first_purchase"] = group_max(inverse, days)[1]
     columns["avg_price"] = np.bincount(inverse, weights=past["price"].to_numpy(), minlength=n) / np.maximum(count, 1)
     online = past["sales_channel_id"].to_numpy() == ONLINE_CHANNEL
     columns["online_share"] = np.bincount(inverse, weights=online, minlength=n) / np.maximum(count, 1)
     columns["favourite_index_group"] = _favourite_group(past, articles, inverse, n)
-    pairs = np.unique(inverse * (1 << 32) + past["article_idx"].to_numpy().astype(np.int64))
-    columns["distinct_articles"] = np.bincount(pairs >> 32, minlength=n)
+    pairs = np.unique(pair_key(inverse, past["article_idx"].to_numpy()))
+    columns["distinct_articles"] = np.bincount(split_key(pairs)[0], minlength=n)
     schema = {**{c: pl.Int32 for c in USER_FEATURE_COLUMNS}, "avg_price": pl.Float32, "online_share": pl.Float32}
     return pl.DataFrame([columns[key]] + [pl.Series(c, columns[c], dtype=schema[c], strict=False)
                                           for c in USER_FEATURE_COLUMNS])
