@@ -148,17 +148,27 @@ class Server:
             stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
+        workers = int(self.env.get("HMREC_WORKERS", "1"))
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hmrec serve exited with {self.process.returncode}: {self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
+            if len(self.ready_processes()) >= workers:
+                return self
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"hmrec serve was not ready within {timeout} s: {self.log_path.read_text()}")
+
+    def ready_processes(self, tries: int = 20) -> set[int]:
+        """Worker processes seen ready, each request on a new connection (the kernel hands them to the workers)."""
+        seen = set()
+        for _ in range(tries):
+            try:
+                response = httpx.get(f"{self.url}/ready", timeout=2)
+            except httpx.TransportError:
+                continue
+            if response.status_code == 200:
+                seen.add(response.json()["process"])
+        return seen
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, as in a crash."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def recommend(client, customer_id: str, k: int = 12) -> dict:
 def test_health_and_ready(client):
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready", "model_version": 1, "articles": 10, "customers": 6,
-                                           "data_end": s.DATA_END.isoformat()}
+                                           "data_end": s.DATA_END.isoformat(), "process": os.getpid()}
 
 
 def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_dir):

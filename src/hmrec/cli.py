@@ -157,16 +157,46 @@ def serve(
     workdir: Annotated[Path, typer.Option(help="Pipeline working folder holding the registry.")] = Path("work"),
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: HMREC_WORKERS, else 1).")] = None,
 ) -> None:
     """Serve the champion model and the demo page with uvicorn."""
-    import uvicorn
+    import os
+    import shutil
+    import tempfile
 
-    from hmrec.serving.app import create_app
+    from pydantic import ValidationError
+
     from hmrec.serving.settings import Settings
 
-    settings = Settings(workdir=workdir)
-    typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    os.environ["HMREC_WORKDIR"] = str(workdir)  # the workers build their settings from the environment
+    if workers is not None:
+        os.environ["HMREC_WORKERS"] = str(workers)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        _fail(f"invalid HMREC_* setting: {error}")
+    # before polars is first imported, here or in a worker (see serving.app.limit_threads)
+    os.environ.setdefault("POLARS_MAX_THREADS", str(settings.threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    import uvicorn
+
+    from hmrec.serving.workers import serve_workers
+
+    factory = "hmrec.serving.app:app_from_environment"
+    typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
+    if settings.workers == 1:
+        uvicorn.run(factory, factory=True, host=host, port=port, log_level="info")
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        code = serve_workers(factory, host, port, settings.workers)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port}: {error}")
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    if code:
+        raise typer.Exit(code)
 
 
 @events_app.command("export")

@@ -31,16 +31,18 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         event_store = EventStore(settings.events_db)
         engine = Engine(settings, event_store, loader or champion_loader(settings))
+        engine.on_swap = lambda version: metrics.model_version.set(version or 0)
         app.state.engine = engine
         try:
-            engine.reload()
-            metrics.model_version.set(engine.model.version or 0)
+            engine.reload(announce=False)  # a worker starting is not news to the others
         except ReloadError as error:
             # Still start: /health answers and /ready explains, so an operator can promote and reload.
             log.error("serving without a model: %s", error)
+        engine.follow_reloads(settings.reload_poll_seconds)
         yield
         engine.close()
         event_store.close()
+        metrics.process_exited()
 
     app = FastAPI(title="hmrec", version="0.1.0", lifespan=lifespan,
                   description="Personalised fashion recommendations on H&M-format data, with live purchase events.")
@@ -55,6 +57,23 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of `hmrec serve`, built in each uvicorn worker process from the HMREC_* variables it set."""
+    settings = Settings()
+    limit_threads(settings.threads)
+    return create_app(settings)
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the libraries' thread pools in a serving process. Polars reads POLARS_MAX_THREADS when first imported,
+    so `hmrec serve` sets it before any import; torch and FAISS can be told later."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

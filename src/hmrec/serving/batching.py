@@ -5,43 +5,38 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import date
-
-import polars as pl
-
-from hmrec.recommenders.base import Query
+from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+Deliver = Callable[[object, BaseException | None], None]  # (answer, error): exactly one of them is set
+Answerer = Callable[[object, list[tuple[str, int]]], list[dict]]  # (model, [(customer_id, k)]) -> answers in order
 
 
 @dataclass
 class _Ask:
     model: object  # the LoadedModel the request holds; only asks for the same model share a call
-    profile: pl.DataFrame  # one row
-    history: pl.DataFrame  # row == 0
-    as_of: date
+    customer_id: str
     k: int
-    future: Future = field(default_factory=Future)
+    deliver: Deliver
 
 
 class Batcher:
-    """One worker thread takes every waiting ask (up to `max_batch`), groups them by model and clock, and answers
-    each group with one `recommend_explained` call. Nothing waits for a batch to fill: under light load a
-    batch is one ask; under load, asks gather while the previous batch runs."""
+    """One worker thread takes every waiting ask (up to `max_batch`), groups them by model, and answers each group
+    with one `answerer` call. Nothing waits for a batch to fill: under light load a batch is one ask; under load,
+    asks gather while the previous batch runs. `deliver` is called on the batcher thread: an asyncio caller passes
+    one that hands the answer to its event loop (see `Engine.recommend_async`)."""
 
-    def __init__(self, max_batch: int):
+    def __init__(self, answerer: Answerer, max_batch: int):
+        self.answerer = answerer
         self.max_batch = max_batch
         self._queue: queue.Queue[_Ask | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="hmrec-batcher", daemon=True)
         self._thread.start()
 
-    def answer(self, model, profile: pl.DataFrame, history: pl.DataFrame, as_of: date, k: int) -> pl.DataFrame:
-        """The model's `row, rank, article_idx, score, sources` for this one customer (row 0), best first."""
-        ask = _Ask(model, profile, history, as_of, k)
-        self._queue.put(ask)
-        return ask.future.result()
+    def submit(self, model: object, customer_id: str, k: int, deliver: Deliver) -> None:
+        self._queue.put(_Ask(model, customer_id, k, deliver))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -62,28 +57,20 @@ class Batcher:
                     self._queue.put(None)  # stop after this batch
                     break
                 asks.append(more)
-            groups: dict[tuple[int, date], list[_Ask]] = {}
+            groups: dict[int, list[_Ask]] = {}
             for ask in asks:
-                groups.setdefault((id(ask.model), ask.as_of), []).append(ask)
+                groups.setdefault(id(ask.model), []).append(ask)
             for group in groups.values():
                 self._answer(group)
 
     def _answer(self, asks: list[_Ask]) -> None:
-        first = asks[0]
-        profiles = pl.concat([a.profile for a in asks], how="vertical_relaxed")
-        histories = pl.concat([a.history.with_columns(pl.lit(i, dtype=pl.UInt32).alias("row"))
-                               for i, a in enumerate(asks)], how="vertical_relaxed")
         try:
-            frame = first.model.recommender.recommend_explained(
-                Query(customers=profiles, history=histories, as_of=first.as_of), max(a.k for a in asks))
+            answers = self.answerer(asks[0].model, [(a.customer_id, a.k) for a in asks])
         except BaseException as error:  # noqa: BLE001 - handed to every waiting request, as an executor does
             log.error("a batch of %d recommendations failed: %s", len(asks), error)
             for ask in asks:
-                ask.future.set_exception(error)
+                ask.deliver(None, error)
             return
         log.debug("answered a batch of %d", len(asks))
-        parts = frame.sort("row", "rank").partition_by("row", as_dict=True)
-        empty = frame.clear()
-        for i, ask in enumerate(asks):
-            part = parts.get((i,), empty)
-            ask.future.set_result(part.filter(pl.col("rank") < ask.k).with_columns(pl.lit(0, dtype=pl.UInt32).alias("row")))
+        for ask, answer in zip(asks, answers, strict=True):
+            ask.deliver(answer, None)

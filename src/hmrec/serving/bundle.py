@@ -85,7 +85,7 @@ class LoadedModel:
     recommender: Recommender
     catalogue: Catalogue
     customers: pl.DataFrame
-    customer_ids: pl.Series  # sorted customer ids, for binary search
+    customer_ids: np.ndarray  # sorted customer ids as UTF-8 bytes (numpy "S"), for binary search
     customer_rows: np.ndarray  # customer_idx of each sorted id
     histories: Histories
     popular: Popular
@@ -101,8 +101,9 @@ class LoadedModel:
         return values[np.searchsorted(keys, article_idx, "left"):np.searchsorted(keys, article_idx, "right")]
 
     def find_customer(self, customer_id: str) -> int | None:
-        position = int(self.customer_ids.search_sorted(customer_id))
-        if position < len(self.customer_ids) and self.customer_ids[position] == customer_id:
+        key = customer_id.encode()
+        position = int(np.searchsorted(self.customer_ids, key))
+        if position < len(self.customer_ids) and self.customer_ids[position] == key:
             return int(self.customer_rows[position])
         return None
 
@@ -124,7 +125,9 @@ def load_bundle(path: Path, version: int | None, popular_days: int = 7) -> Loade
     data_end = _data_end(manifest, history, path)
     recommender = load_recommender(path / "final")
     catalogue = _catalogue(articles, history)
-    sorted_ids = customers.select("customer_id", "customer_idx").drop_nulls().sort("customer_id")
+    # bytewise order, as numpy compares "S" values (polars' string order is the same, but say so explicitly)
+    sorted_ids = (customers.select(pl.col("customer_id").cast(pl.Binary), "customer_idx").drop_nulls()
+                  .sort("customer_id"))
     model = LoadedModel(
         version=version if version is not None else manifest.get("version"),
         path=path,
@@ -132,7 +135,7 @@ def load_bundle(path: Path, version: int | None, popular_days: int = 7) -> Loade
         recommender=recommender,
         catalogue=catalogue,
         customers=customers.with_columns(age_bucket(pl.col("age")).alias("age_bucket")),
-        customer_ids=sorted_ids["customer_id"],
+        customer_ids=np.array(sorted_ids["customer_id"].to_list(), dtype=np.bytes_),
         customer_rows=sorted_ids["customer_idx"].to_numpy(),
         histories=_histories(history, customers.height),
         popular=_popular(history, customers, len(catalogue), data_end, popular_days),

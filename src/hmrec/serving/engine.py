@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from starlette.concurrency import run_in_threadpool
 
 from hmrec.recommenders.base import Query
 from hmrec.serving.batching import Batcher
@@ -67,7 +70,11 @@ def champion_loader(settings: Settings) -> Loader:
 
 
 class Engine:
-    """Holds the served model (swapped by one reference assignment) and the live purchase events."""
+    """Holds the served model (swapped by one reference assignment) and the live purchase events.
+
+    Several engines, one per uvicorn worker process, may share one events file: each request first reads the
+    events other workers committed (`sync_events`), and a thread follows the reload log, so an event or a
+    reload made through any worker reaches them all."""
 
     def __init__(self, settings: Settings, events: EventStore, loader: Loader):
         self.settings = settings
@@ -75,13 +82,17 @@ class Engine:
         self._loader = loader
         self._model: LoadedModel | None = None
         self.load_error: str | None = "the model has not been loaded yet"
+        self.on_swap: Callable[[int | None], None] | None = None  # told the new version after every swap
         self._live: dict[str, list[Purchase]] = defaultdict(list)
         self._live_lock = threading.Lock()
+        self._event_seen = 0  # id of the last event applied to _live
         self._reload_lock = threading.Lock()
+        self._reload_seen = events.last_reload()  # a worker starting now loads the current champion anyway
         self.cache = AnswerCache(settings.cache_size)
-        self._batcher = Batcher(settings.batch_max) if settings.batch_max > 1 else None
-        for purchase in events.all():
-            self._live[purchase.customer_id].append(purchase)
+        self._batcher = Batcher(self._answer_many, settings.batch_max) if settings.batch_max > 1 else None
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self.sync_events()
 
     @property
     def model(self) -> LoadedModel:
@@ -91,6 +102,9 @@ class Engine:
         return model
 
     def close(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=10)
         if self._batcher is not None:
             self._batcher.close()
 
@@ -98,12 +112,19 @@ class Engine:
     def ready(self) -> bool:
         return self._model is not None
 
-    def reload(self) -> tuple[int | None, int | None]:
-        """Load the champion beside the serving model, then swap; returns (old version, new version)."""
+    # ---- model versions --------------------------------------------------------------------------------------
+
+    def reload(self, announce: bool = True, upto: int | None = None) -> tuple[int | None, int | None]:
+        """Load the champion beside the serving model, then swap; returns (old version, new version).
+
+        announce: record the reload in the events file, so the other worker processes follow.
+        upto: the reload-log id a follower is catching up to (nothing to do if already seen)."""
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadError("a reload is already in progress")
         try:
             old = self._model
+            if upto is not None and upto <= self._reload_seen:
+                return (old.version if old else None), (old.version if old else None)
             try:
                 new = self._loader()
                 self._warm_up(new)
@@ -114,10 +135,33 @@ class Engine:
             self._model = new  # the swap: requests that already hold `old` finish with it
             self.load_error = None
             self.cache.clear()
+            if announce:
+                self._reload_seen = max(self._reload_seen, self.events.announce_reload(new.version))
+            if self.on_swap is not None:
+                self.on_swap(new.version)
             log.info("serving version %s (was %s)", new.version, old.version if old else None)
             return (old.version if old else None), new.version
         finally:
+            if upto is not None:  # a failed follow is not retried: the old model keeps serving, the log says why
+                self._reload_seen = max(self._reload_seen, upto)
             self._reload_lock.release()
+
+    def follow_reloads(self, interval: float) -> None:
+        """Poll the reload log every `interval` seconds in a thread; load the champion when another worker did."""
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    latest = self.events.last_reload()
+                    if latest > self._reload_seen:
+                        self.reload(announce=False, upto=latest)
+                except ReloadError as error:
+                    log.error("did not follow a reload made by another worker: %s", error)
+                except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a locked file, say)
+                    log.exception("the reload follower failed; retrying in %.1f s", interval)
+
+        self._follower = threading.Thread(target=run, name="hmrec-reload-follower", daemon=True)
+        self._follower.start()
 
     def _warm_up(self, model: LoadedModel) -> None:
         """Answer one sample customer before the swap: the first call pays one-off set-up (thread pools, lazy
@@ -126,7 +170,7 @@ class Engine:
         if customer_id is None:
             return
         try:
-            self._answer(model, customer_id, 12, batched=False)
+            self._answer_many(model, [(customer_id, 12)])
         except LOAD_ERRORS as error:
             raise ReloadError(f"version {model.version} loaded but cannot answer: {type(error).__name__}: {error}") \
                 from error
@@ -134,42 +178,86 @@ class Engine:
     # ---- recommendations -------------------------------------------------------------------------------------
 
     def recommend(self, customer_id: str, k: int) -> dict:
+        """The answer for one customer, computed on the calling thread (or taken from the cache)."""
         started = time.perf_counter()
+        model, generation, cached = self._lookup(customer_id, k, started)
+        if cached is not None:
+            return cached
+        return self._keep(model, customer_id, k, self._answer_many(model, [(customer_id, k)])[0], generation,
+                          started)
+
+    async def recommend_async(self, customer_id: str, k: int) -> dict:
+        """The same answer for an asyncio caller: a cache hit never leaves the event loop, a miss joins the
+        batcher's next model call (or runs in the thread pool when batching is off)."""
+        started = time.perf_counter()
+        model, generation, cached = self._lookup(customer_id, k, started)
+        if cached is not None:
+            return cached
+        if self._batcher is None:
+            answers = await run_in_threadpool(self._answer_many, model, [(customer_id, k)])
+            return self._keep(model, customer_id, k, answers[0], generation, started)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict] = loop.create_future()
+
+        def deliver(answer: object, error: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, future, answer, error)
+            except RuntimeError:  # the loop closed while the batch ran (shutdown): nobody is waiting
+                pass
+
+        self._batcher.submit(model, customer_id, k, deliver)
+        return self._keep(model, customer_id, k, await future, generation, started)
+
+    def _lookup(self, customer_id: str, k: int, started: float) -> tuple[LoadedModel, int, dict | None]:
+        """(model, cache generation, cached answer or None), after applying events other workers stored."""
+        self.sync_events()
         model = self.model
         cached = self.cache.get(customer_id, k)
         if cached is not None and cached["model_version"] == model.version:
-            return {**cached, "cached": True, "took_ms": _ms(started)}
-        generation = self.cache.generation(customer_id)
-        answer = self._answer(model, customer_id, k)
+            return model, 0, {**cached, "cached": True, "took_ms": _ms(started)}
+        return model, self.cache.generation(customer_id), None
+
+    def _keep(self, model: LoadedModel, customer_id: str, k: int, answer: dict, generation: int,
+              started: float) -> dict:
         if self._model is model:
             self.cache.put(customer_id, k, answer, generation)
         return {**answer, "cached": False, "took_ms": _ms(started)}
 
-    def _answer(self, model: LoadedModel, customer_id: str, k: int, batched: bool = True) -> dict:
-        customer_idx = model.find_customer(customer_id)
-        history, as_of = self._history(model, customer_id, customer_idx)
-        profile = _profile_row(model, customer_idx)
-        bucket = int(profile["age_bucket"][0])
-        if history.height == 0:
+    def _answer_many(self, model: LoadedModel, asks: list[tuple[str, int]]) -> list[dict]:
+        """Answers for (customer_id, k) pairs: customers with purchases share one model call per service day."""
+        found = [model.find_customer(customer_id) for customer_id, _ in asks]
+        histories = [self._history(model, customer_id, idx) for (customer_id, _), idx in zip(asks, found, strict=True)]
+        ranked: dict[int, list[dict]] = {}
+        by_day: dict[date, list[int]] = defaultdict(list)
+        for i, history in enumerate(histories):
+            if len(history):
+                by_day[history.as_of].append(i)
+        for as_of, members in by_day.items():
+            query = _query(model, [found[i] for i in members], [histories[i] for i in members], as_of)
+            frame = model.recommender.recommend_explained(query, max(asks[i][1] for i in members))
+            for row, items in enumerate(_per_row(frame, len(members))):
+                ranked[members[row]] = items
+        return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i))
+                for i, (customer_id, k) in enumerate(asks)]
+
+    def _response(self, model: LoadedModel, customer_id: str, k: int, customer_idx: int | None,
+                  history: _History, ranked: list[dict] | None) -> dict:
+        if ranked is None:
             strategy = "cold_start"
-            items = self._cold(model, bucket if customer_idx is not None else None, k)
+            bucket = int(model.customers["age_bucket"][customer_idx]) if customer_idx is not None else None
+            items = self._cold(model, bucket, k)
         else:
             strategy = "personalized"
-            if self._batcher is not None and batched:
-                frame = self._batcher.answer(model, profile, history, as_of, k)
-            else:
-                frame = model.recommender.recommend_explained(Query(profile, history, as_of), k).sort("rank")
-            items = _fill(frame, self._cold(model, None, k), k)
-            bought = history["article_idx"].to_numpy()
+            items = _fill(ranked, self._cold(model, None, k), k)
             for item in items:
-                item["reason"] = explain(item["article_idx"], item["sources"], bought, model.catalogue,
+                item["reason"] = explain(item["article_idx"], item["sources"], history.article_idx, model.catalogue,
                                          model.partners if model.pairs is not None else None)
         return {
             "customer_id": customer_id,
             "known_customer": customer_idx is not None,
             "strategy": strategy,
             "model_version": model.version,
-            "as_of": as_of.isoformat(),
+            "as_of": history.as_of.isoformat(),
             "items": [{**self.article_card(model, it["article_idx"]), **_ranked(it)} for it in items],
         }
 
@@ -189,29 +277,36 @@ class Engine:
                                "reason": COLD_REASON_GLOBAL})
         return answer
 
-    def _history(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> tuple[pl.DataFrame, date]:
-        """The customer's bundle history plus live events, and the service's clock for them (see as_of_for)."""
+    def _history(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> _History:
+        """The customer's bundle history plus live events (the latest `history_limit`), oldest first, and the
+        service's clock for them (see as_of_for)."""
         rows = model.histories.rows(customer_idx) if customer_idx is not None else slice(0, 0)
         h = model.histories
-        days = list(h.t_dat[rows])
-        items, prices, channels = list(h.article_idx[rows]), list(h.price[rows]), list(h.channel[rows])
-        for purchase in self.live_events(customer_id):
-            idx = model.catalogue.find(purchase.article_id)
-            if idx is not None:
-                days.append((purchase.t_dat - _EPOCH).days)
-                items.append(idx)
-                prices.append(purchase.price)
-                channels.append(purchase.sales_channel_id)
-        as_of = as_of_for(model.data_end, max(days) if days else None)
-        order = np.argsort(np.asarray(days, dtype=np.int64), kind="stable")[-self.settings.history_limit:]
-        history = pl.DataFrame({
-            "row": np.zeros(len(order), dtype=np.uint32),
-            "t_dat": np.asarray(days, dtype=np.int32)[order],
-            "article_idx": np.asarray(items, dtype=np.int32)[order],
-            "price": np.asarray(prices, dtype=np.float32)[order],
-            "sales_channel_id": np.asarray(channels, dtype=np.int8)[order],
-        }).with_columns(pl.col("t_dat").cast(pl.Date))
-        return history, as_of
+        days, items, prices, channels = h.t_dat[rows], h.article_idx[rows], h.price[rows], h.channel[rows]
+        live = [(p, model.catalogue.find(p.article_id)) for p in self.live_events(customer_id)]
+        live = [(p, idx) for p, idx in live if idx is not None]
+        if live:
+            days = np.concatenate([days, np.array([(p.t_dat - _EPOCH).days for p, _ in live], dtype=np.int32)])
+            items = np.concatenate([items, np.array([idx for _, idx in live], dtype=np.int32)])
+            prices = np.concatenate([prices, np.array([p.price for p, _ in live], dtype=np.float32)])
+            channels = np.concatenate([channels, np.array([p.sales_channel_id for p, _ in live], dtype=np.int8)])
+            order = np.argsort(days, kind="stable")
+            days, items, prices, channels = days[order], items[order], prices[order], channels[order]
+        keep = slice(max(0, len(days) - self.settings.history_limit), None)
+        as_of = as_of_for(model.data_end, int(days[-1]) if len(days) else None)
+        return _History(days[keep], items[keep], prices[keep], channels[keep], as_of)
+
+    def sync_events(self) -> None:
+        """Apply events committed since the last call, by any worker process, and drop their customers' answers."""
+        new = self.events.since(self._event_seen)
+        if not new:
+            return
+        with self._live_lock:
+            for event_id, purchase in new:
+                if event_id > self._event_seen:  # another thread may have applied it meanwhile
+                    self._live[purchase.customer_id].append(purchase)
+                    self._event_seen = event_id
+                    self.cache.invalidate(purchase.customer_id)
 
     # ---- customers, articles, popularity ---------------------------------------------------------------------
 
@@ -221,8 +316,9 @@ class Engine:
 
     def customer(self, customer_id: str) -> dict:
         model = self.model
+        self.sync_events()
         customer_idx = model.find_customer(customer_id)
-        history, _ = self._history(model, customer_id, customer_idx)
+        history = self._history(model, customer_id, customer_idx).frame()
         profile = _profile_row(model, customer_idx).row(0, named=True)
         recent = history.reverse().head(RECENT_PURCHASES)
         purchases = [
@@ -301,7 +397,7 @@ class Engine:
 
     def record_purchase(self, customer_id: str, article_id: int, price: float | None, channel: int | None,
                         t_dat: date | None) -> Purchase:
-        """Commit the event to SQLite, then apply it to the customer's live history and drop their cached answers."""
+        """Commit the event to SQLite, then apply it to the customer's live history."""
         model, idx = self.article_index(article_id)
         if price is None:
             typical = model.catalogue.prices[idx]
@@ -309,13 +405,67 @@ class Engine:
         purchase = Purchase(customer_id, int(article_id), t_dat or model.data_end + timedelta(days=1),
                             float(price), channel or ONLINE)
         self.events.add(purchase)
-        with self._live_lock:
-            self._live[customer_id].append(purchase)
-        self.cache.invalidate(customer_id)
+        self.sync_events()  # applies this event (and any other worker's) and drops the customer's cached answers
         return purchase
 
 
 _EPOCH = date(1970, 1, 1)
+
+
+@dataclass
+class _History:
+    """One customer's purchases as the model sees them (oldest first) and the service day they are asked on."""
+
+    t_dat: np.ndarray  # days since 1970-01-01, int32
+    article_idx: np.ndarray  # int32
+    price: np.ndarray  # float32
+    channel: np.ndarray  # int8
+    as_of: date
+
+    def __len__(self) -> int:
+        return len(self.t_dat)
+
+    def frame(self, row: int = 0) -> pl.DataFrame:
+        return _history_frame([self], [row])
+
+
+def _history_frame(histories: list[_History], rows: list[int]) -> pl.DataFrame:
+    """The Query.history frame of several customers (`row` is each one's position in the query)."""
+    return pl.DataFrame({
+        "row": np.repeat(np.asarray(rows, dtype=np.uint32), [len(h) for h in histories]),
+        "t_dat": np.concatenate([h.t_dat for h in histories]) if histories else np.zeros(0, np.int32),
+        "article_idx": np.concatenate([h.article_idx for h in histories]) if histories else np.zeros(0, np.int32),
+        "price": np.concatenate([h.price for h in histories]) if histories else np.zeros(0, np.float32),
+        "sales_channel_id": np.concatenate([h.channel for h in histories]) if histories else np.zeros(0, np.int8),
+    }).with_columns(pl.col("t_dat").cast(pl.Date))
+
+
+def _query(model: LoadedModel, found: list[int | None], histories: list[_History], as_of: date) -> Query:
+    """One Query for several customers: profile rows gathered in one call, histories concatenated."""
+    if None in found:  # new customers who bought live: blank profiles, rare enough for the slow path
+        profiles = pl.concat([_profile_row(model, idx) for idx in found], how="vertical_relaxed")
+    else:
+        profiles = model.customers[np.asarray(found, dtype=np.int64)]
+    return Query(profiles, _history_frame(histories, list(range(len(histories)))), as_of)
+
+
+def _per_row(frame: pl.DataFrame, n_rows: int) -> list[list[dict]]:
+    """`recommend_explained`'s frame as each query row's items, best first."""
+    frame = frame.sort("row", "rank")
+    rows = frame["row"].to_numpy()
+    items, scores, sources = frame["article_idx"].to_list(), frame["score"].to_list(), frame["sources"].to_list()
+    bounds = np.searchsorted(rows, np.arange(n_rows + 1), side="left")
+    return [[{"article_idx": int(items[j]), "score": float(scores[j]), "sources": list(sources[j] or [])}
+             for j in range(bounds[r], bounds[r + 1])] for r in range(n_rows)]
+
+
+def _settle(future: asyncio.Future, answer: object, error: BaseException | None) -> None:
+    if future.cancelled():  # the client went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(answer)
 
 
 def as_of_for(data_end: date, last_day: int | None) -> date:
@@ -366,10 +516,9 @@ def _summary(model: LoadedModel, history: pl.DataFrame) -> dict:
     }
 
 
-def _fill(frame: pl.DataFrame, fallback: list[dict], k: int) -> list[dict]:
+def _fill(ranked: list[dict], fallback: list[dict], k: int) -> list[dict]:
     """The model's ranked answer, topped up with bestsellers when it proposes fewer than k articles."""
-    columns = (frame["article_idx"].to_list(), frame["score"].to_list(), frame["sources"].to_list())
-    items = [{"article_idx": int(a), "score": float(s), "sources": list(src or [])} for a, s, src in zip(*columns)]
+    items = ranked[:k]
     seen = {it["article_idx"] for it in items}
     for extra in fallback:
         if len(items) >= k:

@@ -1,4 +1,5 @@
-"""Live purchase events: a durable SQLite log (WAL, synchronous=FULL) and its export as raw transactions."""
+"""The service's shared SQLite file (WAL, synchronous=FULL): live purchase events, their export as raw transactions,
+and the reload log through which one worker process tells the others to load the new champion."""
 
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ CREATE TABLE IF NOT EXISTS purchases (
     price REAL NOT NULL,
     sales_channel_id INTEGER NOT NULL,
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-)
+);
+CREATE TABLE IF NOT EXISTS reloads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    version INTEGER,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
 
 
@@ -45,17 +51,23 @@ def _connect(path: Path) -> sqlite3.Connection:
     # FULL: the WAL is fsynced at every commit, so an acknowledged event survives a power cut, not just a crash.
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA busy_timeout=5000")
-    connection.execute(_SCHEMA)
+    connection.executescript(_SCHEMA)
     return connection
 
 
 class EventStore:
-    """Append-only purchase log; `add` returns only after the row is committed to disk."""
+    """Append-only purchase log; `add` returns only after the row is committed to disk.
+
+    Several processes may share the file (one per uvicorn worker): each reads the others' events with `since`,
+    in commit order, because ids are given out inside SQLite's single write transaction. Reads use their own
+    connection, so a request's read never waits behind another thread's commit (an fsync)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._connection = _connect(self.path)
         self._lock = threading.Lock()
+        self._reader = _connect(self.path)
+        self._read_lock = threading.Lock()
 
     def add(self, purchase: Purchase) -> int:
         with self._lock:
@@ -66,20 +78,36 @@ class EventStore:
             )
             return int(cursor.lastrowid)
 
-    def all(self) -> list[Purchase]:
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT customer_id, article_id, t_dat, price, sales_channel_id FROM purchases ORDER BY id"
+    def since(self, after_id: int) -> list[tuple[int, Purchase]]:
+        """Events with an id above `after_id`, oldest first, each with its id."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT id, customer_id, article_id, t_dat, price, sales_channel_id FROM purchases WHERE id > ? "
+                "ORDER BY id", (after_id,)
             ).fetchall()
-        return [Purchase(c, int(a), date.fromisoformat(t), float(p), int(s)) for c, a, t, p, s in rows]
+        return [(int(i), Purchase(c, int(a), date.fromisoformat(t), float(p), int(s))) for i, c, a, t, p, s in rows]
+
+    def all(self) -> list[Purchase]:
+        return [purchase for _, purchase in self.since(0)]
 
     def count(self) -> int:
+        with self._read_lock:
+            return int(self._reader.execute("SELECT COUNT(*) FROM purchases").fetchone()[0])
+
+    def announce_reload(self, version: int | None) -> int:
+        """Record that this process now serves `version`, so the other workers load the champion too; the id."""
         with self._lock:
-            return int(self._connection.execute("SELECT COUNT(*) FROM purchases").fetchone()[0])
+            return int(self._connection.execute("INSERT INTO reloads (version) VALUES (?)", (version,)).lastrowid)
+
+    def last_reload(self) -> int:
+        """Id of the latest announced reload (0: none yet)."""
+        with self._read_lock:
+            return int(self._reader.execute("SELECT COALESCE(MAX(id), 0) FROM reloads").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._connection.close()
+            self._reader.close()
 
 
 def export_csv(db_path: Path, out_path: Path) -> int:

@@ -1,10 +1,18 @@
-"""Prometheus metrics of one app instance: requests, latency, cold-start share and the served model version."""
+"""Prometheus metrics of the service: requests, latency, cold-start share and the served model version.
+
+With several worker processes (`hmrec serve --workers N`), the command points PROMETHEUS_MULTIPROC_DIR at a
+fresh folder before the workers start: each writes its values there and /metrics, whichever worker answers,
+adds them all up (prometheus_client's multiprocess mode)."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -21,23 +29,53 @@ class ServiceMetrics:
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.recommendations = Counter("hmrec_recommendations_total", "Recommendation answers by strategy",
                                        ["strategy", "cached"], registry=self.registry)
-        self.cold_start_share = Gauge("hmrec_cold_start_share", "Share of recommendation answers that were cold start",
-                                      registry=self.registry)
+        # one sample per live worker in multiprocess mode: during a reload they may briefly differ
         self.model_version = Gauge("hmrec_model_version", "Registry version being served (0: none)",
-                                   registry=self.registry)
+                                   registry=self.registry, multiprocess_mode="liveall")
         self.events = Counter("hmrec_purchase_events_total", "Purchase events stored", registry=self.registry)
         self.reloads = Counter("hmrec_reloads_total", "Model reload attempts by outcome", ["outcome"],
                                registry=self.registry)
-        self._answers = {"cold_start": 0, "personalized": 0}
 
     def recommendation(self, strategy: str, cached: bool) -> None:
         self.recommendations.labels(strategy, str(cached).lower()).inc()
-        self._answers[strategy] = self._answers.get(strategy, 0) + 1
-        total = sum(self._answers.values())
-        self.cold_start_share.set(self._answers.get("cold_start", 0) / total)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if multiprocess_mode():
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source)
+        else:
+            source = self.registry
+        share = CollectorRegistry()
+        share.register(_ColdStartShare(source))
+        return generate_latest(source) + generate_latest(share)
+
+    @staticmethod
+    def process_exited() -> None:
+        """Drop this worker's live gauges from the shared folder (called at its shutdown)."""
+        if multiprocess_mode():
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class _ColdStartShare(Collector):
+    """hmrec_cold_start_share, computed from the recommendations counter when scraped (summed over workers)."""
+
+    def __init__(self, source: CollectorRegistry):
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        answers = {"cold_start": 0.0, "personalized": 0.0}
+        for family in self.source.collect():
+            for sample in family.samples:
+                if sample.name == "hmrec_recommendations_total":
+                    strategy = sample.labels.get("strategy", "")
+                    answers[strategy] = answers.get(strategy, 0.0) + sample.value
+        total = sum(answers.values())
+        yield GaugeMetricFamily("hmrec_cold_start_share", "Share of recommendation answers that were cold start",
+                                value=answers["cold_start"] / total if total else 0.0)
 
 
 class MetricsMiddleware:

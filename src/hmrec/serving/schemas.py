@@ -141,6 +141,7 @@ class Ready(BaseModel):
     articles: int
     customers: int
     data_end: date
+    process: int = Field(description="Id of the worker process that answered (one of `HMREC_WORKERS`)")
 
 
 class ReloadResponse(BaseModel):

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     cache_size: int = Field(100_000, ge=0, description="Answers kept per (customer, k); 0 turns the cache off.")
     batch_max: int = Field(64, ge=1, description="Concurrent personalised requests answered by one model call; 1: none.")
     popular_days: int = Field(7, ge=1, description="Bestsellers are counted over this many last days of data.")
+    workers: int = Field(1, ge=1, description="Worker processes, each with its own copy of the model; about one per "
+                         "core. Events and reloads reach every worker through the events file.")
+    threads: int = Field(1, ge=1, description="Threads each worker gives polars, torch and FAISS. One: a request "
+                         "is a few milliseconds of small operations, and idle threads spin on cores others need.")
+    reload_poll_seconds: float = Field(1.0, gt=0, description="How often a worker checks whether another one "
+                                       "reloaded the model, and follows.")
 
     @property
     def events_db(self) -> Path:

@@ -22,5 +22,4 @@ async def reload(_: AdminDep, engine: EngineDep, metrics: MetricsDep) -> dict:
         metrics.reloads.labels("failed").inc()
         raise
     metrics.reloads.labels("ok").inc()
-    metrics.model_version.set(current or 0)
     return {"previous_version": previous, "model_version": current}

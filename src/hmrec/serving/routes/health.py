@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Response
 
 from hmrec.serving.deps import EngineDep, MetricsDep
@@ -20,7 +22,7 @@ def health() -> dict:
 def ready(engine: EngineDep) -> dict:
     model = engine.model
     return {"status": "ready", "model_version": model.version, "articles": len(model.catalogue),
-            "customers": model.customers.height, "data_end": model.data_end}
+            "customers": model.customers.height, "data_end": model.data_end, "process": os.getpid()}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

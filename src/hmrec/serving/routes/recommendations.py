@@ -19,7 +19,7 @@ router = APIRouter(tags=["recommendations"])
     "(strategy `cold_start`).",
     responses={503: {"description": "No model loaded"}, 413: {"description": "Body too large"}},
 )
-def recommend(body: RecommendationRequest, engine: EngineDep, metrics: MetricsDep) -> dict:
-    answer = engine.recommend(body.customer_id, body.k)
+async def recommend(body: RecommendationRequest, engine: EngineDep, metrics: MetricsDep) -> dict:
+    answer = await engine.recommend_async(body.customer_id, body.k)
     metrics.recommendation(answer["strategy"], answer["cached"])
     return answer

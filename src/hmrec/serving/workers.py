@@ -1,0 +1,86 @@
+"""Several uvicorn worker processes on one port, each listening on its own SO_REUSEPORT socket.
+
+uvicorn's own `--workers` shares one listening socket, and an asyncio server accepts every connection waiting
+when it wakes: a burst of new connections (a client pool opening, a load balancer reconnecting) can all land on
+one worker while the others idle. With one socket per worker, the kernel spreads connections over them as they
+arrive. The parent only supervises: it restarts a worker that dies and stops them all on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3  # uvicorn's exit code when a worker cannot start; restarting would fail the same way
+STOP_GRACE_SECONDS = 15
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) that other processes of this user can bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker(app: str, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    try:
+        sock = listening_socket(host, port)
+    except OSError as error:
+        print(f"error: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info") -> int:
+    """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code."""
+    listening_socket(host, port).close()  # fail here, once, if the port is taken by a process we cannot share with
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked thread pools or locks
+    stop = threading.Event()
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_worker, args=(app, host, port, log_level), name="hmrec-worker")
+        process.start()
+        return process
+
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    processes = [start() for _ in range(workers)]
+    code = 0
+    try:
+        while not stop.wait(0.5):
+            for i, process in enumerate(processes):
+                if process.is_alive():
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("worker %s could not start; stopping", process.pid)
+                    stop.set()
+                    code = 1
+                    break
+                log.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
+                time.sleep(0.5)  # no tight loop if something kills every new worker
+                processes[i] = start()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight, then the lifespan ends
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code
