@@ -83,10 +83,12 @@ def workdir(tmp_path_factory) -> Path:
     return s.handmade_workdir(tmp_path_factory.mktemp("events"))
 
 
-def test_acknowledged_events_survive_sigkill_of_the_server(workdir, tmp_path):
-    """Post events from 4 threads, SIGKILL the server mid-stream; every 201 must be in the log after restart."""
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_acknowledged_events_survive_sigkill_of_the_server(workdir, tmp_path, workers):
+    """Post events from 4 threads, SIGKILL the server (every worker) mid-stream; every 201 must be in the log after
+    restart."""
     events_db = tmp_path / "events.sqlite"
-    server = s.Server(workdir, events_db, tmp_path / "server.log").start()
+    server = s.Server(workdir, events_db, tmp_path / "server.log", HMREC_WORKERS=workers).start()
     acknowledged: list[tuple[str, int]] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -119,7 +121,7 @@ def test_acknowledged_events_survive_sigkill_of_the_server(workdir, tmp_path):
     stored = {(r[0], r[1]) for r in sqlite3.connect(events_db).execute("SELECT customer_id, article_id FROM purchases")}
     assert set(acknowledged) <= stored
     # and the restarted service applies them: a killed-in-flight new customer is warm
-    with s.Server(workdir, events_db, tmp_path / "server2.log") as restarted:
+    with s.Server(workdir, events_db, tmp_path / "server2.log", HMREC_WORKERS=workers) as restarted:
         customer, article = acknowledged[-1]
         answer = httpx.post(f"{restarted.url}/recommendations", json={"customer_id": customer, "k": 1}).json()
         assert answer["strategy"] == "personalized"

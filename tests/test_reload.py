@@ -46,7 +46,7 @@ def test_reload_swaps_to_the_new_champion_and_drops_cached_answers(versions, tmp
         registry.promote(v2)
         response = client.post("/admin/reload", headers=AUTH)
         assert response.status_code == 200
-        assert response.json() == {"previous_version": v1, "model_version": v2}
+        assert response.json() == {"previous_version": v1, "model_version": v2, "workers_serving": 1, "workers": 1}
         assert client.get("/ready").json()["model_version"] == v2
         after = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json()
         assert (after["model_version"], after["cached"]) == (v2, False)
@@ -83,7 +83,8 @@ def test_failed_reload_keeps_the_old_model_serving(versions, tmp_path):
         registry.promote(v1)
 
 
-def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, workers):
     workdir, v1, v2 = versions
     registry = Registry.for_workdir(workdir)
     registry.promote(v1)
@@ -106,7 +107,8 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path):
                 with lock:
                     results.append((response.status_code, version, started))
 
-    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log") as server:
+    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS=str(workers),
+                  HMREC_RELOAD_POLL_SECONDS="0.2") as server:
         threads = [threading.Thread(target=load, args=(seed, server.url)) for seed in range(4)]
         for thread in threads:
             thread.start()
@@ -120,7 +122,10 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path):
             thread.join()
     registry.promote(v1)
 
-    assert response.status_code == 200 and response.json() == {"previous_version": v1, "model_version": v2}
+    # with several workers the answer waits until all of them serve version 2
+    assert response.status_code == 200
+    assert response.json() == {"previous_version": v1, "model_version": v2, "workers_serving": workers,
+                               "workers": workers}
     assert len(results) > 50
     assert [r for r in results if r[0] != 200] == []
     versions_seen = [v for _, v, _ in results if v is not None]

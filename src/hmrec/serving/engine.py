@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import uuid
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -88,6 +90,8 @@ class Engine:
         self._event_seen = 0  # id of the last event applied to _live
         self._reload_lock = threading.Lock()
         self._reload_seen = events.last_reload()  # a worker starting now loads the current champion anyway
+        self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # its row in the events file's workers table
+        events.forget_workers([w for w, pid, _, _ in events.workers() if not _alive(pid)])
         self.cache = AnswerCache(settings.cache_size)
         self._batcher = Batcher(self._answer_many, settings.batch_max) if settings.batch_max > 1 else None
         self._stop = threading.Event()
@@ -107,6 +111,7 @@ class Engine:
             self._follower.join(timeout=10)
         if self._batcher is not None:
             self._batcher.close()
+        self.events.forget_workers([self.worker])
 
     @property
     def ready(self) -> bool:
@@ -144,7 +149,24 @@ class Engine:
         finally:
             if upto is not None:  # a failed follow is not retried: the old model keeps serving, the log says why
                 self._reload_seen = max(self._reload_seen, upto)
+            self._report()
             self._reload_lock.release()
+
+    def _report(self) -> None:
+        model = self._model
+        self.events.report_worker(self.worker, os.getpid(), model.version if model else None, self._reload_seen)
+
+    def wait_for_workers(self, timeout: float) -> tuple[int, int]:
+        """After this worker's reload: wait until every live worker has acted on it (loaded the champion, or
+        failed and kept its model); (workers serving this worker's version, live workers)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [(version, seen) for _, pid, version, seen in self.events.workers() if _alive(pid)]
+            if all(seen >= self._reload_seen for _, seen in live) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        version = self._model.version if self._model else None
+        return sum(1 for v, seen in live if v == version and seen >= self._reload_seen), len(live)
 
     def follow_reloads(self, interval: float) -> None:
         """Poll the reload log every `interval` seconds in a thread; load the champion when another worker did."""
@@ -476,6 +498,16 @@ def as_of_for(data_end: date, last_day: int | None) -> date:
     """
     latest = data_end if last_day is None else max(data_end, _EPOCH + timedelta(days=int(last_day)))
     return latest + timedelta(days=1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def _ms(started: float) -> float:

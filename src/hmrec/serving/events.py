@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS reloads (
     version INTEGER,
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE TABLE IF NOT EXISTS workers (
+    worker TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    version INTEGER,
+    reload_id INTEGER NOT NULL,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
 
 
@@ -103,6 +110,23 @@ class EventStore:
         """Id of the latest announced reload (0: none yet)."""
         with self._read_lock:
             return int(self._reader.execute("SELECT COALESCE(MAX(id), 0) FROM reloads").fetchone()[0])
+
+    def report_worker(self, worker: str, pid: int, version: int | None, reload_id: int) -> None:
+        """What one worker serves, and the latest reload it has acted on (see Engine.wait_for_workers)."""
+        with self._lock:
+            self._connection.execute(
+                "INSERT OR REPLACE INTO workers (worker, pid, version, reload_id) VALUES (?,?,?,?)",
+                (worker, pid, version, reload_id),
+            )
+
+    def workers(self) -> list[tuple[str, int, int | None, int]]:
+        """(worker, pid, version, reload_id) of every worker that reported and has not been forgotten."""
+        with self._read_lock:
+            return self._reader.execute("SELECT worker, pid, version, reload_id FROM workers").fetchall()
+
+    def forget_workers(self, workers: list[str]) -> None:
+        with self._lock:
+            self._connection.executemany("DELETE FROM workers WHERE worker = ?", [(w,) for w in workers])
 
     def close(self) -> None:
         with self._lock, self._read_lock:

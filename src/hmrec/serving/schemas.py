@@ -147,3 +147,6 @@ class Ready(BaseModel):
 class ReloadResponse(BaseModel):
     previous_version: int | None
     model_version: int | None
+    workers_serving: int = Field(description="Worker processes serving model_version when this answer was sent")
+    workers: int = Field(description="Live worker processes; fewer serving means some could not load it, or "
+                         "did not finish within HMREC_RELOAD_WAIT_SECONDS (their logs say which)")

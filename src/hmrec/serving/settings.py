@@ -30,6 +30,8 @@ class Settings(BaseSettings):
                          "is a few milliseconds of small operations, and idle threads spin on cores others need.")
     reload_poll_seconds: float = Field(1.0, gt=0, description="How often a worker checks whether another one "
                                        "reloaded the model, and follows.")
+    reload_wait_seconds: float = Field(120.0, ge=0, description="How long /admin/reload waits for the other "
+                                       "workers to follow before answering.")
 
     @property
     def events_db(self) -> Path:

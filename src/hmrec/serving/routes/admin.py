@@ -22,4 +22,5 @@ async def reload(_: AdminDep, engine: EngineDep, metrics: MetricsDep) -> dict:
         metrics.reloads.labels("failed").inc()
         raise
     metrics.reloads.labels("ok").inc()
-    return {"previous_version": previous, "model_version": current}
+    serving, live = await run_in_threadpool(engine.wait_for_workers, engine.settings.reload_wait_seconds)
+    return {"previous_version": previous, "model_version": current, "workers_serving": serving, "workers": live}

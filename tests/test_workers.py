@@ -1,0 +1,175 @@
+"""Several worker processes: events and reloads made through one worker reach all of them, metrics add up over
+workers, and the supervisor replaces a worker that dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+
+import serving_support as s
+from hmrec.recommenders.popularity import PopularityRecommender
+from hmrec.registry.versions import Registry
+from hmrec.serving.app import create_app
+from hmrec.serving.engine import champion_loader
+from hmrec.serving.settings import Settings
+
+AUTH = {"Authorization": f"Bearer {s.ADMIN_TOKEN}"}
+NEW_CUSTOMER = "brand-new-customer"
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory) -> tuple[Path, int, int]:
+    """A workdir with version 1 (repurchase) promoted and version 2 (global popularity) registered."""
+    root = tmp_path_factory.mktemp("workers")
+    workdir = s.handmade_workdir(root)
+    v2 = s.register(workdir, s.write_handmade_bundle(root / "bundles" / "v2", PopularityRecommender()), promote=False)
+    return workdir, 1, v2
+
+
+class CountingLoader:
+    """The registry's champion loader, counting its loads."""
+
+    def __init__(self, settings: Settings):
+        self.load, self.calls = champion_loader(settings), 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.load()
+
+
+def app_for(workdir: Path, events: Path) -> tuple[TestClient, CountingLoader]:
+    settings = Settings(workdir=workdir, events_path=events, admin_token=s.ADMIN_TOKEN, reload_poll_seconds=0.1)
+    loader = CountingLoader(settings)
+    return TestClient(create_app(settings, loader)), loader
+
+
+def recommend(client, customer_id: str) -> dict:
+    response = client.post("/recommendations", json={"customer_id": customer_id, "k": 3})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_event_stored_by_one_worker_changes_the_next_answer_of_another(versions, tmp_path):
+    workdir, _, _ = versions
+    events = tmp_path / "events.sqlite"
+    (first, _), (second, _) = app_for(workdir, events), app_for(workdir, events)
+    with first, second:
+        before = recommend(second, NEW_CUSTOMER)
+        assert (before["strategy"], recommend(second, NEW_CUSTOMER)["cached"]) == ("cold_start", True)
+        bought = f"{s.ARTICLE_IDS[4]:010d}"
+        assert first.post("/events/purchases", json={"customer_id": NEW_CUSTOMER, "article_id": bought}).status_code \
+            == 201
+        after = recommend(second, NEW_CUSTOMER)  # the cached cold answer must not survive the other worker's event
+        assert (after["strategy"], after["cached"]) == ("personalized", False)
+        # version 1 is repurchase: the one article bought is the answer, and the reason says so
+        assert after["items"][0]["article_id"] == bought
+        assert after["items"][0]["reason"] == "you bought this before"
+        history = second.get(f"/customers/{NEW_CUSTOMER}").json()["recent_purchases"]
+        assert [p["article_id"] for p in history] == [bought]
+
+
+def test_a_reload_through_one_worker_is_followed_by_the_others(versions, tmp_path):
+    workdir, v1, v2 = versions
+    registry = Registry.for_workdir(workdir)
+    events = tmp_path / "events.sqlite"
+    try:
+        (first, first_loads), (second, second_loads) = app_for(workdir, events), app_for(workdir, events)
+        with first, second:
+            assert recommend(second, s.FREQUENT)["model_version"] == v1
+            registry.promote(v2)
+            # the answer comes once the other worker has followed
+            assert first.post("/admin/reload", headers=AUTH).json() == {
+                "previous_version": v1, "model_version": v2, "workers_serving": 2, "workers": 2}
+            assert second.get("/ready").json()["model_version"] == v2
+            answer = recommend(second, s.FREQUENT)
+            assert (answer["model_version"], answer["cached"]) == (v2, False)
+            assert "hmrec_model_version 2.0" in second.get("/metrics").text
+            time.sleep(0.3)  # three more polls: the worker that reloaded does not reload again on its own news
+            assert (first_loads.calls, second_loads.calls) == (2, 2)
+    finally:
+        registry.promote(v1)
+
+
+def test_a_worker_started_after_a_reload_does_not_replay_it(versions, tmp_path):
+    workdir, v1, _ = versions
+    events = tmp_path / "events.sqlite"
+    (first, _), (late, late_loads) = app_for(workdir, events), app_for(workdir, events)
+    with first:
+        assert first.post("/admin/reload", headers=AUTH).status_code == 200
+        with late:
+            time.sleep(0.3)  # three polls of the reload log
+            assert late.get("/ready").json()["model_version"] == v1
+            assert late_loads.calls == 1  # its start, not a replay of the reload before it
+
+
+def _answers_by_worker(url: str, customer_id: str, workers: int, tries: int = 60) -> dict[int, dict]:
+    """One answer from each worker: a new connection per try, the worker named by /ready on that connection."""
+    answers: dict[int, dict] = {}
+    for _ in range(tries):
+        with httpx.Client(base_url=url, timeout=10) as client:
+            process = client.get("/ready").json()["process"]
+            answers[process] = recommend(client, customer_id)
+        if len(answers) == workers:
+            break
+    return answers
+
+
+def test_two_worker_processes_share_events_reloads_and_metrics(versions, tmp_path):
+    workdir, v1, v2 = versions
+    registry = Registry.for_workdir(workdir)
+    server = s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2",
+                      HMREC_RELOAD_POLL_SECONDS="0.1")
+    try:
+        with server:
+            assert len(server.ready_processes()) == 2
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                assert client.post("/events/purchases", json={"customer_id": NEW_CUSTOMER,
+                                                              "article_id": s.ARTICLE_IDS[4]}).status_code == 201
+            answers = _answers_by_worker(server.url, NEW_CUSTOMER, 2)
+            assert len(answers) == 2, "every try landed on the same worker"
+            assert {a["strategy"] for a in answers.values()} == {"personalized"}
+
+            registry.promote(v2)
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                assert client.post("/admin/reload", headers=AUTH).json()["workers_serving"] == 2
+            answers = _answers_by_worker(server.url, s.FREQUENT, 2)
+            assert {a["model_version"] for a in answers.values()} == {v2} and len(answers) == 2
+
+            before = _recommendations_counted(server.url)
+            for _ in range(10):  # new connections, so both workers answer some
+                with httpx.Client(base_url=server.url, timeout=10) as client:
+                    recommend(client, s.OCCASIONAL)
+            assert _recommendations_counted(server.url) == before + 10  # whichever worker answers /metrics
+    finally:
+        registry.promote(v1)
+
+
+def _recommendations_counted(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    assert "hmrec_cold_start_share" in text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("hmrec_recommendations_total{"))
+
+
+def test_the_supervisor_replaces_a_worker_killed_with_sigkill(versions, tmp_path):
+    workdir, _, _ = versions
+    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2") as server:
+        serving = server.ready_processes()
+        assert len(serving) == 2 and serving <= {c.pid for c in psutil.Process(server.process.pid).children()}
+        victim = sorted(serving)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        replaced: set[int] = set()
+        while time.monotonic() < deadline:
+            replaced = server.ready_processes()
+            if len(replaced) == 2 and victim not in replaced:
+                break
+            time.sleep(0.2)
+        assert len(replaced) == 2 and victim not in replaced, server.log_path.read_text()
