@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
     parser.add_argument("--batch-max", type=int, default=64, help="server's HMREC_BATCH_MAX (1: no batching)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server's HMREC_WORKERS")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -181,7 +182,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         server = Server(args.workdir, Path(scratch) / "events.sqlite", Path(scratch) / "server.log",
-                        HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max))
+                        HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
+                        HMREC_WORKERS=str(args.workers))
         with server:
             # warm-hit needs its 100 customers asked once; warm-miss must come first so it never hits
             for name in [n for n in plan if not args.only or n in args.only]:
@@ -191,7 +193,7 @@ def main() -> None:
                                                          [server.process.pid]))
                 print(f"{name:10s} {json.dumps(results[name])}", file=sys.stderr)
     report = {"workdir": str(args.workdir), "cpus": os.cpu_count(), "concurrency": args.concurrency,
-              "batch_max": args.batch_max, "load_average_after": os.getloadavg()[0],
+              "batch_max": args.batch_max, "workers": args.workers, "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "scenarios": results}
     print(markdown(report))
     if args.json:
@@ -199,8 +201,9 @@ def main() -> None:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"concurrency {report['concurrency']}, {report['duration_s']:.0f} s per scenario, {report['cpus']} CPUs, "
-             f"batch_max {report['batch_max']}, load average after {report['load_average_after']:.1f}",
+    lines = [f"{report['workers']} worker(s), concurrency {report['concurrency']}, {report['duration_s']:.0f} s per "
+             f"scenario, {report['cpus']} CPUs, batch_max {report['batch_max']}, load average after "
+             f"{report['load_average_after']:.1f}",
              "", "| scenario | req/s | p50 ms | p95 ms | p99 ms | server p50 ms | cache hits | failures "
              "| server CPU ms/req | client CPU ms/req |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["scenarios"].items():

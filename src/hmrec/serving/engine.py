@@ -6,8 +6,8 @@ import asyncio
 import logging
 import os
 import threading
-import uuid
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
