@@ -124,6 +124,15 @@ def handmade_workdir(root: Path) -> Path:
     return workdir
 
 
+def two_versions(root: Path) -> tuple[Path, int, int]:
+    """A workdir with version 1 (repurchase) promoted and version 2 (global popularity) registered."""
+    from hmrec.recommenders.popularity import PopularityRecommender
+
+    workdir = handmade_workdir(root)
+    v2 = register(workdir, write_handmade_bundle(root / "bundles" / "v2", PopularityRecommender()), promote=False)
+    return workdir, 1, v2
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -405,7 +405,7 @@ def test_no_client_mistake_is_a_500(client):
 # ---- batching: concurrent requests answered together give the answers each would get alone ----------------------
 
 def test_batched_answers_equal_single_answers(workdir, tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
+    import asyncio
     from datetime import date
 
     from hmrec.serving.engine import Engine, champion_loader
@@ -419,10 +419,17 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
         settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", batch_max=batch_max, cache_size=0)
         engines[batch_max] = Engine(settings, store, champion_loader(settings))
         engines[batch_max].reload()
+    batcher = engines[64]._batcher
+    answer_batch, sizes = batcher.answerer, []
+    batcher.answerer = lambda model, asks: sizes.append(len(asks)) or answer_batch(model, asks)
     asked = [s.FREQUENT, s.OCCASIONAL, s.BUYER_31, s.BUYER_33, "ahead"] * 8
     alone = [engines[1].recommend(c, 4)["items"] for c in asked]
-    with ThreadPoolExecutor(16) as pool:
-        together = list(pool.map(lambda c: engines[64].recommend(c, 4)["items"], asked))
+
+    async def at_once() -> list[dict]:
+        return await asyncio.gather(*(engines[64].recommend_async(c, 4) for c in asked))
+
+    together = [answer["items"] for answer in asyncio.run(at_once())]
+    assert max(sizes) > 1 and sum(sizes) == len(asked)  # they were batched
     assert together == alone
     assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[9]:010d}"
     for engine in engines.values():

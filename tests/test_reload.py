@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import serving_support as s
-from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.registry.bundle import write_manifest
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
@@ -24,11 +23,7 @@ AUTH = {"Authorization": f"Bearer {s.ADMIN_TOKEN}"}
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory) -> tuple[Path, int, int]:
-    """A workdir with version 1 (repurchase) promoted and version 2 (global popularity) registered."""
-    root = tmp_path_factory.mktemp("reload")
-    workdir = s.handmade_workdir(root)
-    v2 = s.register(workdir, s.write_handmade_bundle(root / "bundles" / "v2", PopularityRecommender()), promote=False)
-    return workdir, 1, v2
+    return s.two_versions(tmp_path_factory.mktemp("reload"))
 
 
 def client_for(workdir: Path, tmp_path: Path) -> TestClient:

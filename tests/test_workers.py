@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import serving_support as s
-from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
 from hmrec.serving.engine import champion_loader
@@ -26,11 +25,7 @@ NEW_CUSTOMER = "brand-new-customer"
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory) -> tuple[Path, int, int]:
-    """A workdir with version 1 (repurchase) promoted and version 2 (global popularity) registered."""
-    root = tmp_path_factory.mktemp("workers")
-    workdir = s.handmade_workdir(root)
-    v2 = s.register(workdir, s.write_handmade_bundle(root / "bundles" / "v2", PopularityRecommender()), promote=False)
-    return workdir, 1, v2
+    return s.two_versions(tmp_path_factory.mktemp("workers"))
 
 
 class CountingLoader:

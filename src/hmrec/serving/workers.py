@@ -35,10 +35,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def _worker(app: str, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
+    from hmrec import logs
+
+    logs.configure()  # a spawned process starts with no logging set up
     try:
         sock = listening_socket(host, port)
     except OSError as error:
-        print(f"error: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+        log.error("cannot listen on %s:%s: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
