@@ -129,7 +129,8 @@ class Engine:
         try:
             old = self._model
             if upto is not None and upto <= self._reload_seen:
-                return (old.version if old else None), (old.version if old else None)
+                serving = old.version if old else None
+                return serving, serving
             try:
                 new = self._loader()
                 self._warm_up(new)
@@ -447,18 +448,18 @@ class _History:
     def __len__(self) -> int:
         return len(self.t_dat)
 
-    def frame(self, row: int = 0) -> pl.DataFrame:
-        return _history_frame([self], [row])
+    def frame(self) -> pl.DataFrame:
+        return _history_frame([self])
 
 
-def _history_frame(histories: list[_History], rows: list[int]) -> pl.DataFrame:
-    """The Query.history frame of several customers (`row` is each one's position in the query)."""
+def _history_frame(histories: list[_History]) -> pl.DataFrame:
+    """The Query.history frame of one or more customers, `row` numbering them in order."""
     return pl.DataFrame({
-        "row": np.repeat(np.asarray(rows, dtype=np.uint32), [len(h) for h in histories]),
-        "t_dat": np.concatenate([h.t_dat for h in histories]) if histories else np.zeros(0, np.int32),
-        "article_idx": np.concatenate([h.article_idx for h in histories]) if histories else np.zeros(0, np.int32),
-        "price": np.concatenate([h.price for h in histories]) if histories else np.zeros(0, np.float32),
-        "sales_channel_id": np.concatenate([h.channel for h in histories]) if histories else np.zeros(0, np.int8),
+        "row": np.repeat(np.arange(len(histories), dtype=np.uint32), [len(h) for h in histories]),
+        "t_dat": np.concatenate([h.t_dat for h in histories]),
+        "article_idx": np.concatenate([h.article_idx for h in histories]),
+        "price": np.concatenate([h.price for h in histories]),
+        "sales_channel_id": np.concatenate([h.channel for h in histories]),
     }).with_columns(pl.col("t_dat").cast(pl.Date))
 
 
@@ -468,7 +469,7 @@ def _query(model: LoadedModel, found: list[int | None], histories: list[_History
         profiles = pl.concat([_profile_row(model, idx) for idx in found], how="vertical_relaxed")
     else:
         profiles = model.customers[np.asarray(found, dtype=np.int64)]
-    return Query(profiles, _history_frame(histories, list(range(len(histories)))), as_of)
+    return Query(profiles, _history_frame(histories), as_of)
 
 
 def _per_row(frame: pl.DataFrame, n_rows: int) -> list[list[dict]]:
