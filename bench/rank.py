@@ -19,10 +19,10 @@ import numpy as np
 import polars as pl
 
 from hmrec import logs
-from hmrec.candidates.generate import candidate_recall, generate_candidates
+from hmrec.candidates.generate import candidate_recall, generate_candidates, propose
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.pipeline import load_train_data
-from hmrec.ranking.features import build_features
+from hmrec.ranking.features import feature_arrays
 from hmrec.ranking.ranker import PAIR_SCORE, FinalRecommender, default_sources, pair_scores
 from hmrec.recommenders.base import Query, load_recommender, save_recommender
 from hmrec.store.tables import Store
@@ -62,15 +62,15 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
             users, t = timed(two_tower.user_vectors, query)
             steps["user_vectors"].append(t)
             answered["two_tower"], search_s = timed(two_tower.search, users, final.n_per_source["two_tower"])
-        candidates, t = timed(generate_candidates, final.sources, query, final.n_per_source, answered)
+        candidates, t = timed(propose, final.sources, query, final.n_per_source, answered)
         steps["candidates"].append(search_s + t)
-        frame, t = timed(build_features, candidates, query, final.article_lookup())
+        features, t = timed(feature_arrays, candidates, query, final.article_lookup())
         steps["features"].append(t)
         if two_tower is not None:
-            scores, t = timed(pair_scores, users, two_tower.article_vectors(), frame)
-            frame = frame.with_columns(pl.Series(PAIR_SCORE, scores))
+            features[PAIR_SCORE], t = timed(pair_scores, users, two_tower.article_vectors(), candidates.row,
+                                            candidates.article_idx)
             steps["pair_scores"].append(t)
-        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(frame))
+        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(features))
         steps["predict"].append(t)
         fresh = Query(query.customers, query.history, query.as_of)  # no user features cached by the steps above
         _, t = timed(final.recommend, fresh, 12)

@@ -9,11 +9,33 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from hmrec.store import features
-from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS, item_features, user_features
+from hmrec.store.arrays import days_before
+from hmrec.store.features import (
+    ITEM_FEATURE_COLUMNS,
+    USER_FEATURE_COLUMNS,
+    index_groups,
+    item_features,
+    user_feature_arrays,
+    user_features,
+)
 
-# user_features has two implementations: Polars for a store's worth of rows, numpy for a live query's few
-BOTH = pytest.mark.parametrize("implementation", [features._user_features, features._small_user_features])
+
+def numpy_user_features(history: pl.DataFrame, articles: pl.DataFrame, as_of: date, key: str) -> pl.DataFrame:
+    """`user_feature_arrays` (one array per query row) in the shape of `user_features` (a row per key that bought
+    before as_of, the tables' dtypes), so both implementations answer the same checks."""
+    keys = history[key].to_numpy().astype(np.int64)
+    arrays = user_feature_arrays(keys, days_before(history["t_dat"].to_numpy(), as_of),
+                                 history["article_idx"].to_numpy(), history["price"].to_numpy(),
+                                 history["sales_channel_id"].to_numpy(), index_groups(articles),
+                                 int(keys.max()) + 1 if keys.size else 0)
+    bought = ~np.isnan(arrays["purchases_all"])
+    dtype = {c: pl.Float32 if c in ("avg_price", "online_share") else pl.Int32 for c in USER_FEATURE_COLUMNS}
+    return pl.DataFrame([pl.Series(key, np.flatnonzero(bought), dtype=history.schema[key])] + [
+        pl.Series(c, arrays[c][bought], nan_to_null=True).cast(dtype[c]) for c in USER_FEATURE_COLUMNS])
+
+
+# Two implementations: Polars for a store's worth of rows, numpy for the rows of a query
+BOTH = pytest.mark.parametrize("implementation", [user_features, numpy_user_features])
 
 AS_OF = date(2020, 9, 22)
 ARTICLES = pl.DataFrame(
@@ -63,9 +85,8 @@ def test_user_features_by_hand(implementation):
     assert (c3["purchases_1w"], c3["purchases_4w"], c3["favourite_index_group"]) == (0, 2, 1)
 
 
-@BOTH
-def test_user_features_dtypes(implementation):
-    schema = implementation(HISTORY, ARTICLES, AS_OF, "customer_idx").schema
+def test_user_features_dtypes():
+    schema = user_features(HISTORY, ARTICLES, AS_OF).schema
     assert schema["avg_price"] == schema["online_share"] == pl.Float32
     assert {schema[c] for c in USER_FEATURE_COLUMNS if c not in ("avg_price", "online_share")} == {pl.Int32}
 
@@ -88,9 +109,22 @@ def test_user_features_of_no_history_is_empty(implementation):
     assert got.columns == ["customer_idx", *USER_FEATURE_COLUMNS]
 
 
+def test_user_feature_arrays_leave_rows_without_purchases_empty():
+    """Query rows 0..n-1 each get a value, nan where the row bought nothing before as_of (as a left join of the
+    table would leave them null)."""
+    got = numpy_user_features(HISTORY, ARTICLES, AS_OF, "customer_idx")
+    arrays = user_feature_arrays(np.array([1, 1]), np.array([0, 3]), np.array([0, 1]), np.array([1.0, 2.0]),
+                                 np.array([2, 2]), index_groups(ARTICLES), 3)
+    assert got["customer_idx"].to_list() == [0, 1, 3]  # customer 2 bought only on the as-of day
+    for column in USER_FEATURE_COLUMNS:
+        assert np.isnan(arrays[column][[0, 2]]).all(), column
+    assert arrays["purchases_all"][1] == 1 and arrays["days_since_last_purchase"][1] == 3  # day 0 is ignored
+    assert arrays["favourite_index_group"][1] == 2
+
+
 def test_user_features_implementations_agree_on_random_histories():
-    """The numpy path (live queries) and the Polars path (whole stores) give the same frame, dtypes included,
-    on histories with ties, unknown articles and articles without an index group."""
+    """The numpy path (queries) and the Polars path (whole stores) give the same values on histories with ties,
+    unknown articles and articles without an index group."""
     rng = np.random.default_rng(3)
     n = 1500
     history = pl.DataFrame({
@@ -103,8 +137,8 @@ def test_user_features_implementations_agree_on_random_histories():
     groups = pl.Series(rng.integers(1, 5, 40), dtype=pl.Int32).scatter([3, 7], None)
     articles = pl.DataFrame({"article_idx": np.arange(40, dtype=np.int32), "index_group_no": groups})
     for table in (articles, articles.reverse()):  # row i need not hold article_idx i
-        polars_answer = features._user_features(history, table, AS_OF, "row")
-        numpy_answer = features._small_user_features(history, table, AS_OF, "row")
+        polars_answer = user_features(history, table, AS_OF, "row")
+        numpy_answer = numpy_user_features(history, table, AS_OF, "row")
         assert_frame_equal(numpy_answer, polars_answer, check_exact=False, rel_tol=1e-6)
 
 

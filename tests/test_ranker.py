@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hmrec.candidates.generate import Candidates
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.ranking.features import article_table, build_features
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
@@ -200,8 +201,8 @@ def test_interaction_features_have_known_values():
     query = Query.for_customers(np.array([customer]), data.customers, data.transactions, as_of=CUTOFF)
     bought = query.history.sort("t_dat")
     article, last_day = int(bought["article_idx"][-1]), bought["t_dat"][-1]
-    candidates = pl.DataFrame({"row": pl.Series([0, 0], dtype=pl.UInt32),
-                               "article_idx": pl.Series([article, next_colour(article)], dtype=pl.Int32)})
+    candidates = Candidates(np.zeros(2, dtype=np.uint32), np.array([article, next_colour(article)], dtype=np.int32),
+                            ranks={}, scores={})
     frame = build_features(candidates, query, article_table(data.transactions, data.articles, CUTOFF))
     own, colour = frame.row(0, named=True), frame.row(1, named=True)
     days = (CUTOFF - last_day).days
@@ -228,8 +229,8 @@ def test_two_tower_source_scores_every_candidate():
     retrieved = sources["two_tower"].recommend(query, 10).to_frame()
     # on the articles it retrieved, the pair score is the index's own (exact inner product) score
     users, items = sources["two_tower"].user_vectors(query), sources["two_tower"].article_vectors()
-    np.testing.assert_allclose(pair_scores(users, items, retrieved), retrieved["score"].to_numpy(),
-                               rtol=1e-4, atol=1e-5)
+    lines = retrieved["row"].to_numpy(), retrieved["article_idx"].to_numpy()
+    np.testing.assert_allclose(pair_scores(users, items, *lines), retrieved["score"].to_numpy(), rtol=1e-4, atol=1e-5)
     explained = final.recommend_explained(query, 12)
     assert explained.height == 50 * 12
     # one customer alone (user vectors, retrieval and pair scores on a one-row query) ranks as in the batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -29,15 +30,44 @@ def source_columns(names: Sequence[str]) -> list[str]:
     return [f"{name}_{part}" for name in names for part in ("rank", "score")]
 
 
-def generate_candidates(
+@dataclass
+class Candidates:
+    """Per query row, the union of several sources' answers as arrays: one line per (row, article_idx), sorted by
+    row then article_idx, with each source's rank (0 = its best; -1 where it did not propose the line) and score
+    (nan there). `frame()` gives the same as a Polars table; the ranker reads the arrays."""
+
+    row: np.ndarray  # (n,) uint32
+    article_idx: np.ndarray  # (n,) int32
+    ranks: dict[str, np.ndarray]  # source -> (n,) int16
+    scores: dict[str, np.ndarray]  # source -> (n,) float32
+
+    def __len__(self) -> int:
+        return self.row.size
+
+    def frame(self) -> pl.DataFrame:
+        """`row, article_idx`, then `<source>_rank` (Int16) and `<source>_score` (Float32) for every source, null
+        where that source did not propose the article."""
+        columns = [pl.Series("row", self.row), pl.Series("article_idx", self.article_idx)]
+        for name, ranks in self.ranks.items():
+            columns.append(pl.Series(f"{name}_rank", pa.array(ranks, mask=ranks < 0), dtype=pl.Int16))
+            columns.append(pl.Series(f"{name}_score", self.scores[name], dtype=pl.Float32, nan_to_null=True))
+        return pl.DataFrame(columns)
+
+    def proposed_by(self, lines: np.ndarray) -> list[list[str]]:
+        """The names of the sources that proposed each of `lines` (positions), in source order."""
+        names = list(self.ranks)
+        proposed = np.stack([self.ranks[name][lines] >= 0 for name in names], axis=1) if names else \
+            np.zeros((len(lines), 0), dtype=bool)
+        return [[names[j] for j in np.flatnonzero(flags)] for flags in proposed]
+
+
+def propose(
     sources: Mapping[str, Recommender],
     query: Query,
     n_per_source: Mapping[str, int],
     answered: Mapping[str, Recs] | None = None,
-) -> pl.DataFrame:
-    """Per query row, the union of every source's top-N: `row, article_idx` then, for every source,
-    `<source>_rank` (0 = its best, Int16) and `<source>_score` (Float32), both null where that source did
-    not propose the article. One line per (row, article_idx), sorted by row then article_idx.
+) -> Candidates:
+    """Every source's top-N for every query row, merged.
 
     answered: top-N already computed for some sources (say the two-tower's, from user vectors the caller
     also needs for something else); those sources are not asked again."""
@@ -45,7 +75,7 @@ def generate_candidates(
     if missing:
         raise ValueError(f"n_per_source has no count for the sources {missing}; it has {sorted(n_per_source)}")
     if not sources:
-        raise ValueError("generate_candidates needs at least one source")
+        raise ValueError("candidates need at least one source")
     answers = {}
     for name, source in sources.items():
         started = time.perf_counter()
@@ -57,23 +87,31 @@ def generate_candidates(
     return union_of(answers)
 
 
-def union_of(answers: Mapping[str, Recs]) -> pl.DataFrame:
-    """The candidate frame of `generate_candidates` from each source's answers (same number of rows each; a
-    source proposes an article at most once per row, as every Recs does). Built with numpy on one sorted key
-    array rather than one Polars join per source: a one-customer query spent most of its time in join overhead."""
+def generate_candidates(
+    sources: Mapping[str, Recommender],
+    query: Query,
+    n_per_source: Mapping[str, int],
+    answered: Mapping[str, Recs] | None = None,
+) -> pl.DataFrame:
+    """`propose(...)` as a table: see `Candidates.frame`."""
+    return propose(sources, query, n_per_source, answered).frame()
+
+
+def union_of(answers: Mapping[str, Recs]) -> Candidates:
+    """The candidates of each source's answers (same number of rows each; a source proposes an article at most
+    once per row, as every Recs does). Built with numpy on one sorted key array rather than one Polars join per
+    source: a one-customer query spent most of its time in join overhead."""
     keys = {name: _line_keys(recs) for name, recs in answers.items()}  # name -> (kept mask, keys)
     union = np.unique(np.concatenate([k for _, k in keys.values()]))  # sorted: row, then article_idx
-    columns = {
-        "row": pl.Series("row", (union >> 32).astype(np.uint32)),
-        "article_idx": pl.Series("article_idx", (union & 0xFFFFFFFF).astype(np.int32)),
-    }
+    ranks, scores = {}, {}
     for name, recs in answers.items():
         kept, line_keys = keys[name]
         where = np.searchsorted(union, line_keys)  # each proposed line's place in the union
-        ranks = np.broadcast_to(np.arange(recs.items.shape[1], dtype=np.int16), recs.items.shape)[kept]
-        columns[f"{name}_rank"] = _scattered(f"{name}_rank", union.size, where, ranks, pl.Int16)
-        columns[f"{name}_score"] = _scattered(f"{name}_score", union.size, where, recs.scores[kept], pl.Float32)
-    return pl.DataFrame(columns)
+        ranks[name] = np.full(union.size, -1, dtype=np.int16)
+        ranks[name][where] = np.broadcast_to(np.arange(recs.items.shape[1], dtype=np.int16), recs.items.shape)[kept]
+        scores[name] = np.full(union.size, np.nan, dtype=np.float32)
+        scores[name][where] = recs.scores[kept]
+    return Candidates((union >> 32).astype(np.uint32), (union & 0xFFFFFFFF).astype(np.int32), ranks, scores)
 
 
 def _line_keys(recs: Recs) -> tuple[np.ndarray, np.ndarray]:
@@ -81,26 +119,6 @@ def _line_keys(recs: Recs) -> tuple[np.ndarray, np.ndarray]:
     kept = recs.items != PAD_ITEM
     rows = np.broadcast_to(np.arange(recs.items.shape[0], dtype=np.int64)[:, None], recs.items.shape)
     return kept, (rows[kept] << 32) | recs.items[kept].astype(np.int64)
-
-
-def _scattered(name: str, size: int, where: np.ndarray, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
-    """A column of `size` nulls with `values` placed at `where` (the cheapest null-aware constructors: this
-    runs ten times per one-customer query)."""
-    if dtype.is_float():
-        filled = np.full(size, np.nan, dtype=values.dtype)
-        filled[where] = values
-        return pl.Series(name, filled, dtype=dtype, nan_to_null=True)
-    filled = np.zeros(size, dtype=values.dtype)
-    filled[where] = values
-    present = np.zeros(size, dtype=bool)
-    present[where] = True
-    return pl.Series(name, pa.array(filled, mask=~present)).cast(dtype)
-
-
-def proposed_by(names: Sequence[str]) -> pl.Expr:
-    """List of the source names whose rank is set on each candidate line."""
-    parts = [pl.when(pl.col(f"{name}_rank").is_not_null()).then(pl.lit(name)) for name in names]
-    return pl.concat_list(parts).list.drop_nulls().alias("sources")
 
 
 def candidate_recall(candidates: pl.DataFrame, relevant_by_row: Sequence[Sequence[int]]) -> dict[str, float]:

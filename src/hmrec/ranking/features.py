@@ -9,9 +9,10 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from hmrec.candidates.generate import Candidates
 from hmrec.recommenders.base import Query
 from hmrec.store.arrays import group_max, group_sum, pair_key
-from hmrec.store.features import item_features
+from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups, item_features
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
 
@@ -42,13 +43,15 @@ def article_rows(articles: pl.DataFrame, article_idx: pl.Series) -> pl.DataFrame
 
 @dataclass
 class ArticleLookup:
-    """`article_table()` with the columns the interaction features group by as dense integer codes, built once
-    per table: a live query then groups a few dozen numbers instead of joining string columns."""
+    """`article_table()` as arrays, built once per table: the model inputs by article_idx, and the columns the
+    interaction features group by as dense integer codes, so a live query groups a few dozen numbers instead of
+    joining string columns."""
 
     table: pl.DataFrame
-    features: pl.DataFrame  # the table's model inputs (attributes and item_ statistics), row i = article_idx i
+    features: dict[str, np.ndarray]  # the table's model inputs (attributes and item_ statistics), nan where null
     product: np.ndarray  # (n_articles,) dense code of product_code
     groups: dict[str, np.ndarray]  # GROUP_COLUMNS -> (n_articles,) dense code
+    index_group: np.ndarray  # (n_articles,) index_group_no, -1 where missing (store.features.index_groups)
 
     @classmethod
     def of(cls, table: pl.DataFrame) -> ArticleLookup:
@@ -57,29 +60,40 @@ class ArticleLookup:
         def codes(column: str) -> np.ndarray:
             return np.unique(table[column].to_numpy(), return_inverse=True)[1].astype(np.int64)
 
-        features = table.drop("article_idx", "product_code", *GROUP_COLUMNS)
-        return cls(table, features, codes("product_code"), {column: codes(column) for column in GROUP_COLUMNS})
+        inputs = table.drop("article_idx", "product_code", *GROUP_COLUMNS)
+        features = {name: _floats(inputs[name]) for name in inputs.columns}
+        return cls(table, features, codes("product_code"), {column: codes(column) for column in GROUP_COLUMNS},
+                   index_groups(table))
 
 
-def user_table(query: Query, articles: pl.DataFrame) -> pl.DataFrame:
-    """Per query row, in order: age and `user_features` from the row's history (activity, recency, spend),
-    prefixed `user_`; counts are 0 for a customer with no history. `articles`: at least article_idx and
-    index_group_no."""
-    stats = query.user_features(articles)
-    stats = stats.rename({c: f"user_{c}" for c in stats.columns if c != "row"})
-    counts = [c for c in stats.columns if c.startswith("user_purchases_") or c == "user_distinct_articles"]
-    age = query.customers["age"].cast(pl.Float32).alias("user_age")
-    return stats.insert_column(1, age).with_columns(pl.col(counts).fill_null(0))
+def _floats(column: pl.Series) -> np.ndarray:
+    """A numeric column as a float array, nan where null (float32 stays float32)."""
+    dtype = np.float32 if column.dtype == pl.Float32 else np.float64
+    return column.cast(pl.Float32 if dtype is np.float32 else pl.Float64).to_numpy().astype(dtype, copy=False)
 
 
-def interaction_features(candidates: pl.DataFrame, query: Query, articles: ArticleLookup) -> pl.DataFrame:
-    """User x article, one row per candidate line in order: times bought and days since, the same for its
-    product_code, and the share of the customer's purchases in the article's group (0 without history)."""
+USER_COUNTS = tuple(c for c in USER_FEATURE_COLUMNS if c.startswith("purchases_") or c == "distinct_articles")
+
+
+def user_columns(query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]:
+    """Per query row, in order: `user_age` and the user features (activity, recency, spend) prefixed `user_`; nan
+    where unknown, but counts are 0 for a customer with no history."""
+    stats = query.user_features(articles.index_group)
+    columns = {"user_age": _floats(query.customers["age"].cast(pl.Float32))}
+    for name, values in stats.items():
+        columns[f"user_{name}"] = np.nan_to_num(values, nan=0.0) if name in USER_COUNTS else values
+    return columns
+
+
+def interaction_features(candidates: Candidates, query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]:
+    """User x article, one value per candidate line in order: times bought and days since (nan if never), the
+    same for its product_code, and the share of the customer's purchases in the article's group (0 without
+    history)."""
     h = query.arrays()
-    rows = candidates["row"].to_numpy().astype(np.int64)
-    items = candidates["article_idx"].to_numpy().astype(np.int64)
+    rows = candidates.row.astype(np.int64)
+    items = candidates.article_idx.astype(np.int64)
     product = articles.product
-    columns = []
+    columns = {}
     for counted, since, bought, asked in (
         ("times_bought", "days_since_bought", pair_key(h.row, h.article_idx), pair_key(rows, items)),
         ("product_times_bought", "days_since_product", pair_key(h.row, product[h.article_idx]),
@@ -88,16 +102,15 @@ def interaction_features(candidates: pl.DataFrame, query: Query, articles: Artic
         distinct, count = group_sum(bought, np.ones(bought.size))
         _, newest = group_max(bought, -h.days)  # minus the fewest days since
         found, at = _find(distinct, asked)
-        columns.append(pl.Series(counted, _take(count, found, at), dtype=pl.UInt32))
-        columns.append(pl.Series(since, _take(-newest, found, at), dtype=pl.Int64).set(pl.Series(~found), None))
+        columns[counted] = _take(count, found, at)
+        columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
     for column in GROUP_COLUMNS:
         codes = articles.groups[column]
         distinct, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
         found, at = _find(distinct, pair_key(rows, codes[items]))
-        share = _take(count, found, at) / np.maximum(totals[rows], 1.0)
-        columns.append(pl.Series(f"share_{column}", share, dtype=pl.Float64))
-    return pl.DataFrame(columns)
+        columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
+    return columns
 
 
 def _find(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,20 +128,35 @@ def _take(values: np.ndarray, found: np.ndarray, at: np.ndarray) -> np.ndarray:
     return out
 
 
+def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]:
+    """Every ranker input for every candidate line, in the candidates' order: the sources' ranks and scores, the
+    article's attributes and statistics, the user x article interactions, the customer's features, and the
+    article's price against the customer's average. Floats, nan where missing (a source that did not propose
+    the line, an article never sold, a customer with no history): the numbers LightGBM reads, with no table
+    built on the way, since a live query pays a fixed cost for every Polars call."""
+    rows, items = candidates.row, candidates.article_idx
+    columns: dict[str, np.ndarray] = {"row": rows, "article_idx": items}
+    for name, ranks in candidates.ranks.items():
+        columns[f"{name}_rank"] = np.where(ranks >= 0, ranks, np.nan).astype(np.float32)
+        columns[f"{name}_score"] = candidates.scores[name]
+    columns.update({name: values[items] for name, values in articles.features.items()})
+    columns.update(interaction_features(candidates, query, articles))
+    columns.update({name: values[rows] for name, values in user_columns(query, articles).items()})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        columns["price_ratio"] = columns["item_mean_sale_price"] / columns["user_avg_price"]
+    return columns
+
+
 def build_features(
-    candidates: pl.DataFrame, query: Query, articles: pl.DataFrame | ArticleLookup
+    candidates: Candidates, query: Query, articles: pl.DataFrame | ArticleLookup
 ) -> pl.DataFrame:
-    """Candidates (`row, article_idx, <source>_rank/_score`) joined with every feature; `articles` is
-    `article_table()` as of the query's date (or the model's cutoff for a live query), or its ArticleLookup.
-    Sorted by row, then article_idx."""
+    """`feature_arrays` as a table, null where missing; `articles` is `article_table()` as of the query's date (or
+    the model's cutoff for a live query), or its ArticleLookup. One row per candidate line, in its order (by row,
+    then article_idx)."""
     lookup = articles if isinstance(articles, ArticleLookup) else ArticleLookup.of(articles)
-    keys = pair_key(candidates["row"].to_numpy(), candidates["article_idx"].to_numpy())
-    if np.any(keys[1:] < keys[:-1]):
-        candidates = candidates.sort("row", "article_idx")
-    items = lookup.features[candidates["article_idx"].to_numpy()]
-    users = user_table(query, lookup.table)[candidates["row"].to_numpy()].drop("row")
-    frame = pl.concat([candidates, items, interaction_features(candidates, query, lookup), users], how="horizontal")
-    return frame.with_columns((pl.col("item_mean_sale_price") / pl.col("user_avg_price")).alias("price_ratio"))
+    columns = feature_arrays(candidates, query, lookup)
+    return pl.DataFrame([pl.Series(name, values, nan_to_null=values.dtype.kind == "f")
+                         for name, values in columns.items()])
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:

@@ -15,8 +15,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from hmrec.candidates.generate import generate_candidates, proposed_by
-from hmrec.ranking.features import ArticleLookup, article_table, build_features, feature_columns
+from hmrec.candidates.generate import Candidates, propose
+from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays, feature_columns
 from hmrec.recommenders.base import (
     Query,
     Recommender,
@@ -88,10 +88,10 @@ def default_sources(seed: int = 7) -> dict[str, Recommender]:
     }
 
 
-def pair_scores(users: np.ndarray, items: np.ndarray, frame: pl.DataFrame) -> np.ndarray:
-    """user . article for every candidate line, not only the ones the two-tower retrieved (its index holds
-    only recently sold articles and returns its top-N). users: (len(query), dim), items: (n_articles, dim)."""
-    rows, articles = frame["row"].to_numpy(), frame["article_idx"].to_numpy()
+def pair_scores(users: np.ndarray, items: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
+    """user . article for every candidate line (query row, article_idx), not only the ones the two-tower
+    retrieved (its index holds only recently sold articles and returns its top-N). users: (len(query), dim),
+    items: (n_articles, dim)."""
     return np.einsum("nd,nd->n", users[rows], items[articles]).astype(np.float32)
 
 
@@ -162,7 +162,7 @@ class FinalRecommender(Recommender):
             buyers = np.sort(rng.choice(buyers, cfg.max_train_customers, replace=False))
         query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
         articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff))
-        frame = self._features(query, articles)
+        frame = pl.DataFrame(self._features(query, articles)[1])
         rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
         bought = labels.join(rows, on="customer_idx").select("row", "article_idx").unique()
         frame = frame.join(bought.with_columns(pl.lit(1, pl.Int8).alias("label")), on=["row", "article_idx"],
@@ -177,16 +177,19 @@ class FinalRecommender(Recommender):
             raise ValueError("no buyer of the ranker's training window has a bought article among its candidates")
         return frame.sort("row", "article_idx")
 
-    def _features(self, query: Query, articles: ArticleLookup) -> pl.DataFrame:
+    def _features(self, query: Query, articles: ArticleLookup) -> tuple[Candidates, dict[str, np.ndarray]]:
+        """The candidates of every query row and their `feature_arrays`, with the two-tower's pair score."""
         two_tower = self.sources.get("two_tower")
         if not (hasattr(two_tower, "user_vectors") and hasattr(two_tower, "search")):
-            return build_features(generate_candidates(self.sources, query, self.n_per_source), query, articles)
+            candidates = propose(self.sources, query, self.n_per_source)
+            return candidates, feature_arrays(candidates, query, articles)
         # the user vectors are most of a one-customer query's cost: computed once, for retrieval and pair scores
         users = two_tower.user_vectors(query)
         retrieved = {"two_tower": two_tower.search(users, self.n_per_source["two_tower"])}
-        candidates = generate_candidates(self.sources, query, self.n_per_source, answered=retrieved)
-        frame = build_features(candidates, query, articles)
-        return frame.with_columns(pl.Series(PAIR_SCORE, pair_scores(users, two_tower.article_vectors(), frame)))
+        candidates = propose(self.sources, query, self.n_per_source, answered=retrieved)
+        features = feature_arrays(candidates, query, articles)
+        features[PAIR_SCORE] = pair_scores(users, two_tower.article_vectors(), candidates.row, candidates.article_idx)
+        return candidates, features
 
     def _train(self, frame: pl.DataFrame) -> lgb.Booster:
         cfg = self.config
@@ -224,24 +227,29 @@ class FinalRecommender(Recommender):
         return lgb.Dataset(self._matrix(frame), label=frame["label"].to_numpy(), group=groups,
                            feature_name=self.config.feature_names, reference=reference, free_raw_data=True)
 
-    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
-        missing = [name for name in self.config.feature_names if name not in frame.columns]
+    def _matrix(self, features: pl.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
+        """The model inputs in training order, float32 with nan for missing; from a table or `feature_arrays`."""
+        present = features.columns if isinstance(features, pl.DataFrame) else features
+        missing = [name for name in self.config.feature_names if name not in present]
         if missing:
             raise ValueError(f"the ranker was trained with features {missing} that these candidates lack")
-        # one conversion to the common supertype (nulls -> nan), then float32: a cast per column costs more
-        return frame.select(self.config.feature_names).to_numpy().astype(np.float32, copy=False)
+        if isinstance(features, pl.DataFrame):
+            # one conversion to the common supertype (nulls -> nan), then float32: a cast per column costs more
+            return features.select(self.config.feature_names).to_numpy().astype(np.float32, copy=False)
+        matrix = np.empty((len(features["row"]), len(self.config.feature_names)), dtype=np.float32)
+        for j, name in enumerate(self.config.feature_names):
+            matrix[:, j] = features[name]
+        return matrix
 
-    def scored(self, query: Query) -> pl.DataFrame:
-        """Every candidate of every query row with its ranker `score` and the `sources` that proposed it."""
+    def _scored(self, query: Query) -> tuple[Candidates, np.ndarray]:
+        """Every candidate of every query row and its ranker score (float32)."""
         if self.booster is None or self.articles is None:
             raise RuntimeError("FinalRecommender used before fit or load")
-        frame = self._features(query, self.article_lookup())
+        candidates, features = self._features(query, self.article_lookup())
         # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer)
-        threads = 1 if frame.height < SINGLE_THREAD_ROWS else self.config.num_threads
-        scores = self.booster.predict(self._matrix(frame), num_threads=threads) if frame.height else np.zeros(0)
-        return frame.select("row", "article_idx", proposed_by(list(self.sources))).with_columns(
-            pl.Series("score", scores.astype(np.float32))
-        )
+        threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else self.config.num_threads
+        scores = self.booster.predict(self._matrix(features), num_threads=threads) if len(candidates) else np.zeros(0)
+        return candidates, scores.astype(np.float32)
 
     def article_lookup(self) -> ArticleLookup:
         """The answering cutoff's article table, ready for `build_features` (built once)."""
@@ -250,16 +258,18 @@ class FinalRecommender(Recommender):
         return self._lookup
 
     def recommend(self, query: Query, k: int) -> Recs:
-        scored = self.scored(query)
-        best, _ = _best_first(scored, k)
-        rows, items, scores = (scored[c].to_numpy()[best] for c in ("row", "article_idx", "score"))
-        return Recs.from_sorted(rows, items, scores, len(query), k)
+        candidates, scores = self._scored(query)
+        best, _ = _best_first(candidates, scores, k)
+        return Recs.from_sorted(candidates.row[best], candidates.article_idx[best], scores[best], len(query), k)
 
     def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
-        scored = self.scored(query)
-        best, ranks = _best_first(scored, k)
-        top = scored[best].with_columns(pl.Series("rank", ranks, dtype=pl.Int16))
-        return top.select("row", "rank", "article_idx", "score", "sources")
+        """`row, rank, article_idx, score` of each row's k best and the `sources` that proposed each article."""
+        candidates, scores = self._scored(query)
+        best, ranks = _best_first(candidates, scores, k)
+        return pl.DataFrame({
+            "row": candidates.row[best], "rank": ranks.astype(np.int16), "article_idx": candidates.article_idx[best],
+            "score": scores[best], "sources": pl.Series(candidates.proposed_by(best), dtype=pl.List(pl.String)),
+        })
 
     def feature_importance(self) -> pl.DataFrame:
         """`feature, gain, splits` of the trained ranker, most gain first."""
@@ -307,10 +317,10 @@ class FinalRecommender(Recommender):
         return model
 
 
-def _best_first(scored: pl.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of each row's k best lines of `scored` (by row, best score first, ties to the smaller
+def _best_first(candidates: Candidates, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each row's k best candidate lines (by row, best score first, ties to the smaller
     article_idx) and their ranks within the row."""
-    rows = scored["row"].to_numpy().astype(np.int64)
-    order = np.lexsort((scored["article_idx"].to_numpy(), -scored["score"].to_numpy(), rows))
+    rows = candidates.row.astype(np.int64)
+    order = np.lexsort((candidates.article_idx, -scores, rows))
     ranks = np.arange(order.size) - np.searchsorted(rows[order], rows[order], side="left")
     return order[ranks < k], ranks[ranks < k]

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.store.arrays import days_before, pair_key, split_key
-from hmrec.store.features import user_features
+from hmrec.store.features import user_feature_arrays
 from hmrec.store.tables import age_bucket
 
 PAD_ITEM = -1
@@ -57,21 +57,20 @@ class Query:
     customers: pl.DataFrame
     history: pl.DataFrame
     as_of: date
-    _user_features: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _user_features: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
     _arrays: HistoryArrays | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.customers.height
 
-    def user_features(self, articles: pl.DataFrame) -> pl.DataFrame:
-        """`store.features.user_features` for every query row, in order (`row` UInt32, then the features, null
-        for a row without history), computed once per query: the two-tower and the ranker both need them.
-        articles: the store's articles (article_idx, index_group_no)."""
+    def user_features(self, groups: np.ndarray) -> dict[str, np.ndarray]:
+        """`store.features.user_features` of every query row, in order, as numpy columns (nan for a row without
+        history), computed once per query: the two-tower and the ranker both need them.
+        groups: index_group_no by article_idx (`store.features.index_groups` of the store's articles)."""
         if self._user_features is None:
-            rows = pl.DataFrame({"row": np.arange(len(self), dtype=np.uint32)})
-            stats = user_features(self.history, articles, self.as_of, key="row")
-            self._user_features = rows.join(stats.with_columns(pl.col("row").cast(pl.UInt32)), on="row",
-                                            how="left", maintain_order="left")
+            h, history = self.arrays(), self.history
+            self._user_features = user_feature_arrays(h.row, h.days, h.article_idx, history["price"].to_numpy(),
+                                                      history["sales_channel_id"].to_numpy(), groups, len(self))
         return self._user_features
 
     def arrays(self) -> HistoryArrays:

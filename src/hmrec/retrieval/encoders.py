@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,19 +93,24 @@ class NumericScaler:
         std = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)
         return cls(columns, log, mean.tolist(), std.tolist())
 
-    def _transformed(self, frame: pl.DataFrame) -> np.ndarray:
-        missing = [c for c in self.columns if c not in frame.columns]
+    def _transformed(self, frame: pl.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        present = frame.columns if isinstance(frame, pl.DataFrame) else list(frame)
+        missing = [c for c in self.columns if c not in present]
         if missing:
-            raise ValueError(f"numeric feature columns {missing} are missing; the frame has {frame.columns}")
+            raise ValueError(f"numeric feature columns {missing} are missing; the frame has {present}")
         # (n, n_columns), nan where missing
-        values = frame.select([pl.col(c).cast(pl.Float64) for c in self.columns]).to_numpy().astype(np.float64)
-        values = values.reshape(frame.height, len(self.columns))
+        if isinstance(frame, pl.DataFrame):
+            values = frame.select([pl.col(c).cast(pl.Float64) for c in self.columns]).to_numpy().astype(np.float64)
+            values = values.reshape(frame.height, len(self.columns))
+        else:
+            values = np.column_stack([np.asarray(frame[c], dtype=np.float64) for c in self.columns])
         log = np.array(self.log, dtype=bool)
         values[:, log] = np.log1p(np.maximum(values[:, log], 0.0))
         return values
 
-    def transform(self, frame: pl.DataFrame) -> np.ndarray:
-        """(n, n_columns) float32, standardised, missing -> 0."""
+    def transform(self, frame: pl.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """(n, n_columns) float32, standardised, missing -> 0; `frame` a table or its columns as arrays (nan:
+        missing)."""
         scaled = (self._transformed(frame) - np.array(self.mean)) / np.array(self.std)
         return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 

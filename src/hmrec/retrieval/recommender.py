@@ -29,6 +29,7 @@ from hmrec.retrieval.encoders import ITEM_CATEGORICALS, USER_CATEGORICALS, Encod
 from hmrec.retrieval.index import ArticleIndex
 from hmrec.retrieval.model import TowerShapes, TwoTower
 from hmrec.retrieval.train import TrainInputs, deterministic, inference, past_items, train
+from hmrec.store.features import index_groups
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class TwoTowerRecommender(Recommender):
         self.item_bias: np.ndarray | None = None  # (n_articles,) score offsets as of the cutoff, in index units
         self._item_codes: torch.Tensor | None = None  # (n_articles + 1, n_item_fields), last row all-OOV
         self._item_numeric: torch.Tensor | None = None  # (n_articles + 1, n_item_numeric) as of the cutoff
+        self._groups: tuple[pl.DataFrame, np.ndarray] | None = None  # (articles, their index_groups)
 
     def fit(self, data: TrainData) -> Self:
         config = self.config
@@ -181,7 +183,7 @@ class TwoTowerRecommender(Recommender):
         profiles = torch.from_numpy(self.encoders.encode_users(customer_profiles(query.customers)))
         rows = np.arange(n, dtype=np.int64)
         history = PurchaseHistory.from_frame(query.history, "row")
-        numeric = torch.from_numpy(self.encoders.user_scaler.transform(query.user_features(self.articles)))
+        numeric = torch.from_numpy(self.encoders.user_scaler.transform(query.user_features(self._index_groups())))
         as_of = np.full(n, day_number(query.as_of), dtype=np.int64)
         out = np.zeros((n, config.out_dim), dtype=np.float32)
         # one thread for a live customer or a few: tiny matrices lose more to thread hand-offs than they gain
@@ -194,6 +196,12 @@ class TwoTowerRecommender(Recommender):
         if self.item_bias is not None:
             out = np.hstack([out, np.ones((n, 1), dtype=np.float32)])
         return out
+
+    def _index_groups(self) -> np.ndarray:
+        """index_group_no by article_idx of the model's articles, for the user features (built once per table)."""
+        if self._groups is None or self._groups[0] is not self.articles:
+            self._groups = (self.articles, index_groups(self.articles))
+        return self._groups[1]
 
     def recommend(self, query: Query, k: int) -> Recs:
         return self.search(self.user_vectors(query), k)

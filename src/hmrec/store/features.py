@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.store.arrays import days_before, group_max, pair_key, split_key
+from hmrec.store.arrays import pair_key, split_key
 
 # Windows ending the day before `as_of`: "1w" counts purchases on as_of-7 .. as_of-1.
 WINDOWS = {"1w": 7, "4w": 28, "12w": 84}
@@ -22,8 +22,6 @@ ITEM_FEATURE_COLUMNS = (
     *(f"sales_{name}" for name in WINDOWS), "sales_all",
     "days_since_first_sale", "days_since_last_sale", "mean_sale_price", "buyers", "online_sale_share",
 )
-
-SMALL_HISTORY = 2_000  # user_features of at most this many purchases are computed in numpy
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -53,13 +51,8 @@ def user_features(history: Frame, articles: pl.DataFrame, as_of: date, key: str 
     history: key, t_dat, article_idx, price, sales_channel_id (rows on or after as_of are ignored).
     articles: article_idx, index_group_no (any order).
     favourite_index_group: the index_group_no bought most often; ties go to the smallest number.
+    A query's customers get the same features from `user_feature_arrays`, without Polars' per-call overhead.
     """
-    if isinstance(history, pl.DataFrame) and history.height <= SMALL_HISTORY:
-        return _small_user_features(history, articles, as_of, key)
-    return _user_features(history, articles, as_of, key)
-
-
-def _user_features(history: Frame, articles: pl.DataFrame, as_of: date, key: str) -> pl.DataFrame:
     past = _before(history, as_of).select(key, "t_dat", "article_idx", "price", "sales_channel_id")
     stats = past.group_by(key).agg(
         *_activity(as_of, "purchases"),
@@ -82,53 +75,69 @@ def _user_features(history: Frame, articles: pl.DataFrame, as_of: date, key: str
     return joined.select(key, *USER_FEATURE_COLUMNS).collect()
 
 
-def _small_user_features(history: pl.DataFrame, articles: pl.DataFrame, as_of: date, key: str) -> pl.DataFrame:
-    """`_user_features` in numpy, for a live query's few purchases: Polars' per-operation overhead, not the rows,
-    is what one customer pays for."""
-    past = history.filter(pl.col("t_dat") < as_of)
-    keys, inverse = np.unique(past[key].to_numpy().astype(np.int64), return_inverse=True)
-    n = keys.size
-    days = days_before(past["t_dat"].to_numpy(), as_of)
-    count = np.bincount(inverse, minlength=n)
-    columns = {key: pl.Series(key, keys, dtype=history.schema[key])}
-    for name, window in WINDOWS.items():
-        columns[f"purchases_{name}"] = np.bincount(inverse, weights=days <= window, minlength=n)
-    columns["purchases_all"] = count
-    columns["days_since_last_purchase"] = -group_max(inverse, -days)[1]
-    columns["days_since_first_purchase"] = group_max(inverse, days)[1]
-    columns["avg_price"] = np.bincount(inverse, weights=past["price"].to_numpy(), minlength=n) / np.maximum(count, 1)
-    online = past["sales_channel_id"].to_numpy() == ONLINE_CHANNEL
-    columns["online_share"] = np.bincount(inverse, weights=online, minlength=n) / np.maximum(count, 1)
-    columns["favourite_index_group"] = _favourite_group(past, articles, inverse, n)
-    pairs = np.unique(pair_key(inverse, past["article_idx"].to_numpy()))
-    columns["distinct_articles"] = np.bincount(split_key(pairs)[0], minlength=n)
-    schema = {**{c: pl.Int32 for c in USER_FEATURE_COLUMNS}, "avg_price": pl.Float32, "online_share": pl.Float32}
-    return pl.DataFrame([columns[key]] + [pl.Series(c, columns[c], dtype=schema[c], strict=False)
-                                          for c in USER_FEATURE_COLUMNS])
+def index_groups(articles: pl.DataFrame) -> np.ndarray:
+    """index_group_no by article_idx (any row order), -1 where it is missing; for `user_feature_arrays`."""
+    idx = articles["article_idx"].to_numpy().astype(np.int64)
+    groups = np.full(int(idx.max()) + 1 if idx.size else 0, -1, dtype=np.int64)
+    groups[idx] = articles["index_group_no"].fill_null(-1).to_numpy()
+    return groups
 
 
-def _favourite_group(past: pl.DataFrame, articles: pl.DataFrame, inverse: np.ndarray, n: int) -> pl.Series:
-    """Per key (numbered by `inverse`): the index_group_no bought most often, ties to the smallest; null if none."""
-    bought = past["article_idx"].cast(pl.Int64)
-    rows = articles[bought.clip(0, max(articles.height - 1, 0)).to_numpy()] if articles.height else articles
-    if rows.height == bought.len() and rows["article_idx"].cast(pl.Int64).equals(bought, check_names=False):
-        groups = rows["index_group_no"]  # the store's tables hold article_idx i in row i: a gather, not a join
-    else:
-        groups = pl.DataFrame({"article_idx": bought}).join(
-            articles.select(pl.col("article_idx").cast(pl.Int64), "index_group_no"),
-            on="article_idx", how="left", maintain_order="left",
-        )["index_group_no"]
-    known = groups.is_not_null().to_numpy()
-    owner, group = inverse[known], groups.to_numpy()[known].astype(np.int64)
-    favourite = np.full(n, -1, dtype=np.int64)
+def user_feature_arrays(
+    row: np.ndarray, days: np.ndarray, article_idx: np.ndarray, price: np.ndarray, channel: np.ndarray,
+    groups: np.ndarray, n: int,
+) -> dict[str, np.ndarray]:
+    """`user_features` of query rows 0..n-1 in numpy: a live query is a few dozen purchases, and every Polars call
+    has a fixed cost that dwarfs them. The purchases: owning `row`, `days` before as_of (those at < 1 day are
+    ignored), `article_idx`, `price`, `sales_channel_id`; `groups` from `index_groups`.
+
+    One array per USER_FEATURE_COLUMNS, row i for row i: float64 (avg_price and online_share float32, as the
+    tables hold them), nan for a row without purchases and where the tables hold null.
+    """
+    past = days >= 1
+    row, days, article_idx = row[past].astype(np.int64), days[past], article_idx[past].astype(np.int64)
+    count = np.bincount(row, minlength=n)
+    absent = count == 0
+
+    def per_row(values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        values = values.astype(dtype)
+        values[absent] = np.nan
+        return values
+
+    columns = {f"purchases_{name}": per_row(np.bincount(row, weights=days <= window, minlength=n))
+               for name, window in WINDOWS.items()}
+    columns["purchases_all"] = per_row(count)
+    newest, oldest = np.full(n, np.iinfo(np.int64).max), np.zeros(n, dtype=np.int64)
+    np.minimum.at(newest, row, days)
+    np.maximum.at(oldest, row, days)
+    columns["days_since_last_purchase"] = per_row(newest)
+    columns["days_since_first_purchase"] = per_row(oldest)
+    spent = np.bincount(row, weights=price[past], minlength=n)
+    columns["avg_price"] = per_row(spent / np.maximum(count, 1), np.float32)
+    online = np.bincount(row, weights=channel[past] == ONLINE_CHANNEL, minlength=n)
+    columns["online_share"] = per_row(online / np.maximum(count, 1), np.float32)
+    columns["favourite_index_group"] = _favourite_group(row, article_idx, groups, n)
+    columns["distinct_articles"] = per_row(np.bincount(split_key(np.unique(pair_key(row, article_idx)))[0],
+                                                       minlength=n))
+    return {name: columns[name] for name in USER_FEATURE_COLUMNS}
+
+
+def _favourite_group(row: np.ndarray, article_idx: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """Per row: the index group bought most often, ties to the smallest number; nan if none is known."""
+    known = (article_idx >= 0) & (article_idx < groups.size)
+    group = np.full(article_idx.size, -1, dtype=np.int64)
+    group[known] = groups[article_idx[known]]
+    known = group >= 0
+    owner, group = row[known], group[known]
+    favourite = np.full(n, np.nan)
     if owner.size:
         numbers, code = np.unique(group, return_inverse=True)  # dense codes keep the group order
         pairs, counts = np.unique(owner * numbers.size + code, return_counts=True)
         who, code = pairs // numbers.size, pairs % numbers.size
-        order = np.lexsort((code, -counts, who))  # per key: most bought first, then the smallest number
+        order = np.lexsort((code, -counts, who))  # per row: most bought first, then the smallest number
         first = order[np.append(True, who[order][1:] != who[order][:-1])]
         favourite[who[first]] = numbers[code[first]]
-    return pl.Series(favourite, dtype=pl.Int32).set(pl.Series(favourite < 0), None)
+    return favourite
 
 
 def item_features(transactions: Frame, articles: pl.DataFrame, as_of: date) -> pl.DataFrame:
