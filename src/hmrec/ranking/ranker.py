@@ -18,6 +18,7 @@ import polars as pl
 from hmrec.candidates.generate import Candidates, propose
 from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays, feature_columns
 from hmrec.recommenders.base import (
+    Explained,
     Query,
     Recommender,
     Recs,
@@ -262,14 +263,15 @@ class FinalRecommender(Recommender):
         best, _ = _best_first(candidates, scores, k)
         return Recs.from_sorted(candidates.row[best], candidates.article_idx[best], scores[best], len(query), k)
 
-    def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
-        """`row, rank, article_idx, score` of each row's k best and the `sources` that proposed each article."""
+    def explain(self, query: Query, k: int) -> list[list[Explained]]:
         candidates, scores = self._scored(query)
-        best, ranks = _best_first(candidates, scores, k)
-        return pl.DataFrame({
-            "row": candidates.row[best], "rank": ranks.astype(np.int16), "article_idx": candidates.article_idx[best],
-            "score": scores[best], "sources": pl.Series(candidates.proposed_by(best), dtype=pl.List(pl.String)),
-        })
+        best, _ = _best_first(candidates, scores, k)
+        answers: list[list[Explained]] = [[] for _ in range(len(query))]
+        lines = zip(candidates.row[best].tolist(), candidates.article_idx[best].tolist(), scores[best].tolist(),
+                    candidates.proposed_by(best), strict=True)
+        for row, item, score, sources in lines:
+            answers[row].append((item, score, sources))
+        return answers
 
     def feature_importance(self) -> pl.DataFrame:
         """`feature, gain, splits` of the trained ranker, most gain first."""

@@ -23,6 +23,7 @@ from hmrec.store.features import user_feature_arrays
 from hmrec.store.tables import age_bucket
 
 PAD_ITEM = -1
+Explained = tuple[int, float, list[str]]  # article_idx, score, the sources that proposed it
 
 
 @dataclass
@@ -189,10 +190,20 @@ class Recommender(ABC):
     @abstractmethod
     def recommend(self, query: Query, k: int) -> Recs: ...
 
+    def explain(self, query: Query, k: int) -> list[list[Explained]]:
+        """Per query row, its answers best first, each with the sources that proposed it (this one, unless the
+        recommender merges several)."""
+        recs = self.recommend(query, k)
+        return [[(int(a), float(s), [self.name]) for a, s in zip(items, scores, strict=True) if a != PAD_ITEM]
+                for items, scores in zip(recs.items, recs.scores, strict=True)]
+
     def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
-        """Long form `row, rank, article_idx, score, sources` (the sources that proposed each article)."""
-        frame = self.recommend(query, k).to_frame()
-        return frame.with_columns(pl.lit([self.name], dtype=pl.List(pl.String)).alias("sources"))
+        """`explain` in long form: `row, rank, article_idx, score, sources`."""
+        answers = self.explain(query, k)
+        lines = [(row, rank, *answer) for row, items in enumerate(answers) for rank, answer in enumerate(items)]
+        schema = {"row": pl.UInt32, "rank": pl.Int16, "article_idx": pl.Int32, "score": pl.Float32,
+                  "sources": pl.List(pl.String)}
+        return pl.DataFrame(lines, schema=schema, orient="row")
 
     def save(self, directory: Path) -> None:
         """Write the fitted state into `directory` (no pickle); only recommenders that are served need it."""

@@ -92,6 +92,7 @@ class LoadedModel:
     data_end: date
     samples: dict[str, str] = field(default_factory=dict)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # (partner_idx sorted, article_idx): see partners()
+    cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
 
     def partners(self, article_idx: int) -> np.ndarray:
         """Articles whose bought-together partners include `article_idx` (empty if the model has no pairs)."""

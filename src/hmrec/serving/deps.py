@@ -14,15 +14,17 @@ from hmrec.serving.schemas import ARTICLE_ID_PATTERN, CUSTOMER_ID_PATTERN
 from hmrec.serving.settings import Settings
 
 
-def get_engine(request: Request) -> Engine:
+# async, though nothing here waits: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+# per dependency per request
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ONLINE = 2  # sales_channel_id of a purchase made through the service
 RECENT_PURCHASES = 20
+CARD_CACHE = 20_000  # article cards kept per model: the articles answers show most
 
 
 class NotReadyError(RuntimeError):
@@ -257,9 +258,9 @@ class Engine:
                 by_day[history.as_of].append(i)
         for as_of, members in by_day.items():
             query = _query(model, [found[i] for i in members], [histories[i] for i in members], as_of)
-            frame = model.recommender.recommend_explained(query, max(asks[i][1] for i in members))
-            for row, items in enumerate(_per_row(frame, len(members))):
-                ranked[members[row]] = items
+            answers = model.recommender.explain(query, max(asks[i][1] for i in members))
+            for row, items in enumerate(answers):
+                ranked[members[row]] = [{"article_idx": a, "score": s, "sources": sources} for a, s, sources in items]
         return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i))
                 for i, (customer_id, k) in enumerate(asks)]
 
@@ -382,7 +383,7 @@ class Engine:
         else:
             pairs, method = _same_type(model, idx, k), "same_product_type"
         items = [{**self.article_card(model, a), "score": s} for a, s in pairs]
-        return {"article": self.article_card(model, idx), "method": method, "items": items}
+        return {"article": {**self.article_card(model, idx)}, "method": method, "items": items}
 
     def popular(self, age: int | None, k: int) -> dict:
         model = self.model
@@ -396,6 +397,15 @@ class Engine:
                 "items": [{**self.article_card(model, it["article_idx"]), "score": it["score"]} for it in items]}
 
     def article_card(self, model: LoadedModel, idx: int) -> dict:
+        """What every answer shows of an article; kept on the model, so callers copy it into their own dicts."""
+        card = model.cards.get(idx)
+        if card is None:
+            card = self._card(model, idx)
+            if len(model.cards) < CARD_CACHE:
+                model.cards[idx] = card
+        return card
+
+    def _card(self, model: LoadedModel, idx: int) -> dict:
         c = model.catalogue
         article_id = f"{int(c.article_ids[idx]):010d}"
         price = c.prices[idx]
@@ -470,16 +480,6 @@ def _query(model: LoadedModel, found: list[int | None], histories: list[_History
     else:
         profiles = model.customers[np.asarray(found, dtype=np.int64)]
     return Query(profiles, _history_frame(histories), as_of)
-
-
-def _per_row(frame: pl.DataFrame, n_rows: int) -> list[list[dict]]:
-    """`recommend_explained`'s frame as each query row's items, best first."""
-    frame = frame.sort("row", "rank")
-    rows = frame["row"].to_numpy()
-    items, scores, sources = frame["article_idx"].to_list(), frame["score"].to_list(), frame["sources"].to_list()
-    bounds = np.searchsorted(rows, np.arange(n_rows + 1), side="left")
-    return [[{"article_idx": int(items[j]), "score": float(scores[j]), "sources": list(sources[j] or [])}
-             for j in range(bounds[r], bounds[r + 1])] for r in range(n_rows)]
 
 
 def _settle(future: asyncio.Future, answer: object, error: BaseException | None) -> None:
