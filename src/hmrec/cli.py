@@ -185,12 +185,12 @@ def serve(
     factory = "hmrec.serving.app:app_from_environment"
     typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
     if settings.workers == 1:
-        uvicorn.run(factory, factory=True, host=host, port=port, log_level="info")
+        uvicorn.run(factory, factory=True, host=host, port=port, log_level="info", access_log=settings.access_log)
         return
     metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        code = serve_workers(factory, host, port, settings.workers)
+        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log)
     except OSError as error:
         _fail(f"cannot listen on {host}:{port}: {error}")
     finally:

@@ -32,7 +32,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(app: str, host: str, port: int, log_level: str) -> None:
+def _worker(app: str, host: str, port: int, log_level: str, access_log: bool) -> None:
     import uvicorn
 
     from hmrec import logs
@@ -43,18 +43,19 @@ def _worker(app: str, host: str, port: int, log_level: str) -> None:
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level)
+    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level, access_log=access_log)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info") -> int:
+def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info",
+                  access_log: bool = True) -> int:
     """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code."""
     listening_socket(host, port).close()  # fail here, once, if the port is taken by a process we cannot share with
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked thread pools or locks
     stop = threading.Event()
 
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(app, host, port, log_level), name="hmrec-worker")
+        process = context.Process(target=_worker, args=(app, host, port, log_level, access_log), name="hmrec-worker")
         process.start()
         return process
 
