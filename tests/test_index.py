@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
+from hmrec.recommenders.base import PAD_ITEM
+from hmrec.retrieval import index as index_module
 from hmrec.retrieval.index import ArticleIndex
 
 
@@ -42,6 +45,23 @@ def test_approximate_top100_agrees_with_exact_search(vectors, kind):
     approx, _ = ArticleIndex.build(items, ids, kind=kind, seed=1).search(queries, 100)
     agreement = np.mean([len(set(a) & set(e)) / 100 for a, e in zip(approx, exact, strict=True)])
     assert agreement >= 0.98, f"{kind} top-100 agrees with exact search on only {agreement:.1%}"
+
+
+def test_ivf_searches_more_lists_when_the_probed_ones_hold_fewer_than_k(vectors):
+    items, ids, queries = vectors
+    small = ArticleIndex.build(items[:200], ids[:200], kind="ivf")  # 5 lists of ~40, one probed at first
+    assert small.search_depth == 1
+    found, scores = small.search(queries[:20], 100)
+    assert (found != PAD_ITEM).all() and not np.isnan(scores).any()
+    assert all(len(set(row)) == 100 for row in found) and np.all(np.diff(scores, axis=1) <= 1e-6)
+
+
+def test_auto_index_is_exact_for_a_small_catalogue_and_ivf_for_a_large_one(vectors, monkeypatch):
+    items, ids, _ = vectors
+    monkeypatch.setattr(index_module, "IVF_FROM", 1000)
+    assert ArticleIndex.build(items[:999], ids[:999], kind="auto").kind == "flat"
+    large = ArticleIndex.build(items, ids, kind="auto")
+    assert large.kind == "ivf" and large.search_depth == faiss.downcast_index(large.index).nlist // 4
 
 
 def test_filtered_search_returns_exactly_k_when_enough_remain(vectors):

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 INDEX_META_FILE = "index.json"
-INDEX_KINDS = ("flat", "hnsw", "ivf")
+INDEX_KINDS = ("flat", "hnsw", "ivf", "auto")
+IVF_FROM = 20_000  # "auto" builds an IVF index from this many vectors, a flat (exact) one below
 
 
 def _build_faiss(vectors: np.ndarray, kind: str, hnsw_m: int, ivf_lists: int, seed: int) -> faiss.Index:
@@ -67,6 +68,8 @@ class ArticleIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
             raise ValueError(f"vectors must be (n_ids, dim) = ({len(ids)}, dim), not {vectors.shape}")
+        if kind == "auto":  # exact search of a small catalogue costs little; a large one's dominates an answer
+            kind = "ivf" if len(ids) >= IVF_FROM else "flat"
         index = _build_faiss(vectors, kind, hnsw_m, ivf_lists, seed)
         if search_depth is None:
             # IVF probes a quarter of its lists; HNSW's list grows with the fetch size anyway (see _apply_depth).
@@ -74,12 +77,16 @@ class ArticleIndex:
         logger.debug("built a %s index of %d article vectors (dim %d)", kind, len(ids), vectors.shape[1])
         return cls(index, ids, kind, search_depth)
 
-    def _apply_depth(self, fetch: int) -> None:
+    def _apply_depth(self, fetch: int, depth: int) -> None:
         if self.kind == "hnsw":
             # HNSW's candidate list must be well above the number of results asked for.
-            faiss.downcast_index(self.index).hnsw.efSearch = max(self.search_depth, 4 * fetch)
+            faiss.downcast_index(self.index).hnsw.efSearch = max(depth, 4 * fetch)
         elif self.kind == "ivf":
-            faiss.downcast_index(self.index).nprobe = self.search_depth
+            faiss.downcast_index(self.index).nprobe = depth
+
+    def _deepest(self) -> int:
+        """The search depth at which the index searches everything it holds (IVF: all its lists)."""
+        return faiss.downcast_index(self.index).nlist if self.kind == "ivf" else self.search_depth
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -95,20 +102,22 @@ class ArticleIndex:
         """Top-k article_idx and scores per query row, best first, padded with -1 / nan.
 
         Articles in `exclude` are dropped and, when `allow` is given, only articles in it are kept. The index
-        is asked for `overfetch` times more than needed, and asked again with a deeper fetch while a row has
-        fewer than k survivors and the index holds more; so exactly k come back whenever k articles pass.
+        is asked for `overfetch` times more than needed, and asked again with a deeper fetch (and, for IVF, twice
+        the lists, whose few vectors may hold fewer than k) while a row has fewer than k survivors and the index
+        holds more; so exactly k come back whenever k articles pass.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         keep = self._keep_mask(exclude, allow)
         n_pass = int(keep.sum())
         fetch = min(len(self), k if n_pass == len(self) else max(k, k * overfetch))
+        depth, deepest = self.search_depth, self._deepest()
         while True:
-            self._apply_depth(fetch)
+            self._apply_depth(fetch, depth)
             scores, rows = self.index.search(queries, max(fetch, 1))
             items, kept_scores, short = self._filter(scores, rows, keep, k)
-            if not short.any() or fetch >= len(self):
+            if not short.any() or (fetch >= len(self) and depth >= deepest):
                 return items, kept_scores
-            fetch = min(len(self), fetch * 2)
+            fetch, depth = min(len(self), fetch * 2), min(deepest, depth * 2)
 
     def _keep_mask(self, exclude: Collection[int] | None, allow: Collection[int] | None) -> np.ndarray:
         keep = np.ones(len(self), dtype=bool)
