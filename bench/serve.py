@@ -192,9 +192,12 @@ def main() -> None:
                 results[name] = uvloop.run(run_scenario(server.url, plan[name], args.duration, args.concurrency,
                                                          [server.process.pid]))
                 print(f"{name:10s} {json.dumps(results[name])}", file=sys.stderr)
+            # resident memory of each serving process once every scenario ran (the supervisor's included)
+            family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
+            rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
     report = {"workdir": str(args.workdir), "cpus": os.cpu_count(), "concurrency": args.concurrency,
               "batch_max": args.batch_max, "workers": args.workers, "load_average_after": os.getloadavg()[0],
-              "duration_s": args.duration, "warm_customers": len(warm), "scenarios": results}
+              "duration_s": args.duration, "warm_customers": len(warm), "rss_mib": rss_mib, "scenarios": results}
     print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -203,7 +206,7 @@ def main() -> None:
 def markdown(report: dict) -> str:
     lines = [f"{report['workers']} worker(s), concurrency {report['concurrency']}, {report['duration_s']:.0f} s per "
              f"scenario, {report['cpus']} CPUs, batch_max {report['batch_max']}, load average after "
-             f"{report['load_average_after']:.1f}",
+             f"{report['load_average_after']:.1f}, server processes' RSS {report['rss_mib']} MiB",
              "", "| scenario | req/s | p50 ms | p95 ms | p99 ms | server p50 ms | cache hits | failures "
              "| server CPU ms/req | client CPU ms/req |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["scenarios"].items():
