@@ -10,7 +10,7 @@ import pytest
 
 from hmrec.candidates.generate import Candidates
 from hmrec.evaluation.metrics import map_at_k
-from hmrec.ranking.features import article_table, build_features
+from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.recommenders.base import Query, TrainData, load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursRecommender
@@ -203,15 +203,24 @@ def test_interaction_features_have_known_values():
     article, last_day = int(bought["article_idx"][-1]), bought["t_dat"][-1]
     candidates = Candidates(np.zeros(2, dtype=np.uint32), np.array([article, next_colour(article)], dtype=np.int32),
                             ranks={}, scores={})
-    frame = build_features(candidates, query, article_table(data.transactions, data.articles, CUTOFF))
-    own, colour = frame.row(0, named=True), frame.row(1, named=True)
+    features = feature_arrays(candidates, query, ArticleLookup.of(article_table(data.transactions, data.articles,
+                                                                                 CUTOFF)))
+    own, colour = ({name: values[line] for name, values in features.items()} for line in (0, 1))
     days = (CUTOFF - last_day).days
     assert own["times_bought"] == bought.filter(pl.col("article_idx") == article).height
-    assert own["days_since_bought"] == days and colour["days_since_bought"] is None
+    assert own["days_since_bought"] == days and np.isnan(colour["days_since_bought"])
     assert colour["times_bought"] == 0 and colour["days_since_product"] == days
     assert colour["product_times_bought"] >= 1
     assert own["user_purchases_all"] == bought.height
     assert 0 < own["share_product_group_name"] <= 1
+
+
+def test_article_lookup_refuses_a_table_not_indexed_by_article_idx():
+    data, _ = planted_world()
+    table = article_table(data.transactions, data.articles, CUTOFF)
+    ArticleLookup.of(table)
+    with pytest.raises(ValueError, match="does not hold article_idx i in row i"):
+        ArticleLookup.of(table.reverse())
 
 
 def test_two_tower_source_scores_every_candidate():

@@ -26,10 +26,6 @@ class CandidateSourceSet(Protocol):
     n_per_source: Mapping[str, int]
 
 
-def source_columns(names: Sequence[str]) -> list[str]:
-    return [f"{name}_{part}" for name in names for part in ("rank", "score")]
-
-
 @dataclass
 class Candidates:
     """Per query row, the union of several sources' answers as arrays: one line per (row, article_idx), sorted by

@@ -31,16 +31,6 @@ def article_table(transactions: pl.DataFrame, articles: pl.DataFrame, as_of: dat
     return attrs.join(stats, on="article_idx", how="left").sort("article_idx")
 
 
-def article_rows(articles: pl.DataFrame, article_idx: pl.Series) -> pl.DataFrame:
-    """The rows of `articles` (row i holds article_idx i, as `article_table` makes it) for `article_idx`, in
-    that order: a gather, where a join would hash the whole table on every query."""
-    rows = articles[article_idx.to_numpy()]
-    if not rows["article_idx"].cast(pl.Int64).equals(article_idx.cast(pl.Int64).rename("article_idx")):
-        raise ValueError(f"the articles table ({articles.height} rows) does not hold article_idx i in row i; "
-                         "build it with article_table()")
-    return rows
-
-
 @dataclass
 class ArticleLookup:
     """`article_table()` as arrays, built once per table: the model inputs by article_idx, and the columns the
@@ -55,7 +45,9 @@ class ArticleLookup:
 
     @classmethod
     def of(cls, table: pl.DataFrame) -> ArticleLookup:
-        article_rows(table, table["article_idx"])  # raises unless row i holds article_idx i
+        if not np.array_equal(table["article_idx"].to_numpy(), np.arange(table.height)):
+            raise ValueError(f"the articles table ({table.height} rows) does not hold article_idx i in row i; "
+                             "build it with article_table()")
 
         def codes(column: str) -> np.ndarray:
             return np.unique(table[column].to_numpy(), return_inverse=True)[1].astype(np.int64)
@@ -145,18 +137,6 @@ def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup
     with np.errstate(divide="ignore", invalid="ignore"):
         columns["price_ratio"] = columns["item_mean_sale_price"] / columns["user_avg_price"]
     return columns
-
-
-def build_features(
-    candidates: Candidates, query: Query, articles: pl.DataFrame | ArticleLookup
-) -> pl.DataFrame:
-    """`feature_arrays` as a table, null where missing; `articles` is `article_table()` as of the query's date (or
-    the model's cutoff for a live query), or its ArticleLookup. One row per candidate line, in its order (by row,
-    then article_idx)."""
-    lookup = articles if isinstance(articles, ArticleLookup) else ArticleLookup.of(articles)
-    columns = feature_arrays(candidates, query, lookup)
-    return pl.DataFrame([pl.Series(name, values, nan_to_null=values.dtype.kind == "f")
-                         for name, values in columns.items()])
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:

@@ -253,7 +253,7 @@ class FinalRecommender(Recommender):
         return candidates, scores.astype(np.float32)
 
     def article_lookup(self) -> ArticleLookup:
-        """The answering cutoff's article table, ready for `build_features` (built once)."""
+        """The answering cutoff's article table, ready for `feature_arrays` (built once)."""
         if self._lookup is None or self._lookup.table is not self.articles:
             self._lookup = ArticleLookup.of(self.articles)
         return self._lookup
