@@ -423,7 +423,7 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
     answer_batch, sizes = batcher.answerer, []
     batcher.answerer = lambda model, asks: sizes.append(len(asks)) or answer_batch(model, asks)
     asked = [s.FREQUENT, s.OCCASIONAL, s.BUYER_31, s.BUYER_33, "ahead"] * 8
-    alone = [engines[1].recommend(c, 4)["items"] for c in asked]
+    alone = [asyncio.run(engines[1].recommend_async(c, 4))["items"] for c in asked]  # batch_max 1: one at a time
 
     async def at_once() -> list[dict]:
         return await asyncio.gather(*(engines[64].recommend_async(c, 4) for c in asked))

@@ -24,6 +24,7 @@ from hmrec.recommenders.base import (
     Recs,
     TrainData,
     load_recommender,
+    ranks_in_row,
     save_recommender,
 )
 
@@ -260,12 +261,12 @@ class FinalRecommender(Recommender):
 
     def recommend(self, query: Query, k: int) -> Recs:
         candidates, scores = self._scored(query)
-        best, _ = _best_first(candidates, scores, k)
+        best = _best_first(candidates, scores, k)
         return Recs.from_sorted(candidates.row[best], candidates.article_idx[best], scores[best], len(query), k)
 
     def explain(self, query: Query, k: int) -> list[list[Explained]]:
         candidates, scores = self._scored(query)
-        best, _ = _best_first(candidates, scores, k)
+        best = _best_first(candidates, scores, k)
         answers: list[list[Explained]] = [[] for _ in range(len(query))]
         lines = zip(candidates.row[best].tolist(), candidates.article_idx[best].tolist(), scores[best].tolist(),
                     candidates.proposed_by(best), strict=True)
@@ -319,10 +320,8 @@ class FinalRecommender(Recommender):
         return model
 
 
-def _best_first(candidates: Candidates, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of each row's k best candidate lines (by row, best score first, ties to the smaller
-    article_idx) and their ranks within the row."""
+def _best_first(candidates: Candidates, scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of each row's k best candidate lines: by row, best score first, ties to the smaller article_idx."""
     rows = candidates.row.astype(np.int64)
     order = np.lexsort((candidates.article_idx, -scores, rows))
-    ranks = np.arange(order.size) - np.searchsorted(rows[order], rows[order], side="left")
-    return order[ranks < k], ranks[ranks < k]
+    return order[ranks_in_row(rows[order]) < k]

@@ -124,6 +124,11 @@ class HistoryArrays:
         return np.unique(pair_key(self.row, self.article_idx))
 
 
+def ranks_in_row(rows: np.ndarray) -> np.ndarray:
+    """Each line's position within its row (0 = first), for lines sorted by row."""
+    return np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+
+
 @dataclass
 class Recs:
     """Top-k answers for each query row: article indices and scores, best first, padded with -1 / nan."""
@@ -146,7 +151,7 @@ class Recs:
         """From parallel arrays sorted by row and, within a row, in answer order: the first k of each row.
         Numpy rather than a Polars group-by: a one-customer query pays per-operation overhead, not per row."""
         rows = np.asarray(rows, dtype=np.int64)
-        ranks = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
+        ranks = ranks_in_row(rows)
         kept = ranks < k
         out = cls(np.full((n_rows, k), PAD_ITEM, dtype=np.int32), np.full((n_rows, k), np.nan, dtype=np.float32))
         out.items[rows[kept], ranks[kept]] = items[kept]

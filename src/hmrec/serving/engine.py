@@ -201,18 +201,9 @@ class Engine:
 
     # ---- recommendations -------------------------------------------------------------------------------------
 
-    def recommend(self, customer_id: str, k: int) -> dict:
-        """The answer for one customer, computed on the calling thread (or taken from the cache)."""
-        started = time.perf_counter()
-        model, generation, cached = self._lookup(customer_id, k, started)
-        if cached is not None:
-            return cached
-        return self._keep(model, customer_id, k, self._answer_many(model, [(customer_id, k)])[0], generation,
-                          started)
-
     async def recommend_async(self, customer_id: str, k: int) -> dict:
-        """The same answer for an asyncio caller: a cache hit never leaves the event loop, a miss joins the
-        batcher's next model call (or runs in the thread pool when batching is off)."""
+        """One customer's answer: a cache hit never leaves the event loop, a miss joins the batcher's next model
+        call (or runs in the thread pool when batching is off)."""
         started = time.perf_counter()
         model, generation, cached = self._lookup(customer_id, k, started)
         if cached is not None:
