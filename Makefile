@@ -18,10 +18,16 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@# Browser tests drive Debian's Chromium; never a browser build downloaded by a test tool.
-	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(PY) -m pip install --quiet -e '.[dev,scale]'
 	touch $(STAMP)
+
+# What only the tests need, from Debian's packages: Chromium for the browser tests (never a browser build
+# downloaded by a test tool) and a PostgreSQL server for the shared event store's tests. `make run` needs neither.
+TEST_STAMP := $(VENV)/.test-system
+$(TEST_STAMP): $(STAMP)
+	test -x /usr/bin/chromium && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq chromium postgresql; }
+	touch $(TEST_STAMP)
 
 sample: setup
 	test -f $(SAMPLE)/transactions_train.csv || $(HMREC) data generate --scale $(SCALE) --seed $(SEED) --out $(SAMPLE)
@@ -32,8 +38,9 @@ pipeline: sample
 run: pipeline
 	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT)
 
-# pytest exits 5 when it collected no test: that must fail, never pass silently.
-test: setup
+# ruff first; pytest exits 5 when it collected no test: that must fail, never pass silently.
+test: $(TEST_STAMP)
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 

@@ -35,7 +35,8 @@ def buyers(engine: Engine, seed: int) -> list[str]:
     model = engine.model
     counts = np.diff(model.histories.starts)
     with_history = set(np.flatnonzero(counts > 0).tolist())
-    ids = [i.decode() for i, row in zip(model.customer_ids, model.customer_rows, strict=True) if int(row) in with_history]
+    pairs = zip(model.customer_ids, model.customer_rows, strict=True)
+    ids = [i.decode() for i, row in pairs if int(row) in with_history]
     random.Random(seed).shuffle(ids)
     return ids
 

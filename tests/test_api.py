@@ -7,9 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import serving_support as s
 from fastapi.testclient import TestClient
 
-import serving_support as s
 from hmrec.serving.app import create_app
 from hmrec.serving.settings import Settings
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 import serving_support as s
 
 pytestmark = pytest.mark.browser

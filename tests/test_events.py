@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serving_support as s
 from typer.testing import CliRunner
 
-import serving_support as s
 from hmrec.cli import app as cli
 from hmrec.raw.schema import TRANSACTION_COLUMNS
 from hmrec.serving.events import EventStore, Purchase, export_csv

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serving_support as s
 from fastapi.testclient import TestClient
 
-import serving_support as s
 from hmrec.registry.bundle import write_manifest
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+from test_registry import make_bundle  # noqa: E402
 
 from hmrec.registry.tracking import (  # noqa: E402
     ENV_TRACKING_URI,
@@ -21,7 +22,6 @@ from hmrec.registry.tracking import (  # noqa: E402
     tracking_uri,
 )
 from hmrec.registry.versions import Registry  # noqa: E402
-from test_registry import make_bundle  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

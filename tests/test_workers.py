@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import serving_support as s
 from fastapi.testclient import TestClient
 
-import serving_support as s
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
 from hmrec.serving.engine import champion_loader

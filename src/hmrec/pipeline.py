@@ -7,7 +7,7 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hmrec.recommenders.base import Query, Recommender, TrainData, save_recommender
@@ -171,7 +171,7 @@ def _publish_latest(run_dir: Path, latest: Path) -> None:
 
 
 def _new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _params(config: PipelineConfig) -> dict:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def write_manifest(bundle_dir: Path, *, store_fingerprint: str, extra: dict[str,
         raise ValueError(f"write_manifest: extra keys {clash} are reserved for the manifest itself ({RESERVED_KEYS})")
     manifest = {
         "format": MANIFEST_FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "store_fingerprint": store_fingerprint,
         **extra,
         "files": checksums(bundle_dir),

@@ -13,7 +13,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow.artifacts
@@ -259,7 +259,7 @@ class Registry:
         score = tags.get(TAG_MAP12)
         return VersionInfo(
             version=int(mv.version),
-            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc),
+            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
             run_id=mv.run_id,
             store_fingerprint=tags.get(TAG_FINGERPRINT),
             map_at_12=float(score) if score is not None else None,

@@ -40,7 +40,8 @@ class BodyLimitMiddleware:
         detail = f"body: request body is {told} {self.max_bytes} bytes (setting HMREC_MAX_BODY_BYTES)"
         payload = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
 

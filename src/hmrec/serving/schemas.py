@@ -17,7 +17,8 @@ CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description="1-64
 def parse_article_id(value: str | int) -> int:
     """'0663713001', '663713001' and 663713001 are the same article."""
     text = str(value)
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not text.isascii() or not text.isdigit() or not 1 <= len(text) <= 10:
+    well_formed = text.isascii() and text.isdigit() and 1 <= len(text) <= 10
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not well_formed:
         raise ValueError("must be an article id of 1-10 digits, e.g. '0663713001'")
     return int(text)
 

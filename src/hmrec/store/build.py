@@ -7,8 +7,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
