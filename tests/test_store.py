@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hmrec.cli import app
 from hmrec.raw import schema
 from hmrec.store import tables
-from hmrec.store.build import build_store
+from hmrec.store.build import StorePathError, build_store
 from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS
 from hmrec.store.idmap import IdMap, UnknownIdError
 from hmrec.store.tables import Store
@@ -85,7 +85,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_store(tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
-    with pytest.raises(FileExistsError, match="is not a feature store"):
+    with pytest.raises(StorePathError, match="is not a feature store"):
         build_store(write_raw(tmp_path / "raw"), precious)
     assert (precious / "thesis.txt").read_text() == "years of work"
 
@@ -151,4 +151,5 @@ def test_real_export_loads(tmp_path):
 
 
 _SET_ASIDE = {"truncated_line", "null_customer_id", "null_article_id", "bad_article_id", "duplicate_article_id",
-              "duplicate_customer_id", "bad_t_dat", "bad_price", "negative_price", "unknown_channel"}
+              "duplicate_customer_id", "bad_t_dat", "bad_price", "negative_price", "unknown_channel",
+              "unbalanced_quote", "absurd_price", "non_finite_price", "future_date"}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
 from hmrec.raw import schema
-from hmrec.raw.read import RawFile
+from hmrec.raw.read import RawFile, shown
 from hmrec.raw.validate import (
     REASON,
     TRUNCATED,
+    UNBALANCED,
     Cleaned,
     Parse,
     checked,
@@ -28,15 +31,17 @@ log = logging.getLogger(__name__)
 
 ID_DIGITS = len(schema.format_article_id(0))
 
-CUSTOMER_REASONS = (TRUNCATED, "null_customer_id", "duplicate_customer_id")
+CUSTOMER_REASONS = (TRUNCATED, UNBALANCED, "null_customer_id", "duplicate_customer_id")
 ARTICLE_REASONS = (
-    TRUNCATED, "null_article_id", "null_product_code", "bad_article_id", "bad_product_code", "duplicate_article_id",
+    TRUNCATED, UNBALANCED, "null_article_id", "null_product_code", "bad_article_id", "bad_product_code",
+    "duplicate_article_id",
 )
 TRANSACTION_REASONS = (
     TRUNCATED,
+    UNBALANCED,
     *(f"null_{c}" for c in schema.TRANSACTION_COLUMNS),
     "bad_t_dat", "bad_article_id", "bad_price", "bad_sales_channel_id",
-    "negative_price", "unknown_channel", "unknown_article",
+    "negative_price", "absurd_price", "non_finite_price", "future_date", "unknown_channel", "unknown_article",
 )
 
 _FLAGS = ("FN", "Active")
@@ -130,7 +135,7 @@ def _short_ids(rows: pl.DataFrame | pl.LazyFrame) -> int:
 
 def _short_example(rows: pl.DataFrame) -> str:
     text = rows.filter(pl.col("raw_article_id").str.len_bytes() < ID_DIGITS)["raw_article_id"][0]
-    return f"{text!r} = {schema.format_article_id(int(text))!r}"
+    return f"{shown(text)} = {schema.format_article_id(int(text))!r}"
 
 
 def _finish(raw: RawFile, rows: pl.DataFrame, clean: pl.DataFrame, parses: tuple[Parse, ...],
@@ -150,10 +155,22 @@ def file_counts(table: str, raw: RawFile) -> dict[str, int]:
             f"{table}.other_columns_ignored": len(raw.ignored_columns)}
 
 
-def transaction_checks(raw: RawFile) -> pl.LazyFrame:
+@dataclass(frozen=True)
+class Plausible:
+    """Bounds taken from the data itself: prices above `max_price` are absurd, dates after `last_day` future."""
+
+    max_price: float = float("inf")
+    last_day: date = date.max
+
+
+def transaction_checks(raw: RawFile, plausible: Plausible = Plausible()) -> pl.LazyFrame:
     """transactions_train.csv with typed columns, `raw_<name>` texts and a `reason` for each bad row."""
+    price = pl.col("price")
     extra = [
-        ("negative_price", pl.col("price") < 0),
+        ("negative_price", price < 0),
+        ("absurd_price", price > plausible.max_price),
+        ("non_finite_price", ~price.is_finite()),
+        ("future_date", pl.col("t_dat") > plausible.last_day),
         ("unknown_channel", ~pl.col("sales_channel_id").is_in(list(schema.SALES_CHANNELS))),
     ]
     return checked(raw, TRANSACTION_PARSES, extra)

@@ -1,4 +1,4 @@
-"""Opening the raw CSV files lazily: presence, header, stray columns, a truncated last line; the fatal error type."""
+"""Opening the raw CSV files lazily: presence, encoding, header, stray columns, broken quotes, a truncated last line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from hmrec.raw.bytecheck import ByteReport, EncodingProblem, check_bytes, write_repaired
 from hmrec.raw.schema import FileSpec
 
 log = logging.getLogger(__name__)
@@ -19,10 +20,18 @@ log = logging.getLogger(__name__)
 LINE = "_line"  # 0-based data row number, added while scanning; the file line is LINE + 2
 _INDEX_COLUMN = re.compile(r"^(|Unnamed: \d+)$")  # what pandas writes for an unnamed index
 _TAIL_BYTES = 1 << 20
+SHOWN_CHARS = 40  # an example value in a message is cut to this many characters, escaped
+BROKEN_FATAL_SHARE = 0.5  # at least this share of lines with unbalanced quotes: the file is not this CSV format
 
 
 class RawDataError(ValueError):
     """A raw file cannot be used at all; the message is one line naming the file, column, count and examples."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A value from a file as a message shows it: escaped (repr) and cut, so no file content is ever replayed."""
+    text = str(value)
+    return repr(text[:limit]) + (f"... ({len(text):,} chars)" if len(text) > limit else "")
 
 
 @dataclass
@@ -34,6 +43,7 @@ class RawFile:
     frame: pl.LazyFrame
     file_columns: list[str] = field(default_factory=list)  # the header, with placeholders for ignored columns
     truncated_line: int | None = None  # LINE of a last row cut off mid-line, if any
+    broken_lines: list[int] = field(default_factory=list)  # LINEs of rows with unbalanced quotes
     index_column: bool = False
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -56,17 +66,23 @@ class RawFile:
         ])
 
 
-def open_raw(raw_dir: Path, spec: FileSpec) -> RawFile:
-    """Check the file exists and its header has the required columns, then scan it lazily as strings."""
+def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None) -> RawFile:
+    """Check the file's bytes, then its header's required columns, then scan it lazily as strings.
+
+    Rows with unbalanced quotes are rewritten into a copy under `scratch` (one field holding the row's text)
+    so that the rest parses and those rows reach the quarantine; without `scratch` they are fatal.
+    """
     path = Path(raw_dir) / spec.name
     if not path.is_file():
         raise RawDataError(f"{spec.name}: file is missing from {raw_dir}; expected the three H&M CSV files there")
+    report = _check_bytes(path, spec.name)
     header = _read_header(path)
     if not header:
         raise RawDataError(f"{spec.name}: the file is empty (0 rows, not even a header line)")
+    _refuse_bad_header(spec, header, report)
     missing = [name for name in spec.required if name not in header]
     if missing:
-        found = ", ".join(repr(name) for name in header[:6])
+        found = ", ".join(shown(name) for name in header[:6])
         raise RawDataError(
             f"{spec.name}: required column {missing[0]!r} is missing from the header "
             f"({len(missing)} required column(s) missing; found {len(header)} columns, e.g. {found})"
@@ -79,13 +95,66 @@ def open_raw(raw_dir: Path, spec: FileSpec) -> RawFile:
     if absent:
         log.warning("%s: optional column(s) %s absent; read as empty", spec.name, ", ".join(absent))
         raw.notes.append(f"{spec.name}: optional column(s) {', '.join(absent)} absent, read as empty")
-    raw.frame = raw.scan()
-    if _ends_mid_line(path, len(header)):
-        raw.truncated_line = raw.frame.select(pl.len()).collect().item() - 1
-        note = f"{spec.name}: the file ends mid-line; its last row (line {raw.truncated_line + 2:,}) is set aside"
+    if not report.ends_with_newline and (_ends_mid_line(path, len(header)) or _last_line_broken(report)):
+        raw.truncated_line = report.lines - 2
+        note = f"{spec.name}: the file ends mid-line; its last row (line {report.lines:,}) is set aside"
         log.warning(note)
         raw.notes.append(note)
+    if report.broken:
+        _set_aside_broken(raw, report, len(header), scratch)
+    raw.frame = raw.scan()
     return raw
+
+
+def _check_bytes(path: Path, name: str) -> ByteReport:
+    try:
+        return check_bytes(path)
+    except EncodingProblem as problem:
+        raise RawDataError(f"{name}: {problem}") from None
+    except OSError as error:
+        raise RawDataError(f"{name}: cannot be read ({error.strerror or error}); check its permissions, "
+                           f"e.g. `chmod u+r {path}`") from None
+
+
+def _refuse_bad_header(spec: FileSpec, header: list[str], report: ByteReport) -> None:
+    if report.broken and report.broken[0][0] == 1:
+        raise RawDataError(f"{spec.name}: the header line has an unbalanced quote (found {len(header)} columns, "
+                           f"e.g. {', '.join(shown(h) for h in header[:2])}); fix the first line")
+    seen: set[str] = set()
+    for position, name in enumerate(header):
+        if name in seen and name in spec.columns:
+            raise RawDataError(
+                f"{spec.name}: column {name!r} is duplicated in the header (columns {header.index(name) + 1} and "
+                f"{position + 1} of {len(header)}); remove or rename one of them"
+            )
+        seen.add(name)
+
+
+def _last_line_broken(report: ByteReport) -> bool:
+    return bool(report.broken) and report.broken[-1][0] == report.lines
+
+
+def _set_aside_broken(raw: RawFile, report: ByteReport, n_columns: int, scratch: Path | None) -> None:
+    """Rows with unbalanced quotes go to the quarantine; most of the file broken, or no scratch folder: fatal."""
+    rows = max(report.lines - 1, 1)
+    examples = "; ".join(f"line {line:,}: {shown(_line_text(raw.path, start, end))}"
+                         for line, start, end in report.broken[:2])
+    if scratch is None or len(report.broken) >= BROKEN_FATAL_SHARE * rows:
+        raise RawDataError(
+            f"{raw.name}: {len(report.broken):,} of {rows:,} rows have an unbalanced quote (a quoted field opened "
+            f"and not closed on its line), e.g. {examples}; is this the right file?"
+        )
+    raw.path = write_repaired(raw.path, report, n_columns, Path(scratch) / raw.name)
+    raw.broken_lines = [line - 2 for line, _, _ in report.broken]
+    note = f"{raw.name}: {len(report.broken):,} rows with an unbalanced quote set aside, e.g. {examples}"
+    log.warning(note)
+    raw.notes.append(note)
+
+
+def _line_text(path: Path, start: int, end: int) -> str:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return handle.read(min(end - start, 4 * SHOWN_CHARS)).decode("utf-8", errors="replace")
 
 
 @contextmanager
@@ -93,15 +162,19 @@ def parse_errors(raw: RawFile) -> Iterator[None]:
     """Turn the CSV reader's own failure (a row with more fields than the header) into a RawDataError."""
     try:
         yield
-    except pl.exceptions.ComputeError as error:
-        count, examples = _ragged_rows(raw.path, len(raw.file_columns))
+    except pl.exceptions.PolarsError as error:
+        try:
+            count, examples = _ragged_rows(raw.path, len(raw.file_columns))
+        except (csv.Error, UnicodeDecodeError):
+            count, examples = 0, []
         if not count:
-            raise
-        shown = "; ".join(f"line {line}: {text[:80]!r}" for line, text in examples)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RawDataError(f"{raw.name}: the CSV reader failed: {shown(first, 120)}") from None
+        listed = "; ".join(f"line {line}: {shown(text, 60)}" for line, text in examples)
         raise RawDataError(
             f"{raw.name}: {count:,} row(s) have more fields than the header's {len(raw.file_columns)} "
-            f"(an unquoted comma?), e.g. {shown}"
-        ) from error
+            f"(an unquoted comma?), e.g. {listed}"
+        ) from None
 
 
 def _ragged_rows(path: Path, n_columns: int) -> tuple[int, list[tuple[int, str]]]:
@@ -119,7 +192,10 @@ def _ragged_rows(path: Path, n_columns: int) -> tuple[int, list[tuple[int, str]]
 def _read_header(path: Path) -> list[str]:
     """The header's column names; a UTF-8 byte-order mark and a CRLF ending are allowed."""
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        return next(csv.reader(handle), [])
+        try:
+            return next(csv.reader(handle), [])
+        except csv.Error as error:
+            raise RawDataError(f"{path.name}: the header line cannot be read as CSV ({error})") from None
 
 
 def _has_data_row(path: Path) -> bool:
@@ -138,12 +214,12 @@ def _internal_names(header: list[str], raw: RawFile) -> list[str]:
         names.append(f"_ignored_{position}")
         if position == 0 and _INDEX_COLUMN.match(name):
             raw.index_column = True
-            log.warning("%s: ignoring an unnamed leading index column (header %r)", raw.name, name)
-            raw.notes.append(f"{raw.name}: ignored an unnamed leading index column (header {name!r})")
+            log.warning("%s: ignoring an unnamed leading index column (header %s)", raw.name, shown(name))
+            raw.notes.append(f"{raw.name}: ignored an unnamed leading index column (header {shown(name)})")
         else:
             raw.ignored_columns.append(name)
-            log.warning("%s: ignoring column %r, which is not part of the format", raw.name, name)
-            raw.notes.append(f"{raw.name}: ignored column {name!r}, which is not part of the format")
+            log.warning("%s: ignoring column %s, which is not part of the format", raw.name, shown(name))
+            raw.notes.append(f"{raw.name}: ignored column {shown(name)}, which is not part of the format")
     return names
 
 
@@ -157,5 +233,8 @@ def _ends_mid_line(path: Path, n_columns: int) -> bool:
     if not tail or tail.endswith(b"\n"):
         return False
     last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace").rstrip("\r")
-    fields = next(csv.reader([last]), [])
+    try:
+        fields = next(csv.reader([last]), [])
+    except csv.Error:  # e.g. a field over the csv module's limit: a line that long was cut, not finished
+        return True
     return len(fields) < n_columns

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from hmrec.raw.read import LINE, RawDataError, RawFile
+from hmrec.raw.read import LINE, RawDataError, RawFile, shown
 
 # A column where at least this share of the filled values does not parse is in the wrong format (fatal);
 # below it, the few bad rows are set aside.
 FATAL_SHARE = 0.5
 REASON = "reason"
 TRUNCATED = "truncated_line"
+UNBALANCED = "unbalanced_quote"
 
 
 def digits(name: str) -> pl.Expr:
@@ -70,6 +71,8 @@ def row_checks(raw: RawFile, parses: tuple[Parse, ...], extra: list[tuple[str, p
     checks: list[tuple[str, pl.Expr]] = []
     if raw.truncated_line is not None:
         checks.append((TRUNCATED, pl.col(LINE) == raw.truncated_line))
+    if raw.broken_lines:
+        checks.append((UNBALANCED, pl.col(LINE).is_in(raw.broken_lines)))
     checks += [(f"null_{name}", pl.col(f"raw_{name}").is_null()) for name in raw.spec.required]
     checks += [(f"bad_{p.column}", pl.col(f"raw_{p.column}").is_not_null() & pl.col(p.column).is_null())
                for p in parses]
@@ -110,7 +113,7 @@ def raise_if_unreadable(raw: RawFile, quarantine: pl.DataFrame, n_rows: int, par
     for p in parses:
         bad = quarantine.filter(pl.col(REASON) == f"bad_{p.column}")[p.column]
         if bad.len() and bad.len() >= FATAL_SHARE * n_rows:
-            examples = ", ".join(repr(v) for v in bad.head(2).to_list())
+            examples = ", ".join(shown(v) for v in bad.head(2).to_list())
             raise RawDataError(
                 f"{raw.name}: column {p.column}: {bad.len():,} of {n_rows:,} rows are not {p.expected} "
                 f"(e.g. {examples}); is this the right file, or was it saved in another format?"
@@ -122,7 +125,7 @@ def raise_if_nothing_left(raw: RawFile, kept: int, quarantine: pl.DataFrame) -> 
         return
     reasons = quarantine[REASON].value_counts(sort=True).head(2)
     summary = ", ".join(f"{r} {n:,}" for r, n in reasons.iter_rows())
-    examples = ", ".join(repr(v) for v in quarantine[raw.spec.columns[0]].head(2).to_list())
+    examples = ", ".join(shown(v) for v in quarantine[raw.spec.columns[0]].head(2).to_list())
     raise RawDataError(
         f"{raw.name}: column {REASON}: the table is empty after cleaning: all {quarantine.height:,} rows were "
         f"set aside ({summary}; first column e.g. {examples})"

@@ -9,6 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,13 @@ from hmrec.raw.clean import (
     ID_DIGITS,
     TRANSACTION_PARSES,
     TRANSACTION_REASONS,
+    Plausible,
     clean_articles,
     clean_customers,
     file_counts,
     transaction_checks,
 )
-from hmrec.raw.read import LINE, RawFile, open_raw, parse_errors
+from hmrec.raw.read import LINE, RawDataError, RawFile, open_raw, parse_errors
 from hmrec.raw.validate import (
     REASON,
     count_reasons,
@@ -43,6 +45,14 @@ from hmrec.store.split import assert_no_leakage, time_split
 log = logging.getLogger(__name__)
 
 STREAMING = "streaming"  # bounded memory: the 3.5 GB transactions file is never held as text
+# A price this many times the median is absurd (the real file's dearest sale is ~23 times its median price).
+ABSURD_PRICE_FACTOR = 100.0
+# The data ends on the last day selling at least this share of the median day's volume; later dates are future.
+PLAUSIBLE_DAY_SHARE = 0.1
+
+
+class StorePathError(RawDataError):
+    """--store names something that cannot become a store (a file, a folder holding other data, no access)."""
 
 
 def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
@@ -53,8 +63,12 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) 
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
-    store_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
+    try:
+        store_dir.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
+    except OSError as error:
+        raise StorePathError(f"--store {store_dir}: cannot create a folder beside it ({error.strerror or error}); "
+                             f"choose a writable path") from None
     try:
         manifest = _build_into(raw_dir, building, test_days)
         _swap_in(building, store_dir)
@@ -66,9 +80,12 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) 
 
 def _refuse_foreign_folder(store_dir: Path) -> None:
     """Never replace a non-empty folder that is not a store (a mistyped --store must not delete data)."""
+    if store_dir.exists() and not store_dir.is_dir():
+        raise StorePathError(f"--store {store_dir} is a file, not a folder; choose an empty or new folder")
     if store_dir.exists() and any(store_dir.iterdir()) and not (store_dir / tables.MANIFEST).is_file():
-        raise FileExistsError(
-            f"{store_dir} exists and is not a feature store (no {tables.MANIFEST}); choose an empty or new folder"
+        raise StorePathError(
+            f"--store {store_dir} exists and is not a feature store (no {tables.MANIFEST}); "
+            f"choose an empty or new folder"
         )
 
 
@@ -85,7 +102,9 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
     with ThreadPoolExecutor(max_workers=1) as pool:
         # hashing releases the GIL, so the checksums run beside the parsing
         sources = pool.submit(describe_sources, [raw_dir / name for name in schema.RAW_FILES])
-        raws = {spec.name: open_raw(raw_dir, spec) for spec in schema.SPECS.values()}
+        scratch = out / ".repaired"  # copies of files whose broken-quote rows were rewritten; gone before writing
+        scratch.mkdir()
+        raws = {spec.name: open_raw(raw_dir, spec, scratch) for spec in schema.SPECS.values()}
         with parse_errors(raws[schema.CUSTOMERS_FILE]):
             customers = clean_customers(raws[schema.CUSTOMERS_FILE])
         with parse_errors(raws[schema.ARTICLES_FILE]):
@@ -96,6 +115,7 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
             tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
         customer_table = _customer_table(customers.frame, tx.new_customer_ids)
         source_info = sources.result()
+    shutil.rmtree(scratch)
     split = time_split(tx.frame, test_days)
     train = tx.frame.filter(pl.col("t_dat") < split.cutoff)
     assert_no_leakage(train, split.cutoff)
@@ -170,13 +190,15 @@ def _index_transactions(raw: RawFile, known_ids: pl.Series, articles: pl.DataFra
     customer_map = pl.LazyFrame({"customer_id": known_ids, "customer_idx": np.arange(known_ids.len(), dtype=np.int32)})
     article_map = articles.lazy().select("article_id", "article_idx")
     fast = _fast_pass(raw, customer_map, article_map)
+    plausible = plausible_bounds(fast)
+    fast = fast.with_columns(pl.col("odd") | _implausible(plausible).fill_null(False))
     odd_lines = fast.filter(pl.col("odd"))[LINE]
     kept = fast.filter(~pl.col("odd")).drop("odd")
     quarantine = empty_quarantine(schema.TRANSACTION_COLUMNS)
     new_ids, unknown_rows = pl.Series("customer_id", [], dtype=pl.String), 0
     if odd_lines.len():
         log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
-        slow = _slow_pass(raw, odd_lines, customer_map, article_map)
+        slow = _slow_pass(raw, odd_lines, customer_map, article_map, plausible)
         quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
         good = slow.filter(pl.col(REASON).is_null())
         unknown_rows = good["customer_idx"].null_count()
@@ -212,13 +234,32 @@ def _fast_pass(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFra
     )
     if raw.truncated_line is not None:
         odd = odd | (pl.col(LINE) == raw.truncated_line)
+    if raw.broken_lines:
+        odd = odd | pl.col(LINE).is_in(raw.broken_lines)
     return joined.select(LINE, *tables.TRANSACTIONS_SCHEMA, "short_id", odd.alias("odd")).collect(engine=STREAMING)
 
 
-def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> pl.DataFrame:
+def plausible_bounds(fast: pl.DataFrame) -> Plausible:
+    """The price and date bounds the data itself sets (never the day the build runs): see Plausible."""
+    prices = fast.select(pl.col("price").filter(pl.col("price").is_finite() & (pl.col("price") > 0)).median()).item()
+    days = fast.filter(pl.col("t_dat").is_not_null()).group_by("t_dat").len()
+    if days.is_empty():
+        return Plausible(max_price=ABSURD_PRICE_FACTOR * prices if prices else float("inf"))
+    busy = days.filter(pl.col("len") >= PLAUSIBLE_DAY_SHARE * days["len"].median())
+    last_day = busy["t_dat"].max() + timedelta(days=1)
+    return Plausible(max_price=ABSURD_PRICE_FACTOR * prices if prices else float("inf"), last_day=last_day)
+
+
+def _implausible(plausible: Plausible) -> pl.Expr:
+    price = pl.col("price")
+    return (price > plausible.max_price) | ~price.is_finite() | (pl.col("t_dat") > plausible.last_day)
+
+
+def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, article_map: pl.LazyFrame,
+               plausible: Plausible) -> pl.DataFrame:
     """The odd rows read as text and checked one by one: a reason for each bad row, ids for the rest."""
     plan = (
-        transaction_checks(raw)
+        transaction_checks(raw, plausible)
         .filter(pl.col(LINE).is_in(lines.implode()))
         .join(customer_map, on="customer_id", how="left")
         .join(article_map, on="article_id", how="left")
