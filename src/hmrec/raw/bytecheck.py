@@ -22,105 +22,117 @@ class EncodingProblem(ValueError):
 class ByteReport:
     """What the pass found: line count, whether the file ends with a newline, and the unbalanced-quote lines."""
 
-    lines: int = 0  # lines in the file, the header included, a last line without a newline counted
+    lines: int | None = None  # lines in the file, the header and an unfinished last line included; counted
+    # (another pass) only when something needs it: a broken line, or a file not ending with a newline
     ends_with_newline: bool = True
     broken: list[tuple[int, int, int]] = field(default_factory=list)  # (file line, start byte, end byte)
 
 
 @dataclass
 class _State:
+    path: Path
     offset: int = 0  # file position of the current chunk
-    lines: int = 0  # complete lines before the current chunk
+    lines: int = 0  # newlines before `counted_to`: counted only when a line number is needed (it costs a pass)
+    counted_to: int = 0
     carry_quotes: int = 0  # quotes on the unfinished line at the end of the previous chunk
     line_start: int = 0  # file position where that unfinished line starts
     report: ByteReport = field(default_factory=ByteReport)
+
+    def lines_before(self, position: int) -> int:
+        """Newlines before `position` (>= counted_to), counting only the bytes not counted yet."""
+        if position > self.counted_to:
+            with self.path.open("rb") as handle:
+                handle.seek(self.counted_to)
+                while self.counted_to < position:
+                    block = handle.read(min(CHUNK, position - self.counted_to))
+                    self.lines += block.count(b"\n")
+                    self.counted_to += len(block)
+        return self.lines
 
 
 def check_bytes(path: Path) -> ByteReport:
     """Read the file once in large chunks; raise EncodingProblem on UTF-16, NUL bytes or invalid UTF-8.
 
-    Every check is a C-speed bytes method; numpy counts quotes per line only in chunks that hold quotes.
-    A quoted field may not span lines (the H&M exports have none), so a line with an odd number of quotes is
-    broken: an unclosed, stray or truncated quote.
+    Every check is a C-speed bytes method (no per-line Python); numpy counts quotes per line only in chunks that
+    hold quotes. A quoted field may not span lines (the H&M exports have none), so a line with an odd number of
+    quotes is broken: an unclosed, stray or truncated quote.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    state = _State()
-    with Path(path).open("rb") as handle:
-        first = handle.read(CHUNK)
-        if first.startswith(UTF16_BOMS):
-            raise EncodingProblem(f"the file is UTF-16 (it starts with the byte-order mark {first[:2].hex(' ')}); "
-                                  f"save it as UTF-8, e.g. `iconv -f utf-16 -t utf-8 in.csv > out.csv`")
-        chunk, last = first, b""
-        while chunk:
+    state = _State(Path(path))
+    # reused: a fresh 32 MB bytes object per read costs more than the checks
+    buffer = bytearray(max(1, min(CHUNK, state.path.stat().st_size)))
+    last = b""
+    with state.path.open("rb") as handle:
+        while size := handle.readinto(buffer):
+            chunk = buffer if size == len(buffer) else buffer[:size]
+            if state.offset == 0 and chunk.startswith(UTF16_BOMS):
+                raise EncodingProblem(f"the file is UTF-16 (it starts with the byte-order mark {chunk[:2].hex(' ')}); "
+                                      f"save it as UTF-8, e.g. `iconv -f utf-16 -t utf-8 in.csv > out.csv`")
             _check_text(chunk, decoder, state)
-            _count_quotes(chunk, state)
-            state.offset += len(chunk)
-            last = chunk
-            chunk = handle.read(CHUNK)
+            _track_quotes(chunk, state)
+            state.offset += size
+            last = bytes(chunk[-1:])
     _finish(decoder, state, last)
     return state.report
 
 
-def _check_text(chunk: bytes, decoder: codecs.IncrementalDecoder, state: _State) -> None:
+def _check_text(chunk: bytearray, decoder: codecs.IncrementalDecoder, state: _State) -> None:
     nul = chunk.find(b"\x00")
     if nul >= 0:
-        raise EncodingProblem(f"byte {state.offset + nul:,} (line {_line_at(chunk, nul, state):,}) is a NUL byte: "
+        raise EncodingProblem(f"byte {state.offset + nul:,} (line {_line_at(nul, state):,}) is a NUL byte: "
                               f"this is a binary file or UTF-16 text, not a UTF-8 CSV; {ICONV_HINT}")
-    if chunk.isascii() and not decoder.getstate()[0]:
-        return
     pending = decoder.getstate()[0]
+    if chunk.isascii() and not pending:
+        return
     try:
         decoder.decode(chunk)
     except UnicodeDecodeError as error:
         at = error.start - len(pending)  # negative: the character began in the previous chunk
         raise EncodingProblem(
-            f"byte {state.offset + at:,} (line {_line_at(chunk, max(at, 0), state):,}) is not UTF-8 "
+            f"byte {state.offset + at:,} (line {_line_at(max(at, 0), state):,}) is not UTF-8 "
             f"(0x{(pending + chunk)[error.start]:02x}; Latin-1 or cp1252?); {ICONV_HINT}"
         ) from None
 
 
-def _line_at(chunk: bytes, position: int, state: _State) -> int:
-    return state.lines + chunk.count(b"\n", 0, position) + 1
+def _line_at(position: int, state: _State) -> int:
+    return state.lines_before(state.offset + position) + 1
 
 
-def _count_quotes(chunk: bytes, state: _State) -> None:
-    """Advance the line count; record lines whose quote count is odd."""
-    if not chunk.count(b'"'):
-        newlines = chunk.count(b"\n")
-        if newlines:
-            _close_carried_line(state, state.offset + chunk.index(b"\n"))
-            state.line_start = state.offset + chunk.rindex(b"\n") + 1
-            state.lines += newlines
+def _track_quotes(chunk: bytearray, state: _State) -> None:
+    """Record the lines whose quote count is odd; a chunk without quotes costs two memchr calls."""
+    if b'"' not in chunk:
+        last_newline = chunk.rfind(b"\n")
+        if last_newline >= 0:
+            if state.carry_quotes % 2:
+                _broken(state, state.line_start, state.offset + chunk.index(b"\n"))
+            state.carry_quotes = 0
+            state.line_start = state.offset + last_newline + 1
         return
     array = np.frombuffer(chunk, dtype=np.uint8)
     ends = np.flatnonzero(array == NEWLINE)
-    quotes_before = np.searchsorted(np.flatnonzero(array == QUOTE), ends)  # quotes before each newline
-    per_line = np.diff(np.concatenate([[0], quotes_before]))
-    if ends.size:
-        per_line[0] += state.carry_quotes
-        starts = np.concatenate([[state.line_start - state.offset], ends[:-1] + 1])
-        for i in np.flatnonzero(per_line % 2):
-            state.report.broken.append((state.lines + int(i) + 1, state.offset + int(starts[i]),
-                                        state.offset + int(ends[i])))
-        state.carry_quotes = chunk.count(b'"', int(ends[-1]) + 1)
-        state.line_start = state.offset + int(ends[-1]) + 1
-        state.lines += int(ends.size)
-    else:
+    if not ends.size:
         state.carry_quotes += chunk.count(b'"')
+        return
+    per_line = np.diff(np.searchsorted(np.flatnonzero(array == QUOTE), ends), prepend=0)  # quotes on each line
+    per_line[0] += state.carry_quotes
+    starts = np.concatenate([[state.line_start - state.offset], ends[:-1] + 1])
+    for i in np.flatnonzero(per_line % 2):
+        _broken(state, state.offset + int(starts[i]), state.offset + int(ends[i]))
+    state.carry_quotes = chunk.count(b'"', int(ends[-1]) + 1)
+    state.line_start = state.offset + int(ends[-1]) + 1
 
 
-def _close_carried_line(state: _State, end: int) -> None:
-    if state.carry_quotes % 2:
-        state.report.broken.append((state.lines + 1, state.line_start, end))
-    state.carry_quotes = 0
+def _broken(state: _State, start: int, end: int) -> None:
+    state.report.broken.append((state.lines_before(start) + 1, start, end))
 
 
 def _finish(decoder: codecs.IncrementalDecoder, state: _State, last: bytes) -> None:
     report = state.report
     report.ends_with_newline = not last or last.endswith(b"\n")
-    report.lines = state.lines + (0 if report.ends_with_newline else 1)
-    if not report.ends_with_newline:
-        _close_carried_line(state, state.offset)
+    if not report.ends_with_newline and state.carry_quotes % 2:
+        _broken(state, state.line_start, state.offset)
+    if report.broken or not report.ends_with_newline:
+        report.lines = state.lines_before(state.offset) + (0 if report.ends_with_newline else 1)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
