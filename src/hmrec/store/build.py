@@ -9,7 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +246,8 @@ def plausible_bounds(fast: pl.DataFrame) -> Plausible:
     if days.is_empty():
         return Plausible(max_price=ABSURD_PRICE_FACTOR * prices if prices else float("inf"))
     busy = days.filter(pl.col("len") >= PLAUSIBLE_DAY_SHARE * days["len"].median())
-    last_day = busy["t_dat"].max() + timedelta(days=1)
+    last_day = busy["t_dat"].max()
+    last_day = last_day + timedelta(days=1) if last_day < date.max else last_day
     return Plausible(max_price=ABSURD_PRICE_FACTOR * prices if prices else float("inf"), last_day=last_day)
 
 
