@@ -102,6 +102,22 @@ def test_report_md_holds_tables_notes_customers_and_extra_sections(evaluated, tm
     assert text.rstrip().endswith("some table")
 
 
+def test_names_from_the_data_cannot_inject_markup(evaluated, tmp_path):
+    query, result = evaluated
+    hostile = ["<script>alert(1)</script>", "**bold** [x](javascript:y)", "line\n# Heading\r\n<img src=x>",
+               "![i](http://e/x.png) `code` _u_", "x" * 500, "&lt;", "<b>ok</b>", "Cap"]
+    articles = ARTICLES.with_columns(pl.Series("prod_name", hostile))
+    window = (CUTOFF, CUTOFF + timedelta(days=6))
+    write_report(result, tmp_path, test_window=window, articles=articles, query=query)
+    text = (tmp_path / "report.md").read_text()
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;, Black #0" in text
+    assert "\\*\\*bold\\*\\* \\[x\\]\\(javascript:y\\), Blue #1" in text
+    assert "line \\# Heading &lt;img src\\=x&gt;, Red #2" in text
+    assert "&amp;lt;, Beige #5" in text and f"{'x' * 60} #4" in text
+    for raw in ("<script", "<img", "<b>", "](javascript", "![i]", "`code`", "\n# Heading"):
+        assert raw not in text
+
+
 def test_customers_up_close_are_picked_by_rule(evaluated):
     query, _ = evaluated
     # rows follow ground_truth: customers 0, 1, 2, 3; 2 has no history, 3 only an old purchase

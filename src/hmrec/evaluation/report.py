@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 BASELINES = ("popularity", "age_popularity", "repurchase")
 REPORTED = ("map@12", "recall@12", "recall@100", "ndcg@12")  # the keys of metrics.json's method entries
 RECENT_SHOWN = 12  # purchases listed for each customer of the qualitative section
+NAME_CHARS = 60  # an article name from the data is cut to this many characters in the report
 
 
 def metrics_document(result: EvaluationResult, test_window: tuple[date, date], run_info: dict | None) -> dict:
@@ -154,8 +155,21 @@ def _article_names(articles: pl.DataFrame) -> np.ndarray:
     name = pl.col("prod_name").cast(pl.String) if "prod_name" in articles.columns else pl.lit("article")
     if "colour_group_name" in articles.columns:
         name = name + pl.lit(", ") + pl.col("colour_group_name").cast(pl.String)
-    label = pl.coalesce(name, pl.lit("?")) + pl.lit(" #") + pl.int_range(pl.len()).cast(pl.String)
-    return articles.select(label.str.replace_all("|", "/", literal=True)).to_series().to_numpy()
+    label = markdown_text(pl.coalesce(name, pl.lit("?"))) + pl.lit(" #") + pl.int_range(pl.len()).cast(pl.String)
+    return articles.select(label).to_series().to_numpy()
+
+
+def markdown_text(text: pl.Expr, limit: int = NAME_CHARS) -> pl.Expr:
+    """Text from the data as inert Markdown: one line, cut to `limit` chars, HTML and Markdown syntax escaped.
+
+    A `|` becomes `/` (it would split a table cell); `&`, `<`, `>` become entities, so no tag reaches a
+    renderer; Markdown punctuation gets a backslash, so a name cannot open a link, an image, emphasis or code.
+    """
+    text = text.str.replace_all(r"[\x00-\x1f\x7f\u2028\u2029]+", " ").str.replace_all("|", "/", literal=True)
+    text = text.str.slice(0, limit)
+    for raw, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        text = text.str.replace_all(raw, entity, literal=True)
+    return text.str.replace_all(r"([\\`*_\[\]{}()#!~+=-])", r"\${1}")
 
 
 def pick_customers(query: Query) -> dict[str, int]:
