@@ -33,7 +33,7 @@ def test_latin1_byte_names_file_offset_and_line(tmp_path):
     (raw / schema.CUSTOMERS_FILE).write_bytes(body)
     offset = body.index(b"\xf6")
     message = fails(tmp_path, raw)
-    assert message.startswith(f"customers.csv: byte {offset:,} (line 4) is not UTF-8 (0xf6; Latin-1 or cp1252?)")
+    assert message.startswith(f"customers.csv: byte {offset:,} (line 4, field 7) is not UTF-8 (0xf6; Latin-1 or cp1252?)")
     assert "iconv" in message
 
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from raw_helpers import write_raw
 
@@ -25,7 +25,8 @@ from hmrec.raw.read import RawDataError
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
+# HMREC_FUZZ_EXAMPLES raises the count for a longer run (docs/reliability.md's table); CI keeps the default.
+FUZZ = settings(max_examples=int(os.environ.get("HMREC_FUZZ_EXAMPLES", "120")), deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 HMREC = Path(sys.executable).with_name("hmrec")
 
@@ -136,7 +137,7 @@ def test_malformed_files_are_built_or_refused_in_one_line(hurt):
         raw = Path(folder) / "raw"
         files = _base(raw)
         (raw / name).write_bytes(_apply(files[name], kind, params))
-        _check_promise(raw, Path(folder) / "store")
+        event(f"{kind}: {_check_promise(raw, Path(folder) / 'store')}")
 
 
 def _slow_broken_lines(data: bytes) -> list[int]:

@@ -88,8 +88,10 @@ def _check_text(chunk: bytearray, decoder: codecs.IncrementalDecoder, state: _St
         decoder.decode(chunk)
     except UnicodeDecodeError as error:
         at = error.start - len(pending)  # negative: the character began in the previous chunk
+        at_line = max(at, 0)
+        field_no = chunk.count(b",", chunk.rfind(b"\n", 0, at_line) + 1, at_line) + 1  # ignores quoting: a hint
         raise EncodingProblem(
-            f"byte {state.offset + at:,} (line {_line_at(max(at, 0), state):,}) is not UTF-8 "
+            f"byte {state.offset + at:,} (line {_line_at(at_line, state):,}, field {field_no}) is not UTF-8 "
             f"(0x{(pending + chunk)[error.start]:02x}; Latin-1 or cp1252?); {ICONV_HINT}"
         ) from None
 

@@ -26,7 +26,7 @@ from hmrec.raw.clean import (
     file_counts,
     transaction_checks,
 )
-from hmrec.raw.read import LINE, RawDataError, RawFile, open_raw, parse_errors
+from hmrec.raw.read import LINE, RawDataError, RawFile, open_raw, parse_errors, shown
 from hmrec.raw.validate import (
     REASON,
     count_reasons,
@@ -291,7 +291,7 @@ def _transaction_notes(raw: RawFile, quality: dict[str, int], quarantine: pl.Dat
                      f"those customers were added with known=False and an empty profile")
     unmatched = quarantine.filter(pl.col(REASON) == "unknown_article")
     if unmatched.height:
-        examples = ", ".join(repr(v) for v in unmatched["article_id"].head(2).to_list())
+        examples = ", ".join(shown(v) for v in unmatched["article_id"].head(2).to_list())
         notes.append(f"{raw.name}: {unmatched.height:,} rows whose article is missing from {schema.ARTICLES_FILE} "
                      f"set aside (e.g. {examples})")
     for note in notes:
