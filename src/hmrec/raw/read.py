@@ -66,16 +66,17 @@ class RawFile:
         ])
 
 
-def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None) -> RawFile:
+def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None, report: ByteReport | None = None) -> RawFile:
     """Check the file's bytes, then its header's required columns, then scan it lazily as strings.
 
     Rows with unbalanced quotes are rewritten into a copy under `scratch` (one field holding the row's text)
-    so that the rest parses and those rows reach the quarantine; without `scratch` they are fatal.
+    so that the rest parses and those rows reach the quarantine; without `scratch` they are fatal. `report`
+    is the file's checked_bytes(), when the caller ran it already (e.g. beside other work).
     """
     path = Path(raw_dir) / spec.name
     if not path.is_file():
         raise RawDataError(f"{spec.name}: file is missing from {raw_dir}; expected the three H&M CSV files there")
-    report = _check_bytes(path, spec.name)
+    report = report or checked_bytes(path, spec.name)
     header = _read_header(path)
     if not header:
         raise RawDataError(f"{spec.name}: the file is empty (0 rows, not even a header line)")
@@ -106,7 +107,10 @@ def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None) -> RawF
     return raw
 
 
-def _check_bytes(path: Path, name: str) -> ByteReport:
+def checked_bytes(path: Path, name: str) -> ByteReport | None:
+    """check_bytes() with its findings as a RawDataError naming the file; None for a missing file."""
+    if not path.is_file():
+        return None
     try:
         return check_bytes(path)
     except EncodingProblem as problem:

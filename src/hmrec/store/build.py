@@ -26,7 +26,7 @@ from hmrec.raw.clean import (
     file_counts,
     transaction_checks,
 )
-from hmrec.raw.read import LINE, RawDataError, RawFile, open_raw, parse_errors, shown
+from hmrec.raw.read import LINE, RawDataError, RawFile, checked_bytes, open_raw, parse_errors, shown
 from hmrec.raw.validate import (
     REASON,
     count_reasons,
@@ -99,17 +99,21 @@ def _swap_in(building: Path, store_dir: Path) -> None:
 
 def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # hashing releases the GIL, so the checksums run beside the parsing
+    tx_name = schema.TRANSACTIONS_FILE
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # hashing releases the GIL and Polars does too, so the checksums and the big file's byte check run
+        # beside the parsing of the two small files
         sources = pool.submit(describe_sources, [raw_dir / name for name in schema.RAW_FILES])
+        tx_bytes = pool.submit(checked_bytes, raw_dir / tx_name, tx_name)
         scratch = out / ".repaired"  # copies of files whose broken-quote rows were rewritten; gone before writing
         scratch.mkdir()
-        raws = {spec.name: open_raw(raw_dir, spec, scratch) for spec in schema.SPECS.values()}
+        raws = {spec.name: open_raw(raw_dir, spec, scratch) for spec in (schema.CUSTOMERS, schema.ARTICLES)}
         with parse_errors(raws[schema.CUSTOMERS_FILE]):
             customers = clean_customers(raws[schema.CUSTOMERS_FILE])
         with parse_errors(raws[schema.ARTICLES_FILE]):
             articles = clean_articles(raws[schema.ARTICLES_FILE])
         article_table = _article_table(articles.frame)
+        raws[tx_name] = open_raw(raw_dir, schema.TRANSACTIONS, scratch, tx_bytes.result())
         log.info("indexing %s", schema.TRANSACTIONS_FILE)
         with parse_errors(raws[schema.TRANSACTIONS_FILE]):
             tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
