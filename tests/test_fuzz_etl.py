@@ -174,7 +174,7 @@ def _run_etl(raw: Path, out: Path) -> subprocess.CompletedProcess:
                           text=True, errors="replace", env=env, timeout=120, check=False)
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+@settings(max_examples=4, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(hurt=damage())
 def test_the_command_answers_in_one_last_line(hurt):
