@@ -21,6 +21,7 @@ from raw_helpers import (
 from test_read import built, fails
 
 from hmrec.raw import schema
+from hmrec.raw.read import RawDataError
 from hmrec.store.build import StorePathError, build_store
 from hmrec.store.tables import Store
 
@@ -187,3 +188,14 @@ def test_repaired_copies_never_reach_the_store(tmp_path):
     assert not list(Path(store.path).rglob("*.csv")) and not (Path(store.path) / ".repaired").exists()
     assert Store(store.path).quarantine(schema.TRANSACTIONS_FILE).height == 1
     assert pl.read_parquet(Path(store.path) / "transactions.parquet").height == 5
+
+
+def test_a_refused_rebuild_leaves_the_existing_store_byte_for_byte(tmp_path):
+    store = built(tmp_path, write_raw(tmp_path / "good"))
+    before = {p.relative_to(store.path): p.read_bytes() for p in Path(store.path).rglob("*") if p.is_file()}
+    bad = write_raw(tmp_path / "bad")
+    (bad / schema.CUSTOMERS_FILE).write_bytes((bad / schema.CUSTOMERS_FILE).read_text().encode("utf-16"))
+    with pytest.raises(RawDataError, match="^customers.csv: the file is UTF-16"):
+        build_store(bad, store.path)
+    after = {p.relative_to(store.path): p.read_bytes() for p in Path(store.path).rglob("*") if p.is_file()}
+    assert after == before
