@@ -92,7 +92,8 @@ class EventStore:
                 "SELECT id, customer_id, article_id, t_dat, price, sales_channel_id FROM purchases WHERE id > ? "
                 "ORDER BY id", (after_id,)
             ).fetchall()
-        return [(int(i), Purchase(c, int(a), date.fromisoformat(t), float(p), int(s))) for i, c, a, t, p, s in rows]
+        events = [(int(row[0]), _purchase(row)) for row in rows]
+        return [(i, purchase) for i, purchase in events if purchase is not None]
 
     def all(self) -> list[Purchase]:
         return [purchase for _, purchase in self.since(0)]
@@ -132,6 +133,16 @@ class EventStore:
         with self._lock, self._read_lock:
             self._connection.close()
             self._reader.close()
+
+
+def _purchase(row: tuple) -> Purchase | None:
+    """A stored row as a Purchase; None (logged) for a row no API call could have written, e.g. a date in words."""
+    _, customer_id, article_id, t_dat, price, channel = row
+    try:
+        return Purchase(str(customer_id), int(article_id), date.fromisoformat(t_dat), float(price), int(channel))
+    except (TypeError, ValueError, OverflowError) as error:
+        log.warning("skipping unreadable event %s in the events file: %s", row[0], error)
+        return None
 
 
 def export_csv(db_path: Path, out_path: Path) -> int:
