@@ -4,6 +4,7 @@ every answer's status, content type and body as the OpenAPI document declares.""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import schemathesis
@@ -19,7 +20,8 @@ from hmrec.serving.settings import Settings
 log = logging.getLogger(__name__)
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance]
-EXAMPLES = 50  # per operation, valid and invalid requests mixed; 12 operations
+# per operation, valid and invalid requests mixed; HMREC_FUZZ_EXAMPLES=500 for a longer hunt than `make test`'s
+EXAMPLES = int(os.environ.get("HMREC_FUZZ_EXAMPLES", "50"))
 
 
 @pytest.fixture(scope="module")
