@@ -147,13 +147,14 @@ def test_event_makes_a_new_customer_warm(client):
 
 
 def test_event_with_its_own_day_moves_the_customers_clock(client):
-    day = s.DATA_END + timedelta(days=40)
-    body = {"customer_id": s.FREQUENT, "article_id": 114428026, "price": 0.5, "channel": 1, "t_dat": day.isoformat()}
+    day = s.DATA_END + timedelta(days=2)  # the latest day allowed: the service's date + 1
+    body = {"customer_id": s.OCCASIONAL, "article_id": 114428026, "price": 0.5, "channel": 1,
+            "t_dat": day.isoformat()}
     assert client.post("/events/purchases", json=body).status_code == 201
-    answer = recommend(client, s.FREQUENT, k=1)
+    answer = recommend(client, s.OCCASIONAL, k=1)
     assert answer["as_of"] == (day + timedelta(days=1)).isoformat()
     assert answer["items"][0]["article_id"] == "0114428026"
-    customer = client.get(f"/customers/{s.FREQUENT}").json()
+    customer = client.get(f"/customers/{s.OCCASIONAL}").json()
     assert customer["recent_purchases"][0] | {"image_url": None} == {
         "article_id": "0114428026", "name": "Bikini", "product_type": "Bikini top", "product_group": "Swimwear",
         "colour": "Pink", "index_group": "Ladieswear", "price": 0.5, "image_url": None, "t_dat": day.isoformat(),
@@ -300,8 +301,10 @@ def test_customer_id_of_wrong_type(client):
 @pytest.mark.parametrize(("k", "detail"), [
     (0, "k: Input should be greater than or equal to 1"),
     (101, "k: Input should be less than or equal to 100"),
-    ("many", "k: Input should be a valid integer, unable to parse string as an integer"),
-    (2.5, "k: Input should be a valid integer, got a number with a fractional part"),
+    ("many", "k: Input should be a valid integer"),
+    (2.5, "k: Input should be a valid integer"),
+    ("12", "k: Input should be a valid integer"),  # strict: no coercion from strings or booleans
+    (True, "k: Input should be a valid integer"),
 ])
 def test_k_out_of_range_or_wrong_type(client, k, detail):
     assert_error(client.post("/recommendations", json={"customer_id": "x", "k": k}), 422, detail)
@@ -342,6 +345,40 @@ def test_event_with_bad_channel(client):
 def test_event_with_negative_price(client):
     response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "1", "price": -1})
     assert_error(response, 422, "price: Input should be greater than or equal to 0")
+
+
+def test_event_with_price_as_a_string(client):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "1", "price": "0.5"})
+    assert_error(response, 422, "price: Input should be a valid number")
+
+
+def test_event_with_boolean_channel(client):
+    response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "1", "channel": True})
+    assert_error(response, 422, "channel: Value error, must be 1 or 2, not a boolean")
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "2021-03-13", "2021-02-07", "0001-01-01"])
+def test_event_dated_outside_the_served_days(client, day):
+    body = {"customer_id": "x", "article_id": s.ARTICLE_IDS[0], "t_dat": day}
+    response = client.post("/events/purchases", json=body)
+    # the data runs 2021-02-08 .. 2021-03-10: the service's date is 2021-03-11, so 2021-03-12 is the last day
+    assert_error(response, 422, f"t_dat: must be a day from 2021-02-08 (the data's first day) to 2021-03-12 (the "
+                                f"service's date + 1 day); got {day}")
+    assert response.json()["errors"] == [{"field": "t_dat", "location": "body", "message": response.json()["detail"]
+                                          [len("t_dat: "):], "type": "value_error"}]
+
+
+def test_body_not_utf8(client):
+    response = client.post("/recommendations", content=b'{"customer_id": "\xff\xfe"}',
+                           headers={"content-type": "application/json"})
+    assert_error(response, 422, "body: invalid JSON: cannot be decoded: 'utf-8' codec can't decode byte 0xff in "
+                                "position 17: invalid start byte")
+
+
+def test_body_nested_too_deeply(client):
+    response = client.post("/recommendations", content=b"[" * 20_000 + b"]" * 20_000,
+                           headers={"content-type": "application/json"})
+    assert_error(response, 422, "body: invalid JSON: nested too deeply")
 
 
 def test_event_with_bad_date(client):
@@ -402,18 +439,50 @@ def test_no_client_mistake_is_a_500(client):
         assert 400 <= client.get(path).status_code < 500, path
 
 
+# ---- stored data: whatever the events file holds, a customer's endpoints answer -------------------------------
+
+HOSTILE_ROWS = [  # (t_dat, article_id, price, sales_channel_id), all for one customer, written past the API
+    ("9999-12-31", s.ARTICLE_IDS[1], 0.01, 2), ("0001-01-01", s.ARTICLE_IDS[1], 0.01, 2),
+    ("2021-03-09", 999_999_999_999, 0.01, 2), ("2021-03-09", 2**63 - 1, 0.01, 2), ("2021-03-09", "abc", 0.01, 2),
+    ("2021-03-09", s.ARTICLE_IDS[1], 1e300, 2), ("2021-03-09", s.ARTICLE_IDS[1], float("inf"), 2),
+    ("2021-03-09", s.ARTICLE_IDS[1], -5.0, 2), ("2021-03-09", s.ARTICLE_IDS[1], "cheap", 2),
+    ("2021-03-09", s.ARTICLE_IDS[1], 0.01, 99), ("yesterday", s.ARTICLE_IDS[1], 0.01, 2),
+    (20219999, s.ARTICLE_IDS[1], 0.01, 2), ("2021-03-09T25:00", s.ARTICLE_IDS[1], 0.01, 2),
+]
+
+
+def test_hostile_stored_events_never_break_a_customer(workdir, tmp_path):
+    import sqlite3
+
+    from hmrec.serving.events import EventStore
+
+    events = tmp_path / "events.sqlite"
+    EventStore(events).close()  # the tables
+    good = ("2021-03-09", s.ARTICLE_IDS[9], 0.02, 2)
+    with sqlite3.connect(events) as connection:
+        connection.executemany("INSERT INTO purchases (t_dat, customer_id, article_id, price, sales_channel_id) "
+                               "VALUES (?, 'victim', ?, ?, ?)", [*HOSTILE_ROWS, good])
+    with TestClient(create_app(Settings(workdir=workdir, events_path=events))) as client:
+        customer = client.get("/customers/victim")
+        assert customer.status_code == 200, customer.text
+        assert [(p["t_dat"], p["article_id"]) for p in customer.json()["recent_purchases"]] == \
+            [("2021-03-09", f"{s.ARTICLE_IDS[9]:010d}")]  # only the one usable event
+        answer = recommend(client, "victim", k=3)
+        assert (answer["strategy"], answer["as_of"]) == ("personalized", "2021-03-11")
+        assert answer["items"][0]["article_id"] == f"{s.ARTICLE_IDS[9]:010d}"
+
+
 # ---- batching: concurrent requests answered together give the answers each would get alone ----------------------
 
 def test_batched_answers_equal_single_answers(workdir, tmp_path):
     import asyncio
-    from datetime import date
 
     from hmrec.serving.engine import Engine, champion_loader
     from hmrec.serving.events import EventStore, Purchase
 
     store = EventStore(tmp_path / "events.sqlite")
     # a customer whose clock is ahead of everyone else's: batched apart (one Query has one as_of)
-    store.add(Purchase("ahead", s.ARTICLE_IDS[9], date(2021, 6, 1), 0.02, 2))
+    store.add(Purchase("ahead", s.ARTICLE_IDS[9], s.DATA_END + timedelta(days=2), 0.02, 2))
     engines = {}
     for batch_max in (1, 64):
         settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", batch_max=batch_max, cache_size=0)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -109,3 +114,41 @@ def test_mlflow_tracking_uri_points_runs_and_versions_elsewhere(tmp_path, monkey
     client = MlflowClient(tracking_uri=f"sqlite:///{shared}/mlflow.db")
     assert client.get_run(tracker.run_id).data.params == {"seed": "3"}
     assert client.get_model_version("hmrec-recommender", str(version)).run_id == tracker.run_id
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {path.relative_to(folder) for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_copied_workdir_keeps_its_artifacts_in_the_copy(tmp_path):
+    original = tmp_path / "original"
+    Registry.for_workdir(original).register(make_bundle(tmp_path / "b1"))
+    before = files_under(original / "mlartifacts")
+    copy = tmp_path / "moved" / "copy"
+    shutil.copytree(original, copy)
+
+    registry = Registry.for_workdir(copy)
+    assert registry.load(1).is_relative_to(copy / "mlartifacts")  # the copy's own files, checksums verified
+    registry.register(make_bundle(tmp_path / "b2", map12=0.05))
+    assert files_under(original / "mlartifacts") == before  # nothing landed in the original
+    assert registry.load(2).is_relative_to(copy / "mlartifacts")
+    assert len(files_under(copy / "mlartifacts")) == 2 * len(before)
+    assert Registry.for_workdir(original).load(1).is_relative_to(original / "mlartifacts")
+
+
+def test_a_run_whose_process_was_killed_is_marked_killed_when_the_workdir_is_next_opened(tmp_path):
+    script = ("import os, signal, sys\nfrom hmrec.registry.tracking import start_run\n"
+              "with start_run(sys.argv[1], 'doomed'):\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    died = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, timeout=120)
+    assert died.returncode == -signal.SIGKILL
+    client = MlflowClient(tracking_uri=tracking_uri(tmp_path))
+    [run] = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert run.info.status == "RUNNING"
+
+    with start_run(tmp_path, "next"):  # opening the workdir again, as the next pipeline run does
+        pass
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["hmrec.ended"] == f"process {run.data.tags['hmrec.pid']} was gone when the workdir was " \
+                                           "next opened"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -168,3 +169,26 @@ def test_the_supervisor_replaces_a_worker_killed_with_sigkill(versions, tmp_path
                 break
             time.sleep(0.2)
         assert len(replaced) == 2 and victim not in replaced, server.log_path.read_text()
+
+
+def test_a_second_service_is_refused_the_port_and_workers_die_with_a_killed_supervisor(versions, tmp_path):
+    workdir, _, _ = versions
+    server = s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2")
+    with server:
+        workers = [psutil.Process(pid) for pid in server.ready_processes()]
+        assert len(workers) == 2
+        # SO_REUSEPORT would let this one bind beside the first, and the kernel share connections between them
+        second = subprocess.run([str(s.HMREC), "serve", "--workdir", str(tmp_path / "other"), "--port",
+                                 str(server.port), "--workers", "2"], capture_output=True, text=True, timeout=120,
+                                env=server.env)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"error: 127.0.0.1:{server.port} is already served by another process on this machine (an earlier "
+            "`hmrec serve`?); stop it, or choose another --port")
+
+        os.kill(server.process.pid, signal.SIGKILL)  # the supervisor alone, as a crash or the OOM killer would
+        server.process.wait(timeout=10)
+        gone, alive = psutil.wait_procs(workers, timeout=60)
+        assert alive == [], server.log_path.read_text()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/health", timeout=2)

@@ -180,8 +180,12 @@ def serve(
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
     import uvicorn
 
-    from hmrec.serving.workers import serve_workers
+    from hmrec.serving.workers import PortTakenError, refuse_if_served, serve_workers
 
+    try:
+        refuse_if_served(host, port)
+    except PortTakenError as error:
+        _fail(str(error))
     factory = "hmrec.serving.app:app_from_environment"
     typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
     if settings.workers == 1:

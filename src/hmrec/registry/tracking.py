@@ -1,7 +1,8 @@
 """MLflow tracking of pipeline runs: where runs are stored, and one run's params, metrics and artifacts.
 
 By default everything stays inside the working folder: a SQLite tracking store `WORKDIR/mlflow.db`
-and an artifact folder `WORKDIR/mlartifacts`. Setting `MLFLOW_TRACKING_URI` (e.g. to
+and an artifact folder `WORKDIR/mlartifacts` (MLflow records absolute artifact URIs; opening the store rebases
+them, so a moved or copied workdir is self-contained: see housekeeping.py). Setting `MLFLOW_TRACKING_URI` (e.g. to
 `http://mlflow.internal:5000`) sends runs and model versions to a shared server instead. Browse the
 default store with `mlflow ui --backend-store-uri sqlite:///WORKDIR/mlflow.db`.
 """
@@ -27,6 +28,8 @@ from mlflow.entities import Metric, Param, RunStatus  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode  # noqa: E402
 from mlflow.utils.time import get_current_time_millis  # noqa: E402
+
+from hmrec.registry.housekeeping import mark_dead_runs, owner_tags, rebase_artifacts  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +72,20 @@ def quiet_mlflow() -> None:
 
 
 def client_for(workdir: str | Path) -> MlflowClient:
-    """A client on the workdir's tracking store (created on first use) whose registry is the same store."""
+    """A client on the workdir's tracking store (created on first use) whose registry is the same store.
+
+    Opening the embedded store (the default) first points its artifact locations into this workdir, should it
+    have been moved or copied; opening any store marks KILLED the runs a dead process of this machine left RUNNING."""
     quiet_mlflow()
     uri = tracking_uri(workdir)
     if not is_server_uri(uri):
         Path(workdir).mkdir(parents=True, exist_ok=True)
+    if uri == f"sqlite:///{Path(workdir).resolve() / DB_FILE}":
+        rebase_artifacts(Path(workdir).resolve() / DB_FILE, artifact_location(workdir, uri))
     registry_uri = os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or uri
-    return MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
+    mark_dead_runs(client)
+    return client
 
 
 def experiment_id(client: MlflowClient, workdir: str | Path, name: str = EXPERIMENT) -> str:
@@ -108,7 +118,8 @@ class Tracker:
     ) -> Iterator[Tracker]:
         """Open a run in the workdir's tracking store; it ends FINISHED, or FAILED if the block raises."""
         client = client_for(workdir)
-        run = client.create_run(experiment_id(client, workdir, experiment), run_name=run_name, tags=dict(tags or {}))
+        run = client.create_run(experiment_id(client, workdir, experiment), run_name=run_name,
+                                tags={**owner_tags(), **(tags or {})})
         tracker = cls(client, run.info.run_id)
         log.info("tracking run %s (%s) in %s", run_name, tracker.run_id, client.tracking_uri)
         try:

@@ -30,6 +30,7 @@ from hmrec.registry.bundle import (
     verify_bundle,
     write_manifest,
 )
+from hmrec.registry.housekeeping import owner_tags
 from hmrec.registry.tracking import client_for, experiment_id
 
 __all__ = ["CHAMPION", "MODEL_NAME", "Registry", "RegistryError", "VersionInfo", "verify_bundle", "write_manifest"]
@@ -93,7 +94,8 @@ class Registry:
         manifest = verify_bundle(bundle_dir, advice="the bundle changed after write_manifest; write the manifest last")
         own_run = run_id is None
         if own_run:
-            run_id = self.client.create_run(experiment_id(self.client, self.workdir), run_name="register").info.run_id
+            run_id = self.client.create_run(experiment_id(self.client, self.workdir), run_name="register",
+                                            tags=owner_tags()).info.run_id
         try:
             version = self._upload_and_create(bundle_dir, manifest, run_id)
         except BaseException:

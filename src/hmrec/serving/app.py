@@ -8,11 +8,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
-from hmrec.serving.engine import Engine, Loader, NotFoundError, NotReadyError, ReloadError, champion_loader
+from hmrec.serving.engine import (
+    Engine,
+    InvalidEventError,
+    Loader,
+    NotFoundError,
+    NotReadyError,
+    ReloadError,
+    champion_loader,
+)
 from hmrec.serving.events import EventStore
 from hmrec.serving.limits import BodyLimitMiddleware
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -95,11 +105,29 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [_describe(e) for e in error.errors()]
-        return JSONResponse(
-            {"detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors), "errors": errors},
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-        )
+        return _unprocessable([_describe(e) for e in error.errors()])
+
+    @app.exception_handler(InvalidEventError)
+    async def invalid_event(request: Request, error: InvalidEventError) -> JSONResponse:
+        return _unprocessable([{"field": error.field, "location": "body", "message": str(error),
+                                "type": "value_error"}])
+
+    @app.exception_handler(HTTPException)
+    async def unparsable(request: Request, error: HTTPException) -> JSONResponse:
+        # FastAPI raises starlette's 400 when json.loads fails other than by a JSONDecodeError: bytes that are not UTF-8
+        # (UnicodeDecodeError) or nesting deeper than the parser's recursion limit (RecursionError).
+        cause = error.__cause__
+        if error.status_code == status.HTTP_400_BAD_REQUEST and isinstance(cause, (ValueError, RecursionError)):
+            why = "nested too deeply" if isinstance(cause, RecursionError) else f"cannot be decoded: {cause}"
+            return _unprocessable([{"field": "body", "location": "body", "message": f"invalid JSON: {why}",
+                                    "type": "json_invalid"}])
+        return await http_exception_handler(request, error)
+
+
+def _unprocessable(errors: list[dict]) -> JSONResponse:
+    """422 with the body the OpenAPI document declares (schemas.ValidationErrorBody)."""
+    return JSONResponse({"detail": "; ".join(f"{e['field']}: {e['message']}" for e in errors), "errors": errors},
+                        status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _describe(error: dict) -> dict:

@@ -90,6 +90,7 @@ class LoadedModel:
     histories: Histories
     popular: Popular
     data_end: date
+    data_start: date | None = None  # the history's first day (None: empty history); live events may not precede it
     samples: dict[str, str] = field(default_factory=dict)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # (partner_idx sorted, article_idx): see partners()
     cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
@@ -141,6 +142,7 @@ def load_bundle(path: Path, version: int | None, popular_days: int = 7) -> Loade
         histories=_histories(history, customers.height),
         popular=_popular(history, customers, len(catalogue), data_end, popular_days),
         data_end=data_end,
+        data_start=history["t_dat"].min() if history.height else None,
     )
     model.samples = _samples(model)
     model.pairs = _pairs(recommender)

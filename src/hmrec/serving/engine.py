@@ -30,6 +30,7 @@ from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
 log = logging.getLogger(__name__)
 
 ONLINE = 2  # sales_channel_id of a purchase made through the service
+MAX_PRICE = 1e6  # the API's upper bound on an event's price (schemas.PurchaseEvent)
 RECENT_PURCHASES = 20
 CARD_CACHE = 20_000  # article cards kept per model: the articles answers show most
 
@@ -44,6 +45,14 @@ class NotFoundError(LookupError):
 
 class ReloadError(RuntimeError):
     """A champion could not be loaded; the message says why. The model already serving is kept."""
+
+
+class InvalidEventError(ValueError):
+    """A live event the service refuses (e.g. dated outside the days it can serve); `field` names the culprit."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 Loader = Callable[[], LoadedModel]
@@ -298,7 +307,10 @@ class Engine:
         rows = model.histories.rows(customer_idx) if customer_idx is not None else slice(0, 0)
         h = model.histories
         days, items, prices, channels = h.t_dat[rows], h.article_idx[rows], h.price[rows], h.channel[rows]
-        live = [(p, model.catalogue.find(p.article_id)) for p in self.live_events(customer_id)]
+        first, last = event_days(model)
+        # the checks record_purchase makes, again: the events file may hold rows written by anything
+        live = [(p, model.catalogue.find(p.article_id)) for p in self.live_events(customer_id)
+                if first <= p.t_dat <= last and _usable(p)]
         live = [(p, idx) for p, idx in live if idx is not None]
         if live:
             days = np.concatenate([days, np.array([(p.t_dat - _EPOCH).days for p, _ in live], dtype=np.int32)])
@@ -426,8 +438,12 @@ class Engine:
         if price is None:
             typical = model.catalogue.prices[idx]
             price = float(typical if not np.isnan(typical) else model.catalogue.median_price)
-        purchase = Purchase(customer_id, int(article_id), t_dat or model.data_end + timedelta(days=1),
-                            float(price), channel or ONLINE)
+        day = t_dat or model.data_end + timedelta(days=1)  # the service's date (see as_of_for)
+        first, last = event_days(model)
+        if not first <= day <= last:
+            raise InvalidEventError("t_dat", f"must be a day from {first} (the data's first day) to {last} (the "
+                                    f"service's date + 1 day); got {day}")
+        purchase = Purchase(customer_id, int(article_id), day, float(price), channel or ONLINE)
         self.events.add(purchase)
         self.sync_events()  # applies this event (and any other worker's) and drops the customer's cached answers
         return purchase
@@ -490,6 +506,16 @@ def as_of_for(data_end: date, last_day: int | None) -> date:
     """
     latest = data_end if last_day is None else max(data_end, _EPOCH + timedelta(days=int(last_day)))
     return latest + timedelta(days=1)
+
+
+def event_days(model: LoadedModel) -> tuple[date, date]:
+    """The days a live event may have: from the data's first day to the service's date (data end + 1) + 1 day."""
+    return model.data_start or model.data_end, model.data_end + timedelta(days=2)
+
+
+def _usable(purchase: Purchase) -> bool:
+    """A stored event the model can take: a finite price in the API's range and a known channel."""
+    return 0 <= purchase.price <= MAX_PRICE and purchase.sales_channel_id in (1, 2)
 
 
 def _alive(pid: int) -> bool:

@@ -75,6 +75,7 @@ class EventStore:
         self._lock = threading.Lock()
         self._reader = _connect(self.path)
         self._read_lock = threading.Lock()
+        self._skipped: set[int] = set()  # unreadable rows already logged (trailing ones are read again each time)
 
     def add(self, purchase: Purchase) -> int:
         with self._lock:
@@ -92,7 +93,8 @@ class EventStore:
                 "SELECT id, customer_id, article_id, t_dat, price, sales_channel_id FROM purchases WHERE id > ? "
                 "ORDER BY id", (after_id,)
             ).fetchall()
-        return [(int(i), Purchase(c, int(a), date.fromisoformat(t), float(p), int(s))) for i, c, a, t, p, s in rows]
+        events = [(int(row[0]), _purchase(row, self._skipped)) for row in rows]
+        return [(i, purchase) for i, purchase in events if purchase is not None]
 
     def all(self) -> list[Purchase]:
         return [purchase for _, purchase in self.since(0)]
@@ -132,6 +134,19 @@ class EventStore:
         with self._lock, self._read_lock:
             self._connection.close()
             self._reader.close()
+
+
+def _purchase(row: tuple, skipped: set[int]) -> Purchase | None:
+    """A stored row as a Purchase; None (logged once) for a row no API call could have written, e.g. a date in
+    words."""
+    event_id, customer_id, article_id, t_dat, price, channel = row
+    try:
+        return Purchase(str(customer_id), int(article_id), date.fromisoformat(t_dat), float(price), int(channel))
+    except (TypeError, ValueError, OverflowError) as error:
+        if event_id not in skipped:
+            skipped.add(event_id)
+            log.warning("skipping unreadable event %s in the events file: %s", event_id, error)
+        return None
 
 
 def export_csv(db_path: Path, out_path: Path) -> int:

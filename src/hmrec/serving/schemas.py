@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 CUSTOMER_ID_PATTERN = r"^[0-9a-zA-Z_-]{1,64}$"
 ARTICLE_ID_PATTERN = r"^[0-9]{1,10}$"
@@ -30,7 +30,7 @@ ArticleId = Annotated[int, BeforeValidator(parse_article_id), WithJsonSchema(
 
 
 class RecommendationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: "12" and true are not a k
     customer_id: CustomerId
     k: int = Field(12, ge=1, le=100, description="How many articles to return.")
 
@@ -116,12 +116,21 @@ class PopularResponse(BaseModel):
 
 
 class PurchaseEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: "0.03" is not a price, true not a channel
     customer_id: CustomerId
     article_id: ArticleId
     price: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False)
     channel: Literal[1, 2] | None = Field(None, description="1 = store, 2 = online (default)")
-    t_dat: date | None = Field(None, description="Day of purchase; default: the day after the data's last day")
+    # not strict: JSON has no date type, so the ISO string must be parsed
+    t_dat: date | None = Field(None, strict=False, description="Day of purchase, from the data's first day to the "
+                               "service's date + 1 day; default: the service's date, the day after the data's last day")
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # True == 1 to Python, but not a channel
+            raise ValueError("must be 1 or 2, not a boolean")
+        return value
 
 
 class PurchaseStored(BaseModel):
@@ -151,3 +160,36 @@ class ReloadResponse(BaseModel):
     workers_serving: int = Field(description="Worker processes serving model_version when this answer was sent")
     workers: int = Field(description="Live worker processes; fewer serving means some could not load it, or "
                          "did not finish within HMREC_RELOAD_WAIT_SECONDS (their logs say which)")
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong, naming the field or id at fault")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The field at fault, dotted (`k`, `customer_id`; `body` for the whole body)")
+    location: str = Field(description="Where the field is: body, query or path")
+    message: str
+    type: str = Field(description="The kind of error, e.g. `int_type`, `json_invalid`, `value_error`")
+
+
+class ValidationErrorBody(BaseModel):
+    detail: str = Field(description="Every error as `field: message`, joined by '; '")
+    errors: list[FieldError]
+
+
+_ERROR_TEXT = {
+    401: "No bearer token in the Authorization header",
+    403: "Wrong admin token, or admin is disabled (HMREC_ADMIN_TOKEN unset)",
+    404: "The article is not in the served catalogue",
+    409: "The load failed; the previous model keeps serving",
+    413: "The body is over HMREC_MAX_BODY_BYTES",
+    422: "A field is invalid, or the body cannot be parsed: `detail` names each field",
+    503: "No model is loaded; the detail says why",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """The OpenAPI `responses` of an operation's error answers, each with the body the service sends."""
+    return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status]}
+            for status in statuses}

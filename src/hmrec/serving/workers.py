@@ -3,13 +3,17 @@
 uvicorn's own `--workers` shares one listening socket, and an asyncio server accepts every connection waiting
 when it wakes: a burst of new connections (a client pool opening, a load balancer reconnecting) can all land on
 one worker while the others idle. With one socket per worker, the kernel spreads connections over them as they
-arrive. The parent only supervises: it restarts a worker that dies and stops them all on SIGTERM or SIGINT.
+arrive. The parent only supervises: it restarts a worker that dies and stops them all on SIGTERM or SIGINT; a
+worker also stops when the parent dies, even by SIGKILL (Linux's parent-death signal), so none serves on orphaned.
+SO_REUSEPORT would let a second service bind the port beside a running one, so `refuse_if_served` checks first.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -20,6 +24,38 @@ log = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3  # uvicorn's exit code when a worker cannot start; restarting would fail the same way
 STOP_GRACE_SECONDS = 15
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class PortTakenError(OSError):
+    """Another process on this machine already accepts connections on the port; the message says so."""
+
+
+def refuse_if_served(host: str, port: int) -> None:
+    """Raise PortTakenError if something already accepts connections on (host, port).
+
+    A bind alone cannot tell: our sockets set SO_REUSEPORT, so a second service's bind beside a running one
+    succeeds and the kernel shares the connections out between the two. Services on other machines, sharing
+    one event store, are not seen here and stay allowed."""
+    target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    try:
+        with socket.create_connection((target, port), timeout=2):
+            pass
+    except OSError:
+        return  # nothing listens there
+    raise PortTakenError(f"{host}:{port} is already served by another process on this machine (an earlier "
+                         f"`hmrec serve`?); stop it, or choose another --port")
+
+
+def die_with_parent(parent: int) -> None:
+    """Have Linux send this process SIGTERM when its parent dies (a SIGKILLed supervisor included)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker outlives a killed supervisor",
+                        ctypes.get_errno())
+    if os.getppid() != parent:  # the parent died before the request: no signal will come
+        sys.exit(0)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -32,12 +68,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(app: str, host: str, port: int, log_level: str, access_log: bool) -> None:
+def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, parent: int) -> None:
     import uvicorn
 
     from hmrec import logs
 
     logs.configure()  # a spawned process starts with no logging set up
+    die_with_parent(parent)
     try:
         sock = listening_socket(host, port)
     except OSError as error:
@@ -50,12 +87,14 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool) ->
 def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info",
                   access_log: bool = True) -> int:
     """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code."""
+    refuse_if_served(host, port)
     listening_socket(host, port).close()  # fail here, once, if the port is taken by a process we cannot share with
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked thread pools or locks
     stop = threading.Event()
 
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(app, host, port, log_level, access_log), name="hmrec-worker")
+        process = context.Process(target=_worker, args=(app, host, port, log_level, access_log, os.getpid()),
+                                  name="hmrec-worker")
         process.start()
         return process
 

@@ -7,14 +7,13 @@ from starlette.concurrency import run_in_threadpool
 
 from hmrec.serving.deps import AdminDep, EngineDep, MetricsDep
 from hmrec.serving.engine import ReloadError
-from hmrec.serving.schemas import ReloadResponse
+from hmrec.serving.schemas import ReloadResponse, error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.post("/reload", response_model=ReloadResponse, summary="Serve the registry's current champion",
-             responses={401: {"description": "No bearer token"}, 403: {"description": "Wrong token"},
-                        409: {"description": "The load failed; the previous model keeps serving"}})
+             responses=error_responses(401, 403, 409, 413))
 async def reload(_: AdminDep, engine: EngineDep, metrics: MetricsDep) -> dict:
     try:
         previous, current = await run_in_threadpool(engine.reload)

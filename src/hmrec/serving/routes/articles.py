@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Response
 
 from hmrec.serving.deps import ArticlePath, EngineDep
 from hmrec.serving.images import article_svg
-from hmrec.serving.schemas import ArticleDetail, SimilarResponse, parse_article_id
+from hmrec.serving.schemas import ArticleDetail, SimilarResponse, error_responses, parse_article_id
 
 router = APIRouter(tags=["articles"])
-NOT_FOUND = {404: {"description": "The article is not in the served catalogue"}}
+NOT_FOUND = error_responses(404, 422, 503)
 
 
 @router.get("/articles/{article_id}", response_model=ArticleDetail, responses=NOT_FOUND,
@@ -26,7 +26,8 @@ def similar(article_id: ArticlePath, engine: EngineDep, k: Annotated[int, Query(
     return engine.similar(parse_article_id(article_id), k)
 
 
-@router.get("/articles/{article_id}/image.svg", response_class=Response, responses=NOT_FOUND,
+@router.get("/articles/{article_id}/image.svg", response_class=Response,
+            responses={**NOT_FOUND, 200: {"content": {"image/svg+xml": {}}}},
             summary="A picture drawn from the article's colour and product group")
 def image(article_id: ArticlePath, engine: EngineDep) -> Response:
     detail = engine.article(parse_article_id(article_id))

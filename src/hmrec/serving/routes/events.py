@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from hmrec.serving.deps import EngineDep, MetricsDep
-from hmrec.serving.schemas import PurchaseEvent, PurchaseStored
+from hmrec.serving.schemas import PurchaseEvent, PurchaseStored, error_responses
 
 router = APIRouter(tags=["events"])
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["events"])
     summary="Record a purchase",
     description="Stored in SQLite (WAL, synchronous=FULL) and committed before the 201 is sent; the customer's "
     "next recommendations include it. Without `t_dat` the purchase is dated the day after the data's last day.",
-    responses={404: {"description": "Unknown article"}, 503: {"description": "No model loaded"}},
+    responses=error_responses(404, 413, 422, 503),
 )
 def purchase(body: PurchaseEvent, engine: EngineDep, metrics: MetricsDep) -> dict:
     stored = engine.record_purchase(body.customer_id, body.article_id, body.price,

@@ -7,7 +7,7 @@ import os
 from fastapi import APIRouter, Response
 
 from hmrec.serving.deps import EngineDep, MetricsDep
-from hmrec.serving.schemas import Health, Ready
+from hmrec.serving.schemas import Health, Ready, error_responses
 
 router = APIRouter(tags=["health"])
 
@@ -18,13 +18,14 @@ def health() -> dict:
 
 
 @router.get("/ready", response_model=Ready, summary="A model is loaded (503 with the reason until then)",
-            responses={503: {"description": "No model loaded; the detail says why"}})
+            responses=error_responses(503))
 def ready(engine: EngineDep) -> dict:
     model = engine.model
     return {"status": "ready", "model_version": model.version, "articles": len(model.catalogue),
             "customers": model.customers.height, "data_end": model.data_end, "process": os.getpid()}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
 def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

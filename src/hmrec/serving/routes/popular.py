@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hmrec.serving.deps import EngineDep
-from hmrec.serving.schemas import PopularResponse
+from hmrec.serving.schemas import PopularResponse, error_responses
 
 router = APIRouter(tags=["articles"])
 
 
-@router.get("/popular", response_model=PopularResponse, summary="Bestsellers, for an age group if `age` is given")
+@router.get("/popular", response_model=PopularResponse, responses=error_responses(422, 503),
+            summary="Bestsellers, for an age group if `age` is given")
 def popular(
     engine: EngineDep,
     age: Annotated[int | None, Query(ge=0, le=130, description="Customer age in years")] = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from hmrec.serving.deps import EngineDep, MetricsDep
-from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse
+from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse, error_responses
 
 router = APIRouter(tags=["recommendations"])
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["recommendations"])
     description="Known customers with purchases (bundle history plus live events) get the model's ranking; "
     "a known customer without purchases gets their age group's bestsellers, an unknown id the global ones "
     "(strategy `cold_start`).",
-    responses={503: {"description": "No model loaded"}, 413: {"description": "Body too large"}},
+    responses=error_responses(413, 422, 503),
 )
 async def recommend(body: RecommendationRequest, engine: EngineDep, metrics: MetricsDep) -> dict:
     answer = await engine.recommend_async(body.customer_id, body.k)
