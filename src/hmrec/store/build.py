@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,18 +46,19 @@ log = logging.getLogger(__name__)
 STREAMING = "streaming"  # bounded memory: the 3.5 GB transactions file is never held as text
 
 
-def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
+def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, indexer: Indexer | None = None) -> dict:
     """Validate and clean the three raw files and write the store; return its manifest.
 
     The store is built in a temporary folder beside `store_dir` and renamed into place at the end, so a
     failed build (RawDataError and anything else) leaves nothing new there and an older store untouched.
+    `indexer` checks and indexes the transactions file (default: in this process; hmrec.scale passes Ray's).
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
     store_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
     try:
-        manifest = _build_into(raw_dir, building, test_days)
+        manifest = _build_into(raw_dir, building, test_days, indexer or _index_transactions)
         _swap_in(building, store_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
@@ -80,7 +82,7 @@ def _swap_in(building: Path, store_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
+def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer) -> dict:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         # hashing releases the GIL, so the checksums run beside the parsing
@@ -93,7 +95,7 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
         article_table = _article_table(articles.frame)
         log.info("indexing %s", schema.TRANSACTIONS_FILE)
         with parse_errors(raws[schema.TRANSACTIONS_FILE]):
-            tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
+            tx = indexer(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
         customer_table = _customer_table(customers.frame, tx.new_customer_ids)
         source_info = sources.result()
     split = time_split(tx.frame, test_days)
@@ -156,6 +158,8 @@ class _Indexed:
     notes: list[str]
 
 
+Indexer = Callable[[RawFile, pl.Series, pl.DataFrame], _Indexed]  # (raw, known customer ids, articles)
+
 # The fast pass parses numbers in the CSV reader; a value it cannot parse becomes null and sends its row to the
 # slow pass. Dates are parsed with the declared format instead: the reader would also accept e.g. 01/09/2020.
 _FAST_DTYPES = {"price": pl.Float32, "sales_channel_id": pl.Int8}
@@ -165,24 +169,60 @@ def _index_transactions(raw: RawFile, known_ids: pl.Series, articles: pl.DataFra
     """A fast streaming pass maps clean rows to integers; a second pass reads only the odd rows as text.
 
     Odd rows (anything null or out of range, an unknown customer or article, a truncated line) are few in
-    real exports, so the 31.8M-row file is normally parsed once and never held as text.
+    real exports, so the 31.8M-row file is normally parsed once and never held as text. The Ray engine
+    (hmrec.scale) runs `index_block` on each block of the file and the same `combine_blocks`.
     """
+    customer_map, article_map = id_maps(known_ids, articles)
+    return combine_blocks(raw, [index_block(raw, customer_map, article_map)], known_ids)
+
+
+def id_maps(known_ids: pl.Series, articles: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """customer_id -> customer_idx for customers.csv's customers, article_id -> article_idx."""
     customer_map = pl.LazyFrame({"customer_id": known_ids, "customer_idx": np.arange(known_ids.len(), dtype=np.int32)})
-    article_map = articles.lazy().select("article_id", "article_idx")
+    return customer_map, articles.lazy().select("article_id", "article_idx")
+
+
+@dataclass
+class Block:
+    """One block of the transactions file checked: rows kept, odd rows that passed, rows set aside.
+
+    LINE (and the quarantine's `line`) count from the block's first row; `combine_blocks` shifts them.
+    """
+
+    kept: pl.DataFrame  # LINE, the transaction columns, short_id
+    good: pl.DataFrame  # odd rows that passed: LINE, the transaction columns (customer_idx null: unknown), customer_id
+    quarantine: pl.DataFrame
+    rows: int
+
+
+def index_block(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> Block:
+    """The fast pass over one file (or block), then the slow pass over its odd rows."""
     fast = _fast_pass(raw, customer_map, article_map)
     odd_lines = fast.filter(pl.col("odd"))[LINE]
     kept = fast.filter(~pl.col("odd")).drop("odd")
-    quarantine = empty_quarantine(schema.TRANSACTION_COLUMNS)
-    new_ids, unknown_rows = pl.Series("customer_id", [], dtype=pl.String), 0
-    if odd_lines.len():
-        log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
-        slow = _slow_pass(raw, odd_lines, customer_map, article_map)
-        quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
-        good = slow.filter(pl.col(REASON).is_null())
-        unknown_rows = good["customer_idx"].null_count()
-        new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
+    if not odd_lines.len():
+        good = pl.DataFrame(schema={LINE: fast.schema[LINE], **tables.TRANSACTIONS_SCHEMA, "customer_id": pl.String,
+                                    "short_id": pl.Boolean})
+        return Block(kept, good, empty_quarantine(schema.TRANSACTION_COLUMNS), fast.height)
+    log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
+    slow = _slow_pass(raw, odd_lines, customer_map, article_map)
+    quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
+    good = slow.filter(pl.col(REASON).is_null()).select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", "short_id")
+    return Block(kept, good, quarantine, fast.height)
+
+
+def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> _Indexed:
+    """Blocks in file order -> one table: file-wide line numbers, new customers' indices, the file's checks."""
+    offsets = np.cumsum([0] + [b.rows for b in blocks[:-1]])
+    shift = [(b, int(o)) for b, o in zip(blocks, offsets, strict=True)]
+    kept = pl.concat([b.kept.with_columns(pl.col(LINE) + o) for b, o in shift])
+    good = pl.concat([b.good.with_columns(pl.col(LINE) + o) for b, o in shift])
+    quarantine = pl.concat([b.quarantine.with_columns(pl.col("line") + o) for b, o in shift])
+    unknown_rows = good["customer_idx"].null_count()
+    new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
+    if good.height:
         kept = pl.concat([kept, _index_new_customers(good, new_ids, known_ids.len()).select(kept.columns)])
-    raise_if_unreadable(raw, quarantine, fast.height, TRANSACTION_PARSES)
+    raise_if_unreadable(raw, quarantine, sum(b.rows for b in blocks), TRANSACTION_PARSES)
     raise_if_nothing_left(raw, kept.height, quarantine)
     short = int(kept["short_id"].sum())
     frame = kept.sort(["t_dat", LINE]).select(list(tables.TRANSACTIONS_SCHEMA)).cast(tables.TRANSACTIONS_SCHEMA)
