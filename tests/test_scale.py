@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import subprocess
+import sys
+from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from raw_helpers import TRANSACTIONS, write_raw
+from typer.testing import CliRunner
 
+from hmrec.cli import app
 from hmrec.raw.generate import generate
 from hmrec.raw.read import RawDataError
 from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import EngineConfig
 from hmrec.scale.etl import RayIndexer
+from hmrec.scale.scoring import ScoringInputs, score_customers
 from hmrec.store import build, tables
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
@@ -27,7 +35,7 @@ def ray_cluster():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
 
@@ -122,3 +130,44 @@ def test_engine_options_fall_back_to_the_environment(monkeypatch):
     assert EngineConfig.from_options("local", "auto") == EngineConfig(name="local", address="auto")
     with pytest.raises(ValueError, match="engine 'spark' is not one of local, ray; pass --engine or set HMREC_ENGINE"):
         EngineConfig.from_options("spark")
+
+
+def bundle_inputs(workdir: Path, k: int = 12) -> ScoringInputs:
+    """The pipeline's bundle scored as a bulk export would: every customer, as of the day after its data."""
+    bundle = next((workdir / "bundles").iterdir())
+    data_end = date.fromisoformat(json.loads((bundle / "manifest.json").read_text())["data_end"])
+    return ScoringInputs(bundle / "final", bundle / "customers.parquet", bundle / "history.parquet",
+                         as_of=data_end + timedelta(days=1), k=k)
+
+
+def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, pipeline_run):
+    inputs = bundle_inputs(pipeline_run.workdir)
+    customer_idx = np.arange(pl.read_parquet(inputs.customers).height, dtype=np.int32)[::-1].copy()
+    local = score_customers(inputs, customer_idx)
+    on_ray = score_customers(inputs, customer_idx, EngineConfig(name="ray", scoring_rows=len(customer_idx) // 8))
+    assert (local.recs.items >= 0).any(axis=1).all()  # every customer got answers, so equality says something
+    np.testing.assert_array_equal(on_ray.recs.items, local.recs.items)
+    np.testing.assert_allclose(on_ray.recs.scores, local.recs.scores, rtol=1e-6)
+    assert len(on_ray.pids) >= 2 and os.getpid() not in on_ray.pids, on_ray.pids
+
+
+def test_cli_etl_on_ray(ray_cluster, tiny_raw, tmp_path):
+    result = CliRunner().invoke(app, ["etl", "--raw", str(tiny_raw), "--store", str(tmp_path / "store"),
+                                      "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert f"built {tmp_path / 'store'}: customers 2,000, articles 1,000, transactions " in result.output
+
+
+def test_cli_refuses_an_unknown_engine(tmp_path):
+    result = CliRunner().invoke(app, ["etl", "--raw", str(tmp_path), "--store", str(tmp_path / "s"), "--engine", "x"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: engine 'x' is not one of local, ray; pass --engine or set HMREC_ENGINE"
+
+
+def test_the_local_engine_never_imports_ray(tiny_raw, tmp_path):
+    code = ("import sys; from hmrec.scale.etl import build_store; from hmrec.scale.engine import EngineConfig; "
+            f"build_store({str(tiny_raw)!r}, {str(tmp_path / 'store')!r}, engine=EngineConfig.from_options()); "
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    env = {**os.environ, "HMREC_ENGINE": "local"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    assert (tmp_path / "store" / tables.MANIFEST).is_file()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _start(config: EngineConfig) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if config.address is None:
         ray.init(num_cpus=config.num_cpus, **quiet)
     else:
@@ -74,3 +74,8 @@ def quiet_data() -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+
+
+def engine_session(config: EngineConfig):
+    """One Ray session around several stages (a pipeline), so Ray starts once; nothing for the local engine."""
+    return ray_session(config) if config.is_ray else nullcontext()
