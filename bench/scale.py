@@ -34,14 +34,17 @@ def sample_tree(pid: int, peaks: dict[int, dict], stop: threading.Event, every: 
     while not stop.is_set():
         try:
             processes = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
+        except psutil.NoSuchProcess:  # the child ended, or one under it ended while being listed
+            if not root.is_running():
+                return
+            continue
         for process in processes:
             try:
                 info, name = process.memory_full_info(), " ".join(process.cmdline()[:3])[:80]
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             peak = peaks.setdefault(process.pid, {"name": name, "uss": 0, "pss": 0})
+            peak["name"] = name if name.startswith("ray::") else peak["name"]  # a Ray worker renames itself
             peak["uss"], peak["pss"] = max(peak["uss"], info.uss), max(peak["pss"], info.pss)
         stop.wait(every)
 
@@ -63,7 +66,7 @@ def measure(command: list[str]) -> dict:
     lines = out.strip().splitlines()
     answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     driver = peaks.get(child.pid, {"uss": 0, "pss": 0})
-    workers = [p for p in peaks.values() if "ray::" in p["name"] or "default_worker" in p["name"]]
+    workers = [p for p in peaks.values() if p["name"].startswith("ray::") and "Agent" not in p["name"]]
     return {
         "wall_s": round(seconds, 2), **answer,
         "driver_peak_uss_gib": round(driver["uss"] / GIB, 3), "driver_peak_pss_gib": round(driver["pss"] / GIB, 3),
@@ -104,7 +107,7 @@ def child_ray_start() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="raw sample folder (generate it with hmrec data)")
+    parser.add_argument("--data", type=Path, help="raw sample folder (generate one with `hmrec data generate`)")
     parser.add_argument("--store", type=Path, default=Path("/tmp/scale-store"), help="store folder to build")
     parser.add_argument("--bundle", type=Path, help="a pipeline bundle (WORKDIR/bundles/<run-id>) to score")
     parser.add_argument("--scoring-rows", type=int, default=20_000, help="customers per Ray scoring block")
@@ -115,6 +118,8 @@ def main() -> None:
         return child_ray_start()
     if args.child:
         return child_scoring(args.child.split("-")[1], args.bundle, args.scoring_rows)
+    if args.data is None:
+        parser.error("--data is required")
     me = [sys.executable, __file__]
     results = {"machine": machine(), "csv_gb": round(csv_size_gb(args.data), 3),
                "ray_start": measure([*me, "--child", "ray-start"])}

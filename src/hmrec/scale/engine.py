@@ -44,6 +44,7 @@ def ray_session(config: EngineConfig) -> Iterator[None]:
     import ray
 
     if ray.is_initialized():
+        quiet_data()
         yield
         return
     _start(config)
@@ -71,6 +72,7 @@ def quiet_data() -> None:
     """No progress bars from Ray Data: the CLI shows its own, and logs stay one line per stage."""
     from ray.data import DataContext
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "execution finished in ...", deprecation notes
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,15 +70,25 @@ class RayIndexer:
             for number, (start, end) in enumerate(ranges)
         ]
         results = ray.get(futures)
-        self.pids.update(pid for _, pid in results)
-        if any(block is None for block, _ in results):
+        self.pids.update(pid for _, pid, _ in results)
+        for number, (block, _, seconds) in enumerate(results):
+            rows = f"{block.rows:,} rows" if block is not None else "unparseable"
+            log.info("%s block %d/%d: %s in %.2f s", raw.name, number + 1, len(results), rows, seconds)
+        if any(block is None for block, _, _ in results):
             with parse_errors(raw):  # the same one-line error as the local engine, from the whole file
                 raise pl.exceptions.ComputeError(f"{raw.name}: a block could not be parsed")
-        return build.combine_blocks(raw, [block for block, _ in results], known_ids)
+        return build.combine_blocks(raw, [block for block, _, _ in results], known_ids)
 
 
-def _index_range(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[build.Block | None, int]:
-    """Run in a Ray worker: the block as a CSV file of its own through build.index_block; None if unparseable."""
+def _index_range(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[build.Block | None, int, float]:
+    """Run in a Ray worker: the block as a CSV file of its own through build.index_block (None if unparseable),
+    this process's id and the seconds it took."""
+    started = time.perf_counter()
+    block, pid = _index_copy(task, maps), os.getpid()
+    return block, pid, time.perf_counter() - started
+
+
+def _index_copy(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> build.Block | None:
     customer_map, article_map = (m.lazy() for m in maps)
     with tempfile.TemporaryDirectory(prefix="hmrec-block-") as folder:
         path = Path(folder) / task.path.name
@@ -87,6 +98,6 @@ def _index_range(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> t
         try:
             if task.truncated:
                 raw.truncated_line = raw.frame.select(pl.len()).collect().item() - 1
-            return build.index_block(raw, customer_map, article_map), os.getpid()
+            return build.index_block(raw, customer_map, article_map)
         except pl.exceptions.ComputeError:
-            return None, os.getpid()
+            return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -80,9 +81,12 @@ def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) ->
               for i in range(0, len(customer_idx), rows)]
     actors = max(1, min(len(blocks), int(ray.cluster_resources().get("CPU", 1))))
     log.info("scoring %d customers in %d blocks with %d actors", len(customer_idx), len(blocks), actors)
-    scored = ray.data.from_arrow(blocks).map_batches(
-        Scorer, fn_constructor_args=(inputs,), batch_size=None, batch_format="numpy", concurrency=actors, num_cpus=1,
-    )
+    with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated from Ray 2.60
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scored = ray.data.from_arrow(blocks).map_batches(
+            Scorer, fn_constructor_args=(inputs,), batch_size=None, batch_format="numpy", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0,  # a failed actor fails the run
+        )
     out = Recs(np.full((len(customer_idx), inputs.k), -1, dtype=np.int32),
                np.full((len(customer_idx), inputs.k), np.nan, dtype=np.float32))
     pids: set[int] = set()
