@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +16,17 @@ from raw_helpers import TRANSACTIONS, write_raw
 from typer.testing import CliRunner
 
 from hmrec.cli import app
+from hmrec.pipeline import load_train_data
 from hmrec.raw.generate import generate
 from hmrec.raw.read import RawDataError
+from hmrec.recommenders.als import ALSRecommender
+from hmrec.recommenders.base import Query, save_recommender
 from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import EngineConfig
 from hmrec.scale.etl import RayIndexer
-from hmrec.scale.scoring import ScoringInputs, score_customers
+from hmrec.scale.scoring import EngineScored, ScoringInputs, score_customers
 from hmrec.store import build, tables
+from hmrec.store.tables import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
 
@@ -132,23 +134,31 @@ def test_engine_options_fall_back_to_the_environment(monkeypatch):
         EngineConfig.from_options("spark")
 
 
-def bundle_inputs(workdir: Path, k: int = 12) -> ScoringInputs:
-    """The pipeline's bundle scored as a bulk export would: every customer, as of the day after its data."""
-    bundle = next((workdir / "bundles").iterdir())
-    data_end = date.fromisoformat(json.loads((bundle / "manifest.json").read_text())["data_end"])
-    return ScoringInputs(bundle / "final", bundle / "customers.parquet", bundle / "history.parquet",
-                         as_of=data_end + timedelta(days=1), k=k)
+@pytest.fixture(scope="module")
+def tiny_store(tiny_raw, tmp_path_factory) -> Store:
+    folder = tmp_path_factory.mktemp("scoring") / "store"
+    build.build_store(tiny_raw, folder)
+    return Store(folder)
 
 
-def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, pipeline_run):
-    inputs = bundle_inputs(pipeline_run.workdir)
-    customer_idx = np.arange(pl.read_parquet(inputs.customers).height, dtype=np.int32)[::-1].copy()
-    local = score_customers(inputs, customer_idx)
+def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_path):
+    data = load_train_data(tiny_store)
+    model = ALSRecommender(factors=16, iterations=5).fit(data)
+    save_recommender(model, tmp_path / "model")
+    customer_idx = np.arange(data.customers.height, dtype=np.int32)[::-1].copy()
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, tiny_store.cutoff)
+    expected = model.recommend(query, 12)
+    inputs = ScoringInputs(tmp_path / "model", tiny_store.path / "customers.parquet",
+                           tiny_store.path / "transactions.parquet", tiny_store.cutoff, k=12)
     on_ray = score_customers(inputs, customer_idx, EngineConfig(name="ray", scoring_rows=len(customer_idx) // 8))
-    assert (local.recs.items >= 0).any(axis=1).all()  # every customer got answers, so equality says something
-    np.testing.assert_array_equal(on_ray.recs.items, local.recs.items)
-    np.testing.assert_allclose(on_ray.recs.scores, local.recs.scores, rtol=1e-6)
+    assert (expected.items >= 0).all()  # every customer got 12 answers, so equality says something
+    np.testing.assert_array_equal(on_ray.recs.items, expected.items)
+    np.testing.assert_allclose(on_ray.recs.scores, expected.scores, rtol=1e-6)
     assert len(on_ray.pids) >= 2 and os.getpid() not in on_ray.pids, on_ray.pids
+    # what `hmrec evaluate --engine ray` asks: the same query, answered through the saved model on Ray
+    engine = EngineConfig(name="ray", scoring_rows=500)
+    np.testing.assert_array_equal(EngineScored(model, tiny_store, engine, tmp_path / "eval").recommend(query, 12).items,
+                                  expected.items)
 
 
 def test_cli_etl_on_ray(ray_cluster, tiny_raw, tmp_path):
