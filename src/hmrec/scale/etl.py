@@ -60,8 +60,11 @@ class RayIndexer:
     def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> build._Indexed:
         import ray
 
-        header, ranges = line_blocks(raw.path, self.block_bytes)
-        log.info("%s: %d blocks of about %d MB on Ray", raw.name, len(ranges), self.block_bytes >> 20)
+        # at most block_bytes, and small enough that every CPU of the cluster gets a block
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        block_bytes = max(1, min(self.block_bytes, -(-raw.path.stat().st_size // cpus)))
+        header, ranges = line_blocks(raw.path, block_bytes)
+        log.info("%s: %d blocks of about %.1f MB on Ray", raw.name, len(ranges), block_bytes / 2**20)
         maps = ray.put(tuple(m.collect() for m in build.id_maps(known_ids, articles)))
         task = ray.remote(num_cpus=1)(_index_range)
         futures = [
