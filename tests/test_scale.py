@@ -24,6 +24,7 @@ from hmrec.recommenders.base import Query, save_recommender
 from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import EngineConfig
 from hmrec.scale.etl import RayIndexer
+from hmrec.scale.features import RayFeatures
 from hmrec.scale.scoring import EngineScored, ScoringInputs, score_customers
 from hmrec.store import build, tables
 from hmrec.store.tables import Store
@@ -60,11 +61,11 @@ def table_hashes(store: Path) -> dict[str, str]:
     return hashes
 
 
-def build_both(raw: Path, out: Path, block_bytes: int) -> tuple[dict, dict, RayIndexer]:
+def build_both(raw: Path, out: Path, block_bytes: int) -> tuple[dict, dict, RayIndexer, RayFeatures]:
     local = build.build_store(raw, out / "local")
-    indexer = RayIndexer(block_bytes)
-    on_ray = build.build_store(raw, out / "ray", indexer=indexer)
-    return local, on_ray, indexer
+    indexer, features = RayIndexer(block_bytes), RayFeatures(partitions=4)
+    on_ray = build.build_store(raw, out / "ray", indexer=indexer, features=features)
+    return local, on_ray, indexer, features
 
 
 def same_manifest(local: dict, on_ray: dict) -> None:
@@ -87,14 +88,14 @@ def test_blocks_end_at_row_breaks_outside_quotes(tmp_path):
 
 def test_ray_store_equals_local_on_the_tiny_sample(ray_cluster, tiny_raw, tmp_path):
     size = (tiny_raw / "transactions_train.csv").stat().st_size
-    local, on_ray, indexer = build_both(tiny_raw, tmp_path, block_bytes=size // 6)
+    local, on_ray, indexer, features = build_both(tiny_raw, tmp_path, block_bytes=size // 6)
     same_manifest(local, on_ray)
     assert table_hashes(tmp_path / "ray") == table_hashes(tmp_path / "local")
-    assert len(indexer.pids) >= 2, indexer.pids
+    assert len(indexer.pids) >= 2 and len(features.pids) >= 2, (indexer.pids, features.pids)
 
 
 def test_ray_store_equals_local_on_a_real_export(ray_cluster, tmp_path):
-    local, on_ray, indexer = build_both(FIXTURE, tmp_path, block_bytes=200_000)
+    local, on_ray, _, _ = build_both(FIXTURE, tmp_path, block_bytes=200_000)
     same_manifest(local, on_ray)
     assert on_ray["quality"]["transactions.id_without_leading_zero"] == 10_000
     assert table_hashes(tmp_path / "ray") == table_hashes(tmp_path / "local")
@@ -104,7 +105,7 @@ def test_ray_quarantines_the_same_rows_with_the_same_reasons(ray_cluster, tmp_pa
     rows = [*TRANSACTIONS, "2020-09-09,c1,0663713001,-0.05,2", "2020-13-01,c2,0663713001,0.05,2",
             "2020-09-09,zz,0663713001,0.05,2", "2020-09-09,c1,0999999999,0.05,9"]
     raw = write_raw(tmp_path / "raw", transactions=rows)
-    local, on_ray, _ = build_both(raw, tmp_path, block_bytes=64)
+    local, on_ray, _, _ = build_both(raw, tmp_path, block_bytes=64)
     same_manifest(local, on_ray)
     quarantine = pl.read_parquet(tmp_path / "ray" / tables.QUARANTINE / "transactions_train.parquet")
     assert quarantine.sort("line").select("line", "reason").rows() == pl.read_parquet(

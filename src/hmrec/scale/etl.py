@@ -22,6 +22,7 @@ from hmrec.raw.read import RawFile, parse_errors
 from hmrec.raw.schema import FileSpec
 from hmrec.scale.blocks import copy_range, line_blocks
 from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.scale.features import RayFeatures
 from hmrec.store import build
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7,
     if not engine.is_ray:
         return build.build_store(raw_dir, store_dir, test_days)
     with ray_session(engine):
-        return build.build_store(raw_dir, store_dir, test_days, indexer=RayIndexer(engine.block_bytes))
+        return build.build_store(raw_dir, store_dir, test_days, indexer=RayIndexer(engine.block_bytes),
+                                 features=RayFeatures())
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -46,19 +47,21 @@ log = logging.getLogger(__name__)
 STREAMING = "streaming"  # bounded memory: the 3.5 GB transactions file is never held as text
 
 
-def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, indexer: Indexer | None = None) -> dict:
+def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, indexer: Indexer | None = None,
+                features: Featurer | None = None) -> dict:
     """Validate and clean the three raw files and write the store; return its manifest.
 
     The store is built in a temporary folder beside `store_dir` and renamed into place at the end, so a
     failed build (RawDataError and anything else) leaves nothing new there and an older store untouched.
-    `indexer` checks and indexes the transactions file (default: in this process; hmrec.scale passes Ray's).
+    `indexer` checks and indexes the transactions file and `features` computes the features as of the cutoff
+    (default: in this process; hmrec.scale passes Ray's).
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
     store_dir.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
     try:
-        manifest = _build_into(raw_dir, building, test_days, indexer or _index_transactions)
+        manifest = _build_into(raw_dir, building, test_days, indexer or _index_transactions, features or local_features)
         _swap_in(building, store_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
@@ -82,7 +85,7 @@ def _swap_in(building: Path, store_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer) -> dict:
+def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, features: Featurer) -> dict:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         # hashing releases the GIL, so the checksums run beside the parsing
@@ -104,12 +107,13 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer) -> d
     if train.is_empty():
         log.warning("no transactions before the cutoff %s: features are empty", split.cutoff)
     log.info("computing features as of %s", split.cutoff)
+    users, items = features(train, article_table, split.cutoff)
     written = {
         tables.CUSTOMERS: customer_table,
         tables.ARTICLES: article_table,
         tables.TRANSACTIONS: tx.frame,
-        tables.USER_FEATURES: user_features(train, article_table, split.cutoff),
-        tables.ITEM_FEATURES: item_features(train, article_table, split.cutoff),
+        tables.USER_FEATURES: users,
+        tables.ITEM_FEATURES: items,
     }
     for name, frame in written.items():
         frame.write_parquet(out / f"{name}.parquet", statistics=True)
@@ -124,6 +128,14 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer) -> d
     )
     write_manifest(manifest, out / tables.MANIFEST)
     return manifest
+
+
+def local_features(train: pl.DataFrame, articles: pl.DataFrame, cutoff: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """User and item features as of the cutoff, in this process."""
+    return user_features(train, articles, cutoff), item_features(train, articles, cutoff)
+
+
+Featurer = Callable[[pl.DataFrame, pl.DataFrame, date], tuple[pl.DataFrame, pl.DataFrame]]
 
 
 def _write_quarantine(out: Path, quarantines: dict[str, pl.DataFrame]) -> None:
