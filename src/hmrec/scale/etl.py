@@ -78,7 +78,9 @@ class RayIndexer:
         self.pids.update(pid for _, pid, _ in results)
         for number, (block, _, seconds) in enumerate(results):
             rows = f"{block.rows:,} rows" if block is not None else "unparseable"
-            log.info("%s block %d/%d: %s in %.2f s", raw.name, number + 1, len(results), rows, seconds)
+            log.debug("%s block %d/%d: %s in %.2f s", raw.name, number + 1, len(results), rows, seconds)
+        log.info("%s: %d blocks checked by %d worker processes, the slowest in %.2f s", raw.name, len(results),
+                 len({pid for _, pid, _ in results}), max(seconds for *_, seconds in results))
         if any(block is None for block, _, _ in results):
             with parse_errors(raw):  # the same one-line error as the local engine, from the whole file
                 raise pl.exceptions.ComputeError(f"{raw.name}: a block could not be parsed")
