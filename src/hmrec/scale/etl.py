@@ -4,7 +4,8 @@ Each Ray task copies its byte range (see blocks.py) to a CSV file of its own and
 local engine's fast and slow passes, on it. The driver then runs `combine_blocks`, the same second pass the
 local engine runs over its one block: file-wide line numbers, the new customers' indices, the file-level
 fatal checks. customers.csv and articles.csv (a few hundred MB at the H&M size) are cleaned whole on the
-driver by the local functions: their rules (duplicate ids) need the whole file anyway.
+driver by the local functions: their rules (duplicate ids) need the whole file anyway. The features as of the
+cutoff are computed per customer partition (scale/features.py).
 """
 
 from __future__ import annotations
