@@ -21,11 +21,25 @@ app.add_typer(events_app, name="events")
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
+Engine = Annotated[str | None, typer.Option(
+    "--engine", help="local (this process) or ray (ETL and batch scoring on Ray); default HMREC_ENGINE, else local.")]
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray-address", help="Ray cluster to join: auto or host:port (default: start a local Ray on this machine).")]
 
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+def _engine(name: str | None, address: str | None):
+    """The --engine / --ray-address choice (hmrec.scale.engine imports Ray only when the engine is ray)."""
+    from hmrec.scale.engine import EngineConfig
+
+    try:
+        return EngineConfig.from_options(name, address)
+    except ValueError as error:
+        _fail(str(error))
 
 
 @app.callback()
@@ -69,13 +83,15 @@ def etl(
     raw: Annotated[Path, typer.Option(help="Folder holding the three raw CSV files.")],
     store: Annotated[Path, typer.Option(help="Feature store folder to build (replaced atomically).")],
     test_days: TestDays = 7,
+    engine: Engine = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
     from hmrec.raw.read import RawDataError
-    from hmrec.store.build import build_store
+    from hmrec.scale.etl import build_store
 
     try:
-        manifest = build_store(raw, store, test_days=test_days)
+        manifest = build_store(raw, store, test_days=test_days, engine=_engine(engine, ray_address))
     except RawDataError as error:
         _fail(str(error))
     typer.echo(f"built {store}: " + ", ".join(f"{t} {n:,}" for t, n in manifest["rows"].items()))
@@ -90,11 +106,14 @@ def evaluate(
     reports: Annotated[Path, typer.Option(help="Reports folder: <run-id>/ and latest/ are written here.")] = Path(
         "ml/reports"
     ),
+    engine: Engine = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Score every method on the held-out window of WORKDIR's store and write REPORTS/<run-id>/report.md."""
     from hmrec.pipeline import PipelineConfig, evaluate_workdir
 
-    metrics_path = evaluate_workdir(PipelineConfig(workdir=workdir, reports=reports))
+    config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
+    metrics_path = evaluate_workdir(config)
     typer.echo(str(metrics_path))
 
 
@@ -104,13 +123,19 @@ def pipeline(
     workdir: Annotated[Path, typer.Option(help="Working folder for the store, models, reports, tracking.")],
     test_days: TestDays = 7,
     promote: Annotated[bool, typer.Option(help="Promote the registered version to champion.")] = False,
+    engine: Engine = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
     from hmrec.pipeline import PipelineConfig, run_pipeline
     from hmrec.raw.read import RawDataError
+    from hmrec.scale.engine import engine_session
 
+    config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
+                            engine=_engine(engine, ray_address))
     try:
-        metrics_path = run_pipeline(PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote))
+        with engine_session(config.engine):  # Ray, when chosen, starts once for every stage
+            metrics_path = run_pipeline(config)
     except RawDataError as error:
         _fail(str(error))
     typer.echo(str(metrics_path))

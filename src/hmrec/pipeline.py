@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hmrec.recommenders.base import Query, Recommender, TrainData, save_recommender
+from hmrec.scale.engine import EngineConfig
 from hmrec.store.tables import ARTICLES, CUSTOMERS, Store
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class PipelineConfig:
     promote: bool = False
     seed: int = 7
     reports: Path | None = None  # where reports go (None: WORKDIR/reports)
+    engine: EngineConfig = field(default_factory=EngineConfig)  # local, or Ray for ETL and batch scoring
 
     @property
     def store_dir(self) -> Path:
@@ -102,14 +105,14 @@ def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
     from hmrec.registry.tracking import Tracker
     from hmrec.registry.versions import Registry, write_manifest
-    from hmrec.store.build import build_store
+    from hmrec.scale.etl import build_store
 
     if config.raw is None:
         raise ValueError("the pipeline needs --raw: the folder holding the three raw CSV files")
     run_id = _new_run_id()
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
         started = time.perf_counter()
-        manifest = build_store(config.raw, config.store_dir, test_days=config.test_days)
+        manifest = build_store(config.raw, config.store_dir, test_days=config.test_days, engine=config.engine)
         tracker.log_metrics({"etl_seconds": time.perf_counter() - started})
         tracker.log_params({f"rows_{table}": n for table, n in manifest["rows"].items()})
         store = Store(config.store_dir)
@@ -140,7 +143,8 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     methods = fit_methods(data, config)
     customer_idx, relevant = ground_truth(store.test_transactions().collect())
     query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
-    result = evaluate_methods(methods, query, relevant)
+    with tempfile.TemporaryDirectory(prefix=".scoring-", dir=config.workdir) as folder:
+        result = evaluate_methods(_on_engine(methods, store, config, Path(folder)), query, relevant)
     final = methods["final"]
     out_dir = config.reports_dir / run_id
     metrics_path = write_report(
@@ -155,6 +159,15 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     )
     _publish_latest(out_dir, config.reports_dir / "latest")
     return metrics_path, methods, json.loads(metrics_path.read_text())
+
+
+def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineConfig, folder: Path) -> dict:
+    """On the Ray engine the final recommender, the one that costs, scores the evaluation's customers on Ray."""
+    if not config.engine.is_ray:
+        return methods
+    from hmrec.scale.scoring import EngineScored
+
+    return {**methods, "final": EngineScored(methods["final"], store, config.engine, folder)}
 
 
 def _publish_latest(run_dir: Path, latest: Path) -> None:

@@ -18,6 +18,8 @@ INDEX_FILE = "index.faiss"
 INDEX_META_FILE = "index.json"
 INDEX_KINDS = ("flat", "hnsw", "ivf", "auto")
 IVF_FROM = 20_000  # "auto" builds an IVF index from this many vectors, a flat (exact) one below
+TRAIN_PER_LIST = 256  # IVF lists are trained on a sample of at most this many vectors per list
+ADD_SHARD = 100_000  # vectors are added this many at a time, so a large catalogue's copies stay small
 
 
 def _build_faiss(vectors: np.ndarray, kind: str, hnsw_m: int, ivf_lists: int, seed: int) -> faiss.Index:
@@ -32,11 +34,21 @@ def _build_faiss(vectors: np.ndarray, kind: str, hnsw_m: int, ivf_lists: int, se
         n_lists = max(1, min(ivf_lists, vectors.shape[0] // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, n_lists, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        index.train(vectors)
+        index.train(train_sample(vectors, n_lists, seed))
     else:
         raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
-    index.add(vectors)
+    for start in range(0, vectors.shape[0], ADD_SHARD):  # a large catalogue is added shard by shard
+        index.add(vectors[start : start + ADD_SHARD])
     return index
+
+
+def train_sample(vectors: np.ndarray, n_lists: int, seed: int) -> np.ndarray:
+    """At most TRAIN_PER_LIST vectors per list, drawn without replacement: IVF's k-means needs no more."""
+    cap = TRAIN_PER_LIST * n_lists
+    if vectors.shape[0] <= cap:
+        return vectors
+    rows = np.sort(np.random.default_rng(seed).choice(vectors.shape[0], size=cap, replace=False))
+    return vectors[rows]
 
 
 class ArticleIndex:

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -55,11 +56,14 @@ class StorePathError(RawDataError):
     """--store names something that cannot become a store (a file, a folder holding other data, no access)."""
 
 
-def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
+def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, indexer: Indexer | None = None,
+                features: Featurer | None = None) -> dict:
     """Validate and clean the three raw files and write the store; return its manifest.
 
     The store is built in a temporary folder beside `store_dir` and renamed into place at the end, so a
     failed build (RawDataError and anything else) leaves nothing new there and an older store untouched.
+    `indexer` checks and indexes the transactions file and `features` computes the features as of the cutoff
+    (default: in this process; hmrec.scale passes Ray's).
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
@@ -70,7 +74,7 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) 
         raise StorePathError(f"--store {store_dir}: cannot create a folder beside it ({error.strerror or error}); "
                              f"choose a writable path") from None
     try:
-        manifest = _build_into(raw_dir, building, test_days)
+        manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features)
         _swap_in(building, store_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
@@ -97,7 +101,7 @@ def _swap_in(building: Path, store_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
+def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, features: Featurer) -> dict:
     start = time.perf_counter()
     tx_name = schema.TRANSACTIONS_FILE
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -116,7 +120,7 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
         raws[tx_name] = open_raw(raw_dir, schema.TRANSACTIONS, scratch, tx_bytes.result())
         log.info("indexing %s", schema.TRANSACTIONS_FILE)
         with parse_errors(raws[schema.TRANSACTIONS_FILE]):
-            tx = _index_transactions(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
+            tx = indexer(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
         customer_table = _customer_table(customers.frame, tx.new_customer_ids)
         source_info = sources.result()
     shutil.rmtree(scratch)
@@ -126,12 +130,13 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
     if train.is_empty():
         log.warning("no transactions before the cutoff %s: features are empty", split.cutoff)
     log.info("computing features as of %s", split.cutoff)
+    users, items = features(train, article_table, split.cutoff)
     written = {
         tables.CUSTOMERS: customer_table,
         tables.ARTICLES: article_table,
         tables.TRANSACTIONS: tx.frame,
-        tables.USER_FEATURES: user_features(train, article_table, split.cutoff),
-        tables.ITEM_FEATURES: item_features(train, article_table, split.cutoff),
+        tables.USER_FEATURES: users,
+        tables.ITEM_FEATURES: items,
     }
     for name, frame in written.items():
         frame.write_parquet(out / f"{name}.parquet", statistics=True)
@@ -146,6 +151,14 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
     )
     write_manifest(manifest, out / tables.MANIFEST)
     return manifest
+
+
+def local_features(train: pl.DataFrame, articles: pl.DataFrame, cutoff: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """User and item features as of the cutoff, in this process."""
+    return user_features(train, articles, cutoff), item_features(train, articles, cutoff)
+
+
+Featurer = Callable[[pl.DataFrame, pl.DataFrame, date], tuple[pl.DataFrame, pl.DataFrame]]
 
 
 def _write_quarantine(out: Path, quarantines: dict[str, pl.DataFrame]) -> None:
@@ -180,35 +193,77 @@ class _Indexed:
     notes: list[str]
 
 
+Indexer = Callable[[RawFile, pl.Series, pl.DataFrame], _Indexed]  # (raw, known customer ids, articles)
+
 # The fast pass parses numbers in the CSV reader; a value it cannot parse becomes null and sends its row to the
 # slow pass. Dates are parsed with the declared format instead: the reader would also accept e.g. 01/09/2020.
 _FAST_DTYPES = {"price": pl.Float32, "sales_channel_id": pl.Int8}
 
 
-def _index_transactions(raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> _Indexed:
+def index_whole(raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> _Indexed:
     """A fast streaming pass maps clean rows to integers; a second pass reads only the odd rows as text.
 
     Odd rows (anything null or out of range, an unknown customer or article, a truncated line) are few in
-    real exports, so the 31.8M-row file is normally parsed once and never held as text.
+    real exports, so the 31.8M-row file is normally parsed once and never held as text. The Ray engine
+    (hmrec.scale) runs `index_block` on each block of the file and the same `combine_blocks`.
     """
+    customer_map, article_map = id_maps(known_ids, articles)
+    return combine_blocks(raw, [index_block(raw, customer_map, article_map)], known_ids)
+
+
+def id_maps(known_ids: pl.Series, articles: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """customer_id -> customer_idx for customers.csv's customers, article_id -> article_idx."""
     customer_map = pl.LazyFrame({"customer_id": known_ids, "customer_idx": np.arange(known_ids.len(), dtype=np.int32)})
-    article_map = articles.lazy().select("article_id", "article_idx")
+    return customer_map, articles.lazy().select("article_id", "article_idx")
+
+
+@dataclass
+class Block:
+    """One block of the transactions file checked: rows kept, odd rows that passed, rows set aside.
+
+    LINE (and the quarantine's `line`) count from the block's first row; `combine_blocks` shifts them.
+    """
+
+    kept: pl.DataFrame  # LINE, the transaction columns, short_id
+    good: pl.DataFrame  # odd rows that passed: LINE, the transaction columns (customer_idx null: unknown), customer_id
+    quarantine: pl.DataFrame
+    rows: int
+
+
+def index_block(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> Block:
+    """The fast pass over one file (or block), then the slow pass over its odd rows.
+
+    The bounds the whole data sets (absurd prices, future dates) are not known to a block: `combine_blocks`
+    applies them to every block's rows at once.
+    """
     fast = _fast_pass(raw, customer_map, article_map)
-    plausible = plausible_bounds(fast)
-    fast = fast.with_columns(pl.col("odd") | _implausible(plausible).fill_null(False))
     odd_lines = fast.filter(pl.col("odd"))[LINE]
     kept = fast.filter(~pl.col("odd")).drop("odd")
-    quarantine = empty_quarantine(schema.TRANSACTION_COLUMNS)
-    new_ids, unknown_rows = pl.Series("customer_id", [], dtype=pl.String), 0
-    if odd_lines.len():
-        log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
-        slow = _slow_pass(raw, odd_lines, customer_map, article_map, plausible)
-        quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
-        good = slow.filter(pl.col(REASON).is_null())
-        unknown_rows = good["customer_idx"].null_count()
-        new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
+    if not odd_lines.len():
+        good = pl.DataFrame(schema={LINE: fast.schema[LINE], **tables.TRANSACTIONS_SCHEMA, "customer_id": pl.String,
+                                    "short_id": pl.Boolean})
+        return Block(kept, good, empty_quarantine(schema.TRANSACTION_COLUMNS), fast.height)
+    log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
+    slow = _slow_pass(raw, odd_lines, customer_map, article_map)
+    quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
+    good = slow.filter(pl.col(REASON).is_null()).select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", "short_id")
+    return Block(kept, good, quarantine, fast.height)
+
+
+def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> _Indexed:
+    """Blocks in file order -> one table: file-wide line numbers, the data's own bounds, new customers' indices,
+    the file's checks."""
+    offsets = np.cumsum([0] + [b.rows for b in blocks[:-1]])
+    shift = [(b, int(o)) for b, o in zip(blocks, offsets, strict=True)]
+    kept = pl.concat([b.kept.with_columns(pl.col(LINE) + o) for b, o in shift])
+    good = pl.concat([b.good.with_columns(pl.col(LINE) + o) for b, o in shift])
+    quarantine = pl.concat([b.quarantine.with_columns(pl.col("line") + o) for b, o in shift])
+    kept, good, quarantine = _set_aside_implausible(raw, kept, good, quarantine)
+    unknown_rows = good["customer_idx"].null_count()
+    new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
+    if good.height:
         kept = pl.concat([kept, _index_new_customers(good, new_ids, known_ids.len()).select(kept.columns)])
-    raise_if_unreadable(raw, quarantine, fast.height, TRANSACTION_PARSES)
+    raise_if_unreadable(raw, quarantine, sum(b.rows for b in blocks), TRANSACTION_PARSES)
     raise_if_nothing_left(raw, kept.height, quarantine)
     short = int(kept["short_id"].sum())
     frame = kept.sort(["t_dat", LINE]).select(list(tables.TRANSACTIONS_SCHEMA)).cast(tables.TRANSACTIONS_SCHEMA)
@@ -260,11 +315,28 @@ def _implausible(plausible: Plausible) -> pl.Expr:
     return (price > plausible.max_price) | ~price.is_finite() | (pl.col("t_dat") > plausible.last_day)
 
 
-def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, article_map: pl.LazyFrame,
-               plausible: Plausible) -> pl.DataFrame:
+def _set_aside_implausible(raw: RawFile, kept: pl.DataFrame, good: pl.DataFrame,
+                           quarantine: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Rows past the bounds the whole data sets move from kept (or good) to the quarantine with their reason.
+
+    Such rows are rare, so the text of only those lines is read again (one more streaming pass, only then).
+    """
+    plausible = plausible_bounds(pl.concat([kept.select("t_dat", "price"), good.select("t_dat", "price")]))
+    lines = pl.concat([frame.filter(_implausible(plausible).fill_null(False))[LINE] for frame in (kept, good)])
+    if not lines.len():
+        return kept, good, quarantine
+    log.info("%s: %d rows past the data's own price and date bounds", raw.name, lines.len())
+    checked = transaction_checks(raw, plausible).filter(pl.col(LINE).is_in(lines.implode()))
+    bad = checked.filter(pl.col(REASON).is_not_null()).collect(engine=STREAMING)
+    gone = bad[LINE].implode()
+    quarantine = pl.concat([quarantine, quarantine_rows(bad, schema.TRANSACTION_COLUMNS)]).sort("line")
+    return kept.filter(~pl.col(LINE).is_in(gone)), good.filter(~pl.col(LINE).is_in(gone)), quarantine
+
+
+def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> pl.DataFrame:
     """The odd rows read as text and checked one by one: a reason for each bad row, ids for the rest."""
     plan = (
-        transaction_checks(raw, plausible)
+        transaction_checks(raw)
         .filter(pl.col(LINE).is_in(lines.implode()))
         .join(customer_map, on="customer_id", how="left")
         .join(article_map, on="article_id", how="left")

@@ -144,17 +144,43 @@ def item_features(transactions: Frame, articles: pl.DataFrame, as_of: date) -> p
     """One row per article of `articles`, in article_idx order, from sales strictly before `as_of`.
 
     Counts are 0 for an article never sold; days since first/last sale, price and online share are null then.
+    Computed as one partition's `item_partials` combined; the Ray engine combines one per customer partition.
     """
-    past = _before(transactions, as_of)
-    stats = past.group_by("article_idx").agg(
+    return combine_item_partials([item_partials(transactions, as_of)], articles, as_of)
+
+
+PARTIAL_SUMS = ("sales_sum_price", "sales_online")
+
+
+def item_partials(transactions: Frame, as_of: date) -> pl.DataFrame:
+    """Per article sold before `as_of`: counts, price sum, online count, first and last day, distinct buyers.
+
+    Every column adds up (or takes the min / max) across partitions, buyers too when the partitions split
+    the customers (each customer's rows all in one partition).
+    """
+    return _before(transactions, as_of).group_by("article_idx").agg(
         *_activity(as_of, "sales"),
-        _days_since(as_of, pl.col("t_dat").min()).alias("days_since_first_sale"),
-        _days_since(as_of, pl.col("t_dat").max()).alias("days_since_last_sale"),
-        pl.col("price").mean().cast(pl.Float32).alias("mean_sale_price"),
+        pl.col("t_dat").min().alias("first_sale"),
+        pl.col("t_dat").max().alias("last_sale"),
+        pl.col("price").cast(pl.Float64).sum().alias("sales_sum_price"),
+        (pl.col("sales_channel_id") == ONLINE_CHANNEL).sum().cast(pl.Int64).alias("sales_online"),
         pl.col("customer_idx").n_unique().cast(pl.Int32).alias("buyers"),
-        (pl.col("sales_channel_id") == ONLINE_CHANNEL).mean().cast(pl.Float32).alias("online_sale_share"),
-    )
+    ).collect()
+
+
+def combine_item_partials(partials: list[pl.DataFrame], articles: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """The one reduce: partial sums of every partition -> `item_features`' table."""
     counts = [c for c in ITEM_FEATURE_COLUMNS if c.startswith("sales_") or c == "buyers"]
+    stats = pl.concat(partials).lazy().group_by("article_idx").agg(
+        *[pl.col(c).sum().cast(pl.Int32) for c in counts],
+        *[pl.col(c).sum() for c in PARTIAL_SUMS],
+        pl.col("first_sale").min(), pl.col("last_sale").max(),
+    ).with_columns(
+        _days_since(as_of, pl.col("first_sale")).alias("days_since_first_sale"),
+        _days_since(as_of, pl.col("last_sale")).alias("days_since_last_sale"),
+        (pl.col("sales_sum_price") / pl.col("sales_all")).cast(pl.Float32).alias("mean_sale_price"),
+        (pl.col("sales_online") / pl.col("sales_all")).cast(pl.Float32).alias("online_sale_share"),
+    )
     every = articles.lazy().select(pl.col("article_idx").cast(pl.Int32))
     joined = every.join(stats, on="article_idx", how="left", maintain_order="left")
     return joined.with_columns(pl.col(counts).fill_null(0)).select("article_idx", *ITEM_FEATURE_COLUMNS).collect()

@@ -1,0 +1,114 @@
+"""Batch scoring of many customers (the evaluation, a bulk export): one recommender, many Ray Data actors.
+
+Both engines answer through `Scorer.score`: the local engine calls it once for every customer, the Ray
+engine in actors that each load the recommender and the tables once and score blocks of customers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
+from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """Where a scorer loads its recommender and the customers' profiles and histories from."""
+
+    recommender: Path  # a folder written by save_recommender (a bundle's final/)
+    customers: Path  # the store's or bundle's customers.parquet
+    history: Path  # purchases (customer_idx, t_dat, article_idx, price, sales_channel_id): rows before as_of count
+    as_of: date
+    k: int = 12
+
+
+class Scorer:
+    """Loads the recommender and the tables once; answers any number of blocks of customers."""
+
+    def __init__(self, inputs: ScoringInputs):
+        self.inputs = inputs
+        self.recommender = load_recommender(inputs.recommender)
+        self.customers = pl.read_parquet(inputs.customers)
+        self.history = pl.scan_parquet(inputs.history).filter(pl.col("t_dat") < inputs.as_of).collect()
+
+    def score(self, customer_idx: np.ndarray) -> Recs:
+        query = Query.for_customers(customer_idx, self.customers, self.history, self.inputs.as_of)
+        return self.recommender.recommend(query, self.inputs.k)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data's batch function: positions and customers in, their top-k and this process's id out."""
+        recs = self.score(batch["customer_idx"])
+        return {"position": batch["position"], "items": recs.items, "scores": recs.scores,
+                "pid": np.full(len(recs.items), os.getpid(), dtype=np.int64)}
+
+
+@dataclass
+class Scored:
+    """Every asked customer's top-k in the asked order, and the processes that computed them."""
+
+    recs: Recs
+    pids: set[int]
+
+
+def score_customers(inputs: ScoringInputs, customer_idx: np.ndarray, engine: EngineConfig | None = None) -> Scored:
+    """Top-k for each of `customer_idx` on the chosen engine; the same answers either way."""
+    engine = engine or EngineConfig()
+    if not engine.is_ray:
+        return Scored(Scorer(inputs).score(customer_idx), {os.getpid()})
+    with ray_session(engine):
+        return _score_on_ray(inputs, np.asarray(customer_idx, dtype=np.int32), engine.scoring_rows)
+
+
+def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
+    """One Ray Data block per `rows` customers, mapped by one actor per CPU of the cluster."""
+    import pyarrow as pa
+    import ray
+
+    positions = np.arange(len(customer_idx), dtype=np.int64)
+    blocks = [pa.table({"position": positions[i:i + rows], "customer_idx": customer_idx[i:i + rows]})
+              for i in range(0, len(customer_idx), rows)]
+    actors = max(1, min(len(blocks), int(ray.cluster_resources().get("CPU", 1))))
+    log.info("scoring %d customers in %d blocks with %d actors", len(customer_idx), len(blocks), actors)
+    with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated from Ray 2.60
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scored = ray.data.from_arrow(blocks).map_batches(
+            Scorer, fn_constructor_args=(inputs,), batch_size=None, batch_format="numpy", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=actors), max_restarts=0,  # a failed actor fails the run
+        )
+    out = Recs(np.full((len(customer_idx), inputs.k), -1, dtype=np.int32),
+               np.full((len(customer_idx), inputs.k), np.nan, dtype=np.float32))
+    pids: set[int] = set()
+    for batch in scored.iter_batches(batch_format="numpy", batch_size=None):
+        out.items[batch["position"]] = batch["items"]
+        out.scores[batch["position"]] = batch["scores"]
+        pids.update(batch["pid"].tolist())
+    return Scored(out, pids)
+
+
+class EngineScored:
+    """A fitted recommender whose `recommend` for a store's customers runs on the engine: evaluation on Ray.
+
+    It answers from the store's transactions before the query's as_of, as Query.for_customers does, so it
+    gives what the recommender itself gives for a query built from the store.
+    """
+
+    def __init__(self, recommender: Recommender, store: Store, engine: EngineConfig, folder: Path):
+        save_recommender(recommender, folder)
+        self.folder, self.store, self.engine = folder, store, engine
+
+    def recommend(self, query: Query, k: int) -> Recs:
+        inputs = ScoringInputs(self.folder, self.store.path / f"{CUSTOMERS}.parquet",
+                               self.store.path / f"{TRANSACTIONS}.parquet", query.as_of, k)
+        return score_customers(inputs, query.customers["customer_idx"].to_numpy(), self.engine).recs

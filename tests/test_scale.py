@@ -1,0 +1,184 @@
+"""The Ray engine on a real local Ray cluster: the same store, the same errors, work spread over worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from raw_helpers import TRANSACTIONS, write_raw
+from typer.testing import CliRunner
+
+from hmrec.cli import app
+from hmrec.pipeline import load_train_data
+from hmrec.raw.generate import generate
+from hmrec.raw.read import RawDataError
+from hmrec.recommenders.als import ALSRecommender
+from hmrec.recommenders.base import Query, save_recommender
+from hmrec.scale.blocks import line_blocks
+from hmrec.scale.engine import EngineConfig
+from hmrec.scale.etl import RayIndexer
+from hmrec.scale.features import RayFeatures
+from hmrec.scale.scoring import EngineScored, ScoringInputs, score_customers
+from hmrec.store import build, tables
+from hmrec.store.tables import Store
+
+FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for every test here: 2 CPUs, no dashboard, no usage statistics, Ray's logs kept quiet."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_raw(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "raw"
+    generate("tiny", seed=3, out=out)
+    return out
+
+
+def table_hashes(store: Path) -> dict[str, str]:
+    """sha256 of each table's rows sorted on every column: equal when two stores hold the same rows."""
+    files = sorted(store.glob("*.parquet")) + sorted((store / tables.QUARANTINE).glob("*.parquet"))
+    hashes = {}
+    for path in files:
+        frame = pl.read_parquet(path)
+        text = frame.sort(frame.columns, nulls_last=True).write_csv()
+        hashes[str(path.relative_to(store))] = hashlib.sha256(text.encode()).hexdigest()
+    return hashes
+
+
+def build_both(raw: Path, out: Path, block_bytes: int) -> tuple[dict, dict, RayIndexer, RayFeatures]:
+    local = build.build_store(raw, out / "local")
+    indexer, features = RayIndexer(block_bytes), RayFeatures(partitions=4)
+    on_ray = build.build_store(raw, out / "ray", indexer=indexer, features=features)
+    return local, on_ray, indexer, features
+
+
+def same_manifest(local: dict, on_ray: dict) -> None:
+    for key in ("rows", "schemas", "sources", "cutoff", "test_window", "quality", "normalisations", "fingerprint"):
+        assert on_ray[key] == local[key], key
+
+
+def test_blocks_end_at_row_breaks_outside_quotes(tmp_path):
+    rows = [f'{n},"line one\nline two, {n}",x' for n in range(40)]
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(("a,b,c\n" + "\n".join(rows) + "\n").encode())
+    header, ranges = line_blocks(path, block_bytes=50)
+    data = path.read_bytes()
+    assert header == b"a,b,c\n"
+    assert len(ranges) > 5 and ranges[0][0] == len(header) and ranges[-1][1] == len(data)
+    assert all(end == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:], strict=False))
+    blocks = [pl.read_csv(header + data[start:end])["a"].to_list() for start, end in ranges]
+    assert [n for block in blocks for n in block] == list(range(40))
+
+
+def test_ray_store_equals_local_on_the_tiny_sample(ray_cluster, tiny_raw, tmp_path):
+    size = (tiny_raw / "transactions_train.csv").stat().st_size
+    local, on_ray, indexer, features = build_both(tiny_raw, tmp_path, block_bytes=size // 6)
+    same_manifest(local, on_ray)
+    assert table_hashes(tmp_path / "ray") == table_hashes(tmp_path / "local")
+    assert len(indexer.pids) >= 2 and len(features.pids) >= 2, (indexer.pids, features.pids)
+
+
+def test_ray_store_equals_local_on_a_real_export(ray_cluster, tmp_path):
+    local, on_ray, _, _ = build_both(FIXTURE, tmp_path, block_bytes=200_000)
+    same_manifest(local, on_ray)
+    assert on_ray["quality"]["transactions.id_without_leading_zero"] == 10_000
+    assert table_hashes(tmp_path / "ray") == table_hashes(tmp_path / "local")
+
+
+def test_ray_quarantines_the_same_rows_with_the_same_reasons(ray_cluster, tmp_path):
+    rows = [*TRANSACTIONS, "2020-09-09,c1,0663713001,-0.05,2", "2020-13-01,c2,0663713001,0.05,2",
+            "2020-09-09,zz,0663713001,0.05,2", "2020-09-09,c1,0999999999,0.05,9"]
+    raw = write_raw(tmp_path / "raw", transactions=rows)
+    local, on_ray, _, _ = build_both(raw, tmp_path, block_bytes=64)
+    same_manifest(local, on_ray)
+    quarantine = pl.read_parquet(tmp_path / "ray" / tables.QUARANTINE / "transactions_train.parquet")
+    assert quarantine.sort("line").select("line", "reason").rows() == pl.read_parquet(
+        tmp_path / "local" / tables.QUARANTINE / "transactions_train.parquet").sort("line").select(
+        "line", "reason").rows()
+    assert quarantine.height == 3
+
+
+@pytest.mark.parametrize("bad_rows", [
+    ["2020-09-09,c1,0663713001,0.05,2,extra"],  # more fields than the header
+    [f"09/0{d}/2020,c1,0663713001,0.05,2" for d in range(1, 9)],  # a date format the file is not in
+])
+def test_ray_stops_with_the_local_engines_one_line_error(ray_cluster, tmp_path, bad_rows):
+    raw = write_raw(tmp_path / "raw", transactions=[*bad_rows, *TRANSACTIONS[:2]])
+    with pytest.raises(RawDataError) as local:
+        build.build_store(raw, tmp_path / "local")
+    with pytest.raises(RawDataError) as on_ray:
+        build.build_store(raw, tmp_path / "ray", indexer=RayIndexer(64))
+    assert str(on_ray.value) == str(local.value)
+
+
+def test_engine_options_fall_back_to_the_environment(monkeypatch):
+    monkeypatch.setenv("HMREC_ENGINE", "ray")
+    assert EngineConfig.from_options() == EngineConfig(name="ray")
+    assert EngineConfig.from_options("local", "auto") == EngineConfig(name="local", address="auto")
+    with pytest.raises(ValueError, match="engine 'spark' is not one of local, ray; pass --engine or set HMREC_ENGINE"):
+        EngineConfig.from_options("spark")
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_raw, tmp_path_factory) -> Store:
+    folder = tmp_path_factory.mktemp("scoring") / "store"
+    build.build_store(tiny_raw, folder)
+    return Store(folder)
+
+
+def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_path):
+    data = load_train_data(tiny_store)
+    model = ALSRecommender(factors=16, iterations=5).fit(data)
+    save_recommender(model, tmp_path / "model")
+    customer_idx = np.arange(data.customers.height, dtype=np.int32)[::-1].copy()
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, tiny_store.cutoff)
+    expected = model.recommend(query, 12)
+    inputs = ScoringInputs(tmp_path / "model", tiny_store.path / "customers.parquet",
+                           tiny_store.path / "transactions.parquet", tiny_store.cutoff, k=12)
+    on_ray = score_customers(inputs, customer_idx, EngineConfig(name="ray", scoring_rows=len(customer_idx) // 8))
+    assert (expected.items >= 0).all()  # every customer got 12 answers, so equality says something
+    np.testing.assert_array_equal(on_ray.recs.items, expected.items)
+    np.testing.assert_allclose(on_ray.recs.scores, expected.scores, rtol=1e-6)
+    assert len(on_ray.pids) >= 2 and os.getpid() not in on_ray.pids, on_ray.pids
+    # what `hmrec evaluate --engine ray` asks: the same query, answered through the saved model on Ray
+    engine = EngineConfig(name="ray", scoring_rows=500)
+    np.testing.assert_array_equal(EngineScored(model, tiny_store, engine, tmp_path / "eval").recommend(query, 12).items,
+                                  expected.items)
+
+
+def test_cli_etl_on_ray(ray_cluster, tiny_raw, tmp_path):
+    result = CliRunner().invoke(app, ["etl", "--raw", str(tiny_raw), "--store", str(tmp_path / "store"),
+                                      "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert f"built {tmp_path / 'store'}: customers 2,000, articles 1,000, transactions " in result.output
+
+
+def test_cli_refuses_an_unknown_engine(tmp_path):
+    result = CliRunner().invoke(app, ["etl", "--raw", str(tmp_path), "--store", str(tmp_path / "s"), "--engine", "x"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: engine 'x' is not one of local, ray; pass --engine or set HMREC_ENGINE"
+
+
+def test_the_local_engine_never_imports_ray(tiny_raw, tmp_path):
+    code = ("import sys; from hmrec.scale.etl import build_store; from hmrec.scale.engine import EngineConfig; "
+            f"build_store({str(tiny_raw)!r}, {str(tmp_path / 'store')!r}, engine=EngineConfig.from_options()); "
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    env = {**os.environ, "HMREC_ENGINE": "local"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    assert (tmp_path / "store" / tables.MANIFEST).is_file()
