@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hmrec.raw.generate import SCALES, Scale, generate
-from hmrec.raw.profile import profile
+from hmrec.evaluation.profile import profile
 from hmrec.raw.schema import ARTICLE_COLUMNS, CUSTOMER_COLUMNS, RAW_FILES, TRANSACTION_COLUMNS
+from hmrec.sample.generate import SCALES, Scale, generate
 
 HEX64 = r"^[0-9a-f]{64}$"
 # The small sample cut to its last year: the same customers and weekly volume, and the articles launched in

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.raw.profile import FACTS, format_profile, profile
+from hmrec.evaluation.profile import FACTS, format_profile, profile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 

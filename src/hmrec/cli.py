@@ -40,7 +40,7 @@ def data_generate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same bytes.")] = 7,
 ) -> None:
     """Write a synthetic dataset in exactly the real H&M files' format."""
-    from hmrec.raw.generate import SCALES, generate
+    from hmrec.sample.generate import SCALES, generate
 
     if scale not in SCALES:
         _fail(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -55,7 +55,7 @@ def data_profile(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print the behaviour table of HM_DATA.md for any dataset in the raw format, beside the real values."""
-    from hmrec.raw.profile import format_profile, profile
+    from hmrec.evaluation.profile import format_profile, profile
 
     try:
         result = profile(raw, test_days=test_days)

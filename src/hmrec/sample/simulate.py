@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.raw import catalog as cat
-from hmrec.raw.world import PRICE_DIVISOR, Catalogue, Population, segment_style
+from hmrec.sample import catalog as cat
+from hmrec.sample.world import PRICE_DIVISOR, Catalogue, Population, segment_style
 
 DISCOUNT = 0.6
 MAX_TRIPS = 2

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from hmrec.logs import progress
-from hmrec.raw.population import build_population
 from hmrec.raw.schema import ARTICLES_FILE, CUSTOMERS_FILE, TRANSACTION_COLUMNS, TRANSACTIONS_FILE
-from hmrec.raw.simulate import Behaviour, Simulator
-from hmrec.raw.world import build_catalogue
+from hmrec.sample.population import build_population
+from hmrec.sample.simulate import Behaviour, Simulator
+from hmrec.sample.world import build_catalogue
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hmrec.raw import catalog as cat
 from hmrec.raw.schema import ARTICLE_COLUMNS
+from hmrec.sample import catalog as cat
 
 # Real prices are in an undisclosed currency unit; dividing a shelf price like 29.99 by this gives their scale.
 PRICE_DIVISOR = 590.0
