@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from hmrec.cli import app
 from hmrec.evaluation.profile import FACTS, format_profile, profile
+from hmrec.raw.read import RawDataError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 
@@ -113,13 +114,13 @@ def test_cli_prints_json(tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="transactions_train.csv not found"):
+    with pytest.raises(RawDataError, match="transactions_train.csv: file is missing from"):
         profile(tmp_path)
 
 
 def test_missing_column_is_named(tmp_path):
     (tmp_path / "transactions_train.csv").write_text("t_dat,customer_id,price\n2020-01-01,x,0.1\n")
-    with pytest.raises(ValueError, match="missing column\\(s\\) article_id, sales_channel_id"):
+    with pytest.raises(RawDataError, match="required column 'article_id' is missing from the header \\(2 required"):
         profile(tmp_path)
 
 
@@ -128,5 +129,5 @@ def test_unparseable_dates_are_counted_with_examples(tmp_path):
             "01/02/2020,x,0108775001,0.1,1", "yesterday,y,0108775002,0.1,2"]
     (tmp_path / "transactions_train.csv").write_text("\n".join(rows) + "\n")
     expected = r"column t_dat has 2 unparseable row\(s\), e.g. \['01/02/2020', 'yesterday'\]"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(RawDataError, match=expected):
         profile(tmp_path)

@@ -10,15 +10,10 @@ import numpy as np
 import polars as pl
 
 from hmrec.evaluation.metrics import map_at_k
-from hmrec.raw.schema import TRANSACTION_COLUMNS, TRANSACTIONS_FILE
+from hmrec.raw.read import LINE, RawDataError, open_raw, parse_errors
+from hmrec.raw.schema import TRANSACTIONS
 
 log = logging.getLogger(__name__)
-
-# Raw string column -> parsed value (null where it cannot be parsed); ids with or without the leading zero agree.
-PARSERS = {
-    "t_dat": lambda raw: raw.str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
-    "article_id": lambda raw: raw.str.strip_chars().cast(pl.Int64, strict=False),
-}
 
 K = 12
 PRIOR_DAYS = (7, 60, 90)
@@ -48,32 +43,27 @@ FACTS = (
 def read_transactions(raw_dir: Path) -> pl.DataFrame:
     """t_dat (Date), customer (UInt64 hash of customer_id), article (Int64), price, online (bool).
 
-    Tolerates the real exports' quirks: article ids with or without the leading zero, extra columns
-    (such as a pandas index) and quoted fields. Raises ValueError naming the column and two bad values.
+    Opens the file through `raw`'s reader, so the real exports' quirks (an unnamed index column, extra columns,
+    article ids with or without the leading zero) read as they do in `hmrec etl`. Raises RawDataError naming
+    the file, the column and two bad values.
     """
-    path = Path(raw_dir) / TRANSACTIONS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a raw dataset folder holds {TRANSACTIONS_FILE}")
-    scan = pl.scan_csv(path, infer_schema=False)
-    missing = [c for c in TRANSACTION_COLUMNS if c not in scan.collect_schema().names()]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the file must have {TRANSACTION_COLUMNS}")
-    parsed = scan.select(
-        PARSERS["t_dat"](pl.col("t_dat")),
-        pl.col("customer_id").hash().alias("customer"),
-        PARSERS["article_id"](pl.col("article_id")).alias("article"),
-        pl.col("price").cast(pl.Float64, strict=False),
-        (pl.col("sales_channel_id").str.strip_chars() == "2").alias("online"),
-    ).collect(engine="streaming")  # bounded memory on the full-size file
-    for column, raw_name in (("t_dat", "t_dat"), ("article", "article_id")):
+    raw = open_raw(Path(raw_dir), TRANSACTIONS)
+    strings = raw.frame if raw.truncated_line is None else raw.frame.filter(pl.col(LINE) != raw.truncated_line)
+    parsed_day = pl.col("t_dat").str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+    parsed_article = pl.col("article_id").str.strip_chars().cast(pl.Int64, strict=False)
+    with parse_errors(raw):
+        parsed = strings.select(
+            parsed_day,
+            pl.col("customer_id").hash().alias("customer"),
+            parsed_article.alias("article"),
+            pl.col("price").cast(pl.Float64, strict=False),
+            (pl.col("sales_channel_id").str.strip_chars() == "2").alias("online"),
+        ).collect(engine="streaming")  # bounded memory on the full-size file
+    for column, raw_name, parse in (("t_dat", "t_dat", parsed_day), ("article", "article_id", parsed_article)):
         bad = parsed[column].null_count()
         if bad:
-            examples = scan.filter(PARSERS[raw_name](pl.col(raw_name)).is_null()).select(raw_name).head(2).collect()
-            raise ValueError(
-                f"{path}: column {raw_name} has {bad:,} unparseable row(s), e.g. {examples[raw_name].to_list()}"
-            )
-    if parsed.height == 0:
-        raise ValueError(f"{path} has no transactions: nothing to profile")
+            examples = strings.filter(parse.is_null()).select(raw_name).head(2).collect()[raw_name].to_list()
+            raise RawDataError(f"{raw.name}: column {raw_name} has {bad:,} unparseable row(s), e.g. {examples}")
     return parsed
 
 
