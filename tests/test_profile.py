@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.evaluation.profile import FACTS, format_profile, profile
+from hmrec.evaluation.profile import FACTS, format_profile, out_of_band, profile
 from hmrec.raw.read import RawDataError
+from hmrec.sample.worlds import Band
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 
@@ -81,6 +82,23 @@ def test_repurchase_map_uses_time_decay(result):
     # a: [2, 7, 8, 1, 5] (7 bought once 49 days ago outranks 8 bought 3 times 99 days ago): (1 + 2/4) / 2
     # b: [5, 1, 2] misses 3; c: [6, 1, 2, 5] hits 1 at rank 2: (1/2) / 2
     assert result["map12_repurchase"] == pytest.approx((0.75 + 0 + 0.25) / 3)
+
+
+def test_repeat_and_novelty_shares(result):
+    # the week's rows a1 a2 a2 b3 c1 c4: only a had bought 2 before (b's 3 was e's); no week article was sold
+    # before 2019-12-11 (28 days before the window), so every row is of a new article
+    assert result["repeat_share"] == pytest.approx(2 / 6)
+    assert result["new_article_share"] == pytest.approx(1.0)
+    assert result["repurchase_over_popularity"] == pytest.approx((1 / 3) / (1.5 / 3))
+
+
+def test_bands_are_shown_beside_the_figures_with_their_verdict(result):
+    bands = (Band("repeat_share", 0.5, None, "most"), Band("week_buyers", 1, 3, "few"))
+    text = format_profile(result, bands, "grocery")
+    assert "| fact | this dataset | real H&M | grocery band | |" in text
+    assert "| week's purchases of an article the buyer had bought before | 33.3% | - | >= 50.0% | **OUT of band** |" in text
+    assert "| validation week: buyers | 3 | 68,984 | 1 .. 3 | in band |" in text
+    assert out_of_band(result, bands) == ["repeat_share"]
 
 
 def test_whole_file_figures(result):
