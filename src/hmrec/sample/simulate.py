@@ -188,8 +188,8 @@ class Simulator:
         return self.articles.product_start[product] + (self.rng.random(article.size) * size).astype(np.int64)
 
     def _first_times(self, customer: np.ndarray, article: np.ndarray, market: _Market) -> np.ndarray:
-        """Redraw from the market the items a customer already has (before or earlier this week); a mask of the
-        items to keep, which leaves out those still repeated after REDRAWS draws."""
+        """Replace the items a customer already has (before or earlier this week) by spare draws from the market;
+        a mask of the items to keep, which leaves out those still repeated after REDRAWS spares."""
         n_articles = self.articles.article_id.size
         for attempt in range(REDRAWS + 1):
             key = customer * n_articles + article
@@ -198,7 +198,11 @@ class Simulator:
             repeat |= ~np.isin(np.arange(key.size), first_row)
             if attempt == REDRAWS or not repeat.any():
                 break
-            article[repeat] = self._from_market(customer[repeat], market)
+            if attempt == 0:  # one market draw for all the spares: its cost is per segment, not per item
+                rows = np.flatnonzero(repeat)
+                spare = np.zeros((customer.size, REDRAWS), dtype=np.int64)
+                spare[rows] = self._from_market(np.repeat(customer[rows], REDRAWS), market).reshape(-1, REDRAWS)
+            article[repeat] = spare[repeat, attempt]
         self.seen.update(key[~repeat].tolist())
         return ~repeat
 
