@@ -53,15 +53,16 @@ class Shape:
     """How a world's catalogue behaves; the defaults are the fashion sample's.
 
     Demand has two parts. A broad part: every product's appeal is lognormal, so its share of a week shrinks as the
-    catalogue grows. A hit part that does not: the products, in a random order, get Zipf weights with an exponent
-    above 1 whose total is `hit_mass` times the broad part's, so the bestsellers' share of the week (the top-12
-    coverage band, popularity's MAP) is the same at 10k and at 105k articles.
+    catalogue grows. A hit part that does not: the products launched in the same weeks, in a random order, get
+    Zipf weights with an exponent above 1 whose total is `hit_mass` times the broad part's, so the bestsellers'
+    share of any week (the top-12 coverage band, popularity's MAP) is the same at 10k and at 105k articles.
     """
 
     appeal_sd: float = 0.1  # log-scale spread of product appeal ...
     colour_appeal_sd: float = 0.1  # ... and of a colour around its product
-    hit_mass: float = 0.02
-    hit_exponent: float = 1.2
+    hit_mass: float = 0.15
+    hit_exponent: float = 1.05
+    hit_cohort_days: int = 28
     colours_p: float = 0.45  # geometric colours per product: mean ~2.2 like the real 105k articles in 47k products
     basic_share: float = 0.12  # long-lived basics ...
     basic_life: tuple[float, float] = (60.0, 200.0)  # ... whose days to peak sales are uniform in this range
@@ -154,17 +155,24 @@ def _products(rng: np.random.Generator, n_products: int, days: int, shape: Shape
                     rng.lognormal(np.log(shape.life_days), shape.life_sd, n_products))
     return {
         "index": index, "ptype": ptype, "section": section, "launch": launch, "life": life,
-        "appeal": _appeal(rng, n_products, shape), "tier": _pick(rng, np.array([3, 5, 2.0]), n_products),
+        "appeal": _appeal(rng, launch, shape), "tier": _pick(rng, np.array([3, 5, 2.0]), n_products),
         "code": np.sort(rng.choice(np.arange(108775, 959462), size=n_products, replace=False)),
     }
 
 
-def _appeal(rng: np.random.Generator, n_products: int, shape: Shape) -> np.ndarray:
-    """Broad lognormal appeal (mean ~1) plus the hits' Zipf weights, which sum to hit_mass x n_products."""
-    broad = rng.lognormal(0.0, shape.appeal_sd, n_products)
-    zipf = np.arange(1, n_products + 1, dtype=np.float64) ** -shape.hit_exponent
-    hits = shape.hit_mass * n_products * zipf / zipf.sum()
-    return broad + hits[rng.permutation(n_products)]
+def _appeal(rng: np.random.Generator, launch: np.ndarray, shape: Shape) -> np.ndarray:
+    """Broad lognormal appeal (mean ~1) plus hits: inside each cohort of products launched within hit_cohort_days,
+    Zipf weights over a random order that sum to hit_mass x the cohort's size, so every month has its bestsellers.
+    `launch` is sorted."""
+    n = launch.size
+    broad = rng.lognormal(0.0, shape.appeal_sd, n)
+    cohort = (launch - launch[0]) // shape.hit_cohort_days
+    order = np.lexsort((rng.random(n), cohort))  # cohort by cohort, in a random order inside each
+    rank = np.empty(n)
+    rank[order] = np.arange(n) - np.searchsorted(cohort, cohort[order]) + 1
+    zipf = rank ** -shape.hit_exponent
+    size, total = np.bincount(cohort), np.bincount(cohort, weights=zipf)
+    return broad + shape.hit_mass * size[cohort] * zipf / total[cohort]
 
 
 def _allowed_types(index_code: str, index_group: int) -> np.ndarray:
