@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import polars as pl
@@ -87,12 +88,14 @@ def test_worlds_differ_from_each_other(tmp_path):
     assert len(digests) == len(WORLDS)
 
 
-def test_cli_generates_a_world_and_profiles_it_against_its_bands(tiny, tmp_path):
+def test_cli_profiles_a_world_against_its_bands_and_names_a_wrong_world(tiny, tmp_path):
     runner = CliRunner()
     table = runner.invoke(app, ["data", "profile", str(tiny["media"]), "--world", "media"])
     assert table.exit_code == 0, table.output
     assert "| media band |" in table.stdout
     assert "| week's purchases of an article the buyer had bought before | 0.00% | - | 0.00% | in band |" in table.stdout
+    as_json = json.loads(runner.invoke(app, ["data", "profile", str(tiny["grocery"]), "--world", "media", "--json"]).stdout)
+    assert as_json["world"] == "media" and "repeat_share" in as_json["out_of_band"]  # grocery is not media
     wrong = runner.invoke(app, ["data", "generate", "--out", str(tmp_path / "x"), "--world", "pets"])
     assert wrong.exit_code == 1 and "--world must be one of fashion, grocery, media, not 'pets'" in wrong.output
     assert not (tmp_path / "x").exists()
