@@ -17,8 +17,8 @@ from pathlib import Path
 
 from child import csv_size_gb, machine, run_timed
 
-from hmrec.raw.generate import generate
 from hmrec.raw.schema import RAW_FILES
+from hmrec.sample.generate import generate
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.raw.generate import generate
+from hmrec.sample.generate import generate
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hmrec.raw.generate import SCALES, Scale, generate
-from hmrec.raw.profile import profile
+from hmrec.evaluation.profile import format_profile, out_of_band, profile
 from hmrec.raw.schema import ARTICLE_COLUMNS, CUSTOMER_COLUMNS, RAW_FILES, TRANSACTION_COLUMNS
+from hmrec.sample.generate import SCALES, Scale, generate
+from hmrec.sample.worlds import WORLDS
 
 HEX64 = r"^[0-9a-f]{64}$"
 # The small sample cut to its last year: the same customers and weekly volume, and the articles launched in
@@ -148,10 +149,6 @@ def test_taste_depends_on_age_and_sales_on_season(mid):
 
 
 def test_profile_bands(mid):
-    """The bands the small sample must fall in (issue 2), and the real data's basket shape."""
+    """The fashion world's bands (issue 2, issue 11), which the small and the full sample must fall in."""
     figures = profile(mid)
-    assert 0.50 <= figures["buyers_with_prior_60d"] <= 0.75
-    assert 0.65 <= figures["articles_sold_prior_7d"] <= 0.90
-    assert 0.01 <= figures["top12_prior_week_coverage"] <= 0.05
-    assert figures["map12_repurchase"] >= 2 * figures["map12_popularity"]
-    assert 3.0 <= figures["purchases_per_buyer_mean"] <= 4.2 and figures["purchases_per_buyer_median"] == 2
+    assert out_of_band(figures, WORLDS["fashion"].bands) == [], format_profile(figures, WORLDS["fashion"].bands)

@@ -10,9 +10,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.raw.generate import generate
 from hmrec.recommenders.base import Query, load_recommender
 from hmrec.registry.versions import Registry
+from hmrec.sample.generate import generate
 from hmrec.store.tables import Store
 
 METHODS = {"popularity", "age_popularity", "repurchase", "als", "two_tower", "other_colours", "bought_together", "final"}

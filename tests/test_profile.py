@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.raw.profile import FACTS, format_profile, profile
+from hmrec.evaluation.profile import FACTS, format_profile, out_of_band, profile
+from hmrec.raw.read import RawDataError
+from hmrec.sample.worlds import Band
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 
@@ -82,6 +84,23 @@ def test_repurchase_map_uses_time_decay(result):
     assert result["map12_repurchase"] == pytest.approx((0.75 + 0 + 0.25) / 3)
 
 
+def test_repeat_and_novelty_shares(result):
+    # the week's rows a1 a2 a2 b3 c1 c4: only a had bought 2 before (b's 3 was e's); no week article was sold
+    # before 2019-12-11 (28 days before the window), so every row is of a new article
+    assert result["repeat_share"] == pytest.approx(2 / 6)
+    assert result["new_article_share"] == pytest.approx(1.0)
+    assert result["repurchase_over_popularity"] == pytest.approx((1 / 3) / (1.5 / 3))
+
+
+def test_bands_are_shown_beside_the_figures_with_their_verdict(result):
+    bands = (Band("repeat_share", 0.5, None, "most"), Band("week_buyers", 1, 3, "few"))
+    text = format_profile(result, bands, "grocery")
+    assert "| fact | this dataset | real H&M | grocery band | |" in text
+    assert "| week's purchases of an article the buyer had bought before | 33.3% | - | >= 50.0% | **OUT of band** |" in text
+    assert "| validation week: buyers | 3 | 68,984 | 1 .. 3 | in band |" in text
+    assert out_of_band(result, bands) == ["repeat_share"]
+
+
 def test_whole_file_figures(result):
     assert result["transactions"] == len(WEEK) + len(BEFORE)
     assert result["online_share"] == pytest.approx(len(WEEK) / (len(WEEK) + len(BEFORE)))
@@ -113,13 +132,13 @@ def test_cli_prints_json(tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="transactions_train.csv not found"):
+    with pytest.raises(RawDataError, match="transactions_train.csv: file is missing from"):
         profile(tmp_path)
 
 
 def test_missing_column_is_named(tmp_path):
     (tmp_path / "transactions_train.csv").write_text("t_dat,customer_id,price\n2020-01-01,x,0.1\n")
-    with pytest.raises(ValueError, match="missing column\\(s\\) article_id, sales_channel_id"):
+    with pytest.raises(RawDataError, match="required column 'article_id' is missing from the header \\(2 required"):
         profile(tmp_path)
 
 
@@ -128,5 +147,5 @@ def test_unparseable_dates_are_counted_with_examples(tmp_path):
             "01/02/2020,x,0108775001,0.1,1", "yesterday,y,0108775002,0.1,2"]
     (tmp_path / "transactions_train.csv").write_text("\n".join(rows) + "\n")
     expected = r"column t_dat has 2 unparseable row\(s\), e.g. \['01/02/2020', 'yesterday'\]"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(RawDataError, match=expected):
         profile(tmp_path)

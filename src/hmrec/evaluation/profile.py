@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,18 +11,14 @@ import numpy as np
 import polars as pl
 
 from hmrec.evaluation.metrics import map_at_k
-from hmrec.raw.schema import TRANSACTION_COLUMNS, TRANSACTIONS_FILE
+from hmrec.raw.read import LINE, RawDataError, open_raw, parse_errors
+from hmrec.raw.schema import TRANSACTIONS
 
 log = logging.getLogger(__name__)
 
-# Raw string column -> parsed value (null where it cannot be parsed); ids with or without the leading zero agree.
-PARSERS = {
-    "t_dat": lambda raw: raw.str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
-    "article_id": lambda raw: raw.str.strip_chars().cast(pl.Int64, strict=False),
-}
-
 K = 12
 PRIOR_DAYS = (7, 60, 90)
+NEW_DAYS = 28  # an article first sold this close to the window (or in it) counts as new
 # The repurchase heuristic: each past purchase weighs exp(-days ago / DECAY_DAYS); older than HISTORY_DAYS is ignored.
 DECAY_DAYS = 30.0
 HISTORY_DAYS = 365
@@ -40,6 +37,9 @@ FACTS = (
     ("top12_prior_week_coverage", "week's purchases covered by the prior week's 12 bestsellers", 0.0235, "pct"),
     ("map12_popularity", "MAP@12: prior week's top 12", "0.005-0.008", "map"),
     ("map12_repurchase", "MAP@12: own time-decayed purchases, filled with popularity", "0.020-0.023", "map"),
+    ("repurchase_over_popularity", "MAP@12: own purchases over prior week's top 12", "~3x", "ratio"),
+    ("repeat_share", "week's purchases of an article the buyer had bought before", "-", "pct"),
+    ("new_article_share", f"week's purchases of articles first sold in the prior {NEW_DAYS} days or in it", "-", "pct"),
     ("online_share", "online share of all transactions", "~70%", "pct"),
     ("mean_price", "mean price of all transactions", "~0.028", "price"),
 )
@@ -48,32 +48,27 @@ FACTS = (
 def read_transactions(raw_dir: Path) -> pl.DataFrame:
     """t_dat (Date), customer (UInt64 hash of customer_id), article (Int64), price, online (bool).
 
-    Tolerates the real exports' quirks: article ids with or without the leading zero, extra columns
-    (such as a pandas index) and quoted fields. Raises ValueError naming the column and two bad values.
+    Opens the file through `raw`'s reader, so the real exports' quirks (an unnamed index column, extra columns,
+    article ids with or without the leading zero) read as they do in `hmrec etl`. Raises RawDataError naming
+    the file, the column and two bad values.
     """
-    path = Path(raw_dir) / TRANSACTIONS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a raw dataset folder holds {TRANSACTIONS_FILE}")
-    scan = pl.scan_csv(path, infer_schema=False)
-    missing = [c for c in TRANSACTION_COLUMNS if c not in scan.collect_schema().names()]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the file must have {TRANSACTION_COLUMNS}")
-    parsed = scan.select(
-        PARSERS["t_dat"](pl.col("t_dat")),
-        pl.col("customer_id").hash().alias("customer"),
-        PARSERS["article_id"](pl.col("article_id")).alias("article"),
-        pl.col("price").cast(pl.Float64, strict=False),
-        (pl.col("sales_channel_id").str.strip_chars() == "2").alias("online"),
-    ).collect(engine="streaming")  # bounded memory on the full-size file
-    for column, raw_name in (("t_dat", "t_dat"), ("article", "article_id")):
+    raw = open_raw(Path(raw_dir), TRANSACTIONS)
+    strings = raw.frame if raw.truncated_line is None else raw.frame.filter(pl.col(LINE) != raw.truncated_line)
+    parsed_day = pl.col("t_dat").str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+    parsed_article = pl.col("article_id").str.strip_chars().cast(pl.Int64, strict=False)
+    with parse_errors(raw):
+        parsed = strings.select(
+            parsed_day,
+            pl.col("customer_id").hash().alias("customer"),
+            parsed_article.alias("article"),
+            pl.col("price").cast(pl.Float64, strict=False),
+            (pl.col("sales_channel_id").str.strip_chars() == "2").alias("online"),
+        ).collect(engine="streaming")  # bounded memory on the full-size file
+    for column, raw_name, parse in (("t_dat", "t_dat", parsed_day), ("article", "article_id", parsed_article)):
         bad = parsed[column].null_count()
         if bad:
-            examples = scan.filter(PARSERS[raw_name](pl.col(raw_name)).is_null()).select(raw_name).head(2).collect()
-            raise ValueError(
-                f"{path}: column {raw_name} has {bad:,} unparseable row(s), e.g. {examples[raw_name].to_list()}"
-            )
-    if parsed.height == 0:
-        raise ValueError(f"{path} has no transactions: nothing to profile")
+            examples = strings.filter(parse.is_null()).select(raw_name).head(2).collect()[raw_name].to_list()
+            raise RawDataError(f"{raw.name}: column {raw_name} has {bad:,} unparseable row(s), e.g. {examples}")
     return parsed
 
 
@@ -106,6 +101,9 @@ def profile(raw_dir: Path, test_days: int = 7) -> dict:
         return result
     result.update(_history_figures(week, before, start))
     result.update(_heuristic_maps(week, before, start))
+    result.update(_novelty_figures(week, before, start))
+    popular = result["map12_popularity"]
+    result["repurchase_over_popularity"] = result["map12_repurchase"] / popular if popular > 0 else None
     return result
 
 
@@ -142,6 +140,15 @@ def _history_figures(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
     top = _bestsellers(before, start)
     figures["top12_prior_week_coverage"] = float(week["article"].is_in(top).mean())
     return figures
+
+
+def _novelty_figures(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
+    """How much of the week buyers had bought before, and how much of it is new articles."""
+    pairs = before.select("customer", "article").unique()
+    repeat = week.join(pairs, on=["customer", "article"], how="semi").height
+    old = before.filter(pl.col("t_dat") < start - timedelta(days=NEW_DAYS)).select("article").unique()
+    new = week.join(old, on="article", how="anti").height
+    return {"repeat_share": repeat / week.height, "new_article_share": new / week.height}
 
 
 def _bestsellers(before: pl.DataFrame, start) -> list[int]:
@@ -200,19 +207,41 @@ def _show(value, kind: str) -> str:
         "pct": lambda v: f"{100 * v:.1f}%" if v >= 0.1 else f"{100 * v:.2f}%",
         "map": lambda v: f"{v:.4f}",
         "price": lambda v: f"{v:.4f}",
+        "ratio": lambda v: f"{v:.1f}x",
     }[kind](value)
 
 
-def format_profile(result: dict) -> str:
-    """A markdown table: fact | this dataset | real H&M, then the notes."""
+def format_profile(result: dict, bands: Sequence = (), world: str = "") -> str:
+    """A markdown table: fact | this dataset | real H&M, then each of the world's bands and whether it holds.
+
+    `bands` are objects with `key`, `low`, `high` and `holds(value)` (sample.worlds.Band)."""
+    by_key = {band.key: band for band in bands}
+    head = "| fact | this dataset | real H&M |" + (f" {world} band | |" if bands else "")
     lines = [
         f"dataset {result['dataset']}: {result['transactions']:,} transactions, {result['first_day']} .. "
         f"{result['last_day']}; validation window from {result['validation_start']} ({result['test_days']} days)",
         "",
-        "| fact | this dataset | real H&M |",
-        "|---|---|---|",
+        head,
+        "|---|---|---|" + ("---|---|" if bands else ""),
     ]
     for key, label, real, kind in FACTS:
-        lines.append(f"| {label} | {_show(result.get(key), kind)} | {_show(real, kind)} |")
+        row = f"| {label} | {_show(result.get(key), kind)} | {_show(real, kind)} |"
+        if bands:
+            band = by_key.get(key)
+            verdict = "" if band is None else ("in band" if band.holds(result.get(key)) else "**OUT of band**")
+            row += f" {_band_text(band, kind) if band else ''} | {verdict} |"
+        lines.append(row)
     lines += [f"\nnote: {note}" for note in result.get("notes", [])]
     return "\n".join(lines)
+
+
+def _band_text(band, kind: str) -> str:
+    low, high = (None if end is None else _show(end, kind) for end in (band.low, band.high))
+    if low == high:
+        return low
+    return f"{low} .. {high}" if low and high else (f">= {low}" if low else f"<= {high}")
+
+
+def out_of_band(result: dict, bands: Sequence) -> list[str]:
+    """The keys of the bands that the profile's figures miss (a missing figure misses its band)."""
+    return [band.key for band in bands if not band.holds(result.get(band.key))]

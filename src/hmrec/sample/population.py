@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.raw.schema import CUSTOMER_COLUMNS
-from hmrec.raw.world import AGE_BAND_EDGES, N_STYLES, N_TWISTS, STYLE_BY_AGE, Population, hex_ids
+from hmrec.sample.world import AGE_BAND_EDGES, N_STYLES, N_TWISTS, STYLE_BY_AGE, Population, hex_ids
 
 # Share of customers who are active from the first day; the rest join during the span.
 PRESENT_AT_START = 0.65

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hmrec.raw import catalog as cat
 from hmrec.raw.schema import ARTICLE_COLUMNS
+from hmrec.sample import catalog as cat
 
 # Real prices are in an undisclosed currency unit; dividing a shelf price like 29.99 by this gives their scale.
 PRICE_DIVISOR = 590.0
@@ -46,14 +46,36 @@ STYLE_BY_AGE = np.array([
 PRICE_PREF_BY_AGE = np.array([[1.6, 1.0, 0.4], [1.0, 1.0, 0.7], [0.7, 1.0, 1.0], [0.6, 1.0, 1.3]])
 N_TWISTS = 16  # personal variations inside each style and age band
 N_SEGMENTS = N_STYLES * len(PRICE_PREF_BY_AGE) * N_TWISTS  # segment = (style * n_bands + band) * N_TWISTS + twist
-# Log-scale spread of product appeal, of a colour around its product, of each style's taste for product types and
-# colours, and of each twist's taste for types and sections: these set how concentrated sales are (the bestseller
-# coverage band) and how much a customer's history tells about their next purchase.
-APPEAL_SD = 0.25
-COLOUR_APPEAL_SD = 0.3
-TASTE_SD = 0.5
-TWIST_SD = 0.5
-SECTION_TWIST_SD = 1.2  # strong favourite sections: personal, yet flat over the whole population
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a world's catalogue behaves; the defaults are the fashion sample's.
+
+    Demand has two parts. A broad part: every product's appeal is lognormal, so its share of a week shrinks as the
+    catalogue grows. A hit part that does not: the products launched in the same weeks, in a random order, get
+    Zipf weights with an exponent above 1 whose total is `hit_mass` times the broad part's, so the bestsellers'
+    share of any week (the top-12 coverage band, popularity's MAP) is the same at 10k and at 105k articles.
+    """
+
+    appeal_sd: float = 0.1  # log-scale spread of product appeal ...
+    colour_appeal_sd: float = 0.1  # ... and of a colour around its product
+    hit_mass: float = 0.15
+    hit_exponent: float = 1.05
+    hit_cohort_days: int = 28
+    colours_p: float = 0.45  # geometric colours per product: mean ~2.2 like the real 105k articles in 47k products
+    basic_share: float = 0.12  # long-lived basics ...
+    basic_life: tuple[float, float] = (60.0, 200.0)  # ... whose days to peak sales are uniform in this range
+    life_days: float = 35.0  # median days to peak sales of the others (lognormal)
+    life_sd: float = 0.5
+    launch_before: int = 120  # products launch from this many days before the data's first day
+    on_sale_share: float = 0.5  # articles whose price drops late in their life
+    # Each style's taste for product types and colours, and each twist's taste for types and sections: how much a
+    # customer's history tells about their next purchase.
+    taste_sd: float = 0.5
+    colour_taste_sd: float = 0.5
+    twist_sd: float = 0.5
+    section_twist_sd: float = 1.2  # strong favourite sections: personal, yet flat over the whole population
 
 
 @dataclass
@@ -107,16 +129,16 @@ def _pick(rng: np.random.Generator, shares: np.ndarray, n: int) -> np.ndarray:
     return rng.choice(len(shares), size=n, p=shares / shares.sum())
 
 
-def _family_sizes(rng: np.random.Generator, n_articles: int) -> np.ndarray:
-    """Colours per product (mean ~2.2 like the real 105k articles in 47k products), summing to n_articles."""
-    sizes = np.minimum(rng.geometric(0.45, size=n_articles), 12)
+def _family_sizes(rng: np.random.Generator, n_articles: int, colours_p: float) -> np.ndarray:
+    """Colours per product (geometric with parameter colours_p, at most 12), summing to n_articles."""
+    sizes = np.minimum(rng.geometric(colours_p, size=n_articles), 12)
     n_products = int(np.searchsorted(np.cumsum(sizes), n_articles)) + 1
     sizes = sizes[:n_products]
     sizes[-1] -= sizes.sum() - n_articles
     return sizes
 
 
-def _products(rng: np.random.Generator, n_products: int, days: int) -> dict[str, np.ndarray]:
+def _products(rng: np.random.Generator, n_products: int, days: int, shape: Shape) -> dict[str, np.ndarray]:
     """Product-level traits: index, section, type, price tier, launch day, life, appeal, product code."""
     index = _pick(rng, np.array([i[3] for i in cat.INDEXES]), n_products)
     ptype = np.empty(n_products, dtype=np.int64)
@@ -127,14 +149,30 @@ def _products(rng: np.random.Generator, n_products: int, days: int) -> dict[str,
         sections = [s for s, row in enumerate(cat.SECTIONS) if row[2] == pos]
         section[rows] = rng.choice(sections, size=rows.size)
     # Launches spread over the whole span (and a few months before it); codes grow with launch like the real ones.
-    launch = np.sort(rng.integers(-120, days, size=n_products))
-    basic = rng.random(n_products) < 0.12
-    life = np.where(basic, rng.uniform(60, 200, n_products), rng.lognormal(np.log(35), 0.5, n_products))
+    launch = np.sort(rng.integers(-shape.launch_before, days, size=n_products))
+    basic = rng.random(n_products) < shape.basic_share
+    life = np.where(basic, rng.uniform(*shape.basic_life, n_products),
+                    rng.lognormal(np.log(shape.life_days), shape.life_sd, n_products))
     return {
         "index": index, "ptype": ptype, "section": section, "launch": launch, "life": life,
-        "appeal": rng.lognormal(0.0, APPEAL_SD, n_products), "tier": _pick(rng, np.array([3, 5, 2.0]), n_products),
+        "appeal": _appeal(rng, launch, shape), "tier": _pick(rng, np.array([3, 5, 2.0]), n_products),
         "code": np.sort(rng.choice(np.arange(108775, 959462), size=n_products, replace=False)),
     }
+
+
+def _appeal(rng: np.random.Generator, launch: np.ndarray, shape: Shape) -> np.ndarray:
+    """Broad lognormal appeal (mean ~1) plus hits: inside each cohort of products launched within hit_cohort_days,
+    Zipf weights over a random order that sum to hit_mass x the cohort's size, so every month has its bestsellers.
+    `launch` is sorted."""
+    n = launch.size
+    broad = rng.lognormal(0.0, shape.appeal_sd, n)
+    cohort = (launch - launch[0]) // shape.hit_cohort_days
+    order = np.lexsort((rng.random(n), cohort))  # cohort by cohort, in a random order inside each
+    rank = np.empty(n)
+    rank[order] = np.arange(n) - np.searchsorted(cohort, cohort[order]) + 1
+    zipf = rank ** -shape.hit_exponent
+    size, total = np.bincount(cohort), np.bincount(cohort, weights=zipf)
+    return broad + shape.hit_mass * size[cohort] * zipf / total[cohort]
 
 
 def _allowed_types(index_code: str, index_group: int) -> np.ndarray:
@@ -147,10 +185,10 @@ def _lookup(table: tuple, field: int, rows: np.ndarray) -> np.ndarray:
     return np.array([row[field] for row in table])[rows]
 
 
-def build_catalogue(rng: np.random.Generator, n_articles: int, days: int) -> Catalogue:
+def build_catalogue(rng: np.random.Generator, n_articles: int, days: int, shape: Shape = Shape()) -> Catalogue:
     """Products in several colours, each with a place in the hierarchy, a launch, a life cycle and a price."""
-    sizes = _family_sizes(rng, n_articles)
-    prod = _products(rng, sizes.size, days)
+    sizes = _family_sizes(rng, n_articles, shape.colours_p)
+    prod = _products(rng, sizes.size, days, shape)
     product = np.repeat(np.arange(sizes.size), sizes)
     start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     within = np.arange(n_articles) - start[product]
@@ -164,17 +202,17 @@ def build_catalogue(rng: np.random.Generator, n_articles: int, days: int) -> Cat
     units = np.floor(typical * np.array(PRICE_TIERS)[prod["tier"][product]]) + 0.99
     life = prod["life"][product]
     frame = _article_frame(rng, prod, product, variant, colour)
-    taste = _taste(rng, prod["index"][product], prod["section"][product], ptype, colour, prod["tier"][product])
+    taste = _taste(rng, shape, prod["index"][product], prod["section"][product], ptype, colour, prod["tier"][product])
     return Catalogue(
         frame=frame, article_id=prod["code"][product] * 1000 + variant, product=product, product_start=start,
         product_size=sizes, launch=prod["launch"][product] + late, life=life,
-        appeal=prod["appeal"][product] * rng.lognormal(0.0, COLOUR_APPEAL_SD, n_articles),
+        appeal=prod["appeal"][product] * rng.lognormal(0.0, shape.colour_appeal_sd, n_articles),
         season=_lookup(cat.PRODUCT_TYPES, 4, ptype),
-        on_sale_after=np.where(rng.random(n_articles) < 0.5, 1.5 * life, np.inf), units=units, **taste,
+        on_sale_after=np.where(rng.random(n_articles) < shape.on_sale_share, 1.5 * life, np.inf), units=units, **taste,
     )
 
 
-def _taste(rng, index: np.ndarray, section: np.ndarray, ptype: np.ndarray, colour: np.ndarray,
+def _taste(rng, shape: Shape, index: np.ndarray, section: np.ndarray, ptype: np.ndarray, colour: np.ndarray,
            tier: np.ndarray) -> dict[str, np.ndarray]:
     """Each segment's taste for each article, factorised so that sampling stays cheap at 105k articles:
     a cell part (section x product type x price tier: the style's index group and type preferences, the age
@@ -183,13 +221,13 @@ def _taste(rng, index: np.ndarray, section: np.ndarray, ptype: np.ndarray, colou
     cells, cell = np.unique(np.stack([section, ptype, tier]), axis=1, return_inverse=True)
     c_section, c_type, c_tier = cells
     c_group = _lookup(cat.INDEXES, 2, _lookup(cat.SECTIONS, 2, c_section))
-    type_pref = rng.lognormal(0.0, TASTE_SD, (N_STYLES, len(cat.PRODUCT_TYPES)))
-    colour_pref = rng.lognormal(0.0, TASTE_SD, (N_STYLES, len(cat.PERCEIVED_MASTERS)))
+    type_pref = rng.lognormal(0.0, shape.taste_sd, (N_STYLES, len(cat.PRODUCT_TYPES)))
+    colour_pref = rng.lognormal(0.0, shape.colour_taste_sd, (N_STYLES, len(cat.PERCEIVED_MASTERS)))
     style_part = STYLE_INDEX_GROUP_PREF[:, c_group] * type_pref[:, c_type]
     price_part = PRICE_PREF_BY_AGE[:, c_tier]
     twist_part = (
-        rng.lognormal(0.0, SECTION_TWIST_SD, (N_TWISTS, len(cat.SECTIONS)))[:, c_section]
-        * rng.lognormal(0.0, TWIST_SD, (N_TWISTS, len(cat.PRODUCT_TYPES)))[:, c_type]
+        rng.lognormal(0.0, shape.section_twist_sd, (N_TWISTS, len(cat.SECTIONS)))[:, c_section]
+        * rng.lognormal(0.0, shape.twist_sd, (N_TWISTS, len(cat.PRODUCT_TYPES)))[:, c_type]
     )
     # segment = (style * n_bands + band) * N_TWISTS + twist
     taste = style_part[:, None, None, :] * price_part[None, :, None, :] * twist_part[None, None, :, :]

@@ -8,11 +8,11 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.raw import catalog as cat
-from hmrec.raw.world import PRICE_DIVISOR, Catalogue, Population, segment_style
+from hmrec.sample import catalog as cat
+from hmrec.sample.world import PRICE_DIVISOR, Catalogue, Population, segment_style
 
 DISCOUNT = 0.6
-MAX_TRIPS = 2
+REDRAWS = 3  # once_per_customer: times an item already bought is drawn again from the market before it is dropped
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Behaviour:
     wake_p: float = 0.05  # a dormant customer starts a shopping spell this week ...
     sleep_p: float = 0.5  # ... and a spell ends after a week with this chance
     dormant_factor: float = 0.03  # shopping rate while dormant, relative to a spell
+    max_trips: int = 2  # trips a week at most: heavy shoppers buy on more weeks, not in ever bigger weeks
+    once_per_customer: bool = False  # an article at most once per customer (media: nobody buys a film twice)
 
     def mean_basket(self) -> float:
         return self.big_basket_share / self.big_basket_p + (1 - self.big_basket_share) / self.basket_p
@@ -54,12 +56,12 @@ def season_factor(season: np.ndarray, day_of_year: float, amplitude: float) -> n
     return np.select([season == cat.SUMMER, season == cat.WINTER], [summer, winter], 1.0)
 
 
-def _clipped_mean(rate: np.ndarray) -> np.ndarray:
-    """E[min(N, MAX_TRIPS)] for N ~ Poisson(rate): the sum over k < MAX_TRIPS of P(N > k)."""
+def _clipped_mean(rate: np.ndarray, max_trips: int) -> np.ndarray:
+    """E[min(N, max_trips)] for N ~ Poisson(rate): the sum over k < max_trips of P(N > k)."""
     term = np.exp(-rate)  # P(N = k), from k = 0
     cdf = np.zeros_like(rate)
     total = np.zeros_like(rate)
-    for k in range(MAX_TRIPS):
+    for k in range(max_trips):
         cdf += term
         total += 1 - cdf
         term = term * rate / (k + 1)
@@ -98,6 +100,7 @@ class Simulator:
         self.engaged = rng.random(n) < behaviour.wake_p / (behaviour.wake_p + behaviour.sleep_p)
         self.rate = people.rate * self._calibrate(transactions)
         self.article_ids = pl.Series(articles.frame["article_id"])
+        self.seen: set[int] = set()  # once_per_customer: customer * n_articles + article of every purchase so far
 
     def _calibrate(self, transactions: int) -> float:
         """The factor on customers' rates that makes the expected number of rows `transactions`."""
@@ -107,9 +110,9 @@ class Simulator:
         spell, dormant = b.spell_rates()
         target_trips = transactions / b.mean_basket()
         factor = 1.0
-        for _ in range(30):  # fixed point: the clipping at MAX_TRIPS makes trips grow less than the factor
-            trips = weeks @ (engaged * _clipped_mean(self.people.rate * factor * spell)
-                             + (1 - engaged) * _clipped_mean(self.people.rate * factor * dormant))
+        for _ in range(30):  # fixed point: the clipping at max_trips makes trips grow less than the factor
+            trips = weeks @ (engaged * _clipped_mean(self.people.rate * factor * spell, b.max_trips)
+                             + (1 - engaged) * _clipped_mean(self.people.rate * factor * dormant, b.max_trips))
             factor *= target_trips / max(trips, 1e-9)
         return factor
 
@@ -127,7 +130,11 @@ class Simulator:
         day = np.repeat(trip_day, size)
         online = np.repeat(trip_online, size)
         position = np.arange(customer.size) - np.repeat(np.cumsum(size) - size, size)
-        article = self._choose(customer, day, position, first, n_days)
+        market = self._market(first, n_days)
+        article = self._choose(customer, day, position, market)
+        if self.b.once_per_customer:
+            keep = self._first_times(customer, article, market)
+            customer, day, online, article = customer[keep], day[keep], online[keep], article[keep]
         day = np.clip(np.maximum(day, self.articles.launch[article]), first, first + n_days - 1)
         self._remember(customer, day, article)
         return self._frame(customer, day, article, online)
@@ -141,14 +148,13 @@ class Simulator:
         self.engaged = np.where(self.engaged, u >= self.b.sleep_p, u < self.b.wake_p)
         spell, dormant = self.b.spell_rates()
         expected = np.where(active, self.rate * np.where(self.engaged, spell, dormant) * volume * n_days / 7, 0.0)
-        # At most MAX_TRIPS a week: heavy shoppers buy on more weeks, not in ever bigger weeks.
-        trips = np.minimum(self.rng.poisson(expected), MAX_TRIPS)
+        trips = np.minimum(self.rng.poisson(expected), self.b.max_trips)
         customer = np.repeat(np.arange(trips.size), trips)
         day = first + self.rng.integers(0, n_days, size=customer.size)
         online = self.rng.random(customer.size) < people.online[customer]
         return customer, day, online
 
-    def _choose(self, customer, day, position, first: int, n_days: int) -> np.ndarray:
+    def _choose(self, customer, day, position, market: _Market) -> np.ndarray:
         """Each item: again the previous one, another colour of it, one from the customer's past, or the market."""
         b, rng = self.b, self.rng
         u = rng.random(customer.size)
@@ -160,8 +166,7 @@ class Simulator:
         from_past = fresh & (rng.random(customer.size) < b.p_history * recent)
         article = np.empty(customer.size, dtype=np.int64)
         article[from_past] = self._from_past(customer[from_past])
-        market = fresh & ~from_past
-        article[market] = self._from_market(customer[market], first, n_days)
+        article[fresh & ~from_past] = self._from_market(customer[fresh & ~from_past], market)
         # Follow-ups copy the basket's latest fresh item (position 0 is always fresh, so this stays in the basket).
         source = np.maximum.accumulate(np.where(fresh, np.arange(customer.size), 0))
         article[duplicate] = article[source[duplicate]]
@@ -182,10 +187,28 @@ class Simulator:
         size = self.articles.product_size[product]
         return self.articles.product_start[product] + (self.rng.random(article.size) * size).astype(np.int64)
 
-    def _from_market(self, customer: np.ndarray, first: int, n_days: int) -> np.ndarray:
+    def _first_times(self, customer: np.ndarray, article: np.ndarray, market: _Market) -> np.ndarray:
+        """Replace the items a customer already has (before or earlier this week) by spare draws from the market;
+        a mask of the items to keep, which leaves out those still repeated after REDRAWS spares."""
+        n_articles = self.articles.article_id.size
+        for attempt in range(REDRAWS + 1):
+            key = customer * n_articles + article
+            repeat = np.fromiter((k in self.seen for k in key.tolist()), dtype=bool, count=key.size)
+            _, first_row = np.unique(key, return_index=True)
+            repeat |= ~np.isin(np.arange(key.size), first_row)
+            if attempt == REDRAWS or not repeat.any():
+                break
+            if attempt == 0:  # one market draw for all the spares: its cost is per segment, not per item
+                rows = np.flatnonzero(repeat)
+                spare = np.zeros((customer.size, REDRAWS), dtype=np.int64)
+                spare[rows] = self._from_market(np.repeat(customer[rows], REDRAWS), market).reshape(-1, REDRAWS)
+            article[repeat] = spare[repeat, attempt]
+        self.seen.update(key[~repeat].tolist())
+        return ~repeat
+
+    def _from_market(self, customer: np.ndarray, market: _Market) -> np.ndarray:
         """Sample by each customer segment's taste times this week's popularity of every live article:
         first a taste cell (segment taste x the cell's total), then an article inside it (style colour x weight)."""
-        market = self._market(first, n_days)
         segment = self.people.segment[customer]
         chosen = self._pick_cells(segment, market)
         return self._pick_in_cells(segment_style(segment), chosen, market)

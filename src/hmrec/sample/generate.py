@@ -6,17 +6,18 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from hmrec.logs import progress
-from hmrec.raw.population import build_population
 from hmrec.raw.schema import ARTICLES_FILE, CUSTOMERS_FILE, TRANSACTION_COLUMNS, TRANSACTIONS_FILE
-from hmrec.raw.simulate import Behaviour, Simulator
-from hmrec.raw.world import build_catalogue
+from hmrec.sample.population import build_population
+from hmrec.sample.simulate import Behaviour, Simulator
+from hmrec.sample.world import build_catalogue
+from hmrec.sample.worlds import WORLDS, World, relabel
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Scale:
     transactions: int
     days: int
     end: date = REAL_END
-    behaviour: Behaviour = field(default_factory=Behaviour)
+    behaviour: Behaviour | None = None  # None: the world's own
 
     @property
     def first_day(self) -> date:
@@ -47,34 +48,46 @@ SCALES: dict[str, Scale] = {
 }
 
 
-def generate(scale: str | Scale, seed: int, out: Path) -> dict[str, int]:
-    """Write customers.csv, articles.csv, transactions_train.csv into `out`; return the row count of each.
+def world_scale(scale: str | Scale, world: World) -> Scale:
+    """The scale's sizes for this world (grocery: fewer households, a smaller catalogue), with its behaviour."""
+    sizes = SCALES[scale] if isinstance(scale, str) else scale
+    return replace(
+        sizes, customers=max(100, round(sizes.customers * world.customers_factor)),
+        articles=max(100, round(sizes.articles * world.articles_factor)),
+        behaviour=sizes.behaviour or world.behaviour,
+    )
 
-    The same scale and seed write the same bytes. Files are written into a temporary folder beside `out`
+
+def generate(scale: str | Scale, seed: int, out: Path, world: str = "fashion") -> dict[str, int]:
+    """Write customers.csv, articles.csv, transactions_train.csv of `world` into `out`; return each one's rows.
+
+    The same scale, world and seed write the same bytes. Files are written into a temporary folder beside `out`
     and renamed at the end, so `out` never holds a half-written dataset.
     """
-    sizes = SCALES[scale] if isinstance(scale, str) else scale
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; choose one of {', '.join(WORLDS)}")
+    sizes = world_scale(scale, WORLDS[world])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        counts = _write_all(sizes, seed, tmp)
+        counts = _write_all(sizes, WORLDS[world], seed, tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    log.info("generated %s (seed %d) into %s: %s", scale, seed, out, counts)
+    log.info("generated %s %s (seed %d) into %s: %s", world, scale, seed, out, counts)
     return counts
 
 
-def _write_all(sizes: Scale, seed: int, folder: Path) -> dict[str, int]:
+def _write_all(sizes: Scale, world: World, seed: int, folder: Path) -> dict[str, int]:
     world_rng = np.random.default_rng([seed, 0])
-    articles = build_catalogue(world_rng, sizes.articles, sizes.days)
+    articles = build_catalogue(world_rng, sizes.articles, sizes.days, world.shape)
     people = build_population(world_rng, sizes.customers, sizes.days)
     people.frame.write_csv(folder / CUSTOMERS_FILE)
-    articles.frame.write_csv(folder / ARTICLES_FILE)
+    relabel(articles.frame, world).write_csv(folder / ARTICLES_FILE)
     simulator = Simulator(articles, people, sizes.first_day, sizes.days, sizes.transactions,
                           np.random.default_rng([seed, 1]), sizes.behaviour)
     n_rows = 0
