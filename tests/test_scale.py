@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from hmrec.cli import app
 from hmrec.pipeline import load_train_data
-from hmrec.raw.generate import generate
+from hmrec.sample.generate import generate
 from hmrec.raw.read import RawDataError
 from hmrec.recommenders.als import ALSRecommender
 from hmrec.recommenders.base import Query, save_recommender
