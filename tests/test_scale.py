@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from hmrec.cli import app
 from hmrec.pipeline import load_train_data
-from hmrec.sample.generate import generate
 from hmrec.raw.read import RawDataError
 from hmrec.recommenders.als import ALSRecommender
 from hmrec.recommenders.base import Query, save_recommender
+from hmrec.sample.generate import generate
 from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import EngineConfig
 from hmrec.scale.etl import RayIndexer
