@@ -107,11 +107,12 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, worke
         threads = [threading.Thread(target=load, args=(seed, server.url)) for seed in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(1.5)
+        wait_until(lambda: len(results) >= 30, "30 answers before the reload", results)
         registry.promote(v2)
         response = httpx.post(f"{server.url}/admin/reload", headers=AUTH, timeout=60)
         reloaded_at = time.monotonic()
-        time.sleep(1.5)
+        wait_until(lambda: sum(1 for *_, started in results if started > reloaded_at) >= 30,
+                   "30 answers after the reload", results)
         stop.set()
         for thread in threads:
             thread.join()
@@ -126,6 +127,14 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, worke
     versions_seen = [v for _, v, _ in results if v is not None]
     assert set(versions_seen) == {v1, v2}
     assert {v for _, v, started in results if v is not None and started > reloaded_at} == {v2}
+
+
+def wait_until(condition, what: str, results: list, timeout: float = 60) -> None:
+    """Until `condition()` holds; fails naming `what` and how many results came in."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s ({len(results)} results in all)"
+        time.sleep(0.02)
 
 
 def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, tmp_path):

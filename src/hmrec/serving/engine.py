@@ -97,6 +97,7 @@ class Engine:
         self._batcher = Batcher(self._answer_many, settings.batch_max) if settings.batch_max > 1 else None
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self.polls = 0  # reload-log polls the follower has finished (tests wait on it instead of sleeping)
         self.sync_events()
 
     @property
@@ -183,6 +184,7 @@ class Engine:
                     log.error("did not follow a reload made by another worker: %s", error)
                 except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a locked file, say)
                     log.exception("the reload follower failed; retrying in %.1f s", interval)
+                self.polls += 1
 
         self._follower = threading.Thread(target=run, name="hmrec-reload-follower", daemon=True)
         self._follower.start()
