@@ -15,7 +15,7 @@ from hmrec.cli import app
 from hmrec.raw import schema
 from hmrec.store import tables
 from hmrec.store.build import build_store
-from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS
+from hmrec.store.features import user_features
 from hmrec.store.idmap import IdMap, UnknownIdError
 from hmrec.store.tables import Store
 
@@ -33,8 +33,8 @@ def test_tables_follow_the_contract(store):
     assert store.read(tables.TRANSACTIONS).schema == pl.Schema(tables.TRANSACTIONS_SCHEMA)
     assert store.read(tables.CUSTOMERS).schema == pl.Schema(tables.CUSTOMERS_SCHEMA)
     assert store.read(tables.ARTICLES).schema == pl.Schema(tables.ARTICLES_SCHEMA)
-    assert store.read(tables.USER_FEATURES).columns == ["customer_idx", *USER_FEATURE_COLUMNS]
-    assert store.read(tables.ITEM_FEATURES).columns == ["article_idx", *ITEM_FEATURE_COLUMNS]
+    assert {path.name for path in store.path.glob("*.parquet")} == {
+        "customers.parquet", "articles.parquet", "transactions.parquet"}
 
 
 def test_indices_are_row_numbers_and_transactions_sorted(store):
@@ -45,12 +45,11 @@ def test_indices_are_row_numbers_and_transactions_sorted(store):
     tx = store.read(tables.TRANSACTIONS)
     assert tx["t_dat"].is_sorted()
     assert tx.select("customer_idx", "article_idx").rows() == [(0, 1), (0, 1), (1, 0), (2, 2), (3, 1), (0, 0)]
-    assert store.read(tables.ITEM_FEATURES)["article_idx"].to_list() == [0, 1, 2]
 
 
 def test_manifest(store):
     m = store.manifest
-    assert m["rows"] == {"customers": 4, "articles": 3, "transactions": 6, "user_features": 2, "item_features": 3}
+    assert m["rows"] == {"customers": 4, "articles": 3, "transactions": 6}
     assert m["schemas"]["transactions"] == {"t_dat": "Date", "customer_idx": "Int32", "article_idx": "Int32",
                                             "price": "Float32", "sales_channel_id": "Int8"}
     raw = store.path.parent / "raw"
@@ -67,7 +66,7 @@ def test_manifest(store):
 def test_builds_are_deterministic_and_fingerprint_follows_the_split(tmp_path, store):
     again = tmp_path / "again"
     build_store(store.path.parent / "raw", again, test_days=7)
-    for table in (tables.CUSTOMERS, tables.ARTICLES, tables.TRANSACTIONS, tables.USER_FEATURES, tables.ITEM_FEATURES):
+    for table in (tables.CUSTOMERS, tables.ARTICLES, tables.TRANSACTIONS):
         assert store.read(table).equals(Store(again).read(table)), table
     assert Store(again).fingerprint == store.fingerprint
     build_store(store.path.parent / "raw", again, test_days=3)
@@ -75,7 +74,7 @@ def test_builds_are_deterministic_and_fingerprint_follows_the_split(tmp_path, st
 
 
 def test_user_features_are_as_of_the_cutoff(store):
-    features = store.read(tables.USER_FEATURES)
+    features = user_features(store.train_transactions().collect(), store.read(tables.ARTICLES), store.cutoff)
     # c1 bought on 09-01 (twice) and 09-10; only the two purchases before the 09-04 cutoff count
     c1 = features.filter(pl.col("customer_idx") == 0).to_dicts()[0]
     assert (c1["purchases_all"], c1["days_since_last_purchase"]) == (2, 3)
@@ -91,12 +90,12 @@ def test_refuses_to_replace_a_folder_that_is_not_a_store(tmp_path):
 
 
 def test_id_map(store):
-    articles = store.article_map()
+    articles = IdMap.articles(store.read(tables.ARTICLES))
     assert articles.to_index(["0663713001", 663713001, "541518023"]).tolist() == [1, 1, 0]
     assert articles.to_index_or_missing(["0999999999", "not-an-id"]).tolist() == [-1, -1]
     assert articles.to_id(np.array([2, 0])).to_list() == [663713002, 541518023]
     assert articles.index("0663713002") == 2 and articles.get(5) is None
-    customers = store.customer_map()
+    customers = IdMap.customers(store.read(tables.CUSTOMERS))
     assert customers.to_index(pl.Series(["zz", "c1"])).tolist() == [3, 0]
     with pytest.raises(UnknownIdError, match=r"customer id 'nobody' is not in the id map \(1 of 2 ids unknown\); "
                                              r"was it in the training data\?"):
@@ -147,8 +146,16 @@ def test_real_export_loads(tmp_path):
     assert "customers missing from customers.csv kept" in notes
     assert customers.filter(pl.col("customer_id") == "00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657")[
         "age"].to_list() == [49]
-    assert store.article_map().to_index(["0663713001"]).tolist() == store.article_map().to_index([663713001]).tolist()
+    article_map = IdMap.articles(store.read(tables.ARTICLES))
+    assert article_map.to_index(["0663713001"]).tolist() == article_map.to_index([663713001]).tolist()
 
 
 _SET_ASIDE = {"truncated_line", "null_customer_id", "null_article_id", "bad_article_id", "duplicate_article_id",
               "duplicate_customer_id", "bad_t_dat", "bad_price", "negative_price", "unknown_channel"}
+
+
+def test_id_map_finds_one_id_by_binary_search():
+    customers = IdMap(pl.Series(["c2", "a9", "b1"]), "customer")
+    assert [customers.get(c) for c in ("a9", "b1", "c2", "zz", "")] == [1, 2, 0, None, None]
+    articles = IdMap(pl.Series([700, 5, 42]), "article")
+    assert [articles.get(a) for a in (5, "0000000042", np.int64(700), "x7", -1)] == [1, 2, 0, None, None]

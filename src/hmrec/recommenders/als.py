@@ -22,7 +22,16 @@ from implicit.cpu.als import AlternatingLeastSquares
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import (
+    PAD_ITEM,
+    Query,
+    Reason,
+    Recommender,
+    Recs,
+    TrainData,
+    load_recommender,
+    save_recommender,
+)
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
 
 log = logging.getLogger(__name__)
@@ -59,6 +68,7 @@ class ALSRecommender(Recommender):
     """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history."""
 
     name = "als"
+    reason = Reason.STYLE
 
     def __init__(
         self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 10.0,

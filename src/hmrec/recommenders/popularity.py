@@ -11,7 +11,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import PAD_ITEM, Query, Reason, Recommender, Recs, TrainData
 from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
 
 CONFIG_FILE = "config.json"
@@ -88,6 +88,7 @@ class PopularityRecommender(Recommender):
     """The last week's bestsellers before the cutoff: the same list for every customer."""
 
     name = "popularity"
+    reason = Reason.POPULAR
 
     def __init__(self, window_days: int = 7, keep: int = 1000):
         self.config = PopularityConfig(window_days, keep)
@@ -130,6 +131,7 @@ class AgePopularityRecommender(PopularityRecommender):
     """
 
     name = "age_popularity"
+    reason = Reason.AGE
 
     def __init__(self, window_days: int = 14, keep: int = 1000):
         super().__init__(window_days, keep)

@@ -9,7 +9,7 @@ from typing import Self
 
 import numpy as np
 
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import Query, Reason, Recommender, Recs, TrainData, load_recommender, save_recommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with
 from hmrec.store.arrays import decay, group_max, group_sum, pair_key, split_key
 
@@ -42,6 +42,7 @@ class RepurchaseRecommender(Recommender):
     """What the customer bought before, most weight on recent buys; the fill completes every list."""
 
     name = "repurchase"
+    reason = Reason.BOUGHT_BEFORE
 
     def __init__(self, window_days: int | None = 91, half_life_days: float = 14.0, fill: Recommender | None = None):
         self.config = RepurchaseConfig(window_days, half_life_days)

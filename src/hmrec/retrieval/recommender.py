@@ -15,7 +15,7 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import Query, Reason, Recommender, Recs, TrainData
 from hmrec.retrieval.data import (
     PurchaseHistory,
     build_examples,
@@ -85,6 +85,7 @@ class TwoTowerRecommender(Recommender):
     """Two-tower retrieval over FAISS; a customer's vector comes from profile and purchases, never an id."""
 
     name = "two_tower"
+    reason = Reason.STYLE
 
     def __init__(self, config: TwoTowerConfig | None = None):
         self.config = config or TwoTowerConfig()

@@ -36,7 +36,6 @@ from hmrec.raw.validate import (
     raise_if_unreadable,
 )
 from hmrec.store import tables
-from hmrec.store.features import item_features, user_features
 from hmrec.store.manifest import build_manifest, describe_sources, write_manifest
 from hmrec.store.split import assert_no_leakage, time_split
 
@@ -100,14 +99,11 @@ def _build_into(raw_dir: Path, out: Path, test_days: int) -> dict:
     train = tx.frame.filter(pl.col("t_dat") < split.cutoff)
     assert_no_leakage(train, split.cutoff)
     if train.is_empty():
-        log.warning("no transactions before the cutoff %s: features are empty", split.cutoff)
-    log.info("computing features as of %s", split.cutoff)
+        log.warning("no transactions before the cutoff %s: nothing to train on", split.cutoff)
     written = {
         tables.CUSTOMERS: customer_table,
         tables.ARTICLES: article_table,
         tables.TRANSACTIONS: tx.frame,
-        tables.USER_FEATURES: user_features(train, article_table, split.cutoff),
-        tables.ITEM_FEATURES: item_features(train, article_table, split.cutoff),
     }
     for name, frame in written.items():
         frame.write_parquet(out / f"{name}.parquet", statistics=True)

@@ -6,8 +6,6 @@ A store is one folder written by `hmrec etl`:
                              seen only in transactions
     articles.parquet         article_idx (row i has idx i) + attributes; article_id as Int64
     transactions.parquet     t_dat, customer_idx, article_idx, price, sales_channel_id; sorted by t_dat
-    user_features.parquet    customer_idx + features computed as of the cutoff
-    item_features.parquet    article_idx + features computed as of the cutoff
     quarantine/<file>.parquet  rows set aside, with a `reason` column
     manifest.json            counts, schemas, source checksums, cutoff, test window, quality counts
 """
@@ -17,20 +15,14 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hmrec.raw.schema import ARTICLE_CODE_COLUMNS, ARTICLE_COLUMNS
 
-if TYPE_CHECKING:
-    from hmrec.store.idmap import IdMap
-
 CUSTOMERS = "customers"
 ARTICLES = "articles"
 TRANSACTIONS = "transactions"
-USER_FEATURES = "user_features"
-ITEM_FEATURES = "item_features"
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"  # folder of <raw file stem>.parquet: rows set aside, with a `reason` column
 
@@ -108,18 +100,6 @@ class Store:
     def fingerprint(self) -> str:
         """Identifies the data a model was trained on: the sources' checksums plus the cutoff."""
         return self.manifest["fingerprint"]
-
-    def customer_map(self) -> IdMap:
-        """customer_id <-> customer_idx."""
-        from hmrec.store.idmap import IdMap
-
-        return IdMap.customers(self.scan(CUSTOMERS).select("customer_id").collect())
-
-    def article_map(self) -> IdMap:
-        """article_id <-> article_idx (ids with or without the leading zero)."""
-        from hmrec.store.idmap import IdMap
-
-        return IdMap.articles(self.scan(ARTICLES).select("article_id").collect())
 
     def quarantine(self, raw_file: str) -> pl.DataFrame:
         """Rows of `raw_file` (e.g. "transactions_train.csv") set aside by the build, with their reason."""
