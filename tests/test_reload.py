@@ -13,7 +13,7 @@ import pytest
 import serving_support as s
 from fastapi.testclient import TestClient
 
-from hmrec.registry.bundle import write_manifest
+from hmrec.registry.checksums import write_manifest
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
 from hmrec.serving.settings import Settings

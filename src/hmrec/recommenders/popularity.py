@@ -11,7 +11,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Reason, Recommender, Recs, TrainData
+from hmrec.recommenders.base import PAD_ITEM, Explained, Query, Reason, Recommender, Recs, TrainData
 from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
 
 CONFIG_FILE = "config.json"
@@ -164,6 +164,18 @@ class AgePopularityRecommender(PopularityRecommender):
         items[:, :width] = self.answers.items[bucket_rows, :width]
         scores[:, :width] = self.answers.scores[bucket_rows, :width]
         return Recs(items, scores)
+
+    def reasons(self) -> dict[str, Reason]:
+        return {self.name: Reason.AGE, PopularityRecommender.name: Reason.POPULAR}
+
+    def explain(self, query: Query, k: int) -> list[list[Explained]]:
+        """As `recommend`; an answer from the global list (unknown age, or the top-up) is listed as `popularity`,
+        so a caller can say "popular with your age group" only where it is."""
+        recs = self.recommend(query, k)
+        known = (np.nan_to_num(query.customers["age_bucket"].to_numpy(), nan=GLOBAL_BUCKET) >= 0).tolist()
+        return [[(int(a), float(s), [self.name if own and s >= 0 else PopularityRecommender.name])
+                 for a, s in zip(items, scores, strict=True) if a != PAD_ITEM]
+                for own, items, scores in zip(known, recs.items, recs.scores, strict=True)]
 
     @classmethod
     def load(cls, directory: Path) -> Self:
