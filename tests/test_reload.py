@@ -4,6 +4,7 @@ fails a request in flight."""
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -146,6 +147,7 @@ def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, t
     bundle.mkdir()
     for name in ("articles.parquet", "customers.parquet", "history.parquet"):
         (bundle / name).write_bytes((registry.load(v1) / name).read_bytes())
+    shutil.copytree(registry.load(v1) / "cold_start", bundle / "cold_start")
     (bundle / "final").mkdir()
     (bundle / "final" / "recommender.json").write_text('{"module": "os", "class": "PathLike"}')
     write_manifest(bundle, store_fingerprint="handmade", extra={"data_end": s.DATA_END.isoformat()})
