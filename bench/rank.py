@@ -31,12 +31,12 @@ log = logging.getLogger("bench.rank")
 
 
 def baselines(seed: int) -> dict:
-    from hmrec.recommenders.als import ALSRecommender
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
     return {"popularity": PopularityRecommender(), "age_popularity": AgePopularityRecommender(),
-            "repurchase": RepurchaseRecommender(), "als": ALSRecommender(seed=seed)}
+            "repurchase": RepurchaseRecommender(), "als": ALSRecommender(ALSConfig(seed=seed))}
 
 
 def timed(fn, *args):

@@ -20,7 +20,7 @@ import pytest
 from hmrec.evaluation.metrics import recall_at_k
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.raw.schema import ARTICLE_COLUMNS
-from hmrec.recommenders.als import ALSRecommender
+from hmrec.recommenders.als import ALSConfig, ALSRecommender
 from hmrec.recommenders.base import (
     PAD_ITEM,
     Query,
@@ -32,8 +32,13 @@ from hmrec.recommenders.base import (
     save_recommender,
 )
 from hmrec.recommenders.colours import OtherColoursRecommender
-from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender, fill_with
-from hmrec.recommenders.repurchase import RepurchaseRecommender
+from hmrec.recommenders.popularity import (
+    AgePopularityRecommender,
+    PopularityConfig,
+    PopularityRecommender,
+    fill_with,
+)
+from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
 from hmrec.recommenders.together import BoughtTogetherConfig, BoughtTogetherRecommender
 from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
 
@@ -56,7 +61,7 @@ RECOMMENDERS: dict[str, Callable[[], Recommender]] = {
     "popularity": PopularityRecommender,
     "age_popularity": AgePopularityRecommender,
     "repurchase": RepurchaseRecommender,
-    "als": lambda: ALSRecommender(factors=8, iterations=5, seed=3),
+    "als": lambda: ALSRecommender(ALSConfig(factors=8, iterations=5, seed=3)),
     "two_tower": lambda: TwoTowerRecommender(TINY_TOWER),
     "other_colours": OtherColoursRecommender,
     "bought_together": lambda: BoughtTogetherRecommender(TOGETHER),
@@ -260,7 +265,7 @@ def test_popularity_returns_last_weeks_bestsellers_in_order(train_data):
 
 
 def test_popularity_window_is_configurable(train_data):
-    recs = PopularityRecommender(window_days=2).fit(train_data).recommend(query_for(train_data, [0]), 3)
+    recs = PopularityRecommender(PopularityConfig(window_days=2)).fit(train_data).recommend(query_for(train_data, [0]), 3)
     assert recs.items[0].tolist() == [10, 31, 0]  # only days 1-2 count; article 0 leads the all-time fill
 
 
@@ -274,7 +279,7 @@ def test_age_popularity_differs_by_bucket_and_falls_back_to_global(train_data):
 
 def test_age_popularity_answers_beyond_keep_and_after_loading(train_data, tmp_path):
     # the per-bucket answers are built once at fit: a bucket's own 2 then the global 2 not already there
-    model = AgePopularityRecommender(keep=2).fit(train_data)
+    model = AgePopularityRecommender(PopularityConfig(window_days=14, keep=2)).fit(train_data)
     query = query_for(train_data, [0, 15, 25])
     recs = model.recommend(query, 6)
     assert recs.items.tolist() == [[10, 3, 20, -1, -1, -1], [20, 31, 10, -1, -1, -1], [10, 20, -1, -1, -1, -1]]
@@ -294,7 +299,7 @@ def test_repurchase_puts_own_recent_purchases_first_then_fills(train_data):
 
 
 def test_repurchase_window_drops_old_purchases(train_data):
-    recs = RepurchaseRecommender(window_days=10).fit(train_data).recommend(query_for(train_data, [6]), 3)
+    recs = RepurchaseRecommender(RepurchaseConfig(window_days=10)).fit(train_data).recommend(query_for(train_data, [6]), 3)
     assert recs.items[0].tolist() == [3, 10, 31]
 
 
@@ -342,8 +347,8 @@ def block_structured_data(seed: int = 0) -> tuple[TrainData, Query, list[list[in
 
 def test_als_recovers_planted_co_purchase_structure_better_than_popularity():
     data, query, relevant = block_structured_data()
-    als = ALSRecommender(factors=8, iterations=10, seed=1).fit(data)
-    popularity = PopularityRecommender(window_days=30).fit(data)
+    als = ALSRecommender(ALSConfig(factors=8, iterations=10, seed=1)).fit(data)
+    popularity = PopularityRecommender(PopularityConfig(window_days=30)).fit(data)
     als_recall = recall_at_k(als.recommend(query, 10).items, relevant, 10)
     popularity_recall = recall_at_k(popularity.recommend(query, 10).items, relevant, 10)
     assert popularity_recall < 0.1  # the bestsellers are the other blocks'

@@ -50,7 +50,7 @@ def load_train_data(store: Store) -> TrainData:
 def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommender]:
     """Fit the baselines, the ALS peer, the two-tower model and the final ranker on the same data."""
     from hmrec.ranking.ranker import FinalRecommender, default_sources
-    from hmrec.recommenders.als import ALSRecommender
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
@@ -58,7 +58,7 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommende
         "popularity": PopularityRecommender(),
         "age_popularity": AgePopularityRecommender(),
         "repurchase": RepurchaseRecommender(),
-        "als": ALSRecommender(seed=config.seed),
+        "als": ALSRecommender(ALSConfig(seed=config.seed)),
     }
     for name, method in methods.items():
         started = time.perf_counter()

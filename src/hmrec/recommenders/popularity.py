@@ -90,8 +90,8 @@ class PopularityRecommender(Recommender):
     name = "popularity"
     reason = Reason.POPULAR
 
-    def __init__(self, window_days: int = 7, keep: int = 1000):
-        self.config = PopularityConfig(window_days, keep)
+    def __init__(self, config: PopularityConfig | None = None):
+        self.config = config or self.default_config()
         self.ranking: pl.DataFrame | None = None  # article_idx, score, rank
 
     def fit(self, data: TrainData) -> Self:
@@ -107,6 +107,10 @@ class PopularityRecommender(Recommender):
         scores[:, : ranking.height] = ranking["score"].to_numpy()
         return Recs(items, scores)
 
+    @classmethod
+    def default_config(cls) -> PopularityConfig:
+        return PopularityConfig()
+
     def _fitted(self) -> pl.DataFrame:
         if self.ranking is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
@@ -119,7 +123,7 @@ class PopularityRecommender(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**json.loads((directory / CONFIG_FILE).read_text()))
+        model = cls(PopularityConfig(**json.loads((directory / CONFIG_FILE).read_text())))
         model.ranking = pl.read_parquet(directory / RANKING_FILE)
         return model
 
@@ -133,8 +137,8 @@ class AgePopularityRecommender(PopularityRecommender):
     name = "age_popularity"
     reason = Reason.AGE
 
-    def __init__(self, window_days: int = 14, keep: int = 1000):
-        super().__init__(window_days, keep)
+    def __init__(self, config: PopularityConfig | None = None):
+        super().__init__(config)
         self.answers: Recs | None = None  # every bucket's whole list, from the ranking (see bucket_answers)
 
     def fit(self, data: TrainData) -> Self:
@@ -164,6 +168,10 @@ class AgePopularityRecommender(PopularityRecommender):
         items[:, :width] = self.answers.items[bucket_rows, :width]
         scores[:, :width] = self.answers.scores[bucket_rows, :width]
         return Recs(items, scores)
+
+    @classmethod
+    def default_config(cls) -> PopularityConfig:
+        return PopularityConfig(window_days=14)
 
     def reasons(self) -> dict[str, Reason]:
         return {self.name: Reason.AGE, PopularityRecommender.name: Reason.POPULAR}

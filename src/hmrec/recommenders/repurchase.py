@@ -44,8 +44,8 @@ class RepurchaseRecommender(Recommender):
     name = "repurchase"
     reason = Reason.BOUGHT_BEFORE
 
-    def __init__(self, window_days: int | None = 91, half_life_days: float = 14.0, fill: Recommender | None = None):
-        self.config = RepurchaseConfig(window_days, half_life_days)
+    def __init__(self, config: RepurchaseConfig | None = None, fill: Recommender | None = None):
+        self.config = config or RepurchaseConfig()
         self.fill = fill if fill is not None else AgePopularityRecommender()
 
     def fit(self, data: TrainData) -> Self:
@@ -64,4 +64,4 @@ class RepurchaseRecommender(Recommender):
     @classmethod
     def load(cls, directory: Path) -> Self:
         config = json.loads((directory / CONFIG_FILE).read_text())
-        return cls(**config, fill=load_recommender(directory / FILL_DIR))
+        return cls(RepurchaseConfig(**config), fill=load_recommender(directory / FILL_DIR))

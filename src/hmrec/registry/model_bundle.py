@@ -57,7 +57,8 @@ def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataF
     save_recommender(final, directory / FINAL)
     save_recommender(cold_start, directory / COLD_START)
     write_manifest(directory, store_fingerprint=store_fingerprint,
-                   extra={**(extra or {}), "data_end": data_end.isoformat()})
+                   extra={**(extra or {}), "data_end": data_end.isoformat(), "final": final.name,
+                          "cold_start": cold_start.name})
     return directory
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import polars as pl
 from starlette.concurrency import run_in_threadpool
 
-from hmrec.recommenders.base import Query
+from hmrec.recommenders.base import PAD_ITEM, Query, Recs
+from hmrec.recommenders.popularity import fill_with
 from hmrec.registry.model_bundle import BundleError, LoadedModel, load_bundle
 from hmrec.serving.batching import Batcher
 from hmrec.serving.cache import AnswerCache
@@ -541,16 +542,21 @@ def _summary(model: LoadedModel, history: pl.DataFrame) -> dict:
 
 
 def _fill(ranked: list[dict], fallback: list[dict], k: int) -> list[dict]:
-    """The model's ranked answer, topped up with bestsellers when it proposes fewer than k articles."""
-    items = ranked[:k]
-    seen = {it["article_idx"] for it in items}
-    for extra in fallback:
-        if len(items) >= k:
-            break
-        if extra["article_idx"] not in seen:
-            items.append({**extra, "score": float("nan")})
-            seen.add(extra["article_idx"])
-    return items[:k]
+    """The model's ranked answer, topped up by `fill_with` (the recommenders' one fill) from the cold-start answer
+    when it proposes fewer than k articles; a filled article has no model score."""
+    merged = fill_with(_as_recs(ranked, k), _as_recs(fallback, k), k)
+    known = {it["article_idx"]: it for it in ranked}
+    extra = {it["article_idx"]: {**it, "score": float("nan")} for it in fallback}
+    return [known.get(a) or extra[a] for a in merged.items[0].tolist() if a != PAD_ITEM]
+
+
+def _as_recs(items: list[dict], k: int) -> Recs:
+    """One answer list as a one-row Recs of width k."""
+    out = Recs(np.full((1, k), PAD_ITEM, dtype=np.int32), np.full((1, k), np.nan, dtype=np.float32))
+    head = items[:k]
+    out.items[0, :len(head)] = [it["article_idx"] for it in head]
+    out.scores[0, :len(head)] = [it["score"] for it in head]
+    return out
 
 
 def _ranked(item: dict) -> dict:
