@@ -34,9 +34,7 @@ def buyers(engine: Engine, seed: int) -> list[str]:
     """Ids of the model's customers with purchases in its bundle, shuffled."""
     model = engine.model
     counts = np.diff(model.histories.starts)
-    with_history = set(np.flatnonzero(counts > 0).tolist())
-    pairs = zip(model.customer_ids, model.customer_rows, strict=True)
-    ids = [i.decode() for i, row in pairs if int(row) in with_history]
+    ids = model.customer_ids.to_id(np.flatnonzero(counts > 0)).to_list()
     random.Random(seed).shuffle(ids)
     return ids
 
