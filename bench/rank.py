@@ -70,7 +70,7 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
             features[PAIR_SCORE], t = timed(pair_scores, users, two_tower.article_vectors(), candidates.row,
                                             candidates.article_idx)
             steps["pair_scores"].append(t)
-        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(features))
+        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final.matrix(features))
         steps["predict"].append(t)
         fresh = Query(query.customers, query.history, query.as_of)  # no user features cached by the steps above
         _, t = timed(final.recommend, fresh, 12)

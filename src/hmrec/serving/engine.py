@@ -120,6 +120,11 @@ class Engine:
     def ready(self) -> bool:
         return self._model is not None
 
+    @property
+    def serving(self) -> LoadedModel | None:
+        """The model now serving, or None before the first load (`model` raises instead)."""
+        return self._model
+
     # ---- model versions --------------------------------------------------------------------------------------
 
     def reload(self, announce: bool = True, upto: int | None = None) -> tuple[int | None, int | None]:
