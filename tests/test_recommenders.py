@@ -354,3 +354,11 @@ def test_als_recovers_planted_co_purchase_structure_better_than_popularity():
     assert popularity_recall < 0.1  # the bestsellers are the other blocks'
     assert als_recall > 0.3
     assert len(als.losses) == 10
+
+
+def test_bought_together_names_the_purchases_that_propose_an_article(train_data):
+    # customers 0..9 bought articles c and c + 30 on one day a month ago; customer 1 also bought 31 with 1
+    model = BoughtTogetherRecommender(TOGETHER).fit(train_data)
+    assert model.bought_with(1).tolist() == [31]
+    assert model.bought_with(31).tolist() == [1]
+    assert model.bought_with(39).tolist() == [9]
