@@ -24,7 +24,7 @@ import polars as pl
 from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
 from hmrec.registry.checksums import MANIFEST, write_manifest
 from hmrec.store.idmap import IdMap
-from hmrec.store.tables import age_bucket
+from hmrec.store.tables import UNKNOWN_AGE_BUCKET, age_bucket
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,21 @@ class LoadedModel:
     data_end: date
     samples: dict[str, str] = field(default_factory=dict)
     cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
+    blank: pl.DataFrame | None = None  # see profile()
 
     def find_customer(self, customer_id: str) -> int | None:
         return self.customer_ids.get(customer_id)
+
+    def profile(self, customer_idx: int | None) -> pl.DataFrame:
+        """One customer's profile row; for a customer the bundle does not know, a blank one (customer_idx -1,
+        unknown age bucket), built once."""
+        if customer_idx is not None:
+            return self.customers.slice(customer_idx, 1)
+        if self.blank is None:
+            blank = pl.DataFrame({c: [None] for c in self.customers.columns}, schema=self.customers.schema)
+            self.blank = blank.with_columns(pl.lit(-1, dtype=pl.Int32).alias("customer_idx"),
+                                            pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8).alias("age_bucket"))
+        return self.blank
 
 
 def load_bundle(path: Path, version: int | None) -> LoadedModel:

@@ -26,7 +26,7 @@ from hmrec.serving.cache import AnswerCache
 from hmrec.serving.events import EventStore, Purchase
 from hmrec.serving.reasons import explain, word
 from hmrec.serving.settings import Settings
-from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
+from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
 
 log = logging.getLogger(__name__)
 
@@ -437,6 +437,8 @@ class Engine:
 
 
 _EPOCH = date(1970, 1, 1)
+_NO_HISTORY = pl.DataFrame(schema={"row": pl.UInt32, "t_dat": pl.Date, "article_idx": pl.Int32, "price": pl.Float32,
+                                   "sales_channel_id": pl.Int8})
 
 
 @dataclass
@@ -459,8 +461,7 @@ class _History:
 def _history_frame(histories: list[_History]) -> pl.DataFrame:
     """The Query.history frame of one or more customers, `row` numbering them in order."""
     if not histories:
-        return pl.DataFrame(schema={"row": pl.UInt32, "t_dat": pl.Date, "article_idx": pl.Int32, "price": pl.Float32,
-                                    "sales_channel_id": pl.Int8})
+        return _NO_HISTORY
     return pl.DataFrame({
         "row": np.repeat(np.arange(len(histories), dtype=np.uint32), [len(h) for h in histories]),
         "t_dat": np.concatenate([h.t_dat for h in histories]),
@@ -513,11 +514,7 @@ def _ms(started: float) -> float:
 
 
 def _profile_row(model: LoadedModel, customer_idx: int | None) -> pl.DataFrame:
-    if customer_idx is not None:
-        return model.customers.slice(customer_idx, 1)
-    blank = pl.DataFrame({c: [None] for c in model.customers.columns}, schema=model.customers.schema)
-    return blank.with_columns(pl.lit(-1, dtype=pl.Int32).alias("customer_idx"),
-                              pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8).alias("age_bucket"))
+    return model.profile(customer_idx)
 
 
 def _public_profile(profile: dict) -> dict:
