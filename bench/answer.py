@@ -3,7 +3,7 @@
     .venv/bin/python bench/answer.py --workdir work [--batches 1,2,4,8,16,32] [--calls 200] [--json out.json]
     .venv/bin/python bench/answer.py --workdir work --profile 8 --html /tmp/profile.html   # pyinstrument, batch 8
 
-The service's batcher answers every personalised request waiting at once with one `Engine._answer_many` call
+The service's batcher answers every personalised request waiting at once with one `Engine.answer_many` call
 (user features, user tower, index search, the other sources, ranker features, LightGBM, the JSON-ready answer).
 A call has a fixed cost and a cost per customer; this prints both, on one thread, as a serving worker runs.
 Customers are drawn with purchases, each call a fresh set, so no answer comes from the cache.
@@ -34,9 +34,7 @@ def buyers(engine: Engine, seed: int) -> list[str]:
     """Ids of the model's customers with purchases in its bundle, shuffled."""
     model = engine.model
     counts = np.diff(model.histories.starts)
-    with_history = set(np.flatnonzero(counts > 0).tolist())
-    pairs = zip(model.customer_ids, model.customer_rows, strict=True)
-    ids = [i.decode() for i, row in pairs if int(row) in with_history]
+    ids = model.customer_ids.to_id(np.flatnonzero(counts > 0)).to_list()
     random.Random(seed).shuffle(ids)
     return ids
 
@@ -47,7 +45,7 @@ def measure(engine: Engine, ids: list[str], batch: int, calls: int) -> dict:
     for call in range(calls):
         asks = [(ids[(call * batch + i) % len(ids)], 12) for i in range(batch)]
         c0, w0 = time.process_time(), time.perf_counter()
-        engine._answer_many(model, asks)
+        engine.answer_many(model, asks)
         cpu.append((time.process_time() - c0) * 1000)
         wall.append((time.perf_counter() - w0) * 1000)
     return {"batch": batch, "calls": calls, "cpu_ms_per_call": statistics.median(cpu),

@@ -31,12 +31,12 @@ log = logging.getLogger("bench.rank")
 
 
 def baselines(seed: int) -> dict:
-    from hmrec.recommenders.als import ALSRecommender
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
     return {"popularity": PopularityRecommender(), "age_popularity": AgePopularityRecommender(),
-            "repurchase": RepurchaseRecommender(), "als": ALSRecommender(seed=seed)}
+            "repurchase": RepurchaseRecommender(), "als": ALSRecommender(ALSConfig(seed=seed))}
 
 
 def timed(fn, *args):
@@ -70,7 +70,7 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
             features[PAIR_SCORE], t = timed(pair_scores, users, two_tower.article_vectors(), candidates.row,
                                             candidates.article_idx)
             steps["pair_scores"].append(t)
-        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final._matrix(features))
+        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final.matrix(features))
         steps["predict"].append(t)
         fresh = Query(query.customers, query.history, query.as_of)  # no user features cached by the steps above
         _, t = timed(final.recommend, fresh, 12)

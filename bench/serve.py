@@ -32,21 +32,20 @@ import polars as pl
 import psutil
 import uvloop
 
+from hmrec.registry import model_bundle
 from hmrec.registry.versions import Registry
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from serving_support import Server  # noqa: E402  (the same subprocess helper the reliability tests use)
+from hmrec.serving.launcher import Server  # the same subprocess helper the reliability tests use
 
 
 def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[int]]:
     """Customer ids with purchases in the champion's bundle, shuffled, and some article ids to buy."""
     bundle = Registry.for_workdir(workdir).load("champion")
-    buyers = pl.read_parquet(bundle / "history.parquet", columns=["customer_idx"]).unique()
-    ids = pl.read_parquet(bundle / "customers.parquet", columns=["customer_idx", "customer_id"]).join(
+    buyers = pl.read_parquet(bundle / model_bundle.HISTORY, columns=["customer_idx"]).unique()
+    ids = pl.read_parquet(bundle / model_bundle.CUSTOMERS, columns=["customer_idx", "customer_id"]).join(
         buyers, on="customer_idx")["customer_id"].to_list()
     random.Random(seed).shuffle(ids)
-    articles = pl.read_parquet(bundle / "articles.parquet", columns=["article_id"])["article_id"].head(5000).to_list()
-    return ids[:limit], articles
+    articles = pl.read_parquet(bundle / model_bundle.ARTICLES, columns=["article_id"])["article_id"]
+    return ids[:limit], articles.head(5000).to_list()
 
 
 async def run_scenario(url: str, make_request, duration: float, concurrency: int, server_pids: list[int]) -> dict:

@@ -43,11 +43,11 @@ def score(model: Recommender, query: Query, relevant: list[list[int]]) -> tuple[
 
 
 def baselines(data, query: Query, relevant: list[list[int]], seed: int) -> dict:
-    from hmrec.recommenders.als import ALSRecommender
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.popularity import PopularityRecommender
 
     out = {}
-    for model in (PopularityRecommender(), ALSRecommender(seed=seed)):
+    for model in (PopularityRecommender(), ALSRecommender(ALSConfig(seed=seed))):
         out[model.name], _ = score(model.fit(data), query, relevant)
         log.info("%s: %s", model.name, out[model.name])
     return out

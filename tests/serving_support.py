@@ -3,26 +3,19 @@ real `hmrec serve` subprocess."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import httpx
 import polars as pl
 
-from hmrec.recommenders.base import Recommender, TrainData, save_recommender
-from hmrec.registry.bundle import write_manifest
+from hmrec.recommenders.base import Recommender, TrainData
+from hmrec.registry.model_bundle import write_bundle
 from hmrec.registry.versions import Registry
+from hmrec.serving import launcher
 from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
 
 DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
 ADMIN_TOKEN = "test-admin-token"
-HMREC = Path(sys.executable).parent / "hmrec"
 
 # Customers of the hand-made data, by role.
 FREQUENT = "a" * 64  # age 23 (bucket 0): bought articles 0 (twice), 1, 2, 3
@@ -31,8 +24,9 @@ COLD_AGED = "c" * 64  # age 30 (bucket 1), no purchase: gets bucket 1's bestsell
 COLD_NO_AGE = "d" * 64  # age unknown, no purchase: gets the global bestsellers
 BUYER_31 = "e" * 64
 BUYER_33 = "f" * 64
-# Last-7-days bestsellers of the hand-made data, by article_idx: 7 sold 3 times, then ties broken by index.
-GLOBAL_BESTSELLERS = [7, 0, 1, 2, 3, 4, 8]
+# The cold start's (age_popularity's) global list, by article_idx: sales in the last 14 days (7 sold 3 times,
+# 0 twice in all, then ties broken by index), then 9, sold only before the window.
+GLOBAL_BESTSELLERS = [7, 0, 1, 2, 3, 4, 8, 9]
 BUCKET1_BESTSELLERS = [7, 8]
 
 ARTICLE_IDS = [108775015, 108775044, 110065001, 110065002, 111565001, 111586001, 111593001, 111609001,
@@ -94,19 +88,17 @@ def handmade_transactions() -> pl.DataFrame:
 
 
 def write_handmade_bundle(directory: Path, recommender: Recommender | None = None) -> Path:
-    """A complete bundle of the hand-made tables and a real fitted recommender (default: repurchase)."""
+    """A complete bundle of the hand-made tables, a real fitted recommender (default: repurchase) and the
+    cold start (age popularity)."""
+    from hmrec.recommenders.popularity import AgePopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
     articles, customers, transactions = handmade_articles(), handmade_customers(), handmade_transactions()
-    recommender = recommender or RepurchaseRecommender()
-    recommender.fit(TrainData(transactions, customers, articles, cutoff=DATA_END + timedelta(days=1)))
-    directory.mkdir(parents=True)
-    articles.write_parquet(directory / "articles.parquet")
-    customers.write_parquet(directory / "customers.parquet")
-    transactions.sort("customer_idx", "t_dat").write_parquet(directory / "history.parquet")
-    save_recommender(recommender, directory / "final")
-    write_manifest(directory, store_fingerprint="handmade", extra={"data_end": DATA_END.isoformat()})
-    return directory
+    data = TrainData(transactions, customers, articles, cutoff=DATA_END + timedelta(days=1))
+    recommender = (recommender or RepurchaseRecommender()).fit(data)
+    return write_bundle(directory, articles=articles, customers=customers, transactions=transactions,
+                        final=recommender, cold_start=AgePopularityRecommender().fit(data), data_end=DATA_END,
+                        store_fingerprint="handmade")
 
 
 def register(workdir: Path, bundle: Path, promote: bool = True) -> int:
@@ -133,68 +125,8 @@ def two_versions(root: Path) -> tuple[Path, int, int]:
     return workdir, 1, v2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """A real `hmrec serve` subprocess on a free localhost port."""
+class Server(launcher.Server):
+    """`hmrec serve` as the serving tests run it: with the tests' admin token."""
 
     def __init__(self, workdir: Path, events_db: Path, log_path: Path, **env: str):
-        self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HMREC_EVENTS_PATH": str(events_db), "HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env}
-        self.env.pop("MLFLOW_TRACKING_URI", None)
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90) -> Server:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(HMREC), "serve", "--workdir", str(self.workdir), "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        workers = int(self.env.get("HMREC_WORKERS", "1"))
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hmrec serve exited with {self.process.returncode}: {self.log_path.read_text()}")
-            if len(self.ready_processes()) >= workers:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"hmrec serve was not ready within {timeout} s: {self.log_path.read_text()}")
-
-    def ready_processes(self, tries: int = 20) -> set[int]:
-        """Worker processes seen ready, each request on a new connection (the kernel hands them to the workers)."""
-        seen = set()
-        for _ in range(tries):
-            try:
-                response = httpx.get(f"{self.url}/ready", timeout=2)
-            except httpx.TransportError:
-                continue
-            if response.status_code == 200:
-                seen.add(response.json()["process"])
-        return seen
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, as in a crash."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().__init__(workdir, events_db, log_path, **{"HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env})

@@ -75,8 +75,28 @@ def test_the_run_is_registered_promoted_and_loads_with_checksums(pipeline_run):
     bundle = registry.load("champion")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["store_fingerprint"] == Store(workdir / "store").fingerprint
-    for name in ("articles.parquet", "customers.parquet", "history.parquet", "final/ranker.txt"):
+    for name in ("articles.parquet", "customers.parquet", "history.parquet", "final/ranker.txt",
+                 "cold_start/recommender.json"):
         assert name in manifest["files"], name
+    assert (manifest["final"], manifest["cold_start"]) == ("final", "age_popularity")
+
+
+def test_the_served_cold_start_scores_what_the_report_shows(pipeline_run):
+    """The bundle's cold start, scored on the held-out week, gives the report's age_popularity figures."""
+    from hmrec.evaluation.runner import evaluate_methods, ground_truth
+    from hmrec.registry.model_bundle import load_bundle
+    from hmrec.store.tables import ARTICLES, CUSTOMERS
+
+    workdir = pipeline_run.workdir
+    model = load_bundle(Registry.for_workdir(workdir).load("champion"), version=1)
+    store = Store(workdir / "store")
+    customer_idx, relevant = ground_truth(store.test_transactions().collect())
+    query = Query.for_customers(customer_idx, store.read(CUSTOMERS), store.train_transactions().collect(),
+                                as_of=store.cutoff)
+    served = evaluate_methods({"age_popularity": model.cold_start}, query, relevant).methods["age_popularity"]
+    reported = json.loads((workdir / "reports" / "latest" / "metrics.json").read_text())["methods"]["age_popularity"]
+    assert served.metrics == reported
+    assert model.catalogue.find(int(store.read(ARTICLES)["article_id"][0])) == 0
 
 
 def test_the_registered_model_answers_a_live_customer_from_history_alone(pipeline_run):

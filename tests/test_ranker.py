@@ -139,9 +139,18 @@ def test_save_and_load_give_identical_answers(world, tmp_path):
     np.testing.assert_allclose(expected.scores, got.scores, rtol=1e-6)
 
 
-def test_recommend_explained_lists_the_sources_that_proposed_each_article(world):
+def explained_frame(final: FinalRecommender, query: Query, k: int) -> pl.DataFrame:
+    """`explain` in long form: `row, rank, article_idx, score, sources`."""
+    lines = [(row, rank, *answer) for row, answers in enumerate(final.explain(query, k))
+             for rank, answer in enumerate(answers)]
+    schema = {"row": pl.UInt32, "rank": pl.Int16, "article_idx": pl.Int32, "score": pl.Float32,
+              "sources": pl.List(pl.String)}
+    return pl.DataFrame(lines, schema=schema, orient="row")
+
+
+def test_explain_lists_the_sources_that_proposed_each_article(world):
     _, query, _, final = world
-    explained = final.recommend_explained(query, 12)
+    explained = explained_frame(final, query, 12)
     assert explained.columns == ["row", "rank", "article_idx", "score", "sources"]
     recs = final.recommend(query, 12).to_frame()
     expected = recs.select("row", pl.col("rank").cast(pl.Int16), "article_idx")
@@ -240,12 +249,12 @@ def test_two_tower_source_scores_every_candidate():
     users, items = sources["two_tower"].user_vectors(query), sources["two_tower"].article_vectors()
     lines = retrieved["row"].to_numpy(), retrieved["article_idx"].to_numpy()
     np.testing.assert_allclose(pair_scores(users, items, *lines), retrieved["score"].to_numpy(), rtol=1e-4, atol=1e-5)
-    explained = final.recommend_explained(query, 12)
+    explained = explained_frame(final, query, 12)
     assert explained.height == 50 * 12
     # one customer alone (user vectors, retrieval and pair scores on a one-row query) ranks as in the batch
     for row in (0, 3, 49):
         one = Query.for_customers(np.array([sorted(held_out)[row]]), data.customers, data.transactions, CUTOFF)
-        alone = final.recommend_explained(one, 12)
+        alone = explained_frame(final, one, 12)
         in_batch = explained.filter(pl.col("row") == row)
         assert alone["article_idx"].to_list() == in_batch["article_idx"].to_list()
         assert alone["sources"].to_list() == in_batch["sources"].to_list()

@@ -1,11 +1,15 @@
 """One suite of checks run against every recommender, plus each baseline's known answer on hand-made data.
 
 To put another recommender through the suite, add one line to RECOMMENDERS: name -> a factory that
-returns it unfitted (fitted on the hand-made TrainData below, with 40 articles and 30 customers).
+returns it unfitted (fitted on the hand-made TrainData below, with 40 articles and 30 customers). The suite
+holds every method the pipeline fits (test_the_suite_covers_every_method_the_pipeline_fits checks it).
+Candidate sources that answer only from a customer's own purchases (PERSONAL_ONLY) may leave a customer without
+history with no answer; every other recommender fills the list.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -14,18 +18,56 @@ import polars as pl
 import pytest
 
 from hmrec.evaluation.metrics import recall_at_k
+from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.raw.schema import ARTICLE_COLUMNS
-from hmrec.recommenders.als import ALSRecommender
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData, load_recommender, save_recommender
-from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender, fill_with
-from hmrec.recommenders.repurchase import RepurchaseRecommender
+from hmrec.recommenders.als import ALSConfig, ALSRecommender
+from hmrec.recommenders.base import (
+    PAD_ITEM,
+    Query,
+    Reason,
+    Recommender,
+    Recs,
+    TrainData,
+    load_recommender,
+    save_recommender,
+)
+from hmrec.recommenders.colours import OtherColoursRecommender
+from hmrec.recommenders.popularity import (
+    AgePopularityRecommender,
+    PopularityConfig,
+    PopularityRecommender,
+    fill_with,
+)
+from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
+from hmrec.recommenders.together import BoughtTogetherConfig, BoughtTogetherRecommender
+from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
+
+TOGETHER = BoughtTogetherConfig(min_count=1, window_days=60, history_days=60)  # the month-old baskets count
+TINY_TOWER = TwoTowerConfig(window_days=60, epochs=2, hidden_dim=16, wide_dim=8, narrow_dim=4, out_dim=8,
+                            batch_size=32, extra_negatives=16, index_window_days=None, threads=1, seed=3)
+
+
+def tiny_final() -> FinalRecommender:
+    """The final ranker over small sources, its label week the hand-made data's last week."""
+    sources = {"two_tower": TwoTowerRecommender(TINY_TOWER), "repurchase": RepurchaseRecommender(),
+               "other_colours": OtherColoursRecommender(), "age_popularity": AgePopularityRecommender(),
+               "bought_together": BoughtTogetherRecommender(TOGETHER)}
+    config = FinalConfig(n_per_source=dict.fromkeys(sources, 20), num_threads=1, min_data_in_leaf=2,
+                         num_boost_round=20)
+    return FinalRecommender(sources, config)
+
 
 RECOMMENDERS: dict[str, Callable[[], Recommender]] = {
     "popularity": PopularityRecommender,
     "age_popularity": AgePopularityRecommender,
     "repurchase": RepurchaseRecommender,
-    "als": lambda: ALSRecommender(factors=8, iterations=5, seed=3),
+    "als": lambda: ALSRecommender(ALSConfig(factors=8, iterations=5, seed=3)),
+    "two_tower": lambda: TwoTowerRecommender(TINY_TOWER),
+    "other_colours": OtherColoursRecommender,
+    "bought_together": lambda: BoughtTogetherRecommender(TOGETHER),
+    "final": tiny_final,
 }
+PERSONAL_ONLY = {"other_colours", "bought_together"}  # candidate sources: nothing to say without purchases
 
 CUTOFF = date(2031, 5, 14)  # deliberately unlike the sample's dates
 N_ARTICLES, N_CUSTOMERS = 40, 30
@@ -33,7 +75,8 @@ YOUNG, OLD, UNKNOWN_AGE = range(0, 10), range(10, 20), range(20, 30)
 
 
 def make_articles(n: int = N_ARTICLES) -> pl.DataFrame:
-    """An articles table in the store's layout: article_idx i in row i, every raw column filled."""
+    """An articles table in the store's layout: article_idx i in row i, every raw column filled; articles 2p and
+    2p + 1 are two colours of one product."""
     idx = np.arange(n)
     columns: dict[str, object] = {"article_idx": idx.astype(np.int32)}
     for name in ARTICLE_COLUMNS:
@@ -42,7 +85,7 @@ def make_articles(n: int = N_ARTICLES) -> pl.DataFrame:
         else:
             columns[name] = [f"{name} {i % 5}" for i in idx]
     columns["article_id"] = (100_000_000 + idx * 1000 + 1).astype(np.int64)
-    columns["product_code"] = (100_000 + idx).astype(np.int64)
+    columns["product_code"] = (100_000 + idx // 2).astype(np.int64)  # two colours per product
     columns["prod_name"] = [f"Item {i}" for i in idx]
     return pl.DataFrame(columns)
 
@@ -141,13 +184,52 @@ def test_answers_have_shape_pads_and_no_repeats(fitted, train_data):
 
 def test_scores_fall_along_each_row(fitted, train_data):
     recs = fitted.recommend(query_for(train_data, list(range(N_CUSTOMERS))), 12)
-    assert np.all(np.diff(recs.scores, axis=1) <= 1e-6), f"{fitted.name} scores are not best first"
+    rising = np.diff(recs.scores, axis=1) > 1e-6  # False where a pad (nan) is involved
+    assert not rising.any(), f"{fitted.name} scores are not best first"
+    assert (recs.items != PAD_ITEM).any(), f"{fitted.name} answered nobody: the suite would check nothing"
 
 
 def test_customers_without_history_get_a_full_list(fitted, train_data):
+    if fitted.name in PERSONAL_ONLY:
+        recs = fitted.recommend(stranger_query(train_data), 12)
+        assert (recs.items == PAD_ITEM).all(), f"{fitted.name} answered a customer it knows nothing of"
+        return
     for query in (stranger_query(train_data), query_for(train_data, [29])):  # 29 bought only a month ago
         recs = fitted.recommend(query, 12)
         assert (recs.items != PAD_ITEM).all(), f"{fitted.name} left pads for a customer without history"
+
+
+def test_explain_lists_the_answers_of_recommend_with_declared_sources(fitted, train_data):
+    query = query_for(train_data, list(range(N_CUSTOMERS)))
+    recs, explained = fitted.recommend(query, 12), fitted.explain(query, 12)
+    reasons = fitted.reasons()
+    assert all(isinstance(reason, Reason) for reason in reasons.values())
+    for row, answers in enumerate(explained):
+        assert [a for a, _, _ in answers] == [a for a in recs.items[row].tolist() if a != PAD_ITEM]
+        np.testing.assert_allclose([s for _, s, _ in answers], recs.scores[row][: len(answers)], rtol=1e-5)
+        for _, _, sources in answers:
+            assert sources and set(sources) <= set(reasons), f"{fitted.name}: {sources} not in {sorted(reasons)}"
+
+
+def test_declared_capabilities_answer_or_decline(fitted, train_data):
+    assert fitted.refresh(train_data) is fitted
+    similar = fitted.similar(0, 5)
+    if similar is not None:
+        items, scores = similar
+        assert 0 not in items.tolist() and len(items) == len(scores) <= 5
+        assert np.all(np.diff(scores) <= 1e-6)
+    partners = fitted.bought_with(0)
+    assert np.all((partners >= 0) & (partners < N_ARTICLES))
+
+
+def test_the_suite_covers_every_method_the_pipeline_fits():
+    import inspect
+
+    from hmrec import pipeline
+    from hmrec.ranking.ranker import default_sources
+
+    fitted_by_pipeline = set(re.findall(r'"(\w+)": \w+Recommender\(', inspect.getsource(pipeline.fit_methods)))
+    assert fitted_by_pipeline | set(default_sources()) | {"final"} == set(RECOMMENDERS)
 
 
 def test_a_customer_alone_gets_the_same_answer_as_in_a_batch(fitted, train_data):
@@ -183,7 +265,7 @@ def test_popularity_returns_last_weeks_bestsellers_in_order(train_data):
 
 
 def test_popularity_window_is_configurable(train_data):
-    recs = PopularityRecommender(window_days=2).fit(train_data).recommend(query_for(train_data, [0]), 3)
+    recs = PopularityRecommender(PopularityConfig(window_days=2)).fit(train_data).recommend(query_for(train_data, [0]), 3)
     assert recs.items[0].tolist() == [10, 31, 0]  # only days 1-2 count; article 0 leads the all-time fill
 
 
@@ -197,7 +279,7 @@ def test_age_popularity_differs_by_bucket_and_falls_back_to_global(train_data):
 
 def test_age_popularity_answers_beyond_keep_and_after_loading(train_data, tmp_path):
     # the per-bucket answers are built once at fit: a bucket's own 2 then the global 2 not already there
-    model = AgePopularityRecommender(keep=2).fit(train_data)
+    model = AgePopularityRecommender(PopularityConfig(window_days=14, keep=2)).fit(train_data)
     query = query_for(train_data, [0, 15, 25])
     recs = model.recommend(query, 6)
     assert recs.items.tolist() == [[10, 3, 20, -1, -1, -1], [20, 31, 10, -1, -1, -1], [10, 20, -1, -1, -1, -1]]
@@ -217,7 +299,7 @@ def test_repurchase_puts_own_recent_purchases_first_then_fills(train_data):
 
 
 def test_repurchase_window_drops_old_purchases(train_data):
-    recs = RepurchaseRecommender(window_days=10).fit(train_data).recommend(query_for(train_data, [6]), 3)
+    recs = RepurchaseRecommender(RepurchaseConfig(window_days=10)).fit(train_data).recommend(query_for(train_data, [6]), 3)
     assert recs.items[0].tolist() == [3, 10, 31]
 
 
@@ -265,10 +347,18 @@ def block_structured_data(seed: int = 0) -> tuple[TrainData, Query, list[list[in
 
 def test_als_recovers_planted_co_purchase_structure_better_than_popularity():
     data, query, relevant = block_structured_data()
-    als = ALSRecommender(factors=8, iterations=10, seed=1).fit(data)
-    popularity = PopularityRecommender(window_days=30).fit(data)
+    als = ALSRecommender(ALSConfig(factors=8, iterations=10, seed=1)).fit(data)
+    popularity = PopularityRecommender(PopularityConfig(window_days=30)).fit(data)
     als_recall = recall_at_k(als.recommend(query, 10).items, relevant, 10)
     popularity_recall = recall_at_k(popularity.recommend(query, 10).items, relevant, 10)
     assert popularity_recall < 0.1  # the bestsellers are the other blocks'
     assert als_recall > 0.3
     assert len(als.losses) == 10
+
+
+def test_bought_together_names_the_purchases_that_propose_an_article(train_data):
+    # customers 0..9 bought articles c and c + 30 on one day a month ago; customer 1 also bought 31 with 1
+    model = BoughtTogetherRecommender(TOGETHER).fit(train_data)
+    assert model.bought_with(1).tolist() == [31]
+    assert model.bought_with(31).tolist() == [1]
+    assert model.bought_with(39).tolist() == [9]

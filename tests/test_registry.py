@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.registry.bundle import MANIFEST, RegistryError, verify_bundle, write_manifest
+from hmrec.registry.checksums import MANIFEST, RegistryError, verify_bundle, write_manifest
 from hmrec.registry.tracking import client_for
 from hmrec.registry.versions import CACHE_DIR, MODEL_NAME, Registry
 

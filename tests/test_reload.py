@@ -4,6 +4,7 @@ fails a request in flight."""
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import serving_support as s
 from fastapi.testclient import TestClient
 
-from hmrec.registry.bundle import write_manifest
+from hmrec.registry.checksums import write_manifest
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
 from hmrec.serving.settings import Settings
@@ -107,11 +108,12 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, worke
         threads = [threading.Thread(target=load, args=(seed, server.url)) for seed in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(1.5)
+        wait_until(lambda: len(results) >= 30, "30 answers before the reload", results)
         registry.promote(v2)
         response = httpx.post(f"{server.url}/admin/reload", headers=AUTH, timeout=60)
         reloaded_at = time.monotonic()
-        time.sleep(1.5)
+        wait_until(lambda: sum(1 for *_, started in results if started > reloaded_at) >= 30,
+                   "30 answers after the reload", results)
         stop.set()
         for thread in threads:
             thread.join()
@@ -128,6 +130,14 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, worke
     assert {v for _, v, started in results if v is not None and started > reloaded_at} == {v2}
 
 
+def wait_until(condition, what: str, results: list, timeout: float = 60) -> None:
+    """Until `condition()` holds; fails naming `what` and how many results came in."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s ({len(results)} results in all)"
+        time.sleep(0.02)
+
+
 def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, tmp_path):
     """A registered, checksum-valid bundle whose recommender fails to load (here: it names a class outside hmrec)."""
     workdir, v1, _ = versions
@@ -137,6 +147,7 @@ def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, t
     bundle.mkdir()
     for name in ("articles.parquet", "customers.parquet", "history.parquet"):
         (bundle / name).write_bytes((registry.load(v1) / name).read_bytes())
+    shutil.copytree(registry.load(v1) / "cold_start", bundle / "cold_start")
     (bundle / "final").mkdir()
     (bundle / "final" / "recommender.json").write_text('{"module": "os", "class": "PathLike"}')
     write_manifest(bundle, store_fingerprint="handmade", extra={"data_end": s.DATA_END.isoformat()})

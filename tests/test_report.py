@@ -16,7 +16,7 @@ from hmrec.evaluation.report import pick_customers, write_report
 from hmrec.evaluation.runner import evaluate_methods, ground_truth
 from hmrec.recommenders.base import Query, TrainData
 from hmrec.recommenders.popularity import PopularityRecommender
-from hmrec.recommenders.repurchase import RepurchaseRecommender
+from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
 
 CUTOFF = date(2029, 11, 20)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,7 +47,7 @@ TEST = transactions([(0, 0, 1), (-1, 1, 4), (-2, 2, 1), (-3, 3, 7)])
 @pytest.fixture(scope="module")
 def evaluated():
     data = TrainData(TRAIN, CUSTOMERS, ARTICLES, CUTOFF)
-    methods = {"popularity": PopularityRecommender().fit(data), "repurchase": RepurchaseRecommender(window_days=None).fit(data)}
+    methods = {"popularity": PopularityRecommender().fit(data), "repurchase": RepurchaseRecommender(RepurchaseConfig(window_days=None)).fit(data)}
     customer_idx, relevant = ground_truth(TEST)
     query = Query.for_customers(customer_idx, CUSTOMERS, TRAIN, as_of=CUTOFF)
     return query, evaluate_methods(methods, query, relevant)

@@ -33,7 +33,10 @@ class FixedLists(Recommender):
     def recommend(self, query: Query, k: int) -> Recs:
         asked = query.customers["customer_idx"].to_list()
         answers = [self.lists.get(c, []) for c in asked]
-        return Recs.from_lists(answers, [[float(-r) for r in range(len(a))] for a in answers], k)
+        rows = np.repeat(np.arange(len(answers)), [len(a) for a in answers])
+        items = np.array([a for answer in answers for a in answer], dtype=np.int32)
+        scores = -np.concatenate([np.arange(len(a)) for a in answers] + [[]]).astype(np.float32)
+        return Recs.from_sorted(rows, items, scores, len(answers), k)
 
 
 def transactions(rows: list[tuple[int, int, int]]) -> pl.DataFrame:

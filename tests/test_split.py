@@ -9,6 +9,7 @@ import pytest
 from raw_helpers import write_raw
 
 from hmrec.store.build import build_store
+from hmrec.store.features import item_features
 from hmrec.store.split import LeakageError, assert_no_leakage, time_split
 from hmrec.store.tables import Store
 
@@ -51,5 +52,5 @@ def test_store_split_has_nothing_of_the_window_in_training(tmp_path):
     assert store.train_transactions().select(pl.col("t_dat").max()).collect().item() == date(2020, 9, 3)
     assert store.test_transactions().collect().height == 2
     # features are as of the cutoff: the window's purchases do not count
-    item = store.read("item_features")
+    item = item_features(store.train_transactions().collect(), store.read("articles"), store.cutoff)
     assert item["sales_all"].sum() == 3

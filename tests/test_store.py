@@ -91,12 +91,12 @@ def test_refuses_to_replace_a_folder_that_is_not_a_store(tmp_path):
 
 
 def test_id_map(store):
-    articles = store.article_map()
+    articles = IdMap.articles(store.read(tables.ARTICLES))
     assert articles.to_index(["0663713001", 663713001, "541518023"]).tolist() == [1, 1, 0]
     assert articles.to_index_or_missing(["0999999999", "not-an-id"]).tolist() == [-1, -1]
     assert articles.to_id(np.array([2, 0])).to_list() == [663713002, 541518023]
     assert articles.index("0663713002") == 2 and articles.get(5) is None
-    customers = store.customer_map()
+    customers = IdMap.customers(store.read(tables.CUSTOMERS))
     assert customers.to_index(pl.Series(["zz", "c1"])).tolist() == [3, 0]
     with pytest.raises(UnknownIdError, match=r"customer id 'nobody' is not in the id map \(1 of 2 ids unknown\); "
                                              r"was it in the training data\?"):
@@ -147,9 +147,17 @@ def test_real_export_loads(tmp_path):
     assert "customers missing from customers.csv kept" in notes
     assert customers.filter(pl.col("customer_id") == "00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657")[
         "age"].to_list() == [49]
-    assert store.article_map().to_index(["0663713001"]).tolist() == store.article_map().to_index([663713001]).tolist()
+    article_map = IdMap.articles(store.read(tables.ARTICLES))
+    assert article_map.to_index(["0663713001"]).tolist() == article_map.to_index([663713001]).tolist()
 
 
 _SET_ASIDE = {"truncated_line", "null_customer_id", "null_article_id", "bad_article_id", "duplicate_article_id",
               "duplicate_customer_id", "bad_t_dat", "bad_price", "negative_price", "unknown_channel",
               "unbalanced_quote", "absurd_price", "non_finite_price", "future_date"}
+
+
+def test_id_map_finds_one_id_by_binary_search():
+    customers = IdMap(pl.Series(["c2", "a9", "b1"]), "customer")
+    assert [customers.get(c) for c in ("a9", "b1", "c2", "zz", "")] == [1, 2, 0, None, None]
+    articles = IdMap(pl.Series([700, 5, 42]), "article")
+    assert [articles.get(a) for a in (5, "0000000042", np.int64(700), "x7", -1)] == [1, 2, 0, None, None]

@@ -46,6 +46,15 @@ def app_for(workdir: Path, events: Path) -> tuple[TestClient, CountingLoader]:
     return TestClient(create_app(settings, loader)), loader
 
 
+def wait_for_polls(client: TestClient, polls: int, timeout: float = 30) -> None:
+    """Until the worker's reload follower has polled the reload log `polls` more times."""
+    engine = client.app.state.engine
+    target, deadline = engine.polls + polls, time.monotonic() + timeout
+    while engine.polls < target:
+        assert time.monotonic() < deadline, f"the reload follower polled {engine.polls} times, not {target}"
+        time.sleep(0.01)
+
+
 def recommend(client, customer_id: str) -> dict:
     response = client.post("/recommendations", json={"customer_id": customer_id, "k": 3})
     assert response.status_code == 200, response.text
@@ -87,7 +96,7 @@ def test_a_reload_through_one_worker_is_followed_by_the_others(versions, tmp_pat
             answer = recommend(second, s.FREQUENT)
             assert (answer["model_version"], answer["cached"]) == (v2, False)
             assert "hmrec_model_version 2.0" in second.get("/metrics").text
-            time.sleep(0.3)  # three more polls: the worker that reloaded does not reload again on its own news
+            wait_for_polls(first, 3)  # the worker that reloaded does not reload again on its own news
             assert (first_loads.calls, second_loads.calls) == (2, 2)
     finally:
         registry.promote(v1)
@@ -100,7 +109,7 @@ def test_a_worker_started_after_a_reload_does_not_replay_it(versions, tmp_path):
     with first:
         assert first.post("/admin/reload", headers=AUTH).status_code == 200
         with late:
-            time.sleep(0.3)  # three polls of the reload log
+            wait_for_polls(late, 3)
             assert late.get("/ready").json()["model_version"] == v1
             assert late_loads.calls == 1  # its start, not a replay of the reload before it
 

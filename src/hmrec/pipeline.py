@@ -11,13 +11,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hmrec.recommenders.base import Query, Recommender, TrainData, save_recommender
+from hmrec.recommenders.base import Query, Recommender, TrainData
 from hmrec.scale.engine import EngineConfig
-from hmrec.store.tables import ARTICLES, CUSTOMERS, Store
+from hmrec.store.tables import ARTICLES, CUSTOMERS, TRANSACTIONS, Store
 
 log = logging.getLogger(__name__)
 
-HISTORY_PER_CUSTOMER = 100  # purchases kept per customer in a served bundle
 
 
 @dataclass
@@ -54,7 +53,7 @@ def load_train_data(store: Store) -> TrainData:
 def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommender]:
     """Fit the baselines, the ALS peer, the two-tower model and the final ranker on the same data."""
     from hmrec.ranking.ranker import FinalRecommender, default_sources
-    from hmrec.recommenders.als import ALSRecommender
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
@@ -62,7 +61,7 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommende
         "popularity": PopularityRecommender(),
         "age_popularity": AgePopularityRecommender(),
         "repurchase": RepurchaseRecommender(),
-        "als": ALSRecommender(seed=config.seed),
+        "als": ALSRecommender(ALSConfig(seed=config.seed)),
     }
     for name, method in methods.items():
         started = time.perf_counter()
@@ -78,21 +77,18 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommende
     return methods
 
 
-def write_bundle(store: Store, final: Recommender, directory: Path) -> Path:
-    """Everything serving needs, in one folder: tables, recent histories and the final recommender."""
-    directory.mkdir(parents=True)
-    shutil.copy(store.path / f"{ARTICLES}.parquet", directory / "articles.parquet")
-    shutil.copy(store.path / f"{CUSTOMERS}.parquet", directory / "customers.parquet")
-    history = (
-        store.scan("transactions")
-        .sort(["customer_idx", "t_dat"])
-        .group_by("customer_idx", maintain_order=True)
-        .tail(HISTORY_PER_CUSTOMER)
-        .collect()
+COLD_START = "age_popularity"  # the method served to customers without purchases, evaluated under this name
+
+
+def write_store_bundle(store: Store, methods: dict[str, Recommender], directory: Path, extra: dict) -> Path:
+    """The served model of a run (registry/model_bundle.py): the store's tables, `final` and the cold start."""
+    from hmrec.registry.model_bundle import write_bundle
+
+    return write_bundle(
+        directory, articles=store.read(ARTICLES), customers=store.read(CUSTOMERS),
+        transactions=store.scan(TRANSACTIONS), final=methods["final"], cold_start=methods[COLD_START],
+        data_end=store.test_end, store_fingerprint=store.fingerprint, extra=extra,
     )
-    history.write_parquet(directory / "history.parquet")
-    save_recommender(final, directory / "final")
-    return directory
 
 
 def evaluate_workdir(config: PipelineConfig) -> Path:
@@ -104,7 +100,7 @@ def evaluate_workdir(config: PipelineConfig) -> Path:
 def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
     from hmrec.registry.tracking import Tracker
-    from hmrec.registry.versions import Registry, write_manifest
+    from hmrec.registry.versions import Registry
     from hmrec.scale.etl import build_store
 
     if config.raw is None:
@@ -120,12 +116,8 @@ def run_pipeline(config: PipelineConfig) -> Path:
         tracker.log_metrics(_flatten(metrics))
         tracker.log_artifacts(metrics_path.parent, "report")
 
-        bundle = write_bundle(store, methods["final"], config.workdir / "bundles" / run_id)
-        write_manifest(
-            bundle,
-            store_fingerprint=store.fingerprint,
-            extra={"run_id": run_id, "data_end": store.test_end.isoformat(), "metrics": metrics["methods"]},
-        )
+        bundle = write_store_bundle(store, methods, config.workdir / "bundles" / run_id,
+                                    extra={"run_id": run_id, "metrics": metrics["methods"]})
         registry = Registry.for_workdir(config.workdir)
         version = registry.register(bundle, run_id=tracker.run_id)
         if config.promote:

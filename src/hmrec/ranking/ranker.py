@@ -20,6 +20,7 @@ from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays,
 from hmrec.recommenders.base import (
     Explained,
     Query,
+    Reason,
     Recommender,
     Recs,
     TrainData,
@@ -142,7 +143,7 @@ class FinalRecommender(Recommender):
         self.booster = self._train(frame)
         self._fit_sources(data, skip=self.prefitted + tuple(cfg.fit_once))
         for name in cfg.fit_once:  # kept weights, but item side and index as of the answering cutoff
-            if name not in self.prefitted and hasattr(self.sources.get(name), "refresh"):
+            if name not in self.prefitted and name in self.sources:
                 self.sources[name].refresh(data)
         self.articles = article_table(data.transactions, data.articles, data.cutoff)
         return self
@@ -181,8 +182,10 @@ class FinalRecommender(Recommender):
 
     def _features(self, query: Query, articles: ArticleLookup) -> tuple[Candidates, dict[str, np.ndarray]]:
         """The candidates of every query row and their `feature_arrays`, with the two-tower's pair score."""
+        from hmrec.retrieval.recommender import TwoTowerRecommender
+
         two_tower = self.sources.get("two_tower")
-        if not (hasattr(two_tower, "user_vectors") and hasattr(two_tower, "search")):
+        if not isinstance(two_tower, TwoTowerRecommender):
             candidates = propose(self.sources, query, self.n_per_source)
             return candidates, feature_arrays(candidates, query, articles)
         # the user vectors are most of a one-customer query's cost: computed once, for retrieval and pair scores
@@ -226,10 +229,10 @@ class FinalRecommender(Recommender):
 
     def _dataset(self, frame: pl.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         groups = frame.group_by("row", maintain_order=True).len()["len"].to_numpy()
-        return lgb.Dataset(self._matrix(frame), label=frame["label"].to_numpy(), group=groups,
+        return lgb.Dataset(self.matrix(frame), label=frame["label"].to_numpy(), group=groups,
                            feature_name=self.config.feature_names, reference=reference, free_raw_data=True)
 
-    def _matrix(self, features: pl.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
+    def matrix(self, features: pl.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
         """The model inputs in training order, float32 with nan for missing; from a table or `feature_arrays`."""
         present = features.columns if isinstance(features, pl.DataFrame) else features
         missing = [name for name in self.config.feature_names if name not in present]
@@ -250,7 +253,7 @@ class FinalRecommender(Recommender):
         candidates, features = self._features(query, self.article_lookup())
         # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer)
         threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else self.config.num_threads
-        scores = self.booster.predict(self._matrix(features), num_threads=threads) if len(candidates) else np.zeros(0)
+        scores = self.booster.predict(self.matrix(features), num_threads=threads) if len(candidates) else np.zeros(0)
         return candidates, scores.astype(np.float32)
 
     def article_lookup(self) -> ArticleLookup:
@@ -273,6 +276,22 @@ class FinalRecommender(Recommender):
         for row, item, score, sources in lines:
             answers[row].append((item, score, sources))
         return answers
+
+    def reasons(self) -> dict[str, Reason]:
+        """Each source's declared reason, by the name `explain` lists it under."""
+        return {name: source.reason for name, source in self.sources.items()}
+
+    def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first source (in order) that can tell article likeness answers."""
+        for source in self.sources.values():
+            found = source.similar(article_idx, k)
+            if found is not None:
+                return found
+        return None
+
+    def bought_with(self, article_idx: int) -> np.ndarray:
+        found = [source.bought_with(article_idx) for source in self.sources.values()]
+        return np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
 
     def feature_importance(self) -> pl.DataFrame:
         """`feature, gain, splits` of the trained ranker, most gain first."""

@@ -22,7 +22,16 @@ from implicit.cpu.als import AlternatingLeastSquares
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import (
+    PAD_ITEM,
+    Query,
+    Reason,
+    Recommender,
+    Recs,
+    TrainData,
+    load_recommender,
+    save_recommender,
+)
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
 
 log = logging.getLogger(__name__)
@@ -59,12 +68,10 @@ class ALSRecommender(Recommender):
     """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history."""
 
     name = "als"
+    reason = Reason.STYLE
 
-    def __init__(
-        self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 10.0,
-        window_days: int = 42, seed: int = 7, active_days: int | None = 14, fill: Recommender | None = None,
-    ):
-        self.config = ALSConfig(factors, iterations, regularization, alpha, window_days, seed, active_days)
+    def __init__(self, config: ALSConfig | None = None, fill: Recommender | None = None):
+        self.config = config or ALSConfig()
         self.fill = fill if fill is not None else PopularityRecommender()
         self.item_ids: np.ndarray | None = None  # (n_items,) article_idx of each factor row
         self.active: np.ndarray | None = None  # sorted factor rows that may be recommended
@@ -156,7 +163,7 @@ class ALSRecommender(Recommender):
     @classmethod
     def load(cls, directory: Path) -> Self:
         config = json.loads((directory / CONFIG_FILE).read_text())
-        recommender = cls(fill=load_recommender(directory / FILL_DIR), **config)
+        recommender = cls(ALSConfig(**config), fill=load_recommender(directory / FILL_DIR))
         tensors = load_file(directory / FACTORS_FILE)
         recommender.model = recommender._new_model()
         recommender.model.item_factors = tensors["item_factors"]

@@ -12,6 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
@@ -137,16 +138,6 @@ class Recs:
     scores: np.ndarray  # (n_customers, k) float32
 
     @classmethod
-    def from_lists(cls, item_lists: list[list[int]], score_lists: list[list[float]], k: int) -> Recs:
-        items = np.full((len(item_lists), k), PAD_ITEM, dtype=np.int32)
-        scores = np.full((len(item_lists), k), np.nan, dtype=np.float32)
-        for row, (its, scs) in enumerate(zip(item_lists, score_lists, strict=True)):
-            n = min(k, len(its))
-            items[row, :n] = its[:n]
-            scores[row, :n] = scs[:n]
-        return cls(items, scores)
-
-    @classmethod
     def from_sorted(cls, rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, k: int) -> Recs:
         """From parallel arrays sorted by row and, within a row, in answer order: the first k of each row.
         Numpy rather than a Polars group-by: a one-customer query pays per-operation overhead, not per row."""
@@ -184,10 +175,26 @@ class Recs:
         return frame.filter(pl.col("article_idx") != PAD_ITEM)
 
 
+class Reason(StrEnum):
+    """Why a recommender proposes an article: each recommender declares one (serving words it for the customer)."""
+
+    BOUGHT_BEFORE = "bought_before"
+    OTHER_COLOUR = "other_colour"
+    BOUGHT_WITH = "bought_with"
+    STYLE = "style"
+    AGE = "age"
+    POPULAR = "popular"
+
+
 class Recommender(ABC):
-    """Fit on data before a cutoff; recommend up to k articles for every row of a query."""
+    """Fit on data before a cutoff; recommend up to k articles for every row of a query.
+
+    Besides `fit` and `recommend`, the interface declares what a caller may ask of any recommender, with a
+    default for those that cannot: `reasons()` (why each source proposes), `refresh(data)` (time-dependent state
+    as of a later cutoff), `similar(article_idx, k)` (None: cannot tell) and `bought_with(article_idx)`."""
 
     name: str
+    reason: Reason = Reason.STYLE
 
     @abstractmethod
     def fit(self, data: TrainData) -> Self: ...
@@ -202,13 +209,22 @@ class Recommender(ABC):
         return [[(int(a), float(s), [self.name]) for a, s in zip(items, scores, strict=True) if a != PAD_ITEM]
                 for items, scores in zip(recs.items, recs.scores, strict=True)]
 
-    def recommend_explained(self, query: Query, k: int) -> pl.DataFrame:
-        """`explain` in long form: `row, rank, article_idx, score, sources`."""
-        answers = self.explain(query, k)
-        lines = [(row, rank, *answer) for row, items in enumerate(answers) for rank, answer in enumerate(items)]
-        schema = {"row": pl.UInt32, "rank": pl.Int16, "article_idx": pl.Int32, "score": pl.Float32,
-                  "sources": pl.List(pl.String)}
-        return pl.DataFrame(lines, schema=schema, orient="row")
+    def reasons(self) -> dict[str, Reason]:
+        """The reason of each source name `explain` can list (one, unless the recommender merges several)."""
+        return {self.name: self.reason}
+
+    def refresh(self, data: TrainData) -> Self:
+        """Bring time-dependent state (what sells now) up to `data.cutoff` without relearning; most hold none."""
+        return self
+
+    def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Up to k articles like `article_idx` (itself excluded) and their scores, best first; None if this
+        recommender has no notion of article likeness."""
+        return None
+
+    def bought_with(self, article_idx: int) -> np.ndarray:
+        """Articles whose purchase makes this recommender propose `article_idx` (empty: none, or no such notion)."""
+        return np.empty(0, dtype=np.int64)
 
     def save(self, directory: Path) -> None:
         """Write the fitted state into `directory` (no pickle); only recommenders that are served need it."""

@@ -12,7 +12,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import HistoryArrays, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import HistoryArrays, Query, Reason, Recommender, Recs, TrainData
 from hmrec.store.arrays import decay, expand, group_max, pair_key, split_key
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class OtherColoursRecommender(Recommender):
     """Scores a variant by the recency of the customer's purchase of its product times (1 + its recent sales)."""
 
     name = "other_colours"
+    reason = Reason.OTHER_COLOUR
 
     def __init__(self, config: OtherColoursConfig | None = None):
         self.config = config or OtherColoursConfig()

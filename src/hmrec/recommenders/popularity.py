@@ -11,7 +11,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import PAD_ITEM, Explained, Query, Reason, Recommender, Recs, TrainData
 from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
 
 CONFIG_FILE = "config.json"
@@ -88,9 +88,10 @@ class PopularityRecommender(Recommender):
     """The last week's bestsellers before the cutoff: the same list for every customer."""
 
     name = "popularity"
+    reason = Reason.POPULAR
 
-    def __init__(self, window_days: int = 7, keep: int = 1000):
-        self.config = PopularityConfig(window_days, keep)
+    def __init__(self, config: PopularityConfig | None = None):
+        self.config = config or self.default_config()
         self.ranking: pl.DataFrame | None = None  # article_idx, score, rank
 
     def fit(self, data: TrainData) -> Self:
@@ -106,6 +107,10 @@ class PopularityRecommender(Recommender):
         scores[:, : ranking.height] = ranking["score"].to_numpy()
         return Recs(items, scores)
 
+    @classmethod
+    def default_config(cls) -> PopularityConfig:
+        return PopularityConfig()
+
     def _fitted(self) -> pl.DataFrame:
         if self.ranking is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
@@ -118,7 +123,7 @@ class PopularityRecommender(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(**json.loads((directory / CONFIG_FILE).read_text()))
+        model = cls(PopularityConfig(**json.loads((directory / CONFIG_FILE).read_text())))
         model.ranking = pl.read_parquet(directory / RANKING_FILE)
         return model
 
@@ -130,9 +135,10 @@ class AgePopularityRecommender(PopularityRecommender):
     """
 
     name = "age_popularity"
+    reason = Reason.AGE
 
-    def __init__(self, window_days: int = 14, keep: int = 1000):
-        super().__init__(window_days, keep)
+    def __init__(self, config: PopularityConfig | None = None):
+        super().__init__(config)
         self.answers: Recs | None = None  # every bucket's whole list, from the ranking (see bucket_answers)
 
     def fit(self, data: TrainData) -> Self:
@@ -162,6 +168,22 @@ class AgePopularityRecommender(PopularityRecommender):
         items[:, :width] = self.answers.items[bucket_rows, :width]
         scores[:, :width] = self.answers.scores[bucket_rows, :width]
         return Recs(items, scores)
+
+    @classmethod
+    def default_config(cls) -> PopularityConfig:
+        return PopularityConfig(window_days=14)
+
+    def reasons(self) -> dict[str, Reason]:
+        return {self.name: Reason.AGE, PopularityRecommender.name: Reason.POPULAR}
+
+    def explain(self, query: Query, k: int) -> list[list[Explained]]:
+        """As `recommend`; an answer from the global list (unknown age, or the top-up) is listed as `popularity`,
+        so a caller can say "popular with your age group" only where it is."""
+        recs = self.recommend(query, k)
+        known = (np.nan_to_num(query.customers["age_bucket"].to_numpy(), nan=GLOBAL_BUCKET) >= 0).tolist()
+        return [[(int(a), float(s), [self.name if own and s >= 0 else PopularityRecommender.name])
+                 for a, s in zip(items, scores, strict=True) if a != PAD_ITEM]
+                for own, items, scores in zip(known, recs.items, recs.scores, strict=True)]
 
     @classmethod
     def load(cls, directory: Path) -> Self:

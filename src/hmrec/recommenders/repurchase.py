@@ -9,7 +9,7 @@ from typing import Self
 
 import numpy as np
 
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import Query, Reason, Recommender, Recs, TrainData, load_recommender, save_recommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with
 from hmrec.store.arrays import decay, group_max, group_sum, pair_key, split_key
 
@@ -42,9 +42,10 @@ class RepurchaseRecommender(Recommender):
     """What the customer bought before, most weight on recent buys; the fill completes every list."""
 
     name = "repurchase"
+    reason = Reason.BOUGHT_BEFORE
 
-    def __init__(self, window_days: int | None = 91, half_life_days: float = 14.0, fill: Recommender | None = None):
-        self.config = RepurchaseConfig(window_days, half_life_days)
+    def __init__(self, config: RepurchaseConfig | None = None, fill: Recommender | None = None):
+        self.config = config or RepurchaseConfig()
         self.fill = fill if fill is not None else AgePopularityRecommender()
 
     def fit(self, data: TrainData) -> Self:
@@ -63,4 +64,4 @@ class RepurchaseRecommender(Recommender):
     @classmethod
     def load(cls, directory: Path) -> Self:
         config = json.loads((directory / CONFIG_FILE).read_text())
-        return cls(**config, fill=load_recommender(directory / FILL_DIR))
+        return cls(RepurchaseConfig(**config), fill=load_recommender(directory / FILL_DIR))

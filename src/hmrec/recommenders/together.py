@@ -11,7 +11,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import HistoryArrays, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import HistoryArrays, Query, Reason, Recommender, Recs, TrainData
 from hmrec.recommenders.colours import load_config_and_table, save_config_and_table
 from hmrec.store.arrays import decay, expand, group_sum, pair_key, split_key
 
@@ -41,11 +41,13 @@ class BoughtTogetherRecommender(Recommender):
     sum over its recent buys a of strength(a, b) times the buy's recency weight."""
 
     name = "bought_together"
+    reason = Reason.BOUGHT_WITH
 
     def __init__(self, config: BoughtTogetherConfig | None = None):
         self.config = config or BoughtTogetherConfig()
         self.pairs: pl.DataFrame | None = None  # article_idx, partner_idx, count, strength
         self._arrays: tuple[np.ndarray, ...] | None = None  # _lookup()'s arrays of `pairs`
+        self._by_partner: tuple[np.ndarray, np.ndarray] | None = None  # (partner_idx sorted, article_idx)
 
     def fit(self, data: TrainData) -> Self:
         cfg = self.config
@@ -72,7 +74,7 @@ class BoughtTogetherRecommender(Recommender):
             .head(cfg.top_partners)
             .select("article_idx", "partner_idx", "count", "strength")
         )
-        self.pairs, self._arrays = pairs.collect(), None
+        self.pairs, self._arrays, self._by_partner = pairs.collect(), None, None
         log.info("bought_together: %d pairs", self.pairs.height)
         return self
 
@@ -96,6 +98,15 @@ class BoughtTogetherRecommender(Recommender):
             pairs = self.pairs.sort("article_idx", maintain_order=True)
             self._arrays = tuple(pairs[c].to_numpy() for c in ("article_idx", "partner_idx", "strength"))
         return self._arrays
+
+    def bought_with(self, article_idx: int) -> np.ndarray:
+        """Articles that have `article_idx` among their partners: buying one of them proposes it."""
+        if self._by_partner is None:
+            self._lookup()  # the not-fitted error
+            ordered = self.pairs.select("partner_idx", "article_idx").sort("partner_idx", "article_idx")
+            self._by_partner = ordered["partner_idx"].to_numpy(), ordered["article_idx"].to_numpy()
+        keys, values = self._by_partner
+        return values[np.searchsorted(keys, article_idx, "left"):np.searchsorted(keys, article_idx, "right")]
 
     def recommend(self, query: Query, k: int) -> Recs:
         history = query.arrays()

@@ -20,7 +20,7 @@ import mlflow.artifacts
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from hmrec.registry.bundle import (
+from hmrec.registry.checksums import (
     MANIFEST,
     REREGISTER,
     RegistryError,

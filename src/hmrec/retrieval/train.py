@@ -5,21 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.data import Examples, PurchaseHistory
-from hmrec.retrieval.model import PastItems, TwoTower, sampled_softmax_loss
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from hmrec.retrieval.recommender import TwoTowerConfig
+from hmrec.retrieval.model import TwoTower, sampled_softmax_loss
+from hmrec.retrieval.runtime import past_items
 
 logger = logging.getLogger(__name__)
 
@@ -42,64 +37,6 @@ class TrainResult:
     losses: list[float]  # mean loss over each `loss_every_steps` steps, in order
     examples_per_second: float
     seconds: float
-
-
-@contextmanager
-def deterministic(seed: int, threads: int) -> Iterator[None]:
-    """Seed torch, pin its thread count and demand deterministic kernels; restore the global flags after."""
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.set_num_threads(previous[1])
-
-
-@contextmanager
-def inference(threads: int) -> Iterator[None]:
-    """torch.no_grad with `threads` intra-op threads, restored after. No seeding (inference draws nothing at
-    random), and no thread change when the count is already right: both cost a live query a millisecond."""
-    previous = torch.get_num_threads()
-    if previous != threads:
-        torch.set_num_threads(threads)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if previous != threads:
-            torch.set_num_threads(previous)
-
-
-def past_items(
-    history: PurchaseHistory,
-    item_codes: torch.Tensor,
-    item_numeric: torch.Tensor,
-    keys: np.ndarray,
-    days: np.ndarray,
-    snapshots: np.ndarray,
-    config: TwoTowerConfig,
-) -> PastItems:
-    """Each key's last `config.n_last` purchases before its day, with item features of its snapshot.
-
-    item_codes (n_articles + 1, n_fields) and item_numeric (n_snapshots, n_articles + 1, n_numeric) end with
-    an all-OOV row, used for padding and for articles the model has no row for.
-    """
-    items, weights = history.last(keys, days, config.n_last, config.half_life_days)
-    oov_row = item_codes.shape[0] - 1
-    items = np.where((items >= 0) & (items < oov_row), items, oov_row)
-    # Encode each distinct (snapshot, article) once: a batch's customers share many past articles.
-    slots = np.asarray(snapshots, dtype=np.int64)[:, None] * (oov_row + 1) + items
-    distinct, index = np.unique(slots, return_inverse=True)
-    articles, snapshot_of = torch.from_numpy(distinct % (oov_row + 1)), torch.from_numpy(distinct // (oov_row + 1))
-    return PastItems(
-        codes=item_codes[articles],
-        numeric=item_numeric[snapshot_of, articles],
-        index=torch.from_numpy(index.reshape(items.shape)),
-        weights=torch.from_numpy(weights),
-    )
 
 
 def _log_q(article_ids: np.ndarray, p_freq: np.ndarray, batch: int, n_negatives: int) -> torch.Tensor:

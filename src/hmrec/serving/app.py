@@ -99,7 +99,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ReloadError)
     async def reload_failed(request: Request, error: ReloadError) -> JSONResponse:
-        serving = request.app.state.engine._model
+        serving = request.app.state.engine.serving
         still = f"; still serving version {serving.version}" if serving is not None else "; no model is serving"
         return JSONResponse({"detail": f"reload failed: {error}{still}"}, status.HTTP_409_CONFLICT)
 

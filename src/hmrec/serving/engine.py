@@ -18,14 +18,15 @@ import numpy as np
 import polars as pl
 from starlette.concurrency import run_in_threadpool
 
-from hmrec.recommenders.base import Query
+from hmrec.recommenders.base import PAD_ITEM, Query, Recs
+from hmrec.recommenders.popularity import fill_with
+from hmrec.registry.model_bundle import BundleError, LoadedModel, load_bundle
 from hmrec.serving.batching import Batcher
-from hmrec.serving.bundle import BundleError, LoadedModel, load_bundle
 from hmrec.serving.cache import AnswerCache
 from hmrec.serving.events import EventStore, Purchase
-from hmrec.serving.reasons import COLD_REASON_AGE, COLD_REASON_GLOBAL, explain
+from hmrec.serving.reasons import explain, word
 from hmrec.serving.settings import Settings
-from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
+from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def champion_loader(settings: Settings) -> Loader:
         try:
             registry = Registry.for_workdir(settings.workdir)
             version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
-            return load_bundle(Path(path), version, popular_days=settings.popular_days)
+            return load_bundle(Path(path), version)
         except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
             raise ReloadError(f"cannot load the champion from {settings.workdir}: "
                               f"{type(error).__name__}: {error}") from error
@@ -103,9 +104,10 @@ class Engine:
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # its row in the events file's workers table
         events.forget_workers([w for w, pid, _, _ in events.workers() if not _alive(pid)])
         self.cache = AnswerCache(settings.cache_size)
-        self._batcher = Batcher(self._answer_many, settings.batch_max) if settings.batch_max > 1 else None
+        self._batcher = Batcher(self.answer_many, settings.batch_max) if settings.batch_max > 1 else None
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self.polls = 0  # reload-log polls the follower has finished (tests wait on it instead of sleeping)
         self.sync_events()
 
     @property
@@ -126,6 +128,11 @@ class Engine:
     @property
     def ready(self) -> bool:
         return self._model is not None
+
+    @property
+    def serving(self) -> LoadedModel | None:
+        """The model now serving, or None before the first load (`model` raises instead)."""
+        return self._model
 
     # ---- model versions --------------------------------------------------------------------------------------
 
@@ -192,6 +199,7 @@ class Engine:
                     log.error("did not follow a reload made by another worker: %s", error)
                 except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a locked file, say)
                     log.exception("the reload follower failed; retrying in %.1f s", interval)
+                self.polls += 1
 
         self._follower = threading.Thread(target=run, name="hmrec-reload-follower", daemon=True)
         self._follower.start()
@@ -203,7 +211,7 @@ class Engine:
         if customer_id is None:
             return
         try:
-            self._answer_many(model, [(customer_id, 12)])
+            self.answer_many(model, [(customer_id, 12)])
         except LOAD_ERRORS as error:
             raise ReloadError(f"version {model.version} loaded but cannot answer: {type(error).__name__}: {error}") \
                 from error
@@ -218,7 +226,7 @@ class Engine:
         if cached is not None:
             return cached
         if self._batcher is None:
-            answers = await run_in_threadpool(self._answer_many, model, [(customer_id, k)])
+            answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)])
             return self._keep(model, customer_id, k, answers[0], generation, started)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict] = loop.create_future()
@@ -247,7 +255,7 @@ class Engine:
             self.cache.put(customer_id, k, answer, generation)
         return {**answer, "cached": False, "took_ms": _ms(started)}
 
-    def _answer_many(self, model: LoadedModel, asks: list[tuple[str, int]]) -> list[dict]:
+    def answer_many(self, model: LoadedModel, asks: list[tuple[str, int]]) -> list[dict]:
         """Answers for (customer_id, k) pairs: customers with purchases share one model call per service day."""
         found = [model.find_customer(customer_id) for customer_id, _ in asks]
         histories = [self._history(model, customer_id, idx) for (customer_id, _), idx in zip(asks, found, strict=True)]
@@ -268,14 +276,14 @@ class Engine:
                   history: _History, ranked: list[dict] | None) -> dict:
         if ranked is None:
             strategy = "cold_start"
-            bucket = int(model.customers["age_bucket"][customer_idx]) if customer_idx is not None else None
-            items = self._cold(model, bucket, k)
+            items = self._cold(model, _profile_row(model, customer_idx), k)
         else:
             strategy = "personalized"
-            items = _fill(ranked, self._cold(model, None, k), k)
+            items = _fill(ranked, self._cold(model, _profile_row(model, customer_idx), k), k)
+            reasons = {**model.cold_start.reasons(), **model.recommender.reasons()}
             for item in items:
-                item["reason"] = explain(item["article_idx"], item["sources"], history.article_idx, model.catalogue,
-                                         model.partners if model.pairs is not None else None)
+                item["reason"] = explain(item["article_idx"], item["sources"], reasons, history.article_idx,
+                                         model.catalogue, model.recommender.bought_with)
         return {
             "customer_id": customer_id,
             "known_customer": customer_idx is not None,
@@ -285,21 +293,13 @@ class Engine:
             "items": [{**self.article_card(model, it["article_idx"]), **_ranked(it)} for it in items],
         }
 
-    def _cold(self, model: LoadedModel, bucket: int | None, k: int) -> list[dict]:
-        """The age bucket's bestsellers (if the bucket is known), topped up with everyone's."""
-        answer: list[dict] = []
-        if bucket is not None and bucket != UNKNOWN_AGE_BUCKET and bucket in model.popular.by_bucket:
-            items, counts = model.popular.by_bucket[bucket]
-            answer = [{"article_idx": int(a), "score": float(c), "sources": ["age_popularity"],
-                       "reason": COLD_REASON_AGE} for a, c in zip(items[:k], counts[:k], strict=True)]
-        seen = {it["article_idx"] for it in answer}
-        for a, c in zip(model.popular.overall, model.popular.overall_counts, strict=True):
-            if len(answer) >= k:
-                break
-            if int(a) not in seen:
-                answer.append({"article_idx": int(a), "score": float(c), "sources": ["popularity"],
-                               "reason": COLD_REASON_GLOBAL})
-        return answer
+    def _cold(self, model: LoadedModel, profile: pl.DataFrame, k: int) -> list[dict]:
+        """The bundle's cold-start recommender (the one the report evaluates under its name) for one profile."""
+        query = Query(profile, _history_frame([]), model.data_end + timedelta(days=1))
+        reasons = model.cold_start.reasons()
+        (answer,) = model.cold_start.explain(query, k)
+        return [{"article_idx": a, "score": s, "sources": sources, "reason": word(reasons[sources[0]])}
+                for a, s, sources in answer]
 
     def _history(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> _History:
         """The customer's bundle history plus live events (the latest `history_limit`), oldest first, and the
@@ -377,12 +377,12 @@ class Engine:
 
     def similar(self, article_id: int, k: int) -> dict:
         model, idx = self.article_index(article_id)
-        source = model.similar_source
-        if source is not None:
-            found, scores = source.similar(idx, k + 1)
+        similar = model.recommender.similar(idx, k + 1)
+        if similar is not None:
+            found, scores = similar
             pairs = [(int(a), float(s)) for a, s in zip(np.ravel(found), np.ravel(scores), strict=True)
                      if int(a) != idx and int(a) >= 0][:k]
-            method = "two_tower"
+            method = "two_tower"  # the one source that declares article likeness
         else:
             pairs, method = _same_type(model, idx, k), "same_product_type"
         items = [{**self.article_card(model, a), "score": s} for a, s in pairs]
@@ -391,9 +391,12 @@ class Engine:
     def popular(self, age: int | None, k: int) -> dict:
         model = self.model
         bucket = None
+        profile = _profile_row(model, None)
         if age is not None:
             bucket = int(pl.select(age_bucket(pl.lit(age, dtype=pl.Int16))).item())
-        items = self._cold(model, bucket, k)
+            profile = profile.with_columns(pl.lit(age, dtype=profile.schema["age"]).alias("age"),
+                                           pl.lit(bucket, dtype=pl.Int8).alias("age_bucket"))
+        items = self._cold(model, profile, k)
         label = AGE_BUCKET_LABELS[bucket] if bucket is not None and items and \
             items[0]["sources"] == ["age_popularity"] else None
         return {"age_bucket": label, "model_version": model.version,
@@ -450,6 +453,8 @@ class Engine:
 
 
 _EPOCH = date(1970, 1, 1)
+_NO_HISTORY = pl.DataFrame(schema={"row": pl.UInt32, "t_dat": pl.Date, "article_idx": pl.Int32, "price": pl.Float32,
+                                   "sales_channel_id": pl.Int8})
 
 
 @dataclass
@@ -471,6 +476,8 @@ class _History:
 
 def _history_frame(histories: list[_History]) -> pl.DataFrame:
     """The Query.history frame of one or more customers, `row` numbering them in order."""
+    if not histories:
+        return _NO_HISTORY
     return pl.DataFrame({
         "row": np.repeat(np.arange(len(histories), dtype=np.uint32), [len(h) for h in histories]),
         "t_dat": np.concatenate([h.t_dat for h in histories]),
@@ -533,11 +540,7 @@ def _ms(started: float) -> float:
 
 
 def _profile_row(model: LoadedModel, customer_idx: int | None) -> pl.DataFrame:
-    if customer_idx is not None:
-        return model.customers.slice(customer_idx, 1)
-    blank = pl.DataFrame({c: [None] for c in model.customers.columns}, schema=model.customers.schema)
-    return blank.with_columns(pl.lit(-1, dtype=pl.Int32).alias("customer_idx"),
-                              pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8).alias("age_bucket"))
+    return model.profile(customer_idx)
 
 
 def _public_profile(profile: dict) -> dict:
@@ -567,16 +570,21 @@ def _summary(model: LoadedModel, history: pl.DataFrame) -> dict:
 
 
 def _fill(ranked: list[dict], fallback: list[dict], k: int) -> list[dict]:
-    """The model's ranked answer, topped up with bestsellers when it proposes fewer than k articles."""
-    items = ranked[:k]
-    seen = {it["article_idx"] for it in items}
-    for extra in fallback:
-        if len(items) >= k:
-            break
-        if extra["article_idx"] not in seen:
-            items.append({**extra, "score": float("nan")})
-            seen.add(extra["article_idx"])
-    return items[:k]
+    """The model's ranked answer, topped up by `fill_with` (the recommenders' one fill) from the cold-start answer
+    when it proposes fewer than k articles; a filled article has no model score."""
+    merged = fill_with(_as_recs(ranked, k), _as_recs(fallback, k), k)
+    known = {it["article_idx"]: it for it in ranked}
+    extra = {it["article_idx"]: {**it, "score": float("nan")} for it in fallback}
+    return [known.get(a) or extra[a] for a in merged.items[0].tolist() if a != PAD_ITEM]
+
+
+def _as_recs(items: list[dict], k: int) -> Recs:
+    """One answer list as a one-row Recs of width k."""
+    out = Recs(np.full((1, k), PAD_ITEM, dtype=np.int32), np.full((1, k), np.nan, dtype=np.float32))
+    head = items[:k]
+    out.items[0, :len(head)] = [it["article_idx"] for it in head]
+    out.scores[0, :len(head)] = [it["score"] for it in head]
+    return out
 
 
 def _ranked(item: dict) -> dict:
@@ -590,6 +598,6 @@ def _same_type(model: LoadedModel, idx: int, k: int) -> list[tuple[int, float]]:
     same = np.flatnonzero(c.product_types == c.product_types[idx]) if c.product_types[idx] >= 0 else \
         np.flatnonzero(c.product_codes == c.product_codes[idx])
     same = same[same != idx]
-    counts = model.popular.counts[same]
+    counts = model.catalogue.sales[same]
     order = np.lexsort((same, -counts))[:k]
     return [(int(same[i]), float(counts[i])) for i in order]

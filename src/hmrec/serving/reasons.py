@@ -1,51 +1,50 @@
-"""A short human reason for a recommended article, derived from the candidate sources that proposed it."""
+"""A short human reason for a recommended article, from the reasons its proposing sources declare."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from hmrec.serving.bundle import Catalogue
+from hmrec.recommenders.base import Reason
+from hmrec.registry.model_bundle import Catalogue
 
-COLD_REASON_AGE = "popular with your age group"
-COLD_REASON_GLOBAL = "popular right now"
+BOUGHT_BEFORE = "you bought this before"
+WORDS = {Reason.STYLE: "similar to your style", Reason.AGE: "popular with your age group",
+         Reason.POPULAR: "popular right now"}
 
 
-def explain(article_idx: int, sources: Sequence[str], history_items: np.ndarray, catalogue: Catalogue,
-            partners: Callable[[int], np.ndarray] | None = None) -> str:
-    """Reason for one article; `history_items` are the customer's purchases (article_idx), oldest first;
-    `partners(a)` gives the articles that `a` is often bought with, when the model keeps those pairs."""
-    names = [source.lower() for source in sources]
+def explain(article_idx: int, sources: Sequence[str], reasons: Mapping[str, Reason], history_items: np.ndarray,
+            catalogue: Catalogue, bought_with: Callable[[int], np.ndarray] | None = None) -> str:
+    """Reason for one article. sources: the names that proposed it; reasons: each name's declared Reason
+    (`Recommender.reasons()`); history_items: the customer's purchases (article_idx), oldest first;
+    bought_with(a): the articles whose purchase proposes `a`."""
     if article_idx in history_items:
-        return "you bought this before"
-    if _has(names, "colour", "color"):
+        return BOUGHT_BEFORE
+    declared = {reasons[source] for source in sources if source in reasons}
+    if Reason.OTHER_COLOUR in declared:
         sibling = _same_product(article_idx, history_items, catalogue)
         if sibling is not None:
             return f"other colour of {_name(sibling, catalogue)} you bought"
-    if _has(names, "together", "pair", "cooc"):
-        partner = _latest_partner(article_idx, history_items, partners)
+    if Reason.BOUGHT_WITH in declared and bought_with is not None:
+        partner = _latest_partner(article_idx, history_items, bought_with)
         if partner is not None:
             return f"often bought with {_name(partner, catalogue)}"
-    if _has(names, "two_tower", "als", "tower", "peer"):
-        return "similar to your style"
-    if _has(names, "age"):
-        return COLD_REASON_AGE
-    if _has(names, "popular", "trend"):
-        return COLD_REASON_GLOBAL
-    return "similar to your style"
+    for reason in (Reason.STYLE, Reason.AGE, Reason.POPULAR):
+        if reason in declared:
+            return WORDS[reason]
+    return WORDS[Reason.STYLE]
 
 
-def _has(names: list[str], *keys: str) -> bool:
-    return any(key in name for name in names for key in keys)
+def word(reason: Reason) -> str:
+    """The words for a reason that needs no purchase to point at (cold-start answers)."""
+    return WORDS.get(reason, WORDS[Reason.STYLE])
 
 
 def _latest_partner(article_idx: int, history_items: np.ndarray,
-                    partners: Callable[[int], np.ndarray] | None) -> int | None:
+                    bought_with: Callable[[int], np.ndarray]) -> int | None:
     """The customer's most recent purchase that is often bought with `article_idx`."""
-    if partners is None:
-        return None
-    paired = partners(article_idx)
+    paired = bought_with(article_idx)
     for item in history_items[::-1]:
         if item in paired:
             return int(item)

@@ -29,7 +29,7 @@ class IdMap:
         self.entity = entity
         self.ids = ids.rename("id")
         self._table = pl.DataFrame({"id": self.ids, "index": np.arange(ids.len(), dtype=np.int32)})
-        self._lookup: dict | None = None
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted keys, their indices), for get()
 
     @classmethod
     def customers(cls, customers: pl.DataFrame) -> IdMap:
@@ -82,11 +82,32 @@ class IdMap:
         return found
 
     def get(self, one_id: str | int) -> int | None:
-        """The index of one id, or None when the map does not hold it."""
-        if self._lookup is None:
-            self._lookup = dict(zip(self.ids.to_list(), range(len(self)), strict=True))
-        key = self._normalise([one_id])[0]
-        return self._lookup.get(key)
+        """The index of one id, or None when the map does not hold it: a binary search over sorted keys (a
+        microsecond, and no dictionary of a million Python strings per serving process)."""
+        key = self._key(one_id)
+        if key is None:
+            return None
+        keys, rows = self._lookup()
+        position = int(np.searchsorted(keys, key))
+        return int(rows[position]) if position < len(keys) and keys[position] == key else None
+
+    def _key(self, one_id: str | int) -> bytes | int | None:
+        """One id as the sorted keys hold it: UTF-8 bytes for string ids, int for digit ids (None: not an id)."""
+        if self.ids.dtype != pl.Int64:
+            return str(one_id).encode()
+        if isinstance(one_id, (int, np.integer)):
+            return int(one_id)
+        text = str(one_id)
+        return int(text) if text.isascii() and text.isdigit() else None
+
+    def _lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._sorted is None:
+            # bytewise order, as numpy compares "S" values
+            keys = self.ids.cast(pl.Binary) if self.ids.dtype != pl.Int64 else self.ids
+            order = keys.arg_sort().to_numpy()
+            values = np.array(keys.to_list(), dtype=np.bytes_) if self.ids.dtype != pl.Int64 else keys.to_numpy()
+            self._sorted = values[order], order.astype(np.int32)
+        return self._sorted
 
     def to_id(self, index: Sequence[int] | np.ndarray) -> pl.Series:
         """The external ids of dense indices; raises IndexError naming an out-of-range index."""

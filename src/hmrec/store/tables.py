@@ -17,14 +17,10 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hmrec.raw.schema import ARTICLE_CODE_COLUMNS, ARTICLE_COLUMNS
-
-if TYPE_CHECKING:
-    from hmrec.store.idmap import IdMap
 
 CUSTOMERS = "customers"
 ARTICLES = "articles"
@@ -108,18 +104,6 @@ class Store:
     def fingerprint(self) -> str:
         """Identifies the data a model was trained on: the sources' checksums plus the cutoff."""
         return self.manifest["fingerprint"]
-
-    def customer_map(self) -> IdMap:
-        """customer_id <-> customer_idx."""
-        from hmrec.store.idmap import IdMap
-
-        return IdMap.customers(self.scan(CUSTOMERS).select("customer_id").collect())
-
-    def article_map(self) -> IdMap:
-        """article_id <-> article_idx (ids with or without the leading zero)."""
-        from hmrec.store.idmap import IdMap
-
-        return IdMap.articles(self.scan(ARTICLES).select("article_id").collect())
 
     def quarantine(self, raw_file: str) -> pl.DataFrame:
         """Rows of `raw_file` (e.g. "transactions_train.csv") set aside by the build, with their reason."""

@@ -1,22 +1,39 @@
-"""A model bundle loaded for serving: the recommender plus the lookups a request needs in microseconds."""
+"""The served model as one folder: its layout, `write_bundle` and `load_bundle`, and the lookups serving makes.
+
+    manifest.json        files -> sha256, store fingerprint, data end date, metrics (registry/checksums.py)
+    articles.parquet     the store's articles table (row i has article_idx i)
+    customers.parquet    the store's customers table (row i has customer_idx i)
+    history.parquet      each customer's last HISTORY_PER_CUSTOMER purchases
+    final/               the final recommender (`save_recommender`)
+    cold_start/          the recommender for customers without purchases, the one evaluated under its own name
+
+Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle`, serving `load_bundle`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import Recommender, load_recommender
-from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
+from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
+from hmrec.registry.checksums import MANIFEST, write_manifest
+from hmrec.store.idmap import IdMap
+from hmrec.store.tables import UNKNOWN_AGE_BUCKET, age_bucket
 
 log = logging.getLogger(__name__)
 
-POPULAR_KEEP = 100  # the API's largest k
+ARTICLES = "articles.parquet"
+CUSTOMERS = "customers.parquet"
+HISTORY = "history.parquet"
+FINAL = "final"
+COLD_START = "cold_start"
+HISTORY_PER_CUSTOMER = 100  # purchases kept per customer in a served bundle
 ARTICLE_TEXT_COLUMNS = ("prod_name", "product_type_name", "product_group_name", "colour_group_name",
                         "perceived_colour_master_name", "index_group_name", "department_name", "detail_desc")
 
@@ -25,16 +42,37 @@ class BundleError(Exception):
     """A bundle folder that cannot be served; the message names the file and what is wrong."""
 
 
+def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataFrame,
+                 transactions: pl.DataFrame | pl.LazyFrame,
+                 final: Recommender, cold_start: Recommender, data_end: date, store_fingerprint: str,
+                 extra: dict | None = None) -> Path:
+    """Everything serving needs, in one new folder, the manifest written last (see the module docstring)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True)
+    articles.write_parquet(directory / ARTICLES)
+    customers.write_parquet(directory / CUSTOMERS)
+    history = (transactions.lazy().sort(["customer_idx", "t_dat"])
+               .group_by("customer_idx", maintain_order=True).tail(HISTORY_PER_CUSTOMER).collect())
+    history.write_parquet(directory / HISTORY)
+    save_recommender(final, directory / FINAL)
+    save_recommender(cold_start, directory / COLD_START)
+    write_manifest(directory, store_fingerprint=store_fingerprint,
+                   extra={**(extra or {}), "data_end": data_end.isoformat(), "final": final.name,
+                          "cold_start": cold_start.name})
+    return directory
+
+
 @dataclass
 class Catalogue:
-    """The articles table as column lists, raw id -> article_idx, and each article's typical recent price."""
+    """The articles table as column lists, the article id map, each article's typical recent price and sales."""
 
+    ids: IdMap
     article_ids: np.ndarray  # (n_articles,) int64, row i is article_idx i
     product_codes: np.ndarray  # (n_articles,) int64
     product_types: np.ndarray  # (n_articles,) int64, -1 where missing
     text: dict[str, list[str | None]]
     prices: np.ndarray  # (n_articles,) float64, nan for articles never sold in the history
-    index: dict[int, int]
+    sales: np.ndarray  # (n_articles,) purchases in the bundle history, for tie-free orderings
 
     @property
     def median_price(self) -> float:
@@ -46,7 +84,7 @@ class Catalogue:
         return len(self.article_ids)
 
     def find(self, article_id: int) -> int | None:
-        return self.index.get(int(article_id))
+        return self.ids.get(int(article_id))
 
 
 @dataclass
@@ -66,16 +104,6 @@ class Histories:
 
 
 @dataclass
-class Popular:
-    """Bestsellers of the last days of data, overall and per age bucket, and all-time counts per article."""
-
-    overall: np.ndarray  # article_idx, best first (at most POPULAR_KEEP)
-    overall_counts: np.ndarray
-    by_bucket: dict[int, tuple[np.ndarray, np.ndarray]]
-    counts: np.ndarray  # (n_articles,) purchases in the whole bundle history, for tie-free fallbacks
-
-
-@dataclass
 class LoadedModel:
     """One champion version, ready to answer; requests hold a reference, so a reload never disturbs them."""
 
@@ -83,79 +111,72 @@ class LoadedModel:
     path: Path
     manifest: dict
     recommender: Recommender
+    cold_start: Recommender
     catalogue: Catalogue
-    customers: pl.DataFrame
-    customer_ids: np.ndarray  # sorted customer ids as UTF-8 bytes (numpy "S"), for binary search
-    customer_rows: np.ndarray  # customer_idx of each sorted id
+    customers: pl.DataFrame  # the customers table with `age_bucket`
+    customer_ids: IdMap
     histories: Histories
-    popular: Popular
     data_end: date
     data_start: date | None = None  # the history's first day (None: empty history); live events may not precede it
     samples: dict[str, str] = field(default_factory=dict)
-    pairs: tuple[np.ndarray, np.ndarray] | None = None  # (partner_idx sorted, article_idx): see partners()
     cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
-
-    def partners(self, article_idx: int) -> np.ndarray:
-        """Articles whose bought-together partners include `article_idx` (empty if the model has no pairs)."""
-        if self.pairs is None:
-            return np.empty(0, dtype=np.int64)
-        keys, values = self.pairs
-        return values[np.searchsorted(keys, article_idx, "left"):np.searchsorted(keys, article_idx, "right")]
+    blank: pl.DataFrame | None = None  # see profile()
 
     def find_customer(self, customer_id: str) -> int | None:
-        key = customer_id.encode()
-        position = int(np.searchsorted(self.customer_ids, key))
-        if position < len(self.customer_ids) and self.customer_ids[position] == key:
-            return int(self.customer_rows[position])
-        return None
+        return self.customer_ids.get(customer_id)
 
-    @property
-    def similar_source(self):
-        """The two-tower source if the final recommender has one (it answers `similar(article_idx, k)`)."""
-        sources = getattr(self.recommender, "sources", None) or {}
-        source = sources.get("two_tower")
-        return source if source is not None and hasattr(source, "similar") else None
+    def profile(self, customer_idx: int | None) -> pl.DataFrame:
+        """One customer's profile row; for a customer the bundle does not know, a blank one (customer_idx -1,
+        unknown age bucket), built once."""
+        if customer_idx is not None:
+            return self.customers.slice(customer_idx, 1)
+        if self.blank is None:
+            blank = pl.DataFrame({c: [None] for c in self.customers.columns}, schema=self.customers.schema)
+            self.blank = blank.with_columns(pl.lit(-1, dtype=pl.Int32).alias("customer_idx"),
+                                            pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8).alias("age_bucket"))
+        return self.blank
 
 
-def load_bundle(path: Path, version: int | None, popular_days: int = 7) -> LoadedModel:
-    """Read a verified bundle folder (see docs/architecture.md) into memory."""
+def load_bundle(path: Path, version: int | None) -> LoadedModel:
+    """Read a verified bundle folder (see the module docstring) into memory."""
     path = Path(path)
     manifest = _read_manifest(path)
-    articles = _read_table(path, "articles.parquet", ("article_idx", "article_id"))
-    customers = _read_table(path, "customers.parquet", ("customer_idx", "customer_id"))
-    history = _read_table(path, "history.parquet", ("customer_idx", "t_dat", "article_idx", "price"))
+    articles = _read_table(path, ARTICLES, ("article_idx", "article_id"))
+    customers = _read_table(path, CUSTOMERS, ("customer_idx", "customer_id"))
+    history = _read_table(path, HISTORY, ("customer_idx", "t_dat", "article_idx", "price"))
     data_end = _data_end(manifest, history, path)
-    recommender = load_recommender(path / "final")
-    catalogue = _catalogue(articles, history)
-    # bytewise order, as numpy compares "S" values (polars' string order is the same, but say so explicitly)
-    sorted_ids = (customers.select(pl.col("customer_id").cast(pl.Binary), "customer_idx").drop_nulls()
-                  .sort("customer_id"))
+    _require(path, FINAL, COLD_START)
     model = LoadedModel(
         version=version if version is not None else manifest.get("version"),
         path=path,
         manifest=manifest,
-        recommender=recommender,
-        catalogue=catalogue,
+        recommender=load_recommender(path / FINAL),
+        cold_start=load_recommender(path / COLD_START),
+        catalogue=_catalogue(articles, history),
         customers=customers.with_columns(age_bucket(pl.col("age")).alias("age_bucket")),
-        customer_ids=np.array(sorted_ids["customer_id"].to_list(), dtype=np.bytes_),
-        customer_rows=sorted_ids["customer_idx"].to_numpy(),
+        customer_ids=IdMap.customers(customers),
         histories=_histories(history, customers.height),
-        popular=_popular(history, customers, len(catalogue), data_end, popular_days),
         data_end=data_end,
         data_start=history["t_dat"].min() if history.height else None,
     )
     model.samples = _samples(model)
-    model.pairs = _pairs(recommender)
     log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s",
-             path, model.version, len(catalogue), customers.height, history.height, data_end)
+             path, model.version, articles.height, customers.height, history.height, data_end)
     return model
 
 
 def _read_manifest(path: Path) -> dict:
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{manifest_path} is missing: {path} is not a model bundle")
     return json.loads(manifest_path.read_text())
+
+
+def _require(path: Path, *folders: str) -> None:
+    for folder in folders:
+        if not (path / folder).is_dir():
+            raise BundleError(f"{path / folder} is missing from the bundle: re-run `hmrec pipeline` to write a "
+                              "complete one")
 
 
 def _read_table(path: Path, name: str, needed: tuple[str, ...]) -> pl.DataFrame:
@@ -173,9 +194,9 @@ def _data_end(manifest: dict, history: pl.DataFrame, path: Path) -> date:
     if manifest.get("data_end"):
         return date.fromisoformat(manifest["data_end"])
     if history.height:
-        log.warning("%s/manifest.json has no data_end; using the history's last day", path)
+        log.warning("%s/%s has no data_end; using the history's last day", path, MANIFEST)
         return history["t_dat"].max()
-    raise BundleError(f"{path}/manifest.json has no data_end and history.parquet is empty")
+    raise BundleError(f"{path}/{MANIFEST} has no data_end and {HISTORY} is empty")
 
 
 def _catalogue(articles: pl.DataFrame, history: pl.DataFrame) -> Catalogue:
@@ -190,7 +211,8 @@ def _catalogue(articles: pl.DataFrame, history: pl.DataFrame) -> Catalogue:
         else ids // 1000
     types = articles["product_type_no"].cast(pl.Int64).fill_null(-1).to_numpy() \
         if "product_type_no" in articles.columns else np.full(n, -1)
-    return Catalogue(ids, codes, types, text, prices, {int(a): i for i, a in enumerate(ids)})
+    sales = np.bincount(history["article_idx"].to_numpy(), minlength=n)[:n]
+    return Catalogue(IdMap.articles(articles), ids, codes, types, text, prices, sales)
 
 
 def _histories(history: pl.DataFrame, n_customers: int) -> Histories:
@@ -205,35 +227,6 @@ def _histories(history: pl.DataFrame, n_customers: int) -> Histories:
         price=ordered["price"].cast(pl.Float32).to_numpy(),
         channel=channel.cast(pl.Int8).to_numpy(),
     )
-
-
-def _popular(history: pl.DataFrame, customers: pl.DataFrame, n_articles: int, data_end: date,
-             days: int) -> Popular:
-    counts = np.bincount(history["article_idx"].to_numpy(), minlength=n_articles)[:n_articles]
-    recent = history.filter(pl.col("t_dat") > data_end - timedelta(days=days)).join(
-        customers.select("customer_idx", age_bucket(pl.col("age")).alias("bucket")), on="customer_idx", how="left"
-    )
-    overall = _top(recent)
-    by_bucket = {}
-    for bucket in range(len(AGE_BUCKET_LABELS)):
-        by_bucket[bucket] = _top(recent.filter(pl.col("bucket") == bucket))
-    return Popular(overall[0], overall[1], by_bucket, counts)
-
-
-def _top(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    top = (rows.group_by("article_idx").len().sort(["len", "article_idx"], descending=[True, False])
-           .head(POPULAR_KEEP))
-    return top["article_idx"].to_numpy().astype(np.int64), top["len"].to_numpy().astype(np.float64)
-
-
-def _pairs(recommender: Recommender) -> tuple[np.ndarray, np.ndarray] | None:
-    """The bought-together source's pair table, keyed by partner, to name the purchase behind a suggestion."""
-    source = (getattr(recommender, "sources", None) or {}).get("bought_together")
-    pairs = getattr(source, "pairs", None)
-    if not isinstance(pairs, pl.DataFrame) or not {"article_idx", "partner_idx"} <= set(pairs.columns):
-        return None
-    ordered = pairs.select("partner_idx", "article_idx").sort("partner_idx", "article_idx")
-    return ordered["partner_idx"].to_numpy(), ordered["article_idx"].to_numpy()
 
 
 def _samples(model: LoadedModel) -> dict[str, str]:

@@ -1,0 +1,83 @@
+"""A real `hmrec serve` subprocess on a free localhost port, started and stopped from Python (tests, bench)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HMREC = Path(sys.executable).parent / "hmrec"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real `hmrec serve` subprocess on a free localhost port."""
+
+    def __init__(self, workdir: Path, events_db: Path, log_path: Path, **env: str):
+        """env: extra environment, e.g. HMREC_WORKERS="2" or HMREC_ADMIN_TOKEN."""
+        self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "HMREC_EVENTS_PATH": str(events_db), **env}
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> Server:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(HMREC), "serve", "--workdir", str(self.workdir), "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        workers = int(self.env.get("HMREC_WORKERS", "1"))
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hmrec serve exited with {self.process.returncode}: {self.log_path.read_text()}")
+            if len(self.ready_processes()) >= workers:
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"hmrec serve was not ready within {timeout} s: {self.log_path.read_text()}")
+
+    def ready_processes(self, tries: int = 20) -> set[int]:
+        """Worker processes seen ready, each request on a new connection (the kernel hands them to the workers)."""
+        seen = set()
+        for _ in range(tries):
+            try:
+                response = httpx.get(f"{self.url}/ready", timeout=2)
+            except httpx.TransportError:
+                continue
+            if response.status_code == 200:
+                seen.add(response.json()["process"])
+        return seen
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
