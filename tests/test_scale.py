@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from hmrec.cli import app
 from hmrec.pipeline import load_train_data
 from hmrec.raw.read import RawDataError
-from hmrec.recommenders.als import ALSRecommender
+from hmrec.recommenders.als import ALSConfig, ALSRecommender
 from hmrec.recommenders.base import Query, save_recommender
 from hmrec.sample.generate import generate
 from hmrec.scale.blocks import line_blocks
@@ -144,7 +144,7 @@ def tiny_store(tiny_raw, tmp_path_factory) -> Store:
 
 def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_path):
     data = load_train_data(tiny_store)
-    model = ALSRecommender(factors=16, iterations=5).fit(data)
+    model = ALSRecommender(ALSConfig(factors=16, iterations=5)).fit(data)
     save_recommender(model, tmp_path / "model")
     customer_idx = np.arange(data.customers.height, dtype=np.int32)[::-1].copy()
     query = Query.for_customers(customer_idx, data.customers, data.transactions, tiny_store.cutoff)
