@@ -18,6 +18,7 @@ import polars as pl
 from hmrec.recommenders.base import Recommender, TrainData, save_recommender
 from hmrec.registry.bundle import write_manifest
 from hmrec.registry.versions import Registry
+from hmrec.serving.bundle import PURCHASE_COUNTS
 from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
 
 DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
@@ -93,8 +94,10 @@ def handmade_transactions() -> pl.DataFrame:
     return frame.cast(TRANSACTIONS_SCHEMA).sort("t_dat")
 
 
-def write_handmade_bundle(directory: Path, recommender: Recommender | None = None) -> Path:
-    """A complete bundle of the hand-made tables and a real fitted recommender (default: repurchase)."""
+def write_handmade_bundle(directory: Path, recommender: Recommender | None = None,
+                          history_tail: int | None = None) -> Path:
+    """A complete bundle of the hand-made tables and a real fitted recommender (default: repurchase);
+    `history_tail` keeps only each customer's latest purchases in history.parquet, as the pipeline does."""
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
     articles, customers, transactions = handmade_articles(), handmade_customers(), handmade_transactions()
@@ -103,7 +106,12 @@ def write_handmade_bundle(directory: Path, recommender: Recommender | None = Non
     directory.mkdir(parents=True)
     articles.write_parquet(directory / "articles.parquet")
     customers.write_parquet(directory / "customers.parquet")
-    transactions.sort("customer_idx", "t_dat").write_parquet(directory / "history.parquet")
+    history = transactions.sort("customer_idx", "t_dat")
+    if history_tail is not None:
+        history = history.group_by("customer_idx", maintain_order=True).tail(history_tail)
+    history.write_parquet(directory / "history.parquet")
+    transactions.group_by("customer_idx").agg(pl.len().cast(pl.Int64).alias("purchases")).write_parquet(
+        directory / PURCHASE_COUNTS)
     save_recommender(recommender, directory / "final")
     write_manifest(directory, store_fingerprint="handmade", extra={"data_end": DATA_END.isoformat()})
     return directory

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
+
 from hmrec.recommenders.base import Query, Recommender, TrainData, save_recommender
 from hmrec.store.tables import ARTICLES, CUSTOMERS, Store
 
@@ -88,6 +90,9 @@ def write_bundle(store: Store, final: Recommender, directory: Path) -> Path:
         .collect()
     )
     history.write_parquet(directory / "history.parquet")
+    # true totals for the shop's customer summary, since the history above keeps only the latest purchases
+    store.scan("transactions").group_by("customer_idx").agg(pl.len().cast(pl.Int64).alias("purchases")).sort(
+        "customer_idx").collect().write_parquet(directory / "purchase_counts.parquet")
     save_recommender(final, directory / "final")
     return directory
 

@@ -17,6 +17,7 @@ from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
 log = logging.getLogger(__name__)
 
 POPULAR_KEEP = 100  # the API's largest k
+PURCHASE_COUNTS = "purchase_counts.parquet"  # customer_idx, purchases: totals, as history.parquet keeps the latest
 ARTICLE_TEXT_COLUMNS = ("prod_name", "product_type_name", "product_group_name", "colour_group_name",
                         "perceived_colour_master_name", "index_group_name", "department_name", "detail_desc")
 
@@ -93,6 +94,14 @@ class LoadedModel:
     samples: dict[str, str] = field(default_factory=dict)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # (partner_idx sorted, article_idx): see partners()
     cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
+    purchase_totals: np.ndarray | None = None  # (n_customers,) all purchases in the data; None: the history's
+
+    def purchase_total(self, customer_idx: int) -> int:
+        """The customer's purchases in the model's data, though the bundle's history keeps only the latest."""
+        if self.purchase_totals is not None and 0 <= customer_idx < len(self.purchase_totals):
+            return int(self.purchase_totals[customer_idx])
+        rows = self.histories.rows(customer_idx)
+        return rows.stop - rows.start
 
     def partners(self, article_idx: int) -> np.ndarray:
         """Articles whose bought-together partners include `article_idx` (empty if the model has no pairs)."""
@@ -143,6 +152,7 @@ def load_bundle(path: Path, version: int | None, popular_days: int = 7) -> Loade
         data_end=data_end,
     )
     model.samples = _samples(model)
+    model.purchase_totals = _purchase_totals(path, customers.height)
     model.pairs = _pairs(recommender)
     log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s",
              path, model.version, len(catalogue), customers.height, history.height, data_end)
@@ -174,6 +184,17 @@ def _data_end(manifest: dict, history: pl.DataFrame, path: Path) -> date:
         log.warning("%s/manifest.json has no data_end; using the history's last day", path)
         return history["t_dat"].max()
     raise BundleError(f"{path}/manifest.json has no data_end and history.parquet is empty")
+
+
+def _purchase_totals(path: Path, n_customers: int) -> np.ndarray | None:
+    """Each customer's purchase count from PURCHASE_COUNTS (bundles written before it existed: None)."""
+    table_path = path / PURCHASE_COUNTS
+    if not table_path.is_file():
+        return None
+    counts = pl.read_parquet(table_path, columns=["customer_idx", "purchases"])
+    totals = np.zeros(n_customers, dtype=np.int64)
+    totals[counts["customer_idx"].to_numpy()] = counts["purchases"].to_numpy()
+    return totals
 
 
 def _catalogue(articles: pl.DataFrame, history: pl.DataFrame) -> Catalogue:
