@@ -306,6 +306,26 @@ def test_demo_page_lists_sample_customers(client):
     assert client.get("/static/app.js").status_code == 200
 
 
+def test_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.text.startswith("<svg")
+
+
+def test_docs_reference_no_external_host_and_their_assets_answer(client):
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert re.findall(r"(?:https?:)?//[a-z0-9.-]+", page.text) == []  # nothing from a CDN
+    assets = re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", page.text)
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/favicon.ico"} <= set(assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN
+
+
 def test_openapi_documents_every_resource(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommendations", "/customers/{customer_id}", "/articles/{article_id}", "/articles/{article_id}/similar",
