@@ -63,9 +63,11 @@ def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_di
     assert empty_client.get("/health").status_code == 200
     response = empty_client.get("/ready")
     assert response.status_code == 503
+    work = empty_dir / "work"
     assert response.json()["detail"] == (
-        f"no model is loaded: cannot load the champion from {empty_dir / 'work'}: "
-        "RegistryError: no version is promoted yet: run `hmrec registry promote VERSION`")
+        f"no model is loaded: cannot load the champion: {work} does not exist: "
+        f"run `hmrec pipeline --raw DIR --workdir {work} --promote` to train and register a model")
+    assert not work.exists()  # reading never creates the workdir
 
 
 def test_recommendations_without_model_are_503(empty_client):

@@ -60,8 +60,11 @@ def champion_loader(settings: Settings) -> Loader:
     def load() -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
-        from hmrec.registry.versions import Registry, RegistryError
+        from hmrec.registry.versions import Registry, RegistryError, missing_registry
 
+        missing = missing_registry(settings.workdir)
+        if missing:
+            raise ReloadError(f"cannot load the champion: {missing}")
         try:
             registry = Registry.for_workdir(settings.workdir)
             version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
