@@ -54,7 +54,7 @@ def data_profile(
     test_days: TestDays = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Print the behaviour table of HM_DATA.md for any dataset in the raw format, beside the real values."""
+    """Print the behaviour table of docs/hm-data.md for any dataset in the raw format, beside the real values."""
     from hmrec.raw.profile import format_profile, profile
 
     try:
