@@ -73,7 +73,7 @@ def test_evaluate_scores_the_champion_without_refitting(pipeline_run, tmp_path):
     assert set(scored["methods"]) == {"final", *champion.sources}  # what the bundle holds, nothing refitted
     for name, metrics in scored["methods"].items():  # the same model on the same window: the same figures
         assert metrics["map@12"] == pytest.approx(trained["methods"][name]["map@12"], abs=1e-9), name
-    assert scored["run_info"]["model_version"] == 1
+    assert scored["run"]["model_version"] == 1
     assert time.perf_counter() - started < 120
 
 

@@ -614,9 +614,9 @@ def _same_kind_first(model: LoadedModel, idx: int, pairs: list[tuple[int, float]
     c = model.catalogue
     kind = c.product_types[idx]
     group = c.text["product_group_name"][idx]
-    same_type = [p for p in pairs if kind >= 0 and c.product_types[p[0]] == kind]
-    same_group = [p for p in pairs if p not in same_type and group and c.text["product_group_name"][p[0]] == group]
-    return same_type + same_group
+    typed = {a for a, _ in pairs if kind >= 0 and c.product_types[a] == kind}
+    same_group = [p for p in pairs if p[0] not in typed and group and c.text["product_group_name"][p[0]] == group]
+    return [p for p in pairs if p[0] in typed] + same_group
 
 
 def _same_type(model: LoadedModel, idx: int, k: int) -> list[tuple[int, float]]:
