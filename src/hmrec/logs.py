@@ -90,7 +90,7 @@ def bar(desc: str, total: float | None, unit: str = "it") -> Iterator[Bar]:
     the stage ends; without a terminal, a log line at the start and one with the time taken at the end."""
     started = time.perf_counter()
     if not bars_shown():
-        log.info("%s: started (%s %s)", desc, f"{total:,.0f}" if total is not None else "?", unit)
+        log.info("%s: started%s", desc, f" ({total:,.0f} {unit})" if total is not None else "")
         yield Bar(None, None)
         log.info("%s: done in %.1f s", desc, time.perf_counter() - started)
         return

@@ -165,7 +165,7 @@ class FinalRecommender(Recommender):
             buyers = np.sort(rng.choice(buyers, cfg.max_train_customers, replace=False))
         query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
         articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff))
-        with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None, "frames"):  # one call: no ETA
+        with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
             frame = pl.DataFrame(self._features(query, articles)[1])
         rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
         bought = labels.join(rows, on="customer_idx").select("row", "article_idx").unique()
