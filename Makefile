@@ -38,6 +38,10 @@ pipeline: sample
 run: pipeline
 	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT)
 
+# Serves the current champion of $(WORKDIR) as it is: no sample, no training (`make run` trains and registers first).
+serve: setup
+	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT)
+
 # ruff first; pytest exits 5 when it collected no test: that must fail, never pass silently.
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench

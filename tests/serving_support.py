@@ -87,9 +87,10 @@ def handmade_transactions() -> pl.DataFrame:
     return frame.cast(TRANSACTIONS_SCHEMA).sort("t_dat")
 
 
-def write_handmade_bundle(directory: Path, recommender: Recommender | None = None) -> Path:
+def write_handmade_bundle(directory: Path, recommender: Recommender | None = None,
+                          history_tail: int | None = None) -> Path:
     """A complete bundle of the hand-made tables, a real fitted recommender (default: repurchase) and the
-    cold start (age popularity)."""
+    cold start (age popularity); `history_tail` keeps only each customer's latest purchases in history.parquet."""
     from hmrec.recommenders.popularity import AgePopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
@@ -98,7 +99,7 @@ def write_handmade_bundle(directory: Path, recommender: Recommender | None = Non
     recommender = (recommender or RepurchaseRecommender()).fit(data)
     return write_bundle(directory, articles=articles, customers=customers, transactions=transactions,
                         final=recommender, cold_start=AgePopularityRecommender().fit(data), data_end=DATA_END,
-                        store_fingerprint="handmade")
+                        store_fingerprint="handmade", history_per_customer=history_tail)
 
 
 def register(workdir: Path, bundle: Path, promote: bool = True) -> int:

@@ -63,9 +63,11 @@ def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_di
     assert empty_client.get("/health").status_code == 200
     response = empty_client.get("/ready")
     assert response.status_code == 503
+    work = empty_dir / "work"
     assert response.json()["detail"] == (
-        f"no model is loaded: cannot load the champion from {empty_dir / 'work'}: "
-        "RegistryError: no version is promoted yet: run `hmrec registry promote VERSION`")
+        f"no model is loaded: cannot load the champion: {work} does not exist: "
+        f"run `hmrec pipeline --raw DIR --workdir {work} --promote` to train and register a model")
+    assert not work.exists()  # reading never creates the workdir
 
 
 def test_recommendations_without_model_are_503(empty_client):
@@ -123,7 +125,8 @@ def test_second_answer_comes_from_the_cache_and_an_event_invalidates_it(client):
     client.post("/events/purchases", json={"customer_id": s.OCCASIONAL, "article_id": ids([9])[0]})
     after = recommend(client, s.OCCASIONAL, k=3)
     assert after["cached"] is False
-    assert after["items"][0]["article_id"] == ids([9])[0]
+    assert after["items"] != first["items"]
+    assert ids([9])[0] not in [it["article_id"] for it in after["items"]]  # just bought: not offered back
 
 
 # ---- live events ------------------------------------------------------------------------------------------------
@@ -138,8 +141,11 @@ def test_event_makes_a_new_customer_warm(client):
     answer = recommend(client, "newbie", k=3)
     assert answer["strategy"] == "personalized"
     assert answer["as_of"] == (s.DATA_END + timedelta(days=2)).isoformat()
-    assert answer["items"][0]["article_id"] == "0111586001"
-    assert answer["items"][0]["reason"] == "you bought this before"
+    # repurchase proposes only the article just bought, which the shop leaves out: bestsellers fill the list
+    assert [it["article_id"] for it in answer["items"]] == ids(s.GLOBAL_BESTSELLERS[:3])
+    asked = client.post("/recommendations", json={"customer_id": "newbie", "k": 3, "include_purchased": True})
+    assert asked.json()["items"][0]["article_id"] == "0111586001"
+    assert asked.json()["items"][0]["reason"] == "you bought this before"
     customer = client.get("/customers/newbie").json()
     assert customer["known"] is False
     assert customer["summary"]["purchase_count"] == 1
@@ -153,7 +159,9 @@ def test_event_with_its_own_day_moves_the_customers_clock(client):
     assert client.post("/events/purchases", json=body).status_code == 201
     answer = recommend(client, s.OCCASIONAL, k=1)
     assert answer["as_of"] == (day + timedelta(days=1)).isoformat()
-    assert answer["items"][0]["article_id"] == "0114428026"
+    assert "0114428026" not in [it["article_id"] for it in recommend(client, s.OCCASIONAL, k=12)["items"]]
+    body = {"customer_id": s.OCCASIONAL, "k": 1, "include_purchased": True}  # bought that day: left out unless asked
+    assert client.post("/recommendations", json=body).json()["items"][0]["article_id"] == "0114428026"
     customer = client.get(f"/customers/{s.OCCASIONAL}").json()
     assert customer["recent_purchases"][0] | {"image_url": None} == {
         "article_id": "0114428026", "name": "Bikini", "product_type": "Bikini top", "product_group": "Swimwear",
@@ -173,6 +181,52 @@ def test_event_for_unknown_article_is_404(client):
     response = client.post("/events/purchases", json={"customer_id": "x", "article_id": "0999999999"})
     assert response.status_code == 404
     assert response.json() == {"detail": "article 0999999999 is not in the catalogue of model version 1"}
+
+
+def test_live_purchase_is_left_out_for_purchased_days_then_offered_again(client):
+    assert [it["article_id"] for it in recommend(client, s.FREQUENT, k=4)["items"]] == ids([0, 3, 2, 1])
+    client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([3])[0]})
+    assert [it["article_id"] for it in recommend(client, s.FREQUENT, k=4)["items"]] == ids([0, 2, 1, 7])
+    # eight days later (HMREC_PURCHASED_DAYS is 7) the shop may offer article 3 again
+    later = (s.DATA_END + timedelta(days=8)).isoformat()
+    client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([9])[0], "t_dat": later})
+    assert ids([3])[0] in [it["article_id"] for it in recommend(client, s.FREQUENT, k=4)["items"]]
+    assert ids([9])[0] not in [it["article_id"] for it in recommend(client, s.FREQUENT, k=12)["items"]]
+
+
+def test_purchased_days_zero_offers_everything_back(workdir, tmp_path):
+    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", purchased_days=0)
+    with TestClient(create_app(settings)) as client:
+        client.post("/events/purchases", json={"customer_id": "zero-days", "article_id": ids([5])[0]})
+        assert recommend(client, "zero-days", k=1)["items"][0]["article_id"] == ids([5])[0]
+
+
+def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(client):
+    answer = client.get(f"/customers/{s.FREQUENT}/buy-again?k=3").json()
+    assert [it["article_id"] for it in answer["items"]] == ids([0, 3, 2])
+    assert [it["score"] for it in answer["items"]] == [2.0, 1.0, 1.0]
+    client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([3])[0]})
+    assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
+        ids([0, 2, 1])
+    assert client.get("/customers/someone-new/buy-again").json() == {
+        "customer_id": "someone-new", "model_version": 1, "items": []}
+
+
+def test_buy_again_k_out_of_range(client):
+    response = client.get(f"/customers/{s.FREQUENT}/buy-again?k=0")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "k: Input should be greater than or equal to 1"
+
+
+def test_purchase_count_is_the_true_total_though_history_is_cut(tmp_path):
+    workdir = tmp_path / "work"
+    s.register(workdir, s.write_handmade_bundle(tmp_path / "bundle", history_tail=2))
+    with TestClient(create_app(Settings(workdir=workdir, events_path=tmp_path / "e.sqlite"))) as client:
+        customer = client.get(f"/customers/{s.FREQUENT}").json()
+        assert customer["summary"]["purchase_count"] == 5
+        assert [p["article_id"] for p in customer["recent_purchases"]] == ids([3, 2])
+        client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([9])[0]})
+        assert client.get(f"/customers/{s.FREQUENT}").json()["summary"]["purchase_count"] == 6
 
 
 # ---- customers, articles, popular -----------------------------------------------------------------------------
@@ -253,6 +307,26 @@ def test_demo_page_lists_sample_customers(client):
     assert f'data-customer="{s.COLD_AGED}"' in page.text  # the first customer without purchases
     assert "<script src=\"/static/app.js\"></script>" in page.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.text.startswith("<svg")
+
+
+def test_docs_reference_no_external_host_and_their_assets_answer(client):
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert re.findall(r"(?:https?:)?//[a-z0-9.-]+", page.text) == []  # nothing from a CDN
+    assets = re.findall(r"(?:href|src)=['\"]([^'\"]+)['\"]", page.text)
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/favicon.ico"} <= set(assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN
 
 
 def test_openapi_documents_every_resource(client):
@@ -500,6 +574,6 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
     together = [answer["items"] for answer in asyncio.run(at_once())]
     assert max(sizes) > 1 and sum(sizes) == len(asked)  # they were batched
     assert together == alone
-    assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[9]:010d}"
+    assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[7]:010d}"  # its own purchase (9) left out: bestsellers
     for engine in engines.values():
         engine.close()

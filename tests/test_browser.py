@@ -114,3 +114,77 @@ def test_a_bad_customer_id_shows_the_apis_message(browser, handmade_server):
     page.wait_for_selector("#error:not(.hidden)")
     assert page.locator("#error").inner_text().startswith("customer_id: String should match pattern")
     page.close()
+
+
+def watch_failures(page) -> list[str]:
+    """Every response of 400 or more and every page error, as they happen."""
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    return failures
+
+
+def test_customer_in_the_url_buy_again_rail_true_count_prices_and_favicon(browser, handmade_server):
+    page = browser.new_page()
+    failures = watch_failures(page)
+    page.goto(handmade_server.url + "/")
+    page.click("button.sample[data-kind=frequent]")
+    page.wait_for_function("document.querySelectorAll('#buy-again .product').length === 4")
+    assert page.url == f"{handmade_server.url}/?customer={s.FREQUENT}"
+    assert product_ids(page, "buy-again") == [f"{s.ARTICLE_IDS[i]:010d}" for i in (0, 3, 2, 1)]
+    assert page.locator("#buy-again .product .date").first.inner_text() == "bought 2 times"
+    prices = page.locator(".product .price").all_inner_texts()
+    assert prices and all(p.endswith(" pu") and p[:-3].replace(".", "").isdigit() for p in prices), prices
+    assert "30.00 pu" in prices  # article 0's data price 0.030
+    assert "pu (price units): the data's scaled price × 1000" in page.locator("footer").inner_text()
+
+    # buying article 3 takes it out of both rails, and the purchase count goes up by one
+    bought = f"{s.ARTICLE_IDS[3]:010d}"
+    page.locator(f"#recs .product[data-article-id='{bought}'] button.buy").click()
+    page.wait_for_function("document.querySelectorAll('#buy-again .product').length === 3")
+    assert bought not in product_ids(page, "recs") and bought not in product_ids(page, "buy-again")
+    assert "Purchases\n6" in page.locator("#profile").inner_text()
+    assert page.url.endswith(f"?customer={s.FREQUENT}")  # a purchase is not a new page in the history
+
+    # a linked page shows its customer; back returns to the one before
+    page.goto(f"{handmade_server.url}/?customer={s.OCCASIONAL}")
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.OCCASIONAL)
+    page.click("button.sample[data-kind=frequent]")
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.FREQUENT)
+    page.go_back()
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.OCCASIONAL)
+    assert page.evaluate("fetch('/favicon.ico').then(r => r.status)") == 200
+    assert failures == []
+    page.close()
+
+
+def test_docs_render_every_operation_with_no_internet(browser, handmade_server):
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def only_local(route) -> None:
+        if route.request.url.startswith(handmade_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    failures = watch_failures(page)
+    page.goto(handmade_server.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path")
+    paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+    assert {"/recommendations", "/customers/{customer_id}/buy-again", "/articles/{article_id}/similar"} <= {
+        p.replace("\u200b", "") for p in paths}
+    assert outside == [] and failures == []
+    page.close()
+
+
+def test_similar_articles_stay_within_the_product_group(pipeline_server):
+    catalogue = httpx.get(f"{pipeline_server.url}/popular?k=30").json()["items"]
+    for article in catalogue[:10]:
+        answer = httpx.get(f"{pipeline_server.url}/articles/{article['article_id']}/similar?k=8").json()
+        assert answer["method"] == "two_tower"
+        assert {it["product_group"] for it in answer["items"]} <= {article["product_group"]}
+        types = [it["product_type"] == article["product_type"] for it in answer["items"]]
+        assert types == sorted(types, reverse=True)  # the same product type first

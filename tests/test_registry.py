@@ -264,10 +264,15 @@ def test_a_run_registers_one_bundle_only(registry, store, tmp_path):
 
 
 def test_errors_say_what_to_do(registry, tmp_path):
-    assert registry.describe_all() == [f"no version of {registry.name} is registered yet: `hmrec pipeline` registers one"]
-    with pytest.raises(RegistryError, match=r"no version is promoted yet: run `hmrec registry promote VERSION`"):
+    train = f"run `hmrec pipeline --raw DIR --workdir {registry.workdir} --promote` to train and register one"
+    assert registry.describe_all() == [f"no version of {registry.name} is registered yet: {train}"]
+    with pytest.raises(RegistryError) as error:
         registry.load()
+    assert str(error.value) == f"no version is registered yet: {train}"
     registry.register(make_bundle(tmp_path / "b"))
+    with pytest.raises(RegistryError, match=r"no version is promoted yet: run `hmrec registry promote VERSION` "
+                       r"\(registered: 1\)"):
+        registry.load()
     with pytest.raises(RegistryError, match="version 7 does not exist; `hmrec registry list` shows the versions"):
         registry.manifest(7)
     with pytest.raises(RegistryError, match="version 7 does not exist"):

@@ -73,7 +73,7 @@ def data_profile(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     world: Annotated[str | None, typer.Option(help="Show this sample world's bands beside the figures.")] = None,
 ) -> None:
-    """Print the behaviour table of HM_DATA.md for any dataset in the raw format, beside the real values."""
+    """Print the behaviour table of docs/hm-data.md for any dataset in the raw format, beside the real values."""
     from hmrec.evaluation.profile import format_profile, out_of_band, profile
     from hmrec.sample.worlds import WORLDS
 
@@ -112,20 +112,42 @@ def etl(
         typer.echo("set aside or normalised: " + ", ".join(f"{k} {v:,}" for k, v in quality.items()))
 
 
+def _readable_workdir(workdir: Path) -> None:
+    """Fail with the command that fixes it when WORKDIR holds no registry; never create it by reading it."""
+    from hmrec.registry.versions import missing_registry
+
+    missing = missing_registry(workdir)
+    if missing:
+        _fail(missing)
+
+
 @app.command("evaluate")
 def evaluate(
-    workdir: Annotated[Path, typer.Option(help="Pipeline working folder (holds store/).")],
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder (holds store/ and the registry).")],
     reports: Annotated[Path, typer.Option(help="Reports folder: <run-id>/ and latest/ are written here.")] = Path(
         "ml/reports"
     ),
     engine: Engine = None,
     ray_address: RayAddress = None,
+    refit: Annotated[bool, typer.Option("--refit", help="Refit every method on the store (minutes) instead of "
+                                        "scoring the champion.")] = False,
 ) -> None:
-    """Score every method on the held-out window of WORKDIR's store and write REPORTS/<run-id>/report.md."""
-    from hmrec.pipeline import PipelineConfig, evaluate_workdir
+    """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
+    REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
+    from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
+    from hmrec.registry.versions import RegistryError
 
     config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
-    metrics_path = evaluate_workdir(config)
+    if not (config.store_dir / "manifest.json").is_file():
+        _fail(f"{config.store_dir} holds no feature store: run `hmrec pipeline --raw DIR --workdir {workdir}`")
+    if refit:
+        typer.echo(str(evaluate_workdir(config)))
+        return
+    _readable_workdir(workdir)
+    try:
+        metrics_path = score_champion(config)
+    except (RegistryError, ChampionMismatchError) as error:
+        _fail(str(error))
     typer.echo(str(metrics_path))
 
 
@@ -158,6 +180,7 @@ def registry_list(workdir: Annotated[Path, typer.Option(help="Pipeline working f
     """List registered model versions; the champion is marked."""
     from hmrec.registry.versions import Registry
 
+    _readable_workdir(workdir)
     for line in Registry.for_workdir(workdir).describe_all():
         typer.echo(line)
 
@@ -169,6 +192,7 @@ def registry_show(
     """Show one version's manifest."""
     from hmrec.registry.versions import Registry, RegistryError
 
+    _readable_workdir(workdir)
     try:
         typer.echo(json.dumps(Registry.for_workdir(workdir).manifest(version), indent=2))
     except RegistryError as error:
@@ -182,6 +206,7 @@ def registry_promote(
     """Make VERSION the champion that the service loads."""
     from hmrec.registry.versions import Registry, RegistryError
 
+    _readable_workdir(workdir)
     try:
         Registry.for_workdir(workdir).promote(version)
     except RegistryError as error:
@@ -205,6 +230,7 @@ def serve(
 
     from hmrec.serving.settings import Settings
 
+    _readable_workdir(workdir)
     os.environ["HMREC_WORKDIR"] = str(workdir)  # the workers build their settings from the environment
     if workers is not None:
         os.environ["HMREC_WORKERS"] = str(workers)
@@ -215,8 +241,11 @@ def serve(
     # before polars is first imported, here or in a worker (see serving.app.limit_threads)
     os.environ.setdefault("POLARS_MAX_THREADS", str(settings.threads))
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    import threading
+
     import uvicorn
 
+    from hmrec.serving.launch import run_server, wait_until_accepting
     from hmrec.serving.workers import PortTakenError, refuse_if_served, serve_workers
 
     try:
@@ -224,17 +253,25 @@ def serve(
     except PortTakenError as error:
         _fail(str(error))
     factory = "hmrec.serving.app:app_from_environment"
-    typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
+
+    def announce() -> None:  # only once the server accepts connections (after the model has loaded)
+        typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
+
     if settings.workers == 1:
-        uvicorn.run(factory, factory=True, host=host, port=port, log_level="info", access_log=settings.access_log)
+        config = uvicorn.Config(factory, factory=True, host=host, port=port, log_level="info",
+                                access_log=settings.access_log)
+        run_server(config, on_listening=announce)
         return
     metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    done = threading.Event()
+    threading.Thread(target=lambda: wait_until_accepting(host, port, done.is_set) and announce(), daemon=True).start()
     try:
         code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log)
     except OSError as error:
         _fail(f"cannot listen on {host}:{port}: {error}")
     finally:
+        done.set()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     if code:
         raise typer.Exit(code)

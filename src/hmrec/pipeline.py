@@ -97,6 +97,59 @@ def evaluate_workdir(config: PipelineConfig) -> Path:
     return _fit_and_report(store, config, run_id=_new_run_id())[0]
 
 
+def check_raw_inputs(raw: Path) -> None:
+    """Raise RawDataError naming what is missing when `raw` is not a folder holding the three raw CSV files."""
+    from hmrec.raw.read import RawDataError
+    from hmrec.raw.schema import RAW_FILES
+
+    fix = "check --raw, or write a sample there with `hmrec data generate --out DIR`"
+    if not Path(raw).is_dir():
+        raise RawDataError(f"{raw} is not a folder: {fix}")
+    missing = [name for name in RAW_FILES if not (Path(raw) / name).is_file()]
+    if missing:
+        raise RawDataError(f"{raw} lacks {', '.join(missing)} (it needs {', '.join(RAW_FILES)}): {fix}")
+
+
+class ChampionMismatchError(RuntimeError):
+    """The champion was trained on another feature store than the workdir's; the message says what to run."""
+
+
+def score_champion(config: PipelineConfig) -> Path:
+    """Score the registry's champion (its final recommender and each of its sources) on the held-out window of
+    the workdir's store, refitting nothing; writes the report and returns metrics.json's path."""
+    from hmrec.candidates.generate import candidate_recall_section
+    from hmrec.evaluation.report import write_report
+    from hmrec.evaluation.runner import evaluate_methods, ground_truth
+    from hmrec.ranking.ranker import FinalRecommender
+    from hmrec.recommenders.base import load_recommender
+    from hmrec.registry.versions import Registry
+
+    store = Store(config.store_dir)
+    version, bundle = Registry.for_workdir(config.workdir).load_version("champion")
+    trained_on = json.loads((Path(bundle) / "manifest.json").read_text()).get("store_fingerprint")
+    if trained_on != store.fingerprint:
+        raise ChampionMismatchError(
+            f"the champion (version {version}) was trained on store {trained_on}, but {config.store_dir} is "
+            f"{store.fingerprint}: run `hmrec evaluate --workdir {config.workdir} --refit`, or `hmrec pipeline` "
+            "to train and register a model on this store")
+    final = load_recommender(Path(bundle) / "final")
+    methods = {**(final.sources if isinstance(final, FinalRecommender) else {}), "final": final}
+    data = load_train_data(store)
+    customer_idx, relevant = ground_truth(store.test_transactions().collect())
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
+    result = evaluate_methods(methods, query, relevant)
+    run_id = _new_run_id()
+    sections = [candidate_recall_section(final, query, relevant), final.importance_section()] \
+        if isinstance(final, FinalRecommender) else []
+    metrics_path = write_report(
+        result, config.reports_dir / run_id, test_window=(store.cutoff, store.test_end), articles=data.articles,
+        query=query, extra_sections=sections,
+        run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "model_version": version},
+    )
+    _publish_latest(metrics_path.parent, config.reports_dir / "latest")
+    return metrics_path
+
+
 def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
     from hmrec.registry.tracking import Tracker
@@ -105,6 +158,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
 
     if config.raw is None:
         raise ValueError("the pipeline needs --raw: the folder holding the three raw CSV files")
+    check_raw_inputs(config.raw)  # before a tracking run is opened: a mistyped --raw leaves no FAILED run
     run_id = _new_run_id()
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
         started = time.perf_counter()

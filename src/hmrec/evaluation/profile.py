@@ -1,4 +1,4 @@
-"""The behaviour profile of any dataset in the H&M format: the facts of HM_DATA.md on its last days."""
+"""The behaviour profile of any dataset in the H&M format: the facts of docs/hm-data.md on its last days."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ NEW_DAYS = 28  # an article first sold this close to the window (or in it) count
 DECAY_DAYS = 30.0
 HISTORY_DAYS = 365
 
-# (key, label, real H&M value, how to print it); the real values are those of HM_DATA.md.
+# (key, label, real H&M value, how to print it); the real values are those of docs/hm-data.md.
 FACTS = (
     ("week_transactions", "validation week: transactions", 240_311, "int"),
     ("week_buyers", "validation week: buyers", 68_984, "int"),

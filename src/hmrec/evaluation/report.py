@@ -140,7 +140,7 @@ def _notes(result: EvaluationResult) -> str:
             top, leaders = _leaders({n: m.segments[segment]["map@12"] for n, m in result.methods.items()})
             notes.append(f"- {segment} customers ({size:,}): best MAP@12 {top:.4f}, by {leaders}.")
     notes.append("- For scale: on the real H&M week, time-decayed repurchase scores MAP@12 0.020-0.023 and the "
-                 "best published systems 0.030-0.036 (HM_DATA.md); other data gives other levels.")
+                 "best published systems 0.030-0.036 (docs/hm-data.md); other data gives other levels.")
     return "## Notes\n\n" + "\n".join(notes)
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
+from hmrec import logs
 from hmrec.evaluation.metrics import ap_from_hits, curve_from_hits, hit_matrix, ndcg_from_hits, recall_from_hits
 from hmrec.recommenders.base import Query, Recommender
 from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET
@@ -133,7 +134,7 @@ def evaluate_methods(
         relevant=list(relevant),
         segment_sizes={name: int(mask.sum()) for name, mask in segments.items()},
     )
-    for name, method in methods.items():
+    for name, method in logs.progress(methods.items(), f"scoring {len(methods)} methods", unit="methods"):
         result.methods[name] = evaluate_method(method, query, relevant, k_max, segments)
         scored = result.methods[name]
         log.info("%s: MAP@12 %.4f, Recall@%d %.4f (%.1f s for %d customers)", name, scored.metrics["map@12"],

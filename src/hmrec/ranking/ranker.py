@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from hmrec import logs
 from hmrec.candidates.generate import Candidates, propose
 from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays, feature_columns
 from hmrec.recommenders.base import (
@@ -165,7 +166,8 @@ class FinalRecommender(Recommender):
             buyers = np.sort(rng.choice(buyers, cfg.max_train_customers, replace=False))
         query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
         articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff))
-        frame = pl.DataFrame(self._features(query, articles)[1])
+        with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
+            frame = pl.DataFrame(self._features(query, articles)[1])
         rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
         bought = labels.join(rows, on="customer_idx").select("row", "article_idx").unique()
         frame = frame.join(bought.with_columns(pl.lit(1, pl.Int8).alias("label")), on=["row", "article_idx"],

@@ -4,6 +4,7 @@
     articles.parquet     the store's articles table (row i has article_idx i)
     customers.parquet    the store's customers table (row i has customer_idx i)
     history.parquet      each customer's last HISTORY_PER_CUSTOMER purchases
+    purchase_counts.parquet  each customer's purchases in the data (customer_idx, purchases)
     final/               the final recommender (`save_recommender`)
     cold_start/          the recommender for customers without purchases, the one evaluated under its own name
 
@@ -34,6 +35,7 @@ HISTORY = "history.parquet"
 FINAL = "final"
 COLD_START = "cold_start"
 HISTORY_PER_CUSTOMER = 100  # purchases kept per customer in a served bundle
+PURCHASE_COUNTS = "purchase_counts.parquet"  # customer_idx, purchases: totals, as history.parquet keeps the latest
 ARTICLE_TEXT_COLUMNS = ("prod_name", "product_type_name", "product_group_name", "colour_group_name",
                         "perceived_colour_master_name", "index_group_name", "department_name", "detail_desc")
 
@@ -45,15 +47,20 @@ class BundleError(Exception):
 def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataFrame,
                  transactions: pl.DataFrame | pl.LazyFrame,
                  final: Recommender, cold_start: Recommender, data_end: date, store_fingerprint: str,
-                 extra: dict | None = None) -> Path:
+                 extra: dict | None = None, history_per_customer: int | None = HISTORY_PER_CUSTOMER) -> Path:
     """Everything serving needs, in one new folder, the manifest written last (see the module docstring)."""
     directory = Path(directory)
     directory.mkdir(parents=True)
     articles.write_parquet(directory / ARTICLES)
     customers.write_parquet(directory / CUSTOMERS)
-    history = (transactions.lazy().sort(["customer_idx", "t_dat"])
-               .group_by("customer_idx", maintain_order=True).tail(HISTORY_PER_CUSTOMER).collect())
+    history = transactions.lazy().sort(["customer_idx", "t_dat"])
+    if history_per_customer is not None:
+        history = history.group_by("customer_idx", maintain_order=True).tail(history_per_customer)
+    history = history.collect()
     history.write_parquet(directory / HISTORY)
+    # true totals for the shop's customer summary, since the history above keeps only the latest purchases
+    (transactions.lazy().group_by("customer_idx").agg(pl.len().cast(pl.Int64).alias("purchases"))
+     .sort("customer_idx").collect().write_parquet(directory / PURCHASE_COUNTS))
     save_recommender(final, directory / FINAL)
     save_recommender(cold_start, directory / COLD_START)
     write_manifest(directory, store_fingerprint=store_fingerprint,
@@ -121,6 +128,14 @@ class LoadedModel:
     samples: dict[str, str] = field(default_factory=dict)
     cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
     blank: pl.DataFrame | None = None  # see profile()
+    purchase_totals: np.ndarray | None = None  # (n_customers,) all purchases in the data; None: the history's
+
+    def purchase_total(self, customer_idx: int) -> int:
+        """The customer's purchases in the model's data, though the bundle's history keeps only the latest."""
+        if self.purchase_totals is not None and 0 <= customer_idx < len(self.purchase_totals):
+            return int(self.purchase_totals[customer_idx])
+        rows = self.histories.rows(customer_idx)
+        return rows.stop - rows.start
 
     def find_customer(self, customer_id: str) -> int | None:
         return self.customer_ids.get(customer_id)
@@ -160,6 +175,7 @@ def load_bundle(path: Path, version: int | None) -> LoadedModel:
         data_start=history["t_dat"].min() if history.height else None,
     )
     model.samples = _samples(model)
+    model.purchase_totals = _purchase_totals(path, customers.height)
     log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s",
              path, model.version, articles.height, customers.height, history.height, data_end)
     return model
@@ -197,6 +213,17 @@ def _data_end(manifest: dict, history: pl.DataFrame, path: Path) -> date:
         log.warning("%s/%s has no data_end; using the history's last day", path, MANIFEST)
         return history["t_dat"].max()
     raise BundleError(f"{path}/{MANIFEST} has no data_end and {HISTORY} is empty")
+
+
+def _purchase_totals(path: Path, n_customers: int) -> np.ndarray | None:
+    """Each customer's purchase count from PURCHASE_COUNTS (bundles written before it existed: None)."""
+    table_path = path / PURCHASE_COUNTS
+    if not table_path.is_file():
+        return None
+    counts = pl.read_parquet(table_path, columns=["customer_idx", "purchases"])
+    totals = np.zeros(n_customers, dtype=np.int64)
+    totals[counts["customer_idx"].to_numpy()] = counts["purchases"].to_numpy()
+    return totals
 
 
 def _catalogue(articles: pl.DataFrame, history: pl.DataFrame) -> Catalogue:

@@ -31,9 +31,10 @@ from hmrec.registry.checksums import (
     write_manifest,
 )
 from hmrec.registry.housekeeping import owner_tags
-from hmrec.registry.tracking import client_for, experiment_id
+from hmrec.registry.tracking import DB_FILE, client_for, experiment_id, tracking_uri
 
-__all__ = ["CHAMPION", "MODEL_NAME", "Registry", "RegistryError", "VersionInfo", "verify_bundle", "write_manifest"]
+__all__ = ["CHAMPION", "MODEL_NAME", "Registry", "RegistryError", "VersionInfo", "missing_registry", "verify_bundle",
+           "write_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,17 @@ TAG_MANIFEST_SHA = "manifest_sha256"
 TAG_FINGERPRINT = "store_fingerprint"
 TAG_MAP12 = "map_at_12"
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
-_NOT_PROMOTED = "no version is promoted yet: run `hmrec registry promote VERSION`"
+
+
+def missing_registry(workdir: str | Path) -> str | None:
+    """Why `workdir` holds no registry to read, or None (also when MLFLOW_TRACKING_URI points elsewhere): a command
+    that only reads must say so, not create the folder and an empty mlflow.db."""
+    workdir = Path(workdir)
+    if tracking_uri(workdir) != f"sqlite:///{workdir.resolve() / DB_FILE}" or (workdir / DB_FILE).is_file():
+        return None
+    what = "does not exist" if not workdir.is_dir() else f"holds no registry ({DB_FILE} is missing)"
+    return (f"{workdir} {what}: run `hmrec pipeline --raw DIR --workdir {workdir} --promote` to train and register "
+            "a model")
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,7 @@ class Registry:
     def describe_all(self) -> list[str]:
         """One line per version (number, created, store fingerprint, MAP@12, `champion`)."""
         lines = [info.describe() for info in self.versions()]
-        return lines or [f"no version of {self.name} is registered yet: `hmrec pipeline` registers one"]
+        return lines or [f"no version of {self.name} is registered yet: {self._train_hint()}"]
 
     def champion_version(self) -> int | None:
         try:
@@ -216,9 +227,19 @@ class Registry:
             if error.error_code not in _MISSING:
                 raise
             if not key.isdigit():
-                message = _NOT_PROMOTED if key == CHAMPION else f"alias {key!r} is not set on {self.name}"
+                message = self._no_champion() if key == CHAMPION else f"alias {key!r} is not set on {self.name}"
                 raise RegistryError(message) from error
             raise RegistryError(f"version {key} does not exist; `hmrec registry list` shows the versions") from error
+
+    def _train_hint(self) -> str:
+        return f"run `hmrec pipeline --raw DIR --workdir {self.workdir} --promote` to train and register one"
+
+    def _no_champion(self) -> str:
+        """The fix for a missing champion: promote a registered version, or train one if there is none."""
+        registered = [str(info.version) for info in self.versions()]
+        if not registered:
+            return f"no version is registered yet: {self._train_hint()}"
+        return f"no version is promoted yet: run `hmrec registry promote VERSION` (registered: {', '.join(registered)})"
 
     def _source(self, mv) -> str:
         return self.client.get_model_version_download_uri(self.name, mv.version)

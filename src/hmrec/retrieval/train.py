@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from hmrec import logs
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.data import Examples, PurchaseHistory
 from hmrec.retrieval.model import TwoTower, sampled_softmax_loss
@@ -60,25 +59,24 @@ def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> Train
         optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
     losses, window, started = [], [], time.perf_counter()
     model.train()
-    bar = tqdm(total=config.epochs * len(examples), desc="two-tower", unit="ex", unit_scale=True,
-               disable=None, file=sys.stderr, leave=False)
-    for epoch in range(config.epochs):
-        order = rng.permutation(len(examples))
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            loss = _step(model, inputs, config, batch, p_freq, rng)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
-            window.append(loss.item())
-            if len(window) == config.loss_every_steps:
-                losses.append(float(np.mean(window)))
-                window = []
-            bar.update(len(batch))
-        logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses[-1] if losses else window[-1])
-    bar.close()
+    with logs.bar("two-tower", total=config.epochs * len(examples), unit="examples") as stage:
+        for epoch in range(config.epochs):
+            stage.describe(f"two-tower epoch {epoch + 1}/{config.epochs}")
+            order = rng.permutation(len(examples))
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                loss = _step(model, inputs, config, batch, p_freq, rng)
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                for optimizer in optimizers:
+                    optimizer.step()
+                window.append(loss.item())
+                if len(window) == config.loss_every_steps:
+                    losses.append(float(np.mean(window)))
+                    window = []
+                stage.advance(len(batch))
+            logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses[-1] if losses else window[-1])
     if window:
         losses.append(float(np.mean(window)))
     model.eval()

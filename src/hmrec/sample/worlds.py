@@ -63,7 +63,7 @@ def relabel(frame: pl.DataFrame, world: World) -> pl.DataFrame:
 
 
 # The bands the fashion sample meets at small and at full size (issue 2 and issue 11): the real H&M data's
-# figures (HM_DATA.md) with room for a synthetic sample.
+# figures (docs/hm-data.md) with room for a synthetic sample.
 FASHION_BANDS = (
     Band("buyers_with_prior_60d", 0.50, 0.75, "real 63%"),
     Band("articles_sold_prior_7d", 0.65, 0.90, "real 78%"),

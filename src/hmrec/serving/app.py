@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from hmrec.serving.docs import add_offline_docs
 from hmrec.serving.engine import (
     Engine,
     InvalidEventError,
@@ -54,7 +55,7 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
         event_store.close()
         metrics.process_exited()
 
-    app = FastAPI(title="hmrec", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="hmrec", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Personalised fashion recommendations on H&M-format data, with live purchase events.")
     app.state.settings = settings
     app.state.metrics = metrics
@@ -62,6 +63,7 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     for module in (health, recommendations, customers, articles, popular, events, admin, demo):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_offline_docs(app)
     if settings.images_dir is not None and settings.images_dir.is_dir():
         app.mount("/images", StaticFiles(directory=settings.images_dir), name="images")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -34,6 +34,7 @@ ONLINE = 2  # sales_channel_id of a purchase made through the service
 MAX_PRICE = 1e6  # the API's upper bound on an event's price (schemas.PurchaseEvent)
 RECENT_PURCHASES = 20
 CARD_CACHE = 20_000  # article cards kept per model: the articles answers show most
+SIMILAR_FETCH = 200  # neighbours fetched before keeping those of the same product type or group
 
 
 class NotReadyError(RuntimeError):
@@ -69,8 +70,11 @@ def champion_loader(settings: Settings) -> Loader:
     def load() -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
-        from hmrec.registry.versions import Registry, RegistryError
+        from hmrec.registry.versions import Registry, RegistryError, missing_registry
 
+        missing = missing_registry(settings.workdir)
+        if missing:
+            raise ReloadError(f"cannot load the champion: {missing}")
         try:
             registry = Registry.for_workdir(settings.workdir)
             version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
@@ -218,10 +222,16 @@ class Engine:
 
     # ---- recommendations -------------------------------------------------------------------------------------
 
-    async def recommend_async(self, customer_id: str, k: int) -> dict:
+    async def recommend_async(self, customer_id: str, k: int, include_purchased: bool = False) -> dict:
         """One customer's answer: a cache hit never leaves the event loop, a miss joins the batcher's next model
-        call (or runs in the thread pool when batching is off)."""
+        call (or runs in the thread pool when batching is off). Articles the customer bought through live events in
+        the last `settings.purchased_days` days are left out unless `include_purchased` (never cached)."""
         started = time.perf_counter()
+        if include_purchased:
+            self.sync_events()
+            model = self.model
+            answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)], True)
+            return {**answers[0], "cached": False, "took_ms": _ms(started)}
         model, generation, cached = self._lookup(customer_id, k, started)
         if cached is not None:
             return cached
@@ -255,10 +265,13 @@ class Engine:
             self.cache.put(customer_id, k, answer, generation)
         return {**answer, "cached": False, "took_ms": _ms(started)}
 
-    def answer_many(self, model: LoadedModel, asks: list[tuple[str, int]]) -> list[dict]:
+    def answer_many(self, model: LoadedModel, asks: list[tuple[str, int]],
+                    include_purchased: bool = False) -> list[dict]:
         """Answers for (customer_id, k) pairs: customers with purchases share one model call per service day."""
         found = [model.find_customer(customer_id) for customer_id, _ in asks]
         histories = [self._history(model, customer_id, idx) for (customer_id, _), idx in zip(asks, found, strict=True)]
+        hidden = [set() if include_purchased else self.recently_bought(model, customer_id, history.as_of)
+                  for (customer_id, _), history in zip(asks, histories, strict=True)]
         ranked: dict[int, list[dict]] = {}
         by_day: dict[date, list[int]] = defaultdict(list)
         for i, history in enumerate(histories):
@@ -266,20 +279,28 @@ class Engine:
                 by_day[history.as_of].append(i)
         for as_of, members in by_day.items():
             query = _query(model, [found[i] for i in members], [histories[i] for i in members], as_of)
-            answers = model.recommender.explain(query, max(asks[i][1] for i in members))
+            answers = model.recommender.explain(query, max(asks[i][1] + len(hidden[i]) for i in members))
             for row, items in enumerate(answers):
                 ranked[members[row]] = [{"article_idx": a, "score": s, "sources": sources} for a, s, sources in items]
-        return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i))
+        return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i), hidden[i])
                 for i, (customer_id, k) in enumerate(asks)]
 
+    def recently_bought(self, model: LoadedModel, customer_id: str, as_of: date) -> set[int]:
+        """article_idx of the customer's live purchases (made after the model's data) in the last
+        `settings.purchased_days` days before `as_of`: the shop does not offer them straight back."""
+        since = as_of - timedelta(days=self.settings.purchased_days)
+        found = (model.catalogue.find(p.article_id) for p in self.live_events(customer_id) if p.t_dat >= since)
+        return {idx for idx in found if idx is not None}
+
     def _response(self, model: LoadedModel, customer_id: str, k: int, customer_idx: int | None,
-                  history: _History, ranked: list[dict] | None) -> dict:
+                  history: _History, ranked: list[dict] | None, hidden: set[int]) -> dict:
         if ranked is None:
             strategy = "cold_start"
-            items = self._cold(model, _profile_row(model, customer_idx), k)
+            items = _without(self._cold(model, _profile_row(model, customer_idx), k + len(hidden)), hidden)[:k]
         else:
             strategy = "personalized"
-            items = _fill(ranked, self._cold(model, _profile_row(model, customer_idx), k), k)
+            cold = self._cold(model, _profile_row(model, customer_idx), k + len(hidden))
+            items = _fill(_without(ranked, hidden), _without(cold, hidden), k)
             reasons = {**model.cold_start.reasons(), **model.recommender.reasons()}
             for item in items:
                 item["reason"] = explain(item["article_idx"], item["sources"], reasons, history.article_idx,
@@ -357,9 +378,29 @@ class Engine:
             "customer_id": customer_id,
             "known": customer_idx is not None,
             "profile": _public_profile(profile),
-            "summary": _summary(model, history),
+            "summary": _summary(model, history, self._purchase_count(model, customer_id, customer_idx)),
             "recent_purchases": purchases,
         }
+
+    def _purchase_count(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> int:
+        """All the customer's purchases: the bundle's total (its history keeps only the latest) plus live ones."""
+        live = sum(1 for p in self.live_events(customer_id) if model.catalogue.find(p.article_id) is not None)
+        return (model.purchase_total(customer_idx) if customer_idx is not None else 0) + live
+
+    def buy_again(self, customer_id: str, k: int) -> dict:
+        """Repurchase picks: the articles the customer bought most often (then most recently), leaving out what
+        they bought live in the last `settings.purchased_days` days, as the recommendations do."""
+        model = self.model
+        self.sync_events()
+        history = self._history(model, customer_id, model.find_customer(customer_id))
+        hidden = self.recently_bought(model, customer_id, history.as_of)
+        counts: dict[int, list[int]] = {}
+        for day, idx in zip(history.t_dat.tolist(), history.article_idx.tolist(), strict=True):
+            seen = counts.setdefault(idx, [0, day])
+            seen[0], seen[1] = seen[0] + 1, max(seen[1], day)
+        order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
+        items = [{**self.article_card(model, a), "score": float(counts[a][0])} for a in order]
+        return {"customer_id": customer_id, "model_version": model.version, "items": items}
 
     def article_index(self, article_id: int) -> tuple[LoadedModel, int]:
         model = self.model
@@ -375,13 +416,17 @@ class Engine:
                 "perceived_colour": text["perceived_colour_master_name"][idx],
                 "department": text["department_name"][idx], "description": text["detail_desc"][idx]}
 
-    def similar(self, article_id: int, k: int) -> dict:
+    def similar(self, article_id: int, k: int, any_type: bool = False) -> dict:
+        """Nearest articles by the model's vectors: of the same product type first, then of the same product
+        group, and no others unless `any_type` (a sandal's neighbours are footwear, not sunglasses)."""
         model, idx = self.article_index(article_id)
-        similar = model.recommender.similar(idx, k + 1)
+        similar = model.recommender.similar(idx, k + 1 if any_type else min(len(model.catalogue),
+                                                                           max(SIMILAR_FETCH, 10 * (k + 1))))
         if similar is not None:
             found, scores = similar
             pairs = [(int(a), float(s)) for a, s in zip(np.ravel(found), np.ravel(scores), strict=True)
-                     if int(a) != idx and int(a) >= 0][:k]
+                     if int(a) != idx and int(a) >= 0]
+            pairs = (pairs if any_type else _same_kind_first(model, idx, pairs))[:k]
             method = "two_tower"  # the one source that declares article likeness
         else:
             pairs, method = _same_type(model, idx, k), "same_product_type"
@@ -555,14 +600,16 @@ def _public_profile(profile: dict) -> dict:
     }
 
 
-def _summary(model: LoadedModel, history: pl.DataFrame) -> dict:
+def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int) -> dict:
+    """Counts every purchase; the last day, average price and favourite group are of the served (latest) ones."""
     if history.height == 0:
-        return {"purchase_count": 0, "last_purchase": None, "average_price": None, "favourite_index_group": None}
+        return {"purchase_count": purchase_count, "last_purchase": None, "average_price": None,
+                "favourite_index_group": None}
     groups = [model.catalogue.text["index_group_name"][i] for i in history["article_idx"].to_list()]
     named = [g for g in groups if g]
     favourite = max(sorted(set(named)), key=named.count) if named else None
     return {
-        "purchase_count": history.height,
+        "purchase_count": max(purchase_count, history.height),
         "last_purchase": history["t_dat"].max().isoformat(),
         "average_price": round(float(history["price"].mean()), 6),
         "favourite_index_group": favourite,
@@ -587,10 +634,24 @@ def _as_recs(items: list[dict], k: int) -> Recs:
     return out
 
 
+def _without(items: list[dict], hidden: set[int]) -> list[dict]:
+    return [it for it in items if it["article_idx"] not in hidden] if hidden else items
+
+
 def _ranked(item: dict) -> dict:
     score = item["score"]
     return {"score": None if score != score else round(score, 6), "sources": item["sources"],
             "reason": item["reason"]}
+
+
+def _same_kind_first(model: LoadedModel, idx: int, pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The neighbours of the same product type, in the model's order, then those of the same product group."""
+    c = model.catalogue
+    kind = c.product_types[idx]
+    group = c.text["product_group_name"][idx]
+    typed = {a for a, _ in pairs if kind >= 0 and c.product_types[a] == kind}
+    same_group = [p for p in pairs if p[0] not in typed and group and c.text["product_group_name"][p[0]] == group]
+    return [p for p in pairs if p[0] in typed] + same_group
 
 
 def _same_type(model: LoadedModel, idx: int, k: int) -> list[tuple[int, float]]:

@@ -33,6 +33,8 @@ class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # strict: "12" and true are not a k
     customer_id: CustomerId
     k: int = Field(12, ge=1, le=100, description="How many articles to return.")
+    include_purchased: bool = Field(False, description="Also offer articles the customer bought through live "
+                                    "events in the last HMREC_PURCHASED_DAYS days (left out by default).")
 
 
 class ArticleCard(BaseModel):
@@ -73,7 +75,7 @@ class Profile(BaseModel):
 
 
 class Summary(BaseModel):
-    purchase_count: int
+    purchase_count: int = Field(description="Every purchase, live events included (recent_purchases shows the last)")
     last_purchase: date | None
     average_price: float | None
     favourite_index_group: str | None
@@ -84,6 +86,10 @@ class Purchase(ArticleCard):
     sales_channel_id: int
 
 
+class ScoredArticle(ArticleCard):
+    score: float | None
+
+
 class CustomerResponse(BaseModel):
     customer_id: str
     known: bool = Field(description="False for an id the data has never seen (a new customer)")
@@ -92,15 +98,17 @@ class CustomerResponse(BaseModel):
     recent_purchases: list[Purchase]
 
 
+class BuyAgainResponse(BaseModel):
+    customer_id: str
+    model_version: int | None
+    items: list[ScoredArticle] = Field(description="Most bought first (score: times bought), then most recent")
+
+
 class ArticleDetail(ArticleCard):
     product_code: int
     perceived_colour: str | None
     department: str | None
     description: str | None
-
-
-class ScoredArticle(ArticleCard):
-    score: float | None
 
 
 class SimilarResponse(BaseModel):

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     cache_size: int = Field(100_000, ge=0, description="Answers kept per (customer, k); 0 turns the cache off.")
     batch_max: int = Field(
         64, ge=1, description="Concurrent personalised requests answered by one model call; 1: none.")
+    purchased_days: int = Field(7, ge=0, description="Articles a customer bought through live events in this many "
+                                "last days are not recommended back (unless asked: include_purchased); 0: off.")
     workers: int = Field(1, ge=1, description="Worker processes, each with its own copy of the model; about one per "
                          "core. Events and reloads reach every worker through the events file.")
     threads: int = Field(1, ge=1, description="Threads each worker gives polars, torch and FAISS. One: a request "

@@ -72,6 +72,7 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pa
     import uvicorn
 
     from hmrec import logs
+    from hmrec.serving.launch import run_server
 
     logs.configure()  # a spawned process starts with no logging set up
     die_with_parent(parent)
@@ -81,7 +82,7 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pa
         log.error("cannot listen on %s:%s: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
     config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level, access_log=access_log)
-    uvicorn.Server(config).run(sockets=[sock])
+    run_server(config, sockets=[sock])  # a SIGTERM while the model loads stops the worker at once
 
 
 def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info",

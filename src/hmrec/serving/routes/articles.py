@@ -21,9 +21,11 @@ def article(article_id: ArticlePath, engine: EngineDep) -> dict:
 
 
 @router.get("/articles/{article_id}/similar", response_model=SimilarResponse, responses=NOT_FOUND,
-            summary="Nearest articles by two-tower vectors (same product type when the model has no vectors)")
-def similar(article_id: ArticlePath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
-    return engine.similar(parse_article_id(article_id), k)
+            summary="Nearest articles by two-tower vectors, of the same product type, then group (by sales when "
+            "the model has no vectors)")
+def similar(article_id: ArticlePath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12,
+            any_type: Annotated[bool, Query(description="Also articles of other product groups")] = False) -> dict:
+    return engine.similar(parse_article_id(article_id), k, any_type)
 
 
 @router.get("/articles/{article_id}/image.svg", response_class=Response,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from hmrec.serving.deps import CustomerPath, EngineDep
-from hmrec.serving.schemas import CustomerResponse, error_responses
+from hmrec.serving.schemas import BuyAgainResponse, CustomerResponse, error_responses
 
 router = APIRouter(tags=["customers"])
 
@@ -14,3 +16,9 @@ router = APIRouter(tags=["customers"])
             summary="A customer's profile and recent purchases; an unknown id is a new customer (known=false)")
 def customer(customer_id: CustomerPath, engine: EngineDep) -> dict:
     return engine.customer(customer_id)
+
+
+@router.get("/customers/{customer_id}/buy-again", response_model=BuyAgainResponse,
+            summary="Repurchase picks: what the customer bought most often, minus what they just bought")
+def buy_again(customer_id: CustomerPath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+    return engine.buy_again(customer_id, k)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from hmrec.serving.deps import EngineDep
@@ -13,6 +13,7 @@ from hmrec.serving.engine import NotReadyError
 
 router = APIRouter(tags=["demo"])
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")  # autoescapes .html
+FAVICON = Path(__file__).parent.parent / "static" / "favicon.svg"
 SAMPLE_LABELS = {"frequent": "Frequent buyer", "occasional": "Occasional buyer", "new": "New customer"}
 
 
@@ -25,3 +26,9 @@ def index(request: Request, engine: EngineDep) -> HTMLResponse:
     except NotReadyError as error:
         context = {"samples": [], "version": None, "not_ready": str(error)}
     return templates.TemplateResponse(request, "index.html", context)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    """The shop's icon (SVG, which browsers accept at this path too), so no page logs a 404 for it."""
+    return FileResponse(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})

@@ -16,10 +16,11 @@ router = APIRouter(tags=["recommendations"])
     summary="Recommend k articles to a customer",
     description="Known customers with purchases (bundle history plus live events) get the model's ranking; "
     "a known customer without purchases gets their age group's bestsellers, an unknown id the global ones "
-    "(strategy `cold_start`).",
+    "(strategy `cold_start`). Articles bought through live events in the last HMREC_PURCHASED_DAYS days are left "
+    "out unless `include_purchased`.",
     responses=error_responses(413, 422, 503),
 )
 async def recommend(body: RecommendationRequest, engine: EngineDep, metrics: MetricsDep) -> dict:
-    answer = await engine.recommend_async(body.customer_id, body.k)
+    answer = await engine.recommend_async(body.customer_id, body.k, body.include_purchased)
     metrics.recommendation(answer["strategy"], answer["cached"])
     return answer

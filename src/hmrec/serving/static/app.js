@@ -29,8 +29,10 @@ function showError(error) {
   box.classList.toggle("hidden", !error);
 }
 
+// The data's prices are scaled (mean ~0.028); shown everywhere as price units: the data's price x 1000, e.g. 30.50 pu.
+const PRICE_SCALE = 1000;
 function price(value) {
-  return value === null || value === undefined ? "" : value.toFixed(4);
+  return value === null || value === undefined ? "" : `${(value * PRICE_SCALE).toFixed(2)} pu`;
 }
 
 function card(article, options) {
@@ -47,9 +49,12 @@ function card(article, options) {
   name.addEventListener("click", (event) => { event.preventDefault(); showSimilar(article); });
   item.append(name);
   item.append(el("div", "meta", [article.colour, article.product_type].filter(Boolean).join(" · ")));
-  item.append(el("div", "price", price(article.price)));
+  const tag = el("div", "price", price(article.price));
+  if (article.price !== null && article.price !== undefined) tag.title = `data price ${article.price}`;
+  item.append(tag);
   if (options && options.reason) item.append(el("div", "reason", article.reason));
   if (options && options.date) item.append(el("div", "date", "bought " + article.t_dat));
+  if (options && options.times) item.append(el("div", "date", `bought ${options.times} time${options.times > 1 ? "s" : ""}`));
   if (options && options.buy) {
     const buy = el("button", "buy", "Buy");
     buy.addEventListener("click", () => purchase(article));
@@ -58,7 +63,7 @@ function card(article, options) {
   return item;
 }
 
-function renderProfile(customer) {
+function renderProfile(customer, buyAgain) {
   $("customer-id").textContent = customer.customer_id + (customer.known ? "" : " (new customer)");
   const list = $("profile");
   list.replaceChildren();
@@ -75,6 +80,10 @@ function renderProfile(customer) {
   for (const [term, value] of rows) {
     list.append(el("dt", null, term), el("dd", null, value));
   }
+  const again = $("buy-again");
+  again.replaceChildren(...buyAgain.items.map((a) => card(a, { buy: true, times: a.score })));
+  if (!buyAgain.items.length) again.append(el("p", "empty", "Nothing to buy again yet."));
+  $("again-section").classList.remove("hidden");
   const history = $("history");
   history.replaceChildren(...customer.recent_purchases.map((a) => card(a, { date: true })));
   if (!customer.recent_purchases.length) history.append(el("p", "empty", "No purchases yet."));
@@ -89,15 +98,26 @@ function renderRecs(answer) {
   $("recs-section").classList.remove("hidden");
 }
 
-async function loadCustomer(customerId) {
+// The customer is kept in the URL (/?customer=ID), so a page can be linked, reloaded and navigated back to.
+function customerUrl(customerId) {
+  const url = new URL(window.location.href);
+  url.searchParams.set("customer", customerId);
+  return url.pathname + url.search;
+}
+
+async function loadCustomer(customerId, how) {
   showError(null);
   try {
-    const [customer, answer] = await Promise.all([
-      api("GET", `/customers/${encodeURIComponent(customerId)}`),
+    const path = `/customers/${encodeURIComponent(customerId)}`;
+    const [customer, answer, buyAgain] = await Promise.all([
+      api("GET", path),
       api("POST", "/recommendations", { customer_id: customerId, k: 12 }),
+      api("GET", `${path}/buy-again?k=12`),
     ]);
+    if (how === "push" && currentCustomer !== customerId) window.history.pushState({ customer: customerId }, "", customerUrl(customerId));
     currentCustomer = customerId;
-    renderProfile(customer);
+    $("customer-input").value = customerId;
+    renderProfile(customer, buyAgain);
     renderRecs(answer);
     $("similar-section").classList.add("hidden");
   } catch (error) {
@@ -109,7 +129,7 @@ async function purchase(article) {
   if (!currentCustomer) return;
   try {
     await api("POST", "/events/purchases", { customer_id: currentCustomer, article_id: article.article_id });
-    await loadCustomer(currentCustomer);
+    await loadCustomer(currentCustomer, "stay");
   } catch (error) {
     showError(error);
   }
@@ -132,11 +152,17 @@ async function showSimilar(article) {
 $("search").addEventListener("submit", (event) => {
   event.preventDefault();
   const value = $("customer-input").value.trim();
-  if (value) loadCustomer(value);
+  if (value) loadCustomer(value, "push");
 });
 for (const button of document.querySelectorAll("button.sample")) {
   button.addEventListener("click", () => {
     $("customer-input").value = button.dataset.customer;
-    loadCustomer(button.dataset.customer);
+    loadCustomer(button.dataset.customer, "push");
   });
 }
+window.addEventListener("popstate", () => {
+  const customerId = new URLSearchParams(window.location.search).get("customer");
+  if (customerId) loadCustomer(customerId, "stay");
+});
+const linked = new URLSearchParams(window.location.search).get("customer");
+if (linked) loadCustomer(linked, "stay");

@@ -1,0 +1,127 @@
+"""The `hmrec` command as a newcomer meets it: hints that name the fix, nothing created by reading, a pipeline that
+checks its inputs first, `evaluate` without refitting, and `serve` that says it serves only once it does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+import serving_support as s
+from typer.testing import CliRunner
+
+from hmrec.cli import app
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", [["registry", "list"], ["registry", "show", "1"], ["registry", "promote", "1"],
+                                     ["serve", "--port", "0"]])
+def test_reading_a_missing_workdir_fails_and_creates_nothing(command, tmp_path):
+    workdir = tmp_path / "no-such-work"
+    result = run(*command, "--workdir", workdir)
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: {workdir} does not exist: run `hmrec pipeline --raw DIR --workdir "
+                                     f"{workdir} --promote` to train and register a model")
+    assert not workdir.exists()
+
+
+def test_a_workdir_without_registry_is_not_given_one(tmp_path):
+    result = run("registry", "list", "--workdir", tmp_path)
+    assert result.exit_code == 1
+    assert f"{tmp_path} holds no registry (mlflow.db is missing)" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_registry_list_on_a_registry_without_versions_names_the_pipeline(tmp_path):
+    from hmrec.registry.versions import Registry
+
+    Registry.for_workdir(tmp_path).versions()  # an empty registry
+    result = run("registry", "list", "--workdir", tmp_path)
+    assert result.exit_code == 0
+    assert "is registered yet: run `hmrec pipeline --raw DIR --workdir" in result.output
+
+
+def test_pipeline_checks_its_inputs_before_opening_a_tracking_run(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "customers.csv").write_text("customer_id\n")
+    result = run("pipeline", "--raw", tmp_path / "raw", "--workdir", tmp_path / "work")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {tmp_path / 'raw'} lacks articles.csv, transactions_train.csv (it needs customers.csv, articles.csv, "
+        "transactions_train.csv): check --raw, or write a sample there with `hmrec data generate --out DIR`")
+    assert not (tmp_path / "work").exists()  # no mlflow.db, so no FAILED run
+
+
+def test_evaluate_scores_the_champion_without_refitting(pipeline_run, tmp_path):
+    started = time.perf_counter()
+    result = run("evaluate", "--workdir", pipeline_run.workdir, "--reports", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "reports" / "latest" / "metrics.json").read_text())
+    trained = json.loads((pipeline_run.workdir / "reports" / "latest" / "metrics.json").read_text())
+    from hmrec.recommenders.base import load_recommender
+    from hmrec.registry.versions import Registry
+
+    champion = load_recommender(Registry.for_workdir(pipeline_run.workdir).load("champion") / "final")
+    assert set(scored["methods"]) == {"final", *champion.sources}  # what the bundle holds, nothing refitted
+    for name, metrics in scored["methods"].items():  # the same model on the same window: the same figures
+        assert metrics["map@12"] == pytest.approx(trained["methods"][name]["map@12"], abs=1e-9), name
+    assert scored["run"]["model_version"] == 1
+    assert time.perf_counter() - started < 120
+
+
+def test_evaluate_without_a_store_names_the_pipeline(tmp_path):
+    result = run("evaluate", "--workdir", tmp_path)
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: {tmp_path / 'store'} holds no feature store: run `hmrec pipeline "
+                                     f"--raw DIR --workdir {tmp_path}`")
+
+
+def serve(workdir, port: int, **env: str) -> subprocess.Popen:
+    environment = {**os.environ, "HMREC_EVENTS_PATH": str(workdir.parent / "events.sqlite"), **env}
+    if "MLFLOW_TRACKING_URI" not in env:
+        environment.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen([str(s.HMREC), "serve", "--workdir", str(workdir), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                            start_new_session=True)
+
+
+def test_serving_on_is_printed_once_the_server_answers(tmp_path):
+    process = serve(s.handmade_workdir(tmp_path), port := s.free_port())
+    try:
+        line = process.stdout.readline()  # blocks until the CLI prints
+        assert line.startswith(f"serving on http://127.0.0.1:{port}/"), process.stderr.read()
+        assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_sigterm_during_start_up_stops_at_once(tmp_path):
+    """The champion's registry is a server that never answers, so start-up hangs in the model load."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        registry = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = serve(tmp_path / "work", s.free_port(), MLFLOW_TRACKING_URI=registry)
+        try:
+            for line in process.stderr:
+                if "Waiting for application startup" in line:
+                    break
+            started = time.monotonic()
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+            assert time.monotonic() - started < 5
+            assert process.returncode == -signal.SIGTERM
+            assert "serving on" not in process.stdout.read()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
