@@ -16,6 +16,7 @@ import serving_support as s
 from typer.testing import CliRunner
 
 from hmrec.cli import app
+from hmrec.serving.launcher import free_port
 
 
 def run(*args: str):
@@ -94,7 +95,7 @@ def serve(workdir, port: int, **env: str) -> subprocess.Popen:
 
 
 def test_serving_on_is_printed_once_the_server_answers(tmp_path):
-    process = serve(s.handmade_workdir(tmp_path), port := s.free_port())
+    process = serve(s.handmade_workdir(tmp_path), port := free_port())
     try:
         line = process.stdout.readline()  # blocks until the CLI prints
         assert line.startswith(f"serving on http://127.0.0.1:{port}/"), process.stderr.read()
@@ -110,7 +111,7 @@ def test_sigterm_during_start_up_stops_at_once(tmp_path):
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         registry = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        process = serve(tmp_path / "work", s.free_port(), MLFLOW_TRACKING_URI=registry)
+        process = serve(tmp_path / "work", free_port(), MLFLOW_TRACKING_URI=registry)
         try:
             for line in process.stderr:
                 if "Waiting for application startup" in line:

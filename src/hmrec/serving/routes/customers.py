@@ -19,6 +19,7 @@ def customer(customer_id: CustomerPath, engine: EngineDep) -> dict:
 
 
 @router.get("/customers/{customer_id}/buy-again", response_model=BuyAgainResponse,
+            responses=error_responses(422, 503),
             summary="Repurchase picks: what the customer bought most often, minus what they just bought")
 def buy_again(customer_id: CustomerPath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
     return engine.buy_again(customer_id, k)
