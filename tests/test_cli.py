@@ -16,7 +16,7 @@ import serving_support as s
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.serving.launcher import free_port
+from hmrec.serving.launcher import HMREC, free_port
 
 
 def run(*args: str):
@@ -89,7 +89,7 @@ def serve(workdir, port: int, **env: str) -> subprocess.Popen:
     environment = {**os.environ, "HMREC_EVENTS_PATH": str(workdir.parent / "events.sqlite"), **env}
     if "MLFLOW_TRACKING_URI" not in env:
         environment.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([str(s.HMREC), "serve", "--workdir", str(workdir), "--port", str(port)],
+    return subprocess.Popen([str(HMREC), "serve", "--workdir", str(workdir), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                             start_new_session=True)
 
