@@ -12,6 +12,7 @@ from hmrec.recommenders.base import Recommender, TrainData
 from hmrec.registry.model_bundle import write_bundle
 from hmrec.registry.versions import Registry
 from hmrec.serving import launcher
+from hmrec.serving.launcher import HMREC  # noqa: F401  (the tests start `hmrec` processes by this path)
 from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
 
 DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
