@@ -142,11 +142,14 @@ def free_port() -> int:
 class Server:
     """A real `hmrec serve` subprocess on a free localhost port."""
 
-    def __init__(self, workdir: Path, events_db: Path, log_path: Path, **env: str):
+    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, **env: str):
+        """`events_db`: a SQLite file, or a postgresql:// URL (HMREC_EVENTS_URL)."""
         self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HMREC_EVENTS_PATH": str(events_db), "HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env}
+        store = {"HMREC_EVENTS_URL": events_db} if str(events_db).startswith("postgresql://") \
+            else {"HMREC_EVENTS_PATH": str(events_db)}
+        self.env = {**os.environ, **store, "HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env}
         self.env.pop("MLFLOW_TRACKING_URI", None)
         self.process: subprocess.Popen | None = None
 

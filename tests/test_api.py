@@ -409,9 +409,9 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
     from datetime import date
 
     from hmrec.serving.engine import Engine, champion_loader
-    from hmrec.serving.events import EventStore, Purchase
+    from hmrec.serving.events import Purchase, SqliteEventStore
 
-    store = EventStore(tmp_path / "events.sqlite")
+    store = SqliteEventStore(tmp_path / "events.sqlite")
     # a customer whose clock is ahead of everyone else's: batched apart (one Query has one as_of)
     store.add(Purchase("ahead", s.ARTICLE_IDS[9], date(2021, 6, 1), 0.02, 2))
     engines = {}
