@@ -150,7 +150,8 @@ class Server:
         store = {"HMREC_EVENTS_URL": events_db} if str(events_db).startswith("postgresql://") \
             else {"HMREC_EVENTS_PATH": str(events_db)}
         self.env = {**os.environ, **store, "HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env}
-        self.env.pop("MLFLOW_TRACKING_URI", None)
+        if "MLFLOW_TRACKING_URI" not in env:  # the workdir's own registry unless a test names a server
+            self.env.pop("MLFLOW_TRACKING_URI", None)
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> Server:
