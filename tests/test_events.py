@@ -216,3 +216,23 @@ def test_acknowledged_events_survive_sigkill_of_the_server(workdir, tmp_path, wo
         answer = httpx.post(f"{restarted.url}/recommendations", json={"customer_id": customer, "k": 1}).json()
         assert answer["strategy"] == "personalized"
         assert answer["items"][0]["article_id"] == f"{article:010d}"
+
+
+def test_postgres_store_reconnects_after_losing_its_connections(postgres):
+    """A restarted database (here: every session of ours terminated) fails the call that finds the connection gone,
+    unacknowledged, and the next call reconnects."""
+    import psycopg
+
+    url = postgres.create_database("reconnect")
+    store = open_event_store(url)
+    store.add(Purchase("before", 1, date(2021, 3, 11), 0.01, 2))
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(psycopg.OperationalError):
+        store.since(0)
+    with pytest.raises(psycopg.OperationalError):
+        store.add(Purchase("lost", 2, date(2021, 3, 11), 0.01, 2))
+    assert store.add(Purchase("after", 3, date(2021, 3, 11), 0.01, 2)) > 1
+    assert [p.customer_id for _, p in store.since(0)] == ["before", "after"]
+    store.close()
