@@ -513,7 +513,6 @@ def as_of_for(data_end: date, last_day: int | None) -> date:
     return latest + timedelta(days=1)
 
 
-
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
