@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hmrec.serving.app import limit_threads
 from hmrec.serving.engine import Engine, champion_loader
-from hmrec.serving.events import EventStore
+from hmrec.serving.events import open_event_store
 from hmrec.serving.settings import Settings
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(workdir=args.workdir, events_path=Path(tmp) / "events.sqlite", cache_size=0)
         limit_threads(settings.threads)
-        engine = Engine(settings, EventStore(settings.events_db), champion_loader(settings))
+        engine = Engine(settings, open_event_store(settings.events_target), champion_loader(settings))
         engine.reload(announce=False)
         ids = buyers(engine, args.seed)
         measure(engine, ids[::-1], 8, 20)  # warm-up: lazy imports, first-call allocations

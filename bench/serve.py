@@ -12,13 +12,18 @@ connection each):
   mix           90% warm recommendations (random customers) + 10% purchase events for them
 Latency is measured by the client (request sent -> response read); the server's own time per answer
 (`took_ms`) is reported beside it. Targets on 2 cores: >= 500 recommendation requests/s, p99 <= 50 ms.
-Events go to a temporary SQLite file, never the workdir's.
+Events go to a temporary SQLite file, never the workdir's; `--events postgresql` puts them in a throw-away
+PostgreSQL cluster started for the run (fsync on, as in production; Debian's server binaries), `--events-url` in
+an existing (empty) PostgreSQL database.
+
+    .venv/bin/python bench/serve.py --workdir work --only mix --workers 2 --concurrency 16 --events postgresql
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -175,12 +180,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server's HMREC_WORKERS")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--events", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="event store backend: a temporary SQLite file, or a throw-away PostgreSQL cluster")
+    parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
     args = parser.parse_args()
     warm, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
     plan = scenarios(warm, articles, args.seed)
     results = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        server = Server(args.workdir, Path(scratch) / "events.sqlite", Path(scratch) / "server.log",
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
+        events = args.events_url or Path(scratch) / "events.sqlite"
+        if args.events == "postgresql" and not args.events_url:
+            from pg_support import TemporaryPostgres
+
+            events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
+        server = Server(args.workdir, events, Path(scratch) / "server.log",
                         HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
                         HMREC_WORKERS=str(args.workers))
         with server:
@@ -194,7 +207,8 @@ def main() -> None:
             # resident memory of each serving process once every scenario ran (the supervisor's included)
             family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
             rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
-    report = {"workdir": str(args.workdir), "cpus": os.cpu_count(), "concurrency": args.concurrency,
+    backend = "postgresql" if args.events_url else args.events
+    report = {"workdir": str(args.workdir), "events": backend, "cpus": os.cpu_count(), "concurrency": args.concurrency,
               "batch_max": args.batch_max, "workers": args.workers, "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "rss_mib": rss_mib, "scenarios": results}
     print(markdown(report))
@@ -203,7 +217,8 @@ def main() -> None:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"{report['workers']} worker(s), concurrency {report['concurrency']}, {report['duration_s']:.0f} s per "
+    lines = [f"events in {report.get('events', 'sqlite')}, {report['workers']} worker(s), "
+             f"concurrency {report['concurrency']}, {report['duration_s']:.0f} s per "
              f"scenario, {report['cpus']} CPUs, batch_max {report['batch_max']}, load average after "
              f"{report['load_average_after']:.1f}, server processes' RSS {report['rss_mib']} MiB",
              "", "| scenario | req/s | p50 ms | p95 ms | p99 ms | server p50 ms | cache hits | failures "

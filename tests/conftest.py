@@ -1,7 +1,9 @@
-"""Fixtures shared across test files: one real pipeline run on the tiny sample, reused by every test that needs it."""
+"""Fixtures shared across test files: one real pipeline run on the tiny sample, reused by every test that needs it;
+one real PostgreSQL server, and the event store target of each backend for the tests run against both."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,3 +31,23 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
     )
     assert result.exit_code == 0, result.output
     return PipelineRun(root, root / "work", result.output.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server for the whole session (see pg_support.py); stopped at the end."""
+    from pg_support import TemporaryPostgres
+
+    with TemporaryPostgres() as server:
+        yield server
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def events_target(request, tmp_path) -> str:
+    """An empty event store of each backend: a SQLite file path, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "events.sqlite")
+    return request.getfixturevalue("postgres").create_database(f"events_{next(_databases)}")

@@ -12,7 +12,7 @@ from hmrec.recommenders.base import Recommender, TrainData
 from hmrec.registry.model_bundle import write_bundle
 from hmrec.registry.versions import Registry
 from hmrec.serving import launcher
-from hmrec.serving.launcher import HMREC  # noqa: F401  (the tests start `hmrec` processes by this path)
+from hmrec.serving.launcher import HMREC, free_port  # noqa: F401  (the tests use them through this module)
 from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
 
 DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
@@ -130,5 +130,5 @@ def two_versions(root: Path) -> tuple[Path, int, int]:
 class Server(launcher.Server):
     """`hmrec serve` as the serving tests run it: with the tests' admin token."""
 
-    def __init__(self, workdir: Path, events_db: Path, log_path: Path, **env: str):
+    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, **env: str):
         super().__init__(workdir, events_db, log_path, **{"HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env})

@@ -532,10 +532,10 @@ HOSTILE_ROWS = [  # (t_dat, article_id, price, sales_channel_id), all for one cu
 def test_hostile_stored_events_never_break_a_customer(workdir, tmp_path):
     import sqlite3
 
-    from hmrec.serving.events import EventStore
+    from hmrec.serving.events.sqlite import SqliteEventStore
 
     events = tmp_path / "events.sqlite"
-    EventStore(events).close()  # the tables
+    SqliteEventStore(events).close()  # the tables
     good = ("2021-03-09", s.ARTICLE_IDS[9], 0.02, 2)
     with sqlite3.connect(events) as connection:
         connection.executemany("INSERT INTO purchases (t_dat, customer_id, article_id, price, sales_channel_id) "
@@ -557,9 +557,9 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
     import asyncio
 
     from hmrec.serving.engine import Engine, champion_loader
-    from hmrec.serving.events import EventStore, Purchase
+    from hmrec.serving.events import Purchase, SqliteEventStore
 
-    store = EventStore(tmp_path / "events.sqlite")
+    store = SqliteEventStore(tmp_path / "events.sqlite")
     # a customer whose clock is ahead of everyone else's: batched apart (one Query has one as_of)
     store.add(Purchase("ahead", s.ARTICLE_IDS[9], s.DATA_END + timedelta(days=2), 0.02, 2))
     engines = {}

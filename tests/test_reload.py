@@ -27,16 +27,16 @@ def versions(tmp_path_factory) -> tuple[Path, int, int]:
     return s.two_versions(tmp_path_factory.mktemp("reload"))
 
 
-def client_for(workdir: Path, tmp_path: Path) -> TestClient:
-    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", admin_token=s.ADMIN_TOKEN)
+def client_for(workdir: Path, events: str) -> TestClient:
+    settings = Settings(workdir=workdir, events_url=events, admin_token=s.ADMIN_TOKEN)
     return TestClient(create_app(settings))
 
 
-def test_reload_swaps_to_the_new_champion_and_drops_cached_answers(versions, tmp_path):
+def test_reload_swaps_to_the_new_champion_and_drops_cached_answers(versions, events_target):
     workdir, v1, v2 = versions
     registry = Registry.for_workdir(workdir)
     registry.promote(v1)
-    with client_for(workdir, tmp_path) as client:
+    with client_for(workdir, events_target) as client:
         before = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json()
         assert before["model_version"] == v1 and before["strategy"] == "personalized"
         registry.promote(v2)
@@ -61,7 +61,7 @@ def test_failed_reload_keeps_the_old_model_serving(versions, tmp_path):
     original = (stored / "articles.parquet").read_bytes()
     (stored / "articles.parquet").write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     try:
-        with client_for(workdir, tmp_path) as client:
+        with client_for(workdir, str(tmp_path / "events.sqlite")) as client:
             # point the alias at the altered version directly: promote() itself would refuse it
             registry.client.set_registered_model_alias(registry.name, "champion", str(broken))
             response = client.post("/admin/reload", headers=AUTH)
@@ -79,8 +79,9 @@ def test_failed_reload_keeps_the_old_model_serving(versions, tmp_path):
         registry.promote(v1)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, workers):
+@pytest.mark.parametrize(("events_target", "workers"), [("sqlite", 1), ("sqlite", 2), ("postgresql", 2)],
+                         indirect=["events_target"])
+def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, workers, events_target):
     workdir, v1, v2 = versions
     registry = Registry.for_workdir(workdir)
     registry.promote(v1)
@@ -103,7 +104,7 @@ def test_reload_under_concurrent_load_fails_no_request(versions, tmp_path, worke
                 with lock:
                     results.append((response.status_code, version, started))
 
-    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS=str(workers),
+    with s.Server(workdir, events_target, tmp_path / "server.log", HMREC_WORKERS=str(workers),
                   HMREC_RELOAD_POLL_SECONDS="0.2") as server:
         threads = [threading.Thread(target=load, args=(seed, server.url)) for seed in range(4)]
         for thread in threads:
@@ -153,7 +154,7 @@ def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, t
     write_manifest(bundle, store_fingerprint="handmade", extra={"data_end": s.DATA_END.isoformat()})
     alien = s.register(workdir, bundle, promote=False)
     try:
-        with client_for(workdir, tmp_path) as client:
+        with client_for(workdir, str(tmp_path / "events.sqlite")) as client:
             registry.promote(alien)
             response = client.post("/admin/reload", headers=AUTH)
             assert response.status_code == 409

@@ -40,8 +40,10 @@ class CountingLoader:
         return self.load()
 
 
-def app_for(workdir: Path, events: Path) -> tuple[TestClient, CountingLoader]:
-    settings = Settings(workdir=workdir, events_path=events, admin_token=s.ADMIN_TOKEN, reload_poll_seconds=0.1)
+def app_for(workdir: Path, events: str, **settings: float) -> tuple[TestClient, CountingLoader]:
+    """A worker in this process on the event store `events` (a SQLite path or a postgresql:// URL)."""
+    settings = Settings(workdir=workdir, events_url=events, admin_token=s.ADMIN_TOKEN, reload_poll_seconds=0.1,
+                        **settings)
     loader = CountingLoader(settings)
     return TestClient(create_app(settings, loader)), loader
 
@@ -61,9 +63,9 @@ def recommend(client, customer_id: str) -> dict:
     return response.json()
 
 
-def test_an_event_stored_by_one_worker_changes_the_next_answer_of_another(versions, tmp_path):
+def test_an_event_stored_by_one_worker_changes_the_next_answer_of_another(versions, events_target):
     workdir, _, _ = versions
-    events = tmp_path / "events.sqlite"
+    events = events_target
     (first, _), (second, _) = app_for(workdir, events), app_for(workdir, events)
     with first, second:
         before = recommend(second, NEW_CUSTOMER)
@@ -82,10 +84,10 @@ def test_an_event_stored_by_one_worker_changes_the_next_answer_of_another(versio
         assert [p["article_id"] for p in history] == [bought]
 
 
-def test_a_reload_through_one_worker_is_followed_by_the_others(versions, tmp_path):
+def test_a_reload_through_one_worker_is_followed_by_the_others(versions, events_target):
     workdir, v1, v2 = versions
     registry = Registry.for_workdir(workdir)
-    events = tmp_path / "events.sqlite"
+    events = events_target
     try:
         (first, first_loads), (second, second_loads) = app_for(workdir, events), app_for(workdir, events)
         with first, second:
@@ -104,9 +106,9 @@ def test_a_reload_through_one_worker_is_followed_by_the_others(versions, tmp_pat
         registry.promote(v1)
 
 
-def test_a_worker_started_after_a_reload_does_not_replay_it(versions, tmp_path):
+def test_a_worker_started_after_a_reload_does_not_replay_it(versions, events_target):
     workdir, v1, _ = versions
-    events = tmp_path / "events.sqlite"
+    events = events_target
     (first, _), (late, late_loads) = app_for(workdir, events), app_for(workdir, events)
     with first:
         assert first.post("/admin/reload", headers=AUTH).status_code == 200
@@ -114,6 +116,24 @@ def test_a_worker_started_after_a_reload_does_not_replay_it(versions, tmp_path):
             wait_for_polls(late, 3)
             assert late.get("/ready").json()["model_version"] == v1
             assert late_loads.calls == 1  # its start, not a replay of the reload before it
+
+
+def test_a_reload_waits_for_a_silent_worker_no_longer_than_the_heartbeat_timeout(versions, events_target):
+    """A worker on another machine that was killed leaves a row whose heartbeat stops: a reload waits for it only
+    until the heartbeat is older than the timeout, then answers for the workers still live."""
+    from hmrec.serving.events import open_event_store
+
+    workdir, v1, _ = versions
+    store = open_event_store(events_target)
+    store.report_worker("other-machine-4242-dead", v1, 0)  # its last beat, before the reload it never follows
+    first, _ = app_for(workdir, events_target, heartbeat_seconds=0.2, worker_timeout_seconds=1.5)
+    with first:
+        assert [b.worker for b in store.live_workers(timeout=30)][0] == "other-machine-4242-dead"
+        started = time.monotonic()
+        assert first.post("/admin/reload", headers=AUTH).json() == {
+            "previous_version": v1, "model_version": v1, "workers_serving": 1, "workers": 1}
+        assert time.monotonic() - started < 10  # not reload_wait_seconds (120)
+    store.close()
 
 
 def _answers_by_worker(url: str, customer_id: str, workers: int, tries: int = 60) -> dict[int, dict]:

@@ -286,7 +286,7 @@ def events_export(
     from hmrec.serving.events import export_csv
     from hmrec.serving.settings import Settings
 
-    n = export_csv(Settings(workdir=workdir).events_db, out)
+    n = export_csv(Settings(workdir=workdir).events_target, out)
     typer.echo(f"wrote {n:,} events to {out}")
 
 

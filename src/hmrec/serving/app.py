@@ -24,7 +24,7 @@ from hmrec.serving.engine import (
     ReloadError,
     champion_loader,
 )
-from hmrec.serving.events import EventStore
+from hmrec.serving.events import open_event_store
 from hmrec.serving.limits import BodyLimitMiddleware
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
 from hmrec.serving.routes import admin, articles, customers, demo, events, health, popular, recommendations
@@ -40,7 +40,7 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        event_store = EventStore(settings.events_db)
+        event_store = open_event_store(settings.events_target)
         engine = Engine(settings, event_store, loader or champion_loader(settings))
         engine.on_swap = lambda version: metrics.model_version.set(version or 0)
         app.state.engine = engine

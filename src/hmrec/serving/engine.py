@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -89,7 +90,7 @@ def champion_loader(settings: Settings) -> Loader:
 class Engine:
     """Holds the served model (swapped by one reference assignment) and the live purchase events.
 
-    Several engines, one per uvicorn worker process, may share one events file: each request first reads the
+    Several engines, one per uvicorn worker process, may share one event store: each request first reads the
     events other workers committed (`sync_events`), and a thread follows the reload log, so an event or a
     reload made through any worker reaches them all."""
 
@@ -105,12 +106,15 @@ class Engine:
         self._event_seen = 0  # id of the last event applied to _live
         self._reload_lock = threading.Lock()
         self._reload_seen = events.last_reload()  # a worker starting now loads the current champion anyway
-        self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # its row in the events file's workers table
-        events.forget_workers([w for w, pid, _, _ in events.workers() if not _alive(pid)])
+        # its row in the store's workers table: unique across machines, readable in a log
+        self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._beat = (None, self._reload_seen)  # (version, reload acted on) that the heartbeat repeats
+        self._beat_lock = threading.Lock()
+        events.prune_workers(silent_for=60 * settings.worker_timeout_seconds)  # rows of killed workers, long gone
         self.cache = AnswerCache(settings.cache_size)
         self._batcher = Batcher(self.answer_many, settings.batch_max) if settings.batch_max > 1 else None
         self._stop = threading.Event()
-        self._follower: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.polls = 0  # reload-log polls the follower has finished (tests wait on it instead of sleeping)
         self.sync_events()
 
@@ -123,8 +127,8 @@ class Engine:
 
     def close(self) -> None:
         self._stop.set()
-        if self._follower is not None:
-            self._follower.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         if self._batcher is not None:
             self._batcher.close()
         self.events.forget_workers([self.worker])
@@ -143,7 +147,7 @@ class Engine:
     def reload(self, announce: bool = True, upto: int | None = None) -> tuple[int | None, int | None]:
         """Load the champion beside the serving model, then swap; returns (old version, new version).
 
-        announce: record the reload in the events file, so the other worker processes follow.
+        announce: record the reload in the event store, so the other worker processes follow.
         upto: the reload-log id a follower is catching up to (nothing to do if already seen)."""
         if not self._reload_lock.acquire(blocking=False):
             raise ReloadError("a reload is already in progress")
@@ -176,14 +180,21 @@ class Engine:
 
     def _report(self) -> None:
         model = self._model
-        self.events.report_worker(self.worker, os.getpid(), model.version if model else None, self._reload_seen)
+        with self._beat_lock:  # a heartbeat never writes an older state over this one
+            self._beat = (model.version if model else None, self._reload_seen)
+            self.events.report_worker(self.worker, *self._beat)
+
+    def _heartbeat(self) -> None:
+        with self._beat_lock:
+            self.events.report_worker(self.worker, *self._beat)
 
     def wait_for_workers(self, timeout: float) -> tuple[int, int]:
         """After this worker's reload: wait until every live worker has acted on it (loaded the champion, or
         failed and kept its model); (workers serving this worker's version, live workers)."""
         deadline = time.monotonic() + timeout
         while True:
-            live = [(version, seen) for _, pid, version, seen in self.events.workers() if _alive(pid)]
+            beats = self.events.live_workers(self.settings.worker_timeout_seconds)
+            live = [(beat.version, beat.reload_id) for beat in beats]
             if all(seen >= self._reload_seen for _, seen in live) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -191,22 +202,34 @@ class Engine:
         return sum(1 for v, seen in live if v == version and seen >= self._reload_seen), len(live)
 
     def follow_reloads(self, interval: float) -> None:
-        """Poll the reload log every `interval` seconds in a thread; load the champion when another worker did."""
+        """Poll the reload log every `interval` seconds in a thread, loading the champion when another worker did;
+        and write this worker's heartbeat in another, so a long load never makes it look dead."""
+        self._start("hmrec-heartbeat", self.settings.heartbeat_seconds, self._heartbeat)
+        self._start("hmrec-reload-follower", interval, self._follow)
+
+    def _follow(self) -> None:
+        try:
+            latest = self.events.last_reload()
+            if latest > self._reload_seen:
+                try:
+                    self.reload(announce=False, upto=latest)
+                except ReloadError as error:
+                    log.error("did not follow a reload made by another worker: %s", error)
+        finally:
+            self.polls += 1
+
+    def _start(self, name: str, interval: float, step: Callable[[], None]) -> None:
+        """Run `step` every `interval` seconds in a daemon thread until close; a failure is logged and retried."""
 
         def run() -> None:
             while not self._stop.wait(interval):
                 try:
-                    latest = self.events.last_reload()
-                    if latest > self._reload_seen:
-                        self.reload(announce=False, upto=latest)
-                except ReloadError as error:
-                    log.error("did not follow a reload made by another worker: %s", error)
-                except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a locked file, say)
-                    log.exception("the reload follower failed; retrying in %.1f s", interval)
-                self.polls += 1
+                    step()
+                except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a lost connection)
+                    log.exception("%s failed; retrying in %.1f s", name, interval)
 
-        self._follower = threading.Thread(target=run, name="hmrec-reload-follower", daemon=True)
-        self._follower.start()
+        self._threads.append(threading.Thread(target=run, name=name, daemon=True))
+        self._threads[-1].start()
 
     def _warm_up(self, model: LoadedModel) -> None:
         """Answer one sample customer before the swap: the first call pays one-off set-up (thread pools, lazy
@@ -481,7 +504,7 @@ class Engine:
 
     def record_purchase(self, customer_id: str, article_id: int, price: float | None, channel: int | None,
                         t_dat: date | None) -> Purchase:
-        """Commit the event to SQLite, then apply it to the customer's live history."""
+        """Commit the event to the event store, then apply it to the customer's live history."""
         model, idx = self.article_index(article_id)
         if price is None:
             typical = model.catalogue.prices[idx]
@@ -568,16 +591,6 @@ def event_days(model: LoadedModel) -> tuple[date, date]:
 def _usable(purchase: Purchase) -> bool:
     """A stored event the model can take: a finite price in the API's range and a known channel."""
     return 0 <= purchase.price <= MAX_PRICE and purchase.sales_channel_id in (1, 2)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
 
 
 def _ms(started: float) -> float:

@@ -24,13 +24,17 @@ def free_port() -> int:
 class Server:
     """A real `hmrec serve` subprocess on a free localhost port."""
 
-    def __init__(self, workdir: Path, events_db: Path, log_path: Path, **env: str):
-        """env: extra environment, e.g. HMREC_WORKERS="2" or HMREC_ADMIN_TOKEN."""
+    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, **env: str):
+        """`events_db`: a SQLite file, or a postgresql:// URL (HMREC_EVENTS_URL); env: extra environment, e.g.
+        HMREC_WORKERS="2", HMREC_ADMIN_TOKEN or MLFLOW_TRACKING_URI (default: the workdir's own registry)."""
         self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HMREC_EVENTS_PATH": str(events_db), **env}
-        self.env.pop("MLFLOW_TRACKING_URI", None)
+        store = {"HMREC_EVENTS_URL": events_db} if str(events_db).startswith("postgresql://") \
+            else {"HMREC_EVENTS_PATH": str(events_db)}
+        self.env = {**os.environ, **store, **env}
+        if "MLFLOW_TRACKING_URI" not in env:
+            self.env.pop("MLFLOW_TRACKING_URI", None)
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> Server:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,8 @@ class Settings(BaseSettings):
 
     workdir: Path = Field(Path("work"), description="Pipeline working folder holding the registry.")
     events_path: Path | None = Field(None, description="SQLite file of live events; default workdir/events.sqlite.")
+    events_url: str | None = Field(None, description="Event store shared by every worker: sqlite:///path (one machine) "
+                                   "or postgresql://user@host:port/db (several); default: the SQLite events_path.")
     admin_token: str | None = Field(None, description="Bearer token for /admin/*; admin is refused when unset.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -37,6 +39,23 @@ class Settings(BaseSettings):
     reload_wait_seconds: float = Field(120.0, ge=0, description="How long /admin/reload waits for the other "
                                        "workers to follow before answering.")
 
+    heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker writes its heartbeat to the "
+                                     "event store.")
+    worker_timeout_seconds: float = Field(10.0, gt=0, description="A worker whose heartbeat is older is taken for "
+                                          "dead: /admin/reload stops waiting for it.")
+
+    @model_validator(mode="after")
+    def _timeout_outlasts_heartbeats(self) -> Settings:
+        if self.worker_timeout_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError(f"HMREC_WORKER_TIMEOUT_SECONDS ({self.worker_timeout_seconds}) must exceed twice "
+                             f"HMREC_HEARTBEAT_SECONDS ({self.heartbeat_seconds}), or live workers look dead")
+        return self
+
     @property
     def events_db(self) -> Path:
         return self.events_path if self.events_path is not None else self.workdir / "events.sqlite"
+
+    @property
+    def events_target(self) -> str | Path:
+        """What `open_event_store` opens: HMREC_EVENTS_URL if set, else the SQLite file."""
+        return self.events_url or self.events_db

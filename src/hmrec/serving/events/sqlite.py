@@ -1,17 +1,15 @@
-"""The service's shared SQLite file (WAL, synchronous=FULL): live purchase events, their export as raw transactions,
-and the reload log through which one worker process tells the others to load the new champion."""
+"""The default event store: one SQLite file (WAL, synchronous=FULL) shared by the worker processes of one machine."""
 
 from __future__ import annotations
 
-import csv
 import logging
+import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from hmrec.raw.schema import TRANSACTION_COLUMNS, format_article_id
+from hmrec.serving.events.base import EventStore, Purchase, WorkerBeat
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +36,8 @@ CREATE TABLE IF NOT EXISTS workers (
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """
-
-
-@dataclass(frozen=True)
-class Purchase:
-    """One purchase as the service took it: raw ids (article id as an int), the day and the price paid."""
-
-    customer_id: str
-    article_id: int
-    t_dat: date
-    price: float
-    sales_channel_id: int
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_AGO = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"  # with '-N seconds'
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -62,8 +51,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-class EventStore:
-    """Append-only purchase log; `add` returns only after the row is committed to disk.
+def _seconds_ago(seconds: float) -> str:
+    return f"-{float(seconds)} seconds"
+
+
+class SqliteEventStore(EventStore):
+    """Append-only purchase log in one file; `add` returns only after the row is committed to disk.
 
     Several processes may share the file (one per uvicorn worker): each reads the others' events with `since`,
     in commit order, because ids are given out inside SQLite's single write transaction. Reads use their own
@@ -87,7 +80,6 @@ class EventStore:
             return int(cursor.lastrowid)
 
     def since(self, after_id: int) -> list[tuple[int, Purchase]]:
-        """Events with an id above `after_id`, oldest first, each with its id."""
         with self._read_lock:
             rows = self._reader.execute(
                 "SELECT id, customer_id, article_id, t_dat, price, sales_channel_id FROM purchases WHERE id > ? "
@@ -96,39 +88,41 @@ class EventStore:
         events = [(int(row[0]), _purchase(row, self._skipped)) for row in rows]
         return [(i, purchase) for i, purchase in events if purchase is not None]
 
-    def all(self) -> list[Purchase]:
-        return [purchase for _, purchase in self.since(0)]
-
     def count(self) -> int:
         with self._read_lock:
             return int(self._reader.execute("SELECT COUNT(*) FROM purchases").fetchone()[0])
 
     def announce_reload(self, version: int | None) -> int:
-        """Record that this process now serves `version`, so the other workers load the champion too; the id."""
         with self._lock:
             return int(self._connection.execute("INSERT INTO reloads (version) VALUES (?)", (version,)).lastrowid)
 
     def last_reload(self) -> int:
-        """Id of the latest announced reload (0: none yet)."""
         with self._read_lock:
             return int(self._reader.execute("SELECT COALESCE(MAX(id), 0) FROM reloads").fetchone()[0])
 
-    def report_worker(self, worker: str, pid: int, version: int | None, reload_id: int) -> None:
-        """What one worker serves, and the latest reload it has acted on (see Engine.wait_for_workers)."""
+    def report_worker(self, worker: str, version: int | None, reload_id: int) -> None:
         with self._lock:
             self._connection.execute(
-                "INSERT OR REPLACE INTO workers (worker, pid, version, reload_id) VALUES (?,?,?,?)",
-                (worker, pid, version, reload_id),
+                f"INSERT OR REPLACE INTO workers (worker, pid, version, reload_id, at) VALUES (?,?,?,?,{_NOW})",
+                (worker, os.getpid(), version, reload_id),
             )
 
-    def workers(self) -> list[tuple[str, int, int | None, int]]:
-        """(worker, pid, version, reload_id) of every worker that reported and has not been forgotten."""
+    def live_workers(self, timeout: float) -> list[WorkerBeat]:
         with self._read_lock:
-            return self._reader.execute("SELECT worker, pid, version, reload_id FROM workers").fetchall()
+            rows = self._reader.execute(
+                f"SELECT worker, version, reload_id FROM workers WHERE at >= {_AGO} ORDER BY worker",
+                (_seconds_ago(timeout),),
+            ).fetchall()
+        return [WorkerBeat(w, v, int(r)) for w, v, r in rows]
 
     def forget_workers(self, workers: list[str]) -> None:
         with self._lock:
             self._connection.executemany("DELETE FROM workers WHERE worker = ?", [(w,) for w in workers])
+
+    def prune_workers(self, silent_for: float) -> int:
+        with self._lock:
+            cursor = self._connection.execute(f"DELETE FROM workers WHERE at < {_AGO}", (_seconds_ago(silent_for),))
+            return cursor.rowcount
 
     def close(self) -> None:
         with self._lock, self._read_lock:
@@ -147,26 +141,3 @@ def _purchase(row: tuple, skipped: set[int]) -> Purchase | None:
             skipped.add(event_id)
             log.warning("skipping unreadable event %s in the events file: %s", event_id, error)
         return None
-
-
-def export_csv(db_path: Path, out_path: Path) -> int:
-    """Write every stored event in the transactions_train.csv format (10-digit article ids); return the count."""
-    db_path, out_path = Path(db_path), Path(out_path)
-    purchases: list[Purchase] = []
-    if db_path.is_file():
-        store = EventStore(db_path)
-        try:
-            purchases = store.all()
-        finally:
-            store.close()
-    else:
-        log.warning("%s does not exist: the service has stored no event yet; writing only the header", db_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(TRANSACTION_COLUMNS)
-        for p in purchases:
-            writer.writerow([p.t_dat.isoformat(), p.customer_id, format_article_id(p.article_id),
-                             repr(float(p.price)), p.sales_channel_id])
-    log.info("exported %d events from %s to %s", len(purchases), db_path, out_path)
-    return len(purchases)

@@ -1,0 +1,79 @@
+"""The event store's interface: live purchase events, the reload log and the worker heartbeats, whatever holds them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One purchase as the service took it: raw ids (article id as an int), the day and the price paid."""
+
+    customer_id: str
+    article_id: int
+    t_dat: date
+    price: float
+    sales_channel_id: int
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A worker's last heartbeat: what it serves and the latest reload it has acted on."""
+
+    worker: str
+    version: int | None
+    reload_id: int
+
+
+class EventStore(ABC):
+    """Shared by every worker process on every machine that uses the same store.
+
+    Guarantees, for each backend: `add` returns only once the event is durably committed; `since(n)` never
+    skips an event, because ids become visible in increasing order (a reader that has seen id n will never
+    later find a committed id below n); a worker is live while its heartbeat is younger than a timeout,
+    measured on the store's own clock (process ids mean nothing on another machine)."""
+
+    @abstractmethod
+    def add(self, purchase: Purchase) -> int:
+        """Commit one event; its id."""
+
+    @abstractmethod
+    def since(self, after_id: int) -> list[tuple[int, Purchase]]:
+        """Events with an id above `after_id`, oldest first, each with its id."""
+
+    def all(self) -> list[Purchase]:
+        return [purchase for _, purchase in self.since(0)]
+
+    @abstractmethod
+    def count(self) -> int:
+        """Events stored."""
+
+    @abstractmethod
+    def announce_reload(self, version: int | None) -> int:
+        """Record that this process now serves `version`, so the other workers load the champion too; the id."""
+
+    @abstractmethod
+    def last_reload(self) -> int:
+        """Id of the latest announced reload (0: none yet)."""
+
+    @abstractmethod
+    def report_worker(self, worker: str, version: int | None, reload_id: int) -> None:
+        """A heartbeat: `worker` is alive, serves `version` and has acted on reloads up to `reload_id`."""
+
+    @abstractmethod
+    def live_workers(self, timeout: float) -> list[WorkerBeat]:
+        """Workers whose last heartbeat is at most `timeout` seconds old, by the store's clock."""
+
+    @abstractmethod
+    def forget_workers(self, workers: list[str]) -> None:
+        """Drop these workers' rows (a worker shutting down cleanly)."""
+
+    @abstractmethod
+    def prune_workers(self, silent_for: float) -> int:
+        """Drop rows of workers silent for more than `silent_for` seconds (killed ones); how many."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the store's connections."""
