@@ -567,7 +567,7 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
         settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", batch_max=batch_max, cache_size=0)
         engines[batch_max] = Engine(settings, store, champion_loader(settings))
         engines[batch_max].reload()
-    batcher = engines[64]._batcher
+    batcher = engines[64].service.batcher
     answer_batch, sizes = batcher.answerer, []
     batcher.answerer = lambda model, asks: sizes.append(len(asks)) or answer_batch(model, asks)
     asked = [s.FREQUENT, s.OCCASIONAL, s.BUYER_31, s.BUYER_33, "ahead"] * 8

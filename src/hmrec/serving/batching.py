@@ -26,7 +26,7 @@ class Batcher:
     """One worker thread takes every waiting ask (up to `max_batch`), groups them by model, and answers each group
     with one `answerer` call. Nothing waits for a batch to fill: under light load a batch is one ask; under load,
     asks gather while the previous batch runs. `deliver` is called on the batcher thread: an asyncio caller passes
-    one that hands the answer to its event loop (see `Engine.recommend_async`)."""
+    one that hands the answer to its event loop (see `RecommendService.recommend_async`, serving/recommend.py)."""
 
     def __init__(self, answerer: Answerer, max_batch: int):
         self.answerer = answerer

@@ -1,0 +1,60 @@
+"""What every answer shows of an article (its card and image URL), and article look-up by id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hmrec.registry.model_bundle import LoadedModel
+
+CARD_CACHE = 20_000  # article cards kept per model: the articles answers show most
+
+
+class NotFoundError(LookupError):
+    """An id the current model does not know; the message names it."""
+
+
+def find_article(model: LoadedModel, article_id: int) -> int:
+    """The article's index in `model`'s catalogue; NotFoundError names the article and the version."""
+    idx = model.catalogue.find(article_id)
+    if idx is None:
+        raise NotFoundError(f"article {article_id:010d} is not in the catalogue of model version {model.version}")
+    return idx
+
+
+class ArticleCards:
+    """Builds article cards; each model keeps the cards it showed most (`model.cards`), this class the images dir."""
+
+    def __init__(self, images_dir: Path | None):
+        self.images_dir = images_dir
+
+    def card(self, model: LoadedModel, idx: int) -> dict:
+        """What every answer shows of an article; kept on the model, so callers copy it into their own dicts."""
+        card = model.cards.get(idx)
+        if card is None:
+            card = self._card(model, idx)
+            if len(model.cards) < CARD_CACHE:
+                model.cards[idx] = card
+        return card
+
+    def _card(self, model: LoadedModel, idx: int) -> dict:
+        c = model.catalogue
+        article_id = f"{int(c.article_ids[idx]):010d}"
+        price = c.prices[idx]
+        return {
+            "article_id": article_id,
+            "name": c.text["prod_name"][idx],
+            "product_type": c.text["product_type_name"][idx],
+            "product_group": c.text["product_group_name"][idx],
+            "colour": c.text["colour_group_name"][idx],
+            "index_group": c.text["index_group_name"][idx],
+            "price": None if np.isnan(price) else round(float(price), 6),
+            "image_url": self.image_url(article_id),
+        }
+
+    def image_url(self, article_id: str) -> str:
+        images = self.images_dir
+        if images is not None and (images / article_id[:3] / f"{article_id}.jpg").is_file():
+            return f"/images/{article_id[:3]}/{article_id}.jpg"
+        return f"/articles/{article_id}/image.svg"

@@ -1,0 +1,193 @@
+"""The served model: load the champion, warm it up, swap it in, follow other workers' reloads, report heartbeats."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from hmrec.registry.model_bundle import BundleError, LoadedModel, load_bundle
+from hmrec.serving.events import EventStore
+from hmrec.serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(RuntimeError):
+    """No model is loaded; the message says why."""
+
+
+class ReloadError(RuntimeError):
+    """A champion could not be loaded; the message says why. The model already serving is kept."""
+
+
+Loader = Callable[[], LoadedModel]
+# What a bundle's own code (torch, LightGBM, FAISS, polars) raises when its files do not fit the code reading them,
+# e.g. a bundle written by an older release: each must leave the serving model in place, never crash the service.
+LOAD_ERRORS = (BundleError, OSError, ValueError, KeyError, IndexError, RuntimeError, ImportError, AttributeError,
+               TypeError, pl.exceptions.PolarsError)
+
+
+def champion_loader(settings: Settings) -> Loader:
+    """Load the registry's champion for `settings.workdir`, checksums verified by the registry."""
+
+    def load() -> LoadedModel:
+        from mlflow.exceptions import MlflowException
+
+        from hmrec.registry.versions import Registry, RegistryError, missing_registry
+
+        missing = missing_registry(settings.workdir)
+        if missing:
+            raise ReloadError(f"cannot load the champion: {missing}")
+        try:
+            registry = Registry.for_workdir(settings.workdir)
+            version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
+            return load_bundle(Path(path), version)
+        except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
+            raise ReloadError(f"cannot load the champion from {settings.workdir}: "
+                              f"{type(error).__name__}: {error}") from error
+
+    return load
+
+
+class ModelHolder:
+    """Holds the served model (swapped by one reference assignment), this worker's place in the reload log and its
+    heartbeat row.
+
+    Several holders, one per uvicorn worker process, share one event store: a thread follows the reload log, so a
+    reload made through any worker reaches them all. `loader` loads and warms up a model (a ReloadError refuses it);
+    `swapped` is called right after each swap, before the reload is announced (the answer cache drops old answers)."""
+
+    def __init__(self, settings: Settings, events: EventStore, loader: Loader, swapped: Callable[[], None]):
+        self.settings = settings
+        self.events = events
+        self._loader = loader
+        self._swapped = swapped
+        self._model: LoadedModel | None = None
+        self.load_error: str | None = "the model has not been loaded yet"
+        self.on_swap: Callable[[int | None], None] | None = None  # told the new version after every swap
+        self._reload_lock = threading.Lock()
+        self._reload_seen = events.last_reload()  # a worker starting now loads the current champion anyway
+        # its row in the store's workers table: unique across machines, readable in a log
+        self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._beat = (None, self._reload_seen)  # (version, reload acted on) that the heartbeat repeats
+        self._beat_lock = threading.Lock()
+        events.prune_workers(silent_for=60 * settings.worker_timeout_seconds)  # rows of killed workers, long gone
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.polls = 0  # reload-log polls the follower has finished (tests wait on it instead of sleeping)
+
+    @property
+    def model(self) -> LoadedModel:
+        model = self._model
+        if model is None:
+            raise NotReadyError(self.load_error or "no model is loaded")
+        return model
+
+    @property
+    def serving(self) -> LoadedModel | None:
+        """The model now serving, or None before the first load (`model` raises instead)."""
+        return self._model
+
+    def is_serving(self, model: LoadedModel) -> bool:
+        """Whether `model` is still the one serving (an answer from a swapped-out model is not cached)."""
+        return self._model is model
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.events.forget_workers([self.worker])
+
+    def reload(self, announce: bool = True, upto: int | None = None) -> tuple[int | None, int | None]:
+        """Load the champion beside the serving model, then swap; returns (old version, new version).
+
+        announce: record the reload in the event store, so the other worker processes follow.
+        upto: the reload-log id a follower is catching up to (nothing to do if already seen)."""
+        if not self._reload_lock.acquire(blocking=False):
+            raise ReloadError("a reload is already in progress")
+        try:
+            old = self._model
+            if upto is not None and upto <= self._reload_seen:
+                serving = old.version if old else None
+                return serving, serving
+            try:
+                new = self._loader()
+            except ReloadError as error:
+                if old is None:
+                    self.load_error = str(error)
+                raise
+            self._model = new  # the swap: requests that already hold `old` finish with it
+            self.load_error = None
+            self._swapped()
+            if announce:
+                self._reload_seen = max(self._reload_seen, self.events.announce_reload(new.version))
+            if self.on_swap is not None:
+                self.on_swap(new.version)
+            log.info("serving version %s (was %s)", new.version, old.version if old else None)
+            return (old.version if old else None), new.version
+        finally:
+            if upto is not None:  # a failed follow is not retried: the old model keeps serving, the log says why
+                self._reload_seen = max(self._reload_seen, upto)
+            self._report()
+            self._reload_lock.release()
+
+    def _report(self) -> None:
+        model = self._model
+        with self._beat_lock:  # a heartbeat never writes an older state over this one
+            self._beat = (model.version if model else None, self._reload_seen)
+            self.events.report_worker(self.worker, *self._beat)
+
+    def _heartbeat(self) -> None:
+        with self._beat_lock:
+            self.events.report_worker(self.worker, *self._beat)
+
+    def wait_for_workers(self, timeout: float) -> tuple[int, int]:
+        """After this worker's reload: wait until every live worker has acted on it (loaded the champion, or
+        failed and kept its model); (workers serving this worker's version, live workers)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            beats = self.events.live_workers(self.settings.worker_timeout_seconds)
+            live = [(beat.version, beat.reload_id) for beat in beats]
+            if all(seen >= self._reload_seen for _, seen in live) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        version = self._model.version if self._model else None
+        return sum(1 for v, seen in live if v == version and seen >= self._reload_seen), len(live)
+
+    def follow_reloads(self, interval: float) -> None:
+        """Poll the reload log every `interval` seconds in a thread, loading the champion when another worker did;
+        and write this worker's heartbeat in another, so a long load never makes it look dead."""
+        self._start("hmrec-heartbeat", self.settings.heartbeat_seconds, self._heartbeat)
+        self._start("hmrec-reload-follower", interval, self._follow)
+
+    def _follow(self) -> None:
+        try:
+            latest = self.events.last_reload()
+            if latest > self._reload_seen:
+                try:
+                    self.reload(announce=False, upto=latest)
+                except ReloadError as error:
+                    log.error("did not follow a reload made by another worker: %s", error)
+        finally:
+            self.polls += 1
+
+    def _start(self, name: str, interval: float, step: Callable[[], None]) -> None:
+        """Run `step` every `interval` seconds in a daemon thread until close; a failure is logged and retried."""
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a lost connection)
+                    log.exception("%s failed; retrying in %.1f s", name, interval)
+
+        self._threads.append(threading.Thread(target=run, name=name, daemon=True))
+        self._threads[-1].start()

@@ -1,0 +1,213 @@
+"""The recommendation service: cached and batched answers, cold start, recently bought left out, buy again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+from starlette.concurrency import run_in_threadpool
+
+from hmrec.recommenders.base import PAD_ITEM, Query, Recs
+from hmrec.recommenders.popularity import fill_with
+from hmrec.registry.model_bundle import LoadedModel
+from hmrec.serving.batching import Batcher
+from hmrec.serving.cache import AnswerCache
+from hmrec.serving.cards import ArticleCards
+from hmrec.serving.live import History, LiveHistories, history_frame
+from hmrec.serving.model_holder import LOAD_ERRORS, ModelHolder, ReloadError
+from hmrec.serving.reasons import explain, word
+from hmrec.serving.settings import Settings
+
+
+class RecommendService:
+    """Answers customers from the served model and their live histories; owns the answer cache and the batcher."""
+
+    def __init__(self, settings: Settings, holder: ModelHolder, live: LiveHistories, cards: ArticleCards,
+                 cache: AnswerCache):
+        self.settings = settings
+        self.holder = holder
+        self.live = live
+        self.cards = cards
+        self.cache = cache
+        self.batcher = Batcher(self.answer_many, settings.batch_max) if settings.batch_max > 1 else None
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def warmed(self, model: LoadedModel) -> LoadedModel:
+        """Answer one sample customer before the swap: the first call pays one-off set-up (thread pools, lazy
+        imports), and a model that cannot answer at all must not replace one that can."""
+        customer_id = model.samples.get("frequent") or next(iter(model.samples.values()), None)
+        if customer_id is None:
+            return model
+        try:
+            self.answer_many(model, [(customer_id, 12)])
+        except LOAD_ERRORS as error:
+            raise ReloadError(f"version {model.version} loaded but cannot answer: {type(error).__name__}: {error}") \
+                from error
+        return model
+
+    async def recommend_async(self, customer_id: str, k: int, include_purchased: bool = False) -> dict:
+        """One customer's answer: a cache hit never leaves the event loop, a miss joins the batcher's next model
+        call (or runs in the thread pool when batching is off). Articles the customer bought through live events in
+        the last `settings.purchased_days` days are left out unless `include_purchased` (never cached)."""
+        started = time.perf_counter()
+        if include_purchased:
+            self.live.sync_events()
+            model = self.holder.model
+            answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)], True)
+            return {**answers[0], "cached": False, "took_ms": _ms(started)}
+        model, generation, cached = self._lookup(customer_id, k, started)
+        if cached is not None:
+            return cached
+        if self.batcher is None:
+            answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)])
+            return self._keep(model, customer_id, k, answers[0], generation, started)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict] = loop.create_future()
+
+        def deliver(answer: object, error: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, future, answer, error)
+            except RuntimeError:  # the loop closed while the batch ran (shutdown): nobody is waiting
+                pass
+
+        self.batcher.submit(model, customer_id, k, deliver)
+        return self._keep(model, customer_id, k, await future, generation, started)
+
+    def _lookup(self, customer_id: str, k: int, started: float) -> tuple[LoadedModel, int, dict | None]:
+        """(model, cache generation, cached answer or None), after applying events other workers stored."""
+        self.live.sync_events()
+        model = self.holder.model
+        cached = self.cache.get(customer_id, k)
+        if cached is not None and cached["model_version"] == model.version:
+            return model, 0, {**cached, "cached": True, "took_ms": _ms(started)}
+        return model, self.cache.generation(customer_id), None
+
+    def _keep(self, model: LoadedModel, customer_id: str, k: int, answer: dict, generation: int,
+              started: float) -> dict:
+        if self.holder.is_serving(model):
+            self.cache.put(customer_id, k, answer, generation)
+        return {**answer, "cached": False, "took_ms": _ms(started)}
+
+    def answer_many(self, model: LoadedModel, asks: list[tuple[str, int]],
+                    include_purchased: bool = False) -> list[dict]:
+        """Answers for (customer_id, k) pairs: customers with purchases share one model call per service day."""
+        found = [model.find_customer(customer_id) for customer_id, _ in asks]
+        histories = [self.live.history(model, customer_id, idx)
+                     for (customer_id, _), idx in zip(asks, found, strict=True)]
+        hidden = [set() if include_purchased else self.live.recently_bought(model, customer_id, history.as_of)
+                  for (customer_id, _), history in zip(asks, histories, strict=True)]
+        ranked: dict[int, list[dict]] = {}
+        by_day: dict[date, list[int]] = defaultdict(list)
+        for i, history in enumerate(histories):
+            if len(history):
+                by_day[history.as_of].append(i)
+        for as_of, members in by_day.items():
+            query = _query(model, [found[i] for i in members], [histories[i] for i in members], as_of)
+            answers = model.recommender.explain(query, max(asks[i][1] + len(hidden[i]) for i in members))
+            for row, items in enumerate(answers):
+                ranked[members[row]] = [{"article_idx": a, "score": s, "sources": sources} for a, s, sources in items]
+        return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i), hidden[i])
+                for i, (customer_id, k) in enumerate(asks)]
+
+    def _response(self, model: LoadedModel, customer_id: str, k: int, customer_idx: int | None,
+                  history: History, ranked: list[dict] | None, hidden: set[int]) -> dict:
+        cold = cold_answer(model, model.profile(customer_idx), k + len(hidden))
+        if ranked is None:
+            strategy = "cold_start"
+            items = _without(cold, hidden)[:k]
+        else:
+            strategy = "personalized"
+            items = _fill(_without(ranked, hidden), _without(cold, hidden), k)
+            reasons = {**model.cold_start.reasons(), **model.recommender.reasons()}
+            for item in items:
+                item["reason"] = explain(item["article_idx"], item["sources"], reasons, history.article_idx,
+                                         model.catalogue, model.recommender.bought_with)
+        return {
+            "customer_id": customer_id,
+            "known_customer": customer_idx is not None,
+            "strategy": strategy,
+            "model_version": model.version,
+            "as_of": history.as_of.isoformat(),
+            "items": [{**self.cards.card(model, it["article_idx"]), **_ranked(it)} for it in items],
+        }
+
+    def buy_again(self, customer_id: str, k: int) -> dict:
+        """Repurchase picks: the articles the customer bought most often (then most recently), leaving out what
+        they bought live in the last `settings.purchased_days` days, as the recommendations do."""
+        model = self.holder.model
+        self.live.sync_events()
+        history = self.live.history(model, customer_id, model.find_customer(customer_id))
+        hidden = self.live.recently_bought(model, customer_id, history.as_of)
+        counts: dict[int, list[int]] = {}
+        for day, idx in zip(history.t_dat.tolist(), history.article_idx.tolist(), strict=True):
+            seen = counts.setdefault(idx, [0, day])
+            seen[0], seen[1] = seen[0] + 1, max(seen[1], day)
+        order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
+        items = [{**self.cards.card(model, a), "score": float(counts[a][0])} for a in order]
+        return {"customer_id": customer_id, "model_version": model.version, "items": items}
+
+
+def cold_answer(model: LoadedModel, profile: pl.DataFrame, k: int) -> list[dict]:
+    """The bundle's cold-start recommender (the one the report evaluates under its name) for one profile."""
+    query = Query(profile, history_frame([]), model.data_end + timedelta(days=1))
+    reasons = model.cold_start.reasons()
+    (answer,) = model.cold_start.explain(query, k)
+    return [{"article_idx": a, "score": s, "sources": sources, "reason": word(reasons[sources[0]])}
+            for a, s, sources in answer]
+
+
+def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:
+    """One Query for several customers: profile rows gathered in one call, histories concatenated."""
+    if None in found:  # new customers who bought live: blank profiles, rare enough for the slow path
+        profiles = pl.concat([model.profile(idx) for idx in found], how="vertical_relaxed")
+    else:
+        profiles = model.customers[np.asarray(found, dtype=np.int64)]
+    return Query(profiles, history_frame(histories), as_of)
+
+
+def _settle(future: asyncio.Future, answer: object, error: BaseException | None) -> None:
+    if future.cancelled():  # the client went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(answer)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _fill(ranked: list[dict], fallback: list[dict], k: int) -> list[dict]:
+    """The model's ranked answer, topped up by `fill_with` (the recommenders' one fill) from the cold-start answer
+    when it proposes fewer than k articles; a filled article has no model score."""
+    merged = fill_with(_as_recs(ranked, k), _as_recs(fallback, k), k)
+    known = {it["article_idx"]: it for it in ranked}
+    extra = {it["article_idx"]: {**it, "score": float("nan")} for it in fallback}
+    return [known.get(a) or extra[a] for a in merged.items[0].tolist() if a != PAD_ITEM]
+
+
+def _as_recs(items: list[dict], k: int) -> Recs:
+    """One answer list as a one-row Recs of width k."""
+    out = Recs(np.full((1, k), PAD_ITEM, dtype=np.int32), np.full((1, k), np.nan, dtype=np.float32))
+    head = items[:k]
+    out.items[0, :len(head)] = [it["article_idx"] for it in head]
+    out.scores[0, :len(head)] = [it["score"] for it in head]
+    return out
+
+
+def _without(items: list[dict], hidden: set[int]) -> list[dict]:
+    return [it for it in items if it["article_idx"] not in hidden] if hidden else items
+
+
+def _ranked(item: dict) -> dict:
+    score = item["score"]
+    return {"score": None if score != score else round(score, 6), "sources": item["sources"],
+            "reason": item["reason"]}
