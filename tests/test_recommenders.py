@@ -19,12 +19,14 @@ from hmrec.recommenders.als import ALSRecommender
 from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData, load_recommender, save_recommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender, fill_with
 from hmrec.recommenders.repurchase import RepurchaseRecommender
+from hmrec.recommenders.trending import TrendingRecommender
 
 RECOMMENDERS: dict[str, Callable[[], Recommender]] = {
     "popularity": PopularityRecommender,
     "age_popularity": AgePopularityRecommender,
     "repurchase": RepurchaseRecommender,
     "als": lambda: ALSRecommender(factors=8, iterations=5, seed=3),
+    "trending": TrendingRecommender,
 }
 
 CUTOFF = date(2031, 5, 14)  # deliberately unlike the sample's dates

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
-import numpy as np
 import polars as pl
 
 from hmrec.recommenders.base import TrainData
@@ -45,9 +44,16 @@ class TrendingRecommender(PopularityRecommender):
         self.trend = TrendingConfig(half_life_days, window_days, keep)
 
     def fit(self, data: TrainData) -> Self:
+        """The window's articles by decayed sales, then (to fill any list) the others by all-time sales with scores
+        -1, -2, ... as `fill_with` gives a fill."""
         t = self.trend
         scores = trending_scores(data.transactions, data.cutoff, t.half_life_days, t.window_days).head(t.keep)
-        self.ranking = scores.with_columns(pl.int_range(pl.len()).cast(pl.Int32).alias("rank"))
+        rest = (data.transactions.group_by("article_idx").len()
+                .with_columns(pl.col("article_idx").cast(pl.Int32))
+                .join(scores, on="article_idx", how="anti")
+                .sort(["len", "article_idx"], descending=[True, False]).head(max(t.keep - scores.height, 0)))
+        rest = rest.select("article_idx", (-pl.int_range(1, pl.len() + 1)).cast(pl.Float32).alias("score"))
+        self.ranking = pl.concat([scores, rest]).with_columns(pl.int_range(pl.len()).cast(pl.Int32).alias("rank"))
         return self
 
     def save(self, directory: Path) -> None:
@@ -61,9 +67,3 @@ class TrendingRecommender(PopularityRecommender):
         model.ranking = pl.read_parquet(directory / "ranking.parquet")
         return model
 
-
-def article_scores(ranking: pl.DataFrame, n_articles: int) -> np.ndarray:
-    """(n_articles,) float32 score per article_idx from a fitted ranking, 0 where absent."""
-    out = np.zeros(n_articles, dtype=np.float32)
-    out[ranking["article_idx"].to_numpy()] = ranking["score"].to_numpy()
-    return out
