@@ -127,17 +127,21 @@ class ALSRecommender(Recommender):
     def user_factors(self, query: Query) -> np.ndarray:
         """(len(query), factors) float32: each row's factors solved from its purchases in the window (implicit's
         `recalculate_user`, the same solve as for a new user); zeros for a row with none of the model's articles."""
-        since = query.as_of - timedelta(days=self.config.window_days)
-        recent = query.history.filter((pl.col("t_dat") >= since) & (pl.col("t_dat") < query.as_of))
-        rows = recent.select("row", "article_idx").join(self._item_map(), on="article_idx")
-        warm = np.sort(rows["row"].unique().to_numpy())
+        self._item_map()
+        h = query.arrays().within(self.config.window_days)  # numpy: a live query pays no Polars overhead
+        cols = np.searchsorted(self.item_ids, h.article_idx)
+        known = cols < self.item_ids.size
+        known[known] = self.item_ids[cols[known]] == h.article_idx[known]
+        rows, cols = h.row[known], cols[known]
+        warm = np.unique(rows)
         out = np.zeros((len(query), self.config.factors), dtype=np.float32)
         for start in range(0, warm.size, BATCH_ROWS):
             batch = warm[start : start + BATCH_ROWS]
-            part = rows.filter(pl.col("row").is_in(batch)).with_columns(
-                pl.col("row").replace_strict(batch, np.arange(batch.size), return_dtype=pl.Int64).alias("local")
-            )
-            matrix = _confidence(part, "local", (batch.size, self.item_ids.size))
+            mine = (rows >= batch[0]) & (rows <= batch[-1])  # warm is sorted: a batch is a range of rows
+            local = np.searchsorted(batch, rows[mine])
+            matrix = csr_matrix((np.ones(local.size, np.float32), (local, cols[mine])),
+                                shape=(batch.size, self.item_ids.size))  # duplicates summed: purchase counts
+            matrix.data = np.log1p(matrix.data)
             with threadpoolctl.threadpool_limits(1, "blas"):
                 out[batch] = self.model.recalculate_user(np.arange(batch.size), matrix)
         return out
