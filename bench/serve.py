@@ -190,7 +190,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         events = args.events_url or Path(scratch) / "events.sqlite"
         if args.events == "postgresql" and not args.events_url:
-            from pg_support import TemporaryPostgres
+            from hmrec.serving.events.local_postgres import TemporaryPostgres
 
             events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
         server = Server(args.workdir, events, Path(scratch) / "server.log",

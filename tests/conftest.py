@@ -35,8 +35,8 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throw-away PostgreSQL server for the whole session (see pg_support.py); stopped at the end."""
-    from pg_support import TemporaryPostgres
+    """A throw-away PostgreSQL server for the whole session (see hmrec.serving.events.local_postgres); stopped at the end."""
+    from hmrec.serving.events.local_postgres import TemporaryPostgres
 
     with TemporaryPostgres() as server:
         yield server

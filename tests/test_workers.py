@@ -209,7 +209,8 @@ def test_a_second_service_is_refused_the_port_and_workers_die_with_a_killed_supe
         workers = [psutil.Process(pid) for pid in server.ready_processes()]
         assert len(workers) == 2
         # SO_REUSEPORT would let this one bind beside the first, and the kernel share connections between them
-        second = subprocess.run([str(s.HMREC), "serve", "--workdir", str(tmp_path / "other"), "--port",
+        other = s.handmade_workdir(tmp_path / "other")  # another service, another workdir, the same port
+        second = subprocess.run([str(s.HMREC), "serve", "--workdir", str(other), "--port",
                                  str(server.port), "--workers", "2"], capture_output=True, text=True, timeout=120,
                                 env=server.env)
         assert second.returncode == 1

@@ -1,4 +1,5 @@
-"""A real, throw-away PostgreSQL server for the tests: Debian's binaries, a temporary cluster, a free loopback port.
+"""A real, throw-away PostgreSQL server for tests and benchmarks: Debian's binaries, a temporary cluster, a free
+loopback port.
 
 initdb and postgres refuse to run as root, so when the tests run as root the cluster belongs to an unprivileged
 user (`postgres` if the package created it, else `nobody`) and every server command runs through `runuser`."""
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import serving_support as s
+from hmrec.serving.launcher import free_port
 
 USER = "hmrec"  # the cluster's superuser (trust authentication on loopback only)
 
@@ -48,7 +49,7 @@ class TemporaryPostgres:
                                "Debian's postgresql package) or `apt-get install postgresql`")
         self.owner = _owner()
         self.root = Path(tempfile.mkdtemp(prefix="hmrec-pg-"))  # in /tmp: readable by the owner, unlike tmp_path
-        self.port = s.free_port()
+        self.port = free_port()
         self.fsync = fsync
         self.process: subprocess.Popen | None = None
 
