@@ -7,11 +7,11 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 import pytest
-from hmrec.raw.generate import generate
 
 from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
 from hmrec.pipeline import load_train_data
 from hmrec.recommenders.base import Recs, TrainData
+from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
 
