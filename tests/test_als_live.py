@@ -22,7 +22,7 @@ def test_the_live_solve_agrees_with_implicits(monkeypatch):
         "price": np.full(n, 0.02, np.float32), "sales_channel_id": np.full(n, 2, np.int8)})
     customers = pl.DataFrame({"customer_idx": np.arange(200, dtype=np.int32), "age": np.full(200, 30, np.int16)})
     articles = pl.DataFrame({"article_idx": np.arange(80, dtype=np.int32)})
-    model = als.ALSRecommender(factors=8, iterations=5, seed=3, window_days=60)
+    model = als.ALSRecommender(als.ALSConfig(factors=8, iterations=5, seed=3, window_days=60))
     model.fit(TrainData(transactions, customers, articles, CUTOFF))
     query = Query.for_customers(np.arange(40), customers, transactions, CUTOFF)
     live = model.user_factors(query)  # 40 rows: the numpy solve

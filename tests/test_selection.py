@@ -10,7 +10,7 @@ import pytest
 
 from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
 from hmrec.pipeline import load_train_data
-from hmrec.recommenders.base import Recs, TrainData
+from hmrec.recommenders.base import PAD_ITEM, Recs, TrainData
 from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
@@ -21,7 +21,12 @@ GRID = SelectionConfig(sample_customers=400, budget=48, step=8, max_per_source=4
 
 
 def recs(rows: list[list[int]]) -> Recs:
-    return Recs.from_lists(rows, [[-float(i) for i in range(len(r))] for r in rows], k=max(map(len, rows)))
+    k = max(map(len, rows))
+    items = np.full((len(rows), k), PAD_ITEM, dtype=np.int32)
+    scores = np.full((len(rows), k), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        items[i, :len(row)], scores[i, :len(row)] = row, -np.arange(len(row), dtype=np.float32)
+    return Recs(items, scores)
 
 
 def test_the_budget_goes_to_the_slice_that_adds_most_new_hits():
