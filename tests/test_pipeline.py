@@ -15,7 +15,8 @@ from hmrec.registry.versions import Registry
 from hmrec.sample.generate import generate
 from hmrec.store.tables import Store
 
-METHODS = {"popularity", "age_popularity", "repurchase", "als", "two_tower", "other_colours", "bought_together", "final"}
+METHODS = {"popularity", "age_popularity", "repurchase", "als", "trending", "two_tower", "other_colours", "bought_together",
+           "final"}
 METRICS = {"map@12", "recall@12", "recall@100", "ndcg@12"}
 
 

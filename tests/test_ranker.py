@@ -192,9 +192,10 @@ def test_fit_once_sources_keep_the_early_fit():
     data, _ = planted_world(seed=2)
     config = FinalConfig(n_per_source=N_PER_SOURCE, fit_once=("bought_together",), num_threads=1)
     final = FinalRecommender(make_sources(), config).fit(data)
+    first = config.label_starts(CUTOFF)[0]  # fitted once, before the first of the label weeks
+    assert first == CUTOFF - timedelta(days=7 * config.label_weeks)
     early = BoughtTogetherRecommender().fit(
-        TrainData(data.transactions.filter(pl.col("t_dat") < CUTOFF - timedelta(days=7)), data.customers,
-                  data.articles, CUTOFF - timedelta(days=7))
+        TrainData(data.transactions.filter(pl.col("t_dat") < first), data.customers, data.articles, first)
     )
     assert final.sources["bought_together"].pairs.equals(early.pairs)
 

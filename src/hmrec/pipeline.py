@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Query, Recommender, TrainData
 from hmrec.scale.engine import EngineConfig
 from hmrec.store.tables import ARTICLES, CUSTOMERS, TRANSACTIONS, Store
@@ -30,6 +31,8 @@ class PipelineConfig:
     seed: int = 7
     reports: Path | None = None  # where reports go (None: WORKDIR/reports)
     engine: EngineConfig = field(default_factory=EngineConfig)  # local, or Ray for ETL and batch scoring
+    label_weeks: int = 2  # the ranker's label weeks; the week before them chooses the settings
+    candidate_budget: int = 160  # candidates per customer summed over the sources, shared out on validation
 
     @property
     def store_dir(self) -> Path:
@@ -50,31 +53,35 @@ def load_train_data(store: Store) -> TrainData:
     )
 
 
-def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommender]:
-    """Fit the baselines, the ALS peer, the two-tower model and the final ranker on the same data."""
-    from hmrec.ranking.ranker import FinalRecommender, default_sources
-    from hmrec.recommenders.als import ALSConfig, ALSRecommender
-    from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityRecommender
-    from hmrec.recommenders.repurchase import RepurchaseRecommender
+def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Recommender], Chosen]:
+    """Choose the settings on the validation week, then fit the popularity baseline, the final ranker and its
+    sources (the ALS peer and the two-tower among them) with those settings on the same data."""
+    from hmrec.evaluation.selection import SelectionConfig, choose_settings
+    from hmrec.ranking.ranker import FinalConfig, FinalRecommender, default_sources
+    from hmrec.recommenders.popularity import PopularityConfig, PopularityRecommender
 
-    methods: dict[str, Recommender] = {
-        "popularity": PopularityRecommender(),
-        "age_popularity": AgePopularityRecommender(),
-        "repurchase": RepurchaseRecommender(),
-        "als": ALSRecommender(ALSConfig(seed=config.seed)),
-    }
-    for name, method in methods.items():
-        started = time.perf_counter()
-        method.fit(data)
-        log.info("fitted %s in %.1f s", name, time.perf_counter() - started)
-    final = FinalRecommender(sources=default_sources(seed=config.seed))
+    final_config = FinalConfig(label_weeks=config.label_weeks, seed=config.seed)
+    chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0],
+                             lambda settings: default_sources(config.seed, settings),
+                             SelectionConfig(budget=config.candidate_budget, seed=config.seed))
+    popularity = PopularityRecommender(PopularityConfig(window_days=chosen.settings["popularity.window_days"]))
+    started = time.perf_counter()
+    popularity.fit(data)
+    log.info("fitted popularity in %.1f s", time.perf_counter() - started)
+    sources = default_sources(config.seed, chosen.settings)
+    sources["two_tower"] = chosen.fitted["two_tower"]  # fitted once, before the validation week: refreshed only
+    final_config.n_per_source = dict(chosen.n_per_source)
+    final = FinalRecommender(sources, final_config, warm=("two_tower",))
     started = time.perf_counter()
     final.fit(data)
     log.info("fitted final (sources + ranker) in %.1f s", time.perf_counter() - started)
     # Every candidate source is scored on its own too, so the report shows what the ranker adds over each.
+    order = ("age_popularity", "repurchase", "als", "trending")
+    methods: dict[str, Recommender] = {"popularity": popularity}
+    methods.update({name: final.sources[name] for name in order if name in final.sources})
     methods.update({name: source for name, source in final.sources.items() if name not in methods})
     methods["final"] = final
-    return methods
+    return methods, chosen
 
 
 COLD_START = "age_popularity"  # the method served to customers without purchases, evaluated under this name
@@ -166,7 +173,8 @@ def run_pipeline(config: PipelineConfig) -> Path:
         tracker.log_metrics({"etl_seconds": time.perf_counter() - started})
         tracker.log_params({f"rows_{table}": n for table, n in manifest["rows"].items()})
         store = Store(config.store_dir)
-        metrics_path, methods, metrics = _fit_and_report(store, config, run_id)
+        metrics_path, methods, metrics, chosen = _fit_and_report(store, config, run_id)
+        tracker.log_params(chosen.params())
         tracker.log_metrics(_flatten(metrics))
         tracker.log_artifacts(metrics_path.parent, "report")
 
@@ -184,9 +192,10 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     from hmrec.candidates.generate import candidate_recall_section
     from hmrec.evaluation.report import write_report
     from hmrec.evaluation.runner import evaluate_methods, ground_truth
+    from hmrec.evaluation.selection import settings_section
 
     data = load_train_data(store)
-    methods = fit_methods(data, config)
+    methods, chosen = fit_methods(data, config)
     customer_idx, relevant = ground_truth(store.test_transactions().collect())
     query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
     with tempfile.TemporaryDirectory(prefix=".scoring-", dir=config.workdir) as folder:
@@ -200,11 +209,12 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         articles=data.articles,
         query=query,
         training_losses={"two_tower": methods["two_tower"].losses},
-        extra_sections=[candidate_recall_section(final, query, relevant), final.importance_section()],
+        extra_sections=[settings_section(chosen), candidate_recall_section(final, query, relevant),
+                        final.importance_section()],
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},
     )
     _publish_latest(out_dir, config.reports_dir / "latest")
-    return metrics_path, methods, json.loads(metrics_path.read_text())
+    return metrics_path, methods, json.loads(metrics_path.read_text()), chosen
 
 
 def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineConfig, folder: Path) -> dict:

@@ -75,7 +75,9 @@ def propose(
     answers = {}
     for name, source in sources.items():
         started = time.perf_counter()
-        if answered is not None and name in answered:
+        if n_per_source[name] == 0:  # given no share of the budget: a column of its own, never a candidate
+            answers[name] = Recs(np.zeros((len(query), 0), np.int32), np.zeros((len(query), 0), np.float32))
+        elif answered is not None and name in answered:
             answers[name] = answered[name]
         else:
             answers[name] = source.recommend(query, n_per_source[name])

@@ -4,7 +4,7 @@ interactions from the query's history, article statistics and customer statistic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -15,11 +15,16 @@ from hmrec.store.arrays import group_max, group_sum, pair_key
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups, item_features
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
+COUNTED_COLUMNS = ("product_type_no", "department_no")  # the customer's purchases in the article's type, department
 
 
-def article_table(transactions: pl.DataFrame, articles: pl.DataFrame, as_of: date) -> pl.DataFrame:
+def article_table(
+    transactions: pl.DataFrame, articles: pl.DataFrame, as_of: date, customers: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """One row per article of `articles`: the attributes that interactions use, and `item_features` as of
-    `as_of` (from the rows of `transactions` strictly before it), prefixed `item_`."""
+    `as_of` (from the rows of `transactions` strictly before it), prefixed `item_`, with the sales of the last day
+    and the trend ratios (last day against the week's daily mean, the week against the 4 weeks' weekly mean) and,
+    given `customers`, the mean age of the article's buyers."""
     stats = item_features(transactions, articles, as_of)
     stats = stats.rename({c: f"item_{c}" for c in stats.columns if c != "article_idx"})
     attrs = articles.select(
@@ -27,8 +32,28 @@ def article_table(transactions: pl.DataFrame, articles: pl.DataFrame, as_of: dat
         pl.col("product_code").cast(pl.Int64),
         pl.col("index_group_no").cast(pl.Int32),
         *[pl.col(c).cast(pl.String).fill_null("") for c in GROUP_COLUMNS],
+        *[pl.col(c).cast(pl.Int64).fill_null(-1) for c in COUNTED_COLUMNS if c in articles.columns],
     )
-    return attrs.join(stats, on="article_idx", how="left").sort("article_idx")
+    table = attrs.join(stats, on="article_idx", how="left").join(
+        _recent_sales(transactions, as_of, customers), on="article_idx", how="left")
+    return table.with_columns(pl.col("item_sales_1d").fill_null(0)).with_columns(
+        (pl.col("item_sales_1d") * 7 / pl.col("item_sales_1w")).cast(pl.Float32).alias("item_trend_1d_1w"),
+        (pl.col("item_sales_1w") * 4 / pl.col("item_sales_4w")).cast(pl.Float32).alias("item_trend_1w_4w"),
+    ).sort("article_idx")
+
+
+def _recent_sales(transactions: pl.DataFrame, as_of: date, customers: pl.DataFrame | None) -> pl.DataFrame:
+    """`article_idx, item_sales_1d` (the day before as_of) and, given customers, `item_buyer_age` (mean age of
+    the buyers of the last 28 days, each purchase counted)."""
+    recent = transactions.lazy().filter((pl.col("t_dat") < as_of) & (pl.col("t_dat") >= as_of - timedelta(days=28)))
+    aggs = [(pl.col("t_dat") >= as_of - timedelta(days=1)).sum().cast(pl.Int32).alias("item_sales_1d")]
+    if customers is not None:
+        ages = customers.lazy().select(pl.col("customer_idx").cast(pl.Int32), pl.col("age").cast(pl.Float32))
+        recent = recent.join(ages, on="customer_idx", how="left")
+        aggs.append(pl.col("age").mean().cast(pl.Float32).alias("item_buyer_age"))
+    else:
+        aggs.append(pl.lit(None, pl.Float32).alias("item_buyer_age"))
+    return recent.group_by("article_idx").agg(aggs).with_columns(pl.col("article_idx").cast(pl.Int32)).collect()
 
 
 @dataclass
@@ -40,7 +65,7 @@ class ArticleLookup:
     table: pl.DataFrame
     features: dict[str, np.ndarray]  # the table's model inputs (attributes and item_ statistics), nan where null
     product: np.ndarray  # (n_articles,) dense code of product_code
-    groups: dict[str, np.ndarray]  # GROUP_COLUMNS -> (n_articles,) dense code
+    groups: dict[str, np.ndarray]  # GROUP_COLUMNS and COUNTED_COLUMNS -> (n_articles,) dense code
     index_group: np.ndarray  # (n_articles,) index_group_no, -1 where missing (store.features.index_groups)
 
     @classmethod
@@ -52,10 +77,11 @@ class ArticleLookup:
         def codes(column: str) -> np.ndarray:
             return np.unique(table[column].to_numpy(), return_inverse=True)[1].astype(np.int64)
 
-        inputs = table.drop("article_idx", "product_code", *GROUP_COLUMNS)
+        counted = [c for c in COUNTED_COLUMNS if c in table.columns]
+        inputs = table.drop("article_idx", "product_code", *GROUP_COLUMNS, *counted)
         features = {name: _floats(inputs[name]) for name in inputs.columns}
-        return cls(table, features, codes("product_code"), {column: codes(column) for column in GROUP_COLUMNS},
-                   index_groups(table))
+        groups = {column: codes(column) for column in (*GROUP_COLUMNS, *counted)}
+        return cls(table, features, codes("product_code"), groups, index_groups(table))
 
 
 def _floats(column: pl.Series) -> np.ndarray:
@@ -97,12 +123,45 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
-    for column in GROUP_COLUMNS:
-        codes = articles.groups[column]
+    for column, codes in articles.groups.items():
         distinct, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
         found, at = _find(distinct, pair_key(rows, codes[items]))
+        if column in COUNTED_COLUMNS:
+            columns[f"count_{column}"] = _take(count, found, at)
         columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
+    columns.update(repeat_features(h, rows, items, columns["days_since_bought"]))
     return columns
+
+
+def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarray) -> dict[str, np.ndarray]:
+    """How the customer re-buys, one value per candidate line: `day_share`, the share of the customer's shopping
+    days that held the article (0 if never bought); `rebuy_interval`, the mean days between the days it was
+    bought (nan below two days); `rebuy_due`, days since it was last bought over the customer's usual interval
+    between buying one article again (nan if never bought or the customer never re-bought anything)."""
+    pairs = pair_key(h.row, h.article_idx)
+    order = np.lexsort((h.days, pairs))
+    pairs, days = pairs[order], h.days[order]
+    first = np.ones(pairs.size, dtype=bool)
+    first[1:] = (pairs[1:] != pairs[:-1]) | (days[1:] != days[:-1])  # one line per (customer, article, day)
+    distinct, n_days = group_sum(pairs[first], np.ones(int(first.sum())))
+    _, oldest = group_max(pairs[first], days[first])
+    _, newest = group_max(pairs[first], -days[first])
+    span = oldest + newest  # days between the first and the last day it was bought
+    with np.errstate(divide="ignore", invalid="ignore"):
+        interval = np.where(n_days >= 2, span / (n_days - 1), np.nan)
+    shop_rows, shop_days = np.unique(np.unique(pair_key(h.row, h.days)) >> 32, return_counts=True)
+    again = ~np.isnan(interval)
+    usual_rows, usual_sum = group_sum(distinct[again] >> 32, interval[again])
+    _, usual_n = group_sum(distinct[again] >> 32, np.ones(int(again.sum())))
+    found, at = _find(distinct, pair_key(rows, items))
+    out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
+    on_days, where = _find(shop_rows, rows)
+    out["day_share"] = np.where(on_days, out["day_share"] / np.maximum(_take(shop_days, on_days, where), 1), 0.0)
+    has_usual, where = _find(usual_rows, rows)
+    usual = np.where(has_usual, _take(usual_sum / np.maximum(usual_n, 1), has_usual, where), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["rebuy_due"] = days_since / usual
+    return out
 
 
 def _find(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +195,7 @@ def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup
     columns.update({name: values[rows] for name, values in user_columns(query, articles).items()})
     with np.errstate(divide="ignore", invalid="ignore"):
         columns["price_ratio"] = columns["item_mean_sale_price"] / columns["user_avg_price"]
+    columns["age_gap"] = columns["user_age"] - columns["item_buyer_age"]
     return columns
 
 

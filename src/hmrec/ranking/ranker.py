@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Self
 
@@ -37,6 +38,7 @@ MODEL_FILE = "ranker.txt"
 ARTICLES_FILE = "articles.parquet"
 SOURCES_DIR = "sources"
 PAIR_SCORE = "two_tower_pair_score"
+ALS_SCORE = "als_pair_score"
 SINGLE_THREAD_ROWS = 20_000
 
 # About 100 candidates per customer once the overlaps are merged.
@@ -46,6 +48,8 @@ DEFAULT_N_PER_SOURCE = {
     "other_colours": 20,
     "bought_together": 24,
     "age_popularity": 30,
+    "trending": 16,
+    "als": 16,
 }
 
 
@@ -56,12 +60,15 @@ class FinalConfig:
     `refresh(data)` (if any) run as of the cutoff, so the index holds what sells now (the two-tower is
     slow to train, and one fitted on the label window would score the ranker's training labels better than
     it can score the held-out week, so the ranker would trust it too much); the other sources are refitted
-    on everything before the cutoff. max_train_customers: a seeded sample of the window's buyers (None: all);
+    on everything before the cutoff. label_weeks: how many such windows, each with its candidates and features
+    as of its first day (several label weeks teach the ranker more than one).
+    max_train_customers: a seeded sample of the windows' buyers, shared out over the weeks (None: all);
     customers who bought nothing in the window are left out on purpose: with no positive their groups teach
     lambdarank nothing. valid_fraction: customers held out for early stopping."""
 
     n_per_source: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_N_PER_SOURCE))
     label_days: int = 7
+    label_weeks: int = 2
     fit_once: tuple[str, ...] = ("two_tower",)
     max_train_customers: int | None = 50_000
     valid_fraction: float = 0.15
@@ -74,21 +81,34 @@ class FinalConfig:
     seed: int = 7
     feature_names: list[str] = field(default_factory=list)  # set by fit, checked by recommend
 
+    def label_starts(self, cutoff: date) -> list[date]:
+        """First day of each label window, oldest first: the windows just before `cutoff`."""
+        return [cutoff - timedelta(days=self.label_days * week) for week in range(self.label_weeks, 0, -1)]
 
-def default_sources(seed: int = 7) -> dict[str, Recommender]:
-    """The candidate sources the pipeline's `final` method uses, unfitted."""
+
+def default_sources(seed: int = 7, settings: Mapping[str, object] | None = None) -> dict[str, Recommender]:
+    """The candidate sources the pipeline's `final` method uses, unfitted; `settings` ("repurchase.window_days"
+    -> 91, ..., as `evaluation.selection` chooses them) override the defaults."""
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.colours import OtherColoursRecommender
-    from hmrec.recommenders.popularity import AgePopularityRecommender
-    from hmrec.recommenders.repurchase import RepurchaseRecommender
+    from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityConfig
+    from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
     from hmrec.recommenders.together import BoughtTogetherRecommender
+    from hmrec.recommenders.trending import TrendingConfig, TrendingRecommender
     from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
 
+    s = dict(settings or {})
     return {
-        "two_tower": TwoTowerRecommender(TwoTowerConfig(seed=seed)),
-        "repurchase": RepurchaseRecommender(),
+        "two_tower": TwoTowerRecommender(TwoTowerConfig(
+            seed=seed, index_window_days=s.get("two_tower.index_window_days", 28))),
+        "repurchase": RepurchaseRecommender(RepurchaseConfig(window_days=s.get("repurchase.window_days", 91),
+                                                             half_life_days=s.get("repurchase.half_life_days", 14.0))),
         "other_colours": OtherColoursRecommender(),
         "bought_together": BoughtTogetherRecommender(),
-        "age_popularity": AgePopularityRecommender(),
+        "age_popularity": AgePopularityRecommender(
+            PopularityConfig(window_days=s.get("age_popularity.window_days", 14))),
+        "trending": TrendingRecommender(TrendingConfig(half_life_days=s.get("trending.half_life_days", 7.0))),
+        "als": ALSRecommender(ALSConfig(seed=seed)),
     }
 
 
@@ -103,7 +123,8 @@ class FinalRecommender(Recommender):
     """Multi-source candidates ranked by LightGBM. `prefitted` names sources passed in already fitted:
     fit() then uses them as they are for both the ranker's training week and the answers (if they were
     fitted on data up to the cutoff, their scores on the training week saw its labels: a small leak that
-    makes the ranker trust them a little more than it should)."""
+    makes the ranker trust them a little more than it should). `warm` names `fit_once` sources passed in fitted
+    on data before the first label week (by the validation that chose the settings): they are only refreshed."""
 
     name = "final"
 
@@ -112,10 +133,12 @@ class FinalRecommender(Recommender):
         sources: dict[str, Recommender],
         config: FinalConfig | None = None,
         prefitted: tuple[str, ...] | list[str] = (),
+        warm: tuple[str, ...] | list[str] = (),
     ):
         self.sources = dict(sources)
         self.config = config or FinalConfig()
         self.prefitted = tuple(prefitted)
+        self.warm = tuple(warm)  # fit_once sources already fitted on data before the first label week
         missing = sorted(set(self.sources) - set(self.config.n_per_source))
         if missing:
             raise ValueError(f"FinalConfig.n_per_source has no candidate count for the sources {missing}")
@@ -129,25 +152,32 @@ class FinalRecommender(Recommender):
 
     def fit(self, data: TrainData) -> Self:
         cfg = self.config
-        start = data.cutoff - timedelta(days=cfg.label_days)
-        early = TrainData(
-            transactions=data.transactions.filter(pl.col("t_dat") < start),
-            customers=data.customers,
-            articles=data.articles,
-            cutoff=start,
-        )
-        if early.transactions.height == 0:
-            raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {cfg.label_days} days)")
-        self._fit_sources(early, skip=self.prefitted)
-        labels = data.transactions.filter(pl.col("t_dat") >= start)
-        frame = self._training_frame(early, labels)
-        self.booster = self._train(frame)
-        self._fit_sources(data, skip=self.prefitted + tuple(cfg.fit_once))
-        for name in cfg.fit_once:  # kept weights, but item side and index as of the answering cutoff
-            if name not in self.prefitted and name in self.sources:
-                self.sources[name].refresh(data)
-        self.articles = article_table(data.transactions, data.articles, data.cutoff)
+        frames, offset = [], 0
+        for week, start in enumerate(cfg.label_starts(data.cutoff)):
+            early = TrainData(data.transactions.filter(pl.col("t_dat") < start), data.customers, data.articles, start)
+            if early.transactions.height == 0:
+                raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {cfg.label_weeks} label "
+                                 f"weeks of {cfg.label_days} days); pass fewer label weeks")
+            self._prepare_sources(early, first=week == 0)
+            end = start + timedelta(days=cfg.label_days)
+            labels = data.transactions.filter((pl.col("t_dat") >= start) & (pl.col("t_dat") < end))
+            frame = self._training_frame(early, labels)
+            frames.append(frame.with_columns(pl.col("row") + offset))
+            offset += int(frame["row"].max()) + 1
+        self.booster = self._train(pl.concat(frames, how="diagonal_relaxed"))
+        self._prepare_sources(data, first=False)
+        self.articles = article_table(data.transactions, data.articles, data.cutoff, data.customers)
         return self
+
+    def _prepare_sources(self, data: TrainData, first: bool) -> None:
+        """Sources as of `data.cutoff`: the `fit_once` ones fitted on the first call (unless `warm`: fitted before
+        on earlier data) and refreshed (weights kept) on the others; the rest refitted every time."""
+        once = tuple(self.config.fit_once)
+        self._fit_sources(data, skip=self.prefitted + (self.warm if first else once))
+        for name in once:
+            source = self.sources.get(name)
+            if source is not None and name not in self.prefitted and (not first or name in self.warm):
+                source.refresh(data)
 
     def _fit_sources(self, data: TrainData, skip: tuple[str, ...]) -> None:
         for name, source in self.sources.items():
@@ -161,11 +191,12 @@ class FinalRecommender(Recommender):
         """Features and labels of the label window's buyers, as of the window's first day."""
         cfg = self.config
         buyers = np.sort(labels["customer_idx"].unique().to_numpy())
-        if cfg.max_train_customers is not None and buyers.size > cfg.max_train_customers:
+        per_week = None if cfg.max_train_customers is None else cfg.max_train_customers // max(cfg.label_weeks, 1)
+        if per_week is not None and buyers.size > per_week:  # the sample is shared out over the label weeks
             rng = np.random.default_rng(cfg.seed)
-            buyers = np.sort(rng.choice(buyers, cfg.max_train_customers, replace=False))
+            buyers = np.sort(rng.choice(buyers, per_week, replace=False))
         query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
-        articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff))
+        articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff, early.customers))
         with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
             frame = pl.DataFrame(self._features(query, articles)[1])
         rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
@@ -183,19 +214,29 @@ class FinalRecommender(Recommender):
         return frame.sort("row", "article_idx")
 
     def _features(self, query: Query, articles: ArticleLookup) -> tuple[Candidates, dict[str, np.ndarray]]:
-        """The candidates of every query row and their `feature_arrays`, with the two-tower's pair score."""
+        """The candidates of every query row and their `feature_arrays`, with the two-tower's and ALS's user x
+        article scores for every line (the user vectors are most of a one-customer query's cost: computed once,
+        for retrieval and pair scores)."""
+        from hmrec.recommenders.als import ALSRecommender
         from hmrec.retrieval.recommender import TwoTowerRecommender
 
+        retrieved, pair = {}, {}
         two_tower = self.sources.get("two_tower")
-        if not isinstance(two_tower, TwoTowerRecommender):
-            candidates = propose(self.sources, query, self.n_per_source)
-            return candidates, feature_arrays(candidates, query, articles)
-        # the user vectors are most of a one-customer query's cost: computed once, for retrieval and pair scores
-        users = two_tower.user_vectors(query)
-        retrieved = {"two_tower": two_tower.search(users, self.n_per_source["two_tower"])}
+        if isinstance(two_tower, TwoTowerRecommender):
+            users = two_tower.user_vectors(query)
+            if self.n_per_source["two_tower"]:
+                retrieved["two_tower"] = two_tower.search(users, self.n_per_source["two_tower"])
+            pair[PAIR_SCORE] = lambda rows, items: pair_scores(users, two_tower.article_vectors(), rows, items)
+        als = self.sources.get("als")
+        if isinstance(als, ALSRecommender):
+            factors = als.user_factors(query)
+            if self.n_per_source["als"]:
+                retrieved["als"] = als.recommend_from(factors, query, self.n_per_source["als"])
+            pair[ALS_SCORE] = lambda rows, items: als.pair_scores(factors, rows, items)
         candidates = propose(self.sources, query, self.n_per_source, answered=retrieved)
         features = feature_arrays(candidates, query, articles)
-        features[PAIR_SCORE] = pair_scores(users, two_tower.article_vectors(), candidates.row, candidates.article_idx)
+        for name, score in pair.items():
+            features[name] = score(candidates.row.astype(np.int64), candidates.article_idx.astype(np.int64))
         return candidates, features
 
     def _train(self, frame: pl.DataFrame) -> lgb.Booster:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 FACTORS_FILE = "factors.safetensors"
 FILL_DIR = "fill"
+SMALL_BATCH = 64  # rows solved in numpy (a live query); larger batches go to implicit's threaded solver
 BATCH_ROWS = 8192  # query rows scored at once: (batch, n_items) float32 scores stay ~0.5 GB at 15k items
 
 
@@ -125,31 +126,81 @@ class ALSRecommender(Recommender):
         return pl.DataFrame({"article_idx": self.item_ids, "col": np.arange(self.item_ids.size, dtype=np.int32)})
 
     def recommend(self, query: Query, k: int) -> Recs:
-        since = query.as_of - timedelta(days=self.config.window_days)
-        recent = query.history.filter((pl.col("t_dat") >= since) & (pl.col("t_dat") < query.as_of))
-        rows = recent.select("row", "article_idx").join(self._item_map(), on="article_idx")
-        warm = np.sort(rows["row"].unique().to_numpy())
-        own = Recs(np.full((len(query), k), PAD_ITEM, np.int32), np.full((len(query), k), np.nan, np.float32))
+        return self.recommend_from(self.user_factors(query), query, k)
+
+    def recommend_from(self, factors: np.ndarray, query: Query, k: int) -> Recs:
+        """`recommend` from the rows' `user_factors`, already computed (the ranker also scores with them)."""
+        return fill_with(self.search(factors, k), self.fill.recommend(query, k), k)
+
+    def user_factors(self, query: Query) -> np.ndarray:
+        """(len(query), factors) float32: each row's factors solved from its purchases in the window (implicit's
+        `recalculate_user`, the same solve as for a new user); zeros for a row with none of the model's articles."""
+        self._item_map()
+        h = query.arrays().within(self.config.window_days)  # numpy: a live query pays no Polars overhead
+        cols = np.searchsorted(self.item_ids, h.article_idx)
+        known = cols < self.item_ids.size
+        known[known] = self.item_ids[cols[known]] == h.article_idx[known]
+        rows, cols = h.row[known], cols[known]
+        warm = np.unique(rows)
+        out = np.zeros((len(query), self.config.factors), dtype=np.float32)
         for start in range(0, warm.size, BATCH_ROWS):
             batch = warm[start : start + BATCH_ROWS]
-            part = rows.filter(pl.col("row").is_in(batch)).with_columns(
-                pl.col("row").replace_strict(batch, np.arange(batch.size), return_dtype=pl.Int64).alias("local")
-            )
-            self._score_batch(_confidence(part, "local", (batch.size, self.item_ids.size)), batch, own, k)
-        return fill_with(own, self.fill.recommend(query, k), k)
+            mine = (rows >= batch[0]) & (rows <= batch[-1])  # warm is sorted: a batch is a range of rows
+            local = np.searchsorted(batch, rows[mine])
+            matrix = csr_matrix((np.ones(local.size, np.float32), (local, cols[mine])),
+                                shape=(batch.size, self.item_ids.size))  # duplicates summed: purchase counts
+            matrix.data = np.log1p(matrix.data)
+            if batch.size <= SMALL_BATCH:
+                out[batch] = self._solve_small(matrix)
+                continue
+            with threadpoolctl.threadpool_limits(1, "blas"):
+                out[batch] = self.model.recalculate_user(np.arange(batch.size), matrix)
+        return out
 
-    def _score_batch(self, matrix: csr_matrix, batch: np.ndarray, out: Recs, k: int) -> None:
+    def _solve_small(self, matrix: csr_matrix) -> np.ndarray:
+        """implicit's least-squares user solve (A = YtY + reg I + sum (c - 1) y y^T, b = sum c y, c = alpha * value)
+        in numpy, row by row: for a live query's few rows its threaded solver and the BLAS limit cost ~20 ms."""
+        y_all = self.model.item_factors
+        if getattr(self, "_gram", None) is None or self._gram[0] is not y_all:
+            gram = y_all.T.astype(np.float64) @ y_all + self.config.regularization * np.eye(y_all.shape[1])
+            self._gram = (y_all, gram)
+        out = np.zeros((matrix.shape[0], y_all.shape[1]), dtype=np.float32)
+        for u in range(matrix.shape[0]):
+            part = slice(matrix.indptr[u], matrix.indptr[u + 1])
+            y, c = y_all[matrix.indices[part]].astype(np.float64), self.config.alpha * matrix.data[part]
+            out[u] = np.linalg.solve(self._gram[1] + (y.T * (c - 1)) @ y, c @ y)
+        return out
+
+    def search(self, factors: np.ndarray, k: int) -> Recs:
+        """Each row's k best recently sold articles by factor dot product; rows of zero factors get none."""
+        out = Recs(np.full((len(factors), k), PAD_ITEM, np.int32), np.full((len(factors), k), np.nan, np.float32))
+        warm = np.flatnonzero(np.any(factors != 0, axis=1))
         n = min(k, self.active.size)
-        if n == 0:
-            return  # nothing sold recently: the fill answers
-        with threadpoolctl.threadpool_limits(1, "blas"):
-            cols, scores = self.model.recommend(
-                np.arange(batch.size), matrix, N=n, recalculate_user=True, filter_already_liked_items=False,
-                items=self.active,
-            )
-        cols = cols.reshape(batch.size, n)  # (batch, n); implicit marks missing answers with -1
-        out.items[batch, :n] = np.where(cols >= 0, self.item_ids[np.clip(cols, 0, None)], PAD_ITEM)
-        out.scores[batch, :n] = np.where(cols >= 0, scores.reshape(batch.size, n), np.nan)
+        if n == 0 or warm.size == 0:
+            return out  # nothing sold recently, or nobody with history: the fill answers
+        items = np.ascontiguousarray(self.model.item_factors[self.active])  # (n_active, factors)
+        for start in range(0, warm.size, BATCH_ROWS):
+            batch = warm[start : start + BATCH_ROWS]
+            scores = factors[batch] @ items.T  # (batch, n_active)
+            top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < items.shape[0] else \
+                np.broadcast_to(np.arange(items.shape[0]), (batch.size, n))
+            picked = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-picked, axis=1, kind="stable")
+            top, picked = np.take_along_axis(top, order, axis=1), np.take_along_axis(picked, order, axis=1)
+            out.items[batch, :n] = self.item_ids[self.active[top]]
+            out.scores[batch, :n] = picked
+        return out
+
+    def pair_scores(self, factors: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        """user . article for every (query row, article_idx) line, nan where the article has no factors (not sold
+        in the training window) or the row has no factors."""
+        cols = np.searchsorted(self.item_ids, articles)
+        known = (cols < self.item_ids.size) & (self.item_ids[np.minimum(cols, self.item_ids.size - 1)] == articles)
+        out = np.full(rows.size, np.nan, dtype=np.float32)
+        f = factors[rows[known]]
+        out[known] = np.einsum("nd,nd->n", f, self.model.item_factors[cols[known]])
+        out[known & ~np.any(factors[rows] != 0, axis=1)] = np.nan
+        return out
 
     def save(self, directory: Path) -> None:
         self._item_map()

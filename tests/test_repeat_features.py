@@ -1,0 +1,28 @@
+"""The re-buy features of the ranker on a history whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hmrec.ranking.features import repeat_features
+from hmrec.recommenders.base import HistoryArrays
+
+
+def test_repeat_features_by_hand():
+    """Row 0 bought article 5 30, 20 and 10 days ago and article 6 10 days ago (3 shopping days, one re-buy every
+    10 days); row 1 bought article 7 once, 3 days ago."""
+    h = HistoryArrays(row=np.array([0, 0, 0, 0, 1]), article_idx=np.array([5, 5, 5, 6, 7]),
+                      days=np.array([30, 20, 10, 10, 3]))
+    rows, items = np.array([0, 0, 0, 1]), np.array([5, 6, 9, 7])
+    days_since = np.array([10.0, 10.0, np.nan, 3.0])
+    out = repeat_features(h, rows, items, days_since)
+    np.testing.assert_allclose(out["day_share"], [1.0, 1 / 3, 0.0, 1.0])
+    np.testing.assert_allclose(out["rebuy_interval"], [10.0, np.nan, np.nan, np.nan])
+    np.testing.assert_allclose(out["rebuy_due"], [1.0, 1.0, np.nan, np.nan])  # row 1 never re-bought anything
+
+
+def test_repeat_features_of_an_empty_history_are_zero_or_missing():
+    h = HistoryArrays(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    out = repeat_features(h, np.array([0]), np.array([3]), np.array([np.nan]))
+    assert out["day_share"].tolist() == [0.0]
+    assert np.isnan(out["rebuy_interval"]).all() and np.isnan(out["rebuy_due"]).all()

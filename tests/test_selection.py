@@ -1,0 +1,92 @@
+"""Settings chosen on validation: the budget goes where the hits are, and the held-out rows are never read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
+from hmrec.pipeline import load_train_data
+from hmrec.recommenders.base import PAD_ITEM, Recs, TrainData
+from hmrec.sample.generate import generate
+from hmrec.store.build import build_store
+from hmrec.store.tables import Store
+
+GRID = SelectionConfig(sample_customers=400, budget=48, step=8, max_per_source=40, repurchase_windows=(28, None),
+                       repurchase_half_lives=(7.0, 30.0), popularity_windows=(7, 28), age_popularity_windows=(14,),
+                       trending_half_lives=(7.0,))
+
+
+def recs(rows: list[list[int]]) -> Recs:
+    k = max(map(len, rows))
+    items = np.full((len(rows), k), PAD_ITEM, dtype=np.int32)
+    scores = np.full((len(rows), k), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        items[i, :len(row)], scores[i, :len(row)] = row, -np.arange(len(row), dtype=np.float32)
+    return Recs(items, scores)
+
+
+def test_the_budget_goes_to_the_slice_that_adds_most_new_hits():
+    """a and b find the same 4 articles first (the tie goes to b: 6 hits in all against a's 5); then b's second
+    slice (2 new hits) beats a's first (nothing new once b's first is in); c never finds anything."""
+    relevant = [np.array([0, 1, 2, 3, 10, 11, 20])]
+    a = recs([[0, 1, 2, 3, 20, 50, 51, 52]])
+    b = recs([[0, 1, 2, 3, 10, 11, 60, 61]])
+    c = recs([[70, 71, 72, 73, 74, 75, 76, 77]])
+    assert allocate_budget({"a": a, "b": b, "c": c}, relevant, budget=8, step=4) == {"a": 0, "b": 8, "c": 0}
+    # b used up: the rest goes to a (more hits overall than c), whose second slice holds the last hit
+    assert allocate_budget({"a": a, "b": b, "c": c}, relevant, budget=16, step=4) == {"a": 8, "b": 8, "c": 0}
+
+
+def test_ties_go_to_the_source_with_more_hits_in_its_whole_list():
+    relevant = [np.array([0, 1, 10, 11, 12])]
+    a = recs([[0, 1, 90, 91]])
+    b = recs([[0, 1, 10, 11]])
+    assert allocate_budget({"a": a, "b": b}, relevant, budget=2, step=2) == {"a": 0, "b": 2}
+    assert allocate_budget({"a": a, "b": b}, relevant, budget=4, step=2) == {"a": 0, "b": 4}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> TrainData:
+    root = tmp_path_factory.mktemp("selection")
+    generate("tiny", seed=11, out=root / "raw")
+    build_store(root / "raw", root / "store")
+    return load_train_data(Store(root / "store"))
+
+
+def cheap_sources(settings):
+    from hmrec.ranking.ranker import default_sources
+
+    sources = default_sources(seed=3, settings=settings)
+    return {name: sources[name] for name in ("repurchase", "age_popularity", "trending", "other_colours")}
+
+
+def test_the_choice_never_reads_the_rows_after_the_validation_week(tiny_data):
+    """Rows from the validation week's end on (the label weeks here; the held-out window never reaches TrainData)
+    replaced by nonsense: every chosen setting and count stays the same."""
+    valid_end = tiny_data.cutoff - timedelta(days=14)
+    clean = choose_settings(tiny_data, valid_end, cheap_sources, GRID)
+    late = pl.col("t_dat") >= valid_end
+    poisoned = tiny_data.transactions.with_columns(
+        pl.when(late).then(pl.lit(0, pl.Int32)).otherwise(pl.col("article_idx")).alias("article_idx"),
+        pl.when(late).then(pl.lit(0, pl.Int32)).otherwise(pl.col("customer_idx")).alias("customer_idx"),
+    )
+    assert poisoned.filter(late).height > 1000  # the poison reaches many rows
+    dirty = choose_settings(TrainData(poisoned, tiny_data.customers, tiny_data.articles, tiny_data.cutoff),
+                            valid_end, cheap_sources, GRID)
+    assert dirty.settings == clean.settings and dirty.n_per_source == clean.n_per_source
+    assert dirty.evidence == clean.evidence
+    assert sum(clean.n_per_source.values()) == GRID.budget
+    assert clean.valid_window == (valid_end - timedelta(days=7), valid_end - timedelta(days=1))
+
+
+def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
+    chosen = choose_settings(tiny_data, tiny_data.cutoff - timedelta(days=14), cheap_sources, GRID)
+    section = settings_section(chosen)
+    assert section.startswith("## Settings chosen on validation")
+    for setting, value in chosen.settings.items():
+        assert f"| {setting} | **{value}** |" in section
+    assert set(chosen.params()) >= {f"chosen.n_per_source.{name}" for name in cheap_sources({})}
