@@ -9,6 +9,7 @@ sees the same examples as one local step and the number of steps per epoch is th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -39,6 +40,7 @@ class RayTrainer:
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(name="ray"))
     workers: int = 2
     worker_pids: list[int] = field(default_factory=list)  # filled by the last call: one pid per worker
+    worker_weights: list[str] = field(default_factory=list)  # and each worker's final weights' sha256
 
     def __call__(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
         """Train `model` in place: the weights come back from rank 0 and are loaded into it."""
@@ -47,7 +49,7 @@ class RayTrainer:
             with result.checkpoint.as_directory() as folder:
                 model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
         metrics = result.metrics
-        self.worker_pids = list(metrics["pids"])
+        self.worker_pids, self.worker_weights = list(metrics["pids"]), list(metrics["weights"])
         model.eval()
         log.info("trained on %d Ray workers (pids %s) in %.1f s (%.0f examples/s)", self.workers,
                  self.worker_pids, metrics["seconds"], metrics["examples_per_second"])
@@ -83,9 +85,10 @@ def _worker_loop(loop_config: dict) -> None:
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)  # every worker starts from rank 0's weights
         losses, seconds = _train_shard(model, inputs, config, rank, world)
-    pids = [None] * world
+    pids, weights = [None] * world, [None] * world
     dist.all_gather_object(pids, os.getpid())
-    metrics = {"losses": losses, "seconds": seconds, "pids": pids,
+    dist.all_gather_object(weights, _fingerprint(model))
+    metrics = {"losses": losses, "seconds": seconds, "pids": pids, "weights": weights,
                "examples_per_second": config.epochs * len(inputs.examples) / max(seconds, 1e-9)}
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = None
@@ -135,6 +138,14 @@ def _sampling_frequencies(inputs: TrainInputs) -> np.ndarray:
     pool = inputs.negative_pool
     p_freq[pool, 1] = 1.0 / max(len(pool), 1) if inputs.negative_p is None else inputs.negative_p
     return p_freq
+
+
+def _fingerprint(model: TwoTower) -> str:
+    """sha256 of every weight's bytes: equal on all workers when their updates were kept in step."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _average_gradients(model: TwoTower, world: int) -> None:
