@@ -30,7 +30,7 @@ def test_two_ray_workers_train_to_the_one_process_recall(ray_cluster, tiny_store
     data = load_train_data(tiny_store)
     local = TwoTowerRecommender(CONFIG).fit(data)
     trainer = RayTrainer(workers=2)
-    on_ray = TwoTowerRecommender(CONFIG).fit(data, train_fn=trainer)
+    on_ray = TwoTowerRecommender(CONFIG, train_fn=trainer).fit(data)
     assert len(set(trainer.worker_pids)) == 2 and os.getpid() not in trainer.worker_pids, trainer.worker_pids
     assert len(set(trainer.worker_weights)) == 1  # averaged gradients keep the workers' weights identical
     expected, got = held_out_recall(local, tiny_store), held_out_recall(on_ray, tiny_store)

@@ -67,7 +67,12 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> dict[str, Recommende
         started = time.perf_counter()
         method.fit(data)
         log.info("fitted %s in %.1f s", name, time.perf_counter() - started)
-    final = FinalRecommender(sources=default_sources(seed=config.seed))
+    sources = default_sources(seed=config.seed)
+    if config.engine.is_ray:  # the two-tower source trains on Ray Train workers (scale/train.py)
+        from hmrec.scale.train import RayTrainer
+
+        sources["two_tower"].train_fn = RayTrainer(config.engine)
+    final = FinalRecommender(sources=sources)
     started = time.perf_counter()
     final.fit(data)
     log.info("fitted final (sources + ranker) in %.1f s", time.perf_counter() - started)
