@@ -38,24 +38,24 @@ class RayTrainer:
     """A drop-in for `retrieval.train.train` that trains on `workers` Ray Train workers of one CPU each."""
 
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(name="ray"))
-    workers: int = 2
+    workers: int | None = None  # None: the engine's train_workers
     worker_pids: list[int] = field(default_factory=list)  # filled by the last call: one pid per worker
     worker_weights: list[str] = field(default_factory=list)  # and each worker's final weights' sha256
 
     def __call__(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
         """Train `model` in place: the weights come back from rank 0 and are loaded into it."""
         with ray_session(self.engine), tempfile.TemporaryDirectory(prefix="hmrec-ray-train-") as storage:
-            result = self._fit(model, inputs, config, storage)
+            result = self._fit(model, inputs, config, storage, self.workers or self.engine.train_workers)
             with result.checkpoint.as_directory() as folder:
                 model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
         metrics = result.metrics
         self.worker_pids, self.worker_weights = list(metrics["pids"]), list(metrics["weights"])
         model.eval()
-        log.info("trained on %d Ray workers (pids %s) in %.1f s (%.0f examples/s)", self.workers,
+        log.info("trained on %d Ray workers (pids %s) in %.1f s (%.0f examples/s)", len(self.worker_pids),
                  self.worker_pids, metrics["seconds"], metrics["examples_per_second"])
         return TrainResult(list(metrics["losses"]), metrics["examples_per_second"], metrics["seconds"])
 
-    def _fit(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, storage: str):
+    def _fit(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, storage: str, workers: int):
         import ray
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
@@ -66,7 +66,7 @@ class RayTrainer:
             _worker_loop,
             train_loop_config={"model": ray.put(model), "inputs": ray.put(inputs), "config": config},
             torch_config=TorchConfig(backend="gloo"),
-            scaling_config=ScalingConfig(num_workers=self.workers, use_gpu=False, resources_per_worker={"CPU": 1}),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": 1}),
             run_config=RunConfig(storage_path=storage, name="two-tower"),
         )
         return trainer.fit()
@@ -152,8 +152,9 @@ def _average_gradients(model: TwoTower, world: int) -> None:
     """Mean of every worker's gradient; sparse ones stay sparse (gloo sums them as index/value pairs)."""
     for parameter in model.parameters():
         grad = parameter.grad
-        if grad is None:
-            continue
+        if grad is None:  # skipping it here would leave the other workers waiting in their all-reduce
+            raise RuntimeError(f"a parameter of shape {tuple(parameter.shape)} got no gradient on this worker; "
+                               "every worker must all-reduce the same tensors, so the model must use all of them")
         if grad.is_sparse:
             grad = grad.coalesce()
             dist.all_reduce(grad)
