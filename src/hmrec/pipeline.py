@@ -57,18 +57,18 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     """Choose the settings on the validation week, then fit the popularity baseline, the final ranker and its
     sources (the ALS peer and the two-tower among them) with those settings on the same data."""
     from hmrec.evaluation.selection import SelectionConfig, choose_settings
-    from hmrec.ranking.ranker import FinalConfig, FinalRecommender, default_sources
+    from hmrec.ranking.ranker import FinalConfig, FinalRecommender
     from hmrec.recommenders.popularity import PopularityConfig, PopularityRecommender
 
     final_config = FinalConfig(label_weeks=config.label_weeks, seed=config.seed)
     chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0],
-                             lambda settings: default_sources(config.seed, settings),
+                             lambda settings: _sources(config, settings),
                              SelectionConfig(budget=config.candidate_budget, seed=config.seed))
     popularity = PopularityRecommender(PopularityConfig(window_days=chosen.settings["popularity.window_days"]))
     started = time.perf_counter()
     popularity.fit(data)
     log.info("fitted popularity in %.1f s", time.perf_counter() - started)
-    sources = default_sources(config.seed, chosen.settings)
+    sources = _sources(config, chosen.settings)
     sources["two_tower"] = chosen.fitted["two_tower"]  # fitted once, before the validation week: refreshed only
     final_config.n_per_source = dict(chosen.n_per_source)
     final = FinalRecommender(sources, final_config, warm=("two_tower",))
@@ -82,6 +82,18 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     methods.update({name: source for name, source in final.sources.items() if name not in methods})
     methods["final"] = final
     return methods, chosen
+
+
+def _sources(config: PipelineConfig, settings: dict) -> dict[str, Recommender]:
+    """The final method's sources with `settings`; on the Ray engine the two-tower trains on Ray Train workers."""
+    from hmrec.ranking.ranker import default_sources
+
+    sources = default_sources(config.seed, settings)
+    if config.engine.is_ray:
+        from hmrec.scale.train import RayTrainer
+
+        sources["two_tower"].train_fn = RayTrainer(config.engine)
+    return sources
 
 
 COLD_START = "age_popularity"  # the method served to customers without purchases, evaluated under this name

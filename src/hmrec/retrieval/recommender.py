@@ -50,8 +50,9 @@ class TwoTowerRecommender(Recommender):
     name = "two_tower"
     reason = Reason.STYLE
 
-    def __init__(self, config: TwoTowerConfig | None = None):
+    def __init__(self, config: TwoTowerConfig | None = None, train_fn=train):
         self.config = config or TwoTowerConfig()
+        self.train_fn = train_fn  # retrieval.train.train, or one of its signature (scale.train.RayTrainer)
         self.losses: list[float] = []
         self.examples_per_second = 0.0
         self.n_examples = 0  # training examples per epoch in the last fit
@@ -86,7 +87,7 @@ class TwoTowerRecommender(Recommender):
                 negative_pool=np.unique(examples.article_idx),
             )
             inputs.negative_p = _negative_p(examples.article_idx, inputs.negative_pool, config.negative_power)
-            result = train(self.model, inputs, config)
+            result = self.train_fn(self.model, inputs, config)
             self.losses, self.examples_per_second = result.losses, result.examples_per_second
             self.n_examples = len(examples)
             self._item_numeric = item_numeric[-1]

@@ -24,6 +24,7 @@ class EngineConfig:
     block_bytes: int = 128 << 20  # bytes of raw CSV per ETL block
     num_cpus: int | None = None  # CPUs of a local Ray (None: all); ignored when joining a cluster
     scoring_rows: int = 20_000  # customers per batch-scoring batch
+    train_workers: int = 2  # Ray Train workers (1 CPU each) for the two-tower model
 
     @classmethod
     def from_options(cls, name: str | None = None, address: str | None = None) -> EngineConfig:

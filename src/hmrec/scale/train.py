@@ -1,0 +1,164 @@
+"""Two-tower training on Ray Train: the local loop's step on N CPU workers, gradients averaged over gloo.
+
+Why not `prepare_model` / DDP: the loop calls `model.users` and `model.items`, not `forward`, so DDP's reducer
+would never see a forward pass; and the wide embedding tables take sparse gradients for SparseAdam. So each
+worker all-reduces its gradients itself after `backward` (gloo all-reduces sparse tensors as they are), which is
+what DDP does for dense ones. The global batch is `config.batch_size`, cut into one slice per worker, so a step
+sees the same examples as one local step and the number of steps per epoch is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from hmrec.retrieval.config import TwoTowerConfig
+from hmrec.retrieval.model import TwoTower
+from hmrec.retrieval.runtime import deterministic
+from hmrec.retrieval.train import TrainInputs, TrainResult, _step
+from hmrec.scale.engine import EngineConfig, ray_session
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass
+class RayTrainer:
+    """A drop-in for `retrieval.train.train` that trains on `workers` Ray Train workers of one CPU each."""
+
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(name="ray"))
+    workers: int | None = None  # None: the engine's train_workers
+    worker_pids: list[int] = field(default_factory=list)  # filled by the last call: one pid per worker
+    worker_weights: list[str] = field(default_factory=list)  # and each worker's final weights' sha256
+
+    def __call__(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
+        """Train `model` in place: the weights come back from rank 0 and are loaded into it."""
+        with ray_session(self.engine), tempfile.TemporaryDirectory(prefix="hmrec-ray-train-") as storage:
+            result = self._fit(model, inputs, config, storage, self.workers or self.engine.train_workers)
+            with result.checkpoint.as_directory() as folder:
+                model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
+        metrics = result.metrics
+        self.worker_pids, self.worker_weights = list(metrics["pids"]), list(metrics["weights"])
+        model.eval()
+        log.info("trained on %d Ray workers (pids %s) in %.1f s (%.0f examples/s)", len(self.worker_pids),
+                 self.worker_pids, metrics["seconds"], metrics["examples_per_second"])
+        return TrainResult(list(metrics["losses"]), metrics["examples_per_second"], metrics["seconds"])
+
+    def _fit(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, storage: str, workers: int):
+        import ray
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+
+        # Ray Train 2.x's controller is an actor of 0 CPUs (trainer_resources is refused), so N 1-CPU workers
+        # fit N CPUs.
+        trainer = TorchTrainer(
+            _worker_loop,
+            train_loop_config={"model": ray.put(model), "inputs": ray.put(inputs), "config": config},
+            torch_config=TorchConfig(backend="gloo"),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(storage_path=storage, name="two-tower"),
+        )
+        return trainer.fit()
+
+
+def _worker_loop(loop_config: dict) -> None:
+    """One worker: the same seed and permutation everywhere, its own slice of each batch, averaged gradients."""
+    import ray
+    from ray import train
+
+    model, inputs = ray.get(loop_config["model"]), ray.get(loop_config["inputs"])
+    config: TwoTowerConfig = loop_config["config"]
+    context = train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    with deterministic(config.seed, threads=1):
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)  # every worker starts from rank 0's weights
+        losses, seconds = _train_shard(model, inputs, config, rank, world)
+    pids, weights = [None] * world, [None] * world
+    dist.all_gather_object(pids, os.getpid())
+    dist.all_gather_object(weights, _fingerprint(model))
+    metrics = {"losses": losses, "seconds": seconds, "pids": pids, "weights": weights,
+               "examples_per_second": config.epochs * len(inputs.examples) / max(seconds, 1e-9)}
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(folder) / WEIGHTS_FILE))
+            checkpoint = train.Checkpoint.from_directory(folder)
+        train.report(metrics, checkpoint=checkpoint)
+
+
+def _train_shard(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, rank: int, world: int):
+    """The local loop over this worker's slice of every global batch; (rank 0's loss means, seconds)."""
+    examples, order_rng = inputs.examples, np.random.default_rng(config.seed)
+    step_rng = np.random.default_rng([config.seed, rank])  # negatives and cold draws differ per worker
+    p_freq = _sampling_frequencies(inputs)
+    dense, sparse = model.parameter_groups()
+    optimizers = [torch.optim.Adam(dense, lr=config.learning_rate, weight_decay=config.weight_decay)]
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+    losses, window, started = [], [], time.perf_counter()
+    model.train()
+    for _ in range(config.epochs):
+        order = order_rng.permutation(len(examples))
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size][rank::world]
+            loss = _step(model, inputs, config, batch, p_freq, step_rng)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            _average_gradients(model, world)
+            for optimizer in optimizers:
+                optimizer.step()
+            window.append(loss.item())
+            if len(window) == config.loss_every_steps:
+                losses.append(float(np.mean(window)))
+                window = []
+    if window:
+        losses.append(float(np.mean(window)))
+    model.eval()
+    return losses, time.perf_counter() - started
+
+
+def _sampling_frequencies(inputs: TrainInputs) -> np.ndarray:
+    """As in the local loop: column 0, share of examples buying the article; 1, its chance per negative draw."""
+    examples = inputs.examples
+    p_freq = np.zeros((inputs.item_codes.shape[0], 2))
+    np.add.at(p_freq[:, 0], examples.article_idx, 1.0 / len(examples))
+    pool = inputs.negative_pool
+    p_freq[pool, 1] = 1.0 / max(len(pool), 1) if inputs.negative_p is None else inputs.negative_p
+    return p_freq
+
+
+def _fingerprint(model: TwoTower) -> str:
+    """sha256 of every weight's bytes: equal on all workers when their updates were kept in step."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _average_gradients(model: TwoTower, world: int) -> None:
+    """Mean of every worker's gradient; sparse ones stay sparse (gloo sums them as index/value pairs)."""
+    for parameter in model.parameters():
+        grad = parameter.grad
+        if grad is None:  # skipping it here would leave the other workers waiting in their all-reduce
+            raise RuntimeError(f"a parameter of shape {tuple(parameter.shape)} got no gradient on this worker; "
+                               "every worker must all-reduce the same tensors, so the model must use all of them")
+        if grad.is_sparse:
+            grad = grad.coalesce()
+            dist.all_reduce(grad)
+            parameter.grad = grad / world
+        else:
+            dist.all_reduce(grad)
+            grad.div_(world)
