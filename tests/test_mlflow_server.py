@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,8 @@ MLFLOW = Path(sys.executable).parent / "mlflow"
 @pytest.fixture
 def mlflow_server(tmp_path, postgres):
     """`mlflow server` on a free port; its runs and versions in PostgreSQL, its artifacts in tmp_path/shared."""
-    store = postgres.create_database("mlflow").replace("postgresql://", "postgresql+psycopg://")
+    # one database per test: the server fixture is per test, the PostgreSQL server per session
+    store = postgres.create_database(f"mlflow_{uuid.uuid4().hex[:8]}").replace("postgresql://", "postgresql+psycopg://")
     artifacts = tmp_path / "shared" / "artifacts"
     artifacts.mkdir(parents=True)
     port = s.free_port()
