@@ -74,8 +74,9 @@ def test_bestseller_coverage(result):
 
 
 def test_popularity_map(result):
-    # every buyer gets [1, 2, 5]: a {1, 2} -> 1, b {3} -> 0, c {1, 4} -> (1/1) / 2
-    assert result["map12_popularity"] == pytest.approx((1 + 0 + 0.5) / 3)
+    # every buyer gets [1, 5, 2] (the popularity recommender's ranking: 2 and 5 tie in the prior week, 5 sold
+    # twice in all, 2 once): a {1, 2} -> (1/1 + 2/3) / 2, b {3} -> 0, c {1, 4} -> (1/1) / 2
+    assert result["map12_popularity"] == pytest.approx(((1 + 2 / 3) / 2 + 0 + 0.5) / 3)
 
 
 def test_repurchase_map_uses_time_decay(result):
@@ -89,7 +90,7 @@ def test_repeat_and_novelty_shares(result):
     # before 2019-12-11 (28 days before the window), so every row is of a new article
     assert result["repeat_share"] == pytest.approx(2 / 6)
     assert result["new_article_share"] == pytest.approx(1.0)
-    assert result["repurchase_over_popularity"] == pytest.approx((1 / 3) / (1.5 / 3))
+    assert result["repurchase_over_popularity"] == pytest.approx((1 / 3) / (((1 + 2 / 3) / 2 + 0.5) / 3))
 
 
 def test_bands_are_shown_beside_the_figures_with_their_verdict(result):

@@ -13,6 +13,7 @@ import polars as pl
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.raw.read import LINE, RawDataError, open_raw, parse_errors
 from hmrec.raw.schema import TRANSACTIONS
+from hmrec.recommenders.popularity import bestsellers
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,10 @@ def _novelty_figures(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
 
 
 def _bestsellers(before: pl.DataFrame, start) -> list[int]:
-    """The prior 7 days' K most sold articles, most first (ties: smaller article id first)."""
-    counts = _within(before, start, 7).group_by("article").len()
-    return counts.sort(["len", "article"], descending=[True, False]).head(K)["article"].to_list()
+    """The prior 7 days' K most sold articles, most first: the popularity recommender's own ranking (ties by
+    all-time sales, then the smaller id)."""
+    ranked = bestsellers(before.rename({"article": "article_idx"}), start - timedelta(days=7), K, recent_only=True)
+    return ranked["article_idx"].to_list()
 
 
 def _heuristic_maps(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
