@@ -44,19 +44,30 @@ def _log_q(article_ids: np.ndarray, p_freq: np.ndarray, batch: int, n_negatives:
     return torch.from_numpy(np.log(np.maximum(expected, 1e-12)).astype(np.float32))
 
 
-def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
-    """Train `model` in place for `config.epochs` epochs; deterministic for a given seed and thread count."""
-    examples, rng = inputs.examples, np.random.default_rng(config.seed)
-    n_articles = inputs.item_codes.shape[0]
-    # Column 0: share of examples buying the article; column 1: its chance per extra-negative draw.
-    p_freq = np.zeros((n_articles, 2))
+def sampling_frequencies(inputs: TrainInputs) -> np.ndarray:
+    """(n_articles, 2): column 0, the share of examples buying the article; 1, its chance per extra-negative draw."""
+    examples = inputs.examples
+    p_freq = np.zeros((inputs.item_codes.shape[0], 2))
     np.add.at(p_freq[:, 0], examples.article_idx, 1.0 / len(examples))
     pool = inputs.negative_pool
     p_freq[pool, 1] = 1.0 / max(len(pool), 1) if inputs.negative_p is None else inputs.negative_p
+    return p_freq
+
+
+def make_optimizers(model: TwoTower, config: TwoTowerConfig) -> list[torch.optim.Optimizer]:
+    """Adam for the dense weights, SparseAdam for the sparse embeddings (if any)."""
     dense, sparse = model.parameter_groups()
     optimizers = [torch.optim.Adam(dense, lr=config.learning_rate, weight_decay=config.weight_decay)]
     if sparse:
         optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+    return optimizers
+
+
+def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
+    """Train `model` in place for `config.epochs` epochs; deterministic for a given seed and thread count."""
+    examples, rng = inputs.examples, np.random.default_rng(config.seed)
+    p_freq = sampling_frequencies(inputs)
+    optimizers = make_optimizers(model, config)
     losses, window, started = [], [], time.perf_counter()
     model.train()
     with logs.bar("two-tower", total=config.epochs * len(examples), unit="examples") as stage:
@@ -65,7 +76,7 @@ def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> Train
             order = rng.permutation(len(examples))
             for start in range(0, len(order), config.batch_size):
                 batch = order[start : start + config.batch_size]
-                loss = _step(model, inputs, config, batch, p_freq, rng)
+                loss = step(model, inputs, config, batch, p_freq, rng)
                 for optimizer in optimizers:
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -87,7 +98,7 @@ def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> Train
     return TrainResult(losses, rate, seconds)
 
 
-def _step(
+def step(
     model: TwoTower,
     inputs: TrainInputs,
     config: TwoTowerConfig,

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.model import TwoTower
 from hmrec.retrieval.runtime import deterministic
-from hmrec.retrieval.train import TrainInputs, TrainResult, _step
+from hmrec.retrieval.train import TrainInputs, TrainResult, make_optimizers, sampling_frequencies, step
 from hmrec.scale.engine import EngineConfig, ray_session
 
 log = logging.getLogger(__name__)
@@ -102,18 +101,15 @@ def _train_shard(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, r
     """The local loop over this worker's slice of every global batch; (rank 0's loss means, seconds)."""
     examples, order_rng = inputs.examples, np.random.default_rng(config.seed)
     step_rng = np.random.default_rng([config.seed, rank])  # negatives and cold draws differ per worker
-    p_freq = _sampling_frequencies(inputs)
-    dense, sparse = model.parameter_groups()
-    optimizers = [torch.optim.Adam(dense, lr=config.learning_rate, weight_decay=config.weight_decay)]
-    if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.learning_rate))
+    p_freq = sampling_frequencies(inputs)
+    optimizers = make_optimizers(model, config)
     losses, window, started = [], [], time.perf_counter()
     model.train()
     for _ in range(config.epochs):
         order = order_rng.permutation(len(examples))
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size][rank::world]
-            loss = _step(model, inputs, config, batch, p_freq, step_rng)
+            loss = step(model, inputs, config, batch, p_freq, step_rng)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -128,16 +124,6 @@ def _train_shard(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, r
         losses.append(float(np.mean(window)))
     model.eval()
     return losses, time.perf_counter() - started
-
-
-def _sampling_frequencies(inputs: TrainInputs) -> np.ndarray:
-    """As in the local loop: column 0, share of examples buying the article; 1, its chance per negative draw."""
-    examples = inputs.examples
-    p_freq = np.zeros((inputs.item_codes.shape[0], 2))
-    np.add.at(p_freq[:, 0], examples.article_idx, 1.0 / len(examples))
-    pool = inputs.negative_pool
-    p_freq[pool, 1] = 1.0 / max(len(pool), 1) if inputs.negative_p is None else inputs.negative_p
-    return p_freq
 
 
 def _fingerprint(model: TwoTower) -> str:
