@@ -161,3 +161,20 @@ def test_id_map_finds_one_id_by_binary_search():
     assert [customers.get(c) for c in ("a9", "b1", "c2", "zz", "")] == [1, 2, 0, None, None]
     articles = IdMap(pl.Series([700, 5, 42]), "article")
     assert [articles.get(a) for a in (5, "0000000042", np.int64(700), "x7", -1)] == [1, 2, 0, None, None]
+
+
+def test_the_stored_user_features_are_the_ones_a_query_at_the_cutoff_computes(store):
+    """user_features.parquet is what the evaluation's query reads instead of computing it again."""
+    from hmrec.recommenders.base import Query
+    from hmrec.store.features import index_groups
+
+    customers, train = store.read(tables.CUSTOMERS), store.train_transactions().collect()
+    asked = np.arange(customers.height, dtype=np.int32)[::-1].copy()  # every customer, some with no purchase
+    groups = index_groups(store.read(tables.ARTICLES))
+    computed = Query.for_customers(asked, customers, train, store.cutoff).user_features(groups)
+    stored = Query.for_customers(asked, customers, train, store.cutoff).use_user_features(
+        store.read(tables.USER_FEATURES)).user_features(groups)
+    assert computed.keys() == stored.keys()
+    for name, values in computed.items():
+        assert stored[name].dtype == values.dtype, name
+        np.testing.assert_array_equal(stored[name], values, err_msg=name)

@@ -14,7 +14,7 @@ from pathlib import Path
 from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Query, Recommender, TrainData
 from hmrec.scale.engine import EngineConfig
-from hmrec.store.tables import ARTICLES, CUSTOMERS, TRANSACTIONS, Store
+from hmrec.store.tables import ARTICLES, CUSTOMERS, TRANSACTIONS, USER_FEATURES, Store
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,9 @@ def score_champion(config: PipelineConfig) -> Path:
     methods = {**(final.sources if isinstance(final, FinalRecommender) else {}), "final": final}
     data = load_train_data(store)
     customer_idx, relevant = ground_truth(store.test_transactions().collect())
-    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
+    # the store computed the customers' features as of its cutoff (user_features.parquet): read, not recomputed
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff) \
+        .use_user_features(store.read(USER_FEATURES))
     result = evaluate_methods(methods, query, relevant)
     run_id = _new_run_id()
     sections = [candidate_recall_section(final, query, relevant), final.importance_section()] \
@@ -209,7 +211,9 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     data = load_train_data(store)
     methods, chosen = fit_methods(data, config)
     customer_idx, relevant = ground_truth(store.test_transactions().collect())
-    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
+    # the store computed the customers' features as of its cutoff (user_features.parquet): read, not recomputed
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff) \
+        .use_user_features(store.read(USER_FEATURES))
     with tempfile.TemporaryDirectory(prefix=".scoring-", dir=config.workdir) as folder:
         result = evaluate_methods(_on_engine(methods, store, config, Path(folder)), query, relevant)
     final = methods["final"]

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.store.arrays import days_before, pair_key, split_key
-from hmrec.store.features import user_feature_arrays
+from hmrec.store.features import USER_FEATURE_COLUMNS, user_feature_arrays
 from hmrec.store.tables import age_bucket
 
 PAD_ITEM = -1
@@ -43,6 +43,10 @@ class TrainData:
     @property
     def n_customers(self) -> int:
         return self.customers.height
+
+
+# the numpy dtype of each user feature as `user_feature_arrays` gives it (float64 for the others)
+_FEATURE_DTYPES = {"avg_price": pl.Float32, "online_share": pl.Float32}
 
 
 @dataclass
@@ -74,6 +78,16 @@ class Query:
             self._user_features = user_feature_arrays(h.row, h.days, h.article_idx, history["price"].to_numpy(),
                                                       history["sales_channel_id"].to_numpy(), groups, len(self))
         return self._user_features
+
+    def use_user_features(self, table: pl.DataFrame) -> Query:
+        """Take the user features from `table` (keyed by customer_idx, computed as of `as_of` from the same rows
+        as `history`: the store's user_features.parquet for a query at its cutoff) instead of computing them;
+        a customer the table lacks has no purchase before `as_of`, so nan, as `user_features` gives."""
+        joined = self.customers.select("customer_idx").join(table, on="customer_idx", how="left",
+                                                            maintain_order="left")
+        self._user_features = {name: joined[name].cast(_FEATURE_DTYPES.get(name, pl.Float64)).to_numpy()
+                               for name in USER_FEATURE_COLUMNS}
+        return self
 
     def arrays(self) -> HistoryArrays:
         """The history as numpy arrays, built once per query (every personal source and the ranker read it)."""
