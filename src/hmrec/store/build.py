@@ -40,6 +40,7 @@ from hmrec.raw.validate import (
 )
 from hmrec.store import tables
 from hmrec.store.features import item_features, user_features
+from hmrec.store.idmap import IdMap
 from hmrec.store.manifest import build_manifest, describe_sources, write_manifest
 from hmrec.store.split import assert_no_leakage, time_split
 
@@ -212,9 +213,10 @@ def index_whole(raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> _
 
 
 def id_maps(known_ids: pl.Series, articles: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """customer_id -> customer_idx for customers.csv's customers, article_id -> article_idx."""
-    customer_map = pl.LazyFrame({"customer_id": known_ids, "customer_idx": np.arange(known_ids.len(), dtype=np.int32)})
-    return customer_map, articles.lazy().select("article_id", "article_idx")
+    """customer_id -> customer_idx for customers.csv's customers, article_id -> article_idx: the IdMaps serving
+    looks ids up in, as tables, since millions of rows are mapped with one join rather than id by id."""
+    customers = IdMap(known_ids, "customer").join_table("customer_id", "customer_idx")
+    return customers.lazy(), IdMap.articles(articles).join_table("article_id", "article_idx").lazy()
 
 
 @dataclass

@@ -44,6 +44,10 @@ class IdMap:
     def __len__(self) -> int:
         return self.ids.len()
 
+    def join_table(self, id_column: str, index_column: str) -> pl.DataFrame:
+        """The map as a table (`id_column`, `index_column` Int32) for mapping many rows with one join."""
+        return self._table.rename({"id": id_column, "index": index_column})
+
     def _normalise(self, ids: Iterable | pl.Series) -> pl.Series:
         """The ids as the map's dtype; an article id that is not all digits becomes null (so: unknown)."""
         if isinstance(ids, pl.Series):
