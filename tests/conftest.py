@@ -4,6 +4,8 @@ one real PostgreSQL server, and the event store target of each backend for the t
 from __future__ import annotations
 
 import itertools
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from typer.testing import CliRunner
 
 from hmrec.cli import app
 from hmrec.sample.generate import generate
+from hmrec.store import build
+from hmrec.store.tables import Store
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,31 @@ def events_target(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "events.sqlite")
     return request.getfixturevalue("postgres").create_database(f"events_{next(_databases)}")
+
+
+# ---- the Ray tests (test_scale*.py): a real local cluster and the tiny sample, one of each per module ----------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for every test here: 2 CPUs, no dashboard, no usage statistics, Ray's logs kept quiet."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_raw(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "raw"
+    generate("tiny", seed=3, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_raw, tmp_path_factory) -> Store:
+    folder = tmp_path_factory.mktemp("scoring") / "store"
+    build.build_store(tiny_raw, folder)
+    return Store(folder)

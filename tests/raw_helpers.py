@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hmrec.raw import schema
+from hmrec.raw.read import RawDataError
+from hmrec.store.build import build_store
+from hmrec.store.tables import Store
 
 CUSTOMER_HEADER = ",".join(schema.CUSTOMER_COLUMNS)
 ARTICLE_HEADER = ",".join(schema.ARTICLE_COLUMNS)
@@ -52,3 +57,20 @@ def write_raw(folder: Path, customers: list[str] | None = None, articles: list[s
     write_csv(folder / schema.TRANSACTIONS_FILE, TRANSACTION_HEADER,
               TRANSACTIONS if transactions is None else transactions, **options)
     return folder
+
+
+def fails(tmp_path, raw) -> str:
+    """Build, expect a RawDataError, check nothing appeared at the store path; return the message."""
+    out = tmp_path / "store"
+    with pytest.raises(RawDataError) as caught:
+        build_store(raw, out)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".store")], "temporary build folder left behind"
+    return message
+
+
+def built(tmp_path, raw) -> Store:
+    build_store(raw, tmp_path / "store")
+    return Store(tmp_path / "store")

@@ -15,10 +15,11 @@ from raw_helpers import (
     TRANSACTION_HEADER,
     TRANSACTIONS,
     article,
+    built,
+    fails,
     write_csv,
     write_raw,
 )
-from test_read import built, fails
 
 from hmrec.raw import schema
 from hmrec.raw.read import RawDataError

@@ -13,6 +13,8 @@ from raw_helpers import (
     TRANSACTION_HEADER,
     TRANSACTIONS,
     article,
+    built,
+    fails,
     write_csv,
     write_raw,
 )
@@ -21,24 +23,6 @@ from hmrec.raw import schema
 from hmrec.raw.read import RawDataError
 from hmrec.store.build import build_store
 from hmrec.store.tables import ARTICLES_SCHEMA, Store
-
-
-def fails(tmp_path, raw) -> str:
-    """Build, expect a RawDataError, check nothing appeared at the store path; return the message."""
-    out = tmp_path / "store"
-    with pytest.raises(RawDataError) as caught:
-        build_store(raw, out)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".store")], "temporary build folder left behind"
-    return message
-
-
-def built(tmp_path, raw) -> Store:
-    build_store(raw, tmp_path / "store")
-    return Store(tmp_path / "store")
-
 
 # --- fatal problems ------------------------------------------------------------------------------------------
 

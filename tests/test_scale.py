@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import subprocess
 import sys
@@ -20,34 +19,14 @@ from hmrec.pipeline import load_train_data
 from hmrec.raw.read import RawDataError
 from hmrec.recommenders.als import ALSConfig, ALSRecommender
 from hmrec.recommenders.base import Query, save_recommender
-from hmrec.sample.generate import generate
 from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import EngineConfig
 from hmrec.scale.etl import RayIndexer
 from hmrec.scale.features import RayFeatures
 from hmrec.scale.scoring import EngineScored, ScoringInputs, score_customers
 from hmrec.store import build, tables
-from hmrec.store.tables import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for every test here: 2 CPUs, no dashboard, no usage statistics, Ray's logs kept quiet."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_raw(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "raw"
-    generate("tiny", seed=3, out=out)
-    return out
 
 
 def table_hashes(store: Path) -> dict[str, str]:
@@ -84,6 +63,13 @@ def test_blocks_end_at_row_breaks_outside_quotes(tmp_path):
     assert all(end == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:], strict=False))
     blocks = [pl.read_csv(header + data[start:end])["a"].to_list() for start, end in ranges]
     assert [n for block in blocks for n in block] == list(range(40))
+
+
+def test_blocks_of_a_file_whose_lines_close_their_quotes_need_no_quote_count(tmp_path):
+    rows = [f'{n},"one, {n}",x' for n in range(40)]
+    path = tmp_path / "balanced.csv"
+    path.write_bytes(("a,b,c\n" + "\n".join(rows) + "\n").encode())
+    assert line_blocks(path, block_bytes=50, quotes_balanced=True) == line_blocks(path, block_bytes=50)
 
 
 def test_ray_store_equals_local_on_the_tiny_sample(ray_cluster, tiny_raw, tmp_path):
@@ -133,13 +119,6 @@ def test_engine_options_fall_back_to_the_environment(monkeypatch):
     assert EngineConfig.from_options("local", "auto") == EngineConfig(name="local", address="auto")
     with pytest.raises(ValueError, match="engine 'spark' is not one of local, ray; pass --engine or set HMREC_ENGINE"):
         EngineConfig.from_options("spark")
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tiny_raw, tmp_path_factory) -> Store:
-    folder = tmp_path_factory.mktemp("scoring") / "store"
-    build.build_store(tiny_raw, folder)
-    return Store(folder)
 
 
 def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import polars as pl
-from test_scale import ray_cluster, tiny_raw, tiny_store  # noqa: F401  (the same 2-CPU cluster and tiny store)
 
 from hmrec.evaluation.metrics import recall_at_k
 from hmrec.pipeline import load_train_data

@@ -110,6 +110,16 @@ def write_store_bundle(store: Store, methods: dict[str, Recommender], directory:
     )
 
 
+def held_out_query(store: Store, data: TrainData) -> tuple[Query, list]:
+    """The held-out window's buyers as of the cutoff, and what each bought; the store computed their features as
+    of the cutoff (user_features.parquet), so they are read, not computed again."""
+    from hmrec.evaluation.runner import ground_truth
+
+    customer_idx, relevant = ground_truth(store.test_transactions().collect())
+    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff)
+    return query.use_user_features(store.read(USER_FEATURES)), relevant
+
+
 def evaluate_workdir(config: PipelineConfig) -> Path:
     """Fit every method on the store in the workdir and write the report; returns metrics.json's path."""
     store = Store(config.store_dir)
@@ -138,7 +148,7 @@ def score_champion(config: PipelineConfig) -> Path:
     the workdir's store, refitting nothing; writes the report and returns metrics.json's path."""
     from hmrec.candidates.generate import candidate_recall_section
     from hmrec.evaluation.report import write_report
-    from hmrec.evaluation.runner import evaluate_methods, ground_truth
+    from hmrec.evaluation.runner import evaluate_methods
     from hmrec.ranking.ranker import FinalRecommender
     from hmrec.recommenders.base import load_recommender
     from hmrec.registry.versions import Registry
@@ -154,10 +164,7 @@ def score_champion(config: PipelineConfig) -> Path:
     final = load_recommender(Path(bundle) / "final")
     methods = {**(final.sources if isinstance(final, FinalRecommender) else {}), "final": final}
     data = load_train_data(store)
-    customer_idx, relevant = ground_truth(store.test_transactions().collect())
-    # the store computed the customers' features as of its cutoff (user_features.parquet): read, not recomputed
-    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff) \
-        .use_user_features(store.read(USER_FEATURES))
+    query, relevant = held_out_query(store, data)
     result = evaluate_methods(methods, query, relevant)
     run_id = _new_run_id()
     sections = [candidate_recall_section(final, query, relevant), final.importance_section()] \
@@ -205,15 +212,12 @@ def run_pipeline(config: PipelineConfig) -> Path:
 def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     from hmrec.candidates.generate import candidate_recall_section
     from hmrec.evaluation.report import write_report
-    from hmrec.evaluation.runner import evaluate_methods, ground_truth
+    from hmrec.evaluation.runner import evaluate_methods
     from hmrec.evaluation.selection import settings_section
 
     data = load_train_data(store)
     methods, chosen = fit_methods(data, config)
-    customer_idx, relevant = ground_truth(store.test_transactions().collect())
-    # the store computed the customers' features as of its cutoff (user_features.parquet): read, not recomputed
-    query = Query.for_customers(customer_idx, data.customers, data.transactions, as_of=store.cutoff) \
-        .use_user_features(store.read(USER_FEATURES))
+    query, relevant = held_out_query(store, data)
     with tempfile.TemporaryDirectory(prefix=".scoring-", dir=config.workdir) as folder:
         result = evaluate_methods(_on_engine(methods, store, config, Path(folder)), query, relevant)
     final = methods["final"]

@@ -100,8 +100,9 @@ def profile(raw_dir: Path, test_days: int = 7) -> dict:
         )
         result.update({key: None for key, *_ in FACTS if key not in result})
         return result
-    result.update(_history_figures(week, before, start))
-    result.update(_heuristic_maps(week, before, start))
+    top = _bestsellers(before, start)  # the prior week's top 12, shared by the coverage and MAP figures
+    result.update(_history_figures(week, before, start, top))
+    result.update(_heuristic_maps(week, before, start, top))
     result.update(_novelty_figures(week, before, start))
     popular = result["map12_popularity"]
     result["repurchase_over_popularity"] = result["map12_repurchase"] / popular if popular > 0 else None
@@ -123,7 +124,7 @@ def _within(before: pl.DataFrame, start, days: int) -> pl.DataFrame:
     return before.filter(pl.col("t_dat") >= start - timedelta(days=days))
 
 
-def _history_figures(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
+def _history_figures(week: pl.DataFrame, before: pl.DataFrame, start, top: list[int]) -> dict:
     """How much of the week the days before it already saw: buyers, articles, bestsellers."""
     buyers = week["customer"].unique()
     articles = week["article"].unique()
@@ -138,7 +139,6 @@ def _history_figures(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
             figures["buyers_without_prior_90d"] = 1.0 - buyer_share
         if days in (7, 60):
             figures[f"articles_sold_prior_{days}d"] = article_share
-    top = _bestsellers(before, start)
     figures["top12_prior_week_coverage"] = float(week["article"].is_in(top).mean())
     return figures
 
@@ -159,9 +159,8 @@ def _bestsellers(before: pl.DataFrame, start) -> list[int]:
     return ranked["article_idx"].to_list()
 
 
-def _heuristic_maps(week: pl.DataFrame, before: pl.DataFrame, start) -> dict:
+def _heuristic_maps(week: pl.DataFrame, before: pl.DataFrame, start, top: list[int]) -> dict:
     """MAP@12 over the week's buyers of the prior week's top 12, and of each buyer's own decayed purchases."""
-    top = _bestsellers(before, start)
     truth = week.group_by("customer").agg(pl.col("article").unique()).sort("customer")
     relevant = truth["article"].to_list()
     popular = np.full((truth.height, K), -1, dtype=np.int64)

@@ -17,9 +17,10 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.evaluation.metrics import ap_from_hits, hit_matrix, recall_from_hits
+from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.evaluation.runner import ground_truth
 from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.store.arrays import pair_key
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,11 @@ def _validation(data: TrainData, valid_end: date, config: SelectionConfig) -> _V
 
 
 def _map12(recs: Recs, relevant: list[np.ndarray]) -> float:
-    hits, counts = hit_matrix(recs.items, relevant, 12)
-    return float(np.nanmean(ap_from_hits(hits, counts, 12))) if len(relevant) else 0.0
+    return map_at_k(recs.items, relevant, 12)
 
 
 def _recall(recs: Recs, relevant: list[np.ndarray], k: int) -> float:
-    hits, counts = hit_matrix(recs.items, relevant, k)
-    return float(np.nanmean(recall_from_hits(hits, counts, k))) if len(relevant) else 0.0
+    return recall_at_k(recs.items, relevant, k)
 
 
 def _best(chosen: Chosen, setting: str, grid, score: Callable[[object], float], metric: str):
@@ -135,9 +134,7 @@ def _choose_index_window(source: Recommender, v: _Validation, chosen: Chosen, co
     k = config.max_per_source
 
     def recall(days):
-        source.config.index_window_days = days
-        source.index = source._build_index(v.data.transactions, v.data.cutoff)
-        return _recall(source.recommend(v.query, k), v.relevant, k)
+        return _recall(source.reindex(v.data, days).recommend(v.query, k), v.relevant, k)
 
     best = _best(chosen, "two_tower.index_window_days", config.two_tower_index_windows, recall, f"recall@{k}")
     recall(best)
@@ -166,8 +163,8 @@ def _hit_keys(recs: Recs, relevant: list[np.ndarray]) -> list[set[int]]:
     """Per rank position: the `row << 32 | article` keys of the rows whose answer at that rank was bought."""
     n, width = recs.items.shape
     per_rank: list[set[int]] = [set() for _ in range(width)]
-    truth = {(row << 32) | int(a) for row, items in enumerate(relevant) for a in items}
-    keys = (np.arange(n, dtype=np.int64)[:, None] << 32) | recs.items.astype(np.int64)
+    truth = {int(pair_key(row, a)) for row, items in enumerate(relevant) for a in items}
+    keys = pair_key(np.arange(n)[:, None], recs.items)
     hit = np.isin(keys, np.fromiter(truth, dtype=np.int64, count=len(truth))) & (recs.items != PAD_ITEM)
     for row, rank in zip(*np.nonzero(hit), strict=True):
         per_rank[rank].add(int(keys[row, rank]))

@@ -234,7 +234,7 @@ def _ends_mid_line(path: Path, n_columns: int) -> bool:
         size = handle.tell()
         handle.seek(max(0, size - _TAIL_BYTES))
         tail = handle.read()
-    if not tail or tail.endswith(b"\n"):
+    if not tail:  # the caller asks only for a file that does not end with a line break
         return False
     last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace").rstrip("\r")
     try:

@@ -196,10 +196,9 @@ class ALSRecommender(Recommender):
         in the training window) or the row has no factors."""
         cols = np.searchsorted(self.item_ids, articles)
         known = (cols < self.item_ids.size) & (self.item_ids[np.minimum(cols, self.item_ids.size - 1)] == articles)
+        known &= np.any(factors != 0, axis=1)[rows]  # a row without factors: one check per row, not per line
         out = np.full(rows.size, np.nan, dtype=np.float32)
-        f = factors[rows[known]]
-        out[known] = np.einsum("nd,nd->n", f, self.model.item_factors[cols[known]])
-        out[known & ~np.any(factors[rows] != 0, axis=1)] = np.nan
+        out[known] = np.einsum("nd,nd->n", factors[rows[known]], self.model.item_factors[cols[known]])
         return out
 
     def save(self, directory: Path) -> None:

@@ -11,10 +11,8 @@ from typing import Self
 import polars as pl
 
 from hmrec.recommenders.base import TrainData
-from hmrec.recommenders.popularity import PopularityConfig, PopularityRecommender
+from hmrec.recommenders.popularity import CONFIG_FILE, RANKING_FILE, PopularityConfig, PopularityRecommender
 from hmrec.store.arrays import days_before, decay
-
-CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -59,11 +57,11 @@ class TrendingRecommender(PopularityRecommender):
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.trend)))
-        self._fitted().write_parquet(directory / "ranking.parquet")
+        self._fitted().write_parquet(directory / RANKING_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
         model = cls(TrendingConfig(**json.loads((directory / CONFIG_FILE).read_text())))
-        model.ranking = pl.read_parquet(directory / "ranking.parquet")
+        model.ranking = pl.read_parquet(directory / RANKING_FILE)
         return model
 

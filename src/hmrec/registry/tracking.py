@@ -54,6 +54,12 @@ def tracking_uri(workdir: str | Path) -> str:
     return f"sqlite:///{Path(workdir).resolve() / DB_FILE}"
 
 
+def embedded_db(workdir: str | Path) -> Path | None:
+    """The workdir's own mlflow.db when it is the tracking store (the default), else None (a configured store)."""
+    db = Path(workdir).resolve() / DB_FILE
+    return db if tracking_uri(workdir) == f"sqlite:///{db}" else None
+
+
 def is_server_uri(uri: str) -> bool:
     """True for a tracking server, which chooses its own artifact store; False for a local database."""
     return uri.startswith(_SERVER_SCHEMES)
@@ -80,8 +86,8 @@ def client_for(workdir: str | Path) -> MlflowClient:
     uri = tracking_uri(workdir)
     if not is_server_uri(uri):
         Path(workdir).mkdir(parents=True, exist_ok=True)
-    if uri == f"sqlite:///{Path(workdir).resolve() / DB_FILE}":
-        rebase_artifacts(Path(workdir).resolve() / DB_FILE, artifact_location(workdir, uri))
+    if (db := embedded_db(workdir)) is not None:
+        rebase_artifacts(db, artifact_location(workdir, uri))
     registry_uri = os.environ.get("MLFLOW_REGISTRY_URI", "").strip() or uri
     client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
     mark_dead_runs(client)

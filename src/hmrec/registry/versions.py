@@ -31,7 +31,7 @@ from hmrec.registry.checksums import (
     write_manifest,
 )
 from hmrec.registry.housekeeping import owner_tags
-from hmrec.registry.tracking import DB_FILE, client_for, experiment_id, tracking_uri
+from hmrec.registry.tracking import DB_FILE, client_for, embedded_db, experiment_id
 
 __all__ = ["CHAMPION", "MODEL_NAME", "Registry", "RegistryError", "VersionInfo", "missing_registry", "verify_bundle",
            "write_manifest"]
@@ -52,7 +52,8 @@ def missing_registry(workdir: str | Path) -> str | None:
     """Why `workdir` holds no registry to read, or None (also when MLFLOW_TRACKING_URI points elsewhere): a command
     that only reads must say so, not create the folder and an empty mlflow.db."""
     workdir = Path(workdir)
-    if tracking_uri(workdir) != f"sqlite:///{workdir.resolve() / DB_FILE}" or (workdir / DB_FILE).is_file():
+    db = embedded_db(workdir)
+    if db is None or db.is_file():
         return None
     what = "does not exist" if not workdir.is_dir() else f"holds no registry ({DB_FILE} is missing)"
     return (f"{workdir} {what}: run `hmrec pipeline --raw DIR --workdir {workdir} --promote` to train and register "

@@ -133,6 +133,13 @@ class TwoTowerRecommender(Recommender):
         bias = self.model.bias(numeric[:n]).numpy() * self.config.temperature
         return vectors, bias.astype(np.float32)
 
+    def reindex(self, data: TrainData, window_days: int | None) -> Self:
+        """Only the index rebuilt, of the articles sold `window_days` before `data.cutoff` (weights and item vectors
+        kept): how the index window is chosen on validation."""
+        self.config.index_window_days = window_days
+        self.index = self._build_index(data.transactions, data.cutoff)
+        return self
+
     def _build_index(self, transactions: pl.DataFrame, cutoff: date) -> ArticleIndex:
         days = self.config.index_window_days
         if days is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,12 +64,46 @@ def make_optimizers(model: TwoTower, config: TwoTowerConfig) -> list[torch.optim
     return optimizers
 
 
+class LossLog:
+    """The mean loss over each `every` steps, in order; a last, shorter window counts too."""
+
+    def __init__(self, every: int):
+        self.every, self._means, self._window = every, [], []
+
+    def add(self, loss: float) -> None:
+        self._window.append(loss)
+        if len(self._window) == self.every:
+            self._means.append(float(np.mean(self._window)))
+            self._window = []
+
+    @property
+    def last(self) -> float:
+        return self._means[-1] if self._means else self._window[-1]
+
+    def means(self) -> list[float]:
+        return self._means + ([float(np.mean(self._window))] if self._window else [])
+
+
+def update(optimizers: list[torch.optim.Optimizer], loss: torch.Tensor,
+           sync: Callable[[], None] | None = None) -> float:
+    """One optimiser step on `loss`: clear the gradients, back-propagate, `sync` them (with other workers), step;
+    the loss's value."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if sync is not None:
+        sync()
+    for optimizer in optimizers:
+        optimizer.step()
+    return loss.item()
+
+
 def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
     """Train `model` in place for `config.epochs` epochs; deterministic for a given seed and thread count."""
     examples, rng = inputs.examples, np.random.default_rng(config.seed)
     p_freq = sampling_frequencies(inputs)
     optimizers = make_optimizers(model, config)
-    losses, window, started = [], [], time.perf_counter()
+    losses, started = LossLog(config.loss_every_steps), time.perf_counter()
     model.train()
     with logs.bar("two-tower", total=config.epochs * len(examples), unit="examples") as stage:
         for epoch in range(config.epochs):
@@ -76,26 +111,15 @@ def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> Train
             order = rng.permutation(len(examples))
             for start in range(0, len(order), config.batch_size):
                 batch = order[start : start + config.batch_size]
-                loss = step(model, inputs, config, batch, p_freq, rng)
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                window.append(loss.item())
-                if len(window) == config.loss_every_steps:
-                    losses.append(float(np.mean(window)))
-                    window = []
+                losses.add(update(optimizers, step(model, inputs, config, batch, p_freq, rng)))
                 stage.advance(len(batch))
-            logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses[-1] if losses else window[-1])
-    if window:
-        losses.append(float(np.mean(window)))
+            logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses.last)
     model.eval()
     seconds = time.perf_counter() - started
     rate = config.epochs * len(examples) / max(seconds, 1e-9)
     logger.info("trained on %d examples x %d epochs in %.1f s (%.0f examples/s)",
                 len(examples), config.epochs, seconds, rate)
-    return TrainResult(losses, rate, seconds)
+    return TrainResult(losses.means(), rate, seconds)
 
 
 def step(

@@ -70,7 +70,7 @@ class RayIndexer:
         # at most block_bytes, and small enough that every CPU of the cluster gets a block
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         block_bytes = max(1, min(self.block_bytes, -(-raw.path.stat().st_size // cpus)))
-        header, ranges = line_blocks(raw.path, block_bytes)
+        header, ranges = line_blocks(raw.path, block_bytes, quotes_balanced=True)  # the byte check found no broken line
         log.info("%s: %d blocks of about %.1f MB on Ray", raw.name, len(ranges), block_bytes / 2**20)
         maps = ray.put(tuple(m.collect() for m in build.id_maps(known_ids, articles)))
         task = ray.remote(num_cpus=1)(_index_range)

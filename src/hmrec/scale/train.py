@@ -24,7 +24,15 @@ from safetensors.torch import load_file, save_file
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.model import TwoTower
 from hmrec.retrieval.runtime import deterministic
-from hmrec.retrieval.train import TrainInputs, TrainResult, make_optimizers, sampling_frequencies, step
+from hmrec.retrieval.train import (
+    LossLog,
+    TrainInputs,
+    TrainResult,
+    make_optimizers,
+    sampling_frequencies,
+    step,
+    update,
+)
 from hmrec.scale.engine import EngineConfig, ray_session
 
 log = logging.getLogger(__name__)
@@ -103,27 +111,16 @@ def _train_shard(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, r
     step_rng = np.random.default_rng([config.seed, rank])  # negatives and cold draws differ per worker
     p_freq = sampling_frequencies(inputs)
     optimizers = make_optimizers(model, config)
-    losses, window, started = [], [], time.perf_counter()
+    losses, started = LossLog(config.loss_every_steps), time.perf_counter()
     model.train()
     for _ in range(config.epochs):
         order = order_rng.permutation(len(examples))
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size][rank::world]
             loss = step(model, inputs, config, batch, p_freq, step_rng)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            _average_gradients(model, world)
-            for optimizer in optimizers:
-                optimizer.step()
-            window.append(loss.item())
-            if len(window) == config.loss_every_steps:
-                losses.append(float(np.mean(window)))
-                window = []
-    if window:
-        losses.append(float(np.mean(window)))
+            losses.add(update(optimizers, loss, sync=lambda: _average_gradients(model, world)))
     model.eval()
-    return losses, time.perf_counter() - started
+    return losses.means(), time.perf_counter() - started
 
 
 def _fingerprint(model: TwoTower) -> str:

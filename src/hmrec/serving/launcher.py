@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from hmrec.serving.events import sqlite_path
+
 HMREC = Path(sys.executable).parent / "hmrec"
 
 
@@ -30,8 +32,8 @@ class Server:
         self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        store = {"HMREC_EVENTS_URL": events_db} if str(events_db).startswith("postgresql://") \
-            else {"HMREC_EVENTS_PATH": str(events_db)}
+        store = {"HMREC_EVENTS_PATH": str(events_db)} if sqlite_path(events_db) is not None \
+            else {"HMREC_EVENTS_URL": str(events_db)}
         self.env = {**os.environ, **store, **env}
         if "MLFLOW_TRACKING_URI" not in env:
             self.env.pop("MLFLOW_TRACKING_URI", None)

@@ -5,7 +5,8 @@ when it wakes: a burst of new connections (a client pool opening, a load balance
 one worker while the others idle. With one socket per worker, the kernel spreads connections over them as they
 arrive. The parent only supervises: it restarts a worker that dies and stops them all on SIGTERM or SIGINT; a
 worker also stops when the parent dies, even by SIGKILL (Linux's parent-death signal), so none serves on orphaned.
-SO_REUSEPORT would let a second service bind the port beside a running one, so `refuse_if_served` checks first.
+SO_REUSEPORT would let a second service bind the port beside a running one, so `hmrec serve` calls
+`refuse_if_served` first.
 """
 
 from __future__ import annotations
@@ -88,7 +89,6 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pa
 def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info",
                   access_log: bool = True) -> int:
     """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code."""
-    refuse_if_served(host, port)
     listening_socket(host, port).close()  # fail here, once, if the port is taken by a process we cannot share with
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked thread pools or locks
     stop = threading.Event()

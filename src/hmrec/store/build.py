@@ -303,13 +303,14 @@ def _fast_pass(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFra
 def plausible_bounds(fast: pl.DataFrame) -> Plausible:
     """The price and date bounds the data itself sets (never the day the build runs): see Plausible."""
     prices = fast.select(pl.col("price").filter(pl.col("price").is_finite() & (pl.col("price") > 0)).median()).item()
+    max_price = ABSURD_PRICE_FACTOR * prices if prices else float("inf")
     days = fast.filter(pl.col("t_dat").is_not_null()).group_by("t_dat").len()
     if days.is_empty():
-        return Plausible(max_price=ABSURD_PRICE_FACTOR * prices if prices else float("inf"))
+        return Plausible(max_price=max_price)
     busy = days.filter(pl.col("len") >= PLAUSIBLE_DAY_SHARE * days["len"].median())
     last_day = busy["t_dat"].max()
     last_day = last_day + timedelta(days=1) if last_day < date.max else last_day
-    return Plausible(max_price=ABSURD_PRICE_FACTOR * prices if prices else float("inf"), last_day=last_day)
+    return Plausible(max_price=max_price, last_day=last_day)
 
 
 def _implausible(plausible: Plausible) -> pl.Expr:

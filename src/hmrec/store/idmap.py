@@ -79,7 +79,7 @@ class IdMap:
         return index
 
     def index(self, one_id: str | int) -> int:
-        """The index of one id (a dict look-up, fast for serving); raises UnknownIdError."""
+        """The index of one id (a binary search, fast for serving); raises UnknownIdError."""
         found = self.get(one_id)
         if found is None:
             raise UnknownIdError(f"{self.entity} id {one_id!r} is not in the id map; was it in the training data?")

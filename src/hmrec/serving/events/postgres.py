@@ -10,8 +10,6 @@ commits serialize (one WAL flush each), which the benchmark in docs/benchmarks.m
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import urllib.parse
 
@@ -40,8 +38,6 @@ _SCHEMA = [
         at TIMESTAMPTZ NOT NULL DEFAULT now())""",
     """CREATE TABLE IF NOT EXISTS workers (
         worker TEXT PRIMARY KEY,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
         version INTEGER,
         reload_id BIGINT NOT NULL,
         at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())""",
@@ -96,7 +92,6 @@ class PostgresEventStore(EventStore):
         self.url = url
         self._writer = _Connection(url)
         self._reader = _Connection(url)
-        self._host, self._pid = socket.gethostname(), os.getpid()
         with self._writer.lock:
             connection = self._writer.get()
             with connection.transaction():  # workers starting together must not race on CREATE TABLE
@@ -133,10 +128,10 @@ class PostgresEventStore(EventStore):
 
     def report_worker(self, worker: str, version: int | None, reload_id: int) -> None:
         self._write(
-            "INSERT INTO workers (worker, host, pid, version, reload_id) VALUES (%s,%s,%s,%s,%s) "
+            "INSERT INTO workers (worker, version, reload_id) VALUES (%s,%s,%s) "
             "ON CONFLICT (worker) DO UPDATE SET version = EXCLUDED.version, reload_id = EXCLUDED.reload_id, "
             "at = clock_timestamp() RETURNING worker",
-            (worker, self._host, self._pid, version, reload_id),
+            (worker, version, reload_id),
         )
 
     def live_workers(self, timeout: float) -> list[WorkerBeat]:
