@@ -213,8 +213,7 @@ def test_interaction_features_have_known_values():
     article, last_day = int(bought["article_idx"][-1]), bought["t_dat"][-1]
     candidates = Candidates(np.zeros(2, dtype=np.uint32), np.array([article, next_colour(article)], dtype=np.int32),
                             ranks={}, scores={})
-    features = feature_arrays(candidates, query, ArticleLookup.of(article_table(data.transactions, data.articles,
-                                                                                 CUTOFF)))
+    features = feature_arrays(candidates, query, ArticleLookup.of(article_table(data)))
     own, colour = ({name: values[line] for name, values in features.items()} for line in (0, 1))
     days = (CUTOFF - last_day).days
     assert own["times_bought"] == bought.filter(pl.col("article_idx") == article).height
@@ -227,7 +226,7 @@ def test_interaction_features_have_known_values():
 
 def test_article_lookup_refuses_a_table_not_indexed_by_article_idx():
     data, _ = planted_world()
-    table = article_table(data.transactions, data.articles, CUTOFF)
+    table = article_table(data)
     ArticleLookup.of(table)
     with pytest.raises(ValueError, match="does not hold article_idx i in row i"):
         ArticleLookup.of(table.reverse())

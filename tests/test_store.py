@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from raw_helpers import TRANSACTIONS, write_raw
 from typer.testing import CliRunner
 
@@ -178,3 +180,19 @@ def test_the_stored_user_features_are_the_ones_a_query_at_the_cutoff_computes(st
     for name, values in computed.items():
         assert stored[name].dtype == values.dtype, name
         np.testing.assert_array_equal(stored[name], values, err_msg=name)
+
+
+def test_the_stored_item_features_are_the_ones_the_cutoffs_article_table_computes(store):
+    """item_features.parquet is what the ranker's article table and the two-tower's refresh read at the cutoff."""
+    from dataclasses import replace
+
+    from hmrec.pipeline import load_train_data
+    from hmrec.ranking.features import article_table
+
+    data = load_train_data(store)
+    assert data.item_table is not None and data.item_features(data.cutoff) is data.item_table
+    computed = replace(data, item_table=None)
+    assert_frame_equal(article_table(data), article_table(computed))
+    earlier = data.cutoff - timedelta(days=3)  # any other day is computed, never read from the cutoff's table
+    assert_frame_equal(data.item_features(earlier), computed.item_features(earlier))
+    assert data.item_features(earlier)["sales_all"].sum() < data.item_table["sales_all"].sum()

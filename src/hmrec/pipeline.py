@@ -14,7 +14,7 @@ from pathlib import Path
 from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Query, Recommender, TrainData
 from hmrec.scale.engine import EngineConfig
-from hmrec.store.tables import ARTICLES, CUSTOMERS, TRANSACTIONS, USER_FEATURES, Store
+from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def load_train_data(store: Store) -> TrainData:
         customers=store.read(CUSTOMERS),
         articles=store.read(ARTICLES),
         cutoff=store.cutoff,
+        item_table=store.read(ITEM_FEATURES),  # as of the cutoff: the ranker's and the two-tower's item features
     )
 
 

@@ -10,22 +10,21 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.generate import Candidates
-from hmrec.recommenders.base import Query
+from hmrec.recommenders.base import Query, TrainData
 from hmrec.store.arrays import group_max, group_sum, pair_key
-from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups, item_features
+from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
 COUNTED_COLUMNS = ("product_type_no", "department_no")  # the customer's purchases in the article's type, department
 
 
-def article_table(
-    transactions: pl.DataFrame, articles: pl.DataFrame, as_of: date, customers: pl.DataFrame | None = None
-) -> pl.DataFrame:
-    """One row per article of `articles`: the attributes that interactions use, and `item_features` as of
-    `as_of` (from the rows of `transactions` strictly before it), prefixed `item_`, with the sales of the last day
-    and the trend ratios (last day against the week's daily mean, the week against the 4 weeks' weekly mean) and,
-    given `customers`, the mean age of the article's buyers."""
-    stats = item_features(transactions, articles, as_of)
+def article_table(data: TrainData) -> pl.DataFrame:
+    """One row per article of `data.articles`: the attributes that interactions use, and `item_features` as of
+    the cutoff (from the rows strictly before it: the store's table when `data` carries it), prefixed `item_`,
+    with the sales of the last day and the trend ratios (last day against the week's daily mean, the week against
+    the 4 weeks' weekly mean) and the mean age of the article's buyers."""
+    transactions, articles, as_of, customers = data.transactions, data.articles, data.cutoff, data.customers
+    stats = data.item_features(as_of)
     stats = stats.rename({c: f"item_{c}" for c in stats.columns if c != "article_idx"})
     attrs = articles.select(
         pl.col("article_idx").cast(pl.Int32),

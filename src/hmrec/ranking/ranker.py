@@ -166,7 +166,7 @@ class FinalRecommender(Recommender):
             offset += int(frame["row"].max()) + 1
         self.booster = self._train(pl.concat(frames, how="diagonal_relaxed"))
         self._prepare_sources(data, first=False)
-        self.articles = article_table(data.transactions, data.articles, data.cutoff, data.customers)
+        self.articles = article_table(data)
         return self
 
     def _prepare_sources(self, data: TrainData, first: bool) -> None:
@@ -196,7 +196,7 @@ class FinalRecommender(Recommender):
             rng = np.random.default_rng(cfg.seed)
             buyers = np.sort(rng.choice(buyers, per_week, replace=False))
         query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
-        articles = ArticleLookup.of(article_table(early.transactions, early.articles, early.cutoff, early.customers))
+        articles = ArticleLookup.of(article_table(early))
         with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
             frame = pl.DataFrame(self._features(query, articles)[1])
         rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.store.arrays import days_before, pair_key, split_key
-from hmrec.store.features import USER_FEATURE_COLUMNS, user_feature_arrays
+from hmrec.store.features import USER_FEATURE_COLUMNS, item_features, user_feature_arrays
 from hmrec.store.tables import age_bucket
 
 PAD_ITEM = -1
@@ -35,6 +35,15 @@ class TrainData:
     customers: pl.DataFrame  # the store's customers table (row i has customer_idx i)
     articles: pl.DataFrame  # the store's articles table (row i has article_idx i)
     cutoff: date
+    # the store's item_features.parquet, computed as of `cutoff` by the build; None: computed when asked
+    item_table: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    def item_features(self, as_of: date) -> pl.DataFrame:
+        """`store.features.item_features` of the rows before `as_of`: read from the store's table at the cutoff
+        it was built for, computed for any other day."""
+        if as_of == self.cutoff and self.item_table is not None:
+            return self.item_table
+        return item_features(self.transactions, self.articles, as_of)
 
     @property
     def n_articles(self) -> int:

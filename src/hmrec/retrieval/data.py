@@ -9,8 +9,9 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from hmrec.recommenders.base import TrainData
 from hmrec.retrieval.encoders import Encoders, NumericScaler, numeric_columns
-from hmrec.store.features import item_features, user_features
+from hmrec.store.features import user_features
 from hmrec.store.tables import age_bucket
 
 logger = logging.getLogger(__name__)
@@ -93,20 +94,19 @@ def snapshot_days(cutoff: date, window_days: int, every_days: int) -> list[date]
 
 
 def item_numeric_snapshots(
-    transactions: pl.DataFrame, articles: pl.DataFrame, days: list[date], scaler: NumericScaler | None
+    data: TrainData, days: list[date], scaler: NumericScaler | None
 ) -> tuple[np.ndarray, NumericScaler]:
     """(n_days, n_articles, n_item_numeric) scaled item features as of each day; fits the scaler if None."""
-    frames = [_item_frame(transactions, articles, day) for day in days]
+    frames = [_item_frame(data, day) for day in days]
     if scaler is None:
         scaler = NumericScaler.fit(pl.concat(frames), numeric_columns(frames[0], "article_idx"))
     return np.stack([scaler.transform(frame) for frame in frames]), scaler
 
 
-def _item_frame(transactions: pl.DataFrame, articles: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    frame = item_features(transactions.filter(pl.col("t_dat") < as_of), articles, as_of)
+def _item_frame(data: TrainData, as_of: date) -> pl.DataFrame:
+    frame = data.item_features(as_of)  # the store's table at the cutoff, computed for earlier days
     # One row per article in article_idx order, whatever order the feature code returns.
-    order = articles.select("article_idx").join(frame, on="article_idx", how="left", maintain_order="left")
-    return order
+    return data.articles.select("article_idx").join(frame, on="article_idx", how="left", maintain_order="left")
 
 
 def user_numeric_frame(

@@ -71,7 +71,7 @@ class TwoTowerRecommender(Recommender):
         with deterministic(config.seed, config.threads):
             encoders = _fit_vocabularies(data, config)
             days = snapshot_days(data.cutoff, config.window_days, config.snapshot_every_days) + [data.cutoff]
-            snapshots, encoders.item_scaler = item_numeric_snapshots(data.transactions, data.articles, days, None)
+            snapshots, encoders.item_scaler = item_numeric_snapshots(data, days, None)
             examples = build_examples(data.transactions, data.articles, data.cutoff, config.window_days,
                                       config.snapshot_every_days, encoders)
             self.encoders, self.articles = encoders, data.articles
@@ -103,8 +103,7 @@ class TwoTowerRecommender(Recommender):
         """
         self._require_fitted()
         with deterministic(self.config.seed, self.config.threads):
-            snapshot, _ = item_numeric_snapshots(data.transactions, data.articles, [data.cutoff],
-                                                 self.encoders.item_scaler)
+            snapshot, _ = item_numeric_snapshots(data, [data.cutoff], self.encoders.item_scaler)
             self._item_numeric = torch.from_numpy(np.pad(snapshot[0], ((0, 1), (0, 0)))).contiguous()
             self.item_vectors, self.item_bias = self._encode_items()
         self.index = self._build_index(data.transactions, data.cutoff)
