@@ -78,6 +78,23 @@ def test_evaluate_scores_the_champion_without_refitting(pipeline_run, tmp_path):
     assert time.perf_counter() - started < 120
 
 
+def test_evaluate_refit_fits_every_method_again_and_registers_nothing(pipeline_run, tmp_path):
+    import shutil
+
+    workdir = tmp_path / "work"
+    shutil.copytree(pipeline_run.workdir / "store", workdir / "store")  # the store alone: no registry, no champion
+    result = run("evaluate", "--workdir", workdir, "--reports", tmp_path / "reports", "--refit")
+    assert result.exit_code == 0, result.output
+    refitted = json.loads((tmp_path / "reports" / "latest" / "metrics.json").read_text())
+    trained = json.loads((pipeline_run.workdir / "reports" / "latest" / "metrics.json").read_text())
+    assert set(refitted["methods"]) == set(trained["methods"])  # the baselines too, not only the champion's parts
+    assert {"popularity", "als"} <= set(refitted["methods"])
+    for name in ("popularity", "age_popularity", "repurchase"):  # deterministic fits: the pipeline's figures
+        assert refitted["methods"][name] == pytest.approx(trained["methods"][name], abs=1e-12), name
+    assert "model_version" not in refitted["run"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["store"]  # no registry, tracking or bundle written
+
+
 def test_evaluate_without_a_store_names_the_pipeline(tmp_path):
     result = run("evaluate", "--workdir", tmp_path)
     assert result.exit_code == 1

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hmrec.evaluation.report import pick_customers, write_report
+from hmrec.evaluation.report import pick_customers, repeat_share, write_report
 from hmrec.evaluation.runner import evaluate_methods, ground_truth
 from hmrec.recommenders.base import Query, TrainData
 from hmrec.recommenders.popularity import PopularityRecommender
@@ -133,3 +133,22 @@ def test_notes_say_where_a_baseline_beats_a_learned_method(evaluated, tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "The baseline **repurchase** beats **two_tower** on MAP@12 (0.7500 vs 0.3750)" in text
     assert json.loads((tmp_path / "metrics.json").read_text())["methods"]["two_tower"]["map@12"] == 0.375
+
+
+def test_notes_say_where_and_why_our_model_trails_its_library_peer(evaluated, tmp_path):
+    query, result = evaluated
+    peer, ours = copy.deepcopy(result.methods["repurchase"]), copy.deepcopy(result.methods["repurchase"])
+    full, warm = peer.metrics["recall@100"], peer.segments["warm"]["recall@100"]
+    ours.metrics = {**ours.metrics, "recall@100": full / 2}
+    ours.segments = {**ours.segments, "warm": {**ours.segments["warm"], "recall@100": warm / 2}}
+    trailing = dataclasses.replace(result, methods={**result.methods, "two_tower": ours, "als": peer})
+    write_report(trailing, tmp_path / "trails", test_window=(CUTOFF, CUTOFF), articles=ARTICLES, query=query)
+    text = (tmp_path / "trails" / "report.md").read_text()
+    assert (f"- **two_tower** trails the library peer **als** on Recall@100 ({full / 2:.4f} vs {full:.4f}); on "
+            f"Recall@100 it loses on warm customers ({warm / 2:.4f} vs {warm:.4f}). 50% of this window's purchases "
+            "were articles the buyer had bought before") in text
+    # customers 0 and 3 buy again what they bought before, 1 buys something new, 2 has no history
+    assert repeat_share(query, result.relevant) == 0.5
+    level = dataclasses.replace(result, methods={**result.methods, "two_tower": peer, "als": peer})
+    write_report(level, tmp_path / "level", test_window=(CUTOFF, CUTOFF), articles=ARTICLES, query=query)
+    assert "library peer" not in (tmp_path / "level" / "report.md").read_text()

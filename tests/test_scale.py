@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from raw_helpers import TRANSACTIONS, write_raw
 from typer.testing import CliRunner
 
@@ -31,20 +32,32 @@ FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
 
 def table_hashes(store: Path) -> dict[str, str]:
     """sha256 of each table's rows sorted on every column: equal when two stores hold the same rows."""
-    files = sorted(store.glob("*.parquet")) + sorted((store / tables.QUARANTINE).glob("*.parquet"))
-    hashes = {}
-    for path in files:
-        frame = pl.read_parquet(path)
-        text = frame.sort(frame.columns, nulls_last=True).write_csv()
-        hashes[str(path.relative_to(store))] = hashlib.sha256(text.encode()).hexdigest()
-    return hashes
+    reader = tables.Store(store)
+    names = sorted({p.name.removesuffix(".parquet") for p in store.iterdir() if p.name != tables.QUARANTINE
+                    and (p.suffix == ".parquet" or p.is_dir())})
+    frames = {name: reader.read(name) for name in names}
+    frames.update({f"{tables.QUARANTINE}/{p.name}": pl.read_parquet(p)
+                   for p in sorted((store / tables.QUARANTINE).glob("*.parquet"))})
+    return {name: hashlib.sha256(frame.sort(frame.columns, nulls_last=True).write_csv().encode()).hexdigest()
+            for name, frame in frames.items()}
 
 
 def build_both(raw: Path, out: Path, block_bytes: int) -> tuple[dict, dict, RayIndexer, RayFeatures]:
     local = build.build_store(raw, out / "local")
     indexer, features = RayIndexer(block_bytes), RayFeatures(partitions=4)
-    on_ray = build.build_store(raw, out / "ray", indexer=indexer, features=features)
+    on_ray = build.build_store(raw, out / "ray", indexer=indexer, features=features, partitions=4)
     return local, on_ray, indexer, features
+
+
+def partitioned_like(ray_store: Path, local_store: Path, n: int) -> None:
+    """The Ray store's transactions: n files by customer, each customer in one, read back row for row as local's."""
+    on_ray, local = tables.Store(ray_store), tables.Store(local_store)
+    files = on_ray.partitions(tables.TRANSACTIONS)
+    assert len(files) == n and on_ray.manifest["partitions"] == {tables.TRANSACTIONS: n}
+    for k, path in enumerate(files):
+        customers = pl.read_parquet(path, columns=["customer_idx"])["customer_idx"]
+        assert (customers % n == k).all(), path
+    assert_frame_equal(on_ray.read(tables.TRANSACTIONS), local.read(tables.TRANSACTIONS))  # the order too
 
 
 def same_manifest(local: dict, on_ray: dict) -> None:
@@ -77,6 +90,8 @@ def test_ray_store_equals_local_on_the_tiny_sample(ray_cluster, tiny_raw, tmp_pa
     local, on_ray, indexer, features = build_both(tiny_raw, tmp_path, block_bytes=size // 6)
     same_manifest(local, on_ray)
     assert table_hashes(tmp_path / "ray") == table_hashes(tmp_path / "local")
+    assert set(table_hashes(tmp_path / "ray")) >= {tables.TRANSACTIONS, tables.USER_FEATURES, tables.ITEM_FEATURES}
+    partitioned_like(tmp_path / "ray", tmp_path / "local", 4)
     assert len(indexer.pids) >= 2 and len(features.pids) >= 2, (indexer.pids, features.pids)
 
 
@@ -85,6 +100,7 @@ def test_ray_store_equals_local_on_a_real_export(ray_cluster, tmp_path):
     same_manifest(local, on_ray)
     assert on_ray["quality"]["transactions.id_without_leading_zero"] == 10_000
     assert table_hashes(tmp_path / "ray") == table_hashes(tmp_path / "local")
+    partitioned_like(tmp_path / "ray", tmp_path / "local", 4)
 
 
 def test_ray_quarantines_the_same_rows_with_the_same_reasons(ray_cluster, tmp_path):
@@ -146,6 +162,8 @@ def test_cli_etl_on_ray(ray_cluster, tiny_raw, tmp_path):
                                       "--engine", "ray"])
     assert result.exit_code == 0, result.output
     assert f"built {tmp_path / 'store'}: customers 2,000, articles 1,000, transactions " in result.output
+    # one partition per CPU of the cluster (the tiny file is far below partition_bytes)
+    assert tables.Store(tmp_path / "store").manifest["partitions"] == {tables.TRANSACTIONS: 2}
 
 
 def test_cli_refuses_an_unknown_engine(tmp_path):

@@ -196,3 +196,21 @@ def test_the_stored_item_features_are_the_ones_the_cutoffs_article_table_compute
     earlier = data.cutoff - timedelta(days=3)  # any other day is computed, never read from the cutoff's table
     assert_frame_equal(data.item_features(earlier), computed.item_features(earlier))
     assert data.item_features(earlier)["sales_all"].sum() < data.item_table["sales_all"].sum()
+
+
+def test_a_store_written_in_customer_partitions_reads_back_as_the_one_file_store(store, tmp_path):
+    """The Ray engine's layout (transactions/part-K.parquet by customer_idx % N) gives the same rows in the same
+    order through Store, an empty partition included."""
+    build_store(write_raw(tmp_path / "raw2", transactions=[*TRANSACTIONS, "2020-09-09,zz,0663713001,0.05,2"]),
+                tmp_path / "parts", test_days=7, partitions=7)
+    parts = Store(tmp_path / "parts")
+    files = parts.partitions(tables.TRANSACTIONS)
+    assert [f.name for f in files] == [f"part-{k:05d}.parquet" for k in range(7)]
+    assert parts.manifest["partitions"] == {"transactions": 7} and store.manifest["partitions"] == {}
+    sizes = [pl.read_parquet(f).height for f in files]
+    assert 0 in sizes and sum(sizes) == store.read(tables.TRANSACTIONS).height
+    for k, path in enumerate(files):
+        assert (pl.read_parquet(path)["customer_idx"] % 7 == k).all()
+    assert_frame_equal(parts.read(tables.TRANSACTIONS), store.read(tables.TRANSACTIONS))
+    assert_frame_equal(parts.train_transactions().collect(), store.train_transactions().collect())
+    assert parts.partitions(tables.ARTICLES) == [tmp_path / "parts" / "articles.parquet"]

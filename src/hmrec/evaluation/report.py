@@ -17,6 +17,7 @@ from hmrec.recommenders.base import PAD_ITEM, Query
 log = logging.getLogger(__name__)
 
 BASELINES = ("popularity", "age_popularity", "repurchase")
+PEERS = {"two_tower": "als"}  # our retrieval model -> the library peer it is measured against
 REPORTED = ("map@12", "recall@12", "recall@100", "ndcg@12")  # the keys of metrics.json's method entries
 RECENT_SHOWN = 12  # purchases listed for each customer of the qualitative section
 NAME_CHARS = 60  # an article name from the data is cut to this many characters in the report
@@ -71,7 +72,7 @@ def write_report(
         _header(result, test_window, run_info),
         _results_tables(result),
         "## Plots\n\n" + "\n\n".join(f"![{path.stem}]({path.name})" for path in figures),
-        _notes(result),
+        _notes(result, query),
         _qualitative(result, query, _article_names(articles)),
         *(extra_sections or []),
     ]
@@ -116,7 +117,7 @@ def _results_tables(result: EvaluationResult) -> str:
     return "\n".join(parts)
 
 
-def _notes(result: EvaluationResult) -> str:
+def _notes(result: EvaluationResult, query: Query) -> str:
     """Plain statements read off the numbers: who wins overall and per segment, where a baseline wins."""
     if not result.methods:
         return "## Notes\n\nNo method was evaluated."
@@ -135,6 +136,7 @@ def _notes(result: EvaluationResult) -> str:
             if name not in BASELINES and result.methods[name].metrics["map@12"] < bar:
                 notes.append(f"- The baseline **{top_baseline}** beats **{name}** on MAP@12 "
                              f"({bar:.4f} vs {result.methods[name].metrics['map@12']:.4f}).")
+    notes += _peer_notes(result, query, recall_key)
     for segment, size in result.segment_sizes.items():
         if size > 0 and segment in ("warm", "cold"):
             top, leaders = _leaders({n: m.segments[segment]["map@12"] for n, m in result.methods.items()})
@@ -142,6 +144,44 @@ def _notes(result: EvaluationResult) -> str:
     notes.append("- For scale: on the real H&M week, time-decayed repurchase scores MAP@12 0.020-0.023 and the "
                  "best published systems 0.030-0.036 (docs/hm-data.md); other data gives other levels.")
     return "## Notes\n\n" + "\n".join(notes)
+
+
+def _peer_notes(result: EvaluationResult, query: Query, recall_key: str) -> list[str]:
+    """Where our model trails its library peer: the metrics, the segments, and the window's repeat share (what
+    the peer's per-customer factors of their own articles are best at)."""
+    notes = []
+    for ours, peer in PEERS.items():
+        if ours not in result.methods or peer not in result.methods:
+            continue
+        mine, theirs = result.methods[ours], result.methods[peer]
+        lost = [f"{label} ({mine.metrics[key]:.4f} vs {theirs.metrics[key]:.4f})"
+                for key, label in ((recall_key, f"Recall@{result.k_max}"), ("map@12", "MAP@12"))
+                if mine.metrics[key] < theirs.metrics[key]]
+        if not lost:
+            continue
+        where = [f"{segment} customers ({mine.segments[segment][recall_key]:.4f} vs "
+                 f"{theirs.segments[segment][recall_key]:.4f})" for segment in ("warm", "cold")
+                 if result.segment_sizes.get(segment) and mine.segments[segment][recall_key]
+                 < theirs.segments[segment][recall_key]]
+        notes.append(
+            f"- **{ours}** trails the library peer **{peer}** on {' and '.join(lost)}"
+            + (f"; on Recall@{result.k_max} it loses on {' and on '.join(where)}" if where else "")
+            + f". {repeat_share(query, result.relevant):.0%} of this window's purchases were articles the buyer had "
+            f"bought before: {peer} scores each customer's own articles through their own factors, {ours} through "
+            "the articles' attributes and ids pooled over the history, which blur one article into its neighbours "
+            "where the attributes say little.")
+    return notes
+
+
+def repeat_share(query: Query, relevant: list[np.ndarray]) -> float:
+    """The share of the window's (buyer, article) purchases whose article the buyer had bought before as_of."""
+    lengths = np.array([len(items) for items in relevant], dtype=np.int64)
+    if lengths.sum() == 0:
+        return 0.0
+    bought = pl.DataFrame({"row": np.repeat(np.arange(len(relevant), dtype=np.uint32), lengths),
+                           "article_idx": np.concatenate(relevant).astype(np.int32)})
+    seen = query.history.select(pl.col("row").cast(pl.UInt32), pl.col("article_idx").cast(pl.Int32)).unique()
+    return bought.join(seen, on=["row", "article_idx"], how="semi").height / bought.height
 
 
 def _leaders(values: dict[str, float]) -> tuple[float, str]:

@@ -22,6 +22,7 @@ class EngineConfig:
     name: str = "local"
     address: str | None = None  # None: start a local Ray on this machine; "auto" or "host:port": join a cluster
     block_bytes: int = 128 << 20  # bytes of raw CSV per ETL block
+    partition_bytes: int = 512 << 20  # bytes of raw transactions CSV per customer partition of the store
     num_cpus: int | None = None  # CPUs of a local Ray (None: all); ignored when joining a cluster
     scoring_rows: int = 20_000  # customers per batch-scoring batch
     train_workers: int = 2  # Ray Train workers (1 CPU each) for the two-tower model

@@ -5,7 +5,9 @@ local engine's fast and slow passes, on it. The driver then runs `combine_blocks
 local engine runs over its one block: file-wide line numbers, the new customers' indices, the file-level
 fatal checks. customers.csv and articles.csv (a few hundred MB at the H&M size) are cleaned whole on the
 driver by the local functions: their rules (duplicate ids) need the whole file anyway. The features as of the
-cutoff are computed per customer partition (scale/features.py).
+cutoff are computed per customer partition (scale/features.py), and the transactions are written partitioned the
+same way (customer_idx modulo N: every customer's whole history in one file), as the workers of later stages
+read them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from hmrec.raw.read import RawFile, parse_errors
-from hmrec.raw.schema import FileSpec
+from hmrec.raw.schema import TRANSACTIONS_FILE, FileSpec
 from hmrec.scale.blocks import copy_range, line_blocks
 from hmrec.scale.engine import EngineConfig, ray_session
 from hmrec.scale.features import RayFeatures
@@ -36,8 +38,19 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7,
     if not engine.is_ray:
         return build.build_store(raw_dir, store_dir, test_days)
     with ray_session(engine):
+        partitions = store_partitions(Path(raw_dir) / TRANSACTIONS_FILE, engine)
         return build.build_store(raw_dir, store_dir, test_days, indexer=RayIndexer(engine.block_bytes),
-                                 features=RayFeatures())
+                                 features=RayFeatures(partitions), partitions=partitions)
+
+
+def store_partitions(transactions: Path, engine: EngineConfig) -> int:
+    """How many customer partitions the store and the feature tasks get: one per `partition_bytes` of raw CSV,
+    and at least one per CPU of the cluster."""
+    import ray
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = transactions.stat().st_size if transactions.is_file() else 0
+    return max(cpus, -(-size // engine.partition_bytes))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Features as of the cutoff on Ray: user features per customer partition, per-article partial sums reduced once.
 
-The training rows are split by customer (customer_idx modulo the partition count), so every customer's whole
-history is in one partition: `user_features` of each partition are final rows, and `item_partials` (counts,
-price sums, distinct buyers) add up across partitions in `combine_item_partials`, the reduce the local engine
-also runs over its one partition.
+The training rows are split by customer (customer_idx modulo the partition count, as the store's partitions),
+so every customer's whole history is in one partition: `user_features` of each partition are final rows, and
+`item_partials` (counts, price sums, distinct buyers) add up across partitions in `combine_item_partials`,
+the reduce the local engine also runs over its one partition.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import polars as pl
 
 from hmrec.store.build import local_features
 from hmrec.store.features import combine_item_partials, item_partials, user_features
+from hmrec.store.tables import customer_partition
 
 PART = "_partition"
 
@@ -33,7 +34,7 @@ class RayFeatures:
         if train.is_empty():
             return local_features(train, articles, cutoff)
         n = self.partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        parts = train.with_columns((pl.col("customer_idx") % n).alias(PART)).partition_by(PART, include_key=False)
+        parts = train.with_columns(customer_partition(n).alias(PART)).partition_by(PART, include_key=False)
         task = ray.remote(num_cpus=1)(_partition_features)
         shared = ray.put(articles)
         results = ray.get([task.remote(ray.put(part), shared, cutoff) for part in parts])

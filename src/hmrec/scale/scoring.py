@@ -18,7 +18,7 @@ import polars as pl
 
 from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
 from hmrec.scale.engine import EngineConfig, ray_session
-from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store
+from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, scan_table
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ class ScoringInputs:
 
     recommender: Path  # a folder written by save_recommender (a bundle's final/)
     customers: Path  # the store's or bundle's customers.parquet
-    history: Path  # purchases (customer_idx, t_dat, article_idx, price, sales_channel_id): rows before as_of count
+    history: Path  # purchases (customer_idx, t_dat, article_idx, price, sales_channel_id), a .parquet file or a
+    # partitioned table's folder (store.tables.scan_table): rows before as_of count
     as_of: date
     k: int = 12
 
@@ -41,7 +42,7 @@ class Scorer:
         self.inputs = inputs
         self.recommender = load_recommender(inputs.recommender)
         self.customers = pl.read_parquet(inputs.customers)
-        self.history = pl.scan_parquet(inputs.history).filter(pl.col("t_dat") < inputs.as_of).collect()
+        self.history = scan_table(inputs.history).filter(pl.col("t_dat") < inputs.as_of).collect()
 
     def score(self, customer_idx: np.ndarray) -> Recs:
         query = Query.for_customers(customer_idx, self.customers, self.history, self.inputs.as_of)
@@ -109,6 +110,6 @@ class EngineScored:
         self.folder, self.store, self.engine = folder, store, engine
 
     def recommend(self, query: Query, k: int) -> Recs:
-        inputs = ScoringInputs(self.folder, self.store.path / f"{CUSTOMERS}.parquet",
-                               self.store.path / f"{TRANSACTIONS}.parquet", query.as_of, k)
+        inputs = ScoringInputs(self.folder, self.store.table_path(CUSTOMERS), self.store.table_path(TRANSACTIONS),
+                               query.as_of, k)
         return score_customers(inputs, query.customers["customer_idx"].to_numpy(), self.engine).recs

@@ -58,13 +58,14 @@ class StorePathError(RawDataError):
 
 
 def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, indexer: Indexer | None = None,
-                features: Featurer | None = None) -> dict:
+                features: Featurer | None = None, partitions: int | None = None) -> dict:
     """Validate and clean the three raw files and write the store; return its manifest.
 
     The store is built in a temporary folder beside `store_dir` and renamed into place at the end, so a
     failed build (RawDataError and anything else) leaves nothing new there and an older store untouched.
     `indexer` checks and indexes the transactions file and `features` computes the features as of the cutoff
-    (default: in this process; hmrec.scale passes Ray's).
+    (default: in this process; hmrec.scale passes Ray's). With `partitions`, the transactions are written as
+    that many files by customer (tables.write_partitioned), as the Ray engine's workers read them.
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
@@ -75,7 +76,8 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, 
         raise StorePathError(f"--store {store_dir}: cannot create a folder beside it ({error.strerror or error}); "
                              f"choose a writable path") from None
     try:
-        manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features)
+        manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features,
+                               partitions)
         _swap_in(building, store_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
@@ -102,7 +104,8 @@ def _swap_in(building: Path, store_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, features: Featurer) -> dict:
+def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, features: Featurer,
+                partitions: int | None) -> dict:
     start = time.perf_counter()
     tx_name = schema.TRANSACTIONS_FILE
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -140,7 +143,10 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, feat
         tables.ITEM_FEATURES: items,
     }
     for name, frame in written.items():
-        frame.write_parquet(out / f"{name}.parquet", statistics=True)
+        if name == tables.TRANSACTIONS and partitions:
+            tables.write_partitioned(frame, out / name, partitions)
+        else:
+            frame.write_parquet(out / f"{name}.parquet", statistics=True)
     quarantines = {schema.CUSTOMERS_FILE: customers.quarantine, schema.ARTICLES_FILE: articles.quarantine,
                    schema.TRANSACTIONS_FILE: tx.quarantine}
     _write_quarantine(out, quarantines)
@@ -149,6 +155,7 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, feat
         quality={**customers.quality, **articles.quality, **tx.quality},
         normalisations=[*customers.notes, *articles.notes, *tx.notes],
         build_seconds=time.perf_counter() - start,
+        partitions={tables.TRANSACTIONS: partitions} if partitions else {},
     )
     write_manifest(manifest, out / tables.MANIFEST)
     return manifest

@@ -49,6 +49,7 @@ def build_manifest(
     quality: Mapping[str, int],
     normalisations: list[str],
     build_seconds: float,
+    partitions: Mapping[str, int] | None = None,
 ) -> dict:
     return {
         "format": FORMAT_VERSION,
@@ -62,6 +63,7 @@ def build_manifest(
         "quality": dict(quality),
         "normalisations": list(normalisations),
         "build_seconds": round(build_seconds, 2),
+        "partitions": dict(partitions or {}),  # table -> N files by customer_idx % N (tables.write_partitioned)
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "fingerprint": fingerprint(sources, split, test_days),
     }

@@ -6,6 +6,9 @@ A store is one folder written by `hmrec etl`:
                              seen only in transactions
     articles.parquet         article_idx (row i has idx i) + attributes; article_id as Int64
     transactions.parquet     t_dat, customer_idx, article_idx, price, sales_channel_id; sorted by t_dat
+      or transactions/       the same rows partitioned by customer (the Ray engine's store, `partitions` in the
+                             manifest): part-K.parquet holds the customers with customer_idx % N == K, so each
+                             customer's whole history is in one file; `_row` keeps each row's place in the table
     user_features.parquet    customer_idx + features computed as of the cutoff
     item_features.parquet    article_idx + features computed as of the cutoff
     quarantine/<file>.parquet  rows set aside, with a `reason` column
@@ -29,6 +32,7 @@ USER_FEATURES = "user_features"
 ITEM_FEATURES = "item_features"
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"  # folder of <raw file stem>.parquet: rows set aside, with a `reason` column
+PARTITION_ROW = "_row"  # a partitioned table's rows carry their place in the table: read back, the order is the same
 
 TRANSACTIONS_SCHEMA = {
     "t_dat": pl.Date,
@@ -85,10 +89,20 @@ class Store:
         self.manifest = json.loads(manifest_path.read_text())
 
     def scan(self, table: str) -> pl.LazyFrame:
-        return pl.scan_parquet(self.path / f"{table}.parquet")
+        return scan_table(self.table_path(table))
 
     def read(self, table: str) -> pl.DataFrame:
-        return pl.read_parquet(self.path / f"{table}.parquet")
+        return self.scan(table).collect()
+
+    def table_path(self, table: str) -> Path:
+        """`<table>.parquet`, or the folder of a table written in partitions."""
+        folder = self.path / table
+        return folder if folder.is_dir() else self.path / f"{table}.parquet"
+
+    def partitions(self, table: str) -> list[Path]:
+        """The files of `table`: one per customer partition (part-K holds customer_idx % N == K), else one."""
+        path = self.table_path(table)
+        return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
 
     @property
     def cutoff(self) -> date:
@@ -114,3 +128,27 @@ class Store:
 
     def test_transactions(self) -> pl.LazyFrame:
         return self.scan(TRANSACTIONS).filter(pl.col("t_dat") >= self.cutoff)
+
+
+def customer_partition(n: int) -> pl.Expr:
+    """The partition (0..n-1) of each row: customer_idx modulo n, so a customer's rows all fall in one."""
+    return (pl.col("customer_idx") % n).cast(pl.Int32)
+
+
+def write_partitioned(frame: pl.DataFrame, folder: Path, n: int) -> None:
+    """`frame` as folder/part-K.parquet for K in 0..n-1 by `customer_partition(n)` (an empty file where a partition
+    has no row), each row with its place in `frame` so `scan_table` gives the rows back in the same order."""
+    folder.mkdir()
+    numbered = frame.with_row_index(PARTITION_ROW).with_columns(pl.col(PARTITION_ROW).cast(pl.Int64))
+    parts = numbered.with_columns(customer_partition(n).alias("_part")).partition_by("_part", as_dict=True,
+                                                                                       include_key=False)
+    for k in range(n):
+        part = parts.get((k,), numbered.clear())
+        part.write_parquet(folder / f"part-{k:05d}.parquet", statistics=True)
+
+
+def scan_table(path: Path) -> pl.LazyFrame:
+    """A table's rows from its .parquet file or from its partition folder (in the table's order, `_row` dropped)."""
+    if path.is_dir():
+        return pl.scan_parquet(path / "part-*.parquet").sort(PARTITION_ROW).drop(PARTITION_ROW)
+    return pl.scan_parquet(path)
