@@ -76,8 +76,9 @@ def measure(command: list[str]) -> dict:
     }
 
 
-def child_scoring(engine: str, bundle: Path, rows: int) -> None:
-    """Child mode: score every customer of the bundle and print the seconds that took, as JSON."""
+def child_scoring(engine: str, bundle: Path, rows: int, sample: int | None) -> None:
+    """Child mode: score every customer of the bundle (or a seeded sample of `sample` of them) and print the seconds
+    that took, as JSON."""
     import numpy as np
     import polars as pl
 
@@ -88,6 +89,8 @@ def child_scoring(engine: str, bundle: Path, rows: int) -> None:
     inputs = ScoringInputs(bundle / "final", bundle / "customers.parquet", bundle / "history.parquet",
                            data_end + timedelta(days=1), k=12)
     customers = np.arange(pl.scan_parquet(inputs.customers).select(pl.len()).collect().item(), dtype=np.int32)
+    if sample is not None and sample < customers.size:  # the same customers for both engines
+        customers = np.sort(np.random.default_rng(0).choice(customers, sample, replace=False)).astype(np.int32)
     config = EngineConfig(name=engine, scoring_rows=rows)
     with engine_session(config):
         started = time.perf_counter()
@@ -111,13 +114,14 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("/tmp/scale-store"), help="store folder to build")
     parser.add_argument("--bundle", type=Path, help="a pipeline bundle (WORKDIR/bundles/<run-id>) to score")
     parser.add_argument("--scoring-rows", type=int, default=20_000, help="customers per Ray scoring block")
+    parser.add_argument("--customers", type=int, help="score a seeded sample of this many customers (default: all)")
     parser.add_argument("--out", type=Path, help="write the results here as JSON too")
     parser.add_argument("--child", choices=["scoring-local", "scoring-ray", "ray-start"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "ray-start":
         return child_ray_start()
     if args.child:
-        return child_scoring(args.child.split("-")[1], args.bundle, args.scoring_rows)
+        return child_scoring(args.child.split("-")[1], args.bundle, args.scoring_rows, args.customers)
     if args.data is None:
         parser.error("--data is required")
     me = [sys.executable, __file__]
@@ -131,7 +135,8 @@ def main() -> None:
         results[f"etl_{engine}"].update(stage_s=manifest["build_seconds"], rows=manifest["rows"]["transactions"])
         if args.bundle:
             scoring = [*me, "--child", f"scoring-{engine}", "--bundle", str(args.bundle),
-                       "--scoring-rows", str(args.scoring_rows)]
+                       "--scoring-rows", str(args.scoring_rows),
+                       *(["--customers", str(args.customers)] if args.customers else [])]
             results[f"scoring_{engine}"] = measure(scoring)
     for stage in ("etl", "scoring"):
         if f"{stage}_ray" in results:

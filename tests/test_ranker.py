@@ -112,6 +112,21 @@ def test_ranker_beats_each_of_its_sources(world):
     assert final_map > 0.5
 
 
+def test_a_large_query_is_scored_in_slices_with_the_same_answers(world, monkeypatch):
+    from hmrec.ranking import ranker
+
+    _, query, _, final = world
+    whole = final.recommend(query, 12)
+    assert query._user_features is not None  # computed by the first answer: the slices carry theirs along
+    monkeypatch.setattr(ranker, "SCORE_ROWS", 37)  # 400 testers in 11 slices, the last one short
+    sliced = final.recommend(query, 12)
+    np.testing.assert_array_equal(sliced.items, whole.items)
+    np.testing.assert_array_equal(sliced.scores, whole.scores)
+    part = query.rows(37, 74)
+    assert len(part) == 37 and part.history["row"].max() < 37
+    assert part.customers["customer_idx"].to_list() == query.customers["customer_idx"][37:74].to_list()
+
+
 def test_ranker_learns_the_planted_signal_first(world):
     importance = world[3].feature_importance()
     assert importance.columns == ["feature", "gain", "splits"]

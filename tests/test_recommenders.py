@@ -358,6 +358,19 @@ def test_als_recovers_planted_co_purchase_structure_better_than_popularity():
     assert len(als.losses) == 10
 
 
+def test_als_searches_a_large_query_in_slices_with_the_same_answers(monkeypatch):
+    from hmrec.recommenders import als as als_module
+
+    data, query, _ = block_structured_data()
+    als = ALSRecommender(ALSConfig(factors=8, iterations=5, seed=1)).fit(data)
+    whole = als.recommend(query, 10)
+    monkeypatch.setattr(als_module, "SEARCH_CELLS", 3 * als.active.size)  # three rows per slice
+    sliced = als.recommend(query, 10)
+    assert len(query) > 3 and (whole.items >= 0).any()
+    np.testing.assert_array_equal(sliced.items, whole.items)
+    np.testing.assert_allclose(sliced.scores, whole.scores, rtol=1e-6)  # BLAS sums in another order
+
+
 def test_bought_together_names_the_purchases_that_propose_an_article(train_data):
     # customers 0..9 bought articles c and c + 30 on one day a month ago; customer 1 also bought 31 with 1
     model = BoughtTogetherRecommender(TOGETHER).fit(train_data)

@@ -144,10 +144,12 @@ def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_p
     customer_idx = np.arange(data.customers.height, dtype=np.int32)[::-1].copy()
     query = Query.for_customers(customer_idx, data.customers, data.transactions, tiny_store.cutoff)
     expected = model.recommend(query, 12)
-    inputs = ScoringInputs(tmp_path / "model", tiny_store.path / "customers.parquet",
-                           tiny_store.path / "transactions.parquet", tiny_store.cutoff, k=12)
+    assert len(tiny_store.partitions(tables.TRANSACTIONS)) == 3  # each actor reads the partitions it scores
+    inputs = ScoringInputs(tmp_path / "model", tiny_store.table_path(tables.CUSTOMERS),
+                           tiny_store.table_path(tables.TRANSACTIONS), tiny_store.cutoff, k=12)
     on_ray = score_customers(inputs, customer_idx, EngineConfig(name="ray", scoring_rows=len(customer_idx) // 8))
     assert (expected.items >= 0).all()  # every customer got 12 answers, so equality says something
+    np.testing.assert_array_equal(score_customers(inputs, customer_idx).recs.items, expected.items)  # all partitions
     np.testing.assert_array_equal(on_ray.recs.items, expected.items)
     np.testing.assert_allclose(on_ray.recs.scores, expected.scores, rtol=1e-6)
     assert len(on_ray.pids) >= 2 and os.getpid() not in on_ray.pids, on_ray.pids

@@ -50,7 +50,8 @@ def main(verbose: Verbose = False) -> None:
 @data_app.command("generate")
 def data_generate(
     out: Annotated[Path, typer.Option(help="Folder to write the three CSV files into.")],
-    scale: Annotated[str, typer.Option(help="tiny (tests), small (make run) or full (real sizes).")] = "small",
+    scale: Annotated[str, typer.Option(help="tiny (tests), small (make run), full (real sizes) or 3x (three "
+                                            "times H&M, for scale benchmarks).")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same bytes.")] = 7,
     world: Annotated[str, typer.Option(help="fashion (the H&M-like sample), grocery or media.")] = "fashion",
 ) -> None:

@@ -40,6 +40,7 @@ SOURCES_DIR = "sources"
 PAIR_SCORE = "two_tower_pair_score"
 ALS_SCORE = "als_pair_score"
 SINGLE_THREAD_ROWS = 20_000
+SCORE_ROWS = 10_000  # query rows scored at a time (about 1.6M candidate lines at the default budget)
 
 # About 100 candidates per customer once the overlaps are merged.
 DEFAULT_N_PER_SOURCE = {
@@ -306,6 +307,10 @@ class FinalRecommender(Recommender):
         return self._lookup
 
     def recommend(self, query: Query, k: int) -> Recs:
+        if len(query) > SCORE_ROWS:  # a large query in slices: the candidate lines and features stay bounded
+            parts = [self.recommend(query.rows(start, min(start + SCORE_ROWS, len(query))), k)
+                     for start in range(0, len(query), SCORE_ROWS)]
+            return Recs(np.concatenate([p.items for p in parts]), np.concatenate([p.scores for p in parts]))
         candidates, scores = self._scored(query)
         best = _best_first(candidates, scores, k)
         return Recs.from_sorted(candidates.row[best], candidates.article_idx[best], scores[best], len(query), k)

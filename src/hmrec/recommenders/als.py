@@ -40,7 +40,10 @@ CONFIG_FILE = "config.json"
 FACTORS_FILE = "factors.safetensors"
 FILL_DIR = "fill"
 SMALL_BATCH = 64  # rows solved in numpy (a live query); larger batches go to implicit's threaded solver
-BATCH_ROWS = 8192  # query rows scored at once: (batch, n_items) float32 scores stay ~0.5 GB at 15k items
+BATCH_ROWS = 8192  # query rows solved at once
+# (rows, active items) scores searched at once: the float32 scores, their negation and argpartition's int64
+# indices stay ~0.5 GB whatever the catalogue (8,192 rows x 68k articles took 8.9 GB at the H&M size)
+SEARCH_CELLS = 1 << 25
 
 
 @dataclass
@@ -179,8 +182,9 @@ class ALSRecommender(Recommender):
         if n == 0 or warm.size == 0:
             return out  # nothing sold recently, or nobody with history: the fill answers
         items = np.ascontiguousarray(self.model.item_factors[self.active])  # (n_active, factors)
-        for start in range(0, warm.size, BATCH_ROWS):
-            batch = warm[start : start + BATCH_ROWS]
+        rows = max(1, SEARCH_CELLS // items.shape[0])
+        for start in range(0, warm.size, rows):
+            batch = warm[start : start + rows]
             scores = factors[batch] @ items.T  # (batch, n_active)
             top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < items.shape[0] else \
                 np.broadcast_to(np.arange(items.shape[0]), (batch.size, n))

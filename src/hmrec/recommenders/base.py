@@ -98,6 +98,15 @@ class Query:
                                for name in USER_FEATURE_COLUMNS}
         return self
 
+    def rows(self, start: int, stop: int) -> Query:
+        """Query rows start..stop-1 as a query of their own (rows renumbered from 0, user features kept)."""
+        history = self.history.filter(pl.col("row").is_between(start, stop, closed="left"))
+        part = Query(self.customers.slice(start, stop - start),
+                     history.with_columns((pl.col("row") - start).cast(pl.UInt32)), self.as_of)
+        if self._user_features is not None:
+            part._user_features = {name: values[start:stop] for name, values in self._user_features.items()}
+        return part
+
     def arrays(self) -> HistoryArrays:
         """The history as numpy arrays, built once per query (every personal source and the ranker read it)."""
         if self._arrays is None:

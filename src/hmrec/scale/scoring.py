@@ -18,7 +18,7 @@ import polars as pl
 
 from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
 from hmrec.scale.engine import EngineConfig, ray_session
-from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, scan_table
+from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, partition_files, scan_partitions, scan_table
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,28 @@ class ScoringInputs:
 
 
 class Scorer:
-    """Loads the recommender and the tables once; answers any number of blocks of customers."""
+    """Loads the recommender and the customers once; answers any number of blocks of customers. The history is
+    loaded once too, or, from a store written in customer partitions, only the partitions a block's customers
+    are in (the last one kept: the Ray engine hands each actor blocks of one partition)."""
 
     def __init__(self, inputs: ScoringInputs):
         self.inputs = inputs
         self.recommender = load_recommender(inputs.recommender)
         self.customers = pl.read_parquet(inputs.customers)
-        self.history = scan_table(inputs.history).filter(pl.col("t_dat") < inputs.as_of).collect()
+        self.partitions = len(partition_files(inputs.history)) if inputs.history.is_dir() else 0
+        self._history: tuple[tuple[int, ...], pl.DataFrame] | None = None
+
+    def history(self, customer_idx: np.ndarray) -> pl.DataFrame:
+        """Purchases before as_of of at least `customer_idx` (of everyone when the table is one file)."""
+        keys = tuple(np.unique(customer_idx % self.partitions).tolist()) if self.partitions else ()
+        if self._history is None or self._history[0] != keys:
+            rows = scan_partitions(self.inputs.history, list(keys)) if keys else scan_table(self.inputs.history)
+            self._history = keys, rows.filter(pl.col("t_dat") < self.inputs.as_of).collect()
+        return self._history[1]
 
     def score(self, customer_idx: np.ndarray) -> Recs:
-        query = Query.for_customers(customer_idx, self.customers, self.history, self.inputs.as_of)
+        customer_idx = np.asarray(customer_idx, dtype=np.int32)
+        query = Query.for_customers(customer_idx, self.customers, self.history(customer_idx), self.inputs.as_of)
         return self.recommender.recommend(query, self.inputs.k)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -73,13 +85,15 @@ def score_customers(inputs: ScoringInputs, customer_idx: np.ndarray, engine: Eng
 
 
 def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
-    """One Ray Data block per `rows` customers, mapped by one actor per CPU of the cluster."""
+    """Blocks of at most `rows` customers of one store partition each, mapped by one actor per CPU of the cluster."""
     import pyarrow as pa
     import ray
 
     positions = np.arange(len(customer_idx), dtype=np.int64)
-    blocks = [pa.table({"position": positions[i:i + rows], "customer_idx": customer_idx[i:i + rows]})
-              for i in range(0, len(customer_idx), rows)]
+    n = len(partition_files(inputs.history)) if inputs.history.is_dir() else 1
+    groups = [positions[customer_idx % n == k] for k in range(n)]  # each block within one store partition
+    blocks = [pa.table({"position": group[i:i + rows], "customer_idx": customer_idx[group[i:i + rows]]})
+              for group in groups for i in range(0, len(group), rows)]
     actors = max(1, min(len(blocks), int(ray.cluster_resources().get("CPU", 1))))
     log.info("scoring %d customers in %d blocks with %d actors", len(customer_idx), len(blocks), actors)
     with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated from Ray 2.60

@@ -101,8 +101,7 @@ class Store:
 
     def partitions(self, table: str) -> list[Path]:
         """The files of `table`: one per customer partition (part-K holds customer_idx % N == K), else one."""
-        path = self.table_path(table)
-        return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+        return partition_files(self.table_path(table))
 
     @property
     def cutoff(self) -> date:
@@ -145,6 +144,17 @@ def write_partitioned(frame: pl.DataFrame, folder: Path, n: int) -> None:
     for k in range(n):
         part = parts.get((k,), numbered.clear())
         part.write_parquet(folder / f"part-{k:05d}.parquet", statistics=True)
+
+
+def partition_files(path: Path) -> list[Path]:
+    """A partitioned table's part-K files in K order, or [path] for a table in one file."""
+    return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+
+
+def scan_partitions(path: Path, partitions: list[int]) -> pl.LazyFrame:
+    """The rows of some partitions of a partitioned table, in the table's order (`_row` dropped)."""
+    files = partition_files(path)
+    return pl.scan_parquet([files[k] for k in partitions]).sort(PARTITION_ROW).drop(PARTITION_ROW)
 
 
 def scan_table(path: Path) -> pl.LazyFrame:
