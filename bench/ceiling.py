@@ -18,7 +18,7 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.evaluation.metrics import map_at_k, recall_at_k
+from hmrec.evaluation.metrics import ap_per_customer, recall_at_k
 from hmrec.evaluation.runner import ground_truth
 from hmrec.store.tables import Store
 
@@ -26,8 +26,9 @@ DEPTH = 100
 
 
 def ranked(scores: pl.DataFrame, customers: np.ndarray, fill: list[int]) -> np.ndarray:
-    """(n, DEPTH) articles per customer by score (then the latest bought first), filled with `fill`."""
-    top = scores.sort(["customer_idx", "score", "last"], descending=[False, True, True]).group_by(
+    """(n, DEPTH) articles per customer by score (then the latest bought, then the smaller article_idx first),
+    filled with `fill`."""
+    top = scores.sort(["customer_idx", "score", "last", "article_idx"], descending=[False, True, True, False]).group_by(
         "customer_idx", maintain_order=True).agg(pl.col("article_idx").head(DEPTH))
     own = dict(zip(top["customer_idx"].to_list(), top["article_idx"].to_list(), strict=True))
     out = np.full((len(customers), DEPTH), -1, dtype=np.int64)
@@ -59,7 +60,8 @@ def main() -> None:
     print(f"{len(customers):,} buyers in the held-out window from {cutoff}")
     for name, scores in orders.items():
         items = ranked(scores, customers, fill.head(DEPTH).to_list())
-        print(f"{name:36s} MAP@12 {map_at_k(items, relevant, 12):.4f}  "
+        ap = ap_per_customer(items, relevant, 12)
+        print(f"{name:36s} MAP@12 {ap.mean():.4f} (standard error {ap.std(ddof=1) / np.sqrt(ap.size):.4f})  "
               f"Recall@{DEPTH} {recall_at_k(items, relevant, DEPTH):.4f}")
 
 
