@@ -34,6 +34,11 @@ class ScoringInputs:
     as_of: date
     k: int = 12
 
+    @property
+    def partitions(self) -> int:
+        """How many customer partitions `history` is written in (0: one file)."""
+        return len(partition_files(self.history)) if self.history.is_dir() else 0
+
 
 class Scorer:
     """Loads the recommender and the customers once; answers any number of blocks of customers. The history is
@@ -44,7 +49,7 @@ class Scorer:
         self.inputs = inputs
         self.recommender = load_recommender(inputs.recommender)
         self.customers = pl.read_parquet(inputs.customers)
-        self.partitions = len(partition_files(inputs.history)) if inputs.history.is_dir() else 0
+        self.partitions = inputs.partitions
         self._history: tuple[tuple[int, ...], pl.DataFrame] | None = None
 
     def history(self, customer_idx: np.ndarray) -> pl.DataFrame:
@@ -90,7 +95,7 @@ def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) ->
     import ray
 
     positions = np.arange(len(customer_idx), dtype=np.int64)
-    n = len(partition_files(inputs.history)) if inputs.history.is_dir() else 1
+    n = max(1, inputs.partitions)
     groups = [positions[customer_idx % n == k] for k in range(n)]  # each block within one store partition
     blocks = [pa.table({"position": group[i:i + rows], "customer_idx": customer_idx[group[i:i + rows]]})
               for group in groups for i in range(0, len(group), rows)]

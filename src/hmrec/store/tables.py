@@ -160,5 +160,5 @@ def scan_partitions(path: Path, partitions: list[int]) -> pl.LazyFrame:
 def scan_table(path: Path) -> pl.LazyFrame:
     """A table's rows from its .parquet file or from its partition folder (in the table's order, `_row` dropped)."""
     if path.is_dir():
-        return pl.scan_parquet(path / "part-*.parquet").sort(PARTITION_ROW).drop(PARTITION_ROW)
+        return scan_partitions(path, list(range(len(partition_files(path)))))
     return pl.scan_parquet(path)
