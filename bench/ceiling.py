@@ -34,7 +34,8 @@ def ranked(scores: pl.DataFrame, customers: np.ndarray, fill: list[int]) -> np.n
     out = np.full((len(customers), DEPTH), -1, dtype=np.int64)
     for row, customer in enumerate(customers.tolist()):
         mine = own.get(customer, [])
-        answer = (mine + [a for a in fill if a not in set(mine)])[:DEPTH]
+        seen = set(mine)
+        answer = (mine + [a for a in fill if a not in seen])[:DEPTH]
         out[row, :len(answer)] = answer
     return out
 
@@ -48,7 +49,7 @@ def main() -> None:
     customers, relevant = ground_truth(store.test_transactions().collect())
     week = train.filter(pl.col("t_dat") >= cutoff - timedelta(days=7))
     fill = week.group_by("article_idx").len().sort(["len", "article_idx"], descending=[True, False])["article_idx"]
-    history = train.join(pl.DataFrame({"customer_idx": customers}), on="customer_idx").with_row_index("line")
+    history = train.with_row_index("line").join(pl.DataFrame({"customer_idx": customers}), on="customer_idx")
     back = pl.int_range(pl.len()).reverse().over("customer_idx")
     lines = history.sort(["customer_idx", "t_dat", "line"]).with_columns(back.alias("back"))
     age = (pl.lit(cutoff) - pl.col("t_dat")).dt.total_days()

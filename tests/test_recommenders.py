@@ -366,7 +366,7 @@ def test_als_searches_a_large_query_in_slices_with_the_same_answers(monkeypatch)
     whole = als.recommend(query, 10)
     monkeypatch.setattr(als_module, "SEARCH_CELLS", 3 * als.active.size)  # three rows per slice
     sliced = als.recommend(query, 10)
-    assert len(query) > 3 and (whole.items >= 0).any()
+    assert np.any(als.user_factors(query) != 0, axis=1).sum() > 3  # more warm rows than one slice holds
     np.testing.assert_array_equal(sliced.items, whole.items)
     np.testing.assert_allclose(sliced.scores, whole.scores, rtol=1e-6)  # BLAS sums in another order
 

@@ -145,8 +145,8 @@ def test_notes_say_where_and_why_our_model_trails_its_library_peer(evaluated, tm
     write_report(trailing, tmp_path / "trails", test_window=(CUTOFF, CUTOFF), articles=ARTICLES, query=query)
     text = (tmp_path / "trails" / "report.md").read_text()
     assert (f"- **two_tower** trails the library peer **als** on Recall@100 ({full / 2:.4f} vs {full:.4f}); on "
-            f"Recall@100 it loses on warm customers ({warm / 2:.4f} vs {warm:.4f}). 50% of this window's purchases "
-            "were articles the buyer had bought before") in text
+            f"Recall@100 it loses on warm customers ({warm / 2:.4f} vs {warm:.4f}). 50% of the distinct articles each "
+            "buyer bought in this window were ones they had bought before") in text
     # customers 0 and 3 buy again what they bought before, 1 buys something new, 2 has no history
     assert repeat_share(query, result.relevant) == 0.5
     level = dataclasses.replace(result, methods={**result.methods, "two_tower": peer, "als": peer})

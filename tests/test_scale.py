@@ -24,7 +24,7 @@ from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import EngineConfig
 from hmrec.scale.etl import RayIndexer
 from hmrec.scale.features import RayFeatures
-from hmrec.scale.scoring import EngineScored, ScoringInputs, score_customers
+from hmrec.scale.scoring import EngineScored, Scorer, ScoringInputs, score_customers
 from hmrec.store import build, tables
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
@@ -150,6 +150,9 @@ def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_p
     on_ray = score_customers(inputs, customer_idx, EngineConfig(name="ray", scoring_rows=len(customer_idx) // 8))
     assert (expected.items >= 0).all()  # every customer got 12 answers, so equality says something
     np.testing.assert_array_equal(score_customers(inputs, customer_idx).recs.items, expected.items)  # all partitions
+    scorer = Scorer(inputs)
+    assert (scorer.history(np.array([1, 4], dtype=np.int32))["customer_idx"] % 3 == 1).all()  # partition 1 alone
+    assert scorer.score(np.empty(0, dtype=np.int32)).items.shape == (0, 12)
     np.testing.assert_array_equal(on_ray.recs.items, expected.items)
     np.testing.assert_allclose(on_ray.recs.scores, expected.scores, rtol=1e-6)
     assert len(on_ray.pids) >= 2 and os.getpid() not in on_ray.pids, on_ray.pids

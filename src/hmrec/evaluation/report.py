@@ -166,15 +166,15 @@ def _peer_notes(result: EvaluationResult, query: Query, recall_key: str) -> list
         notes.append(
             f"- **{ours}** trails the library peer **{peer}** on {' and '.join(lost)}"
             + (f"; on Recall@{result.k_max} it loses on {' and on '.join(where)}" if where else "")
-            + f". {repeat_share(query, result.relevant):.0%} of this window's purchases were articles the buyer had "
-            f"bought before: {peer} scores each customer's own articles through their own factors, {ours} through "
-            "the articles' attributes and ids pooled over the history, which blur one article into its neighbours "
-            "where the attributes say little.")
+            + f". {repeat_share(query, result.relevant):.0%} of the distinct articles each buyer bought in this window "
+            f"were ones they had bought before: {peer} scores each customer's own articles through their own "
+            f"factors, {ours} through the articles' attributes and ids pooled over the history, which may blur one "
+            "article into its neighbours where the attributes say little.")
     return notes
 
 
 def repeat_share(query: Query, relevant: list[np.ndarray]) -> float:
-    """The share of the window's (buyer, article) purchases whose article the buyer had bought before as_of."""
+    """The share of the window's distinct (buyer, article) pairs whose article the buyer had bought before as_of."""
     lengths = np.array([len(items) for items in relevant], dtype=np.int64)
     if lengths.sum() == 0:
         return 0.0

@@ -62,6 +62,9 @@ class Scorer:
 
     def score(self, customer_idx: np.ndarray) -> Recs:
         customer_idx = np.asarray(customer_idx, dtype=np.int32)
+        if customer_idx.size == 0:  # nothing to read
+            k = self.inputs.k
+            return Recs(np.empty((0, k), dtype=np.int32), np.empty((0, k), dtype=np.float32))
         query = Query.for_customers(customer_idx, self.customers, self.history(customer_idx), self.inputs.as_of)
         return self.recommender.recommend(query, self.inputs.k)
 
