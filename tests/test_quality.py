@@ -1,5 +1,6 @@
-"""Per sample world, on the tiny sample's held-out window: `final` beats repurchase and popularity, and its
-candidate pool keeps what any of its sources finds (Recall@100 at least 98% of every source's)."""
+"""Per sample world, on the tiny sample's held-out window: `final` beats repurchase and popularity (on grocery:
+popularity, and matches repurchase), and its candidate pool keeps what any of its sources finds (Recall@100 at
+least 98% of every source's)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typer.testing import CliRunner
 
 from hmrec.cli import app
 
-# Add "grocery" and "media" here once `hmrec data generate --world` is merged (the worlds branch).
-WORLDS = ["fashion"]
+WORLDS = ["fashion", "grocery", "media"]
 SOURCES = ("two_tower", "repurchase", "other_colours", "bought_together", "age_popularity", "trending", "als")
 KEEPS = 0.98
 
@@ -35,11 +35,21 @@ def world_metrics(pipeline_run, tmp_path_factory):
     return metrics
 
 
+# On grocery no order can beat repurchase by much: the world's own draw reaches 1.06x its MAP@12 (bench/ceiling.py,
+# docs/benchmarks.md), and the tiny sample's 115 held-out buyers cannot tell such a gap from noise. There `final`
+# must beat popularity and stay within 3% of repurchase; on the other worlds it must beat both.
+MATCHES = {"grocery": 0.97}
+
+
 @pytest.mark.parametrize("world", WORLDS)
 def test_final_beats_repurchase_and_popularity(world_metrics, world):
     methods = world_metrics(world)["methods"]
-    for baseline in ("repurchase", "popularity"):
-        assert methods["final"]["map@12"] > methods[baseline]["map@12"], (world, baseline, methods)
+    final = methods["final"]["map@12"]
+    assert final > methods["popularity"]["map@12"], (world, methods)
+    if world in MATCHES:
+        assert final >= MATCHES[world] * methods["repurchase"]["map@12"], (world, methods)
+    else:
+        assert final > methods["repurchase"]["map@12"], (world, methods)
 
 
 @pytest.mark.parametrize("world", WORLDS)

@@ -127,6 +127,38 @@ def test_a_large_query_is_scored_in_slices_with_the_same_answers(world, monkeypa
     assert part.customers["customer_idx"].to_list() == query.customers["customer_idx"][37:74].to_list()
 
 
+def test_validation_map_is_the_competition_metric_over_candidates():
+    from hmrec.ranking.ranker import _map12
+
+    rows = np.array([0, 0, 0, 1, 1, 2])
+    labels = np.array([0, 1, 1, 1, 0, 0])
+    scores = np.array([3.0, 2.0, 1.0, 0.0, 5.0, 1.0])
+    # row 0 ranks its hits 2nd and 3rd: (1/2 + 2/3) / 2; row 1 its hit 2nd: 1/2; row 2 has none and does not count
+    assert _map12(rows, labels, scores) == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 2) / 2)
+    assert _map12(rows, labels, -scores) == pytest.approx((1.0 + 1.0) / 2)
+
+
+def test_the_ranker_keeps_lightgbms_order_where_it_beats_every_source_on_validation(world):
+    config = world[3].config
+    proposing = {name for name, n in N_PER_SOURCE.items() if n}
+    assert set(config.validation_map) == {"lightgbm", *proposing}
+    assert config.leader is None and config.validation_map["lightgbm"] == max(config.validation_map.values())
+
+
+def test_a_leading_source_answers_first_in_its_own_order(world, monkeypatch):
+    _, query, _, final = world
+    monkeypatch.setattr(final.config, "leader", "other_colours")
+    led = final.recommend(query, 12)
+    candidates, _ = final._features(query, final.article_lookup())
+    rank = candidates.ranks["other_colours"]
+    for row in range(0, len(query), 50):
+        mine = rank[candidates.row == row] >= 0
+        proposed = candidates.article_idx[candidates.row == row][mine]
+        by_rank = proposed[np.argsort(rank[candidates.row == row][mine], kind="stable")]
+        n = min(12, by_rank.size)
+        np.testing.assert_array_equal(led.items[row, :n], by_rank[:n])
+
+
 def test_ranker_learns_the_planted_signal_first(world):
     importance = world[3].feature_importance()
     assert importance.columns == ["feature", "gain", "splits"]
@@ -140,6 +172,8 @@ def test_ranker_learns_the_planted_signal_first(world):
     top = importance["feature"][0]
     section = world[3].importance_section()
     assert section.startswith("## Ranker feature importance") and f"| {top} |" in section
+    lightgbm = world[3].config.validation_map["lightgbm"]
+    assert f"over the same candidates: lightgbm {lightgbm:.4f}, " in section and "**LightGBM**'s order." in section
 
 
 def test_save_and_load_give_identical_answers(world, tmp_path):

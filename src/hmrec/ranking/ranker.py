@@ -41,6 +41,7 @@ PAIR_SCORE = "two_tower_pair_score"
 ALS_SCORE = "als_pair_score"
 SINGLE_THREAD_ROWS = 20_000
 SCORE_ROWS = 10_000  # query rows scored at a time (about 1.6M candidate lines at the default budget)
+LEADER_BASE = 1000.0  # a leading source's line scores LEADER_BASE - its rank: above every other line
 
 # About 100 candidates per customer once the overlaps are merged.
 DEFAULT_N_PER_SOURCE = {
@@ -65,7 +66,8 @@ class FinalConfig:
     as of its first day (several label weeks teach the ranker more than one).
     max_train_customers: a seeded sample of the windows' buyers, shared out over the weeks (None: all);
     customers who bought nothing in the window are left out on purpose: with no positive their groups teach
-    lambdarank nothing. valid_fraction: customers held out for early stopping."""
+    lambdarank nothing. valid_fraction: customers held out for early stopping, and on whom LightGBM's order is
+    compared with each source's own (`leader`): the final method never orders worse there than its best source."""
 
     n_per_source: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_N_PER_SOURCE))
     label_days: int = 7
@@ -81,6 +83,10 @@ class FinalConfig:
     num_threads: int = 2
     seed: int = 7
     feature_names: list[str] = field(default_factory=list)  # set by fit, checked by recommend
+    # set by fit: a source whose own order (its candidates first, by its rank) beat LightGBM's on the ranker's
+    # validation customers; its candidates then lead in its order, LightGBM orders the rest (None: LightGBM's)
+    leader: str | None = None
+    validation_map: dict[str, float] = field(default_factory=dict)  # set by fit: MAP@12 of each order compared
 
     def label_starts(self, cutoff: date) -> list[date]:
         """First day of each label window, oldest first: the windows just before `cutoff`."""
@@ -269,7 +275,27 @@ class FinalRecommender(Recommender):
         booster = lgb.train(params, train_set, cfg.num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
         log.info("ranker: %d trees, %d features, best valid %s", booster.num_trees(), len(cfg.feature_names),
                  dict(booster.best_score.get("valid_0", {})))
+        cfg.leader, cfg.validation_map = None, {}
+        if n_valid:
+            self._choose_leader(booster, frame.filter(pl.Series(is_valid)))
         return booster
+
+    def _choose_leader(self, booster: lgb.Booster, valid: pl.DataFrame) -> None:
+        """Compare LightGBM's order with each source's own (its candidates first by its rank, LightGBM's for the
+        rest) on the validation customers' candidates, by MAP@12; keep a source's order only where it is better."""
+        cfg = self.config
+        rows, labels = valid["row"].to_numpy(), valid["label"].to_numpy()
+        scores = booster.predict(self.matrix(valid), num_threads=cfg.num_threads)
+        cfg.validation_map = {"lightgbm": _map12(rows, labels, scores)}
+        for name in self.sources:
+            if self.n_per_source.get(name) and f"{name}_rank" in valid.columns:  # the sources that propose
+                led = _led_by(valid[f"{name}_rank"].cast(pl.Float32).fill_null(np.nan).to_numpy(), scores)
+                cfg.validation_map[name] = _map12(rows, labels, led)
+        best = max(cfg.validation_map, key=cfg.validation_map.get)
+        cfg.leader = None if cfg.validation_map[best] <= cfg.validation_map["lightgbm"] else best
+        log.info("ranker order on %d validation customers: MAP@12 %s; answering with %s", np.unique(rows).size,
+                 ", ".join(f"{n} {v:.4f}" for n, v in cfg.validation_map.items()),
+                 f"{cfg.leader}'s order first" if cfg.leader else "LightGBM's order")
 
     def _dataset(self, frame: pl.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         groups = frame.group_by("row", maintain_order=True).len()["len"].to_numpy()
@@ -298,6 +324,8 @@ class FinalRecommender(Recommender):
         # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer)
         threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else self.config.num_threads
         scores = self.booster.predict(self.matrix(features), num_threads=threads) if len(candidates) else np.zeros(0)
+        if self.config.leader is not None and len(candidates):
+            scores = _led_by(features[f"{self.config.leader}_rank"], scores)
         return candidates, scores.astype(np.float32)
 
     def article_lookup(self) -> ArticleLookup:
@@ -358,8 +386,13 @@ class FinalRecommender(Recommender):
         importance = self.feature_importance().head(top)
         total = float(self.feature_importance()["gain"].sum()) or 1.0
         lines = ["## Ranker feature importance", "", f"LightGBM lambdarank, {self.booster.num_trees()} trees; "
-                 "gain = total loss reduction of the splits on the feature.", "",
-                 "| feature | gain share | splits |", "|---|---:|---:|"]
+                 "gain = total loss reduction of the splits on the feature.", ""]
+        if self.config.validation_map:
+            compared = ", ".join(f"{name} {value:.4f}" for name, value in self.config.validation_map.items())
+            chosen = f"**{self.config.leader}**'s order first" if self.config.leader else "**LightGBM**'s order"
+            lines += [f"Order chosen on the ranker's validation customers (MAP@12 of LightGBM's order and of each "
+                      f"source's own order over the same candidates: {compared}): {chosen}.", ""]
+        lines += ["| feature | gain share | splits |", "|---|---:|---:|"]
         for feature, gain, splits in importance.iter_rows():
             lines.append(f"| {feature} | {gain / total:.3f} | {splits} |")
         return "\n".join(lines) + "\n"
@@ -392,3 +425,28 @@ def _best_first(candidates: Candidates, scores: np.ndarray, k: int) -> np.ndarra
     rows = candidates.row.astype(np.int64)
     order = np.lexsort((candidates.article_idx, -scores, rows))
     return order[ranks_in_row(rows[order]) < k]
+
+
+def _led_by(rank: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Scores that put the lines a source proposed first, in its rank order (rank nan: not proposed), and order
+    the rest by `scores` (squashed below every proposed line's)."""
+    squashed = 1.0 / (1.0 + np.exp(-np.asarray(scores, dtype=np.float64))) - 1.0  # in (-1, 0)
+    return np.where(np.isnan(rank), squashed, LEADER_BASE - np.nan_to_num(rank))
+
+
+def _map12(rows: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """MAP@12 over the rows with a positive, of the lines ordered by score (ties to the earlier line); the
+    denominator is each row's positives among its lines, as LightGBM's own `map@12`."""
+    order = np.lexsort((np.arange(rows.size), -scores, rows))
+    rows, hits = rows[order].astype(np.int64), labels[order].astype(np.float64)
+    rank = ranks_in_row(rows)
+    top = rank < 12
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    running = np.cumsum(hits)
+    cumulative = running - np.repeat(np.r_[0.0, running][starts], np.diff(np.r_[starts, rows.size]))  # within row
+    precision = np.where(top & (hits > 0), cumulative / (rank + 1), 0.0)
+    keys, inverse = np.unique(rows, return_inverse=True)
+    positives = np.bincount(inverse, weights=hits, minlength=keys.size)
+    ap = np.bincount(inverse, weights=precision, minlength=keys.size)
+    has = positives > 0
+    return float((ap[has] / np.minimum(positives[has], 12)).mean()) if has.any() else 0.0
