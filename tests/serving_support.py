@@ -3,15 +3,18 @@ real `hmrec serve` subprocess."""
 
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 import polars as pl
 
 from hmrec.recommenders.base import Recommender, TrainData
 from hmrec.registry.model_bundle import write_bundle
 from hmrec.registry.versions import Registry
 from hmrec.serving import launcher
+from hmrec.serving.events import open_event_store
 from hmrec.serving.launcher import HMREC, free_port  # noqa: F401  (the tests use them through this module)
 from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
 
@@ -132,3 +135,27 @@ class Server(launcher.Server):
 
     def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, **env: str):
         super().__init__(workdir, events_db, log_path, **{"HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env})
+
+
+def post_until_stopped(url: str, prefix: str, acknowledged: list, stop: threading.Event) -> None:
+    """Post purchases until `stop` or until the server is gone; record each (customer, article) that got a 201."""
+    with httpx.Client(base_url=url, timeout=5) as client:
+        n = 0
+        while not stop.is_set():
+            customer, article = f"{prefix}-{n}", ARTICLE_IDS[n % 10]
+            try:
+                response = client.post("/events/purchases", json={"customer_id": customer, "article_id": article})
+            except httpx.TransportError:
+                return  # the server is gone: this event was never acknowledged
+            if response.status_code == 201:
+                acknowledged.append((customer, article))
+            n += 1
+
+
+def stored_purchases(events_target: str) -> set[tuple[str, int]]:
+    """(customer_id, article_id) of every purchase in an event store."""
+    store = open_event_store(events_target)
+    try:
+        return {(p.customer_id, p.article_id) for p in store.all()}
+    finally:
+        store.close()

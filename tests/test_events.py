@@ -178,25 +178,9 @@ def test_acknowledged_events_survive_sigkill_of_the_server(workdir, tmp_path, wo
     events_db = events_target
     server = s.Server(workdir, events_db, tmp_path / "server.log", HMREC_WORKERS=workers).start()
     acknowledged: list[tuple[str, int]] = []
-    lock = threading.Lock()
     stop = threading.Event()
-
-    def post(worker: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=5) as client:
-            n = 0
-            while not stop.is_set():
-                customer = f"kill-{worker}-{n}"
-                try:
-                    response = client.post("/events/purchases", json={"customer_id": customer,
-                                                                       "article_id": s.ARTICLE_IDS[n % 10]})
-                except httpx.TransportError:
-                    return  # the server is gone: this event was never acknowledged
-                if response.status_code == 201:
-                    with lock:
-                        acknowledged.append((customer, s.ARTICLE_IDS[n % 10]))
-                n += 1
-
-    threads = [threading.Thread(target=post, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=s.post_until_stopped, args=(server.url, f"kill-{w}", acknowledged, stop))
+               for w in range(4)]
     for thread in threads:
         thread.start()
     while len(acknowledged) < 150:
@@ -206,10 +190,7 @@ def test_acknowledged_events_survive_sigkill_of_the_server(workdir, tmp_path, wo
     for thread in threads:
         thread.join()
 
-    store = open_event_store(events_db)
-    stored = {(p.customer_id, p.article_id) for p in store.all()}
-    store.close()
-    assert set(acknowledged) <= stored
+    assert set(acknowledged) <= s.stored_purchases(events_db)
     # and the restarted service applies them: a killed-in-flight new customer is warm
     with s.Server(workdir, events_db, tmp_path / "server2.log", HMREC_WORKERS=workers) as restarted:
         customer, article = acknowledged[-1]

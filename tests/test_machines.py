@@ -10,7 +10,6 @@ import pytest
 import serving_support as s
 
 from hmrec.registry.versions import Registry
-from hmrec.serving.events import open_event_store
 
 AUTH = {"Authorization": f"Bearer {s.ADMIN_TOKEN}"}
 NEW_CUSTOMER = "new-on-machine-a"
@@ -25,21 +24,6 @@ def recommend(url: str, customer_id: str) -> dict:
     response = httpx.post(f"{url}/recommendations", json=body, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def post_until_stopped(url: str, prefix: str, acknowledged: list, stop: threading.Event) -> None:
-    """Post purchases until `stop` or until the server is gone; record each (customer, article) that got a 201."""
-    with httpx.Client(base_url=url, timeout=5) as client:
-        n = 0
-        while not stop.is_set():
-            customer, article = f"{prefix}-{n}", s.ARTICLE_IDS[n % 10]
-            try:
-                response = client.post("/events/purchases", json={"customer_id": customer, "article_id": article})
-            except httpx.TransportError:
-                return
-            if response.status_code == 201:
-                acknowledged.append((customer, article))
-            n += 1
 
 
 @pytest.fixture
@@ -73,7 +57,7 @@ def test_two_machines_share_events_and_reloads_and_survive_a_sigkill(machines):
     # SIGKILL of machine A while both take events: no acknowledged event is lost, B applies A's
     acknowledged: list[tuple[str, int]] = []
     stop = threading.Event()
-    threads = [threading.Thread(target=post_until_stopped, args=(server.url, f"{name}{i}", acknowledged, stop))
+    threads = [threading.Thread(target=s.post_until_stopped, args=(server.url, f"{name}{i}", acknowledged, stop))
                for name, server in (("a", a), ("b", b)) for i in range(2)]
     for thread in threads:
         thread.start()
@@ -83,10 +67,7 @@ def test_two_machines_share_events_and_reloads_and_survive_a_sigkill(machines):
     stop.set()
     for thread in threads:
         thread.join()
-    store = open_event_store(url)
-    stored = {(p.customer_id, p.article_id) for p in store.all()}
-    store.close()
-    assert set(acknowledged) <= stored
+    assert set(acknowledged) <= s.stored_purchases(url)
     from_a = next(c for c, _ in reversed(acknowledged) if c.startswith("a"))
     assert recommend(b.url, from_a)["strategy"] == "personalized"
 

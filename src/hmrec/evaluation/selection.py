@@ -129,15 +129,19 @@ def _choose_windows(v: _Validation, chosen: Chosen, config: SelectionConfig) -> 
         TrendingRecommender(TrendingConfig(h)).fit(v.data).recommend(v.query, 12), v.relevant), "map@12")
 
 
-def _choose_index_window(source: Recommender, v: _Validation, chosen: Chosen, config: SelectionConfig) -> None:
-    """The two-tower's index window, by Recall@max: the fitted weights are kept, only the index is rebuilt."""
+def _choose_index_window(source: Recommender, v: _Validation, chosen: Chosen, config: SelectionConfig) -> Recs:
+    """The two-tower's index window, by Recall@max: the fitted weights are kept, only the index is rebuilt; the
+    source is left with the chosen window's index, and its validation answers are returned."""
     k = config.max_per_source
+    answers: dict = {}
 
     def recall(days):
-        return _recall(source.reindex(v.data, days).recommend(v.query, k), v.relevant, k)
+        answers[days] = source.reindex(v.data, days).recommend(v.query, k)
+        return _recall(answers[days], v.relevant, k)
 
     best = _best(chosen, "two_tower.index_window_days", config.two_tower_index_windows, recall, f"recall@{k}")
-    recall(best)
+    source.reindex(v.data, best)
+    return answers[best]
 
 
 def allocate_budget(lists: Mapping[str, Recs], relevant: list[np.ndarray], budget: int, step: int) -> dict[str, int]:
@@ -190,8 +194,9 @@ def choose_settings(
     for name, source in sources.items():
         source.fit(v.data)
         if name == "two_tower":
-            _choose_index_window(source, v, chosen, config)
-        lists[name] = source.recommend(v.query, config.max_per_source)
+            lists[name] = _choose_index_window(source, v, chosen, config)
+        else:
+            lists[name] = source.recommend(v.query, config.max_per_source)
     chosen.n_per_source = allocate_budget(lists, v.relevant, config.budget, config.step)
     for name, recs in lists.items():
         n = chosen.n_per_source[name]

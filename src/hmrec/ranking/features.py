@@ -11,7 +11,7 @@ import polars as pl
 
 from hmrec.candidates.generate import Candidates
 from hmrec.recommenders.base import Query, TrainData
-from hmrec.store.arrays import group_max, group_sum, pair_key
+from hmrec.store.arrays import find_sorted, group_max, group_sum, pair_key
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
@@ -41,18 +41,15 @@ def article_table(data: TrainData) -> pl.DataFrame:
     ).sort("article_idx")
 
 
-def _recent_sales(transactions: pl.DataFrame, as_of: date, customers: pl.DataFrame | None) -> pl.DataFrame:
-    """`article_idx, item_sales_1d` (the day before as_of) and, given customers, `item_buyer_age` (mean age of
-    the buyers of the last 28 days, each purchase counted)."""
+def _recent_sales(transactions: pl.DataFrame, as_of: date, customers: pl.DataFrame) -> pl.DataFrame:
+    """`article_idx, item_sales_1d` (the day before as_of) and `item_buyer_age` (mean age of the buyers of the
+    last 28 days, each purchase counted)."""
     recent = transactions.lazy().filter((pl.col("t_dat") < as_of) & (pl.col("t_dat") >= as_of - timedelta(days=28)))
-    aggs = [(pl.col("t_dat") >= as_of - timedelta(days=1)).sum().cast(pl.Int32).alias("item_sales_1d")]
-    if customers is not None:
-        ages = customers.lazy().select(pl.col("customer_idx").cast(pl.Int32), pl.col("age").cast(pl.Float32))
-        recent = recent.join(ages, on="customer_idx", how="left")
-        aggs.append(pl.col("age").mean().cast(pl.Float32).alias("item_buyer_age"))
-    else:
-        aggs.append(pl.lit(None, pl.Float32).alias("item_buyer_age"))
-    return recent.group_by("article_idx").agg(aggs).with_columns(pl.col("article_idx").cast(pl.Int32)).collect()
+    ages = customers.lazy().select(pl.col("customer_idx").cast(pl.Int32), pl.col("age").cast(pl.Float32))
+    return recent.join(ages, on="customer_idx", how="left").group_by("article_idx").agg(
+        (pl.col("t_dat") >= as_of - timedelta(days=1)).sum().cast(pl.Int32).alias("item_sales_1d"),
+        pl.col("age").mean().cast(pl.Float32).alias("item_buyer_age"),
+    ).with_columns(pl.col("article_idx").cast(pl.Int32)).collect()
 
 
 @dataclass
@@ -118,13 +115,13 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
     ):
         distinct, count = group_sum(bought, np.ones(bought.size))
         _, newest = group_max(bought, -h.days)  # minus the fewest days since
-        found, at = _find(distinct, asked)
+        found, at = find_sorted(distinct, asked)
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
     for column, codes in articles.groups.items():
         distinct, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
-        found, at = _find(distinct, pair_key(rows, codes[items]))
+        found, at = find_sorted(distinct, pair_key(rows, codes[items]))
         if column in COUNTED_COLUMNS:
             columns[f"count_{column}"] = _take(count, found, at)
         columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
@@ -152,23 +149,15 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     again = ~np.isnan(interval)
     usual_rows, usual_sum = group_sum(distinct[again] >> 32, interval[again])
     _, usual_n = group_sum(distinct[again] >> 32, np.ones(int(again.sum())))
-    found, at = _find(distinct, pair_key(rows, items))
+    found, at = find_sorted(distinct, pair_key(rows, items))
     out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
-    on_days, where = _find(shop_rows, rows)
+    on_days, where = find_sorted(shop_rows, rows)
     out["day_share"] = np.where(on_days, out["day_share"] / np.maximum(_take(shop_days, on_days, where), 1), 0.0)
-    has_usual, where = _find(usual_rows, rows)
+    has_usual, where = find_sorted(usual_rows, rows)
     usual = np.where(has_usual, _take(usual_sum / np.maximum(usual_n, 1), has_usual, where), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rebuy_due"] = days_since / usual
     return out
-
-
-def _find(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Whether each of `keys` is in the sorted `distinct`, and where (meaningful only where found)."""
-    at = np.searchsorted(distinct, keys)
-    found = at < distinct.size
-    found[found] = distinct[at[found]] == keys[found]
-    return found, at
 
 
 def _take(values: np.ndarray, found: np.ndarray, at: np.ndarray) -> np.ndarray:

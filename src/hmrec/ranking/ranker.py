@@ -268,16 +268,17 @@ class FinalRecommender(Recommender):
             "verbosity": -1,
         }
         train_set = self._dataset(frame.filter(~pl.Series(is_valid)))
+        valid = frame.filter(pl.Series(is_valid))
         valid_sets, callbacks = [], []
         if n_valid:
-            valid_sets = [self._dataset(frame.filter(pl.Series(is_valid)), reference=train_set)]
+            valid_sets = [self._dataset(valid, reference=train_set)]
             callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)]
         booster = lgb.train(params, train_set, cfg.num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
         log.info("ranker: %d trees, %d features, best valid %s", booster.num_trees(), len(cfg.feature_names),
                  dict(booster.best_score.get("valid_0", {})))
         cfg.leader, cfg.validation_map = None, {}
         if n_valid:
-            self._choose_leader(booster, frame.filter(pl.Series(is_valid)))
+            self._choose_leader(booster, valid)
         return booster
 
     def _choose_leader(self, booster: lgb.Booster, valid: pl.DataFrame) -> None:

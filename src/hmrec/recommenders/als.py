@@ -33,6 +33,7 @@ from hmrec.recommenders.base import (
     save_recommender,
 )
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
+from hmrec.store.arrays import find_sorted
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,12 @@ class ALSRecommender(Recommender):
         sold = transactions.filter(pl.col("t_dat") >= since).select("article_idx").unique()
         return np.sort(sold.join(self._item_map(), on="article_idx")["col"].to_numpy()).astype(np.int32)
 
-    def _item_map(self) -> pl.DataFrame:
+    def _require_fitted(self) -> None:
         if self.item_ids is None:
             raise RuntimeError("ALSRecommender is not fitted: call fit(TrainData) first")
+
+    def _item_map(self) -> pl.DataFrame:
+        self._require_fitted()
         return pl.DataFrame({"article_idx": self.item_ids, "col": np.arange(self.item_ids.size, dtype=np.int32)})
 
     def recommend(self, query: Query, k: int) -> Recs:
@@ -138,11 +142,9 @@ class ALSRecommender(Recommender):
     def user_factors(self, query: Query) -> np.ndarray:
         """(len(query), factors) float32: each row's factors solved from its purchases in the window (implicit's
         `recalculate_user`, the same solve as for a new user); zeros for a row with none of the model's articles."""
-        self._item_map()
+        self._require_fitted()
         h = query.arrays().within(self.config.window_days)  # numpy: a live query pays no Polars overhead
-        cols = np.searchsorted(self.item_ids, h.article_idx)
-        known = cols < self.item_ids.size
-        known[known] = self.item_ids[cols[known]] == h.article_idx[known]
+        known, cols = find_sorted(self.item_ids, h.article_idx)
         rows, cols = h.row[known], cols[known]
         warm = np.unique(rows)
         out = np.zeros((len(query), self.config.factors), dtype=np.float32)
@@ -198,15 +200,14 @@ class ALSRecommender(Recommender):
     def pair_scores(self, factors: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
         """user . article for every (query row, article_idx) line, nan where the article has no factors (not sold
         in the training window) or the row has no factors."""
-        cols = np.searchsorted(self.item_ids, articles)
-        known = (cols < self.item_ids.size) & (self.item_ids[np.minimum(cols, self.item_ids.size - 1)] == articles)
+        known, cols = find_sorted(self.item_ids, articles)
         known &= np.any(factors != 0, axis=1)[rows]  # a row without factors: one check per row, not per line
         out = np.full(rows.size, np.nan, dtype=np.float32)
         out[known] = np.einsum("nd,nd->n", factors[rows[known]], self.model.item_factors[cols[known]])
         return out
 
     def save(self, directory: Path) -> None:
-        self._item_map()
+        self._require_fitted()
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
         save_file({"item_factors": np.ascontiguousarray(self.model.item_factors), "item_ids": self.item_ids,

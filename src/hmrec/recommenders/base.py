@@ -35,15 +35,21 @@ class TrainData:
     customers: pl.DataFrame  # the store's customers table (row i has customer_idx i)
     articles: pl.DataFrame  # the store's articles table (row i has article_idx i)
     cutoff: date
-    # the store's item_features.parquet, computed as of `cutoff` by the build; None: computed when asked
+    # the store's item_features.parquet, computed as of `cutoff` by the build; None: computed when first asked
     item_table: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    # that computation, kept for the next caller (init=False: `dataclasses.replace` starts a new copy without it)
+    _computed_items: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
 
     def item_features(self, as_of: date) -> pl.DataFrame:
-        """`store.features.item_features` of the rows before `as_of`: read from the store's table at the cutoff
-        it was built for, computed for any other day."""
-        if as_of == self.cutoff and self.item_table is not None:
+        """`store.features.item_features` of the rows before `as_of`: at the cutoff, the store's table (or the one
+        computed the first time it was asked, kept for the next caller), computed for any other day."""
+        if as_of != self.cutoff:
+            return item_features(self.transactions, self.articles, as_of)
+        if self.item_table is not None:
             return self.item_table
-        return item_features(self.transactions, self.articles, as_of)
+        if self._computed_items is None:
+            self._computed_items = item_features(self.transactions, self.articles, as_of)
+        return self._computed_items
 
     @property
     def n_articles(self) -> int:

@@ -89,6 +89,7 @@ class PopularityRecommender(Recommender):
 
     name = "popularity"
     reason = Reason.POPULAR
+    settings_type: type = PopularityConfig  # the config class `load` builds from config.json
 
     def __init__(self, config: PopularityConfig | None = None):
         self.config = config or self.default_config()
@@ -116,14 +117,18 @@ class PopularityRecommender(Recommender):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
         return self.ranking
 
+    def settings(self):
+        """The config this model was built from (what `save` writes and `load` builds it from again)."""
+        return self.config
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.settings())))
         self._fitted().write_parquet(directory / RANKING_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(PopularityConfig(**json.loads((directory / CONFIG_FILE).read_text())))
+        model = cls(cls.settings_type(**json.loads((directory / CONFIG_FILE).read_text())))
         model.ranking = pl.read_parquet(directory / RANKING_FILE)
         return model
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Self
 
 import polars as pl
 
 from hmrec.recommenders.base import TrainData
-from hmrec.recommenders.popularity import CONFIG_FILE, RANKING_FILE, PopularityConfig, PopularityRecommender
+from hmrec.recommenders.popularity import PopularityConfig, PopularityRecommender
 from hmrec.store.arrays import days_before, decay
 
 
@@ -36,6 +34,7 @@ class TrendingRecommender(PopularityRecommender):
     """Time-decayed bestsellers: yesterday's sales count most, so a rising article passes a fading one."""
 
     name = "trending"
+    settings_type = TrendingConfig
 
     def __init__(self, config: TrendingConfig | None = None):
         self.trend = config or TrendingConfig()
@@ -54,14 +53,5 @@ class TrendingRecommender(PopularityRecommender):
         self.ranking = pl.concat([scores, rest]).with_columns(pl.int_range(pl.len()).cast(pl.Int32).alias("rank"))
         return self
 
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.trend)))
-        self._fitted().write_parquet(directory / RANKING_FILE)
-
-    @classmethod
-    def load(cls, directory: Path) -> Self:
-        model = cls(TrendingConfig(**json.loads((directory / CONFIG_FILE).read_text())))
-        model.ranking = pl.read_parquet(directory / RANKING_FILE)
-        return model
-
+    def settings(self) -> TrendingConfig:
+        return self.trend

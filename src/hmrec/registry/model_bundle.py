@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ class Catalogue:
     prices: np.ndarray  # (n_articles,) float64, nan for articles never sold in the history
     sales: np.ndarray  # (n_articles,) purchases in the bundle history, for tie-free orderings
 
-    @property
+    @cached_property  # the catalogue never changes once loaded
     def median_price(self) -> float:
         """Price given to a live purchase of an article never sold in the data (0 if nothing ever sold)."""
         known = self.prices[~np.isnan(self.prices)]
@@ -139,6 +140,11 @@ class LoadedModel:
 
     def find_customer(self, customer_id: str) -> int | None:
         return self.customer_ids.get(customer_id)
+
+    @cached_property
+    def reasons(self) -> dict:
+        """Every answer source's reason, the recommender's over the cold start's (built once per loaded model)."""
+        return {**self.cold_start.reasons(), **self.recommender.reasons()}
 
     def profile(self, customer_idx: int | None) -> pl.DataFrame:
         """One customer's profile row; for a customer the bundle does not know, a blank one (customer_idx -1,

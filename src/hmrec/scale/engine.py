@@ -80,6 +80,13 @@ def quiet_data() -> None:
     context.print_on_execution_start = False
 
 
+def cluster_cpus() -> int:
+    """The CPUs of the Ray cluster this process is connected to (at least 1)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def engine_session(config: EngineConfig):
     """One Ray session around several stages (a pipeline), so Ray starts once; nothing for the local engine."""
     return ray_session(config) if config.is_ray else nullcontext()

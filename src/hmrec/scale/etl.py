@@ -24,7 +24,7 @@ import polars as pl
 from hmrec.raw.read import RawFile, parse_errors
 from hmrec.raw.schema import TRANSACTIONS_FILE, FileSpec
 from hmrec.scale.blocks import copy_range, line_blocks
-from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.scale.engine import EngineConfig, cluster_cpus, ray_session
 from hmrec.scale.features import RayFeatures
 from hmrec.store import build
 
@@ -46,9 +46,7 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7,
 def store_partitions(transactions: Path, engine: EngineConfig) -> int:
     """How many customer partitions the store and the feature tasks get: one per `partition_bytes` of raw CSV,
     and at least one per CPU of the cluster."""
-    import ray
-
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    cpus = cluster_cpus()
     size = transactions.stat().st_size if transactions.is_file() else 0
     return max(cpus, -(-size // engine.partition_bytes))
 
@@ -81,7 +79,7 @@ class RayIndexer:
             log.info("%s: %d rows with unbalanced quotes: indexed in one process", raw.name, len(raw.broken_lines))
             return build.index_whole(raw, known_ids, articles)
         # at most block_bytes, and small enough that every CPU of the cluster gets a block
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = cluster_cpus()
         block_bytes = max(1, min(self.block_bytes, -(-raw.path.stat().st_size // cpus)))
         header, ranges = line_blocks(raw.path, block_bytes, quotes_balanced=True)  # the byte check found no broken line
         log.info("%s: %d blocks of about %.1f MB on Ray", raw.name, len(ranges), block_bytes / 2**20)

@@ -14,6 +14,7 @@ from datetime import date
 
 import polars as pl
 
+from hmrec.scale.engine import cluster_cpus
 from hmrec.store.build import local_features
 from hmrec.store.features import combine_item_partials, item_partials, user_features
 from hmrec.store.tables import customer_partition
@@ -33,7 +34,7 @@ class RayFeatures:
 
         if train.is_empty():
             return local_features(train, articles, cutoff)
-        n = self.partitions or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n = self.partitions or cluster_cpus()
         parts = train.with_columns(customer_partition(n).alias(PART)).partition_by(PART, include_key=False)
         task = ray.remote(num_cpus=1)(_partition_features)
         shared = ray.put(articles)

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
-from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.scale.engine import EngineConfig, cluster_cpus, ray_session
 from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, partition_files, scan_partitions, scan_table
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) ->
     groups = [positions[customer_idx % n == k] for k in range(n)]  # each block within one store partition
     blocks = [pa.table({"position": group[i:i + rows], "customer_idx": customer_idx[group[i:i + rows]]})
               for group in groups for i in range(0, len(group), rows)]
-    actors = max(1, min(len(blocks), int(ray.cluster_resources().get("CPU", 1))))
+    actors = max(1, min(len(blocks), cluster_cpus()))
     log.info("scoring %d customers in %d blocks with %d actors", len(customer_idx), len(blocks), actors)
     with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated from Ray 2.60
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -62,7 +62,7 @@ class CatalogueViews:
                                            pl.lit(bucket, dtype=pl.Int8).alias("age_bucket"))
         items = cold_answer(model, profile, k)
         label = AGE_BUCKET_LABELS[bucket] if bucket is not None and items and \
-            items[0]["sources"] == ["age_popularity"] else None
+            items[0]["sources"] == [model.cold_start.name] else None
         return {"age_bucket": label, "model_version": model.version,
                 "items": [{**self.cards.card(model, it["article_idx"]), "score": it["score"]} for it in items]}
 

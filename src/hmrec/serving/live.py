@@ -11,13 +11,14 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from hmrec.raw.schema import SALES_CHANNELS
 from hmrec.registry.model_bundle import LoadedModel
 from hmrec.serving.cards import find_article
 from hmrec.serving.events import EventStore, Purchase
+from hmrec.serving.schemas import MAX_PRICE
 from hmrec.serving.settings import Settings
 
 ONLINE = 2  # sales_channel_id of a purchase made through the service
-MAX_PRICE = 1e6  # the API's upper bound on an event's price (schemas.PurchaseEvent)
 _EPOCH = date(1970, 1, 1)
 _NO_HISTORY = pl.DataFrame(schema={"row": pl.UInt32, "t_dat": pl.Date, "article_idx": pl.Int32, "price": pl.Float32,
                                    "sales_channel_id": pl.Int8})
@@ -78,7 +79,7 @@ def event_days(model: LoadedModel) -> tuple[date, date]:
 
 def _usable(purchase: Purchase) -> bool:
     """A stored event the model can take: a finite price in the API's range and a known channel."""
-    return 0 <= purchase.price <= MAX_PRICE and purchase.sales_channel_id in (1, 2)
+    return 0 <= purchase.price <= MAX_PRICE and purchase.sales_channel_id in SALES_CHANNELS
 
 
 class LiveHistories:

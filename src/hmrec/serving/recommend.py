@@ -113,20 +113,21 @@ class RecommendService:
             answers = model.recommender.explain(query, max(asks[i][1] + len(hidden[i]) for i in members))
             for row, items in enumerate(answers):
                 ranked[members[row]] = [{"article_idx": a, "score": s, "sources": sources} for a, s, sources in items]
-        reasons = {**model.cold_start.reasons(), **model.recommender.reasons()}
-        return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i), hidden[i], reasons)
+        return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i), hidden[i], model.reasons)
                 for i, (customer_id, k) in enumerate(asks)]
 
     def _response(self, model: LoadedModel, customer_id: str, k: int, customer_idx: int | None,
                   history: History, ranked: list[dict] | None, hidden: set[int], reasons: dict) -> dict:
+        def cold() -> list[dict]:
+            return _without(cold_answer(model, model.profile(customer_idx), k + len(hidden)), hidden)
+
         if ranked is None:
             strategy = "cold_start"
-            items = _without(cold_answer(model, model.profile(customer_idx), k + len(hidden)), hidden)[:k]
+            items = cold()[:k]
         else:
             strategy = "personalized"
             visible = _without(ranked, hidden)  # the cold-start answer is asked only when it must fill the list
-            items = visible[:k] if len(visible) >= k else \
-                _fill(visible, _without(cold_answer(model, model.profile(customer_idx), k + len(hidden)), hidden), k)
+            items = visible[:k] if len(visible) >= k else _fill(visible, cold(), k)
             for item in items:
                 item["reason"] = explain(item["article_idx"], item["sources"], reasons, history.article_idx,
                                          model.catalogue, model.recommender.bought_with)

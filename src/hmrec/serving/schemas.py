@@ -123,11 +123,14 @@ class PopularResponse(BaseModel):
     items: list[ScoredArticle]
 
 
+MAX_PRICE = 1e6  # the largest price an event may carry; stored events are checked against it again (serving/live.py)
+
+
 class PurchaseEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # strict: "0.03" is not a price, true not a channel
     customer_id: CustomerId
     article_id: ArticleId
-    price: float | None = Field(None, ge=0, le=1e6, allow_inf_nan=False)
+    price: float | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
     channel: Literal[1, 2] | None = Field(None, description="1 = store, 2 = online (default)")
     # not strict: JSON has no date type, so the ISO string must be parsed
     t_dat: date | None = Field(None, strict=False, description="Day of purchase, from the data's first day to the "

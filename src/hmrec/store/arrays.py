@@ -22,6 +22,14 @@ def split_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys >> 32, keys & 0xFFFFFFFF
 
 
+def find_sorted(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each of `keys` is in the sorted `distinct`, and where (meaningful only where found)."""
+    at = np.searchsorted(distinct, keys)
+    found = at < distinct.size
+    found[found] = distinct[at[found]] == keys[found]
+    return found, at
+
+
 def decay(days: np.ndarray, half_life_days: float, offset: int = 0) -> np.ndarray:
     """0.5 ** (max(days - offset, 0) / half_life_days), float64."""
     return 0.5 ** (np.maximum(days - offset, 0) / half_life_days)
