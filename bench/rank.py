@@ -80,10 +80,11 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
 
 def registered(workdir: Path, repeats: int) -> dict:
     """Timings of the champion registered in `workdir` on its own store's held-out customers."""
+    from hmrec.registry.model_bundle import load_final
     from hmrec.registry.versions import Registry
 
     version, path = Registry.for_workdir(workdir).load_version("champion")
-    (final, load_s), store = timed(load_recommender, Path(path) / "final"), Store(workdir / "store")
+    (final, load_s), store = timed(load_final, Path(path)), Store(workdir / "store")
     data = load_train_data(store)
     buyers = store.test_transactions().select("customer_idx").unique().collect()
     customer_idx = np.sort(buyers["customer_idx"].to_numpy())

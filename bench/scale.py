@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -82,12 +82,12 @@ def child_scoring(engine: str, bundle: Path, rows: int, sample: int | None) -> N
     import numpy as np
     import polars as pl
 
+    from hmrec.registry.model_bundle import bundle_paths
     from hmrec.scale.engine import EngineConfig, engine_session
     from hmrec.scale.scoring import ScoringInputs, score_customers
 
-    data_end = date.fromisoformat(json.loads((bundle / "manifest.json").read_text())["data_end"])
-    inputs = ScoringInputs(bundle / "final", bundle / "customers.parquet", bundle / "history.parquet",
-                           data_end + timedelta(days=1), k=12)
+    parts = bundle_paths(bundle)
+    inputs = ScoringInputs(parts.final, parts.customers, parts.history, parts.data_end + timedelta(days=1), k=12)
     customers = np.arange(pl.scan_parquet(inputs.customers).select(pl.len()).collect().item(), dtype=np.int32)
     if sample is not None and sample < customers.size:  # the same customers for both engines
         customers = np.sort(np.random.default_rng(0).choice(customers, sample, replace=False)).astype(np.int32)

@@ -37,19 +37,19 @@ import polars as pl
 import psutil
 import uvloop
 
-from hmrec.registry import model_bundle
+from hmrec.registry.model_bundle import bundle_paths
 from hmrec.registry.versions import Registry
 from hmrec.serving.launcher import Server  # the same subprocess helper the reliability tests use
 
 
 def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[int]]:
     """Customer ids with purchases in the champion's bundle, shuffled, and some article ids to buy."""
-    bundle = Registry.for_workdir(workdir).load("champion")
-    buyers = pl.read_parquet(bundle / model_bundle.HISTORY, columns=["customer_idx"]).unique()
-    ids = pl.read_parquet(bundle / model_bundle.CUSTOMERS, columns=["customer_idx", "customer_id"]).join(
+    bundle = bundle_paths(Registry.for_workdir(workdir).load("champion"))
+    buyers = pl.read_parquet(bundle.history, columns=["customer_idx"]).unique()
+    ids = pl.read_parquet(bundle.customers, columns=["customer_idx", "customer_id"]).join(
         buyers, on="customer_idx")["customer_id"].to_list()
     random.Random(seed).shuffle(ids)
-    articles = pl.read_parquet(bundle / model_bundle.ARTICLES, columns=["article_id"])["article_id"]
+    articles = pl.read_parquet(bundle.articles, columns=["article_id"])["article_id"]
     return ids[:limit], articles.head(5000).to_list()
 
 

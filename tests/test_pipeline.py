@@ -86,11 +86,11 @@ def test_the_run_is_registered_promoted_and_loads_with_checksums(pipeline_run):
 def test_the_served_cold_start_scores_what_the_report_shows(pipeline_run):
     """The bundle's cold start, scored on the held-out week, gives the report's age_popularity figures."""
     from hmrec.evaluation.runner import evaluate_methods, ground_truth
-    from hmrec.registry.model_bundle import load_bundle
+    from hmrec.serving.model import load_model
     from hmrec.store.tables import ARTICLES, CUSTOMERS
 
     workdir = pipeline_run.workdir
-    model = load_bundle(Registry.for_workdir(workdir).load("champion"), version=1)
+    model = load_model(Registry.for_workdir(workdir).load("champion"), version=1)
     store = Store(workdir / "store")
     customer_idx, relevant = ground_truth(store.test_transactions().collect())
     query = Query.for_customers(customer_idx, store.read(CUSTOMERS), store.train_transactions().collect(),

@@ -7,13 +7,13 @@ import pytest
 import serving_support as s
 
 from hmrec.recommenders.base import Reason
-from hmrec.registry.model_bundle import load_bundle
+from hmrec.serving.model import load_model
 from hmrec.serving.reasons import explain
 
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
-    return load_bundle(s.write_handmade_bundle(tmp_path_factory.mktemp("reasons") / "bundle"), 1).catalogue
+    return load_model(s.write_handmade_bundle(tmp_path_factory.mktemp("reasons") / "bundle"), 1).catalogue
 
 
 def test_a_purchase_is_named_first(catalogue):

@@ -3,6 +3,7 @@ fails a request in flight."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import threading
@@ -137,6 +138,31 @@ def wait_until(condition, what: str, results: list, timeout: float = 60) -> None
     while not condition():
         assert time.monotonic() < deadline, f"no {what} within {timeout} s ({len(results)} results in all)"
         time.sleep(0.02)
+
+
+def test_reload_to_a_bundle_of_the_old_format_is_refused_naming_the_command_that_rebuilds_it(versions, tmp_path):
+    """A registered, checksum-valid bundle whose manifest says format 1: refused in one line, the old model kept."""
+    workdir, v1, _ = versions
+    registry = Registry.for_workdir(workdir)
+    registry.promote(v1)
+    bundle = tmp_path / "old"
+    shutil.copytree(registry.load(v1), bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    old = s.register(workdir, bundle, promote=False)
+    try:
+        with client_for(workdir, str(tmp_path / "events.sqlite")) as client:
+            registry.promote(old)
+            response = client.post("/admin/reload", headers=AUTH)
+            assert response.status_code == 409
+            assert response.json()["detail"] == (
+                f"reload failed: cannot load the champion from {workdir}: BundleError: "
+                f"{registry.load(old) / 'manifest.json'} is a bundle of format 1, this release reads format 2: "
+                "rebuild it with `hmrec pipeline --raw DIR --workdir WORKDIR --promote`; still serving version "
+                f"{v1}")
+            assert "\n" not in response.json()["detail"]
+    finally:
+        registry.promote(v1)
 
 
 def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, tmp_path):

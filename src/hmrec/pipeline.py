@@ -151,18 +151,18 @@ def score_champion(config: PipelineConfig) -> Path:
     from hmrec.evaluation.report import write_report
     from hmrec.evaluation.runner import evaluate_methods
     from hmrec.ranking.ranker import FinalRecommender
-    from hmrec.recommenders.base import load_recommender
+    from hmrec.registry.model_bundle import load_final, read_manifest
     from hmrec.registry.versions import Registry
 
     store = Store(config.store_dir)
     version, bundle = Registry.for_workdir(config.workdir).load_version("champion")
-    trained_on = json.loads((Path(bundle) / "manifest.json").read_text()).get("store_fingerprint")
+    trained_on = read_manifest(Path(bundle)).get("store_fingerprint")
     if trained_on != store.fingerprint:
         raise ChampionMismatchError(
             f"the champion (version {version}) was trained on store {trained_on}, but {config.store_dir} is "
             f"{store.fingerprint}: run `hmrec evaluate --workdir {config.workdir} --refit`, or `hmrec pipeline` "
             "to train and register a model on this store")
-    final = load_recommender(Path(bundle) / "final")
+    final = load_final(Path(bundle))
     methods = {**(final.sources if isinstance(final, FinalRecommender) else {}), "final": final}
     data = load_train_data(store)
     query, relevant = held_out_query(store, data)

@@ -13,7 +13,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: issue 19, the served model read only through registry/model_bundle.py
 RESERVED_KEYS = ("format", "created", "store_fingerprint", "files")
 REREGISTER = "the version is corrupted; re-register it"
 _CHUNK = 1 << 20

@@ -1,6 +1,6 @@
-"""The served model as one folder: its layout, `write_bundle` and `load_bundle`, and the lookups serving makes.
+"""The served model's format, one folder: its layout, `write_bundle`, and the readers every caller goes through.
 
-    manifest.json        files -> sha256, store fingerprint, data end date, metrics (registry/checksums.py)
+    manifest.json        format, files -> sha256, store fingerprint, data end date, metrics (registry/checksums.py)
     articles.parquet     the store's articles table (row i has article_idx i)
     customers.parquet    the store's customers table (row i has customer_idx i)
     history.parquet      each customer's last HISTORY_PER_CUSTOMER purchases
@@ -8,28 +8,28 @@
     final/               the final recommender (`save_recommender`)
     cold_start/          the recommender for customers without purchases, the one evaluated under its own name
 
-Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle`, serving `load_bundle`.
+Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle`; serving `read_bundle`;
+the pipeline's evaluation of the champion and the benchmarks `read_manifest`, `load_final` and `bundle_paths`.
+A bundle of another `format` than FORMAT is refused with the command that rebuilds it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from functools import cached_property
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
-from hmrec.registry.checksums import MANIFEST, write_manifest
-from hmrec.store.idmap import IdMap
-from hmrec.store.tables import UNKNOWN_AGE_BUCKET, age_bucket
+from hmrec.registry.checksums import MANIFEST, MANIFEST_FORMAT, write_manifest
 
 log = logging.getLogger(__name__)
 
+FORMAT = MANIFEST_FORMAT  # the manifest's `format`: 2 since the served model's readers went through this module
+REBUILD = "hmrec pipeline --raw DIR --workdir WORKDIR --promote"
 ARTICLES = "articles.parquet"
 CUSTOMERS = "customers.parquet"
 HISTORY = "history.parquet"
@@ -37,8 +37,6 @@ FINAL = "final"
 COLD_START = "cold_start"
 HISTORY_PER_CUSTOMER = 100  # purchases kept per customer in a served bundle
 PURCHASE_COUNTS = "purchase_counts.parquet"  # customer_idx, purchases: totals, as history.parquet keeps the latest
-ARTICLE_TEXT_COLUMNS = ("prod_name", "product_type_name", "product_group_name", "colour_group_name",
-                        "perceived_colour_master_name", "index_group_name", "department_name", "detail_desc")
 
 
 class BundleError(Exception):
@@ -70,128 +68,87 @@ def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataF
     return directory
 
 
-@dataclass
-class Catalogue:
-    """The articles table as column lists, the article id map, each article's typical recent price and sales."""
+@dataclass(frozen=True)
+class BundlePaths:
+    """Where each part of a bundle lies, for readers that stream a part themselves (the batch scorer)."""
 
-    ids: IdMap
-    article_ids: np.ndarray  # (n_articles,) int64, row i is article_idx i
-    product_codes: np.ndarray  # (n_articles,) int64
-    product_types: np.ndarray  # (n_articles,) int64, -1 where missing
-    text: dict[str, list[str | None]]
-    prices: np.ndarray  # (n_articles,) float64, nan for articles never sold in the history
-    sales: np.ndarray  # (n_articles,) purchases in the bundle history, for tie-free orderings
+    root: Path
+    manifest: dict
 
-    @cached_property  # the catalogue never changes once loaded
-    def median_price(self) -> float:
-        """Price given to a live purchase of an article never sold in the data (0 if nothing ever sold)."""
-        known = self.prices[~np.isnan(self.prices)]
-        return round(float(np.median(known)), 6) if known.size else 0.0
+    @property
+    def final(self) -> Path:
+        return self.root / FINAL
 
-    def __len__(self) -> int:
-        return len(self.article_ids)
+    @property
+    def customers(self) -> Path:
+        return self.root / CUSTOMERS
 
-    def find(self, article_id: int) -> int | None:
-        return self.ids.get(int(article_id))
+    @property
+    def history(self) -> Path:
+        return self.root / HISTORY
 
+    @property
+    def articles(self) -> Path:
+        return self.root / ARTICLES
 
-@dataclass
-class Histories:
-    """Each known customer's purchases from the bundle, as flat arrays sliced by customer_idx."""
-
-    starts: np.ndarray  # (n_customers + 1,) int64: customer i's rows are starts[i]:starts[i + 1]
-    t_dat: np.ndarray  # days since 1970-01-01, int32
-    article_idx: np.ndarray
-    price: np.ndarray
-    channel: np.ndarray
-
-    def rows(self, customer_idx: int) -> slice:
-        if customer_idx < 0 or customer_idx + 1 >= len(self.starts):
-            return slice(0, 0)
-        return slice(int(self.starts[customer_idx]), int(self.starts[customer_idx + 1]))
+    @property
+    def data_end(self) -> date:
+        return date.fromisoformat(self.manifest["data_end"])
 
 
 @dataclass
-class LoadedModel:
-    """One champion version, ready to answer; requests hold a reference, so a reload never disturbs them."""
+class Bundle:
+    """A bundle's contents, read and checked: the tables, both recommenders and the data's last day."""
 
-    version: int | None
     path: Path
     manifest: dict
-    recommender: Recommender
+    articles: pl.DataFrame
+    customers: pl.DataFrame
+    history: pl.DataFrame
+    purchase_counts: pl.DataFrame | None  # None: a bundle written before PURCHASE_COUNTS existed
+    final: Recommender
     cold_start: Recommender
-    catalogue: Catalogue
-    customers: pl.DataFrame  # the customers table with `age_bucket`
-    customer_ids: IdMap
-    histories: Histories
     data_end: date
-    data_start: date | None = None  # the history's first day (None: empty history); live events may not precede it
-    samples: dict[str, str] = field(default_factory=dict)
-    cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
-    blank: pl.DataFrame | None = None  # see profile()
-    purchase_totals: np.ndarray | None = None  # (n_customers,) all purchases in the data; None: the history's
-
-    def purchase_total(self, customer_idx: int) -> int:
-        """The customer's purchases in the model's data, though the bundle's history keeps only the latest."""
-        if self.purchase_totals is not None and 0 <= customer_idx < len(self.purchase_totals):
-            return int(self.purchase_totals[customer_idx])
-        rows = self.histories.rows(customer_idx)
-        return rows.stop - rows.start
-
-    def find_customer(self, customer_id: str) -> int | None:
-        return self.customer_ids.get(customer_id)
-
-    @cached_property
-    def reasons(self) -> dict:
-        """Every answer source's reason, the recommender's over the cold start's (built once per loaded model)."""
-        return {**self.cold_start.reasons(), **self.recommender.reasons()}
-
-    def profile(self, customer_idx: int | None) -> pl.DataFrame:
-        """One customer's profile row; for a customer the bundle does not know, a blank one (customer_idx -1,
-        unknown age bucket), built once."""
-        if customer_idx is not None:
-            return self.customers.slice(customer_idx, 1)
-        if self.blank is None:
-            blank = pl.DataFrame({c: [None] for c in self.customers.columns}, schema=self.customers.schema)
-            self.blank = blank.with_columns(pl.lit(-1, dtype=pl.Int32).alias("customer_idx"),
-                                            pl.lit(UNKNOWN_AGE_BUCKET, dtype=pl.Int8).alias("age_bucket"))
-        return self.blank
 
 
-def load_bundle(path: Path, version: int | None) -> LoadedModel:
-    """Read a verified bundle folder (see the module docstring) into memory."""
-    path = Path(path)
-    manifest = _read_manifest(path)
+def read_manifest(directory: Path) -> dict:
+    """The bundle's manifest; BundleError when it is missing or of another format than FORMAT."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path} is missing: {directory} is not a model bundle")
+    manifest = json.loads(path.read_text())
+    found = manifest.get("format")
+    if found != FORMAT:
+        raise BundleError(f"{path} is a bundle of format {found}, this release reads format {FORMAT}: rebuild it "
+                          f"with `{REBUILD}`")
+    return manifest
+
+
+def bundle_paths(directory: Path) -> BundlePaths:
+    """The parts' paths of a bundle of this release's format (see read_manifest)."""
+    return BundlePaths(Path(directory), read_manifest(directory))
+
+
+def load_final(directory: Path) -> Recommender:
+    """The bundle's final recommender (the format checked first)."""
+    read_manifest(directory)
+    _require(Path(directory), FINAL)
+    return load_recommender(Path(directory) / FINAL)
+
+
+def read_bundle(directory: Path) -> Bundle:
+    """Read a verified bundle folder (see the module docstring) into memory, every part checked."""
+    path = Path(directory)
+    manifest = read_manifest(path)
     articles = _read_table(path, ARTICLES, ("article_idx", "article_id"))
     customers = _read_table(path, CUSTOMERS, ("customer_idx", "customer_id"))
     history = _read_table(path, HISTORY, ("customer_idx", "t_dat", "article_idx", "price"))
     data_end = _data_end(manifest, history, path)
     _require(path, FINAL, COLD_START)
-    model = LoadedModel(
-        version=version if version is not None else manifest.get("version"),
-        path=path,
-        manifest=manifest,
-        recommender=load_recommender(path / FINAL),
-        cold_start=load_recommender(path / COLD_START),
-        catalogue=_catalogue(articles, history),
-        customers=customers.with_columns(age_bucket(pl.col("age")).alias("age_bucket")),
-        customer_ids=IdMap.customers(customers),
-        histories=_histories(history, customers.height),
-        data_end=data_end,
-        data_start=history["t_dat"].min() if history.height else None,
-    )
-    model.samples = _samples(model)
-    model.purchase_totals = _purchase_totals(path, customers.height)
-    log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s",
-             path, model.version, articles.height, customers.height, history.height, data_end)
-    return model
-
-
-def _read_manifest(path: Path) -> dict:
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise BundleError(f"{manifest_path} is missing: {path} is not a model bundle")
-    return json.loads(manifest_path.read_text())
+    counts = pl.read_parquet(path / PURCHASE_COUNTS, columns=["customer_idx", "purchases"]) \
+        if (path / PURCHASE_COUNTS).is_file() else None
+    return Bundle(path, manifest, articles, customers, history, counts, load_recommender(path / FINAL),
+                  load_recommender(path / COLD_START), data_end)
 
 
 def _require(path: Path, *folders: str) -> None:
@@ -219,59 +176,3 @@ def _data_end(manifest: dict, history: pl.DataFrame, path: Path) -> date:
         log.warning("%s/%s has no data_end; using the history's last day", path, MANIFEST)
         return history["t_dat"].max()
     raise BundleError(f"{path}/{MANIFEST} has no data_end and {HISTORY} is empty")
-
-
-def _purchase_totals(path: Path, n_customers: int) -> np.ndarray | None:
-    """Each customer's purchase count from PURCHASE_COUNTS (bundles written before it existed: None)."""
-    table_path = path / PURCHASE_COUNTS
-    if not table_path.is_file():
-        return None
-    counts = pl.read_parquet(table_path, columns=["customer_idx", "purchases"])
-    totals = np.zeros(n_customers, dtype=np.int64)
-    totals[counts["customer_idx"].to_numpy()] = counts["purchases"].to_numpy()
-    return totals
-
-
-def _catalogue(articles: pl.DataFrame, history: pl.DataFrame) -> Catalogue:
-    n = articles.height
-    recent = history.group_by("article_idx").agg(pl.col("price").median())
-    prices = np.full(n, np.nan)
-    prices[recent["article_idx"].to_numpy()] = recent["price"].to_numpy()
-    ids = articles["article_id"].cast(pl.Int64).to_numpy()
-    text = {c: articles[c].cast(pl.String).to_list() if c in articles.columns else [None] * n
-            for c in ARTICLE_TEXT_COLUMNS}
-    codes = articles["product_code"].cast(pl.Int64).fill_null(-1).to_numpy() if "product_code" in articles.columns \
-        else ids // 1000
-    types = articles["product_type_no"].cast(pl.Int64).fill_null(-1).to_numpy() \
-        if "product_type_no" in articles.columns else np.full(n, -1)
-    sales = np.bincount(history["article_idx"].to_numpy(), minlength=n)[:n]
-    return Catalogue(IdMap.articles(articles), ids, codes, types, text, prices, sales)
-
-
-def _histories(history: pl.DataFrame, n_customers: int) -> Histories:
-    ordered = history.sort(["customer_idx", "t_dat"])
-    customer = ordered["customer_idx"].to_numpy()
-    starts = np.searchsorted(customer, np.arange(n_customers + 1), side="left").astype(np.int64)
-    channel = ordered["sales_channel_id"] if "sales_channel_id" in ordered.columns else pl.Series([2] * ordered.height)
-    return Histories(
-        starts=starts,
-        t_dat=ordered["t_dat"].cast(pl.Int32).to_numpy(),
-        article_idx=ordered["article_idx"].cast(pl.Int32).to_numpy(),
-        price=ordered["price"].cast(pl.Float32).to_numpy(),
-        channel=channel.cast(pl.Int8).to_numpy(),
-    )
-
-
-def _samples(model: LoadedModel) -> dict[str, str]:
-    """Demo customers chosen by rule: the most frequent buyer, a median one, and one with no purchase."""
-    sizes = np.diff(model.histories.starts)
-    samples: dict[str, str] = {}
-    ids = model.customers["customer_id"]
-    if sizes.size and sizes.max() > 0:
-        samples["frequent"] = ids[int(np.argmax(sizes))]
-        buyers = np.flatnonzero(sizes > 0)
-        median = np.median(sizes[buyers])
-        samples["occasional"] = ids[int(buyers[np.argmin(np.abs(sizes[buyers] - median))])]
-    never = np.flatnonzero(sizes == 0)
-    samples["new"] = ids[int(never[0])] if never.size else "new-customer-0001"
-    return samples

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hmrec.registry.model_bundle import LoadedModel
-
-CARD_CACHE = 20_000  # article cards kept per model: the articles answers show most
+from hmrec.raw.schema import format_article_id
+from hmrec.serving.model import LoadedModel
 
 
 class NotFoundError(LookupError):
@@ -19,28 +18,29 @@ def find_article(model: LoadedModel, article_id: int) -> int:
     """The article's index in `model`'s catalogue; NotFoundError names the article and the version."""
     idx = model.catalogue.find(article_id)
     if idx is None:
-        raise NotFoundError(f"article {article_id:010d} is not in the catalogue of model version {model.version}")
+        raise NotFoundError(f"article {format_article_id(article_id)} is not in the catalogue of model version "
+                            f"{model.version}")
     return idx
 
 
 class ArticleCards:
-    """Builds article cards; each model keeps the cards it showed most (`model.cards`), this class the images dir."""
+    """Builds article cards; each model keeps the cards it showed most (`model.keep_card`), this class the images
+    dir."""
 
     def __init__(self, images_dir: Path | None):
         self.images_dir = images_dir
 
     def card(self, model: LoadedModel, idx: int) -> dict:
         """What every answer shows of an article; kept on the model, so callers copy it into their own dicts."""
-        card = model.cards.get(idx)
+        card = model.card(idx)
         if card is None:
             card = self._card(model, idx)
-            if len(model.cards) < CARD_CACHE:
-                model.cards[idx] = card
+            model.keep_card(idx, card)
         return card
 
     def _card(self, model: LoadedModel, idx: int) -> dict:
         c = model.catalogue
-        article_id = f"{int(c.article_ids[idx]):010d}"
+        article_id = format_article_id(c.article_ids[idx])
         price = c.prices[idx]
         return {
             "article_id": article_id,

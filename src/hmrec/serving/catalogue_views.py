@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hmrec.registry.model_bundle import LoadedModel
 from hmrec.serving.cards import ArticleCards, find_article
 from hmrec.serving.live import LiveHistories
+from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import ModelHolder
 from hmrec.serving.recommend import cold_answer
 from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from hmrec.registry.model_bundle import LoadedModel
 from hmrec.serving.cache import AnswerCache
 from hmrec.serving.cards import ArticleCards, NotFoundError
 from hmrec.serving.catalogue_views import CatalogueViews
 from hmrec.serving.events import EventStore, Purchase
 from hmrec.serving.live import InvalidEventError, LiveHistories
+from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import Loader, ModelHolder, NotReadyError, ReloadError, champion_loader
 from hmrec.serving.recommend import RecommendService
 from hmrec.serving.settings import Settings

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 
 from hmrec.raw.schema import SALES_CHANNELS
-from hmrec.registry.model_bundle import LoadedModel
 from hmrec.serving.cards import find_article
 from hmrec.serving.events import EventStore, Purchase
+from hmrec.serving.model import LoadedModel
 from hmrec.serving.schemas import MAX_PRICE
 from hmrec.serving.settings import Settings
 

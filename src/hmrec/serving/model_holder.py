@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
-from hmrec.registry.model_bundle import BundleError, LoadedModel, load_bundle
+from hmrec.registry.model_bundle import BundleError
 from hmrec.serving.events import EventStore
+from hmrec.serving.model import LoadedModel, load_model
 from hmrec.serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def champion_loader(settings: Settings) -> Loader:
         try:
             registry = Registry.for_workdir(settings.workdir)
             version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
-            return load_bundle(Path(path), version)
+            return load_model(Path(path), version)
         except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
             raise ReloadError(f"cannot load the champion from {settings.workdir}: "
                               f"{type(error).__name__}: {error}") from error

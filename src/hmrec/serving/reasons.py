@@ -6,8 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from hmrec.raw.schema import format_article_id
 from hmrec.recommenders.base import Reason
-from hmrec.registry.model_bundle import Catalogue
+from hmrec.serving.model import Catalogue
 
 BOUGHT_BEFORE = "you bought this before"
 WORDS = {Reason.STYLE: "similar to your style", Reason.AGE: "popular with your age group",
@@ -60,4 +61,5 @@ def _same_product(article_idx: int, history_items: np.ndarray, catalogue: Catalo
 
 
 def _name(article_idx: int, catalogue: Catalogue) -> str:
-    return catalogue.text["prod_name"][article_idx] or f"article {catalogue.article_ids[article_idx]:010d}"
+    name = catalogue.text["prod_name"][article_idx]
+    return name or f"article {format_article_id(catalogue.article_ids[article_idx])}"

@@ -13,11 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from hmrec.recommenders.base import PAD_ITEM, Query, Recs
 from hmrec.recommenders.popularity import fill_with
-from hmrec.registry.model_bundle import LoadedModel
 from hmrec.serving.batching import Batcher
 from hmrec.serving.cache import AnswerCache
 from hmrec.serving.cards import ArticleCards
 from hmrec.serving.live import History, LiveHistories, history_frame
+from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import LOAD_ERRORS, ModelHolder, ReloadError
 from hmrec.serving.reasons import explain, word
 from hmrec.serving.settings import Settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from hmrec.raw.schema import format_article_id
 from hmrec.serving.deps import EngineDep, MetricsDep
 from hmrec.serving.schemas import PurchaseEvent, PurchaseStored, error_responses
 
@@ -23,5 +24,5 @@ def purchase(body: PurchaseEvent, engine: EngineDep, metrics: MetricsDep) -> dic
     stored = engine.record_purchase(body.customer_id, body.article_id, body.price,
                                     body.channel, body.t_dat)
     metrics.events.inc()
-    return {"customer_id": stored.customer_id, "article_id": f"{stored.article_id:010d}", "t_dat": stored.t_dat,
-            "price": stored.price, "sales_channel_id": stored.sales_channel_id}
+    return {"customer_id": stored.customer_id, "article_id": format_article_id(stored.article_id),
+            "t_dat": stored.t_dat, "price": stored.price, "sales_channel_id": stored.sales_channel_id}
