@@ -556,29 +556,30 @@ def test_hostile_stored_events_never_break_a_customer(workdir, tmp_path):
 def test_batched_answers_equal_single_answers(workdir, tmp_path):
     import asyncio
 
-    from hmrec.serving.engine import Engine, champion_loader
     from hmrec.serving.events import Purchase, SqliteEventStore
+    from hmrec.serving.model_holder import champion_loader
+    from hmrec.serving.services import build_services
 
     store = SqliteEventStore(tmp_path / "events.sqlite")
     # a customer whose clock is ahead of everyone else's: batched apart (one Query has one as_of)
     store.add(Purchase("ahead", s.ARTICLE_IDS[9], s.DATA_END + timedelta(days=2), 0.02, 2))
-    engines = {}
+    workers = {}
     for batch_max in (1, 64):
         settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", batch_max=batch_max, cache_size=0)
-        engines[batch_max] = Engine(settings, store, champion_loader(settings))
-        engines[batch_max].reload()
-    batcher = engines[64].service.batcher
+        workers[batch_max] = build_services(settings, store, champion_loader(settings))
+        workers[batch_max].holder.reload()
+    batcher = workers[64].recommendations.batcher
     answer_batch, sizes = batcher.answerer, []
     batcher.answerer = lambda model, asks: sizes.append(len(asks)) or answer_batch(model, asks)
     asked = [s.FREQUENT, s.OCCASIONAL, s.BUYER_31, s.BUYER_33, "ahead"] * 8
-    alone = [asyncio.run(engines[1].recommend_async(c, 4))["items"] for c in asked]  # batch_max 1: one at a time
+    alone = [asyncio.run(workers[1].recommendations.recommend_async(c, 4))["items"] for c in asked]  # batch_max 1: one at a time
 
     async def at_once() -> list[dict]:
-        return await asyncio.gather(*(engines[64].recommend_async(c, 4) for c in asked))
+        return await asyncio.gather(*(workers[64].recommendations.recommend_async(c, 4) for c in asked))
 
     together = [answer["items"] for answer in asyncio.run(at_once())]
     assert max(sizes) > 1 and sum(sizes) == len(asked)  # they were batched
     assert together == alone
     assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[7]:010d}"  # its own purchase (9) left out: bestsellers
-    for engine in engines.values():
-        engine.close()
+    for services in workers.values():
+        services.close()

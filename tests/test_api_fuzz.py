@@ -26,7 +26,7 @@ EXAMPLES = int(os.environ.get("HMREC_FUZZ_EXAMPLES", "50"))
 
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory):
-    """The app with its lifespan started (the engine loaded), as a schemathesis schema over ASGI."""
+    """The app with its lifespan started (the services built, the model loaded), as a schemathesis schema over ASGI."""
     root = tmp_path_factory.mktemp("fuzz")
     app = create_app(Settings(workdir=s.handmade_workdir(root), events_path=root / "events.sqlite",
                               admin_token=s.ADMIN_TOKEN))

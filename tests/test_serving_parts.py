@@ -1,4 +1,4 @@
-"""The parts behind the Engine facade, each used on its own with the real bundle and event store."""
+"""The services of a worker (serving/services.py), each used on its own with the real bundle and event store."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
-from hmrec.serving.engine import champion_loader
+from hmrec.serving.model_holder import champion_loader
 from hmrec.serving.settings import Settings
 
 AUTH = {"Authorization": f"Bearer {s.ADMIN_TOKEN}"}
@@ -50,10 +50,10 @@ def app_for(workdir: Path, events: str, **settings: float) -> tuple[TestClient, 
 
 def wait_for_polls(client: TestClient, polls: int, timeout: float = 30) -> None:
     """Until the worker's reload follower has polled the reload log `polls` more times."""
-    engine = client.app.state.engine
-    target, deadline = engine.polls + polls, time.monotonic() + timeout
-    while engine.polls < target:
-        assert time.monotonic() < deadline, f"the reload follower polled {engine.polls} times, not {target}"
+    holder = client.app.state.holder
+    target, deadline = holder.polls + polls, time.monotonic() + timeout
+    while holder.polls < target:
+        assert time.monotonic() < deadline, f"the reload follower polled {holder.polls} times, not {target}"
         time.sleep(0.01)
 
 

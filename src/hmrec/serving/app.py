@@ -14,20 +14,15 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from hmrec.serving.cards import NotFoundError
 from hmrec.serving.docs import add_offline_docs
-from hmrec.serving.engine import (
-    Engine,
-    InvalidEventError,
-    Loader,
-    NotFoundError,
-    NotReadyError,
-    ReloadError,
-    champion_loader,
-)
 from hmrec.serving.events import open_event_store
 from hmrec.serving.limits import BodyLimitMiddleware
+from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
+from hmrec.serving.model_holder import Loader, NotReadyError, ReloadError, champion_loader
 from hmrec.serving.routes import admin, articles, customers, demo, events, health, popular, recommendations
+from hmrec.serving.services import build_services
 from hmrec.serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,17 +36,19 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         event_store = open_event_store(settings.events_target)
-        engine = Engine(settings, event_store, loader or champion_loader(settings))
-        engine.on_swap = lambda version: metrics.model_version.set(version or 0)
-        app.state.engine = engine
+        services = build_services(settings, event_store, loader or champion_loader(settings))
+        services.holder.on_swap = lambda version: metrics.model_version.set(version or 0)
+        # one resource per dependency (serving/deps.py)
+        app.state.holder, app.state.live = services.holder, services.live
+        app.state.recommendations, app.state.views = services.recommendations, services.views
         try:
-            engine.reload(announce=False)  # a worker starting is not news to the others
+            services.holder.reload(announce=False)  # a worker starting is not news to the others
         except ReloadError as error:
             # Still start: /health answers and /ready explains, so an operator can promote and reload.
             log.error("serving without a model: %s", error)
-        engine.follow_reloads(settings.reload_poll_seconds)
+        services.holder.follow_reloads(settings.reload_poll_seconds)
         yield
-        engine.close()
+        services.close()
         event_store.close()
         metrics.process_exited()
 
@@ -101,7 +98,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ReloadError)
     async def reload_failed(request: Request, error: ReloadError) -> JSONResponse:
-        serving = request.app.state.engine.serving
+        serving = request.app.state.holder.serving
         still = f"; still serving version {serving.version}" if serving is not None else "; no model is serving"
         return JSONResponse({"detail": f"reload failed: {error}{still}"}, status.HTTP_409_CONFLICT)
 

@@ -1,4 +1,5 @@
-"""Dependencies shared by the routers: the engine, the settings, the admin check, and validated path ids."""
+"""Dependencies of the routers, one per resource (the model holder, recommendations, catalogue views, live
+histories), the settings, the metrics, the admin check, and validated path ids."""
 
 from __future__ import annotations
 
@@ -8,16 +9,31 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hmrec.serving.engine import Engine
+from hmrec.serving.catalogue_views import CatalogueViews
+from hmrec.serving.live import LiveHistories
 from hmrec.serving.metrics import ServiceMetrics
+from hmrec.serving.model_holder import ModelHolder
+from hmrec.serving.recommend import RecommendService
 from hmrec.serving.schemas import ARTICLE_ID_PATTERN, CUSTOMER_ID_PATTERN
 from hmrec.serving.settings import Settings
 
 
 # async, though nothing here waits: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
-# per dependency per request
-async def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
+# per dependency per request. Each resource is set on app.state by the lifespan (serving/app.py).
+async def get_holder(request: Request) -> ModelHolder:
+    return request.app.state.holder
+
+
+async def get_recommendations(request: Request) -> RecommendService:
+    return request.app.state.recommendations
+
+
+async def get_views(request: Request) -> CatalogueViews:
+    return request.app.state.views
+
+
+async def get_live(request: Request) -> LiveHistories:
+    return request.app.state.live
 
 
 async def get_settings(request: Request) -> Settings:
@@ -28,7 +44,10 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+RecommendationsDep = Annotated[RecommendService, Depends(get_recommendations)]
+ViewsDep = Annotated[CatalogueViews, Depends(get_views)]
+LiveDep = Annotated[LiveHistories, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from hmrec.serving.deps import ArticlePath, EngineDep
+from hmrec.serving.deps import ArticlePath, ViewsDep
 from hmrec.serving.images import article_svg
 from hmrec.serving.schemas import ArticleDetail, SimilarResponse, error_responses, parse_article_id
 
@@ -16,22 +16,22 @@ NOT_FOUND = error_responses(404, 422, 503)
 
 @router.get("/articles/{article_id}", response_model=ArticleDetail, responses=NOT_FOUND,
             summary="One article; the id may omit the leading zero")
-def article(article_id: ArticlePath, engine: EngineDep) -> dict:
-    return engine.article(parse_article_id(article_id))
+def article(article_id: ArticlePath, views: ViewsDep) -> dict:
+    return views.article(parse_article_id(article_id))
 
 
 @router.get("/articles/{article_id}/similar", response_model=SimilarResponse, responses=NOT_FOUND,
             summary="Nearest articles by two-tower vectors, of the same product type, then group (by sales when "
             "the model has no vectors)")
-def similar(article_id: ArticlePath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12,
+def similar(article_id: ArticlePath, views: ViewsDep, k: Annotated[int, Query(ge=1, le=100)] = 12,
             any_type: Annotated[bool, Query(description="Also articles of other product groups")] = False) -> dict:
-    return engine.similar(parse_article_id(article_id), k, any_type)
+    return views.similar(parse_article_id(article_id), k, any_type)
 
 
 @router.get("/articles/{article_id}/image.svg", response_class=Response,
             responses={**NOT_FOUND, 200: {"content": {"image/svg+xml": {}}}},
             summary="A picture drawn from the article's colour and product group")
-def image(article_id: ArticlePath, engine: EngineDep) -> Response:
-    detail = engine.article(parse_article_id(article_id))
+def image(article_id: ArticlePath, views: ViewsDep) -> Response:
+    detail = views.article(parse_article_id(article_id))
     svg = article_svg(detail["perceived_colour"], detail["colour"], detail["product_group"], detail["product_type"])
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})

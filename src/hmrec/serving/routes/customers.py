@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from hmrec.serving.deps import CustomerPath, EngineDep
+from hmrec.serving.deps import CustomerPath, RecommendationsDep, ViewsDep
 from hmrec.serving.schemas import BuyAgainResponse, CustomerResponse, error_responses
 
 router = APIRouter(tags=["customers"])
@@ -14,12 +14,13 @@ router = APIRouter(tags=["customers"])
 
 @router.get("/customers/{customer_id}", response_model=CustomerResponse, responses=error_responses(422, 503),
             summary="A customer's profile and recent purchases; an unknown id is a new customer (known=false)")
-def customer(customer_id: CustomerPath, engine: EngineDep) -> dict:
-    return engine.customer(customer_id)
+def customer(customer_id: CustomerPath, views: ViewsDep) -> dict:
+    return views.customer(customer_id)
 
 
 @router.get("/customers/{customer_id}/buy-again", response_model=BuyAgainResponse,
             responses=error_responses(422, 503),
             summary="Repurchase picks: what the customer bought most often, minus what they just bought")
-def buy_again(customer_id: CustomerPath, engine: EngineDep, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
-    return engine.buy_again(customer_id, k)
+def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep,
+              k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+    return recommendations.buy_again(customer_id, k)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from hmrec.serving.deps import EngineDep
-from hmrec.serving.engine import NotReadyError
+from hmrec.serving.deps import HolderDep
+from hmrec.serving.model_holder import NotReadyError
 
 router = APIRouter(tags=["demo"])
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")  # autoescapes .html
@@ -18,9 +18,9 @@ SAMPLE_LABELS = {"frequent": "Frequent buyer", "occasional": "Occasional buyer",
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(request: Request, engine: EngineDep) -> HTMLResponse:
+def index(request: Request, holder: HolderDep) -> HTMLResponse:
     try:
-        model = engine.model
+        model = holder.model
         samples = [(SAMPLE_LABELS.get(kind, kind), kind, cid) for kind, cid in model.samples.items()]
         context = {"samples": samples, "version": model.version, "not_ready": None}
     except NotReadyError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from hmrec.raw.schema import format_article_id
-from hmrec.serving.deps import EngineDep, MetricsDep
+from hmrec.serving.deps import HolderDep, LiveDep, MetricsDep
 from hmrec.serving.schemas import PurchaseEvent, PurchaseStored, error_responses
 
 router = APIRouter(tags=["events"])
@@ -20,9 +20,9 @@ router = APIRouter(tags=["events"])
     "next recommendations include it. Without `t_dat` the purchase is dated the day after the data's last day.",
     responses=error_responses(404, 413, 422, 503),
 )
-def purchase(body: PurchaseEvent, engine: EngineDep, metrics: MetricsDep) -> dict:
-    stored = engine.record_purchase(body.customer_id, body.article_id, body.price,
-                                    body.channel, body.t_dat)
+def purchase(body: PurchaseEvent, holder: HolderDep, live: LiveDep, metrics: MetricsDep) -> dict:
+    stored = live.record_purchase(holder.model, body.customer_id, body.article_id, body.price, body.channel,
+                                  body.t_dat)
     metrics.events.inc()
     return {"customer_id": stored.customer_id, "article_id": format_article_id(stored.article_id),
             "t_dat": stored.t_dat, "price": stored.price, "sales_channel_id": stored.sales_channel_id}

@@ -6,7 +6,7 @@ import os
 
 from fastapi import APIRouter, Response
 
-from hmrec.serving.deps import EngineDep, MetricsDep
+from hmrec.serving.deps import HolderDep, MetricsDep
 from hmrec.serving.schemas import Health, Ready, error_responses
 
 router = APIRouter(tags=["health"])
@@ -19,8 +19,8 @@ def health() -> dict:
 
 @router.get("/ready", response_model=Ready, summary="A model is loaded (503 with the reason until then)",
             responses=error_responses(503))
-def ready(engine: EngineDep) -> dict:
-    model = engine.model
+def ready(holder: HolderDep) -> dict:
+    model = holder.model
     return {"status": "ready", "model_version": model.version, "articles": len(model.catalogue),
             "customers": model.customers.height, "data_end": model.data_end, "process": os.getpid()}
 

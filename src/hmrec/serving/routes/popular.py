@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from hmrec.serving.deps import EngineDep
+from hmrec.serving.deps import ViewsDep
 from hmrec.serving.schemas import PopularResponse, error_responses
 
 router = APIRouter(tags=["articles"])
@@ -15,8 +15,8 @@ router = APIRouter(tags=["articles"])
 @router.get("/popular", response_model=PopularResponse, responses=error_responses(422, 503),
             summary="Bestsellers, for an age group if `age` is given")
 def popular(
-    engine: EngineDep,
+    views: ViewsDep,
     age: Annotated[int | None, Query(ge=0, le=130, description="Customer age in years")] = None,
     k: Annotated[int, Query(ge=1, le=100)] = 12,
 ) -> dict:
-    return engine.popular(age, k)
+    return views.popular(age, k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hmrec.serving.deps import EngineDep, MetricsDep
+from hmrec.serving.deps import MetricsDep, RecommendationsDep
 from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse, error_responses
 
 router = APIRouter(tags=["recommendations"])
@@ -20,7 +20,7 @@ router = APIRouter(tags=["recommendations"])
     "out unless `include_purchased`.",
     responses=error_responses(413, 422, 503),
 )
-async def recommend(body: RecommendationRequest, engine: EngineDep, metrics: MetricsDep) -> dict:
-    answer = await engine.recommend_async(body.customer_id, body.k, body.include_purchased)
+async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep) -> dict:
+    answer = await recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
     metrics.recommendation(answer["strategy"], answer["cached"])
     return answer
