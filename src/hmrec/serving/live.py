@@ -13,7 +13,7 @@ import polars as pl
 
 from hmrec.raw.schema import SALES_CHANNELS
 from hmrec.serving.cards import find_article
-from hmrec.serving.events import EventStore, Purchase
+from hmrec.serving.events import EventLog, Purchase
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.schemas import MAX_PRICE
 from hmrec.serving.settings import Settings
@@ -87,7 +87,7 @@ class LiveHistories:
 
     `applied` is told the customer of every event applied (the answer cache drops their answers)."""
 
-    def __init__(self, settings: Settings, events: EventStore, applied: Callable[[str], None]):
+    def __init__(self, settings: Settings, events: EventLog, applied: Callable[[str], None]):
         self.settings = settings
         self.events = events
         self._applied = applied

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from hmrec.registry.model_bundle import BundleError
-from hmrec.serving.events import EventStore
+from hmrec.serving.events import WorkerCoordination
 from hmrec.serving.model import LoadedModel, load_model
 from hmrec.serving.settings import Settings
 
@@ -66,7 +66,7 @@ class ModelHolder:
     reload made through any worker reaches them all. `loader` loads and warms up a model (a ReloadError refuses it);
     `swapped` is called right after each swap, before the reload is announced (the answer cache drops old answers)."""
 
-    def __init__(self, settings: Settings, events: EventStore, loader: Loader, swapped: Callable[[], None]):
+    def __init__(self, settings: Settings, events: WorkerCoordination, loader: Loader, swapped: Callable[[], None]):
         self.settings = settings
         self.events = events
         self._loader = loader

@@ -8,11 +8,11 @@ import logging
 from pathlib import Path
 
 from hmrec.raw.schema import TRANSACTION_COLUMNS, format_article_id
-from hmrec.serving.events.base import EventStore, Purchase, WorkerBeat
+from hmrec.serving.events.base import EventLog, EventStore, Purchase, WorkerBeat, WorkerCoordination
 from hmrec.serving.events.sqlite import SqliteEventStore
 
-__all__ = ["EventStore", "Purchase", "SqliteEventStore", "WorkerBeat", "export_csv", "open_event_store",
-           "sqlite_path"]
+__all__ = ["EventLog", "EventStore", "Purchase", "SqliteEventStore", "WorkerBeat", "WorkerCoordination", "export_csv",
+           "open_event_store", "sqlite_path"]
 
 log = logging.getLogger(__name__)
 SQLITE_PREFIX = "sqlite:///"

@@ -1,10 +1,12 @@
-"""The event store's interface: live purchase events, the reload log and the worker heartbeats, whatever holds them."""
+"""The event store's two interfaces, whatever holds them: the event log (live purchase events: append, read since,
+export) and worker coordination (the reload log and the worker heartbeats)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,12 @@ class WorkerBeat:
     reload_id: int
 
 
-class EventStore(ABC):
-    """Shared by every worker process on every machine that uses the same store.
+class EventLog(Protocol):
+    """The live purchase events, shared by every worker process on every machine that uses the same store.
 
     Guarantees, for each backend: `add` returns only once the event is durably committed; `since(n)` never
     skips an event, because ids become visible in increasing order (a reader that has seen id n will never
-    later find a committed id below n); a worker is live while its heartbeat is younger than a timeout,
-    measured on the store's own clock (process ids mean nothing on another machine)."""
+    later find a committed id below n)."""
 
     @abstractmethod
     def add(self, purchase: Purchase) -> int:
@@ -44,11 +45,19 @@ class EventStore(ABC):
         """Events with an id above `after_id`, oldest first, each with its id."""
 
     def all(self) -> list[Purchase]:
+        """Every stored event, oldest first (what `hmrec events export` writes)."""
         return [purchase for _, purchase in self.since(0)]
 
     @abstractmethod
     def count(self) -> int:
         """Events stored."""
+
+
+class WorkerCoordination(Protocol):
+    """The reload log and the worker heartbeats, shared by every worker process that uses the same store.
+
+    A worker is live while its heartbeat is younger than a timeout, measured on the store's own clock (process ids
+    mean nothing on another machine)."""
 
     @abstractmethod
     def announce_reload(self, version: int | None) -> int:
@@ -73,6 +82,12 @@ class EventStore(ABC):
     @abstractmethod
     def prune_workers(self, silent_for: float) -> int:
         """Drop rows of workers silent for more than `silent_for` seconds (killed ones); how many."""
+
+
+class EventStore(EventLog, WorkerCoordination, Protocol):
+    """One database holding both (SQLite or PostgreSQL): what `open_event_store` returns and the lifespan closes.
+    Each caller takes the narrow interface it uses: live histories the EventLog, the model holder the
+    WorkerCoordination."""
 
     @abstractmethod
     def close(self) -> None:
