@@ -39,7 +39,7 @@ import uvloop
 
 from hmrec.registry.model_bundle import bundle_paths
 from hmrec.registry.versions import Registry
-from hmrec.serving.launcher import Server  # the same subprocess helper the reliability tests use
+from hmrec.support.launcher import Server  # the same subprocess helper the reliability tests use
 
 
 def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[int]]:
@@ -190,7 +190,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         events = args.events_url or Path(scratch) / "events.sqlite"
         if args.events == "postgresql" and not args.events_url:
-            from hmrec.serving.events.local_postgres import TemporaryPostgres
+            from hmrec.support.local_postgres import TemporaryPostgres
 
             events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
         server = Server(args.workdir, events, Path(scratch) / "server.log",

@@ -39,8 +39,8 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throw-away PostgreSQL server for the whole session (see hmrec.serving.events.local_postgres); stopped at the end."""
-    from hmrec.serving.events.local_postgres import TemporaryPostgres
+    """A throw-away PostgreSQL server for the whole session (see hmrec.support.local_postgres); stopped at the end."""
+    from hmrec.support.local_postgres import TemporaryPostgres
 
     with TemporaryPostgres() as server:
         yield server

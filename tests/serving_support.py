@@ -13,10 +13,10 @@ import polars as pl
 from hmrec.recommenders.base import Recommender, TrainData
 from hmrec.registry.model_bundle import write_bundle
 from hmrec.registry.versions import Registry
-from hmrec.serving import launcher
 from hmrec.serving.events import open_event_store
-from hmrec.serving.launcher import HMREC, free_port  # noqa: F401  (the tests use them through this module)
 from hmrec.store.tables import CUSTOMERS_SCHEMA, TRANSACTIONS_SCHEMA
+from hmrec.support import launcher
+from hmrec.support.launcher import HMREC, free_port  # noqa: F401  (the tests use them through this module)
 
 DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
 ADMIN_TOKEN = "test-admin-token"

@@ -16,7 +16,7 @@ import serving_support as s
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.serving.launcher import HMREC, free_port
+from hmrec.support.launcher import HMREC, free_port
 
 
 def run(*args: str):

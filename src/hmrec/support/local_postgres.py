@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hmrec.serving.launcher import free_port
+from hmrec.support.launcher import free_port
 
 USER = "hmrec"  # the cluster's superuser (trust authentication on loopback only)
 
