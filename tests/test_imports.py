@@ -1,4 +1,5 @@
-"""The house's arrows: no import circle between hmrec's modules, and bench imports nothing from tests."""
+"""The house's arrows: the layer order docs/architecture.md states, between hmrec's packages and inside serving/, no
+import circle, and bench imports nothing from tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "hmrec"
+
+# hmrec's packages and top-level modules, lowest first: each may import its own layer and those before it
+# (docs/architecture.md). `hmrec` (the package itself) and `logs` are imported by any layer.
+LAYERS = [{"hmrec", "logs"}, {"raw"}, {"sample"}, {"store"}, {"recommenders"}, {"retrieval"}, {"candidates"},
+          {"ranking"}, {"evaluation"}, {"registry"}, {"serving"}, {"scale"}, {"support"}, {"pipeline"}, {"cli"}]
+# A package not named above is the training-data contracts' stage, between store and recommenders (issue 19:
+# its name is chosen where it is written); name it in LAYERS once it exists.
+CONTRACTS_AFTER = "store"
+# serving/'s modules, lowest first: the leaves, the read model and the event stores, the parts that own the served
+# data, the two services that answer, their wiring (one dependency per resource, the lifespan's builder), the
+# routers, and the app and its processes.
+SERVING_LAYERS = [{"settings", "schemas", "metrics", "limits", "images", "docs", "launch"}, {"model", "events"},
+                  {"model_holder", "live", "cards", "reasons", "cold_start", "batching", "cache"},
+                  {"recommend", "catalogue_views"}, {"deps", "services"}, {"routes"}, {"app", "workers"}]
 
 
 def module_name(path: Path) -> str:
@@ -52,6 +67,48 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if start not in state and (cycle := visit(start)):
             return cycle
     return None
+
+
+def rank_of(layers: list[set[str]], name: str, fallback: str | None = None) -> float:
+    for i, layer in enumerate(layers):
+        if name in layer:
+            return i
+    if fallback is None:
+        raise KeyError(name)
+    return rank_of(layers, fallback) + 0.5
+
+
+def upward_imports(graph: dict[str, set[str]], rank) -> list[tuple[str, str]]:
+    """Every (importer, imported) pair whose imported module sits in a higher layer than its importer."""
+    return sorted((a, b) for a, targets in graph.items() for b in targets if rank(b) > rank(a))
+
+
+def package_rank(module: str) -> float:
+    parts = module.split(".")
+    return rank_of(LAYERS, parts[1] if len(parts) > 1 else parts[0], fallback=CONTRACTS_AFTER)
+
+
+def serving_rank(module: str) -> float:
+    return rank_of(SERVING_LAYERS, module.split(".")[2])
+
+
+def test_upward_imports_finds_a_planted_one():
+    graph = {"hmrec.store.x": {"hmrec.raw.y", "hmrec.ranking.z"}, "hmrec.raw.y": set(), "hmrec.ranking.z": set()}
+    assert upward_imports(graph, package_rank) == [("hmrec.store.x", "hmrec.ranking.z")]
+    routes = {"hmrec.serving.cards": {"hmrec.serving.routes.admin"}, "hmrec.serving.routes.admin": set()}
+    assert upward_imports(routes, serving_rank) == [("hmrec.serving.cards", "hmrec.serving.routes.admin")]
+
+
+def test_no_package_imports_one_above_it():
+    assert upward_imports(import_graph(), package_rank) == []
+
+
+def test_inside_serving_no_module_imports_one_above_it():
+    graph = {name: {m for m in targets if m.startswith("hmrec.serving.")} for name, targets in import_graph().items()
+             if name.startswith("hmrec.serving.")}
+    unplaced = sorted({name.split(".")[2] for name in graph} - set().union(*SERVING_LAYERS))
+    assert unplaced == [], f"place these serving modules in SERVING_LAYERS (and docs/architecture.md): {unplaced}"
+    assert upward_imports(graph, serving_rank) == []
 
 
 def test_find_cycle_finds_a_planted_circle():

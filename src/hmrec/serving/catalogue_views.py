@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 
 from hmrec.serving.cards import ArticleCards, find_article
+from hmrec.serving.cold_start import cold_answer
 from hmrec.serving.live import LiveHistories
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import ModelHolder
-from hmrec.serving.recommend import cold_answer
 from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
 
 RECENT_PURCHASES = 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -16,10 +16,11 @@ from hmrec.recommenders.popularity import fill_with
 from hmrec.serving.batching import Batcher
 from hmrec.serving.cache import AnswerCache
 from hmrec.serving.cards import ArticleCards
+from hmrec.serving.cold_start import cold_answer
 from hmrec.serving.live import History, LiveHistories, history_frame
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import LOAD_ERRORS, ModelHolder, ReloadError
-from hmrec.serving.reasons import explain, word
+from hmrec.serving.reasons import explain
 from hmrec.serving.settings import Settings
 
 
@@ -154,15 +155,6 @@ class RecommendService:
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
         items = [{**self.cards.card(model, a), "score": float(counts[a][0])} for a in order]
         return {"customer_id": customer_id, "model_version": model.version, "items": items}
-
-
-def cold_answer(model: LoadedModel, profile: pl.DataFrame, k: int) -> list[dict]:
-    """The bundle's cold-start recommender (the one the report evaluates under its name) for one profile."""
-    query = Query(profile, history_frame([]), model.data_end + timedelta(days=1))
-    reasons = model.cold_start.reasons()
-    (answer,) = model.cold_start.explain(query, k)
-    return [{"article_idx": a, "score": s, "sources": sources, "reason": word(reasons[sources[0]])}
-            for a, s, sources in answer]
 
 
 def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:
