@@ -80,7 +80,10 @@ class VersionInfo:
 
 
 class Registry:
-    """Versions of one registered model in an MLflow model registry."""
+    """Versions of one registered model in an MLflow model registry.
+
+    Over 12 methods on purpose: ten public ones (register, promote, list, load) and the private steps of those
+    (upload, check, download, verify), all one job on one MLflow client and its naming conventions."""
 
     def __init__(self, client: MlflowClient, workdir: Path, name: str = MODEL_NAME, read_in_place: bool = True):
         """`read_in_place=False` copies even a local version into `WORKDIR/registry-cache` before use."""
