@@ -116,6 +116,22 @@ def test_a_missing_or_truncated_manifest_means_an_incomplete_bundle(tmp_path):
         verify_bundle(bundle)
 
 
+def test_every_reader_of_a_bundle_refuses_an_old_format_in_one_line_naming_the_rebuild(tmp_path):
+    from hmrec.registry.model_bundle import BundleError, bundle_paths, load_final, read_bundle, read_manifest
+
+    bundle = make_bundle(tmp_path / "bundle")
+    assert read_manifest(bundle)["format"] == 2
+    assert bundle_paths(bundle).data_end == date(2020, 9, 22)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    (bundle / MANIFEST).write_text(json.dumps({**manifest, "format": 1}))
+    expected = (f"{bundle / MANIFEST} is a bundle of format 1, this release reads format 2: rebuild it with "
+                "`hmrec pipeline --raw DIR --workdir WORKDIR --promote`")
+    for reader in (read_manifest, bundle_paths, load_final, read_bundle):
+        with pytest.raises(BundleError) as refused:
+            reader(bundle)
+        assert str(refused.value) == expected, reader.__name__
+
+
 def test_manifest_refuses_reserved_extra_keys_and_links(tmp_path):
     bundle = make_bundle(tmp_path / "b")
     with pytest.raises(ValueError, match=r"extra keys \['files'\] are reserved"):

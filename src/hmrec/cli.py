@@ -136,6 +136,7 @@ def evaluate(
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
+    from hmrec.registry.model_bundle import BundleError
     from hmrec.registry.versions import RegistryError
 
     config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
@@ -147,7 +148,7 @@ def evaluate(
     _readable_workdir(workdir)
     try:
         metrics_path = score_champion(config)
-    except (RegistryError, ChampionMismatchError) as error:
+    except (RegistryError, ChampionMismatchError, BundleError) as error:  # an old bundle: one line, the fix
         _fail(str(error))
     typer.echo(str(metrics_path))
 
