@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +23,7 @@ from safetensors.torch import load_file, save_file
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.model import TwoTower
 from hmrec.retrieval.runtime import deterministic
-from hmrec.retrieval.train import (
-    LossLog,
-    TrainInputs,
-    TrainResult,
-    make_optimizers,
-    sampling_frequencies,
-    step,
-    update,
-)
+from hmrec.retrieval.train import TrainInputs, TrainResult, run_epochs
 from hmrec.scale.engine import EngineConfig, ray_session
 
 log = logging.getLogger(__name__)
@@ -91,7 +82,10 @@ def _worker_loop(loop_config: dict) -> None:
     with deterministic(config.seed, threads=1):
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)  # every worker starts from rank 0's weights
-        losses, seconds = _train_shard(model, inputs, config, rank, world)
+        # one shuffle for all (the same global batches), negatives and cold draws differing per worker
+        order_rng, step_rng = np.random.default_rng(config.seed), np.random.default_rng([config.seed, rank])
+        losses, seconds = run_epochs(model, inputs, config, order_rng, step_rng, rank, world,
+                                     sync=lambda: _average_gradients(model, world))
     pids, weights = [None] * world, [None] * world
     dist.all_gather_object(pids, os.getpid())
     dist.all_gather_object(weights, _fingerprint(model))
@@ -103,24 +97,6 @@ def _worker_loop(loop_config: dict) -> None:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(folder) / WEIGHTS_FILE))
             checkpoint = train.Checkpoint.from_directory(folder)
         train.report(metrics, checkpoint=checkpoint)
-
-
-def _train_shard(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, rank: int, world: int):
-    """The local loop over this worker's slice of every global batch; (rank 0's loss means, seconds)."""
-    examples, order_rng = inputs.examples, np.random.default_rng(config.seed)
-    step_rng = np.random.default_rng([config.seed, rank])  # negatives and cold draws differ per worker
-    p_freq = sampling_frequencies(inputs)
-    optimizers = make_optimizers(model, config)
-    losses, started = LossLog(config.loss_every_steps), time.perf_counter()
-    model.train()
-    for _ in range(config.epochs):
-        order = order_rng.permutation(len(examples))
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size][rank::world]
-            loss = step(model, inputs, config, batch, p_freq, step_rng)
-            losses.add(update(optimizers, loss, sync=lambda: _average_gradients(model, world)))
-    model.eval()
-    return losses.means(), time.perf_counter() - started
 
 
 def _fingerprint(model: TwoTower) -> str:
