@@ -71,7 +71,7 @@ class RayIndexer:
     block_bytes: int
     pids: set[int] = field(default_factory=set)
 
-    def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> build._Indexed:
+    def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> build.Indexed:
         import ray
 
         if raw.broken_lines:
