@@ -13,6 +13,8 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.model import TwoTower
 from hmrec.retrieval.runtime import deterministic
 from hmrec.retrieval.train import TrainInputs, TrainResult, run_epochs
-from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.scale.cluster import ray_session
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +35,18 @@ WEIGHTS_FILE = "weights.safetensors"
 
 @dataclass
 class RayTrainer:
-    """A drop-in for `retrieval.train.train` that trains on `workers` Ray Train workers of one CPU each."""
+    """A drop-in for `retrieval.train.train` that trains on `workers` Ray Train workers of one CPU each
+    (scale.engine.RayEngine.trainer gives the engine's)."""
 
-    engine: EngineConfig = field(default_factory=lambda: EngineConfig(name="ray"))
-    workers: int | None = None  # None: the engine's train_workers
+    workers: int = 2
+    session: Callable[[], AbstractContextManager[None]] = ray_session  # default: join Ray, or start a local one
     worker_pids: list[int] = field(default_factory=list)  # filled by the last call: one pid per worker
     worker_weights: list[str] = field(default_factory=list)  # and each worker's final weights' sha256
 
     def __call__(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
         """Train `model` in place: the weights come back from rank 0 and are loaded into it."""
-        with ray_session(self.engine), tempfile.TemporaryDirectory(prefix="hmrec-ray-train-") as storage:
-            result = self._fit(model, inputs, config, storage, self.workers or self.engine.train_workers)
+        with self.session(), tempfile.TemporaryDirectory(prefix="hmrec-ray-train-") as storage:
+            result = self._fit(model, inputs, config, storage, self.workers)
             with result.checkpoint.as_directory() as folder:
                 model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
         metrics = result.metrics
