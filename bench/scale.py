@@ -83,27 +83,27 @@ def child_scoring(engine: str, bundle: Path, rows: int, sample: int | None) -> N
     import polars as pl
 
     from hmrec.registry.model_bundle import bundle_paths
-    from hmrec.scale.engine import EngineConfig, engine_session
-    from hmrec.scale.scoring import ScoringInputs, score_customers
+    from hmrec.scale.engine import LocalEngine, RayEngine
+    from hmrec.scale.scoring import ScoringInputs
 
     parts = bundle_paths(bundle)
     inputs = ScoringInputs(parts.final, parts.customers, parts.history, parts.data_end + timedelta(days=1), k=12)
     customers = np.arange(pl.scan_parquet(inputs.customers).select(pl.len()).collect().item(), dtype=np.int32)
     if sample is not None and sample < customers.size:  # the same customers for both engines
         customers = np.sort(np.random.default_rng(0).choice(customers, sample, replace=False)).astype(np.int32)
-    config = EngineConfig(name=engine, scoring_rows=rows)
-    with engine_session(config):
+    config = {"local": LocalEngine(), "ray": RayEngine(scoring_rows=rows)}[engine]
+    with config.session():
         started = time.perf_counter()
-        scored = score_customers(inputs, customers, config)
+        scored = config.score(inputs, customers)
         seconds = time.perf_counter() - started
     print(json.dumps({"stage_s": round(seconds, 2), "customers": len(customers), "processes": len(scored.pids)}))
 
 
 def child_ray_start() -> None:
     """Child mode: start a local Ray and stop it, the fixed cost inside every Ray run's wall time."""
-    from hmrec.scale.engine import EngineConfig, engine_session
+    from hmrec.scale.engine import RayEngine
 
-    with engine_session(EngineConfig(name="ray")):
+    with RayEngine().session():
         pass
     print("{}")
 

@@ -23,7 +23,7 @@ from hmrec.evaluation.metrics import recall_at_k
 from hmrec.pipeline import load_train_data
 from hmrec.recommenders.base import Query
 from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
-from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.scale.engine import RayEngine
 from hmrec.scale.train import RayTrainer
 from hmrec.store.tables import Store
 
@@ -67,7 +67,7 @@ def main() -> None:
     data = load_train_data(store)
     query, relevant = held_out(store, data)
     base = TwoTowerConfig(epochs=args.epochs, threads=1, index_kind="flat")
-    with ray_session(EngineConfig(name="ray", num_cpus=args.workers)):
+    with RayEngine(num_cpus=args.workers).session():
         rows = [one_seed(data, query, relevant, replace(base, seed=seed), args.workers) for seed in args.seeds]
     for row in rows:
         log.info("%s", row)

@@ -21,10 +21,10 @@ from hmrec.raw.read import RawDataError
 from hmrec.recommenders.als import ALSConfig, ALSRecommender
 from hmrec.recommenders.base import Query, save_recommender
 from hmrec.scale.blocks import line_blocks
-from hmrec.scale.engine import EngineConfig
+from hmrec.scale.engine import LocalEngine, RayEngine
 from hmrec.scale.etl import RayIndexer
 from hmrec.scale.features import RayFeatures
-from hmrec.scale.scoring import EngineScored, Scorer, ScoringInputs, score_customers
+from hmrec.scale.scoring import Scorer, ScoringInputs
 from hmrec.store import build, tables
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"
@@ -129,14 +129,6 @@ def test_ray_stops_with_the_local_engines_one_line_error(ray_cluster, tmp_path, 
     assert str(on_ray.value) == str(local.value)
 
 
-def test_engine_options_fall_back_to_the_environment(monkeypatch):
-    monkeypatch.setenv("HMREC_ENGINE", "ray")
-    assert EngineConfig.from_options() == EngineConfig(name="ray")
-    assert EngineConfig.from_options("local", "auto") == EngineConfig(name="local", address="auto")
-    with pytest.raises(ValueError, match="engine 'spark' is not one of local, ray; pass --engine or set HMREC_ENGINE"):
-        EngineConfig.from_options("spark")
-
-
 def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_path):
     data = load_train_data(tiny_store)
     model = ALSRecommender(ALSConfig(factors=16, iterations=5)).fit(data)
@@ -147,9 +139,9 @@ def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_p
     assert len(tiny_store.partitions(tables.TRANSACTIONS)) == 3  # each actor reads the partitions it scores
     inputs = ScoringInputs(tmp_path / "model", tiny_store.table_path(tables.CUSTOMERS),
                            tiny_store.table_path(tables.TRANSACTIONS), tiny_store.cutoff, k=12)
-    on_ray = score_customers(inputs, customer_idx, EngineConfig(name="ray", scoring_rows=len(customer_idx) // 8))
+    on_ray = RayEngine(scoring_rows=len(customer_idx) // 8).score(inputs, customer_idx)
     assert (expected.items >= 0).all()  # every customer got 12 answers, so equality says something
-    np.testing.assert_array_equal(score_customers(inputs, customer_idx).recs.items, expected.items)  # all partitions
+    np.testing.assert_array_equal(LocalEngine().score(inputs, customer_idx).recs.items, expected.items)  # all parts
     scorer = Scorer(inputs)
     assert (scorer.history(np.array([1, 4], dtype=np.int32))["customer_idx"] % 3 == 1).all()  # partition 1 alone
     assert scorer.score(np.empty(0, dtype=np.int32)).items.shape == (0, 12)
@@ -157,9 +149,9 @@ def test_ray_batch_scoring_gives_the_local_top_12(ray_cluster, tiny_store, tmp_p
     np.testing.assert_allclose(on_ray.recs.scores, expected.scores, rtol=1e-6)
     assert len(on_ray.pids) >= 2 and os.getpid() not in on_ray.pids, on_ray.pids
     # what `hmrec evaluate --engine ray` asks: the same query, answered through the saved model on Ray
-    engine = EngineConfig(name="ray", scoring_rows=500)
-    np.testing.assert_array_equal(EngineScored(model, tiny_store, engine, tmp_path / "eval").recommend(query, 12).items,
-                                  expected.items)
+    on_engine = RayEngine(scoring_rows=500).scorer(model, tiny_store, tmp_path / "eval")
+    assert on_engine is not model
+    np.testing.assert_array_equal(on_engine.recommend(query, 12).items, expected.items)
 
 
 def test_cli_etl_on_ray(ray_cluster, tiny_raw, tmp_path):
@@ -178,8 +170,8 @@ def test_cli_refuses_an_unknown_engine(tmp_path):
 
 
 def test_the_local_engine_never_imports_ray(tiny_raw, tmp_path):
-    code = ("import sys; from hmrec.scale.etl import build_store; from hmrec.scale.engine import EngineConfig; "
-            f"build_store({str(tiny_raw)!r}, {str(tmp_path / 'store')!r}, engine=EngineConfig.from_options()); "
+    code = ("import sys; from hmrec.scale.engine import engine_from_options; "
+            f"engine_from_options().build_store({str(tiny_raw)!r}, {str(tmp_path / 'store')!r}); "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     env = {**os.environ, "HMREC_ENGINE": "local"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

@@ -10,7 +10,7 @@ from hmrec.evaluation.metrics import recall_at_k
 from hmrec.pipeline import load_train_data
 from hmrec.recommenders.base import Query
 from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
-from hmrec.scale.train import RayTrainer
+from hmrec.scale.engine import RayEngine
 
 # 5 epochs: at 3 the gap on the tiny sample was 2.5-4.5% over seeds 0-2, too close to the 5% bar to say much.
 CONFIG = TwoTowerConfig(epochs=5, threads=1, index_kind="flat", seed=0)
@@ -28,7 +28,7 @@ def held_out_recall(model: TwoTowerRecommender, store) -> float:
 def test_two_ray_workers_train_to_the_one_process_recall(ray_cluster, tiny_store):  # noqa: F811
     data = load_train_data(tiny_store)
     local = TwoTowerRecommender(CONFIG).fit(data)
-    trainer = RayTrainer(workers=2)
+    trainer = RayEngine(train_workers=2).trainer()  # joins the tests' Ray session
     on_ray = TwoTowerRecommender(CONFIG, train_fn=trainer).fit(data)
     assert len(set(trainer.worker_pids)) == 2 and os.getpid() not in trainer.worker_pids, trainer.worker_pids
     assert len(set(trainer.worker_weights)) == 1  # averaged gradients keep the workers' weights identical

@@ -34,10 +34,10 @@ def _fail(message: str) -> None:
 
 def _engine(name: str | None, address: str | None):
     """The --engine / --ray-address choice (hmrec.scale.engine imports Ray only when the engine is ray)."""
-    from hmrec.scale.engine import EngineConfig
+    from hmrec.scale.engine import engine_from_options
 
     try:
-        return EngineConfig.from_options(name, address)
+        return engine_from_options(name, address)
     except ValueError as error:
         _fail(str(error))
 
@@ -101,10 +101,9 @@ def etl(
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
     from hmrec.raw.read import RawDataError
-    from hmrec.scale.etl import build_store
 
     try:
-        manifest = build_store(raw, store, test_days=test_days, engine=_engine(engine, ray_address))
+        manifest = _engine(engine, ray_address).build_store(raw, store, test_days=test_days)
     except RawDataError as error:
         _fail(str(error))
     typer.echo(f"built {store}: " + ", ".join(f"{t} {n:,}" for t, n in manifest["rows"].items()))
@@ -165,12 +164,11 @@ def pipeline(
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
     from hmrec.pipeline import PipelineConfig, run_pipeline
     from hmrec.raw.read import RawDataError
-    from hmrec.scale.engine import engine_session
 
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
                             engine=_engine(engine, ray_address))
     try:
-        with engine_session(config.engine):  # Ray, when chosen, starts once for every stage
+        with config.engine.session():  # Ray, when chosen, starts once for every stage
             metrics_path = run_pipeline(config)
     except RawDataError as error:
         _fail(str(error))

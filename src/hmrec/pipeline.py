@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Query, Recommender, TrainData
-from hmrec.scale.engine import EngineConfig
+from hmrec.scale.engine import Engine, LocalEngine
 from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class PipelineConfig:
     promote: bool = False
     seed: int = 7
     reports: Path | None = None  # where reports go (None: WORKDIR/reports)
-    engine: EngineConfig = field(default_factory=EngineConfig)  # local, or Ray for ETL and batch scoring
+    engine: Engine = field(default_factory=LocalEngine)  # local, or Ray for ETL, training and batch scoring
     label_weeks: int = 2  # the ranker's label weeks; the week before them chooses the settings
     candidate_budget: int = 160  # candidates per customer summed over the sources, shared out on validation
 
@@ -90,10 +90,9 @@ def _sources(config: PipelineConfig, settings: dict) -> dict[str, Recommender]:
     from hmrec.ranking.ranker import default_sources
 
     sources = default_sources(config.seed, settings)
-    if config.engine.is_ray:
-        from hmrec.scale.train import RayTrainer
-
-        sources["two_tower"].train_fn = RayTrainer(config.engine)
+    train_fn = config.engine.trainer()
+    if train_fn is not None:
+        sources["two_tower"].train_fn = train_fn
     return sources
 
 
@@ -183,7 +182,6 @@ def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
     from hmrec.registry.tracking import Tracker
     from hmrec.registry.versions import Registry
-    from hmrec.scale.etl import build_store
 
     if config.raw is None:
         raise ValueError("the pipeline needs --raw: the folder holding the three raw CSV files")
@@ -191,7 +189,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
     run_id = _new_run_id()
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
         started = time.perf_counter()
-        manifest = build_store(config.raw, config.store_dir, test_days=config.test_days, engine=config.engine)
+        manifest = config.engine.build_store(config.raw, config.store_dir, test_days=config.test_days)
         tracker.log_metrics({"etl_seconds": time.perf_counter() - started})
         tracker.log_params({f"rows_{table}": n for table, n in manifest["rows"].items()})
         store = Store(config.store_dir)
@@ -239,12 +237,8 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
 
 
 def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineConfig, folder: Path) -> dict:
-    """On the Ray engine the final recommender, the one that costs, scores the evaluation's customers on Ray."""
-    if not config.engine.is_ray:
-        return methods
-    from hmrec.scale.scoring import EngineScored
-
-    return {**methods, "final": EngineScored(methods["final"], store, config.engine, folder)}
+    """The final recommender, the one that costs, scores the evaluation's customers through the engine (Ray: actors)."""
+    return {**methods, "final": config.engine.scorer(methods["final"], store, folder)}
 
 
 def _publish_latest(run_dir: Path, latest: Path) -> None:

@@ -98,9 +98,30 @@ def update(optimizers: list[torch.optim.Optimizer], loss: torch.Tensor,
     return loss.item()
 
 
+TrainFn = Callable[[TwoTower, TrainInputs, TwoTowerConfig], TrainResult]  # `train`, or an engine's (scale.train)
+
+
 def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
     """Train `model` in place for `config.epochs` epochs; deterministic for a given seed and thread count."""
-    examples, rng = inputs.examples, np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed)  # one generator draws the order and every step's samples
+    losses, seconds = run_epochs(model, inputs, config, rng, rng)
+    rate = config.epochs * len(inputs.examples) / max(seconds, 1e-9)
+    logger.info("trained on %d examples x %d epochs in %.1f s (%.0f examples/s)",
+                len(inputs.examples), config.epochs, seconds, rate)
+    return TrainResult(losses, rate, seconds)
+
+
+def run_epochs(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, order_rng: np.random.Generator,
+               step_rng: np.random.Generator, rank: int = 0, world: int = 1,
+               sync: Callable[[], None] | None = None) -> tuple[list[float], float]:
+    """The one epoch loop, run by `train` in this process and by every Ray Train worker (scale.train).
+
+    Each epoch shuffles the examples with `order_rng` (seeded alike in every process, so all cut the same global
+    batches of `config.batch_size`); this process steps on its `rank`-th of every `world` examples of a batch,
+    drawing negatives and cold examples from `step_rng`, and `sync`s its gradients with the others before each
+    optimiser step. Returns the mean loss of each `loss_every_steps` window and the seconds taken.
+    """
+    examples = inputs.examples
     p_freq = sampling_frequencies(inputs)
     optimizers = make_optimizers(model, config)
     losses, started = LossLog(config.loss_every_steps), time.perf_counter()
@@ -108,18 +129,15 @@ def train(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> Train
     with logs.bar("two-tower", total=config.epochs * len(examples), unit="examples") as stage:
         for epoch in range(config.epochs):
             stage.describe(f"two-tower epoch {epoch + 1}/{config.epochs}")
-            order = rng.permutation(len(examples))
+            order = order_rng.permutation(len(examples))
             for start in range(0, len(order), config.batch_size):
                 batch = order[start : start + config.batch_size]
-                losses.add(update(optimizers, step(model, inputs, config, batch, p_freq, rng)))
+                loss = step(model, inputs, config, batch[rank::world], p_freq, step_rng)
+                losses.add(update(optimizers, loss, sync))
                 stage.advance(len(batch))
             logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses.last)
     model.eval()
-    seconds = time.perf_counter() - started
-    rate = config.epochs * len(examples) / max(seconds, 1e-9)
-    logger.info("trained on %d examples x %d epochs in %.1f s (%.0f examples/s)",
-                len(examples), config.epochs, seconds, rate)
-    return TrainResult(losses.means(), rate, seconds)
+    return losses.means(), time.perf_counter() - started
 
 
 def step(

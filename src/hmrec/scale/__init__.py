@@ -1,1 +1,2 @@
-"""The Ray engine: the same library functions as the local engine, mapped over partitions on a Ray cluster."""
+"""Where the offline stages run (`engine.Engine`): this process, or the same library functions mapped over blocks,
+partitions, workers and actors on a Ray cluster."""

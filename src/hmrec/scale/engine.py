@@ -1,25 +1,90 @@
-"""Which engine runs the offline stages (local or Ray), and a quiet Ray session for the Ray engine."""
+"""Where the offline stages run, as a strategy object: `Engine`, and its two kinds, this process or a Ray cluster.
+
+The pipeline and the CLI hold an `Engine` and call its methods; nothing outside hmrec.scale asks which kind it
+is. The code each stage runs is the same on both (store.build's passes, the two-tower's epoch loop, `Scorer`);
+the Ray engine maps it over blocks, partitions, workers and actors. Ray is imported only inside its methods.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-log = logging.getLogger(__name__)
+from hmrec.scale.cluster import ray_session
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hmrec.recommenders.base import Recommender
+    from hmrec.retrieval.train import TrainFn
+    from hmrec.scale.scoring import Scored, ScoringInputs
+    from hmrec.store.tables import Store
 
 ENGINES = ("local", "ray")
 ENGINE_ENV = "HMREC_ENGINE"
 ADDRESS_ENV = "HMREC_RAY_ADDRESS"
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    """The engine and, for Ray, where the cluster is and how the data is cut into partitions."""
+class Engine(Protocol):
+    """What the pipeline asks of where it runs; each method gives the same answers on every engine."""
 
-    name: str = "local"
+    name: str  # "local" or "ray": for logs and tracking, never for a caller to branch on
+
+    def session(self) -> AbstractContextManager[None]:
+        """One session around several stages (a pipeline), so a cluster starts once; each method also opens one."""
+        ...
+
+    def build_store(self, raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
+        """store.build.build_store on this engine (the same store either way); its manifest."""
+        ...
+
+    def trainer(self) -> TrainFn | None:
+        """The two-tower's training function (retrieval.train.train's signature); None: the one-process loop."""
+        ...
+
+    def score(self, inputs: ScoringInputs, customer_idx: np.ndarray) -> Scored:
+        """Top-k for each of `customer_idx`, in that order, from the recommender saved at `inputs.recommender`."""
+        ...
+
+    def scorer(self, recommender: Recommender, store: Store, folder: Path) -> Recommender:
+        """`recommender`, or one giving its answers for `store`'s customers through `score` (saved in `folder`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalEngine:
+    """This process: every stage's library function called once over the whole data."""
+
+    name: str = field(default="local", init=False)
+
+    def session(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def build_store(self, raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
+        from hmrec.store.build import build_store
+
+        return build_store(raw_dir, store_dir, test_days)
+
+    def trainer(self) -> TrainFn | None:
+        return None
+
+    def score(self, inputs: ScoringInputs, customer_idx: np.ndarray) -> Scored:
+        from hmrec.scale.scoring import score_here
+
+        return score_here(inputs, customer_idx)
+
+    def scorer(self, recommender: Recommender, store: Store, folder: Path) -> Recommender:
+        return recommender
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """A Ray cluster: where it is, and how the data is cut into blocks, partitions, batches and workers."""
+
+    name: str = field(default="ray", init=False)
     address: str | None = None  # None: start a local Ray on this machine; "auto" or "host:port": join a cluster
     block_bytes: int = 128 << 20  # bytes of raw CSV per ETL block
     partition_bytes: int = 512 << 20  # bytes of raw transactions CSV per customer partition of the store
@@ -27,66 +92,37 @@ class EngineConfig:
     scoring_rows: int = 20_000  # customers per batch-scoring batch
     train_workers: int = 2  # Ray Train workers (1 CPU each) for the two-tower model
 
-    @classmethod
-    def from_options(cls, name: str | None = None, address: str | None = None) -> EngineConfig:
-        """--engine / --ray-address, falling back to HMREC_ENGINE / HMREC_RAY_ADDRESS, then local."""
-        name = name or os.environ.get(ENGINE_ENV) or "local"
-        if name not in ENGINES:
-            raise ValueError(f"engine {name!r} is not one of {', '.join(ENGINES)}; pass --engine or set {ENGINE_ENV}")
-        return cls(name=name, address=address or os.environ.get(ADDRESS_ENV) or None)
+    def session(self) -> AbstractContextManager[None]:
+        return ray_session(self.address, self.num_cpus)
 
-    @property
-    def is_ray(self) -> bool:
-        return self.name == "ray"
+    def build_store(self, raw_dir: str | Path, store_dir: str | Path, test_days: int = 7) -> dict:
+        from hmrec.scale.etl import build_on_ray
 
+        with self.session():
+            return build_on_ray(raw_dir, store_dir, test_days, self.block_bytes, self.partition_bytes)
 
-@contextmanager
-def ray_session(config: EngineConfig) -> Iterator[None]:
-    """Connect to Ray for the duration (joining a session already open in this process, e.g. the tests')."""
-    import ray
+    def trainer(self) -> TrainFn | None:
+        from hmrec.scale.train import RayTrainer
 
-    if ray.is_initialized():
-        quiet_data()
-        yield
-        return
-    _start(config)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+        return RayTrainer(workers=self.train_workers, session=self.session)
+
+    def score(self, inputs: ScoringInputs, customer_idx: np.ndarray) -> Scored:
+        from hmrec.scale.scoring import score_on_ray
+
+        with self.session():
+            return score_on_ray(inputs, customer_idx, self.scoring_rows)
+
+    def scorer(self, recommender: Recommender, store: Store, folder: Path) -> Recommender:
+        from hmrec.scale.scoring import EngineScored
+
+        return EngineScored(recommender, store, folder, self.score)
 
 
-def _start(config: EngineConfig) -> None:
-    """ray.init with Ray's own log lines kept out of the user's way (they stay in Ray's session logs)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if config.address is None:
-        ray.init(num_cpus=config.num_cpus, **quiet)
-    else:
-        ray.init(address=config.address, **quiet)
-    quiet_data()
-    log.info("Ray: %s CPUs in the cluster", ray.cluster_resources().get("CPU", 0))
-
-
-def quiet_data() -> None:
-    """No progress bars from Ray Data: the CLI shows its own, and logs stay one line per stage."""
-    from ray.data import DataContext
-
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "execution finished in ...", deprecation notes
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-
-
-def cluster_cpus() -> int:
-    """The CPUs of the Ray cluster this process is connected to (at least 1)."""
-    import ray
-
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-def engine_session(config: EngineConfig):
-    """One Ray session around several stages (a pipeline), so Ray starts once; nothing for the local engine."""
-    return ray_session(config) if config.is_ray else nullcontext()
+def engine_from_options(name: str | None = None, address: str | None = None) -> Engine:
+    """--engine / --ray-address, falling back to HMREC_ENGINE / HMREC_RAY_ADDRESS, then local."""
+    name = name or os.environ.get(ENGINE_ENV) or "local"
+    if name not in ENGINES:
+        raise ValueError(f"engine {name!r} is not one of {', '.join(ENGINES)}; pass --engine or set {ENGINE_ENV}")
+    if name == "local":
+        return LocalEngine()
+    return RayEngine(address=address or os.environ.get(ADDRESS_ENV) or None)

@@ -24,31 +24,28 @@ import polars as pl
 from hmrec.raw.read import RawFile, parse_errors
 from hmrec.raw.schema import TRANSACTIONS_FILE, FileSpec
 from hmrec.scale.blocks import copy_range, line_blocks
-from hmrec.scale.engine import EngineConfig, cluster_cpus, ray_session
+from hmrec.scale.cluster import cluster_cpus
 from hmrec.scale.features import RayFeatures
 from hmrec.store import build
 
 log = logging.getLogger(__name__)
 
 
-def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7,
-                engine: EngineConfig | None = None) -> dict:
-    """store.build.build_store on the chosen engine; the same store either way."""
-    engine = engine or EngineConfig()
-    if not engine.is_ray:
-        return build.build_store(raw_dir, store_dir, test_days)
-    with ray_session(engine):
-        partitions = store_partitions(Path(raw_dir) / TRANSACTIONS_FILE, engine)
-        return build.build_store(raw_dir, store_dir, test_days, indexer=RayIndexer(engine.block_bytes),
-                                 features=RayFeatures(partitions), partitions=partitions)
+def build_on_ray(raw_dir: str | Path, store_dir: str | Path, test_days: int, block_bytes: int,
+                 partition_bytes: int) -> dict:
+    """store.build.build_store with Ray's indexer and features, in an open Ray session: the same store as the
+    local engine's, its transactions written in customer partitions; the manifest."""
+    partitions = store_partitions(Path(raw_dir) / TRANSACTIONS_FILE, partition_bytes)
+    return build.build_store(raw_dir, store_dir, test_days, indexer=RayIndexer(block_bytes),
+                             features=RayFeatures(partitions), partitions=partitions)
 
 
-def store_partitions(transactions: Path, engine: EngineConfig) -> int:
+def store_partitions(transactions: Path, partition_bytes: int) -> int:
     """How many customer partitions the store and the feature tasks get: one per `partition_bytes` of raw CSV,
     and at least one per CPU of the cluster."""
     cpus = cluster_cpus()
     size = transactions.stat().st_size if transactions.is_file() else 0
-    return max(cpus, -(-size // engine.partition_bytes))
+    return max(cpus, -(-size // partition_bytes))
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class RayIndexer:
     block_bytes: int
     pids: set[int] = field(default_factory=set)
 
-    def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> build._Indexed:
+    def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> build.Indexed:
         import ray
 
         if raw.broken_lines:

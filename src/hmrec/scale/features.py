@@ -14,7 +14,7 @@ from datetime import date
 
 import polars as pl
 
-from hmrec.scale.engine import cluster_cpus
+from hmrec.scale.cluster import cluster_cpus
 from hmrec.store.build import local_features
 from hmrec.store.features import combine_item_partials, item_partials, user_features
 from hmrec.store.tables import customer_partition

@@ -1,7 +1,8 @@
 """Batch scoring of many customers (the evaluation, a bulk export): one recommender, many Ray Data actors.
 
-Both engines answer through `Scorer.score`: the local engine calls it once for every customer, the Ray
-engine in actors that each load the recommender and the tables once and score blocks of customers.
+Both engines answer through `Scorer.score`: the local engine calls it once for every customer (`score_here`), the
+Ray engine in actors that each load the recommender and the tables once and score blocks of customers
+(`score_on_ray`); scale.engine chooses between them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
-from hmrec.scale.engine import EngineConfig, cluster_cpus, ray_session
+from hmrec.scale.cluster import cluster_cpus
 from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, partition_files, scan_partitions, scan_table
 
 log = logging.getLogger(__name__)
@@ -83,20 +85,18 @@ class Scored:
     pids: set[int]
 
 
-def score_customers(inputs: ScoringInputs, customer_idx: np.ndarray, engine: EngineConfig | None = None) -> Scored:
-    """Top-k for each of `customer_idx` on the chosen engine; the same answers either way."""
-    engine = engine or EngineConfig()
-    if not engine.is_ray:
-        return Scored(Scorer(inputs).score(customer_idx), {os.getpid()})
-    with ray_session(engine):
-        return _score_on_ray(inputs, np.asarray(customer_idx, dtype=np.int32), engine.scoring_rows)
+def score_here(inputs: ScoringInputs, customer_idx: np.ndarray) -> Scored:
+    """Top-k for each of `customer_idx` in this process: one `Scorer.score` call for everyone."""
+    return Scored(Scorer(inputs).score(customer_idx), {os.getpid()})
 
 
-def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
-    """Blocks of at most `rows` customers of one store partition each, mapped by one actor per CPU of the cluster."""
+def score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
+    """Top-k for each of `customer_idx` in an open Ray session: blocks of at most `rows` customers of one store
+    partition each, mapped by one actor per CPU of the cluster; the same answers as `score_here`."""
     import pyarrow as pa
     import ray
 
+    customer_idx = np.asarray(customer_idx, dtype=np.int32)
     positions = np.arange(len(customer_idx), dtype=np.int64)
     n = max(1, inputs.partitions)
     groups = [positions[customer_idx % n == k] for k in range(n)]  # each block within one store partition
@@ -120,18 +120,22 @@ def _score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) ->
     return Scored(out, pids)
 
 
+Score = Callable[[ScoringInputs, np.ndarray], Scored]  # an engine's `score`
+
+
 class EngineScored:
-    """A fitted recommender whose `recommend` for a store's customers runs on the engine: evaluation on Ray.
+    """A fitted recommender whose `recommend` for a store's customers runs through an engine's `score`: the
+    evaluation on Ray. It answers `recommend` only, the one method the evaluation calls.
 
     It answers from the store's transactions before the query's as_of, as Query.for_customers does, so it
     gives what the recommender itself gives for a query built from the store.
     """
 
-    def __init__(self, recommender: Recommender, store: Store, engine: EngineConfig, folder: Path):
+    def __init__(self, recommender: Recommender, store: Store, folder: Path, score: Score):
         save_recommender(recommender, folder)
-        self.folder, self.store, self.engine = folder, store, engine
+        self.folder, self.store, self.score = folder, store, score
 
     def recommend(self, query: Query, k: int) -> Recs:
         inputs = ScoringInputs(self.folder, self.store.table_path(CUSTOMERS), self.store.table_path(TRANSACTIONS),
                                query.as_of, k)
-        return score_customers(inputs, query.customers["customer_idx"].to_numpy(), self.engine).recs
+        return self.score(inputs, query.customers["customer_idx"].to_numpy()).recs

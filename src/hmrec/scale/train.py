@@ -13,7 +13,8 @@ import hashlib
 import logging
 import os
 import tempfile
-import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +25,8 @@ from safetensors.torch import load_file, save_file
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.model import TwoTower
 from hmrec.retrieval.runtime import deterministic
-from hmrec.retrieval.train import (
-    LossLog,
-    TrainInputs,
-    TrainResult,
-    make_optimizers,
-    sampling_frequencies,
-    step,
-    update,
-)
-from hmrec.scale.engine import EngineConfig, ray_session
+from hmrec.retrieval.train import TrainInputs, TrainResult, run_epochs
+from hmrec.scale.cluster import ray_session
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +35,18 @@ WEIGHTS_FILE = "weights.safetensors"
 
 @dataclass
 class RayTrainer:
-    """A drop-in for `retrieval.train.train` that trains on `workers` Ray Train workers of one CPU each."""
+    """A drop-in for `retrieval.train.train` that trains on `workers` Ray Train workers of one CPU each
+    (scale.engine.RayEngine.trainer gives the engine's)."""
 
-    engine: EngineConfig = field(default_factory=lambda: EngineConfig(name="ray"))
-    workers: int | None = None  # None: the engine's train_workers
+    workers: int = 2
+    session: Callable[[], AbstractContextManager[None]] = ray_session  # default: join Ray, or start a local one
     worker_pids: list[int] = field(default_factory=list)  # filled by the last call: one pid per worker
     worker_weights: list[str] = field(default_factory=list)  # and each worker's final weights' sha256
 
     def __call__(self, model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig) -> TrainResult:
         """Train `model` in place: the weights come back from rank 0 and are loaded into it."""
-        with ray_session(self.engine), tempfile.TemporaryDirectory(prefix="hmrec-ray-train-") as storage:
-            result = self._fit(model, inputs, config, storage, self.workers or self.engine.train_workers)
+        with self.session(), tempfile.TemporaryDirectory(prefix="hmrec-ray-train-") as storage:
+            result = self._fit(model, inputs, config, storage, self.workers)
             with result.checkpoint.as_directory() as folder:
                 model.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
         metrics = result.metrics
@@ -91,7 +85,10 @@ def _worker_loop(loop_config: dict) -> None:
     with deterministic(config.seed, threads=1):
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)  # every worker starts from rank 0's weights
-        losses, seconds = _train_shard(model, inputs, config, rank, world)
+        # one shuffle for all (the same global batches), negatives and cold draws differing per worker
+        order_rng, step_rng = np.random.default_rng(config.seed), np.random.default_rng([config.seed, rank])
+        losses, seconds = run_epochs(model, inputs, config, order_rng, step_rng, rank, world,
+                                     sync=lambda: _average_gradients(model, world))
     pids, weights = [None] * world, [None] * world
     dist.all_gather_object(pids, os.getpid())
     dist.all_gather_object(weights, _fingerprint(model))
@@ -103,24 +100,6 @@ def _worker_loop(loop_config: dict) -> None:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(Path(folder) / WEIGHTS_FILE))
             checkpoint = train.Checkpoint.from_directory(folder)
         train.report(metrics, checkpoint=checkpoint)
-
-
-def _train_shard(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, rank: int, world: int):
-    """The local loop over this worker's slice of every global batch; (rank 0's loss means, seconds)."""
-    examples, order_rng = inputs.examples, np.random.default_rng(config.seed)
-    step_rng = np.random.default_rng([config.seed, rank])  # negatives and cold draws differ per worker
-    p_freq = sampling_frequencies(inputs)
-    optimizers = make_optimizers(model, config)
-    losses, started = LossLog(config.loss_every_steps), time.perf_counter()
-    model.train()
-    for _ in range(config.epochs):
-        order = order_rng.permutation(len(examples))
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size][rank::world]
-            loss = step(model, inputs, config, batch, p_freq, step_rng)
-            losses.add(update(optimizers, loss, sync=lambda: _average_gradients(model, world)))
-    model.eval()
-    return losses.means(), time.perf_counter() - started
 
 
 def _fingerprint(model: TwoTower) -> str:

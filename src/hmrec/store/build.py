@@ -191,7 +191,7 @@ def _customer_table(known: pl.DataFrame, new_ids: pl.Series) -> pl.DataFrame:
 
 
 @dataclass
-class _Indexed:
+class Indexed:
     """Transactions in dense indices, plus what was set aside, counted and noted on the way."""
 
     frame: pl.DataFrame
@@ -201,14 +201,14 @@ class _Indexed:
     notes: list[str]
 
 
-Indexer = Callable[[RawFile, pl.Series, pl.DataFrame], _Indexed]  # (raw, known customer ids, articles)
+Indexer = Callable[[RawFile, pl.Series, pl.DataFrame], Indexed]  # (raw, known customer ids, articles)
 
 # The fast pass parses numbers in the CSV reader; a value it cannot parse becomes null and sends its row to the
 # slow pass. Dates are parsed with the declared format instead: the reader would also accept e.g. 01/09/2020.
 _FAST_DTYPES = {"price": pl.Float32, "sales_channel_id": pl.Int8}
 
 
-def index_whole(raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> _Indexed:
+def index_whole(raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> Indexed:
     """A fast streaming pass maps clean rows to integers; a second pass reads only the odd rows as text.
 
     Odd rows (anything null or out of range, an unknown customer or article, a truncated line) are few in
@@ -259,7 +259,7 @@ def index_block(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFr
     return Block(kept, good, quarantine, fast.height)
 
 
-def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> _Indexed:
+def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> Indexed:
     """Blocks in file order -> one table: file-wide line numbers, the data's own bounds, new customers' indices,
     the file's checks."""
     offsets = np.cumsum([0] + [b.rows for b in blocks[:-1]])
@@ -283,7 +283,7 @@ def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> _
         "transactions.id_without_leading_zero": short,
         **file_counts("transactions", raw),
     }
-    return _Indexed(frame, quarantine, new_ids, quality, raw.notes + _transaction_notes(raw, quality, quarantine))
+    return Indexed(frame, quarantine, new_ids, quality, raw.notes + _transaction_notes(raw, quality, quarantine))
 
 
 def _fast_pass(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFrame) -> pl.DataFrame:
