@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -17,13 +16,6 @@ from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs
 log = logging.getLogger(__name__)
 
 KEYS = ("row", "article_idx")
-
-
-class CandidateSourceSet(Protocol):
-    """What `candidate_recall_section` needs of a multi-source recommender such as the `final` ranker."""
-
-    sources: Mapping[str, Recommender]
-    n_per_source: Mapping[str, int]
 
 
 @dataclass
@@ -138,25 +130,3 @@ def candidate_recall(candidates: pl.DataFrame, relevant_by_row: Sequence[Sequenc
     in_union = found.select(pl.any_horizontal([pl.col(f"{n}_rank").is_not_null() for n in names])).to_series()
     recall["all"] = in_union.sum() / truth.height
     return {name: float(value) for name, value in recall.items()}
-
-
-def candidate_recall_section(
-    final: CandidateSourceSet, query: Query, relevant_by_row: Sequence[Sequence[int]]
-) -> str:
-    """Markdown for the report: candidate recall per source and combined, with candidates per customer."""
-    candidates = generate_candidates(final.sources, query, final.n_per_source)
-    recall = candidate_recall(candidates, relevant_by_row)
-    per_row = candidates.height / max(len(query), 1)
-    lines = [
-        "## Candidate recall",
-        "",
-        f"Share of the held-out purchases found among the candidates ({per_row:.1f} per customer on average, "
-        f"{len(query):,} customers). A source's figure counts only its own top-N.",
-        "",
-        "| source | top-N | recall |",
-        "|---|---:|---:|",
-    ]
-    for name in final.sources:
-        lines.append(f"| {name} | {final.n_per_source[name]} | {recall[name]:.4f} |")
-    lines.append(f"| **all (union)** | {per_row:.1f} | {recall['all']:.4f} |")
-    return "\n".join(lines) + "\n"

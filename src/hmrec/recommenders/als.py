@@ -135,6 +135,9 @@ class ALSRecommender(Recommender):
     def recommend(self, query: Query, k: int) -> Recs:
         return self.recommend_from(self.user_factors(query), query, k)
 
+    def user_state(self, query: Query) -> np.ndarray:
+        return self.user_factors(query)
+
     def recommend_from(self, factors: np.ndarray, query: Query, k: int) -> Recs:
         """`recommend` from the rows' `user_factors`, already computed (the ranker also scores with them)."""
         return fill_with(self.search(factors, k), self.fill.recommend(query, k), k)

@@ -227,12 +227,18 @@ class Reason(StrEnum):
 class Recommender(ABC):
     """Fit on data before a cutoff; recommend up to k articles for every row of a query.
 
-    Besides `fit` and `recommend`, the interface declares what a caller may ask of any recommender, with a
-    default for those that cannot: `reasons()` (why each source proposes), `refresh(data)` (time-dependent state
-    as of a later cutoff), `similar(article_idx, k)` (None: cannot tell) and `bought_with(article_idx)`."""
+    Besides `fit` and `recommend`, the interface declares everything a caller may ask of any recommender, each
+    with a default for those that cannot, so nobody looks a source up by name or type: why it proposes
+    (`reasons`), time-dependent state as of a later cutoff (`refresh`), article likeness (`similar`,
+    `similar_by`), co-purchase partners (`bought_with`), the ranker's per-customer state and pair scores
+    (`user_state`, `recommend_from`, `pair_scores`), an index window (`with_index_window`), an engine trainer
+    (`use_trainer`), training losses (`training_losses`) and the sources it merges (`parts`). More than 12
+    methods on purpose: this is the one interface, each method a declared capability with its default."""
 
     name: str
     reason: Reason = Reason.STYLE
+    personal_only: bool = False  # answers only customers with a purchase history (no fill of its own)
+    fit_once: bool = False  # slow to train: fitted once, then only `refresh`ed as of each later cutoff
 
     @abstractmethod
     def fit(self, data: TrainData) -> Self: ...
@@ -260,9 +266,44 @@ class Recommender(ABC):
         recommender has no notion of article likeness."""
         return None
 
+    def similar_by(self) -> str | None:
+        """The name of the source whose notion of likeness `similar` answers with (None: it has none)."""
+        return None
+
     def bought_with(self, article_idx: int) -> np.ndarray:
         """Articles whose purchase makes this recommender propose `article_idx` (empty: none, or no such notion)."""
         return np.empty(0, dtype=np.int64)
+
+    def user_state(self, query: Query) -> object | None:
+        """What this source computes per query row before answering (user vectors, factors), computed once by the
+        ranker for both `recommend_from` and `pair_scores`; None: no such state (no pair-score feature)."""
+        return None
+
+    def recommend_from(self, state: object, query: Query, k: int) -> Recs:
+        """`recommend` from a `user_state(query)` already computed."""
+        return self.recommend(query, k)
+
+    def pair_scores(self, state: object, rows: np.ndarray, articles: np.ndarray) -> np.ndarray | None:
+        """A user x article score (float32, nan: unknown) for every (query row, article_idx) line, from
+        `user_state`; the ranker's `<name>_pair_score` feature. None: no such score."""
+        return None
+
+    def with_index_window(self, data: TrainData, window_days: int | None) -> Recommender:
+        """A copy answering from an index of the articles sold `window_days` before `data.cutoff`, fitted state
+        shared (how an index window is chosen on validation); only sources with an index window have one."""
+        raise NotImplementedError(f"{type(self).__name__} has no index window")
+
+    def use_trainer(self, train_fn) -> None:
+        """Train on `train_fn` (an engine's trainer) instead of in this process; most have nothing to hand over."""
+        return None
+
+    def training_losses(self) -> list[float]:
+        """The loss of each training epoch of the last fit, plotted in the report (empty: nothing to plot)."""
+        return []
+
+    def parts(self) -> dict[str, Recommender]:
+        """The sources this recommender merges, by name (empty: it answers on its own)."""
+        return {}
 
     def save(self, directory: Path) -> None:
         """Write the fitted state into `directory` (no pickle); only recommenders that are served need it."""

@@ -52,6 +52,7 @@ class OtherColoursRecommender(Recommender):
     """Scores a variant by the recency of the customer's purchase of its product times (1 + its recent sales)."""
 
     name = "other_colours"
+    personal_only = True  # proposes from the customer's own purchases only
     reason = Reason.OTHER_COLOUR
 
     def __init__(self, config: OtherColoursConfig | None = None):

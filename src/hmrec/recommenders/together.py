@@ -41,6 +41,7 @@ class BoughtTogetherRecommender(Recommender):
     sum over its recent buys a of strength(a, b) times the buy's recency weight."""
 
     name = "bought_together"
+    personal_only = True  # proposes from the customer's own purchases only
     reason = Reason.BOUGHT_WITH
 
     def __init__(self, config: BoughtTogetherConfig | None = None):

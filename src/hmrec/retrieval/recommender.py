@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Self
@@ -49,6 +49,7 @@ class TwoTowerRecommender(Recommender):
 
     name = "two_tower"
     reason = Reason.STYLE
+    fit_once = True  # slow to train; one fitted on the ranker's label week would score its labels too well
 
     def __init__(self, config: TwoTowerConfig | None = None, train_fn=train):
         self.config = config or TwoTowerConfig()
@@ -132,12 +133,20 @@ class TwoTowerRecommender(Recommender):
         bias = self.model.bias(numeric[:n]).numpy() * self.config.temperature
         return vectors, bias.astype(np.float32)
 
-    def reindex(self, data: TrainData, window_days: int | None) -> Self:
-        """Only the index rebuilt, of the articles sold `window_days` before `data.cutoff` (weights and item vectors
-        kept): how the index window is chosen on validation."""
-        self.config.index_window_days = window_days
-        self.index = self._build_index(data.transactions, data.cutoff)
-        return self
+    def with_index_window(self, data: TrainData, window_days: int | None) -> Self:
+        """A copy whose index holds the articles sold `window_days` before `data.cutoff` (weights and item vectors
+        shared, this model untouched): how the index window is chosen on validation."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.config = replace(self.config, index_window_days=window_days)
+        copy.index = copy._build_index(data.transactions, data.cutoff)
+        return copy
+
+    def use_trainer(self, train_fn) -> None:
+        self.train_fn = train_fn
+
+    def training_losses(self) -> list[float]:
+        return self.losses
 
     def _build_index(self, transactions: pl.DataFrame, cutoff: date) -> ArticleIndex:
         days = self.config.index_window_days
@@ -179,6 +188,20 @@ class TwoTowerRecommender(Recommender):
 
     def recommend(self, query: Query, k: int) -> Recs:
         return self.search(self.user_vectors(query), k)
+
+    def user_state(self, query: Query) -> np.ndarray:
+        return self.user_vectors(query)
+
+    def recommend_from(self, state: np.ndarray, query: Query, k: int) -> Recs:
+        return self.search(state, k)
+
+    def pair_scores(self, state: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        """user . article for every candidate line (query row, article_idx), not only the ones retrieved (the
+        index holds only recently sold articles and returns its top-N). state: `user_vectors`, (len(query), dim)."""
+        return np.einsum("nd,nd->n", state[rows], self.article_vectors()[articles]).astype(np.float32)
+
+    def similar_by(self) -> str:
+        return self.name
 
     def search(self, user_vectors: np.ndarray, k: int) -> Recs:
         """Top-k indexed articles for precomputed user vectors (lets a caller compute them once and reuse them)."""
