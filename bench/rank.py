@@ -21,12 +21,13 @@ import polars as pl
 from hmrec import logs
 from hmrec.candidates.generate import candidate_recall, generate_candidates, propose
 from hmrec.candidates.sources import build_sources as default_sources
+from hmrec.data import Query
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.pipeline import load_train_data
 from hmrec.ranking.features import ArticleLookup, feature_arrays
 from hmrec.ranking.ranker import FinalRecommender
 from hmrec.ranking.scoring import feature_matrix, pair_score_name
-from hmrec.recommenders.base import Query, load_recommender, save_recommender
+from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.store.tables import Store
 
 log = logging.getLogger("bench.rank")

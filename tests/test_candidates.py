@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from hmrec.candidates.generate import candidate_recall, generate_candidates
+from hmrec.data import PAD_ITEM, Query, TrainData
 from hmrec.evaluation.report import candidate_recall_section
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
-from hmrec.recommenders.base import PAD_ITEM, Query, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursConfig, OtherColoursRecommender
 from hmrec.recommenders.together import BoughtTogetherConfig, BoughtTogetherRecommender
 

@@ -9,12 +9,13 @@ import polars as pl
 import pytest
 
 from hmrec.candidates.generate import Candidates
+from hmrec.data import Query, TrainData
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.evaluation.report import importance_section
 from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.ranking.scoring import candidate_features, pair_score_name
-from hmrec.recommenders.base import Query, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursRecommender
 from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.recommenders.together import BoughtTogetherRecommender

@@ -17,20 +17,12 @@ import polars as pl
 import pytest
 
 from hmrec.candidates.sources import CATALOGUE
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.evaluation.metrics import recall_at_k
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.raw.schema import ARTICLE_COLUMNS
 from hmrec.recommenders.als import ALSConfig, ALSRecommender
-from hmrec.recommenders.base import (
-    PAD_ITEM,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    save_recommender,
-)
+from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursRecommender
 from hmrec.recommenders.popularity import (
     AgePopularityRecommender,

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from hmrec.candidates.sources import CATALOGUE, Grid
+from hmrec.data import Recs, TrainData
 from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
 from hmrec.pipeline import load_train_data
-from hmrec.recommenders.base import PAD_ITEM, Recs, TrainData
 from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
@@ -26,12 +26,10 @@ CHEAP = [replace(source, grids=NARROW.get(source.name, source.grids)) for source
 
 
 def recs(rows: list[list[int]]) -> Recs:
-    k = max(map(len, rows))
-    items = np.full((len(rows), k), PAD_ITEM, dtype=np.int32)
-    scores = np.full((len(rows), k), np.nan, dtype=np.float32)
+    out = Recs.empty(len(rows), max(map(len, rows)))
     for i, row in enumerate(rows):
-        items[i, :len(row)], scores[i, :len(row)] = row, -np.arange(len(row), dtype=np.float32)
-    return Recs(items, scores)
+        out.items[i, :len(row)], out.scores[i, :len(row)] = row, -np.arange(len(row), dtype=np.float32)
+    return out
 
 
 def test_the_budget_goes_to_the_slice_that_adds_most_new_hits():

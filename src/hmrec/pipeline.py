@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hmrec.data import Query, TrainData
+from hmrec.data.files import publish_copy
 from hmrec.evaluation.selection import Chosen
-from hmrec.recommenders.base import Query, Recommender, TrainData
+from hmrec.recommenders.base import Recommender
 from hmrec.scale.engine import EngineConfig
 from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 
@@ -167,7 +168,7 @@ def score_champion(config: PipelineConfig) -> Path:
         query=query, extra_sections=sections,
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "model_version": version},
     )
-    _publish_latest(metrics_path.parent, config.reports_dir / "latest")
+    publish_copy(metrics_path.parent, config.reports_dir / "latest")
     return metrics_path
 
 
@@ -224,7 +225,7 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         extra_sections=[settings_section(chosen), *ranker_sections(final, query, relevant)],
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},
     )
-    _publish_latest(out_dir, config.reports_dir / "latest")
+    publish_copy(out_dir, config.reports_dir / "latest")
     return metrics_path, methods, json.loads(metrics_path.read_text()), chosen
 
 
@@ -235,19 +236,6 @@ def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineCo
     from hmrec.scale.scoring import EngineScored
 
     return {**methods, "final": EngineScored(methods["final"], store, config.engine, folder)}
-
-
-def _publish_latest(run_dir: Path, latest: Path) -> None:
-    """Replace reports/latest with a copy of the run's report, never leaving it half-written."""
-    staging = latest.with_name(".latest-staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_dir, staging)
-    old = latest.with_name(".latest-old")
-    shutil.rmtree(old, ignore_errors=True)
-    if latest.exists():
-        latest.rename(old)
-    staging.rename(latest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _new_run_id() -> str:

@@ -11,7 +11,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs
+from hmrec.data import PAD_ITEM, Query, Recs
+from hmrec.recommenders.base import Recommender
+from hmrec.store.arrays import pair_key, split_key
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def propose(
     for name, source in sources.items():
         started = time.perf_counter()
         if n_per_source[name] == 0:  # given no share of the budget: a column of its own, never a candidate
-            answers[name] = Recs(np.zeros((len(query), 0), np.int32), np.zeros((len(query), 0), np.float32))
+            answers[name] = Recs.empty(len(query), 0)
         elif answered is not None and name in answered:
             answers[name] = answered[name]
         else:
@@ -101,14 +103,15 @@ def union_of(answers: Mapping[str, Recs]) -> Candidates:
         ranks[name][where] = np.broadcast_to(np.arange(recs.items.shape[1], dtype=np.int16), recs.items.shape)[kept]
         scores[name] = np.full(union.size, np.nan, dtype=np.float32)
         scores[name][where] = recs.scores[kept]
-    return Candidates((union >> 32).astype(np.uint32), (union & 0xFFFFFFFF).astype(np.int32), ranks, scores)
+    rows, items = split_key(union)
+    return Candidates(rows.astype(np.uint32), items.astype(np.int32), ranks, scores)
 
 
 def _line_keys(recs: Recs) -> tuple[np.ndarray, np.ndarray]:
-    """Mask of the real (not padded) answers and their `row << 32 | article_idx` keys, in row-major order."""
+    """Mask of the real (not padded) answers and their `pair_key(row, article_idx)` keys, in row-major order."""
     kept = recs.items != PAD_ITEM
     rows = np.broadcast_to(np.arange(recs.items.shape[0], dtype=np.int64)[:, None], recs.items.shape)
-    return kept, (rows[kept] << 32) | recs.items[kept].astype(np.int64)
+    return kept, pair_key(rows[kept], recs.items[kept])
 
 
 def candidate_recall(candidates: pl.DataFrame, relevant_by_row: Sequence[Sequence[int]]) -> dict[str, float]:

@@ -12,9 +12,9 @@ import polars as pl
 
 from hmrec.candidates.generate import candidate_recall, generate_candidates
 from hmrec.candidates.sources import baselines, peers
+from hmrec.data import PAD_ITEM, Query
 from hmrec.evaluation import plots
 from hmrec.evaluation.runner import QUALITATIVE_K, WARM_DAYS, EvaluationResult
-from hmrec.recommenders.base import PAD_ITEM, Query
 
 log = logging.getLogger(__name__)
 

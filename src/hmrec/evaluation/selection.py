@@ -18,9 +18,10 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.sources import CATALOGUE, Grid, Source, candidate_sources
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.evaluation.runner import ground_truth
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import Recommender
 from hmrec.store.arrays import pair_key
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def allocate_budget(lists: Mapping[str, Recs], relevant: list[np.ndarray], budge
 
 
 def _hit_keys(recs: Recs, relevant: list[np.ndarray]) -> list[set[int]]:
-    """Per rank position: the `row << 32 | article` keys of the rows whose answer at that rank was bought."""
+    """Per rank position: the `pair_key(row, article)` keys of the rows whose answer at that rank was bought."""
     n, width = recs.items.shape
     per_rank: list[set[int]] = [set() for _ in range(width)]
     truth = {int(pair_key(row, a)) for row, items in enumerate(relevant) for a in items}

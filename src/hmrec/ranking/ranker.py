@@ -4,7 +4,6 @@ and loads. Its report sections are in `evaluation.report`."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -15,25 +14,17 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.generate import Candidates
+from hmrec.data import Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.ranking.features import ArticleLookup
 from hmrec.ranking.scoring import best_first, candidate_features, feature_matrix, led_by
 from hmrec.ranking.training import FinalConfig, RankerState, fit_ranker
-from hmrec.recommenders.base import (
-    Explained,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    save_recommender,
-)
+from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
 
 __all__ = ["FinalConfig", "FinalRecommender", "RankerState"]
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 MODEL_FILE = "ranker.txt"
 ARTICLES_FILE = "articles.parquet"
@@ -84,8 +75,7 @@ class FinalRecommender(Recommender):
 
     def _scored(self, query: Query) -> tuple[Candidates, np.ndarray]:
         """Every candidate of every query row and its ranker score (float32)."""
-        if self.booster_ is None:
-            raise RuntimeError("FinalRecommender is not fitted: call fit(TrainData) or load(directory) first")
+        require_fitted(self, self.booster_)
         if self._lookup is None or self._lookup.table is not self.articles_:
             self._lookup = ArticleLookup.of(self.articles_)
         candidates, features = candidate_features(self.sources, self.n_per_source, query, self._lookup)
@@ -139,8 +129,7 @@ class FinalRecommender(Recommender):
 
     def feature_importance(self) -> pl.DataFrame:
         """`feature, gain, splits` of the trained ranker, most gain first."""
-        if self.booster_ is None:
-            raise RuntimeError("FinalRecommender is not fitted: call fit(TrainData) or load(directory) first")
+        require_fitted(self, self.booster_)
         return pl.DataFrame(
             {
                 "feature": self.booster_.feature_name(),
@@ -150,23 +139,21 @@ class FinalRecommender(Recommender):
         ).sort("gain", descending=True)
 
     def save(self, directory: Path) -> None:
-        if self.booster_ is None:
-            raise RuntimeError("FinalRecommender is not fitted: call fit(TrainData) or load(directory) first")
-        directory.mkdir(parents=True, exist_ok=True)
+        require_fitted(self, self.booster_)
+        write_config(directory, {"config": asdict(self.config), "sources": list(self.sources),
+                                 "prefitted": list(self.prefitted)})
+        write_config(directory, self.state_, STATE_FILE)
         self.booster_.save_model(str(directory / MODEL_FILE))
-        settings = {"config": asdict(self.config), "sources": list(self.sources), "prefitted": list(self.prefitted)}
-        (directory / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
-        (directory / STATE_FILE).write_text(json.dumps(asdict(self.state_), indent=2))
         self.articles_.write_parquet(directory / ARTICLES_FILE)
         for name, source in self.sources.items():
             save_recommender(source, directory / SOURCES_DIR / name)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        settings = json.loads((directory / CONFIG_FILE).read_text())
+        settings = read_config(directory)
         sources = {name: load_recommender(directory / SOURCES_DIR / name) for name in settings["sources"]}
         model = cls(sources, FinalConfig(**settings["config"]), prefitted=settings["prefitted"])
         model.booster_ = lgb.Booster(model_file=str(directory / MODEL_FILE))
-        model.state_ = RankerState(**json.loads((directory / STATE_FILE).read_text()))
+        model.state_ = read_config(directory, RankerState, STATE_FILE)
         model.articles_ = pl.read_parquet(directory / ARTICLES_FILE)
         return model

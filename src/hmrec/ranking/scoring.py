@@ -9,8 +9,9 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.generate import Candidates, propose
+from hmrec.data import Query, ranks_in_row
 from hmrec.ranking.features import ArticleLookup, feature_arrays
-from hmrec.recommenders.base import Query, Recommender, ranks_in_row
+from hmrec.recommenders.base import Recommender
 
 LEADER_BASE = 1000.0  # a leading source's line scores LEADER_BASE - its rank: above every other line
 

@@ -15,10 +15,11 @@ import polars as pl
 
 from hmrec import logs
 from hmrec.candidates.sources import default_counts
+from hmrec.data import Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.ranking.features import ArticleLookup, article_table, feature_columns
 from hmrec.ranking.scoring import candidate_features, feature_matrix, led_by
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import Recommender
 
 log = logging.getLogger(__name__)
 

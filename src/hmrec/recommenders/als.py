@@ -7,10 +7,9 @@ Rows with no recent purchase of a known article get the fill (popularity).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Self
@@ -22,22 +21,14 @@ from implicit.cpu.als import AlternatingLeastSquares
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
-from hmrec.recommenders.base import (
-    PAD_ITEM,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    save_recommender,
-)
+from hmrec.data import Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
 from hmrec.store.arrays import find_sorted
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 FACTORS_FILE = "factors.safetensors"
 FILL_DIR = "fill"
 SMALL_BATCH = 64  # rows solved in numpy (a live query); larger batches go to implicit's threaded solver
@@ -125,8 +116,7 @@ class ALSRecommender(Recommender):
         return np.sort(sold.join(self._item_map(), on="article_idx")["col"].to_numpy()).astype(np.int32)
 
     def _require_fitted(self) -> None:
-        if self.item_ids is None:
-            raise RuntimeError("ALSRecommender is not fitted: call fit(TrainData) first")
+        require_fitted(self, self.item_ids)
 
     def _item_map(self) -> pl.DataFrame:
         self._require_fitted()
@@ -181,7 +171,7 @@ class ALSRecommender(Recommender):
 
     def search(self, factors: np.ndarray, k: int) -> Recs:
         """Each row's k best recently sold articles by factor dot product; rows of zero factors get none."""
-        out = Recs(np.full((len(factors), k), PAD_ITEM, np.int32), np.full((len(factors), k), np.nan, np.float32))
+        out = Recs.empty(len(factors), k)
         warm = np.flatnonzero(np.any(factors != 0, axis=1))
         n = min(k, self.active.size)
         if n == 0 or warm.size == 0:
@@ -211,8 +201,7 @@ class ALSRecommender(Recommender):
 
     def save(self, directory: Path) -> None:
         self._require_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        write_config(directory, self.config)
         save_file({"item_factors": np.ascontiguousarray(self.model.item_factors), "item_ids": self.item_ids,
                    "active": self.active},
                   directory / FACTORS_FILE)
@@ -220,8 +209,7 @@ class ALSRecommender(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-        recommender = cls(ALSConfig(**config), fill=load_recommender(directory / FILL_DIR))
+        recommender = cls(read_config(directory, ALSConfig), fill=load_recommender(directory / FILL_DIR))
         tensors = load_file(directory / FACTORS_FILE)
         recommender.model = recommender._new_model()
         recommender.model.item_factors = tensors["item_factors"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, replace
 from datetime import date, timedelta
@@ -14,7 +13,9 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from hmrec.recommenders.base import Query, Reason, Recommender, Recs, TrainData
+from hmrec.data import Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Reason, Recommender
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.data import (
     PurchaseHistory,
@@ -36,7 +37,6 @@ __all__ = ["TwoTowerConfig", "TwoTowerRecommender"]  # the config lives in confi
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 VECTORS_FILE = "vectors.safetensors"
 ARTICLES_FILE = "articles.parquet"
@@ -206,7 +206,7 @@ class TwoTowerRecommender(Recommender):
     def search(self, user_vectors: np.ndarray, k: int) -> Recs:
         """Top-k indexed articles for precomputed user vectors (lets a caller compute them once and reuse them)."""
         if len(user_vectors) == 0:
-            return Recs(np.zeros((0, k), dtype=np.int32), np.zeros((0, k), dtype=np.float32))
+            return Recs.empty(0, k)
         items, scores = self.index.search(user_vectors, k)
         return Recs(items, scores)
 
@@ -231,18 +231,16 @@ class TwoTowerRecommender(Recommender):
         return np.hstack([self.item_vectors, self.item_bias[:, None]])
 
     def _require_fitted(self) -> None:
-        if self.model is None:
-            raise RuntimeError("TwoTowerRecommender is not fitted: call fit(TrainData) or load(directory) first")
+        require_fitted(self, self.model)
 
     def save(self, directory: Path) -> None:
         self._require_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"config": asdict(self.config), "shapes": asdict(self.model.shapes)}
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        write_config(directory, {"config": asdict(self.config), "shapes": asdict(self.model.shapes)})
         training = {"losses": self.losses, "examples_per_second": self.examples_per_second,
                     "n_examples": self.n_examples}
-        (directory / LOSSES_FILE).write_text(json.dumps(training))
+        write_config(directory, training, LOSSES_FILE)
         self.encoders.save(directory)
         save_file(self.model.state_dict(), str(directory / WEIGHTS_FILE))
         tensors = {"item_vectors": torch.from_numpy(self.item_vectors), "item_codes": self._item_codes,
@@ -256,7 +254,7 @@ class TwoTowerRecommender(Recommender):
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
-        meta = json.loads((directory / CONFIG_FILE).read_text())
+        meta = read_config(directory)
         recommender = cls(TwoTowerConfig(**meta["config"]))
         recommender.model = TwoTower(TowerShapes(**meta["shapes"]))
         recommender.model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
@@ -269,7 +267,7 @@ class TwoTowerRecommender(Recommender):
         recommender._item_numeric = tensors["item_numeric"]
         recommender.articles = pl.read_parquet(directory / ARTICLES_FILE)
         recommender.index = ArticleIndex.load(directory)
-        losses = json.loads((directory / LOSSES_FILE).read_text())
+        losses = read_config(directory, name=LOSSES_FILE)
         recommender.losses, recommender.examples_per_second = losses["losses"], losses["examples_per_second"]
         recommender.n_examples = losses["n_examples"]
         return recommender

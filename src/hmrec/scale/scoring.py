@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
+from hmrec.data import Query, Recs
+from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
 from hmrec.scale.engine import EngineConfig, cluster_cpus, ray_session
 from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, partition_files, scan_partitions, scan_table
 
