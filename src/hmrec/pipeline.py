@@ -59,16 +59,16 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     """Choose the settings on the validation week, then fit the catalogue's methods with those settings on the
     same data: those evaluated on their own only (the popularity baseline), and the final ranker with its
     candidate sources (each also scored on its own, so the report shows what the ranker adds over each)."""
-    from hmrec.candidates.sources import CATALOGUE, build_sources, report_order
+    from hmrec.candidates.sources import build_sources, entries, report_order
     from hmrec.evaluation.selection import SelectionConfig, choose_settings
     from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 
     final_config = FinalConfig(label_weeks=config.label_weeks, seed=config.seed)
     trainer = _trainer(config)
-    chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0], CATALOGUE,
+    chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0], entries(),
                              SelectionConfig(budget=config.candidate_budget, seed=config.seed), trainer=trainer)
     methods: dict[str, Recommender] = {}
-    for source in (source for source in CATALOGUE if source.candidates is None):
+    for source in (source for source in entries() if source.candidates is None):
         started = time.perf_counter()
         methods[source.name] = source.build(chosen.settings[source.name]).fit(data)
         log.info("fitted %s in %.1f s", source.name, time.perf_counter() - started)

@@ -84,17 +84,22 @@ CATALOGUE: tuple[Source, ...] = (
 )
 
 
-def candidate_sources(catalogue: Sequence[Source] = CATALOGUE) -> list[Source]:
+def entries(catalogue: Sequence[Source] | None = None) -> Sequence[Source]:
+    """`catalogue`, or (None) the module's `CATALOGUE` as it is when asked (a test may add an entry to it)."""
+    return CATALOGUE if catalogue is None else catalogue
+
+
+def candidate_sources(catalogue: Sequence[Source] | None = None) -> list[Source]:
     """The entries the `final` ranker unites, in catalogue order."""
-    return [source for source in catalogue if source.candidates is not None]
+    return [source for source in entries(catalogue) if source.candidates is not None]
 
 
-def default_counts(catalogue: Sequence[Source] = CATALOGUE) -> dict[str, int]:
+def default_counts(catalogue: Sequence[Source] | None = None) -> dict[str, int]:
     """Each candidate source's default candidate count (about 100 per customer once the overlaps merge)."""
     return {source.name: source.candidates for source in candidate_sources(catalogue)}
 
 
-def build_sources(seed: int = 7, settings: dict | None = None, catalogue: Sequence[Source] = CATALOGUE,
+def build_sources(seed: int = 7, settings: dict | None = None, catalogue: Sequence[Source] | None = None,
                   trainer=None) -> dict[str, Recommender]:
     """The ranker's candidate sources, unfitted; `settings` (name -> settings dataclass, as `evaluation.selection`
     chooses them) override the defaults; `trainer`: an engine's trainer handed to every source (`use_trainer`)."""
@@ -106,21 +111,21 @@ def build_sources(seed: int = 7, settings: dict | None = None, catalogue: Sequen
     return built
 
 
-def report_order(catalogue: Sequence[Source] = CATALOGUE) -> list[str]:
+def report_order(catalogue: Sequence[Source] | None = None) -> list[str]:
     """The methods' names in the report's order."""
-    return [source.name for source in sorted(catalogue, key=lambda source: source.report_rank)]
+    return [source.name for source in sorted(entries(catalogue), key=lambda source: source.report_rank)]
 
 
-def cold_start(catalogue: Sequence[Source] = CATALOGUE) -> str:
+def cold_start(catalogue: Sequence[Source] | None = None) -> str:
     """The name of the method served to customers without purchases (and evaluated under that name)."""
-    (name,) = [source.name for source in catalogue if source.cold_start]
+    (name,) = [source.name for source in entries(catalogue) if source.cold_start]
     return name
 
 
-def baselines(catalogue: Sequence[Source] = CATALOGUE) -> tuple[str, ...]:
-    return tuple(source.name for source in catalogue if source.baseline)
+def baselines(catalogue: Sequence[Source] | None = None) -> tuple[str, ...]:
+    return tuple(source.name for source in entries(catalogue) if source.baseline)
 
 
-def peers(catalogue: Sequence[Source] = CATALOGUE) -> dict[str, str]:
+def peers(catalogue: Sequence[Source] | None = None) -> dict[str, str]:
     """Our method -> the library peer it is measured against."""
-    return {source.peer_of: source.name for source in catalogue if source.peer_of is not None}
+    return {source.peer_of: source.name for source in entries(catalogue) if source.peer_of is not None}

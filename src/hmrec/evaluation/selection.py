@@ -17,7 +17,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.candidates.sources import CATALOGUE, Grid, Source, candidate_sources
+from hmrec.candidates.sources import Grid, Source, candidate_sources, entries
 from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.evaluation.runner import ground_truth
@@ -196,13 +196,13 @@ def _slice(per_rank: list[set[int]], start: int, step: int) -> set[int]:
 
 
 def choose_settings(
-    data: TrainData, valid_end: date, catalogue: Sequence[Source] = CATALOGUE, config: SelectionConfig | None = None,
+    data: TrainData, valid_end: date, catalogue: Sequence[Source] | None = None, config: SelectionConfig | None = None,
     trainer=None,
 ) -> Chosen:
     """Fit on the rows before the validation week, score on the week's buyers (a sample), choose, allocate.
     catalogue: the sources whose grids are tried and whose candidate counts are shared out; trainer: an engine's
     trainer handed to the candidate sources (`Recommender.use_trainer`)."""
-    config = config or SelectionConfig()
+    config, catalogue = config or SelectionConfig(), entries(catalogue)
     started = time.perf_counter()
     v = _validation(data, valid_end, config)
     chosen = Chosen({source.name: source.default_settings(config.seed) for source in catalogue}, {},

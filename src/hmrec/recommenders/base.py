@@ -134,11 +134,24 @@ def save_recommender(recommender: Recommender, directory: Path) -> None:
 
 
 def load_recommender(directory: Path) -> Recommender:
-    """Load what `save_recommender` wrote; only classes from the hmrec package are accepted."""
+    """Load what `save_recommender` wrote. A class of the hmrec package is imported; one from outside it (a source
+    added as a plugin) is accepted only once its module has been imported by the caller, never imported here."""
     kind = read_config(directory, name=RECOMMENDER_FILE)
-    if not kind["module"].startswith("hmrec."):
-        raise ValueError(f"{directory / RECOMMENDER_FILE} names {kind['module']}, which is not part of hmrec")
-    cls = getattr(importlib.import_module(kind["module"]), kind["class"])
+    module, name = kind["module"], kind["class"]
+    if module.startswith("hmrec."):
+        cls = getattr(importlib.import_module(module), name)
+    else:
+        cls = next((c for c in _subclasses(Recommender) if (c.__module__, c.__qualname__) == (module, name)), None)
+        if cls is None:
+            raise ValueError(f"{directory / RECOMMENDER_FILE} names {module}, which is not part of hmrec")
     if not (isinstance(cls, type) and issubclass(cls, Recommender)):
-        raise ValueError(f"{directory / RECOMMENDER_FILE} names {kind['class']}, which is not a Recommender")
+        raise ValueError(f"{directory / RECOMMENDER_FILE} names {name}, which is not a Recommender")
     return cls.load(directory)
+
+
+def _subclasses(cls: type) -> list[type]:
+    """Every subclass of `cls` imported so far, at any depth."""
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
