@@ -61,7 +61,10 @@ def _confidence(rows: pl.DataFrame, row_col: str, shape: tuple[int, int]) -> csr
 
 
 class ALSRecommender(Recommender):
-    """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history."""
+    """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history.
+
+    More than 12 methods: the factor solves (implicit's for a batch, numpy's for a live query) and the search
+    are its own, and it answers the ranker's capabilities (user_state, recommend_from, pair_scores) too."""
 
     name = "als"
     reason = Reason.STYLE
@@ -115,11 +118,8 @@ class ALSRecommender(Recommender):
         sold = transactions.filter(pl.col("t_dat") >= since).select("article_idx").unique()
         return np.sort(sold.join(self._item_map(), on="article_idx")["col"].to_numpy()).astype(np.int32)
 
-    def _require_fitted(self) -> None:
-        require_fitted(self, self.item_ids)
-
     def _item_map(self) -> pl.DataFrame:
-        self._require_fitted()
+        require_fitted(self, self.item_ids)
         return pl.DataFrame({"article_idx": self.item_ids, "col": np.arange(self.item_ids.size, dtype=np.int32)})
 
     def recommend(self, query: Query, k: int) -> Recs:
@@ -135,7 +135,7 @@ class ALSRecommender(Recommender):
     def user_factors(self, query: Query) -> np.ndarray:
         """(len(query), factors) float32: each row's factors solved from its purchases in the window (implicit's
         `recalculate_user`, the same solve as for a new user); zeros for a row with none of the model's articles."""
-        self._require_fitted()
+        require_fitted(self, self.item_ids)
         h = query.arrays().within(self.config.window_days)  # numpy: a live query pays no Polars overhead
         known, cols = find_sorted(self.item_ids, h.article_idx)
         rows, cols = h.row[known], cols[known]
@@ -200,7 +200,7 @@ class ALSRecommender(Recommender):
         return out
 
     def save(self, directory: Path) -> None:
-        self._require_fitted()
+        require_fitted(self, self.item_ids)
         write_config(directory, self.config)
         save_file({"item_factors": np.ascontiguousarray(self.model.item_factors), "item_ids": self.item_ids,
                    "active": self.active},

@@ -45,7 +45,11 @@ SINGLE_THREAD_USERS = 64
 
 
 class TwoTowerRecommender(Recommender):
-    """Two-tower retrieval over FAISS; a customer's vector comes from profile and purchases, never an id."""
+    """Two-tower retrieval over FAISS; a customer's vector comes from profile and purchases, never an id.
+
+    More than 12 methods: besides its own steps (encode items, build the index, user vectors, search) it answers
+    most of the interface's capabilities (refresh, similar/similar_by, user_state/recommend_from/pair_scores,
+    with_index_window, use_trainer, training_losses, save/load)."""
 
     name = "two_tower"
     reason = Reason.STYLE
@@ -102,7 +106,7 @@ class TwoTowerRecommender(Recommender):
         A model trained up to an earlier date still answers "as of now": articles launched since get vectors
         from their attributes and fresh sales features, and the index holds what sells now.
         """
-        self._require_fitted()
+        require_fitted(self, self.model)
         with deterministic(self.config.seed, self.config.threads):
             snapshot, _ = item_numeric_snapshots(data, [data.cutoff], self.encoders.item_scaler)
             self._item_numeric = torch.from_numpy(np.pad(snapshot[0], ((0, 1), (0, 0)))).contiguous()
@@ -161,7 +165,7 @@ class TwoTowerRecommender(Recommender):
     def user_vectors(self, query: Query) -> np.ndarray:
         """(len(query), dim) vectors from each row's profile and purchases before query.as_of: the unit user
         vector, then a constant 1 when the model has an item bias (so user . article = u.v + bias)."""
-        self._require_fitted()
+        require_fitted(self, self.model)
         n, config = len(query), self.config
         profiles = torch.from_numpy(self.encoders.encode_users(customer_profiles(query.customers)))
         rows = np.arange(n, dtype=np.int64)
@@ -212,7 +216,7 @@ class TwoTowerRecommender(Recommender):
 
     def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k indexed articles nearest to `article_idx` by item vector, itself excluded, best first."""
-        self._require_fitted()
+        require_fitted(self, self.model)
         if not 0 <= article_idx < len(self.item_vectors):
             last = len(self.item_vectors) - 1
             raise KeyError(f"article_idx {article_idx} is not in the model's articles (0..{last})")
@@ -225,16 +229,13 @@ class TwoTowerRecommender(Recommender):
     def article_vectors(self) -> np.ndarray:
         """(n_articles, dim) item vectors as of the training cutoff, row i = article_idx i: the unit vector,
         then the article's bias when the model has one (user_vectors() . article_vectors() = index score)."""
-        self._require_fitted()
+        require_fitted(self, self.model)
         if self.item_bias is None:
             return self.item_vectors
         return np.hstack([self.item_vectors, self.item_bias[:, None]])
 
-    def _require_fitted(self) -> None:
-        require_fitted(self, self.model)
-
     def save(self, directory: Path) -> None:
-        self._require_fitted()
+        require_fitted(self, self.model)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_config(directory, {"config": asdict(self.config), "shapes": asdict(self.model.shapes)})
