@@ -14,7 +14,7 @@ allocation and among LightGBM's features) and the order in which the validation 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
@@ -55,11 +55,11 @@ class Source:
     baseline: bool = False
     peer_of: str | None = None
     cold_start: bool = False
+    defaults: Callable[[], object] | None = None  # the method's own default settings (None: the dataclass's)
 
     def default_settings(self, seed: int = 7):
-        """The settings dataclass's defaults (the class's own, where it has some), with `seed` where it has one."""
-        default = getattr(self.cls, "default_config", None)
-        settings = default() if default is not None else self.settings()
+        """The default settings, with `seed` where the settings have one."""
+        settings = self.defaults() if self.defaults is not None else self.settings()
         return replace(settings, seed=seed) if "seed" in {f.name for f in fields(settings)} else settings
 
     def build(self, settings=None, seed: int = 7) -> Recommender:
@@ -77,7 +77,8 @@ CATALOGUE: tuple[Source, ...] = (
     Source("other_colours", OtherColoursRecommender, OtherColoursConfig, candidates=20, report_rank=6),
     Source("bought_together", BoughtTogetherRecommender, BoughtTogetherConfig, candidates=24, report_rank=7),
     Source("age_popularity", AgePopularityRecommender, PopularityConfig, candidates=30, report_rank=1, baseline=True,
-           cold_start=True, grids=(Grid("window_days", (7, 14, 28)),)),
+           cold_start=True, grids=(Grid("window_days", (7, 14, 28)),),
+           defaults=AgePopularityRecommender.default_config),
     Source("trending", TrendingRecommender, TrendingConfig, candidates=16, report_rank=4,
            grids=(Grid("half_life_days", (3.0, 7.0, 14.0)),)),
     Source("als", ALSRecommender, ALSConfig, candidates=16, report_rank=3, peer_of="two_tower"),

@@ -37,7 +37,7 @@ class TrendingRecommender(PopularityRecommender):
     settings_type = TrendingConfig
 
     def __init__(self, config: TrendingConfig | None = None):
-        self.trend = config or self.default_config()
+        self.trend = config or TrendingConfig()
         super().__init__(PopularityConfig(self.trend.window_days, self.trend.keep))
 
     def fit(self, data: TrainData) -> Self:
@@ -52,10 +52,6 @@ class TrendingRecommender(PopularityRecommender):
         rest = rest.select("article_idx", (-pl.int_range(1, pl.len() + 1)).cast(pl.Float32).alias("score"))
         self.ranking = pl.concat([scores, rest]).with_columns(pl.int_range(pl.len()).cast(pl.Int32).alias("rank"))
         return self
-
-    @classmethod
-    def default_config(cls) -> TrendingConfig:
-        return TrendingConfig()
 
     def settings(self) -> TrendingConfig:
         return self.trend
