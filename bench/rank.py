@@ -20,11 +20,14 @@ import polars as pl
 
 from hmrec import logs
 from hmrec.candidates.generate import candidate_recall, generate_candidates, propose
+from hmrec.candidates.sources import build_sources as default_sources
+from hmrec.data import Query
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.pipeline import load_train_data
-from hmrec.ranking.features import feature_arrays
-from hmrec.ranking.ranker import PAIR_SCORE, FinalRecommender, default_sources, pair_scores
-from hmrec.recommenders.base import Query, load_recommender, save_recommender
+from hmrec.ranking.features import ArticleLookup, feature_arrays
+from hmrec.ranking.ranker import FinalRecommender
+from hmrec.ranking.scoring import feature_matrix, pair_score_name
+from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.store.tables import Store
 
 log = logging.getLogger("bench.rank")
@@ -64,13 +67,14 @@ def one_customer_latency(final: FinalRecommender, data, customer_idx: np.ndarray
             answered["two_tower"], search_s = timed(two_tower.search, users, final.n_per_source["two_tower"])
         candidates, t = timed(propose, final.sources, query, final.n_per_source, answered)
         steps["candidates"].append(search_s + t)
-        features, t = timed(feature_arrays, candidates, query, final.article_lookup())
+        features, t = timed(feature_arrays, candidates, query, ArticleLookup.of(final.articles_))
         steps["features"].append(t)
         if two_tower is not None:
-            features[PAIR_SCORE], t = timed(pair_scores, users, two_tower.article_vectors(), candidates.row,
-                                            candidates.article_idx)
+            features[pair_score_name("two_tower")], t = timed(two_tower.pair_scores, users, candidates.row,
+                                                              candidates.article_idx)
             steps["pair_scores"].append(t)
-        _, t = timed(lambda x: final.booster.predict(x, num_threads=1), final.matrix(features))
+        _, t = timed(lambda x: final.booster_.predict(x, num_threads=1), feature_matrix(final.state_.feature_names,
+                                                                                        features))
         steps["predict"].append(t)
         fresh = Query(query.customers, query.history, query.as_of)  # no user features cached by the steps above
         _, t = timed(final.recommend, fresh, 12)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import polars as pl
 
+from hmrec.data import Query
 from hmrec.evaluation.metrics import recall_at_k
 from hmrec.pipeline import load_train_data
-from hmrec.recommenders.base import Query
 from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
 from hmrec.scale.engine import RayEngine
 from hmrec.scale.train import RayTrainer

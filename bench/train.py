@@ -18,9 +18,10 @@ import numpy as np
 import polars as pl
 
 from hmrec import logs
+from hmrec.data import Query
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.pipeline import load_train_data
-from hmrec.recommenders.base import Query, Recommender
+from hmrec.recommenders.base import Recommender
 from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
 from hmrec.store.tables import Store
 

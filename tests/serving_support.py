@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import polars as pl
 
-from hmrec.recommenders.base import Recommender, TrainData
+from hmrec.data import TrainData
+from hmrec.recommenders.base import Recommender
 from hmrec.registry.model_bundle import write_bundle
 from hmrec.registry.versions import Registry
 from hmrec.serving.events import open_event_store

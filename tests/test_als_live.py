@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from hmrec.data import Query, TrainData
 from hmrec.recommenders import als
-from hmrec.recommenders.base import Query, TrainData
 
 CUTOFF = date(2030, 3, 1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hmrec.recommenders.base import PAD_ITEM, Recs
+from hmrec.data import PAD_ITEM, Recs
 from hmrec.store.arrays import decay, expand, group_max, group_sum, pair_key, split_key
 
 

@@ -8,8 +8,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hmrec.candidates.generate import candidate_recall, candidate_recall_section, generate_candidates
-from hmrec.recommenders.base import PAD_ITEM, Query, TrainData, load_recommender, save_recommender
+from hmrec.candidates.generate import candidate_recall, generate_candidates
+from hmrec.data import PAD_ITEM, Query, TrainData
+from hmrec.evaluation.report import candidate_recall_section
+from hmrec.ranking.ranker import FinalConfig, FinalRecommender
+from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursConfig, OtherColoursRecommender
 from hmrec.recommenders.together import BoughtTogetherConfig, BoughtTogetherRecommender
 
@@ -188,12 +191,8 @@ def test_candidate_recall_per_source_and_combined():
 def test_candidate_recall_section_is_a_markdown_table():
     data, sources = union_setup()
 
-    class Sources:  # what the final ranker exposes to the report
-        def __init__(self):
-            self.sources = sources
-            self.n_per_source = {"other_colours": 5, "bought_together": 5}
-
-    section = candidate_recall_section(Sources(), query(data, [0, 1, 2]), [[2, 3, 7], [4], [0]])
+    final = FinalRecommender(sources, FinalConfig(n_per_source={"other_colours": 5, "bought_together": 5}))
+    section = candidate_recall_section(final, query(data, [0, 1, 2]), [[2, 3, 7], [4], [0]])
     assert section.startswith("## Candidate recall")
     assert "| other_colours | 5 | 0.4000 |" in section
     assert "| **all (union)** |" in section and "0.6000" in section

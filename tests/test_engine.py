@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hmrec.data import Query
 from hmrec.pipeline import load_train_data
-from hmrec.recommenders.base import Query, save_recommender
+from hmrec.recommenders.base import save_recommender
 from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.scale.engine import ENGINES, Engine, LocalEngine, RayEngine, engine_from_options
 from hmrec.scale.scoring import ScoringInputs

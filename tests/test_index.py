@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from hmrec.recommenders.base import PAD_ITEM
+from hmrec.data import PAD_ITEM
 from hmrec.retrieval import index as index_module
 from hmrec.retrieval.index import ArticleIndex
 

@@ -10,7 +10,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.recommenders.base import Query, load_recommender
+from hmrec.data import Query
+from hmrec.recommenders.base import load_recommender
 from hmrec.registry.versions import Registry
 from hmrec.sample.generate import generate
 from hmrec.store.tables import Store

@@ -9,10 +9,13 @@ import polars as pl
 import pytest
 
 from hmrec.candidates.generate import Candidates
+from hmrec.data import Query, TrainData
 from hmrec.evaluation.metrics import map_at_k
+from hmrec.evaluation.report import importance_section
 from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
-from hmrec.recommenders.base import Query, TrainData, load_recommender, save_recommender
+from hmrec.ranking.scoring import candidate_features, pair_score_name
+from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursRecommender
 from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.recommenders.together import BoughtTogetherRecommender
@@ -128,28 +131,29 @@ def test_a_large_query_is_scored_in_slices_with_the_same_answers(world, monkeypa
 
 
 def test_validation_map_is_the_competition_metric_over_candidates():
-    from hmrec.ranking.ranker import _map12
+    from hmrec.ranking.training import lines_map12
 
-    rows = np.array([0, 0, 0, 1, 1, 2])
-    labels = np.array([0, 1, 1, 1, 0, 0])
+    lines = pl.DataFrame({"row": [0, 0, 0, 1, 1, 2], "article_idx": [4, 5, 6, 4, 7, 8], "label": [0, 1, 1, 1, 0, 0]})
     scores = np.array([3.0, 2.0, 1.0, 0.0, 5.0, 1.0])
     # row 0 ranks its hits 2nd and 3rd: (1/2 + 2/3) / 2; row 1 its hit 2nd: 1/2; row 2 has none and does not count
-    assert _map12(rows, labels, scores) == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 2) / 2)
-    assert _map12(rows, labels, -scores) == pytest.approx((1.0 + 1.0) / 2)
+    assert lines_map12(lines, scores) == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 2) / 2)
+    assert lines_map12(lines, -scores) == pytest.approx((1.0 + 1.0) / 2)
+    assert lines_map12(lines, np.zeros(6)) == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1.0) / 2)  # ties: earlier line
 
 
 def test_the_ranker_keeps_lightgbms_order_where_it_beats_every_source_on_validation(world):
-    config = world[3].config
+    state = world[3].state_
     proposing = {name for name, n in N_PER_SOURCE.items() if n}
-    assert set(config.validation_map) == {"lightgbm", *proposing}
-    assert config.leader is None and config.validation_map["lightgbm"] == max(config.validation_map.values())
+    assert set(state.validation_map) == {"lightgbm", *proposing}
+    assert state.leader is None and state.validation_map["lightgbm"] == max(state.validation_map.values())
+    assert "leader" not in world[3].config.__dataclass_fields__  # fitted state stays out of the config
 
 
 def test_a_leading_source_answers_first_in_its_own_order(world, monkeypatch):
     _, query, _, final = world
-    monkeypatch.setattr(final.config, "leader", "other_colours")
+    monkeypatch.setattr(final.state_, "leader", "other_colours")
     led = final.recommend(query, 12)
-    candidates, _ = final._features(query, final.article_lookup())
+    candidates, _ = candidate_features(final.sources, final.n_per_source, query, ArticleLookup.of(final.articles_))
     rank = candidates.ranks["other_colours"]
     for row in range(0, len(query), 50):
         mine = rank[candidates.row == row] >= 0
@@ -170,9 +174,9 @@ def test_ranker_learns_the_planted_signal_first(world):
     noise = sum(g for name, g in gain.items() if name.startswith("popularity"))
     assert planted > noise, gain
     top = importance["feature"][0]
-    section = world[3].importance_section()
+    section = importance_section(world[3])
     assert section.startswith("## Ranker feature importance") and f"| {top} |" in section
-    lightgbm = world[3].config.validation_map["lightgbm"]
+    lightgbm = world[3].state_.validation_map["lightgbm"]
     assert f"over the same candidates: lightgbm {lightgbm:.4f}, " in section and "**LightGBM**'s order." in section
 
 
@@ -182,7 +186,7 @@ def test_save_and_load_give_identical_answers(world, tmp_path):
     assert (tmp_path / "final" / "ranker.txt").read_text().startswith("tree")
     assert sorted(p.name for p in (tmp_path / "final" / "sources").iterdir()) == sorted(N_PER_SOURCE)
     loaded = load_recommender(tmp_path / "final")
-    assert isinstance(loaded, FinalRecommender)
+    assert sorted(loaded.parts()) == sorted(N_PER_SOURCE) and loaded.state_ == final.state_
     expected, got = final.recommend(query, 12), loaded.recommend(query, 12)
     np.testing.assert_array_equal(expected.items, got.items)
     np.testing.assert_allclose(expected.scores, got.scores, rtol=1e-6)
@@ -237,10 +241,14 @@ def test_prefitted_sources_are_not_refitted():
     assert final.sources["popularity"].ranking is not None
 
 
+class FitOnceTogether(BoughtTogetherRecommender):
+    fit_once = True  # declared by the source: the ranker fits it once, before the first label week
+
+
 def test_fit_once_sources_keep_the_early_fit():
     data, _ = planted_world(seed=2)
-    config = FinalConfig(n_per_source=N_PER_SOURCE, fit_once=("bought_together",), num_threads=1)
-    final = FinalRecommender(make_sources(), config).fit(data)
+    config = FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1)
+    final = FinalRecommender(make_sources() | {"bought_together": FitOnceTogether()}, config).fit(data)
     first = config.label_starts(CUTOFF)[0]  # fitted once, before the first of the label weeks
     assert first == CUTOFF - timedelta(days=7 * config.label_weeks)
     early = BoughtTogetherRecommender().fit(
@@ -282,7 +290,6 @@ def test_article_lookup_refuses_a_table_not_indexed_by_article_idx():
 
 
 def test_two_tower_source_scores_every_candidate():
-    from hmrec.ranking.ranker import PAIR_SCORE, pair_scores
     from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
 
     data, held_out = planted_world(seed=3)
@@ -291,13 +298,14 @@ def test_two_tower_source_scores_every_candidate():
     sources = make_sources() | {"two_tower": TwoTowerRecommender(tiny)}
     n_per_source = N_PER_SOURCE | {"two_tower": 10}
     final = FinalRecommender(sources, FinalConfig(n_per_source=n_per_source, num_threads=1)).fit(data)
-    assert PAIR_SCORE in final.config.feature_names
+    assert pair_score_name("two_tower") in final.state_.feature_names
     query = Query.for_customers(np.array(sorted(held_out)[:50]), data.customers, data.transactions, CUTOFF)
     retrieved = sources["two_tower"].recommend(query, 10).to_frame()
     # on the articles it retrieved, the pair score is the index's own (exact inner product) score
-    users, items = sources["two_tower"].user_vectors(query), sources["two_tower"].article_vectors()
+    users = sources["two_tower"].user_state(query)
     lines = retrieved["row"].to_numpy(), retrieved["article_idx"].to_numpy()
-    np.testing.assert_allclose(pair_scores(users, items, *lines), retrieved["score"].to_numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sources["two_tower"].pair_scores(users, *lines), retrieved["score"].to_numpy(),
+                               rtol=1e-4, atol=1e-5)
     explained = explained_frame(final, query, 12)
     assert explained.height == 50 * 12
     # one customer alone (user vectors, retrieval and pair scores on a one-row query) ranks as in the batch

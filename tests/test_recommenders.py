@@ -1,14 +1,16 @@
 """One suite of checks run against every recommender, plus each baseline's known answer on hand-made data.
 
-To put another recommender through the suite, add one line to RECOMMENDERS: name -> a factory that
-returns it unfitted (fitted on the hand-made TrainData below, with 40 articles and 30 customers). The suite
-holds every method the pipeline fits (test_the_suite_covers_every_method_the_pipeline_fits checks it).
-Candidate sources that answer only from a customer's own purchases (PERSONAL_ONLY) may leave a customer without
-history with no answer; every other recommender fills the list.
+The suite runs over every method of the catalogue (candidates/sources.py), each built with its defaults or the
+small settings in SMALL, and over `final`: a source added to the catalogue goes through it with no edit here.
+Each is fitted on the hand-made TrainData below (40 articles, 30 customers), and on a planted world whose right
+answer is known (`test_every_method_finds_the_planted_block`, implicit's checkerboard in spirit).
+Candidate sources that declare `personal_only` (they answer only from a customer's own purchases) leave a customer
+without history with no answer; every other recommender fills the list.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -16,21 +18,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hmrec.candidates.sources import CATALOGUE, candidate_sources
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.evaluation.metrics import recall_at_k
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.raw.schema import ARTICLE_COLUMNS
 from hmrec.recommenders.als import ALSConfig, ALSRecommender
-from hmrec.recommenders.base import (
-    PAD_ITEM,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    save_recommender,
-)
-from hmrec.recommenders.colours import OtherColoursRecommender
+from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import (
     AgePopularityRecommender,
     PopularityConfig,
@@ -39,36 +33,32 @@ from hmrec.recommenders.popularity import (
 )
 from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
 from hmrec.recommenders.together import BoughtTogetherConfig, BoughtTogetherRecommender
-from hmrec.recommenders.trending import TrendingRecommender
-from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
+from hmrec.retrieval.recommender import TwoTowerConfig
 
 TOGETHER = BoughtTogetherConfig(min_count=1, window_days=60, history_days=60)  # the month-old baskets count
 TINY_TOWER = TwoTowerConfig(window_days=60, epochs=2, hidden_dim=16, wide_dim=8, narrow_dim=4, out_dim=8,
                             batch_size=32, extra_negatives=16, index_window_days=None, threads=1, seed=3)
 
 
+# The suite's small settings for the catalogue's slow or picky sources (the others take their defaults).
+SMALL = {"als": ALSConfig(factors=8, iterations=5, seed=3), "two_tower": TINY_TOWER, "bought_together": TOGETHER}
+FINAL_PARTS = ("two_tower", "repurchase", "other_colours", "age_popularity", "bought_together")
+
+
 def tiny_final() -> FinalRecommender:
-    """The final ranker over small sources, its label week the hand-made data's last week."""
-    sources = {"two_tower": TwoTowerRecommender(TINY_TOWER), "repurchase": RepurchaseRecommender(),
-               "other_colours": OtherColoursRecommender(), "age_popularity": AgePopularityRecommender(),
-               "bought_together": BoughtTogetherRecommender(TOGETHER)}
+    """The final ranker over some of the catalogue's candidate sources, its label week the data's last week."""
+    sources = {source.name: source.build(SMALL.get(source.name)) for source in candidate_sources()
+               if source.name in FINAL_PARTS}
     config = FinalConfig(n_per_source=dict.fromkeys(sources, 20), num_threads=1, min_data_in_leaf=2,
                          num_boost_round=20, label_weeks=1)
     return FinalRecommender(sources, config)
 
 
+# Every method of the catalogue, and `final`: a new catalogue entry goes through the suite with no edit here.
 RECOMMENDERS: dict[str, Callable[[], Recommender]] = {
-    "popularity": PopularityRecommender,
-    "age_popularity": AgePopularityRecommender,
-    "repurchase": RepurchaseRecommender,
-    "als": lambda: ALSRecommender(ALSConfig(factors=8, iterations=5, seed=3)),
-    "two_tower": lambda: TwoTowerRecommender(TINY_TOWER),
-    "other_colours": OtherColoursRecommender,
-    "bought_together": lambda: BoughtTogetherRecommender(TOGETHER),
-    "trending": TrendingRecommender,
+    **{source.name: functools.partial(source.build, SMALL.get(source.name)) for source in CATALOGUE},
     "final": tiny_final,
 }
-PERSONAL_ONLY = {"other_colours", "bought_together"}  # candidate sources: nothing to say without purchases
 
 CUTOFF = date(2031, 5, 14)  # deliberately unlike the sample's dates
 N_ARTICLES, N_CUSTOMERS = 40, 30
@@ -191,7 +181,7 @@ def test_scores_fall_along_each_row(fitted, train_data):
 
 
 def test_customers_without_history_get_a_full_list(fitted, train_data):
-    if fitted.name in PERSONAL_ONLY:
+    if fitted.personal_only:
         recs = fitted.recommend(stranger_query(train_data), 12)
         assert (recs.items == PAD_ITEM).all(), f"{fitted.name} answered a customer it knows nothing of"
         return
@@ -221,17 +211,60 @@ def test_declared_capabilities_answer_or_decline(fitted, train_data):
         assert np.all(np.diff(scores) <= 1e-6)
     partners = fitted.bought_with(0)
     assert np.all((partners >= 0) & (partners < N_ARTICLES))
+    assert (similar is None) == (fitted.similar_by() is None), "similar and similar_by must agree"
+    assert all(isinstance(loss, float) for loss in fitted.training_losses())
+    assert all(part.name == name for name, part in fitted.parts().items())
+    query = query_for(train_data, [0, 6, 25])
+    state = fitted.user_state(query)
+    if state is None:  # no state: no pair score, and recommend_from is recommend
+        assert fitted.pair_scores(None, np.array([0]), np.array([0])) is None
+        return
+    rows, items = np.repeat(np.arange(3), N_ARTICLES), np.tile(np.arange(N_ARTICLES), 3)
+    scores = fitted.pair_scores(state, rows, items)
+    assert scores.shape == rows.shape and scores.dtype == np.float32
+    np.testing.assert_array_equal(fitted.recommend_from(state, query, 12).items, fitted.recommend(query, 12).items)
 
 
-def test_the_suite_covers_every_method_the_pipeline_fits():
-    import inspect
+def planted_blocks() -> tuple[TrainData, Query]:
+    """Implicit's checkerboard, made so that every kind of method has the same right answer. Block A is articles
+    0-19, block B 20-39 (each product's two colours in the same block). Customers 0-14 (aged 20) bought only A, in
+    the last 10 days, several times each; customers 15-29 (aged 60) bought only B, 40 to 60 days ago. So for a
+    customer of A, A is their own history, their products' other colours, their baskets' partners, their age
+    bucket's and everybody's recent bestsellers, and their co-purchase neighbourhood."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for customer in range(N_CUSTOMERS):
+        young = customer < 15
+        for article in rng.choice(20, size=6, replace=False) + (0 if young else 20):
+            rows.append((int(rng.integers(1, 11) if young else rng.integers(40, 61)), customer, int(article)))
+        basket_day = int(rng.integers(1, 11) if young else rng.integers(40, 61))
+        product = int(rng.integers(10)) * 2 + (0 if young else 20)
+        rows += [(basket_day, customer, product), (basket_day, customer, product + 1)]
+    ages = pl.Series([20] * 15 + [60] * 15, dtype=pl.Int16)
+    data = TrainData(purchases(rows), make_customers().with_columns(ages.alias("age")), make_articles(), CUTOFF)
+    return data, query_for(data, list(range(15)))
 
-    from hmrec import pipeline
-    from hmrec.ranking.ranker import default_sources
 
-    # the pipeline fits the popularity baseline and `final`, whose sources are scored on their own too
-    assert "PopularityRecommender(" in inspect.getsource(pipeline.fit_methods)
-    assert set(default_sources()) | {"popularity", "final"} == set(RECOMMENDERS)
+@pytest.fixture(scope="module")
+def planted() -> tuple[TrainData, Query]:
+    return planted_blocks()
+
+
+def test_every_method_finds_the_planted_block(factory, planted):
+    """The known answer: whatever a method proposes to a customer of block A is of block A."""
+    data, query = planted
+    model = factory().fit(data)
+    recs = model.recommend(query, 5)
+    answered = recs.items[recs.items != PAD_ITEM]
+    assert answered.size > 0, f"{model.name} answered nobody"
+    assert np.all(answered < 20), f"{model.name} proposed block B to block A: {recs.items.tolist()}"
+
+
+def test_the_small_settings_name_sources_of_the_catalogue():
+    names = {source.name for source in CATALOGUE}
+    assert set(SMALL) <= names and set(FINAL_PARTS) <= names
+    for name, settings in SMALL.items():  # each small setting is of the type its source is built from
+        assert isinstance(settings, next(source.settings for source in CATALOGUE if source.name == name))
 
 
 def test_a_customer_alone_gets_the_same_answer_as_in_a_batch(fitted, train_data):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hmrec.data import HistoryArrays
 from hmrec.ranking.features import repeat_features
-from hmrec.recommenders.base import HistoryArrays
 
 
 def test_repeat_features_by_hand():

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hmrec.data import Query, TrainData
 from hmrec.evaluation.report import pick_customers, repeat_share, write_report
 from hmrec.evaluation.runner import evaluate_methods, ground_truth
-from hmrec.recommenders.base import Query, TrainData
 from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
 

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hmrec.data import Query, Recs, TrainData
 from hmrec.evaluation.runner import default_segments, evaluate_methods, ground_truth
-from hmrec.recommenders.base import Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import Recommender
 from hmrec.recommenders.repurchase import RepurchaseRecommender
 
 CUTOFF = date(2027, 2, 3)

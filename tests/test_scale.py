@@ -16,10 +16,11 @@ from raw_helpers import TRANSACTIONS, write_raw
 from typer.testing import CliRunner
 
 from hmrec.cli import app
+from hmrec.data import Query
 from hmrec.pipeline import load_train_data
 from hmrec.raw.read import RawDataError
 from hmrec.recommenders.als import ALSConfig, ALSRecommender
-from hmrec.recommenders.base import Query, save_recommender
+from hmrec.recommenders.base import save_recommender
 from hmrec.scale.blocks import line_blocks
 from hmrec.scale.engine import LocalEngine, RayEngine
 from hmrec.scale.etl import RayIndexer

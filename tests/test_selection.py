@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
+from hmrec.candidates.sources import CATALOGUE, Grid
+from hmrec.data import Recs, TrainData
 from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
 from hmrec.pipeline import load_train_data
-from hmrec.recommenders.base import PAD_ITEM, Recs, TrainData
 from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
 
-GRID = SelectionConfig(sample_customers=400, budget=48, step=8, max_per_source=40, repurchase_windows=(28, None),
-                       repurchase_half_lives=(7.0, 30.0), popularity_windows=(7, 28), age_popularity_windows=(14,),
-                       trending_half_lives=(7.0,))
+GRID = SelectionConfig(sample_customers=400, budget=48, step=8, max_per_source=40, seed=3)
+NARROW = {"repurchase": (Grid("window_days", (28, None), "recall"), Grid("half_life_days", (7.0, 30.0))),
+          "age_popularity": (Grid("window_days", (14,)),), "trending": (Grid("half_life_days", (7.0,)),)}
+# the cheap candidate sources of the catalogue, with smaller grids
+CHEAP = [replace(source, grids=NARROW.get(source.name, source.grids)) for source in CATALOGUE
+         if source.name in ("repurchase", "age_popularity", "trending", "other_colours")]
 
 
 def recs(rows: list[list[int]]) -> Recs:
-    k = max(map(len, rows))
-    items = np.full((len(rows), k), PAD_ITEM, dtype=np.int32)
-    scores = np.full((len(rows), k), np.nan, dtype=np.float32)
+    out = Recs.empty(len(rows), max(map(len, rows)))
     for i, row in enumerate(rows):
-        items[i, :len(row)], scores[i, :len(row)] = row, -np.arange(len(row), dtype=np.float32)
-    return Recs(items, scores)
+        out.items[i, :len(row)], out.scores[i, :len(row)] = row, -np.arange(len(row), dtype=np.float32)
+    return out
 
 
 def test_the_budget_goes_to_the_slice_that_adds_most_new_hits():
@@ -57,18 +60,11 @@ def tiny_data(tmp_path_factory) -> TrainData:
     return load_train_data(Store(root / "store"))
 
 
-def cheap_sources(settings):
-    from hmrec.ranking.ranker import default_sources
-
-    sources = default_sources(seed=3, settings=settings)
-    return {name: sources[name] for name in ("repurchase", "age_popularity", "trending", "other_colours")}
-
-
 def test_the_choice_never_reads_the_rows_after_the_validation_week(tiny_data):
     """Rows from the validation week's end on (the label weeks here; the held-out window never reaches TrainData)
     replaced by nonsense: every chosen setting and count stays the same."""
     valid_end = tiny_data.cutoff - timedelta(days=14)
-    clean = choose_settings(tiny_data, valid_end, cheap_sources, GRID)
+    clean = choose_settings(tiny_data, valid_end, CHEAP, GRID)
     late = pl.col("t_dat") >= valid_end
     poisoned = tiny_data.transactions.with_columns(
         pl.when(late).then(pl.lit(0, pl.Int32)).otherwise(pl.col("article_idx")).alias("article_idx"),
@@ -76,7 +72,7 @@ def test_the_choice_never_reads_the_rows_after_the_validation_week(tiny_data):
     )
     assert poisoned.filter(late).height > 1000  # the poison reaches many rows
     dirty = choose_settings(TrainData(poisoned, tiny_data.customers, tiny_data.articles, tiny_data.cutoff),
-                            valid_end, cheap_sources, GRID)
+                            valid_end, CHEAP, GRID)
     assert dirty.settings == clean.settings and dirty.n_per_source == clean.n_per_source
     assert dirty.evidence == clean.evidence
     assert sum(clean.n_per_source.values()) == GRID.budget
@@ -84,9 +80,12 @@ def test_the_choice_never_reads_the_rows_after_the_validation_week(tiny_data):
 
 
 def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
-    chosen = choose_settings(tiny_data, tiny_data.cutoff - timedelta(days=14), cheap_sources, GRID)
+    chosen = choose_settings(tiny_data, tiny_data.cutoff - timedelta(days=14), CHEAP, GRID)
     section = settings_section(chosen)
     assert section.startswith("## Settings chosen on validation")
-    for setting, value in chosen.settings.items():
+    assert list(chosen.values()) == ["repurchase.window_days", "repurchase.half_life_days",
+                                     "age_popularity.window_days", "trending.half_life_days"]
+    for setting, value in chosen.values().items():
         assert f"| {setting} | **{value}** |" in section
-    assert set(chosen.params()) >= {f"chosen.n_per_source.{name}" for name in cheap_sources({})}
+    assert chosen.settings["repurchase"].window_days == chosen.values()["repurchase.window_days"]  # a dataclass
+    assert set(chosen.params()) >= {f"chosen.n_per_source.{source.name}" for source in CHEAP}

@@ -167,7 +167,7 @@ def test_id_map_finds_one_id_by_binary_search():
 
 def test_the_stored_user_features_are_the_ones_a_query_at_the_cutoff_computes(store):
     """user_features.parquet is what the evaluation's query reads instead of computing it again."""
-    from hmrec.recommenders.base import Query
+    from hmrec.data import Query
     from hmrec.store.features import index_groups
 
     customers, train = store.read(tables.CUSTOMERS), store.train_transactions().collect()

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 import torch
 
+from hmrec.data import Query, TrainData
 from hmrec.evaluation.metrics import recall_at_k
-from hmrec.recommenders.base import Query, TrainData
 from hmrec.recommenders.popularity import PopularityRecommender
 from hmrec.retrieval.data import PurchaseHistory, day_number
 from hmrec.retrieval.encoders import OOV, Encoders, NumericScaler, Vocabulary

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hmrec.data import Query, TrainData
+from hmrec.data.files import publish_copy
 from hmrec.evaluation.selection import Chosen
-from hmrec.recommenders.base import Query, Recommender, TrainData
+from hmrec.recommenders.base import Recommender
 from hmrec.scale.engine import Engine, LocalEngine
 from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 
@@ -55,57 +56,49 @@ def load_train_data(store: Store) -> TrainData:
 
 
 def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Recommender], Chosen]:
-    """Choose the settings on the validation week, then fit the popularity baseline, the final ranker and its
-    sources (the ALS peer and the two-tower among them) with those settings on the same data."""
+    """Choose the settings on the validation week, then fit the catalogue's methods with those settings on the
+    same data: those evaluated on their own only (the popularity baseline), and the final ranker with its
+    candidate sources (each also scored on its own, so the report shows what the ranker adds over each)."""
+    from hmrec.candidates.sources import build_sources, entries, report_order
     from hmrec.evaluation.selection import SelectionConfig, choose_settings
     from hmrec.ranking.ranker import FinalConfig, FinalRecommender
-    from hmrec.recommenders.popularity import PopularityConfig, PopularityRecommender
 
     final_config = FinalConfig(label_weeks=config.label_weeks, seed=config.seed)
-    chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0],
-                             lambda settings: _sources(config, settings),
-                             SelectionConfig(budget=config.candidate_budget, seed=config.seed))
-    popularity = PopularityRecommender(PopularityConfig(window_days=chosen.settings["popularity.window_days"]))
-    started = time.perf_counter()
-    popularity.fit(data)
-    log.info("fitted popularity in %.1f s", time.perf_counter() - started)
-    sources = _sources(config, chosen.settings)
-    sources["two_tower"] = chosen.fitted["two_tower"]  # fitted once, before the validation week: refreshed only
+    trainer = _trainer(config)
+    chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0], entries(),
+                             SelectionConfig(budget=config.candidate_budget, seed=config.seed), trainer=trainer)
+    methods: dict[str, Recommender] = {}
+    for source in (source for source in entries() if source.candidates is None):
+        started = time.perf_counter()
+        methods[source.name] = source.build(chosen.settings[source.name]).fit(data)
+        log.info("fitted %s in %.1f s", source.name, time.perf_counter() - started)
+    sources = build_sources(config.seed, chosen.settings, trainer=trainer)
+    # a source fitted once (the two-tower) keeps its fit from before the validation week: it is refreshed only
+    warm = tuple(name for name, source in sources.items() if source.fit_once)
+    sources.update({name: chosen.fitted[name] for name in warm})
     final_config.n_per_source = dict(chosen.n_per_source)
-    final = FinalRecommender(sources, final_config, warm=("two_tower",))
+    final = FinalRecommender(sources, final_config, warm=warm)
     started = time.perf_counter()
     final.fit(data)
     log.info("fitted final (sources + ranker) in %.1f s", time.perf_counter() - started)
-    # Every candidate source is scored on its own too, so the report shows what the ranker adds over each.
-    order = ("age_popularity", "repurchase", "als", "trending")
-    methods: dict[str, Recommender] = {"popularity": popularity}
-    methods.update({name: final.sources[name] for name in order if name in final.sources})
-    methods.update({name: source for name, source in final.sources.items() if name not in methods})
-    methods["final"] = final
-    return methods, chosen
+    methods.update(final.sources)
+    ordered = {name: methods[name] for name in report_order() if name in methods}
+    return {**ordered, **methods, "final": final}, chosen
 
 
-def _sources(config: PipelineConfig, settings: dict) -> dict[str, Recommender]:
-    """The final method's sources with `settings`; on the Ray engine the two-tower trains on Ray Train workers."""
-    from hmrec.ranking.ranker import default_sources
-
-    sources = default_sources(config.seed, settings)
-    train_fn = config.engine.trainer()
-    if train_fn is not None:
-        sources["two_tower"].train_fn = train_fn
-    return sources
-
-
-COLD_START = "age_popularity"  # the method served to customers without purchases, evaluated under this name
+def _trainer(config: PipelineConfig):
+    """The engine's trainer for the sources that can hand their training over (None: train in this process)."""
+    return config.engine.trainer()
 
 
 def write_store_bundle(store: Store, methods: dict[str, Recommender], directory: Path, extra: dict) -> Path:
     """The served model of a run (registry/model_bundle.py): the store's tables, `final` and the cold start."""
+    from hmrec.candidates.sources import cold_start
     from hmrec.registry.model_bundle import write_bundle
 
     return write_bundle(
         directory, articles=store.read(ARTICLES), customers=store.read(CUSTOMERS),
-        transactions=store.scan(TRANSACTIONS), final=methods["final"], cold_start=methods[COLD_START],
+        transactions=store.scan(TRANSACTIONS), final=methods["final"], cold_start=methods[cold_start()],
         data_end=store.test_end, store_fingerprint=store.fingerprint, extra=extra,
     )
 
@@ -146,10 +139,8 @@ class ChampionMismatchError(RuntimeError):
 def score_champion(config: PipelineConfig) -> Path:
     """Score the registry's champion (its final recommender and each of its sources) on the held-out window of
     the workdir's store, refitting nothing; writes the report and returns metrics.json's path."""
-    from hmrec.candidates.generate import candidate_recall_section
-    from hmrec.evaluation.report import write_report
+    from hmrec.evaluation.report import ranker_sections, write_report
     from hmrec.evaluation.runner import evaluate_methods
-    from hmrec.ranking.ranker import FinalRecommender
     from hmrec.registry.model_bundle import load_final, read_manifest
     from hmrec.registry.versions import Registry
 
@@ -162,19 +153,18 @@ def score_champion(config: PipelineConfig) -> Path:
             f"{store.fingerprint}: run `hmrec evaluate --workdir {config.workdir} --refit`, or `hmrec pipeline` "
             "to train and register a model on this store")
     final = load_final(Path(bundle))
-    methods = {**(final.sources if isinstance(final, FinalRecommender) else {}), "final": final}
+    methods = {**final.parts(), "final": final}
     data = load_train_data(store)
     query, relevant = held_out_query(store, data)
     result = evaluate_methods(methods, query, relevant)
     run_id = _new_run_id()
-    sections = [candidate_recall_section(final, query, relevant), final.importance_section()] \
-        if isinstance(final, FinalRecommender) else []
+    sections = ranker_sections(final, query, relevant)
     metrics_path = write_report(
         result, config.reports_dir / run_id, test_window=(store.cutoff, store.test_end), articles=data.articles,
         query=query, extra_sections=sections,
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "model_version": version},
     )
-    _publish_latest(metrics_path.parent, config.reports_dir / "latest")
+    publish_copy(metrics_path.parent, config.reports_dir / "latest")
     return metrics_path
 
 
@@ -209,8 +199,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
 
 
 def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
-    from hmrec.candidates.generate import candidate_recall_section
-    from hmrec.evaluation.report import write_report
+    from hmrec.evaluation.report import ranker_sections, write_report
     from hmrec.evaluation.runner import evaluate_methods
     from hmrec.evaluation.selection import settings_section
 
@@ -227,31 +216,17 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         test_window=(store.cutoff, store.test_end),
         articles=data.articles,
         query=query,
-        training_losses={"two_tower": methods["two_tower"].losses},
-        extra_sections=[settings_section(chosen), candidate_recall_section(final, query, relevant),
-                        final.importance_section()],
+        training_losses={name: method.training_losses() for name, method in methods.items()},
+        extra_sections=[settings_section(chosen), *ranker_sections(final, query, relevant)],
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},
     )
-    _publish_latest(out_dir, config.reports_dir / "latest")
+    publish_copy(out_dir, config.reports_dir / "latest")
     return metrics_path, methods, json.loads(metrics_path.read_text()), chosen
 
 
 def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineConfig, folder: Path) -> dict:
     """The final recommender, the one that costs, scores the evaluation's customers through the engine (Ray: actors)."""
     return {**methods, "final": config.engine.scorer(methods["final"], store, folder)}
-
-
-def _publish_latest(run_dir: Path, latest: Path) -> None:
-    """Replace reports/latest with a copy of the run's report, never leaving it half-written."""
-    staging = latest.with_name(".latest-staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_dir, staging)
-    old = latest.with_name(".latest-old")
-    shutil.rmtree(old, ignore_errors=True)
-    if latest.exists():
-        latest.rename(old)
-    staging.rename(latest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _new_run_id() -> str:

@@ -6,24 +6,18 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs
+from hmrec.data import PAD_ITEM, Query, Recs
+from hmrec.recommenders.base import Recommender
+from hmrec.store.arrays import pair_key, split_key
 
 log = logging.getLogger(__name__)
 
 KEYS = ("row", "article_idx")
-
-
-class CandidateSourceSet(Protocol):
-    """What `candidate_recall_section` needs of a multi-source recommender such as the `final` ranker."""
-
-    sources: Mapping[str, Recommender]
-    n_per_source: Mapping[str, int]
 
 
 @dataclass
@@ -76,7 +70,7 @@ def propose(
     for name, source in sources.items():
         started = time.perf_counter()
         if n_per_source[name] == 0:  # given no share of the budget: a column of its own, never a candidate
-            answers[name] = Recs(np.zeros((len(query), 0), np.int32), np.zeros((len(query), 0), np.float32))
+            answers[name] = Recs.empty(len(query), 0)
         elif answered is not None and name in answered:
             answers[name] = answered[name]
         else:
@@ -109,14 +103,15 @@ def union_of(answers: Mapping[str, Recs]) -> Candidates:
         ranks[name][where] = np.broadcast_to(np.arange(recs.items.shape[1], dtype=np.int16), recs.items.shape)[kept]
         scores[name] = np.full(union.size, np.nan, dtype=np.float32)
         scores[name][where] = recs.scores[kept]
-    return Candidates((union >> 32).astype(np.uint32), (union & 0xFFFFFFFF).astype(np.int32), ranks, scores)
+    rows, items = split_key(union)
+    return Candidates(rows.astype(np.uint32), items.astype(np.int32), ranks, scores)
 
 
 def _line_keys(recs: Recs) -> tuple[np.ndarray, np.ndarray]:
-    """Mask of the real (not padded) answers and their `row << 32 | article_idx` keys, in row-major order."""
+    """Mask of the real (not padded) answers and their `pair_key(row, article_idx)` keys, in row-major order."""
     kept = recs.items != PAD_ITEM
     rows = np.broadcast_to(np.arange(recs.items.shape[0], dtype=np.int64)[:, None], recs.items.shape)
-    return kept, (rows[kept] << 32) | recs.items[kept].astype(np.int64)
+    return kept, pair_key(rows[kept], recs.items[kept])
 
 
 def candidate_recall(candidates: pl.DataFrame, relevant_by_row: Sequence[Sequence[int]]) -> dict[str, float]:
@@ -138,25 +133,3 @@ def candidate_recall(candidates: pl.DataFrame, relevant_by_row: Sequence[Sequenc
     in_union = found.select(pl.any_horizontal([pl.col(f"{n}_rank").is_not_null() for n in names])).to_series()
     recall["all"] = in_union.sum() / truth.height
     return {name: float(value) for name, value in recall.items()}
-
-
-def candidate_recall_section(
-    final: CandidateSourceSet, query: Query, relevant_by_row: Sequence[Sequence[int]]
-) -> str:
-    """Markdown for the report: candidate recall per source and combined, with candidates per customer."""
-    candidates = generate_candidates(final.sources, query, final.n_per_source)
-    recall = candidate_recall(candidates, relevant_by_row)
-    per_row = candidates.height / max(len(query), 1)
-    lines = [
-        "## Candidate recall",
-        "",
-        f"Share of the held-out purchases found among the candidates ({per_row:.1f} per customer on average, "
-        f"{len(query):,} customers). A source's figure counts only its own top-N.",
-        "",
-        "| source | top-N | recall |",
-        "|---|---:|---:|",
-    ]
-    for name in final.sources:
-        lines.append(f"| {name} | {final.n_per_source[name]} | {recall[name]:.4f} |")
-    lines.append(f"| **all (union)** | {per_row:.1f} | {recall['all']:.4f} |")
-    return "\n".join(lines) + "\n"

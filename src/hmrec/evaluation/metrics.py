@@ -1,7 +1,7 @@
 """Ranking metrics as small pure vectorised functions: Recall@K, NDCG@K and MAP@12 (the competition's).
 
 Every function takes the same two arguments:
-    items     (n, >=k) integer array, best first, padded with -1 (PAD); only the first k columns count.
+    items     (n, >=k) integer array, best first, padded with -1 (`PAD_ITEM`); only the first k columns count.
     relevant  list of n collections of ints: the distinct articles each customer bought in the window.
 
 Conventions shared by all of them:
@@ -19,7 +19,7 @@ from itertools import chain
 
 import numpy as np
 
-PAD = -1
+from hmrec.data.recs import PAD_ITEM
 
 
 def _flatten(relevant: Sequence[Collection[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +51,7 @@ def hit_matrix(items: np.ndarray, relevant: Sequence[Collection[int]], k: int) -
     # a (row, article) pair is one int64 key: row * width + article + 1, so pads (-1 -> 0) never collide
     keys = np.unique(rows * width + values + 1)
     counts = np.bincount(keys // width, minlength=n)
-    flat = (np.arange(n, dtype=np.int64)[:, None] * width + np.clip(top, PAD, None) + 1).ravel()
+    flat = (np.arange(n, dtype=np.int64)[:, None] * width + np.clip(top, PAD_ITEM, None) + 1).ravel()
     first = np.zeros(flat.size, dtype=bool)
     first[np.unique(flat, return_index=True)[1]] = True  # row-major order: first index = earliest rank
     hits = first & np.isin(flat, keys) & (top.ravel() >= 0)

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hmrec.candidates.generate import candidate_recall, generate_candidates
+from hmrec.candidates.sources import baselines, peers
+from hmrec.data import PAD_ITEM, Query
 from hmrec.evaluation import plots
 from hmrec.evaluation.runner import QUALITATIVE_K, WARM_DAYS, EvaluationResult
-from hmrec.recommenders.base import PAD_ITEM, Query
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("popularity", "age_popularity", "repurchase")
-PEERS = {"two_tower": "als"}  # our retrieval model -> the library peer it is measured against
 REPORTED = ("map@12", "recall@12", "recall@100", "ndcg@12")  # the keys of metrics.json's method entries
 RECENT_SHOWN = 12  # purchases listed for each customer of the qualitative section
 NAME_CHARS = 60  # an article name from the data is cut to this many characters in the report
@@ -128,12 +128,13 @@ def _notes(result: EvaluationResult, query: Query) -> str:
                                                         "; it bounds what a ranker can find")):
         top, leaders = _leaders({n: m.metrics[key] for n, m in result.methods.items()})
         notes.append(f"- Best {label}: {leaders} ({top:.4f}){why}.")
-    baselines = [n for n in by_map if n in BASELINES]
-    if baselines:
-        top_baseline = baselines[0]
+    declared = baselines()
+    ordered = [n for n in by_map if n in declared]
+    if ordered:
+        top_baseline = ordered[0]
         bar = result.methods[top_baseline].metrics["map@12"]
         for name in by_map:
-            if name not in BASELINES and result.methods[name].metrics["map@12"] < bar:
+            if name not in declared and result.methods[name].metrics["map@12"] < bar:
                 notes.append(f"- The baseline **{top_baseline}** beats **{name}** on MAP@12 "
                              f"({bar:.4f} vs {result.methods[name].metrics['map@12']:.4f}).")
     notes += _peer_notes(result, query, recall_key)
@@ -150,7 +151,7 @@ def _peer_notes(result: EvaluationResult, query: Query, recall_key: str) -> list
     """Where our model trails its library peer: the metrics, the segments, and the window's repeat share (what
     the peer's per-customer factors of their own articles are best at)."""
     notes = []
-    for ours, peer in PEERS.items():
+    for ours, peer in peers().items():
         if ours not in result.methods or peer not in result.methods:
             continue
         mine, theirs = result.methods[ours], result.methods[peer]
@@ -259,3 +260,51 @@ def _customer_section(kind: str, row: int, result: EvaluationResult, query: Quer
         if any(cells):
             rows.append([str(rank + 1), *cells])
     return "\n\n".join([*lines, _table(["rank", *methods], rows)])
+
+
+def candidate_recall_section(final, query: Query, relevant_by_row) -> str:
+    """Markdown for the report: candidate recall of a multi-source recommender's sources (`parts()`, each asked
+    for its `n_per_source`) and of their union, with candidates per customer."""
+    sources = final.parts()
+    candidates = generate_candidates(sources, query, final.n_per_source)
+    recall = candidate_recall(candidates, relevant_by_row)
+    per_row = candidates.height / max(len(query), 1)
+    lines = [
+        "## Candidate recall",
+        "",
+        f"Share of the held-out purchases found among the candidates ({per_row:.1f} per customer on average, "
+        f"{len(query):,} customers). A source's figure counts only its own top-N.",
+        "",
+        "| source | top-N | recall |",
+        "|---|---:|---:|",
+    ]
+    for name in sources:
+        lines.append(f"| {name} | {final.n_per_source[name]} | {recall[name]:.4f} |")
+    lines.append(f"| **all (union)** | {per_row:.1f} | {recall['all']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def importance_section(final, top: int = 20) -> str:
+    """Markdown for the report: a fitted ranker's features by total gain, and the order it chose on validation."""
+    importance = final.feature_importance()
+    total = float(importance["gain"].sum()) or 1.0
+    lines = ["## Ranker feature importance", "", f"LightGBM lambdarank, {final.booster_.num_trees()} trees; "
+             "gain = total loss reduction of the splits on the feature.", ""]
+    state = final.state_
+    if state.validation_map:
+        compared = ", ".join(f"{name} {value:.4f}" for name, value in state.validation_map.items())
+        chosen = f"**{state.leader}**'s order first" if state.leader else "**LightGBM**'s order"
+        lines += [f"Order chosen on the ranker's validation customers (MAP@12 of LightGBM's order and of each "
+                  f"source's own order over the same candidates: {compared}): {chosen}.", ""]
+    lines += ["| feature | gain share | splits |", "|---|---:|---:|"]
+    for feature, gain, splits in importance.head(top).iter_rows():
+        lines.append(f"| {feature} | {gain / total:.3f} | {splits} |")
+    return "\n".join(lines) + "\n"
+
+
+def ranker_sections(final, query: Query, relevant_by_row) -> list[str]:
+    """The report's sections on the `final` method, where it merges sources (`parts()`): candidate recall and
+    the ranker's feature importance; none for a recommender that answers on its own."""
+    if not final.parts():
+        return []
+    return [candidate_recall_section(final, query, relevant_by_row), importance_section(final)]

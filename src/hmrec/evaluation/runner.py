@@ -11,8 +11,9 @@ import numpy as np
 import polars as pl
 
 from hmrec import logs
+from hmrec.data import Query
 from hmrec.evaluation.metrics import ap_from_hits, curve_from_hits, hit_matrix, ndcg_from_hits, recall_from_hits
-from hmrec.recommenders.base import Query, Recommender
+from hmrec.recommenders.base import Recommender
 from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET
 
 log = logging.getLogger(__name__)

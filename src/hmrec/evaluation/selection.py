@@ -10,39 +10,34 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
 
+from hmrec.candidates.sources import Grid, Source, candidate_sources, entries
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.evaluation.runner import ground_truth
-from hmrec.recommenders.base import PAD_ITEM, Query, Recommender, Recs, TrainData
+from hmrec.recommenders.base import Recommender
 from hmrec.store.arrays import pair_key
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[Mapping[str, object]], dict[str, Recommender]]
-
 
 @dataclass
 class SelectionConfig:
-    """The grids and the budget. budget: candidates per customer summed over the sources (overlaps merge, so the
-    pool is smaller); step: the slice of a source's list the greedy allocation hands out at a time."""
+    """The budget and the sample (the grids are the catalogue's). budget: candidates per customer summed over the
+    sources (overlaps merge, so the pool is smaller); step: the slice of a source's list the greedy allocation hands
+    out at a time."""
 
     valid_days: int = 7
     sample_customers: int = 5000
     budget: int = 160
     step: int = 8
     max_per_source: int = 100
-    repurchase_windows: tuple[int | None, ...] = (28, 91, 365, None)  # None: the whole history
-    repurchase_half_lives: tuple[float, ...] = (7.0, 14.0, 30.0, 90.0)
-    popularity_windows: tuple[int, ...] = (3, 7, 14, 28)
-    age_popularity_windows: tuple[int, ...] = (7, 14, 28)
-    trending_half_lives: tuple[float, ...] = (3.0, 7.0, 14.0)
-    two_tower_index_windows: tuple[int | None, ...] = (28, 56)
     seed: int = 7
 
 
@@ -50,16 +45,21 @@ class SelectionConfig:
 class Chosen:
     """What the validation week chose, and the figures behind each choice."""
 
-    settings: dict[str, object]  # "repurchase.window_days" -> 91, ...
+    settings: dict[str, object]  # source name -> its settings dataclass, the chosen values in it
     n_per_source: dict[str, int]
     valid_window: tuple[date, date]
     customers: int
     evidence: list[tuple[str, str, str, float]] = field(default_factory=list)  # setting, value, metric, figure
     fitted: dict[str, Recommender] = field(default_factory=dict)  # the sources as fitted for validation
+    chosen: list[tuple[str, str]] = field(default_factory=list)  # (source, settings field) chosen, in order
+
+    def values(self) -> dict[str, object]:
+        """Each chosen field's value by `<source>.<field>`, as the report and MLflow name them."""
+        return {f"{name}.{attr}": getattr(self.settings[name], attr) for name, attr in self.chosen}
 
     def params(self) -> dict[str, str]:
-        """Flat strings for MLflow: `chosen.<setting>` and `chosen.n_per_source.<source>`."""
-        out = {f"chosen.{name}": str(value) for name, value in self.settings.items()}
+        """Flat strings for MLflow: `chosen.<source>.<field>` and `chosen.n_per_source.<source>`."""
+        out = {f"chosen.{name}": str(value) for name, value in self.values().items()}
         out.update({f"chosen.n_per_source.{name}": str(n) for name, n in self.n_per_source.items()})
         return out
 
@@ -95,53 +95,69 @@ def _recall(recs: Recs, relevant: list[np.ndarray], k: int) -> float:
     return recall_at_k(recs.items, relevant, k)
 
 
-def _best(chosen: Chosen, setting: str, grid, score: Callable[[object], float], metric: str):
-    """The grid value with the highest validation score (ties to the earlier value), recorded as evidence."""
-    figures = []
-    for value in grid:
+def _best(chosen: Chosen, source: Source, grid: Grid, score: Callable[[object], float], metric: str):
+    """The grid value with the highest validation score (ties to the earlier value), recorded as evidence and set
+    in the source's chosen settings."""
+    setting, figures = f"{source.name}.{grid.field}", []
+    for value in grid.values:
         figures.append(score(value))
         chosen.evidence.append((setting, str(value), metric, figures[-1]))
-    best = grid[int(np.argmax(figures))]
-    chosen.settings[setting] = best
+    best = grid.values[int(np.argmax(figures))]
+    chosen.settings[source.name] = replace(chosen.settings[source.name], **{grid.field: best})
+    chosen.chosen.append((source.name, grid.field))
     log.info("validation chose %s = %s (%s %s)", setting, best, metric, ", ".join(f"{f:.4f}" for f in figures))
     return best
 
 
-def _choose_windows(v: _Validation, chosen: Chosen, config: SelectionConfig) -> None:
-    """Repurchase window (by Recall@max, where stale purchases and the fill compete) and half-life (MAP@12);
-    the popularity windows and the trending half-life by MAP@12."""
-    from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityConfig, PopularityRecommender
-    from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
-    from hmrec.recommenders.trending import TrendingConfig, TrendingRecommender
-
-    k = config.max_per_source
-    fill = AgePopularityRecommender().fit(v.data)
-    window = _best(chosen, "repurchase.window_days", config.repurchase_windows, lambda w: _recall(
-        RepurchaseRecommender(RepurchaseConfig(w, 14.0), fill=fill).recommend(v.query, k), v.relevant, k),
-        f"recall@{k}")
-    _best(chosen, "repurchase.half_life_days", config.repurchase_half_lives, lambda h: _map12(
-        RepurchaseRecommender(RepurchaseConfig(window, h), fill=fill).recommend(v.query, 12), v.relevant), "map@12")
-    _best(chosen, "popularity.window_days", config.popularity_windows, lambda w: _map12(
-        PopularityRecommender(PopularityConfig(w)).fit(v.data).recommend(v.query, 12), v.relevant), "map@12")
-    _best(chosen, "age_popularity.window_days", config.age_popularity_windows, lambda w: _map12(
-        AgePopularityRecommender(PopularityConfig(w)).fit(v.data).recommend(v.query, 12), v.relevant), "map@12")
-    _best(chosen, "trending.half_life_days", config.trending_half_lives, lambda h: _map12(
-        TrendingRecommender(TrendingConfig(h)).fit(v.data).recommend(v.query, 12), v.relevant), "map@12")
+def _figure(grid: Grid, recs: Recs, v: _Validation, config: SelectionConfig) -> float:
+    """The grid's validation figure of a source's answers (at least `_depth(grid, config)` of them per row)."""
+    if grid.metric == "recall":
+        return _recall(recs, v.relevant, config.max_per_source)
+    return _map12(recs, v.relevant)
 
 
-def _choose_index_window(source: Recommender, v: _Validation, chosen: Chosen, config: SelectionConfig) -> Recs:
-    """The two-tower's index window, by Recall@max: the fitted weights are kept, only the index is rebuilt; the
-    source is left with the chosen window's index, and its validation answers are returned."""
-    k = config.max_per_source
-    answers: dict = {}
+def _depth(grid: Grid, config: SelectionConfig) -> int:
+    return config.max_per_source if grid.metric == "recall" else 12
 
-    def recall(days):
-        answers[days] = source.reindex(v.data, days).recommend(v.query, k)
-        return _recall(answers[days], v.relevant, k)
 
-    best = _best(chosen, "two_tower.index_window_days", config.two_tower_index_windows, recall, f"recall@{k}")
-    source.reindex(v.data, best)
-    return answers[best]
+def _metric(grid: Grid, config: SelectionConfig) -> str:
+    return f"recall@{config.max_per_source}" if grid.metric == "recall" else "map@12"
+
+
+def _choose_windows(v: _Validation, chosen: Chosen, catalogue: Sequence[Source], config: SelectionConfig) -> None:
+    """Every grid tried by fitting the source again, in catalogue order (a later field of a source is tried with
+    the earlier ones already chosen): e.g. the repurchase window by Recall@max, where stale purchases and the
+    fill compete, then its half-life by MAP@12."""
+    for source in catalogue:
+        for grid in (grid for grid in source.grids if not grid.reindex):
+            def score(value, source=source, grid=grid):
+                model = source.build(replace(chosen.settings[source.name], **{grid.field: value})).fit(v.data)
+                return _figure(grid, model.recommend(v.query, _depth(grid, config)), v, config)
+
+            _best(chosen, source, grid, score, _metric(grid, config))
+
+
+def _answers(model: Recommender, source: Source, v: _Validation, chosen: Chosen,
+             config: SelectionConfig) -> tuple[Recommender, Recs]:
+    """The fitted source's validation answers (its top `max_per_source`). A source with an index window (a
+    `reindex` grid) has it chosen first: the model with the chosen window's index is returned, with its answers."""
+    answers = None
+    for grid in (grid for grid in source.grids if grid.reindex):
+        model, answers = _choose_index_window(model, source, grid, v, chosen, config)
+    return model, answers if answers is not None else model.recommend(v.query, config.max_per_source)
+
+
+def _choose_index_window(model: Recommender, source: Source, grid: Grid, v: _Validation, chosen: Chosen,
+                         config: SelectionConfig) -> tuple[Recommender, Recs]:
+    """The index window by the grid's figure, fitted weights kept and only the index rebuilt (copies of `model`)."""
+    tried: dict = {}
+
+    def score(days):
+        copy = model.with_index_window(v.data, days)
+        tried[days] = (copy, copy.recommend(v.query, config.max_per_source))
+        return _figure(grid, tried[days][1], v, config)
+
+    return tried[_best(chosen, source, grid, score, _metric(grid, config))]
 
 
 def allocate_budget(lists: Mapping[str, Recs], relevant: list[np.ndarray], budget: int, step: int) -> dict[str, int]:
@@ -164,7 +180,7 @@ def allocate_budget(lists: Mapping[str, Recs], relevant: list[np.ndarray], budge
 
 
 def _hit_keys(recs: Recs, relevant: list[np.ndarray]) -> list[set[int]]:
-    """Per rank position: the `row << 32 | article` keys of the rows whose answer at that rank was bought."""
+    """Per rank position: the `pair_key(row, article)` keys of the rows whose answer at that rank was bought."""
     n, width = recs.items.shape
     per_rank: list[set[int]] = [set() for _ in range(width)]
     truth = {int(pair_key(row, a)) for row, items in enumerate(relevant) for a in items}
@@ -180,31 +196,32 @@ def _slice(per_rank: list[set[int]], start: int, step: int) -> set[int]:
 
 
 def choose_settings(
-    data: TrainData, valid_end: date, make_sources: SourceFactory, config: SelectionConfig | None = None
+    data: TrainData, valid_end: date, catalogue: Sequence[Source] | None = None, config: SelectionConfig | None = None,
+    trainer=None,
 ) -> Chosen:
     """Fit on the rows before the validation week, score on the week's buyers (a sample), choose, allocate.
-    make_sources(settings) builds the candidate sources, unfitted, with the settings chosen so far."""
-    config = config or SelectionConfig()
+    catalogue: the sources whose grids are tried and whose candidate counts are shared out; trainer: an engine's
+    trainer handed to the candidate sources (`Recommender.use_trainer`)."""
+    config, catalogue = config or SelectionConfig(), entries(catalogue)
     started = time.perf_counter()
     v = _validation(data, valid_end, config)
-    chosen = Chosen({}, {}, (v.data.cutoff, valid_end - timedelta(days=1)), len(v.query))
-    _choose_windows(v, chosen, config)
-    sources = make_sources(chosen.settings)
+    chosen = Chosen({source.name: source.default_settings(config.seed) for source in catalogue}, {},
+                    (v.data.cutoff, valid_end - timedelta(days=1)), len(v.query))
+    _choose_windows(v, chosen, catalogue, config)
     lists = {}
-    for name, source in sources.items():
-        source.fit(v.data)
-        if name == "two_tower":
-            lists[name] = _choose_index_window(source, v, chosen, config)
-        else:
-            lists[name] = source.recommend(v.query, config.max_per_source)
+    for source in candidate_sources(catalogue):
+        model = source.build(chosen.settings[source.name])
+        if trainer is not None:
+            model.use_trainer(trainer)
+        model.fit(v.data)
+        chosen.fitted[source.name], lists[source.name] = _answers(model, source, v, chosen, config)
     chosen.n_per_source = allocate_budget(lists, v.relevant, config.budget, config.step)
     for name, recs in lists.items():
         n = chosen.n_per_source[name]
         chosen.evidence.append((f"n_per_source.{name}", str(n), f"recall@{n}", _recall(recs, v.relevant, max(n, 1))
                                 if n else 0.0))
-    chosen.fitted = sources
     log.info("settings chosen on validation in %.1f s: %s, candidates %s", time.perf_counter() - started,
-             chosen.settings, chosen.n_per_source)
+             chosen.values(), chosen.n_per_source)
     return chosen
 
 
@@ -220,8 +237,9 @@ def settings_section(chosen: Chosen) -> str:
         "| setting | value tried | validation metric | figure |",
         "|---|---|---|---:|",
     ]
+    values = chosen.values()
     for setting, value, metric, figure in chosen.evidence:
-        picked = setting.startswith("n_per_source.") or str(chosen.settings.get(setting)) == value
+        picked = setting.startswith("n_per_source.") or str(values.get(setting)) == value
         shown = f"**{value}**" if picked else value
         lines.append(f"| {setting} | {shown} | {metric} | {figure:.4f} |")
     return "\n".join(lines) + "\n"

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.generate import Candidates
-from hmrec.recommenders.base import Query, TrainData
-from hmrec.store.arrays import find_sorted, group_max, group_sum, pair_key
+from hmrec.data import Query, TrainData
+from hmrec.store.arrays import find_sorted, group_max, group_sum, pair_key, split_key
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
@@ -145,10 +145,10 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     span = oldest + newest  # days between the first and the last day it was bought
     with np.errstate(divide="ignore", invalid="ignore"):
         interval = np.where(n_days >= 2, span / (n_days - 1), np.nan)
-    shop_rows, shop_days = np.unique(np.unique(pair_key(h.row, h.days)) >> 32, return_counts=True)
+    shop_rows, shop_days = np.unique(split_key(np.unique(pair_key(h.row, h.days)))[0], return_counts=True)
     again = ~np.isnan(interval)
-    usual_rows, usual_sum = group_sum(distinct[again] >> 32, interval[again])
-    _, usual_n = group_sum(distinct[again] >> 32, np.ones(int(again.sum())))
+    usual_rows, usual_sum = group_sum(split_key(distinct[again])[0], interval[again])
+    _, usual_n = group_sum(split_key(distinct[again])[0], np.ones(int(again.sum())))
     found, at = find_sorted(distinct, pair_key(rows, items))
     out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
     on_days, where = find_sorted(shop_rows, rows)

@@ -7,10 +7,9 @@ Rows with no recent purchase of a known article get the fill (popularity).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Self
@@ -22,22 +21,14 @@ from implicit.cpu.als import AlternatingLeastSquares
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
-from hmrec.recommenders.base import (
-    PAD_ITEM,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    save_recommender,
-)
+from hmrec.data import Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
 from hmrec.store.arrays import find_sorted
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 FACTORS_FILE = "factors.safetensors"
 FILL_DIR = "fill"
 SMALL_BATCH = 64  # rows solved in numpy (a live query); larger batches go to implicit's threaded solver
@@ -70,7 +61,10 @@ def _confidence(rows: pl.DataFrame, row_col: str, shape: tuple[int, int]) -> csr
 
 
 class ALSRecommender(Recommender):
-    """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history."""
+    """implicit's AlternatingLeastSquares, seeded; customers' factors recomputed from each query's history.
+
+    More than 12 methods: the factor solves (implicit's for a batch, numpy's for a live query) and the search
+    are its own, and it answers the ranker's capabilities (user_state, recommend_from, pair_scores) too."""
 
     name = "als"
     reason = Reason.STYLE
@@ -124,16 +118,15 @@ class ALSRecommender(Recommender):
         sold = transactions.filter(pl.col("t_dat") >= since).select("article_idx").unique()
         return np.sort(sold.join(self._item_map(), on="article_idx")["col"].to_numpy()).astype(np.int32)
 
-    def _require_fitted(self) -> None:
-        if self.item_ids is None:
-            raise RuntimeError("ALSRecommender is not fitted: call fit(TrainData) first")
-
     def _item_map(self) -> pl.DataFrame:
-        self._require_fitted()
+        require_fitted(self, self.item_ids)
         return pl.DataFrame({"article_idx": self.item_ids, "col": np.arange(self.item_ids.size, dtype=np.int32)})
 
     def recommend(self, query: Query, k: int) -> Recs:
         return self.recommend_from(self.user_factors(query), query, k)
+
+    def user_state(self, query: Query) -> np.ndarray:
+        return self.user_factors(query)
 
     def recommend_from(self, factors: np.ndarray, query: Query, k: int) -> Recs:
         """`recommend` from the rows' `user_factors`, already computed (the ranker also scores with them)."""
@@ -142,7 +135,7 @@ class ALSRecommender(Recommender):
     def user_factors(self, query: Query) -> np.ndarray:
         """(len(query), factors) float32: each row's factors solved from its purchases in the window (implicit's
         `recalculate_user`, the same solve as for a new user); zeros for a row with none of the model's articles."""
-        self._require_fitted()
+        require_fitted(self, self.item_ids)
         h = query.arrays().within(self.config.window_days)  # numpy: a live query pays no Polars overhead
         known, cols = find_sorted(self.item_ids, h.article_idx)
         rows, cols = h.row[known], cols[known]
@@ -178,7 +171,7 @@ class ALSRecommender(Recommender):
 
     def search(self, factors: np.ndarray, k: int) -> Recs:
         """Each row's k best recently sold articles by factor dot product; rows of zero factors get none."""
-        out = Recs(np.full((len(factors), k), PAD_ITEM, np.int32), np.full((len(factors), k), np.nan, np.float32))
+        out = Recs.empty(len(factors), k)
         warm = np.flatnonzero(np.any(factors != 0, axis=1))
         n = min(k, self.active.size)
         if n == 0 or warm.size == 0:
@@ -207,9 +200,8 @@ class ALSRecommender(Recommender):
         return out
 
     def save(self, directory: Path) -> None:
-        self._require_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        require_fitted(self, self.item_ids)
+        write_config(directory, self.config)
         save_file({"item_factors": np.ascontiguousarray(self.model.item_factors), "item_ids": self.item_ids,
                    "active": self.active},
                   directory / FACTORS_FILE)
@@ -217,8 +209,7 @@ class ALSRecommender(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-        recommender = cls(ALSConfig(**config), fill=load_recommender(directory / FILL_DIR))
+        recommender = cls(read_config(directory, ALSConfig), fill=load_recommender(directory / FILL_DIR))
         tensors = load_file(directory / FACTORS_FILE)
         recommender.model = recommender._new_model()
         recommender.model.item_factors = tensors["item_factors"]

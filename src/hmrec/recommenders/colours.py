@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
@@ -12,12 +11,13 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import HistoryArrays, Query, Reason, Recommender, Recs, TrainData
+from hmrec.data import HistoryArrays, Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Reason, Recommender
 from hmrec.store.arrays import decay, expand, group_max, pair_key, split_key
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 VARIANTS_FILE = "variants.parquet"
 
 
@@ -37,21 +37,20 @@ class OtherColoursConfig:
 
 def save_config_and_table(directory: Path, config, table: pl.DataFrame, table_file: str) -> None:
     """A source's fitted state as its config (JSON) and one table (Parquet)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
+    write_config(directory, config)
     table.write_parquet(directory / table_file)
 
 
 def load_config_and_table(directory: Path, config_type: type, table_file: str) -> tuple:
     """What `save_config_and_table` wrote: (config, table)."""
-    config = config_type(**json.loads((directory / CONFIG_FILE).read_text()))
-    return config, pl.read_parquet(directory / table_file)
+    return read_config(directory, config_type), pl.read_parquet(directory / table_file)
 
 
 class OtherColoursRecommender(Recommender):
     """Scores a variant by the recency of the customer's purchase of its product times (1 + its recent sales)."""
 
     name = "other_colours"
+    personal_only = True  # proposes from the customer's own purchases only
     reason = Reason.OTHER_COLOUR
 
     def __init__(self, config: OtherColoursConfig | None = None):
@@ -97,8 +96,7 @@ class OtherColoursRecommender(Recommender):
     def _lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(dense product number of each article_idx, -1 if not proposable; the variants' product numbers,
         sorted; their article_idx; their sales), built once per fitted table."""
-        if self.variants is None:
-            raise RuntimeError("OtherColoursRecommender.recommend called before fit or load")
+        require_fitted(self, self.variants)
         if self._arrays is None:
             variants = self.variants.sort("product_code", "article_idx")
             _, products = np.unique(variants["product_code"].to_numpy(), return_inverse=True)

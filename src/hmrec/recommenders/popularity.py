@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Self
@@ -11,10 +10,11 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import PAD_ITEM, Explained, Query, Reason, Recommender, Recs, TrainData
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Explained, Reason, Recommender
 from hmrec.store.tables import AGE_BUCKET_LABELS, UNKNOWN_AGE_BUCKET, age_bucket
 
-CONFIG_FILE = "config.json"
 RANKING_FILE = "ranking.parquet"
 GLOBAL_BUCKET = UNKNOWN_AGE_BUCKET  # the global list is stored as the unknown-age bucket's list
 
@@ -72,7 +72,7 @@ def fill_with(primary: Recs, fill: Recs, k: int) -> Recs:
     slot = np.cumsum(keep, axis=1) - 1  # where each kept answer lands in the output row
     keep &= slot < k
     rows = np.broadcast_to(np.arange(n)[:, None], items.shape)[keep]
-    out = Recs(np.full((n, k), PAD_ITEM, dtype=np.int32), np.full((n, k), np.nan, dtype=np.float32))
+    out = Recs.empty(n, k)
     out.items[rows, slot[keep]] = items[keep]
     out.scores[rows, slot[keep]] = scores[keep]
     return out
@@ -102,19 +102,17 @@ class PopularityRecommender(Recommender):
 
     def recommend(self, query: Query, k: int) -> Recs:
         ranking = self._fitted().head(k)
-        items = np.full((len(query), k), PAD_ITEM, dtype=np.int32)
-        scores = np.full((len(query), k), np.nan, dtype=np.float32)
-        items[:, : ranking.height] = ranking["article_idx"].to_numpy()
-        scores[:, : ranking.height] = ranking["score"].to_numpy()
-        return Recs(items, scores)
+        out = Recs.empty(len(query), k)
+        out.items[:, : ranking.height] = ranking["article_idx"].to_numpy()
+        out.scores[:, : ranking.height] = ranking["score"].to_numpy()
+        return out
 
     @classmethod
     def default_config(cls) -> PopularityConfig:
         return PopularityConfig()
 
     def _fitted(self) -> pl.DataFrame:
-        if self.ranking is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
+        require_fitted(self, self.ranking)
         return self.ranking
 
     def settings(self):
@@ -122,13 +120,12 @@ class PopularityRecommender(Recommender):
         return self.config
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.settings())))
+        write_config(directory, self.settings())
         self._fitted().write_parquet(directory / RANKING_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        model = cls(cls.settings_type(**json.loads((directory / CONFIG_FILE).read_text())))
+        model = cls(read_config(directory, cls.settings_type))
         model.ranking = pl.read_parquet(directory / RANKING_FILE)
         return model
 
@@ -163,16 +160,14 @@ class AgePopularityRecommender(PopularityRecommender):
         return self
 
     def recommend(self, query: Query, k: int) -> Recs:
-        if self.answers is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(TrainData) first")
+        require_fitted(self, self.answers)
         bucket_rows = np.nan_to_num(query.customers["age_bucket"].to_numpy(), nan=GLOBAL_BUCKET).astype(np.int64)
         bucket_rows = np.where((bucket_rows >= 0) & (bucket_rows < len(AGE_BUCKET_LABELS)), bucket_rows + 1, 0)
         width = min(k, self.answers.items.shape[1])
-        items = np.full((len(query), k), PAD_ITEM, dtype=np.int32)
-        scores = np.full((len(query), k), np.nan, dtype=np.float32)
-        items[:, :width] = self.answers.items[bucket_rows, :width]
-        scores[:, :width] = self.answers.scores[bucket_rows, :width]
-        return Recs(items, scores)
+        out = Recs.empty(len(query), k)
+        out.items[:, :width] = self.answers.items[bucket_rows, :width]
+        out.scores[:, :width] = self.answers.scores[bucket_rows, :width]
+        return out
 
     @classmethod
     def default_config(cls) -> PopularityConfig:

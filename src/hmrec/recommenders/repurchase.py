@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 
-from hmrec.recommenders.base import Query, Reason, Recommender, Recs, TrainData, load_recommender, save_recommender
+from hmrec.data import Query, Recs, TrainData
+from hmrec.data.files import read_config, write_config
+from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with
 from hmrec.store.arrays import decay, group_max, group_sum, pair_key, split_key
 
-CONFIG_FILE = "config.json"
 FILL_DIR = "fill"
 
 
@@ -57,11 +57,9 @@ class RepurchaseRecommender(Recommender):
         return fill_with(own, self.fill.recommend(query, k), k)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        write_config(directory, self.config)
         save_recommender(self.fill, directory / FILL_DIR)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-        return cls(RepurchaseConfig(**config), fill=load_recommender(directory / FILL_DIR))
+        return cls(read_config(directory, RepurchaseConfig), fill=load_recommender(directory / FILL_DIR))

@@ -11,7 +11,9 @@ from typing import Self
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import HistoryArrays, Query, Reason, Recommender, Recs, TrainData
+from hmrec.data import HistoryArrays, Query, Recs, TrainData
+from hmrec.data.files import require_fitted
+from hmrec.recommenders.base import Reason, Recommender
 from hmrec.recommenders.colours import load_config_and_table, save_config_and_table
 from hmrec.store.arrays import decay, expand, group_sum, pair_key, split_key
 
@@ -41,6 +43,7 @@ class BoughtTogetherRecommender(Recommender):
     sum over its recent buys a of strength(a, b) times the buy's recency weight."""
 
     name = "bought_together"
+    personal_only = True  # proposes from the customer's own purchases only
     reason = Reason.BOUGHT_WITH
 
     def __init__(self, config: BoughtTogetherConfig | None = None):
@@ -92,8 +95,7 @@ class BoughtTogetherRecommender(Recommender):
 
     def _lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs as arrays sorted by article_idx: (article_idx, partner_idx, strength), built once."""
-        if self.pairs is None:
-            raise RuntimeError("BoughtTogetherRecommender.recommend called before fit or load")
+        require_fitted(self, self.pairs)
         if self._arrays is None:
             pairs = self.pairs.sort("article_idx", maintain_order=True)
             self._arrays = tuple(pairs[c].to_numpy() for c in ("article_idx", "partner_idx", "strength"))

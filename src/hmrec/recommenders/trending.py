@@ -8,7 +8,7 @@ from typing import Self
 
 import polars as pl
 
-from hmrec.recommenders.base import TrainData
+from hmrec.data import TrainData
 from hmrec.recommenders.popularity import PopularityConfig, PopularityRecommender
 from hmrec.store.arrays import days_before, decay
 

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import TrainData
+from hmrec.data import TrainData
 from hmrec.retrieval.encoders import Encoders, NumericScaler, numeric_columns
 from hmrec.store.features import user_features
 from hmrec.store.tables import age_bucket

@@ -10,7 +10,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from hmrec.recommenders.base import PAD_ITEM
+from hmrec.data import PAD_ITEM
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Self
@@ -14,7 +13,9 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from hmrec.recommenders.base import Query, Reason, Recommender, Recs, TrainData
+from hmrec.data import Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Reason, Recommender
 from hmrec.retrieval.config import TwoTowerConfig
 from hmrec.retrieval.data import (
     PurchaseHistory,
@@ -36,7 +37,6 @@ __all__ = ["TwoTowerConfig", "TwoTowerRecommender"]  # the config lives in confi
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 VECTORS_FILE = "vectors.safetensors"
 ARTICLES_FILE = "articles.parquet"
@@ -45,10 +45,15 @@ SINGLE_THREAD_USERS = 64
 
 
 class TwoTowerRecommender(Recommender):
-    """Two-tower retrieval over FAISS; a customer's vector comes from profile and purchases, never an id."""
+    """Two-tower retrieval over FAISS; a customer's vector comes from profile and purchases, never an id.
+
+    More than 12 methods: besides its own steps (encode items, build the index, user vectors, search) it answers
+    most of the interface's capabilities (refresh, similar/similar_by, user_state/recommend_from/pair_scores,
+    with_index_window, use_trainer, training_losses, save/load)."""
 
     name = "two_tower"
     reason = Reason.STYLE
+    fit_once = True  # slow to train; one fitted on the ranker's label week would score its labels too well
 
     def __init__(self, config: TwoTowerConfig | None = None, train_fn=train):
         self.config = config or TwoTowerConfig()
@@ -101,7 +106,7 @@ class TwoTowerRecommender(Recommender):
         A model trained up to an earlier date still answers "as of now": articles launched since get vectors
         from their attributes and fresh sales features, and the index holds what sells now.
         """
-        self._require_fitted()
+        require_fitted(self, self.model)
         with deterministic(self.config.seed, self.config.threads):
             snapshot, _ = item_numeric_snapshots(data, [data.cutoff], self.encoders.item_scaler)
             self._item_numeric = torch.from_numpy(np.pad(snapshot[0], ((0, 1), (0, 0)))).contiguous()
@@ -132,12 +137,20 @@ class TwoTowerRecommender(Recommender):
         bias = self.model.bias(numeric[:n]).numpy() * self.config.temperature
         return vectors, bias.astype(np.float32)
 
-    def reindex(self, data: TrainData, window_days: int | None) -> Self:
-        """Only the index rebuilt, of the articles sold `window_days` before `data.cutoff` (weights and item vectors
-        kept): how the index window is chosen on validation."""
-        self.config.index_window_days = window_days
-        self.index = self._build_index(data.transactions, data.cutoff)
-        return self
+    def with_index_window(self, data: TrainData, window_days: int | None) -> Self:
+        """A copy whose index holds the articles sold `window_days` before `data.cutoff` (weights and item vectors
+        shared, this model untouched): how the index window is chosen on validation."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.config = replace(self.config, index_window_days=window_days)
+        copy.index = copy._build_index(data.transactions, data.cutoff)
+        return copy
+
+    def use_trainer(self, train_fn) -> None:
+        self.train_fn = train_fn
+
+    def training_losses(self) -> list[float]:
+        return self.losses
 
     def _build_index(self, transactions: pl.DataFrame, cutoff: date) -> ArticleIndex:
         days = self.config.index_window_days
@@ -152,7 +165,7 @@ class TwoTowerRecommender(Recommender):
     def user_vectors(self, query: Query) -> np.ndarray:
         """(len(query), dim) vectors from each row's profile and purchases before query.as_of: the unit user
         vector, then a constant 1 when the model has an item bias (so user . article = u.v + bias)."""
-        self._require_fitted()
+        require_fitted(self, self.model)
         n, config = len(query), self.config
         profiles = torch.from_numpy(self.encoders.encode_users(customer_profiles(query.customers)))
         rows = np.arange(n, dtype=np.int64)
@@ -180,16 +193,30 @@ class TwoTowerRecommender(Recommender):
     def recommend(self, query: Query, k: int) -> Recs:
         return self.search(self.user_vectors(query), k)
 
+    def user_state(self, query: Query) -> np.ndarray:
+        return self.user_vectors(query)
+
+    def recommend_from(self, state: np.ndarray, query: Query, k: int) -> Recs:
+        return self.search(state, k)
+
+    def pair_scores(self, state: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
+        """user . article for every candidate line (query row, article_idx), not only the ones retrieved (the
+        index holds only recently sold articles and returns its top-N). state: `user_vectors`, (len(query), dim)."""
+        return np.einsum("nd,nd->n", state[rows], self.article_vectors()[articles]).astype(np.float32)
+
+    def similar_by(self) -> str:
+        return self.name
+
     def search(self, user_vectors: np.ndarray, k: int) -> Recs:
         """Top-k indexed articles for precomputed user vectors (lets a caller compute them once and reuse them)."""
         if len(user_vectors) == 0:
-            return Recs(np.zeros((0, k), dtype=np.int32), np.zeros((0, k), dtype=np.float32))
+            return Recs.empty(0, k)
         items, scores = self.index.search(user_vectors, k)
         return Recs(items, scores)
 
     def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k indexed articles nearest to `article_idx` by item vector, itself excluded, best first."""
-        self._require_fitted()
+        require_fitted(self, self.model)
         if not 0 <= article_idx < len(self.item_vectors):
             last = len(self.item_vectors) - 1
             raise KeyError(f"article_idx {article_idx} is not in the model's articles (0..{last})")
@@ -202,24 +229,19 @@ class TwoTowerRecommender(Recommender):
     def article_vectors(self) -> np.ndarray:
         """(n_articles, dim) item vectors as of the training cutoff, row i = article_idx i: the unit vector,
         then the article's bias when the model has one (user_vectors() . article_vectors() = index score)."""
-        self._require_fitted()
+        require_fitted(self, self.model)
         if self.item_bias is None:
             return self.item_vectors
         return np.hstack([self.item_vectors, self.item_bias[:, None]])
 
-    def _require_fitted(self) -> None:
-        if self.model is None:
-            raise RuntimeError("TwoTowerRecommender is not fitted: call fit(TrainData) or load(directory) first")
-
     def save(self, directory: Path) -> None:
-        self._require_fitted()
+        require_fitted(self, self.model)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"config": asdict(self.config), "shapes": asdict(self.model.shapes)}
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        write_config(directory, {"config": asdict(self.config), "shapes": asdict(self.model.shapes)})
         training = {"losses": self.losses, "examples_per_second": self.examples_per_second,
                     "n_examples": self.n_examples}
-        (directory / LOSSES_FILE).write_text(json.dumps(training))
+        write_config(directory, training, LOSSES_FILE)
         self.encoders.save(directory)
         save_file(self.model.state_dict(), str(directory / WEIGHTS_FILE))
         tensors = {"item_vectors": torch.from_numpy(self.item_vectors), "item_codes": self._item_codes,
@@ -233,7 +255,7 @@ class TwoTowerRecommender(Recommender):
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
-        meta = json.loads((directory / CONFIG_FILE).read_text())
+        meta = read_config(directory)
         recommender = cls(TwoTowerConfig(**meta["config"]))
         recommender.model = TwoTower(TowerShapes(**meta["shapes"]))
         recommender.model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
@@ -246,7 +268,7 @@ class TwoTowerRecommender(Recommender):
         recommender._item_numeric = tensors["item_numeric"]
         recommender.articles = pl.read_parquet(directory / ARTICLES_FILE)
         recommender.index = ArticleIndex.load(directory)
-        losses = json.loads((directory / LOSSES_FILE).read_text())
+        losses = read_config(directory, name=LOSSES_FILE)
         recommender.losses, recommender.examples_per_second = losses["losses"], losses["examples_per_second"]
         recommender.n_examples = losses["n_examples"]
         return recommender

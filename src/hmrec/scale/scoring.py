@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hmrec.recommenders.base import Query, Recommender, Recs, load_recommender, save_recommender
+from hmrec.data import Query, Recs
+from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
 from hmrec.scale.cluster import cluster_cpus
 from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, partition_files, scan_partitions, scan_table
 

@@ -46,7 +46,7 @@ class CatalogueViews:
             pairs = [(int(a), float(s)) for a, s in zip(np.ravel(found), np.ravel(scores), strict=True)
                      if int(a) != idx and int(a) >= 0]
             pairs = (pairs if any_type else _same_kind_first(model, idx, pairs))[:k]
-            method = "two_tower"  # the one source that declares article likeness
+            method = model.recommender.similar_by()  # the source that answered likeness
         else:
             pairs, method = _same_type(model, idx, k), "same_product_type"
         items = [{**self.cards.card(model, a), "score": s} for a, s in pairs]

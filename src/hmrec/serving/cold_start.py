@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from hmrec.recommenders.base import Query
+from hmrec.data import Query
 from hmrec.serving.live import history_frame
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.reasons import word

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 from starlette.concurrency import run_in_threadpool
 
-from hmrec.recommenders.base import PAD_ITEM, Query, Recs
+from hmrec.data import PAD_ITEM, Query, Recs
 from hmrec.recommenders.popularity import fill_with
 from hmrec.serving.batching import Batcher
 from hmrec.serving.cache import AnswerCache
@@ -190,7 +190,7 @@ def _fill(ranked: list[dict], fallback: list[dict], k: int) -> list[dict]:
 
 def _as_recs(items: list[dict], k: int) -> Recs:
     """One answer list as a one-row Recs of width k."""
-    out = Recs(np.full((1, k), PAD_ITEM, dtype=np.int32), np.full((1, k), np.nan, dtype=np.float32))
+    out = Recs.empty(1, k)
     head = items[:k]
     out.items[0, :len(head)] = [it["article_idx"] for it in head]
     out.scores[0, :len(head)] = [it["score"] for it in head]

@@ -113,7 +113,7 @@ class ArticleDetail(ArticleCard):
 
 class SimilarResponse(BaseModel):
     article: ArticleCard
-    method: Literal["two_tower", "same_product_type"]
+    method: str = Field(description="The source that answered likeness (its name), or same_product_type")
     items: list[ScoredArticle]
 
 

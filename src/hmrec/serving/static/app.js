@@ -140,7 +140,7 @@ async function showSimilar(article) {
   try {
     const answer = await api("GET", `/articles/${article.article_id}/similar?k=8`);
     $("similar-name").textContent = article.name || article.article_id;
-    $("similar-method").textContent = answer.method === "two_tower" ? "(by style vectors)" : "(same product type)";
+    $("similar-method").textContent = answer.method === "same_product_type" ? "(same product type)" : "(by style vectors)";
     $("similar").replaceChildren(...answer.items.map((a) => card(a, { buy: Boolean(currentCustomer) })));
     $("similar-section").classList.remove("hidden");
     $("similar-section").scrollIntoView({ behavior: "smooth" });

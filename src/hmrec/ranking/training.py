@@ -1,0 +1,204 @@
+"""Training the `final` ranker: the label windows before the cutoff, the sources as of each window, the training
+frame (candidates and features strictly before a window, labels: bought in it), LightGBM lambdarank, and the
+leader: the order (LightGBM's or one source's own) that scores best on the ranker's validation customers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from hmrec import logs
+from hmrec.candidates.sources import default_counts
+from hmrec.data import Query, Recs, TrainData
+from hmrec.evaluation.metrics import map_at_k
+from hmrec.ranking.features import ArticleLookup, article_table, feature_columns
+from hmrec.ranking.scoring import candidate_features, feature_matrix, led_by
+from hmrec.recommenders.base import Recommender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinalConfig:
+    """How the ranker is trained. n_per_source: each candidate source's count (None: the catalogue's defaults);
+    label_days: the window before the cutoff whose purchases are the labels; label_weeks: how many such windows,
+    each with its candidates and features as of its first day (several label weeks teach the ranker more than one).
+    Sources that declare `fit_once` are fitted once on the data before the first window, their weights kept for
+    answering and refreshed as of each later cutoff (the two-tower is slow to train, and one fitted on the label
+    window would score the ranker's training labels better than it can score the held-out week, so the ranker
+    would trust it too much); the other sources are refitted on everything before each cutoff.
+    max_train_customers: a seeded sample of the windows' buyers, shared out over the weeks (None: all);
+    valid_fraction: customers held out for early stopping, and on whom LightGBM's order is compared with each
+    source's own (`RankerState.leader`): the final method never orders worse there than its best source."""
+
+    n_per_source: dict[str, int] = field(default_factory=default_counts)
+    label_days: int = 7
+    label_weeks: int = 2
+    max_train_customers: int | None = 50_000
+    valid_fraction: float = 0.15
+    num_boost_round: int = 400
+    early_stopping_rounds: int = 40
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 20
+    num_threads: int = 2
+    seed: int = 7
+
+    def label_starts(self, cutoff: date) -> list[date]:
+        """First day of each label window, oldest first: the windows just before `cutoff`."""
+        return [cutoff - timedelta(days=self.label_days * week) for week in range(self.label_weeks, 0, -1)]
+
+    def lightgbm_params(self) -> dict:
+        return {
+            "objective": "lambdarank", "metric": "map", "eval_at": [12], "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf, "num_threads": self.num_threads,
+            "seed": self.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1,
+        }
+
+
+@dataclass
+class RankerState:
+    """What fitting learned besides the booster (saved as state.json): the features in training order; the leader,
+    a source whose own order (its candidates first, by its rank) beat LightGBM's on the validation customers,
+    its candidates then lead in its order and LightGBM orders the rest (None: LightGBM's order); and the MAP@12 of
+    each order compared."""
+
+    feature_names: list[str]
+    leader: str | None = None
+    validation_map: dict[str, float] = field(default_factory=dict)
+
+
+def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], config: FinalConfig,
+               data: TrainData, prefitted: tuple[str, ...] = (), warm: tuple[str, ...] = ()
+               ) -> tuple[lgb.Booster, RankerState, pl.DataFrame]:
+    """Train on every label window, then bring the sources up to `data.cutoff`; returns the booster, its state and
+    the article table as of the cutoff (what answering reads). `prefitted` sources are used as they are; `warm`
+    ones (that declare `fit_once`) were fitted on data before the first label window: they are only refreshed."""
+    frames, offset = [], 0
+    per_week = None if config.max_train_customers is None else config.max_train_customers // max(config.label_weeks, 1)
+    for week, start in enumerate(config.label_starts(data.cutoff)):
+        early = TrainData(data.transactions.filter(pl.col("t_dat") < start), data.customers, data.articles, start)
+        if early.transactions.height == 0:
+            raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {config.label_weeks} label "
+                             f"weeks of {config.label_days} days); pass fewer label weeks")
+        prepare_sources(sources, early, week == 0, prefitted, warm)
+        end = start + timedelta(days=config.label_days)
+        labels = data.transactions.filter((pl.col("t_dat") >= start) & (pl.col("t_dat") < end))
+        frame = training_frame(sources, n_per_source, early, labels, per_week, config.seed)
+        frames.append(frame.with_columns(pl.col("row") + offset))
+        offset += int(frame["row"].max()) + 1
+    booster, state, valid = train_booster(pl.concat(frames, how="diagonal_relaxed"), config)
+    if valid.height:
+        choose_leader(booster, state, valid, [name for name in sources if n_per_source.get(name)], config.num_threads)
+    prepare_sources(sources, data, False, prefitted, warm)
+    return booster, state, article_table(data)
+
+
+def prepare_sources(sources: dict[str, Recommender], data: TrainData, first: bool, prefitted: tuple[str, ...],
+                    warm: tuple[str, ...]) -> None:
+    """Sources as of `data.cutoff`: those that declare `fit_once` fitted on the first call (unless `warm`: fitted
+    before on earlier data) and refreshed (weights kept) on the others; the rest refitted every time."""
+    once = tuple(name for name, source in sources.items() if source.fit_once)
+    skip = prefitted + (warm if first else once)
+    for name, source in sources.items():
+        if name in skip:
+            continue
+        started = time.perf_counter()
+        source.fit(data)
+        log.info("fitted source %s on data before %s in %.1f s", name, data.cutoff, time.perf_counter() - started)
+    for name in once:
+        if name not in prefitted and (not first or name in warm):
+            sources[name].refresh(data)
+
+
+def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int], early: TrainData,
+                   labels: pl.DataFrame, max_customers: int | None, seed: int) -> pl.DataFrame:
+    """Features and labels of the label window's buyers (a seeded sample of at most `max_customers`), as of the
+    window's first day; buyers without a bought article among their candidates are left out (no positive: their
+    groups teach lambdarank nothing)."""
+    buyers = np.sort(labels["customer_idx"].unique().to_numpy())
+    if max_customers is not None and buyers.size > max_customers:
+        buyers = np.sort(np.random.default_rng(seed).choice(buyers, max_customers, replace=False))
+    query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
+    articles = ArticleLookup.of(article_table(early))
+    with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
+        frame = pl.DataFrame(candidate_features(sources, n_per_source, query, articles)[1])
+    rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
+    bought = labels.join(rows, on="customer_idx").select("row", "article_idx").unique()
+    frame = frame.join(bought.with_columns(pl.lit(1, pl.Int8).alias("label")), on=["row", "article_idx"],
+                       how="left").with_columns(pl.col("label").fill_null(0))
+    positives = frame.group_by("row").agg(pl.col("label").max().alias("has_positive"))
+    frame = frame.join(positives.filter(pl.col("has_positive") == 1).select("row"), on="row", how="semi")
+    log.info(
+        "ranker training week: %d buyers, %d with a positive among %d candidates (recall %.3f)",
+        buyers.size, frame["row"].n_unique(), frame.height, frame["label"].sum() / max(bought.height, 1),
+    )
+    if frame.height == 0:
+        raise ValueError("no buyer of the ranker's training window has a bought article among its candidates")
+    return frame.sort("row", "article_idx")
+
+
+def train_booster(frame: pl.DataFrame, config: FinalConfig) -> tuple[lgb.Booster, RankerState, pl.DataFrame]:
+    """LightGBM lambdarank on the frame, a seeded `valid_fraction` of its customers held out for early stopping;
+    returns the booster, the state (features) and the held-out lines (empty under 10 customers)."""
+    state = RankerState(feature_columns(frame))
+    rows = frame["row"].unique().sort().to_numpy()
+    n_valid = int(round(rows.size * config.valid_fraction)) if rows.size >= 10 else 0
+    valid_rows = np.random.default_rng(config.seed).choice(rows, n_valid, replace=False) if n_valid else \
+        np.array([], dtype=rows.dtype)
+    is_valid = pl.Series(np.isin(frame["row"].to_numpy(), valid_rows))
+    train_set = _dataset(frame.filter(~is_valid), state)
+    valid = frame.filter(is_valid)
+    valid_sets, callbacks = [], []
+    if n_valid:
+        valid_sets = [_dataset(valid, state, reference=train_set)]
+        callbacks = [lgb.early_stopping(config.early_stopping_rounds, verbose=False)]
+    booster = lgb.train(config.lightgbm_params(), train_set, config.num_boost_round, valid_sets=valid_sets,
+                        callbacks=callbacks)
+    log.info("ranker: %d trees, %d features, best valid %s", booster.num_trees(), len(state.feature_names),
+             dict(booster.best_score.get("valid_0", {})))
+    return booster, state, valid
+
+
+def choose_leader(booster: lgb.Booster, state: RankerState, valid: pl.DataFrame, proposing: list[str],
+                  num_threads: int) -> None:
+    """Compare LightGBM's order with each proposing source's own (its candidates first by its rank, LightGBM's for
+    the rest) on the validation customers' candidates, by MAP@12 (`evaluation.metrics`); keep a source's order
+    only where it is better. Sets `state.validation_map` and `state.leader`."""
+    scores = booster.predict(feature_matrix(state.feature_names, valid), num_threads=num_threads)
+    state.validation_map = {"lightgbm": lines_map12(valid, scores)}
+    for name in proposing:
+        if f"{name}_rank" in valid.columns:
+            led = led_by(valid[f"{name}_rank"].cast(pl.Float32).fill_null(np.nan).to_numpy(), scores)
+            state.validation_map[name] = lines_map12(valid, led)
+    best = max(state.validation_map, key=state.validation_map.get)
+    state.leader = None if state.validation_map[best] <= state.validation_map["lightgbm"] else best
+    log.info("ranker order on %d validation customers: MAP@12 %s; answering with %s", valid["row"].n_unique(),
+             ", ".join(f"{n} {v:.4f}" for n, v in state.validation_map.items()),
+             f"{state.leader}'s order first" if state.leader else "LightGBM's order")
+
+
+def lines_map12(lines: pl.DataFrame, scores: np.ndarray) -> float:
+    """MAP@12 of candidate lines (`row, article_idx, label`) ordered by score within each row (ties to the earlier
+    line), over the rows with a positive; a row's relevant articles are its positive lines, so the denominator
+    is its positives among its lines, as LightGBM's own `map@12`."""
+    rows, items = lines["row"].to_numpy().astype(np.int64), lines["article_idx"].to_numpy()
+    keys, compact = np.unique(rows, return_inverse=True)
+    order = np.lexsort((np.arange(rows.size), -np.asarray(scores, dtype=np.float64), compact))
+    top = Recs.from_sorted(compact[order], items[order], np.zeros(rows.size, np.float32), keys.size, 12)
+    positive = lines["label"].to_numpy() > 0
+    relevant = np.split(items[positive][np.argsort(compact[positive], kind="stable")],
+                        np.cumsum(np.bincount(compact[positive], minlength=keys.size))[:-1])
+    return map_at_k(top.items, relevant, 12)
+
+
+def _dataset(frame: pl.DataFrame, state: RankerState, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    groups = frame.group_by("row", maintain_order=True).len()["len"].to_numpy()
+    return lgb.Dataset(feature_matrix(state.feature_names, frame), label=frame["label"].to_numpy(), group=groups,
+                       feature_name=state.feature_names, reference=reference, free_raw_data=True)
