@@ -86,7 +86,11 @@ class _Market:
 
 
 class Simulator:
-    """Walks the data's span a week at a time, remembering each customer's recent purchases."""
+    """Walks the data's span a week at a time, remembering each customer's recent purchases.
+
+    Over 12 methods on purpose: one method per step of a shopper's choice (trips, then past / other colour / first
+    time / market, then remembering), all over the one ring buffer of recent purchases this class owns; split, the
+    steps would pass that buffer and the market around instead."""
 
     def __init__(self, articles: Catalogue, people: Population, first_day: date, days: int,
                  transactions: int, rng: np.random.Generator, behaviour: Behaviour = Behaviour()):
