@@ -23,6 +23,8 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messag
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
 Engine = Annotated[str | None, typer.Option(
     "--engine", help="local (this process) or ray (ETL and batch scoring on Ray); default HMREC_ENGINE, else local.")]
+Wait = Annotated[bool, typer.Option("--wait", help="When another writer holds the lock, wait for it instead of "
+                                    "refusing.")]
 RayAddress = Annotated[str | None, typer.Option(
     "--ray-address", help="Ray cluster to join: auto or host:port (default: start a local Ray on this machine).")]
 
@@ -98,14 +100,17 @@ def etl(
     test_days: TestDays = 7,
     engine: Engine = None,
     ray_address: RayAddress = None,
+    wait: Wait = False,
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
     from hmrec.raw.read import RawDataError
     from hmrec.scale.etl import build_store
+    from hmrec.workdir import LockedError, exclusive, store_lock_path
 
     try:
-        manifest = build_store(raw, store, test_days=test_days, engine=_engine(engine, ray_address))
-    except RawDataError as error:
+        with exclusive(store_lock_path(store), wait=wait):
+            manifest = build_store(raw, store, test_days=test_days, engine=_engine(engine, ray_address))
+    except (RawDataError, LockedError) as error:
         _fail(str(error))
     typer.echo(f"built {store}: " + ", ".join(f"{t} {n:,}" for t, n in manifest["rows"].items()))
     quality = {k: v for k, v in manifest["quality"].items() if v}
@@ -132,17 +137,23 @@ def evaluate(
     ray_address: RayAddress = None,
     refit: Annotated[bool, typer.Option("--refit", help="Refit every method on the store (minutes) instead of "
                                         "scoring the champion.")] = False,
+    wait: Wait = False,
 ) -> None:
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
-    from hmrec.registry.versions import RegistryError
+    from hmrec.registry.versions import RegistryError, workdir_writer
+    from hmrec.workdir import LockedError
 
     config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
     if not (config.store_dir / "manifest.json").is_file():
         _fail(f"{config.store_dir} holds no feature store: run `hmrec pipeline --raw DIR --workdir {workdir}`")
     if refit:
-        typer.echo(str(evaluate_workdir(config)))
+        try:
+            with workdir_writer(workdir, wait=wait):
+                typer.echo(str(evaluate_workdir(config)))
+        except LockedError as error:
+            _fail(str(error))
         return
     _readable_workdir(workdir)
     try:
@@ -160,18 +171,21 @@ def pipeline(
     promote: Annotated[bool, typer.Option(help="Promote the registered version to champion.")] = False,
     engine: Engine = None,
     ray_address: RayAddress = None,
+    wait: Wait = False,
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
     from hmrec.pipeline import PipelineConfig, run_pipeline
     from hmrec.raw.read import RawDataError
+    from hmrec.registry.versions import RegistryError, workdir_writer
     from hmrec.scale.engine import engine_session
+    from hmrec.workdir import LockedError
 
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
                             engine=_engine(engine, ray_address))
     try:
-        with engine_session(config.engine):  # Ray, when chosen, starts once for every stage
+        with workdir_writer(workdir, wait=wait), engine_session(config.engine):  # Ray starts once for every stage
             metrics_path = run_pipeline(config)
-    except RawDataError as error:
+    except (RawDataError, RegistryError, LockedError) as error:
         _fail(str(error))
     typer.echo(str(metrics_path))
 
@@ -202,15 +216,18 @@ def registry_show(
 
 @registry_app.command("promote")
 def registry_promote(
-    version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work")
+    version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
+    wait: Wait = False,
 ) -> None:
     """Make VERSION the champion that the service loads."""
-    from hmrec.registry.versions import Registry, RegistryError
+    from hmrec.registry.versions import Registry, RegistryError, workdir_writer
+    from hmrec.workdir import LockedError
 
     _readable_workdir(workdir)
     try:
-        Registry.for_workdir(workdir).promote(version)
-    except RegistryError as error:
+        with workdir_writer(workdir, wait=wait):
+            Registry.for_workdir(workdir).promote(version)
+    except (RegistryError, LockedError) as error:
         _fail(str(error))
     typer.echo(f"version {version} is now champion")
 

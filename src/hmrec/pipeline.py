@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Query, Recommender, TrainData
+from hmrec.registry.versions import writes_workdir
 from hmrec.scale.engine import EngineConfig
 from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 
@@ -121,6 +122,7 @@ def held_out_query(store: Store, data: TrainData) -> tuple[Query, list]:
     return query.use_user_features(store.read(USER_FEATURES)), relevant
 
 
+@writes_workdir
 def evaluate_workdir(config: PipelineConfig) -> Path:
     """Fit every method on the store in the workdir and write the report; returns metrics.json's path."""
     store = Store(config.store_dir)
@@ -179,6 +181,7 @@ def score_champion(config: PipelineConfig) -> Path:
     return metrics_path
 
 
+@writes_workdir
 def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
     from hmrec.registry.tracking import Tracker
@@ -189,6 +192,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
         raise ValueError("the pipeline needs --raw: the folder holding the three raw CSV files")
     check_raw_inputs(config.raw)  # before a tracking run is opened: a mistyped --raw leaves no FAILED run
     run_id = _new_run_id()
+    champion_at_start = Registry.for_workdir(config.workdir).champion_version()  # promote's compare-and-set
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
         started = time.perf_counter()
         manifest = build_store(config.raw, config.store_dir, test_days=config.test_days, engine=config.engine)
@@ -205,7 +209,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
         registry = Registry.for_workdir(config.workdir)
         version = registry.register(bundle, run_id=tracker.run_id)
         if config.promote:
-            registry.promote(version)
+            registry.promote(version, expected=champion_at_start)
         log.info("registered version %s%s", version, " (champion)" if config.promote else "")
     return metrics_path
 

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -43,6 +44,7 @@ from hmrec.store.features import item_features, user_features
 from hmrec.store.idmap import IdMap
 from hmrec.store.manifest import build_manifest, describe_sources, write_manifest
 from hmrec.store.split import assert_no_leakage, time_split
+from hmrec.workdir import exclusive, store_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +71,37 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, 
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
+    with ExitStack() as held:
+        with _beside(store_dir):
+            store_dir.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(exclusive(store_lock_path(store_dir)))  # one writer per store, else LockedError
+        remove_leftovers(store_dir)
+        return _build_aside(raw_dir, store_dir, test_days, indexer, features, partitions)
+
+
+@contextmanager
+def _beside(store_dir: Path) -> Iterator[None]:
     try:
-        store_dir.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
+        yield
     except OSError as error:
         raise StorePathError(f"--store {store_dir}: cannot create a folder beside it ({error.strerror or error}); "
                              f"choose a writable path") from None
+
+
+def remove_leftovers(store_dir: Path) -> list[Path]:
+    """Delete the build and swap folders a killed build left beside the store (call it holding the store's lock)."""
+    found = sorted(p for pattern in (f".{store_dir.name}.building-*", f".{store_dir.name}.old-*")
+                   for p in store_dir.parent.glob(pattern))
+    for path in found:
+        log.warning("removing %s, left by a store build that was killed", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def _build_aside(raw_dir: Path, store_dir: Path, test_days: int, indexer: Indexer | None, features: Featurer | None,
+                 partitions: int | None) -> dict:
+    with _beside(store_dir):
+        building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
     try:
         manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features,
                                partitions)
