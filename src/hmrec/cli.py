@@ -174,7 +174,7 @@ def pipeline(
     wait: Wait = False,
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
-    from hmrec.pipeline import PipelineConfig, run_pipeline
+    from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError, workdir_writer
     from hmrec.scale.engine import engine_session
@@ -183,6 +183,7 @@ def pipeline(
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
                             engine=_engine(engine, ray_address))
     try:
+        check_raw_inputs(raw)  # before the lock: a mistyped --raw creates no workdir
         with workdir_writer(workdir, wait=wait), engine_session(config.engine):  # Ray starts once for every stage
             metrics_path = run_pipeline(config)
     except (RawDataError, RegistryError, LockedError) as error:

@@ -88,13 +88,14 @@ def remove_leftovers(workdir: Path) -> list[Path]:
     download folders are the service's, which takes no lock.)"""
     patterns = (".scoring-*", "reports/.latest-staging", "reports/.latest-old")
     found = [path for pattern in patterns for path in workdir.glob(pattern)]
-    registry = Registry.for_workdir(workdir)
-    bundles = workdir / BUNDLES_DIR
-    if bundles.is_dir() and any(bundles.iterdir()):
-        registered = registry.manifest_digests()
-        found += [b for b in sorted(bundles.iterdir())
-                  if not (b / MANIFEST).is_file() or sha256_file(b / MANIFEST) not in registered]
-    found += registry.orphan_uploads()
+    if missing_registry(workdir) is None:  # a new workdir has nothing registered to compare with, nor uploads
+        registry = Registry.for_workdir(workdir)
+        bundles = workdir / BUNDLES_DIR
+        if bundles.is_dir() and any(bundles.iterdir()):
+            registered = registry.manifest_digests()
+            found += [b for b in sorted(bundles.iterdir())
+                      if not (b / MANIFEST).is_file() or sha256_file(b / MANIFEST) not in registered]
+        found += registry.orphan_uploads()
     for path in found:
         log.warning("removing %s, left by a writer that was killed or failed (no registered version uses it)", path)
         if path.is_dir() and not path.is_symlink():

@@ -26,6 +26,7 @@ from hmrec.raw.clean import (
     clean_articles,
     clean_customers,
     file_counts,
+    spaced_id,
     transaction_checks,
 )
 from hmrec.raw.read import LINE, RawDataError, RawFile, checked_bytes, open_raw, parse_errors, shown
@@ -53,6 +54,9 @@ STREAMING = "streaming"  # bounded memory: the 3.5 GB transactions file is never
 ABSURD_PRICE_FACTOR = 100.0
 # The data ends on the last day selling at least this share of the median day's volume; later dates are future.
 PLAUSIBLE_DAY_SHARE = 0.1
+# The data starts after the last gap of this many days selling fewer rows in all than the median day, when rows
+# before the gap exist and are fewer than those after it: a clock reset, a placeholder date, a test import.
+PAST_GAP_DAYS = 365
 
 
 class StorePathError(RawDataError):
@@ -277,12 +281,13 @@ def index_block(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFr
     kept = fast.filter(~pl.col("odd")).drop("odd")
     if not odd_lines.len():
         good = pl.DataFrame(schema={LINE: fast.schema[LINE], **tables.TRANSACTIONS_SCHEMA, "customer_id": pl.String,
-                                    "short_id": pl.Boolean})
+                                    "short_id": pl.Boolean, "spaced_id": pl.Boolean})
         return Block(kept, good, empty_quarantine(schema.TRANSACTION_COLUMNS), fast.height)
     log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
     slow = _slow_pass(raw, odd_lines, customer_map, article_map)
     quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
-    good = slow.filter(pl.col(REASON).is_null()).select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", "short_id")
+    good = slow.filter(pl.col(REASON).is_null()).select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", "short_id",
+                                                        "spaced_id")
     return Block(kept, good, quarantine, fast.height)
 
 
@@ -296,6 +301,7 @@ def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> _
     quarantine = pl.concat([b.quarantine.with_columns(pl.col("line") + o) for b, o in shift])
     kept, good, quarantine = _set_aside_implausible(raw, kept, good, quarantine)
     unknown_rows = good["customer_idx"].null_count()
+    spaced = int(good["spaced_id"].sum())
     new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
     if good.height:
         kept = pl.concat([kept, _index_new_customers(good, new_ids, known_ids.len()).select(kept.columns)])
@@ -308,6 +314,7 @@ def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> _
         "transactions.unknown_customer_rows": unknown_rows,
         "customers.unknown_added": new_ids.len(),
         "transactions.id_without_leading_zero": short,
+        "transactions.customer_id_spaces_trimmed": spaced,
         **file_counts("transactions", raw),
     }
     return _Indexed(frame, quarantine, new_ids, quality, raw.notes + _transaction_notes(raw, quality, quarantine))
@@ -344,12 +351,32 @@ def plausible_bounds(fast: pl.DataFrame) -> Plausible:
     busy = days.filter(pl.col("len") >= PLAUSIBLE_DAY_SHARE * days["len"].median())
     last_day = busy["t_dat"].max()
     last_day = last_day + timedelta(days=1) if last_day < date.max else last_day
-    return Plausible(max_price=max_price, last_day=last_day)
+    return Plausible(max_price=max_price, last_day=last_day, first_day=first_plausible_day(days))
+
+
+def first_plausible_day(days: pl.DataFrame) -> date:
+    """The first day after the data's last long quiet gap (`t_dat`, `len`: rows per day with sales), or date.min.
+
+    A day D starts the data when the PAST_GAP_DAYS days before it sold fewer rows in all than the median day,
+    some rows lie before that gap, and they are fewer than the rows from D on. A slow ramp-up has nothing before
+    it, and a busy history is not outnumbered, so both are kept; the rule reads the data alone, never the clock.
+    """
+    days = days.sort("t_dat")
+    day = days["t_dat"].cast(pl.Int64).to_numpy()  # days since 1970-01-01, negative before
+    rows = days["len"].to_numpy().astype(np.int64)
+    before = np.concatenate([[0], np.cumsum(rows)])  # rows strictly before day[i] is before[i]
+    before_gap = before[np.searchsorted(day, day - PAST_GAP_DAYS)]  # rows strictly before each gap's first day
+    in_gap = before[:-1] - before_gap
+    starts = (in_gap < np.median(rows)) & (before_gap > 0) & (before[:-1] < before[-1] - before[:-1])
+    if not starts.any():
+        return date.min
+    return days["t_dat"][int(np.flatnonzero(starts)[-1])]
 
 
 def _implausible(plausible: Plausible) -> pl.Expr:
     price = pl.col("price")
-    return (price > plausible.max_price) | ~price.is_finite() | (pl.col("t_dat") > plausible.last_day)
+    day = pl.col("t_dat")
+    return (price > plausible.max_price) | ~price.is_finite() | (day > plausible.last_day) | (day < plausible.first_day)
 
 
 def _set_aside_implausible(raw: RawFile, kept: pl.DataFrame, good: pl.DataFrame,
@@ -362,7 +389,7 @@ def _set_aside_implausible(raw: RawFile, kept: pl.DataFrame, good: pl.DataFrame,
     lines = pl.concat([frame.filter(_implausible(plausible).fill_null(False))[LINE] for frame in (kept, good)])
     if not lines.len():
         return kept, good, quarantine
-    log.info("%s: %d rows past the data's own price and date bounds", raw.name, lines.len())
+    log.info("%s: %d rows outside the data's own price and date bounds", raw.name, lines.len())
     checked = transaction_checks(raw, plausible).filter(pl.col(LINE).is_in(lines.implode()))
     bad = checked.filter(pl.col(REASON).is_not_null()).collect(engine=STREAMING)
     gone = bad[LINE].implode()
@@ -380,7 +407,8 @@ def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, artic
         .with_columns(pl.coalesce(REASON, pl.when(pl.col("article_idx").is_null()).then(pl.lit("unknown_article"))))
     )
     short = (pl.col("raw_article_id").str.len_bytes() < ID_DIGITS).alias("short_id")
-    rows = plan.select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", short, REASON,
+    spaced = spaced_id("raw_customer_id").alias("spaced_id")
+    rows = plan.select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", short, spaced, REASON,
                        *(f"raw_{c}" for c in schema.TRANSACTION_COLUMNS))
     return rows.collect(engine=STREAMING).sort(LINE)
 
@@ -398,6 +426,9 @@ def _transaction_notes(raw: RawFile, quality: dict[str, int], quarantine: pl.Dat
     if quality["transactions.id_without_leading_zero"]:
         notes.append(f"{raw.name}: {quality['transactions.id_without_leading_zero']:,} article ids without the "
                      f"leading zero matched as the same Int64 id")
+    if quality["transactions.customer_id_spaces_trimmed"]:
+        notes.append(f"{raw.name}: {quality['transactions.customer_id_spaces_trimmed']:,} customer ids with spaces "
+                     f"at an end trimmed")
     if quality["customers.unknown_added"]:
         notes.append(f"{raw.name}: {quality['transactions.unknown_customer_rows']:,} rows of "
                      f"{quality['customers.unknown_added']:,} customers missing from {schema.CUSTOMERS_FILE} kept; "
