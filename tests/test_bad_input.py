@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -205,6 +206,19 @@ def test_the_etl_and_the_api_share_one_customer_id_rule():
     ok, bad = ["a", "a b", "é中-1.x/y", "f" * 64], ["", " a", "a ", "a\tb", "a\x7fb", "a\x85", "f" * 65]
     assert pl.Series(ok).str.contains(schema.CUSTOMER_ID_PATTERN).all()
     assert not pl.Series(bad).str.contains(schema.CUSTOMER_ID_PATTERN).any()
+
+
+def test_ten_thousand_ignored_columns_warn_ten_times_and_count_the_rest(tmp_path, caplog):
+    extra = [f"x{i}" for i in range(10_000)]
+    raw = write_raw(tmp_path / "raw")
+    write_csv(raw / schema.CUSTOMERS_FILE, ",".join([CUSTOMER_HEADER, *extra]),
+              [",".join([row, *["1"] * len(extra)]) for row in CUSTOMERS])
+    with caplog.at_level(logging.WARNING, logger="hmrec.raw.read"):
+        store = built(tmp_path, raw)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 11 and warnings[-1] == "customers.csv: and 9,990 more ignored columns (10,000 in all)"
+    assert store.manifest["quality"]["customers.other_columns_ignored"] == 10_000
+    assert len(store.manifest["normalisations"]) < 20
 
 
 # --- header and store path: fatal -------------------------------------------------------------------------------

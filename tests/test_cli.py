@@ -143,3 +143,23 @@ def test_sigterm_during_start_up_stops_at_once(tmp_path):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def test_a_version_number_beyond_any_registry_is_one_line(tmp_path):
+    workdir = s.handmade_workdir(tmp_path)
+    result = run("registry", "promote", "99999999999999999999", "--workdir", workdir)
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: version 99999999999999999999 does not exist (versions are at most "
+                                     "9223372036854775807); `hmrec registry list` shows the versions")
+
+
+@pytest.mark.parametrize("command", [["registry", "list"], ["registry", "show", "1"], ["registry", "promote", "1"]])
+def test_a_damaged_mlflow_db_is_one_line_naming_it(command, tmp_path):
+    workdir = s.handmade_workdir(tmp_path)
+    with (workdir / "mlflow.db").open("r+b") as db:
+        db.write(os.urandom(4096))  # over the header
+    result = run(*command, "--workdir", workdir)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {workdir.resolve() / 'mlflow.db'} cannot be read ("), lines
+    assert "restore it from a backup" in lines[0]

@@ -194,10 +194,14 @@ def pipeline(
 @registry_app.command("list")
 def registry_list(workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work")) -> None:
     """List registered model versions; the champion is marked."""
-    from hmrec.registry.versions import Registry
+    from hmrec.registry.versions import Registry, RegistryError
 
     _readable_workdir(workdir)
-    for line in Registry.for_workdir(workdir).describe_all():
+    try:
+        lines = Registry.for_workdir(workdir).describe_all()
+    except RegistryError as error:
+        _fail(str(error))
+    for line in lines:
         typer.echo(line)
 
 

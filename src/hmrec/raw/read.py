@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 LINE = "_line"  # 0-based data row number, added while scanning; the file line is LINE + 2
 _INDEX_COLUMN = re.compile(r"^(|Unnamed: \d+)$")  # what pandas writes for an unnamed index
 _TAIL_BYTES = 1 << 20
+SHOWN_REPEATS = 10  # a warning repeated for many columns or values is shown this many times, then counted
 SHOWN_CHARS = 40  # an example value in a message is cut to this many characters, escaped
 BROKEN_FATAL_SHARE = 0.5  # at least this share of lines with unbalanced quotes: the file is not this CSV format
 
@@ -222,9 +223,20 @@ def _internal_names(header: list[str], raw: RawFile) -> list[str]:
             raw.notes.append(f"{raw.name}: ignored an unnamed leading index column (header {shown(name)})")
         else:
             raw.ignored_columns.append(name)
-            log.warning("%s: ignoring column %s, which is not part of the format", raw.name, shown(name))
-            raw.notes.append(f"{raw.name}: ignored column {shown(name)}, which is not part of the format")
+    warn_each(raw, [f"ignored column {shown(name)}, which is not part of the format" for name in raw.ignored_columns],
+                  "ignored columns")
     return names
+
+
+def warn_each(raw: RawFile, messages: list[str], what: str) -> None:
+    """Log and note each message, the first SHOWN_REPEATS of them, then one line for the rest ('and 9,990 more')."""
+    for message in messages[:SHOWN_REPEATS]:
+        log.warning("%s: %s", raw.name, message)
+        raw.notes.append(f"{raw.name}: {message}")
+    if len(messages) > SHOWN_REPEATS:
+        rest = f"and {len(messages) - SHOWN_REPEATS:,} more {what} ({len(messages):,} in all)"
+        log.warning("%s: %s", raw.name, rest)
+        raw.notes.append(f"{raw.name}: {rest}")
 
 
 def _ends_mid_line(path: Path, n_columns: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import sqlite3
 import tempfile
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import mlflow.artifacts
+import sqlalchemy.exc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -35,7 +37,7 @@ from hmrec.registry.checksums import (
     write_manifest,
 )
 from hmrec.registry.housekeeping import owner_tags
-from hmrec.registry.tracking import DB_FILE, client_for, embedded_db, experiment_id
+from hmrec.registry.tracking import DB_FILE, client_for, embedded_db, experiment_id, tracking_uri
 from hmrec.workdir import LOCK_FILE, exclusive
 
 __all__ = ["CHAMPION", "MODEL_NAME", "ChampionMovedError", "Registry", "RegistryError", "VersionInfo",
@@ -148,8 +150,14 @@ class Registry:
 
     @classmethod
     def for_workdir(cls, workdir: str | Path) -> Registry:
-        """The registry in the workdir's tracking store (or the server `MLFLOW_TRACKING_URI` names)."""
-        return cls(client_for(workdir), Path(workdir))
+        """The registry in the workdir's tracking store (or the server `MLFLOW_TRACKING_URI` names); a store that
+        cannot be read (a damaged mlflow.db, a server that does not answer) is a RegistryError of one line."""
+        try:
+            client = client_for(workdir)
+            client.search_registered_models(max_results=1)  # opens the store now, not in the middle of a command
+        except (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, MlflowException) as error:
+            raise RegistryError(_unreadable(workdir, error)) from None
+        return cls(client, Path(workdir))
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -379,6 +387,15 @@ class Registry:
             map_at_12=float(score) if score is not None else None,
             champion=int(mv.version) == champion,
         )
+
+
+def _unreadable(workdir: str | Path, error: Exception) -> str:
+    cause = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0][:200]
+    db = embedded_db(workdir)
+    if db is None:
+        return f"the tracking store {tracking_uri(workdir)} cannot be read ({cause}); check MLFLOW_TRACKING_URI"
+    return (f"{db} cannot be read ({cause}): it is damaged or not an MLflow database; restore it from a backup, "
+            f"or move it aside and run `hmrec pipeline --raw DIR --workdir {workdir} --promote` for a new registry")
 
 
 def map_at_12(manifest: dict) -> float | None:
