@@ -163,3 +163,16 @@ def test_a_damaged_mlflow_db_is_one_line_naming_it(command, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {workdir.resolve() / 'mlflow.db'} cannot be read ("), lines
     assert "restore it from a backup" in lines[0]
+
+
+def test_data_too_short_for_the_pipeline_is_one_line_naming_the_days_needed(tmp_path):
+    from raw_helpers import write_raw
+
+    one_day = ["2020-09-01,c1,0663713001,0.0508,2", "2020-09-01,c2,0541518023,0.0304,1"]
+    raw = write_raw(tmp_path / "raw", transactions=one_day)
+    result = run("pipeline", "--raw", raw, "--workdir", tmp_path / "work")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the data covers 1 day(s) (2020-09-01 .. 2020-09-01), but the pipeline's settings need at least 29: "
+        "7 held-out (--test-days), 2 label week(s) of 7 days for the ranker, a validation week of 7 days and 1 day of "
+        "history before it; give it longer data or fewer --test-days")

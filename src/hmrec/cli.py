@@ -142,6 +142,7 @@ def evaluate(
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
+    from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError, workdir_writer
     from hmrec.workdir import LockedError
 
@@ -152,7 +153,7 @@ def evaluate(
         try:
             with workdir_writer(workdir, wait=wait):
                 typer.echo(str(evaluate_workdir(config)))
-        except LockedError as error:
+        except (LockedError, RawDataError) as error:
             _fail(str(error))
         return
     _readable_workdir(workdir)

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from hmrec.evaluation.selection import Chosen
@@ -214,12 +214,31 @@ def run_pipeline(config: PipelineConfig) -> Path:
     return metrics_path
 
 
+def check_long_enough(store: Store, config: PipelineConfig) -> None:
+    """Raise RawDataError, in one line naming the days the settings need, when the store's data is too short."""
+    from hmrec.evaluation.selection import SelectionConfig
+    from hmrec.ranking.ranker import FinalConfig
+    from hmrec.raw.read import RawDataError
+
+    label_days, valid_days = FinalConfig().label_days, SelectionConfig().valid_days
+    before = config.label_weeks * label_days + valid_days + 1  # label weeks, a validation week, a day before it
+    first, last = (date.fromisoformat(day) for day in store.manifest["data_range"])
+    test_days = store.manifest["test_days"]
+    if (store.cutoff - first).days < before:
+        raise RawDataError(
+            f"the data covers {(last - first).days + 1} day(s) ({first} .. {last}), but the pipeline's settings need "
+            f"at least {test_days + before}: {test_days} held-out (--test-days), {config.label_weeks} label week(s) of "
+            f"{label_days} days for the ranker, a validation week of {valid_days} days and 1 day of history before "
+            f"it; give it longer data or fewer --test-days")
+
+
 def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     from hmrec.candidates.generate import candidate_recall_section
     from hmrec.evaluation.report import write_report
     from hmrec.evaluation.runner import evaluate_methods
     from hmrec.evaluation.selection import settings_section
 
+    check_long_enough(store, config)
     data = load_train_data(store)
     methods, chosen = fit_methods(data, config)
     query, relevant = held_out_query(store, data)
