@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import tempfile
@@ -107,13 +108,36 @@ def _build_aside(raw_dir: Path, store_dir: Path, test_days: int, indexer: Indexe
     with _beside(store_dir):
         building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
     try:
-        manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features,
-                               partitions)
-        _swap_in(building, store_dir)
+        with _disk_full(store_dir):
+            manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features,
+                                   partitions)
+            _swap_in(building, store_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
     log.info("built %s in %.1f s", store_dir, manifest["build_seconds"])
     return manifest
+
+
+_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large", errno.EDQUOT: "Disk quota exceeded"}
+
+
+@contextmanager
+def _disk_full(store_dir: Path) -> Iterator[None]:
+    """A write that found the disk full (or a file size or quota limit) -> StorePathError of one line; Polars
+    reports it as a ComputeError naming the OS error."""
+    try:
+        yield
+        return
+    except OSError as error:
+        if error.errno not in _FULL:
+            raise
+        reason = _FULL[error.errno]
+    except pl.exceptions.PolarsError as error:
+        reason = next((text for code, text in _FULL.items() if f"os error {code})" in str(error)), None)
+        if reason is None:
+            raise
+    raise StorePathError(f"--store {store_dir}: the disk filled up while the store was written ({reason}); free "
+                         f"space beside {store_dir} and run again (nothing was replaced)")
 
 
 def _refuse_foreign_folder(store_dir: Path) -> None:
