@@ -48,6 +48,8 @@ class RawFile:
     index_column: bool = False
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rows: int | None = None  # data rows in the bytes the byte check read; rows appended later are not scanned
+    source: dict = field(default_factory=dict)  # the manifest's record of those bytes: size and sha256
 
     @property
     def name(self) -> str:
@@ -61,6 +63,8 @@ class RawFile:
             self.path, new_columns=self.file_columns, infer_schema=False, row_index_name=LINE, encoding="utf8",
             schema_overrides={c: t for c, t in dtypes.items() if c in present}, ignore_errors=bool(dtypes),
         )
+        if self.rows is not None:
+            scan = scan.head(self.rows)  # the file may have grown since it was checked and hashed
         return scan.select(pl.col(LINE), *[
             pl.col(c) if c in present else pl.lit(None, dtype=dtypes.get(c, pl.String)).alias(c)
             for c in self.spec.columns
@@ -78,6 +82,14 @@ def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None, report:
     if not path.is_file():
         raise RawDataError(f"{spec.name}: file is missing from {raw_dir}; expected the three H&M CSV files there")
     report = report or checked_bytes(path, spec.name)
+    original, cr_note = report, None
+    if _cr_only(path):
+        if scratch is None:
+            raise RawDataError(f"{spec.name}: lines end with CR alone (classic Mac OS); convert them first, e.g. "
+                               f"`tr '\\r' '\\n' < {spec.name} > fixed.csv`")
+        path = write_lf(path, original.size, Path(scratch) / f"{spec.name}.lf")
+        report = checked_bytes(path, spec.name)
+        cr_note = f"{spec.name}: lines ending with CR alone read as line breaks"
     header = _read_header(path)
     if not header:
         raise RawDataError(f"{spec.name}: the file is empty (0 rows, not even a header line)")
@@ -91,7 +103,10 @@ def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None, report:
         )
     if not _has_data_row(path):
         raise RawDataError(f"{spec.name}: the table is empty (a header line and 0 data rows)")
-    raw = RawFile(spec, path, pl.LazyFrame())
+    raw = RawFile(spec, path, pl.LazyFrame(), rows=report.data_rows, source=original.source())
+    if cr_note:
+        log.warning(cr_note)
+        raw.notes.append(cr_note)
     raw.file_columns = _internal_names(header, raw)
     absent = [c for c in spec.columns if c not in raw.file_columns]
     if absent:
@@ -201,6 +216,22 @@ def _read_header(path: Path) -> list[str]:
             return next(csv.reader(handle), [])
         except csv.Error as error:
             raise RawDataError(f"{path.name}: the header line cannot be read as CSV ({error})") from None
+
+
+def _cr_only(path: Path) -> bool:
+    """The file's line breaks are CR alone: its first 64 KiB hold a CR and no LF."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    return b"\r" in head and b"\n" not in head
+
+
+def write_lf(path: Path, size: int, out: Path) -> Path:
+    """A copy of the first `size` bytes of `path` with every CR a LF (a CR-only file; the header's row too)."""
+    with path.open("rb") as source, out.open("wb") as target:
+        while size > 0 and (block := source.read(min(_TAIL_BYTES * 32, size))):
+            size -= len(block)
+            target.write(block.replace(b"\r", b"\n"))
+    return out
 
 
 def _has_data_row(path: Path) -> bool:

@@ -44,7 +44,7 @@ from hmrec.raw.validate import (
 from hmrec.store import tables
 from hmrec.store.features import item_features, user_features
 from hmrec.store.idmap import IdMap
-from hmrec.store.manifest import build_manifest, describe_sources, write_manifest
+from hmrec.store.manifest import build_manifest, write_manifest
 from hmrec.store.split import assert_no_leakage, time_split
 from hmrec.workdir import exclusive, store_lock_path
 
@@ -164,9 +164,8 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, feat
     start = time.perf_counter()
     tx_name = schema.TRANSACTIONS_FILE
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # hashing releases the GIL and Polars does too, so the checksums and the big file's byte check run
-        # beside the parsing of the two small files
-        sources = pool.submit(describe_sources, [raw_dir / name for name in schema.RAW_FILES])
+        # the byte check (which also hashes the bytes it reads, for the manifest) releases the GIL and Polars does
+        # too, so the big file's check runs beside the parsing of the two small files
         tx_bytes = pool.submit(checked_bytes, raw_dir / tx_name, tx_name)
         scratch = out / ".repaired"  # copies of files whose broken-quote rows were rewritten; gone before writing
         scratch.mkdir()
@@ -181,7 +180,7 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, feat
         with parse_errors(raws[schema.TRANSACTIONS_FILE]):
             tx = indexer(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
         customer_table = _customer_table(customers.frame, tx.new_customer_ids)
-        source_info = sources.result()
+        source_info = {name: raws[name].source for name in schema.RAW_FILES}  # exactly the bytes read
     shutil.rmtree(scratch)
     split = time_split(tx.frame, test_days)
     train = tx.frame.filter(pl.col("t_dat") < split.cutoff)
