@@ -92,7 +92,7 @@ def test_evaluate_refit_fits_every_method_again_and_registers_nothing(pipeline_r
     for name in ("popularity", "age_popularity", "repurchase"):  # deterministic fits: the pipeline's figures
         assert refitted["methods"][name] == pytest.approx(trained["methods"][name], abs=1e-12), name
     assert "model_version" not in refitted["run"]
-    assert sorted(p.name for p in workdir.iterdir()) == ["store"]  # no registry, tracking or bundle written
+    assert sorted(p.name for p in workdir.iterdir()) == [".lock", "store"]  # the writer lock; no registry or bundle
 
 
 def test_evaluate_without_a_store_names_the_pipeline(tmp_path):

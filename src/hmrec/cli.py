@@ -105,10 +105,11 @@ def etl(
     """Validate and clean the raw files and build the Parquet feature store."""
     from hmrec.raw.read import RawDataError
     from hmrec.scale.etl import build_store
-    from hmrec.workdir import LockedError, exclusive, store_lock_path
+    from hmrec.store.build import store_writer
+    from hmrec.workdir import LockedError
 
     try:
-        with exclusive(store_lock_path(store), wait=wait):
+        with store_writer(store, wait=wait):
             manifest = build_store(raw, store, test_days=test_days, engine=_engine(engine, ray_address))
     except (RawDataError, LockedError) as error:
         _fail(str(error))

@@ -76,12 +76,21 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, 
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
+    with store_writer(store_dir):
+        remove_leftovers(store_dir)
+        return _build_aside(raw_dir, store_dir, test_days, indexer, features, partitions)
+
+
+@contextmanager
+def store_writer(store_dir: str | Path, wait: bool = False) -> Iterator[None]:
+    """Hold `<store>.lock` (hmrec.workdir.exclusive: another holder raises LockedError, or is waited for); a
+    folder where the lock cannot be made is a StorePathError."""
+    store_dir = Path(store_dir)
     with ExitStack() as held:
         with _beside(store_dir):
             store_dir.parent.mkdir(parents=True, exist_ok=True)
-            held.enter_context(exclusive(store_lock_path(store_dir)))  # one writer per store, else LockedError
-        remove_leftovers(store_dir)
-        return _build_aside(raw_dir, store_dir, test_days, indexer, features, partitions)
+            held.enter_context(exclusive(store_lock_path(store_dir), wait=wait))
+        yield
 
 
 @contextmanager
