@@ -168,3 +168,22 @@ def test_a_writer_removes_a_bundle_upload_whose_run_was_killed_before_its_versio
         pass
     assert not upload.exists()
     registry.load(1)  # the registered version's upload is untouched
+
+
+@pytest.mark.parametrize("command", [["registry", "promote", "1"], ["evaluate", "--refit"]])
+def test_other_writers_refuse_while_the_workdir_is_held(command, tmp_path):
+    from raw_helpers import write_raw
+
+    workdir = s.handmade_workdir(tmp_path)
+    build_store(write_raw(tmp_path / "raw"), workdir / "store")
+    child = holding(workdir / LOCK_FILE)
+    try:
+        result = subprocess.run([str(HMREC), *command, "--workdir", str(workdir)], capture_output=True, text=True,
+                                timeout=300)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {workdir} is in use: process {child.pid} (`test holder`) holds {workdir / LOCK_FILE}; wait for it "
+        "to finish, or pass --wait to queue behind it"]
