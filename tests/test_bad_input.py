@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -142,6 +143,82 @@ def test_the_day_after_the_last_busy_day_is_still_plausible(tmp_path):
     assert store.quarantine(schema.TRANSACTIONS_FILE).select("t_dat", "reason").rows() == [
         ("2020-09-12", "future_date")
     ]
+
+
+@pytest.mark.parametrize("stray", ["0001-01-01", "1899-12-31"])
+def test_a_far_past_date_is_set_aside_as_past_date(tmp_path, stray):
+    rows = [f"{stray},c2,0663713001,0.05,2", *_busy_days(date(2020, 9, 1), 14, 20)]
+    store = built(tmp_path, write_raw(tmp_path / "raw", transactions=rows))
+    assert store.manifest["quality"]["transactions.past_date"] == 1
+    assert store.manifest["data_range"] == ["2020-09-01", "2020-09-14"]
+    assert store.quarantine(schema.TRANSACTIONS_FILE).select("t_dat", "reason").rows() == [(stray, "past_date")]
+
+
+def test_one_row_a_day_through_1970_is_set_aside_though_it_makes_the_median_day_small(tmp_path):
+    old = [f"{date(1970, 1, 1) + timedelta(days=d)},c3,0541518023,0.03,1" for d in range(365)]
+    rows = [*old, *_busy_days(date(2020, 9, 1), 14, 30)]
+    store = built(tmp_path, write_raw(tmp_path / "raw", transactions=rows))
+    assert store.manifest["quality"]["transactions.past_date"] == 365
+    assert store.manifest["data_range"] == ["2020-09-01", "2020-09-14"]
+    assert store.read("transactions").height == 14 * 30
+
+
+def test_a_new_shops_slow_first_months_keep_every_row(tmp_path):
+    """A shop opening on 2020-01-01: a sale every third day in January, then 2 a day, 5 a day, 20 a day."""
+    ramp = [(date(2020, 1, 1), 31, 3, 1), (date(2020, 2, 1), 29, 1, 2), (date(2020, 3, 1), 31, 1, 5),
+            (date(2020, 4, 1), 91, 1, 20)]
+    rows = [f"{first + timedelta(days=d)},c{1 + i % 3},0663713001,0.05,2"
+            for first, days, every, per_day in ramp for d in range(0, days, every) for i in range(per_day)]
+    store = built(tmp_path, write_raw(tmp_path / "raw", transactions=rows))
+    assert store.manifest["data_range"] == ["2020-01-01", "2020-06-30"]
+    assert store.quarantine(schema.TRANSACTIONS_FILE).height == 0
+    assert store.read("transactions").height == len(rows)
+
+
+def test_a_year_long_gap_inside_busy_history_cuts_nothing_when_the_older_part_is_larger(tmp_path):
+    rows = [*_busy_days(date(2018, 9, 1), 30, 20), *_busy_days(date(2020, 9, 1), 14, 20)]
+    store = built(tmp_path, write_raw(tmp_path / "raw", transactions=rows))
+    assert store.manifest["quality"]["transactions.past_date"] == 0
+    assert store.manifest["data_range"] == ["2018-09-01", "2020-09-14"]
+
+
+def test_customer_ids_are_trimmed_counted_and_bad_ones_set_aside_with_a_reason(tmp_path):
+    customers = [" c1,1.0,1.0,ACTIVE,Regularly,49.0,p1", "c2 ,,,ACTIVE,None,23,p2", "c3,,,PRE-CREATE,NONE,,p3",
+                 f"{'x' * 65},,,ACTIVE,NONE,,p4", "c\x01ctl,,,ACTIVE,NONE,,p5"]
+    transactions = [*TRANSACTIONS, "2020-09-10,c3 ,0541518023,0.0300,2", f"2020-09-10,{'y' * 200},0541518023,0.03,2",
+                    "2020-09-10, ,0541518023,0.03,2", "2020-09-10,new one ,0541518023,0.03,2"]
+    store = built(tmp_path, write_raw(tmp_path / "raw", customers=customers, transactions=transactions))
+    quality = store.manifest["quality"]
+    assert quality["customers.customer_id_spaces_trimmed"] == 2 and quality["customers.bad_customer_id"] == 2
+    assert quality["transactions.customer_id_spaces_trimmed"] == 2 and quality["transactions.bad_customer_id"] == 2
+    assert store.read("customers")["customer_id"].to_list() == ["c1", "c2", "c3", "new one"]
+    c3 = store.read("transactions").filter(pl.col("customer_idx") == 2)
+    assert c3.height == 2  # 'c3 ' is c3
+    bad = store.quarantine(schema.TRANSACTIONS_FILE)
+    assert bad["reason"].to_list() == ["bad_customer_id", "bad_customer_id"] and bad["customer_id"][0] == "y" * 200
+    assert store.quarantine(schema.CUSTOMERS_FILE)["reason"].to_list() == ["bad_customer_id", "bad_customer_id"]
+
+
+def test_the_etl_and_the_api_share_one_customer_id_rule():
+    from hmrec.serving.schemas import CUSTOMER_ID_PATTERN
+
+    assert CUSTOMER_ID_PATTERN == schema.CUSTOMER_ID_PATTERN
+    ok, bad = ["a", "a b", "é中-1.x/y", "f" * 64], ["", " a", "a ", "a\tb", "a\x7fb", "a\x85", "f" * 65]
+    assert pl.Series(ok).str.contains(schema.CUSTOMER_ID_PATTERN).all()
+    assert not pl.Series(bad).str.contains(schema.CUSTOMER_ID_PATTERN).any()
+
+
+def test_ten_thousand_ignored_columns_warn_ten_times_and_count_the_rest(tmp_path, caplog):
+    extra = [f"x{i}" for i in range(10_000)]
+    raw = write_raw(tmp_path / "raw")
+    write_csv(raw / schema.CUSTOMERS_FILE, ",".join([CUSTOMER_HEADER, *extra]),
+              [",".join([row, *["1"] * len(extra)]) for row in CUSTOMERS])
+    with caplog.at_level(logging.WARNING, logger="hmrec.raw.read"):
+        store = built(tmp_path, raw)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 11 and warnings[-1] == "customers.csv: and 9,990 more ignored columns (10,000 in all)"
+    assert store.manifest["quality"]["customers.other_columns_ignored"] == 10_000
+    assert len(store.manifest["normalisations"]) < 20
 
 
 # --- header and store path: fatal -------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_evaluate_refit_fits_every_method_again_and_registers_nothing(pipeline_r
     for name in ("popularity", "age_popularity", "repurchase"):  # deterministic fits: the pipeline's figures
         assert refitted["methods"][name] == pytest.approx(trained["methods"][name], abs=1e-12), name
     assert "model_version" not in refitted["run"]
-    assert sorted(p.name for p in workdir.iterdir()) == ["store"]  # no registry, tracking or bundle written
+    assert sorted(p.name for p in workdir.iterdir()) == [".lock", "store"]  # the writer lock; no registry or bundle
 
 
 def test_evaluate_without_a_store_names_the_pipeline(tmp_path):
@@ -143,3 +143,36 @@ def test_sigterm_during_start_up_stops_at_once(tmp_path):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def test_a_version_number_beyond_any_registry_is_one_line(tmp_path):
+    workdir = s.handmade_workdir(tmp_path)
+    result = run("registry", "promote", "99999999999999999999", "--workdir", workdir)
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: version 99999999999999999999 does not exist (versions are at most "
+                                     "9223372036854775807); `hmrec registry list` shows the versions")
+
+
+@pytest.mark.parametrize("command", [["registry", "list"], ["registry", "show", "1"], ["registry", "promote", "1"]])
+def test_a_damaged_mlflow_db_is_one_line_naming_it(command, tmp_path):
+    workdir = s.handmade_workdir(tmp_path)
+    with (workdir / "mlflow.db").open("r+b") as db:
+        db.write(os.urandom(4096))  # over the header
+    result = run(*command, "--workdir", workdir)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {workdir.resolve() / 'mlflow.db'} cannot be read ("), lines
+    assert "restore it from a backup" in lines[0]
+
+
+def test_data_too_short_for_the_pipeline_is_one_line_naming_the_days_needed(tmp_path):
+    from raw_helpers import write_raw
+
+    one_day = ["2020-09-01,c1,0663713001,0.0508,2", "2020-09-01,c2,0541518023,0.0304,1"]
+    raw = write_raw(tmp_path / "raw", transactions=one_day)
+    result = run("pipeline", "--raw", raw, "--workdir", tmp_path / "work")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the data covers 1 day(s) (2020-09-01 .. 2020-09-01), but the pipeline's settings need at least 29: "
+        "7 held-out (--test-days), 2 label week(s) of 7 days for the ranker, a validation week of 7 days and 1 day of "
+        "history before it; give it longer data or fewer --test-days")

@@ -119,7 +119,8 @@ def _check_promise(raw: Path, out: Path) -> str:
         assert "\n" not in message and "\r" not in message and len(message) < 600, message
         assert message.startswith(schema.RAW_FILES), message
         assert not out.exists(), "a refused build left something at the output path"
-        assert [p.name for p in out.parent.iterdir()] == [raw.name], "a temporary folder was left behind"
+        left = sorted(p.name for p in out.parent.iterdir())
+        assert left == sorted([raw.name, f"{out.name}.lock"]), "a temporary folder was left behind"
         return "refused"
     store = Store(out)
     for name in schema.RAW_FILES:

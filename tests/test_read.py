@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import polars as pl
@@ -21,7 +22,7 @@ from raw_helpers import (
 
 from hmrec.raw import schema
 from hmrec.raw.read import RawDataError
-from hmrec.store.build import build_store
+from hmrec.store.build import build_store, index_whole
 from hmrec.store.tables import ARTICLES_SCHEMA, Store
 
 # --- fatal problems ------------------------------------------------------------------------------------------
@@ -114,6 +115,35 @@ def test_bom_crlf_and_quoted_commas(tmp_path):
     assert descs == ["Top in jersey, with a sheen, loose fit"]
     assert store.read("transactions")["sales_channel_id"].to_list() == [2, 2, 1, 2, 2]
     assert sum(store.manifest["quality"].values()) == 1 + 1  # only the '49.0' age and the 'None' spelling
+
+
+def test_cr_only_line_endings_are_read(tmp_path):
+    rows = [f"2020-09-{1 + i % 10:02d},c{1 + i % 3},0663713001,0.05,2" for i in range(2_000)]
+    store = built(tmp_path, write_raw(tmp_path / "raw", transactions=rows, newline="\r"))
+    assert store.manifest["rows"]["transactions"] == 2_000 and store.read("customers").height == 3
+    assert store.read("customers")["postal_code"].to_list() == ["p1", "p2", "p3"]
+    assert "transactions_train.csv: lines ending with CR alone read as line breaks" in store.manifest["normalisations"]
+    raw_bytes = (tmp_path / "raw" / schema.TRANSACTIONS_FILE).read_bytes()  # the manifest describes the file as given
+    assert store.manifest["sources"][schema.TRANSACTIONS_FILE] == {
+        "bytes": len(raw_bytes), "sha256": hashlib.sha256(raw_bytes).hexdigest()}
+
+
+def test_a_file_appended_to_during_the_etl_gives_a_manifest_of_what_was_stored(tmp_path):
+    raw = write_raw(tmp_path / "raw")
+    path = raw / schema.TRANSACTIONS_FILE
+    before = path.read_bytes()
+
+    def appending_indexer(raw_file, known_ids, articles):  # another process appends after the file was checked
+        with path.open("ab") as handle:
+            handle.write(b"2020-09-10,c2,0663713001,0.0508,2\n" * 1_000)
+        return index_whole(raw_file, known_ids, articles)
+
+    build_store(raw, tmp_path / "store", indexer=appending_indexer)
+    store = Store(tmp_path / "store")
+    assert path.stat().st_size > len(before)
+    assert store.manifest["sources"][schema.TRANSACTIONS_FILE] == {
+        "bytes": len(before), "sha256": hashlib.sha256(before).hexdigest()}
+    assert store.manifest["rows"]["transactions"] == len(TRANSACTIONS)
 
 
 def test_file_ending_mid_line(tmp_path):

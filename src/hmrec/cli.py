@@ -23,6 +23,8 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messag
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
 Engine = Annotated[str | None, typer.Option(
     "--engine", help="local (this process) or ray (ETL and batch scoring on Ray); default HMREC_ENGINE, else local.")]
+Wait = Annotated[bool, typer.Option("--wait", help="When another writer holds the lock, wait for it instead of "
+                                    "refusing.")]
 RayAddress = Annotated[str | None, typer.Option(
     "--ray-address", help="Ray cluster to join: auto or host:port (default: start a local Ray on this machine).")]
 
@@ -98,13 +100,17 @@ def etl(
     test_days: TestDays = 7,
     engine: Engine = None,
     ray_address: RayAddress = None,
+    wait: Wait = False,
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
     from hmrec.raw.read import RawDataError
+    from hmrec.store.build import store_writer
+    from hmrec.workdir import LockedError
 
     try:
-        manifest = _engine(engine, ray_address).build_store(raw, store, test_days=test_days)
-    except RawDataError as error:
+        with store_writer(store, wait=wait):
+            manifest = _engine(engine, ray_address).build_store(raw, store, test_days=test_days)
+    except (RawDataError, LockedError) as error:
         _fail(str(error))
     typer.echo(f"built {store}: " + ", ".join(f"{t} {n:,}" for t, n in manifest["rows"].items()))
     quality = {k: v for k, v in manifest["quality"].items() if v}
@@ -131,18 +137,25 @@ def evaluate(
     ray_address: RayAddress = None,
     refit: Annotated[bool, typer.Option("--refit", help="Refit every method on the store (minutes) instead of "
                                         "scoring the champion.")] = False,
+    wait: Wait = False,
 ) -> None:
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
+    from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
-    from hmrec.registry.versions import RegistryError
+    from hmrec.registry.versions import RegistryError, workdir_writer
+    from hmrec.workdir import LockedError
 
     config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
     if not (config.store_dir / "manifest.json").is_file():
         _fail(f"{config.store_dir} holds no feature store: run `hmrec pipeline --raw DIR --workdir {workdir}`")
     if refit:
-        typer.echo(str(evaluate_workdir(config)))
+        try:
+            with workdir_writer(workdir, wait=wait):
+                typer.echo(str(evaluate_workdir(config)))
+        except (LockedError, RawDataError) as error:
+            _fail(str(error))
         return
     _readable_workdir(workdir)
     try:
@@ -160,17 +173,21 @@ def pipeline(
     promote: Annotated[bool, typer.Option(help="Promote the registered version to champion.")] = False,
     engine: Engine = None,
     ray_address: RayAddress = None,
+    wait: Wait = False,
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
-    from hmrec.pipeline import PipelineConfig, run_pipeline
+    from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
     from hmrec.raw.read import RawDataError
+    from hmrec.registry.versions import RegistryError, workdir_writer
+    from hmrec.workdir import LockedError
 
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
                             engine=_engine(engine, ray_address))
     try:
-        with config.engine.session():  # Ray, when chosen, starts once for every stage
+        check_raw_inputs(raw)  # before the lock: a mistyped --raw creates no workdir
+        with workdir_writer(workdir, wait=wait), config.engine.session():  # Ray starts once for every stage
             metrics_path = run_pipeline(config)
-    except RawDataError as error:
+    except (RawDataError, RegistryError, LockedError) as error:
         _fail(str(error))
     typer.echo(str(metrics_path))
 
@@ -178,10 +195,14 @@ def pipeline(
 @registry_app.command("list")
 def registry_list(workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work")) -> None:
     """List registered model versions; the champion is marked."""
-    from hmrec.registry.versions import Registry
+    from hmrec.registry.versions import Registry, RegistryError
 
     _readable_workdir(workdir)
-    for line in Registry.for_workdir(workdir).describe_all():
+    try:
+        lines = Registry.for_workdir(workdir).describe_all()
+    except RegistryError as error:
+        _fail(str(error))
+    for line in lines:
         typer.echo(line)
 
 
@@ -201,15 +222,18 @@ def registry_show(
 
 @registry_app.command("promote")
 def registry_promote(
-    version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work")
+    version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
+    wait: Wait = False,
 ) -> None:
     """Make VERSION the champion that the service loads."""
-    from hmrec.registry.versions import Registry, RegistryError
+    from hmrec.registry.versions import Registry, RegistryError, workdir_writer
+    from hmrec.workdir import LockedError
 
     _readable_workdir(workdir)
     try:
-        Registry.for_workdir(workdir).promote(version)
-    except RegistryError as error:
+        with workdir_writer(workdir, wait=wait):
+            Registry.for_workdir(workdir).promote(version)
+    except (RegistryError, LockedError) as error:
         _fail(str(error))
     typer.echo(f"version {version} is now champion")
 

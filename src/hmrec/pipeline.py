@@ -7,13 +7,14 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from hmrec.data import Query, TrainData
 from hmrec.data.files import publish_copy
 from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Recommender
+from hmrec.registry.versions import writes_workdir
 from hmrec.scale.engine import Engine, LocalEngine
 from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 
@@ -113,6 +114,7 @@ def held_out_query(store: Store, data: TrainData) -> tuple[Query, list]:
     return query.use_user_features(store.read(USER_FEATURES)), relevant
 
 
+@writes_workdir
 def evaluate_workdir(config: PipelineConfig) -> Path:
     """Fit every method on the store in the workdir and write the report; returns metrics.json's path."""
     store = Store(config.store_dir)
@@ -168,6 +170,7 @@ def score_champion(config: PipelineConfig) -> Path:
     return metrics_path
 
 
+@writes_workdir
 def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
     from hmrec.registry.tracking import Tracker
@@ -177,6 +180,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
         raise ValueError("the pipeline needs --raw: the folder holding the three raw CSV files")
     check_raw_inputs(config.raw)  # before a tracking run is opened: a mistyped --raw leaves no FAILED run
     run_id = _new_run_id()
+    champion_at_start = Registry.for_workdir(config.workdir).champion_version()  # promote's compare-and-set
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
         started = time.perf_counter()
         manifest = config.engine.build_store(config.raw, config.store_dir, test_days=config.test_days)
@@ -193,9 +197,27 @@ def run_pipeline(config: PipelineConfig) -> Path:
         registry = Registry.for_workdir(config.workdir)
         version = registry.register(bundle, run_id=tracker.run_id)
         if config.promote:
-            registry.promote(version)
+            registry.promote(version, expected=champion_at_start)
         log.info("registered version %s%s", version, " (champion)" if config.promote else "")
     return metrics_path
+
+
+def check_long_enough(store: Store, config: PipelineConfig) -> None:
+    """Raise RawDataError, in one line naming the days the settings need, when the store's data is too short."""
+    from hmrec.evaluation.selection import SelectionConfig
+    from hmrec.ranking.ranker import FinalConfig
+    from hmrec.raw.read import RawDataError
+
+    label_days, valid_days = FinalConfig().label_days, SelectionConfig().valid_days
+    before = config.label_weeks * label_days + valid_days + 1  # label weeks, a validation week, a day before it
+    first, last = (date.fromisoformat(day) for day in store.manifest["data_range"])
+    test_days = store.manifest["test_days"]
+    if (store.cutoff - first).days < before:
+        raise RawDataError(
+            f"the data covers {(last - first).days + 1} day(s) ({first} .. {last}), but the pipeline's settings need "
+            f"at least {test_days + before}: {test_days} held-out (--test-days), {config.label_weeks} label week(s) of "
+            f"{label_days} days for the ranker, a validation week of {valid_days} days and 1 day of history before "
+            f"it; give it longer data or fewer --test-days")
 
 
 def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
@@ -203,6 +225,7 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
     from hmrec.evaluation.runner import evaluate_methods
     from hmrec.evaluation.selection import settings_section
 
+    check_long_enough(store, config)
     data = load_train_data(store)
     methods, chosen = fit_methods(data, config)
     query, relevant = held_out_query(store, data)

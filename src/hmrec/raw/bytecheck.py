@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,18 @@ class ByteReport:
     # (another pass) only when something needs it: a broken line, or a file not ending with a newline
     ends_with_newline: bool = True
     broken: list[tuple[int, int, int]] = field(default_factory=list)  # (file line, start byte, end byte)
+    size: int = 0  # the bytes checked: the file's size when the pass began (a file appended to meanwhile is cut there)
+    sha256: str = ""  # of those bytes, hashed in the same pass
+    newlines: int = 0
+
+    @property
+    def data_rows(self) -> int:
+        """Rows after the header in the bytes checked (an unfinished last line counts)."""
+        return max(self.newlines + (0 if self.ends_with_newline else 1) - 1, 0)
+
+    def source(self) -> dict:
+        """What the manifest records of the file: exactly the bytes that were checked and parsed."""
+        return {"bytes": self.size, "sha256": self.sha256}
 
 
 @dataclass
@@ -59,12 +73,20 @@ def check_bytes(path: Path) -> ByteReport:
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     state = _State(Path(path))
+    digest = hashlib.sha256()
     # reused: a fresh 32 MB bytes object per read costs more than the checks
     buffer = bytearray(max(1, min(CHUNK, state.path.stat().st_size)))
     last = b""
     with state.path.open("rb") as handle:
-        while size := handle.readinto(buffer):
+        # rows appended from now on are not read; a size of 0 may be a file that does not know its size (/proc)
+        left = os.fstat(handle.fileno()).st_size or None
+        while (left is None or left > 0) and (size := handle.readinto(buffer)):
+            size = size if left is None else min(size, left)
+            left = None if left is None else left - size
             chunk = buffer if size == len(buffer) else buffer[:size]
+            digest.update(chunk)
+            state.report.size += size
+            state.report.newlines += chunk.count(b"\n")
             if state.offset == 0 and chunk.startswith(UTF16_BOMS):
                 raise EncodingProblem(f"the file is UTF-16 (it starts with the byte-order mark {chunk[:2].hex(' ')}); "
                                       f"save it as UTF-8, e.g. `iconv -f utf-16 -t utf-8 in.csv > out.csv`")
@@ -72,6 +94,7 @@ def check_bytes(path: Path) -> ByteReport:
             _track_quotes(chunk, state)
             state.offset += size
             last = bytes(chunk[-1:])
+    state.report.sha256 = digest.hexdigest()
     _finish(decoder, state, last)
     return state.report
 
@@ -157,7 +180,7 @@ def write_repaired(path: Path, report: ByteReport, n_columns: int, out: Path) ->
             text = text[:-1] if cr else text
             target.write(b'"' + text.replace(b'"', b'""') + b'"' + b"," * (n_columns - 1) + (b"\r" if cr else b""))
             position = end
-        _copy(source, target, end=None, position=position)
+        _copy(source, target, end=report.size, position=position)
     return out
 
 

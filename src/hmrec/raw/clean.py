@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 ID_DIGITS = len(schema.format_article_id(0))
 
-CUSTOMER_REASONS = (TRUNCATED, UNBALANCED, "null_customer_id", "duplicate_customer_id")
+CUSTOMER_REASONS = (TRUNCATED, UNBALANCED, "null_customer_id", "bad_customer_id", "duplicate_customer_id")
 ARTICLE_REASONS = (
     TRUNCATED, UNBALANCED, "null_article_id", "null_product_code", "bad_article_id", "bad_product_code",
     "duplicate_article_id",
@@ -40,17 +40,34 @@ TRANSACTION_REASONS = (
     TRUNCATED,
     UNBALANCED,
     *(f"null_{c}" for c in schema.TRANSACTION_COLUMNS),
-    "bad_t_dat", "bad_article_id", "bad_price", "bad_sales_channel_id",
-    "negative_price", "absurd_price", "non_finite_price", "future_date", "unknown_channel", "unknown_article",
+    "bad_t_dat", "bad_customer_id", "bad_article_id", "bad_price", "bad_sales_channel_id",
+    "negative_price", "absurd_price", "non_finite_price", "future_date", "past_date", "unknown_channel",
+    "unknown_article",
 )
 
 _FLAGS = ("FN", "Active")
+
+
+def customer_id(name: str = "customer_id") -> pl.Expr:
+    """An id trimmed of spaces at its ends -> itself; null when it breaks schema.CUSTOMER_ID_PATTERN."""
+    trimmed = pl.col(name).str.strip_chars(" ")
+    return pl.when(trimmed.str.contains(schema.CUSTOMER_ID_PATTERN)).then(trimmed)
+
+
+def spaced_id(name: str = "customer_id") -> pl.Expr:
+    """The id had spaces at an end (trimmed)."""
+    return pl.col(name).str.starts_with(" ") | pl.col(name).str.ends_with(" ")
+
+
+CUSTOMER_ID = Parse("customer_id", customer_id(), f"customer ids of {schema.CUSTOMER_ID_RULE}")
+CUSTOMER_PARSES = (CUSTOMER_ID,)
 ARTICLE_PARSES = (
     Parse("article_id", digits("article_id"), "article ids written as digits"),
     Parse("product_code", integer("product_code", pl.Int32), "whole-number product codes"),
 )
 TRANSACTION_PARSES = (
     Parse("t_dat", iso_date("t_dat"), "dates written YYYY-MM-DD"),
+    CUSTOMER_ID,
     Parse("article_id", digits("article_id"), "article ids written as digits"),
     Parse("price", number("price").cast(pl.Float32), "numbers"),
     # a plain cast: the channel is a small integer in every export, and this column is 31.8M rows long
@@ -60,7 +77,7 @@ TRANSACTION_PARSES = (
 
 def clean_customers(raw: RawFile) -> Cleaned:
     """customers.csv -> typed profiles in file order; flags 0/1, whole-year ages, 'None' spelled 'NONE'."""
-    rows = checked(raw, (), []).collect()
+    rows = checked(raw, CUSTOMER_PARSES, []).collect()
     quality = _customer_value_counts(rows, raw)
     first = pl.col("customer_id").is_first_distinct() | pl.col(REASON).is_not_null()
     rows = rows.with_columns(
@@ -74,7 +91,7 @@ def clean_customers(raw: RawFile) -> Cleaned:
         _age().alias("age"),
         pl.col("postal_code"),
     )
-    return _finish(raw, rows, clean, (), CUSTOMER_REASONS, "customers", quality)
+    return _finish(raw, rows, clean, CUSTOMER_PARSES, CUSTOMER_REASONS, "customers", quality)
 
 
 def _age() -> pl.Expr:
@@ -89,6 +106,9 @@ def _customer_value_counts(rows: pl.DataFrame, raw: RawFile) -> dict[str, int]:
     age_bad = int(rows.select((pl.col("age").is_not_null() & _age().is_null()).sum()).item())
     age_decimal = int(rows.select(pl.col("age").str.contains(r"\.").sum()).item() or 0)
     none = int(rows.select((pl.col("fashion_news_frequency") == "None").sum()).item() or 0)
+    spaced = int(rows.select((spaced_id("raw_customer_id") & pl.col("customer_id").is_not_null()).sum()).item() or 0)
+    if spaced:
+        raw.notes.append(f"{raw.name}: {spaced:,} customer ids with spaces at an end trimmed")
     if none:
         raw.notes.append(f"{raw.name}: {none:,} fashion_news_frequency values 'None' normalised to 'NONE'")
     if age_decimal:
@@ -102,6 +122,7 @@ def _customer_value_counts(rows: pl.DataFrame, raw: RawFile) -> dict[str, int]:
         "customers.bad_age": age_bad,
         "customers.age_decimal": age_decimal,
         "customers.news_none_normalised": none,
+        "customers.customer_id_spaces_trimmed": spaced,
     }
 
 
@@ -157,10 +178,12 @@ def file_counts(table: str, raw: RawFile) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Plausible:
-    """Bounds taken from the data itself: prices above `max_price` are absurd, dates after `last_day` future."""
+    """Bounds taken from the data itself: prices above `max_price` are absurd, dates after `last_day` future,
+    dates before `first_day` past (store.build.plausible_bounds computes them)."""
 
     max_price: float = float("inf")
     last_day: date = date.max
+    first_day: date = date.min
 
 
 def transaction_checks(raw: RawFile, plausible: Plausible = Plausible()) -> pl.LazyFrame:
@@ -171,6 +194,7 @@ def transaction_checks(raw: RawFile, plausible: Plausible = Plausible()) -> pl.L
         ("non_finite_price", price.is_nan()),  # before the next check: NaN sorts above every number in Polars
         ("absurd_price", price > plausible.max_price),  # +inf, and 1e300 (inf as Float32), land here
         ("future_date", pl.col("t_dat") > plausible.last_day),
+        ("past_date", pl.col("t_dat") < plausible.first_day),
         ("unknown_channel", ~pl.col("sales_channel_id").is_in(list(schema.SALES_CHANNELS))),
     ]
     return checked(raw, TRANSACTION_PARSES, extra)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 LINE = "_line"  # 0-based data row number, added while scanning; the file line is LINE + 2
 _INDEX_COLUMN = re.compile(r"^(|Unnamed: \d+)$")  # what pandas writes for an unnamed index
 _TAIL_BYTES = 1 << 20
+SHOWN_REPEATS = 10  # a warning repeated for many columns or values is shown this many times, then counted
 SHOWN_CHARS = 40  # an example value in a message is cut to this many characters, escaped
 BROKEN_FATAL_SHARE = 0.5  # at least this share of lines with unbalanced quotes: the file is not this CSV format
 
@@ -47,6 +48,8 @@ class RawFile:
     index_column: bool = False
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rows: int | None = None  # data rows in the bytes the byte check read; rows appended later are not scanned
+    source: dict = field(default_factory=dict)  # the manifest's record of those bytes: size and sha256
 
     @property
     def name(self) -> str:
@@ -60,6 +63,8 @@ class RawFile:
             self.path, new_columns=self.file_columns, infer_schema=False, row_index_name=LINE, encoding="utf8",
             schema_overrides={c: t for c, t in dtypes.items() if c in present}, ignore_errors=bool(dtypes),
         )
+        if self.rows is not None:
+            scan = scan.head(self.rows)  # the file may have grown since it was checked and hashed
         return scan.select(pl.col(LINE), *[
             pl.col(c) if c in present else pl.lit(None, dtype=dtypes.get(c, pl.String)).alias(c)
             for c in self.spec.columns
@@ -77,6 +82,14 @@ def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None, report:
     if not path.is_file():
         raise RawDataError(f"{spec.name}: file is missing from {raw_dir}; expected the three H&M CSV files there")
     report = report or checked_bytes(path, spec.name)
+    original, cr_note = report, None
+    if _cr_only(path):
+        if scratch is None:
+            raise RawDataError(f"{spec.name}: lines end with CR alone (classic Mac OS); convert them first, e.g. "
+                               f"`tr '\\r' '\\n' < {spec.name} > fixed.csv`")
+        path = write_lf(path, original.size, Path(scratch) / f"{spec.name}.lf")
+        report = checked_bytes(path, spec.name)
+        cr_note = f"{spec.name}: lines ending with CR alone read as line breaks"
     header = _read_header(path)
     if not header:
         raise RawDataError(f"{spec.name}: the file is empty (0 rows, not even a header line)")
@@ -90,7 +103,10 @@ def open_raw(raw_dir: Path, spec: FileSpec, scratch: Path | None = None, report:
         )
     if not _has_data_row(path):
         raise RawDataError(f"{spec.name}: the table is empty (a header line and 0 data rows)")
-    raw = RawFile(spec, path, pl.LazyFrame())
+    raw = RawFile(spec, path, pl.LazyFrame(), rows=report.data_rows, source=original.source())
+    if cr_note:
+        log.warning(cr_note)
+        raw.notes.append(cr_note)
     raw.file_columns = _internal_names(header, raw)
     absent = [c for c in spec.columns if c not in raw.file_columns]
     if absent:
@@ -202,6 +218,22 @@ def _read_header(path: Path) -> list[str]:
             raise RawDataError(f"{path.name}: the header line cannot be read as CSV ({error})") from None
 
 
+def _cr_only(path: Path) -> bool:
+    """The file's line breaks are CR alone: its first 64 KiB hold a CR and no LF."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    return b"\r" in head and b"\n" not in head
+
+
+def write_lf(path: Path, size: int, out: Path) -> Path:
+    """A copy of the first `size` bytes of `path` with every CR a LF (a CR-only file; the header's row too)."""
+    with path.open("rb") as source, out.open("wb") as target:
+        while size > 0 and (block := source.read(min(_TAIL_BYTES * 32, size))):
+            size -= len(block)
+            target.write(block.replace(b"\r", b"\n"))
+    return out
+
+
 def _has_data_row(path: Path) -> bool:
     with path.open("rb") as handle:
         handle.readline()
@@ -222,9 +254,20 @@ def _internal_names(header: list[str], raw: RawFile) -> list[str]:
             raw.notes.append(f"{raw.name}: ignored an unnamed leading index column (header {shown(name)})")
         else:
             raw.ignored_columns.append(name)
-            log.warning("%s: ignoring column %s, which is not part of the format", raw.name, shown(name))
-            raw.notes.append(f"{raw.name}: ignored column {shown(name)}, which is not part of the format")
+    warn_each(raw, [f"ignored column {shown(name)}, which is not part of the format" for name in raw.ignored_columns],
+                  "ignored columns")
     return names
+
+
+def warn_each(raw: RawFile, messages: list[str], what: str) -> None:
+    """Log and note each message, the first SHOWN_REPEATS of them, then one line for the rest ('and 9,990 more')."""
+    for message in messages[:SHOWN_REPEATS]:
+        log.warning("%s: %s", raw.name, message)
+        raw.notes.append(f"{raw.name}: {message}")
+    if len(messages) > SHOWN_REPEATS:
+        rest = f"and {len(messages) - SHOWN_REPEATS:,} more {what} ({len(messages):,} in all)"
+        log.warning("%s: %s", raw.name, rest)
+        raw.notes.append(f"{raw.name}: {rest}")
 
 
 def _ends_mid_line(path: Path, n_columns: int) -> bool:

@@ -66,6 +66,15 @@ CLUB_STATUSES = ("ACTIVE", "PRE-CREATE", "LEFT CLUB")
 NEWS_FREQUENCIES = ("NONE", "Regularly", "Monthly")
 SALES_CHANNELS = (1, 2)  # 1 = store, 2 = online
 
+# The one rule for a customer id, in the ETL (raw.clean) and the API (serving.schemas), both matched by Rust's regex
+# engine (Polars, pydantic-core): 1-64 characters, none a control character (U+0000-001F, U+007F-009F), the first
+# and the last not a space (the ETL trims spaces at the ends first, and counts them). H&M's ids are 64 hex digits.
+CUSTOMER_ID_MAX_CHARS = 64
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+CUSTOMER_ID_PATTERN = (rf"^[^{_CONTROL}\x20](?:[^{_CONTROL}]{{0,{CUSTOMER_ID_MAX_CHARS - 2}}}"
+                       rf"[^{_CONTROL}\x20])?$")
+CUSTOMER_ID_RULE = (f"1-{CUSTOMER_ID_MAX_CHARS} characters, no control characters, no space at either end")
+
 
 @dataclass(frozen=True)
 class FileSpec:

@@ -7,16 +7,22 @@ checksum recorded on the version, so a half-written or altered version is never 
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
+import sqlite3
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import mlflow.artifacts
+import sqlalchemy.exc
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -31,10 +37,11 @@ from hmrec.registry.checksums import (
     write_manifest,
 )
 from hmrec.registry.housekeeping import owner_tags
-from hmrec.registry.tracking import DB_FILE, client_for, embedded_db, experiment_id
+from hmrec.registry.tracking import DB_FILE, client_for, embedded_db, experiment_id, tracking_uri
+from hmrec.workdir import LOCK_FILE, exclusive
 
-__all__ = ["CHAMPION", "MODEL_NAME", "Registry", "RegistryError", "VersionInfo", "missing_registry", "verify_bundle",
-           "write_manifest"]
+__all__ = ["CHAMPION", "MODEL_NAME", "ChampionMovedError", "Registry", "RegistryError", "VersionInfo",
+           "missing_registry", "verify_bundle", "workdir_writer", "write_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,58 @@ TAG_MANIFEST_SHA = "manifest_sha256"
 TAG_FINGERPRINT = "store_fingerprint"
 TAG_MAP12 = "map_at_12"
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+BUNDLES_DIR = "bundles"  # W/bundles/<run-id>: what a pipeline run wrote before registering it
+MAX_VERSION = 2**63 - 1  # MLflow's SQL stores keep versions as 64-bit integers
+_ANY = object()  # promote(expected=_ANY): no compare-and-set
+T = TypeVar("T")
+
+
+class ChampionMovedError(RegistryError):
+    """The champion alias moved while this run ran, so the run did not move it again; the message says how."""
+
+
+@contextmanager
+def workdir_writer(workdir: str | Path, wait: bool = False) -> Iterator[None]:
+    """Hold W/.lock for the block (hmrec.workdir.exclusive); the first holder in this process then removes
+    what killed writers left in the workdir (remove_leftovers)."""
+    with exclusive(Path(workdir) / LOCK_FILE, wait=wait) as first:
+        if first:
+            remove_leftovers(Path(workdir))
+        yield
+
+
+def writes_workdir(function: Callable[..., T]) -> Callable[..., T]:
+    """Run `function(config, ...)` holding `config.workdir`'s W/.lock (workdir_writer, refusing when another
+    process holds it); a caller that took the lock already, e.g. with --wait, keeps it."""
+    @functools.wraps(function)
+    def locked(config, *args, **kwargs) -> T:
+        with workdir_writer(config.workdir):
+            return function(config, *args, **kwargs)
+    return locked
+
+
+def remove_leftovers(workdir: Path) -> list[Path]:
+    """Delete what a killed writer leaves behind in `workdir`, logging each: scoring and report staging folders,
+    and bundles under W/bundles/ that no registered version was made from (same manifest checksum). Only call it
+    holding W/.lock. (The store's build folders are the ETL's, cleaned under `<store>.lock`; the registry cache's
+    download folders are the service's, which takes no lock.)"""
+    patterns = (".scoring-*", "reports/.latest-staging", "reports/.latest-old")
+    found = [path for pattern in patterns for path in workdir.glob(pattern)]
+    if missing_registry(workdir) is None:  # a new workdir has nothing registered to compare with, nor uploads
+        registry = Registry.for_workdir(workdir)
+        bundles = workdir / BUNDLES_DIR
+        if bundles.is_dir() and any(bundles.iterdir()):
+            registered = registry.manifest_digests()
+            found += [b for b in sorted(bundles.iterdir())
+                      if not (b / MANIFEST).is_file() or sha256_file(b / MANIFEST) not in registered]
+        found += registry.orphan_uploads()
+    for path in found:
+        log.warning("removing %s, left by a writer that was killed or failed (no registered version uses it)", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def missing_registry(workdir: str | Path) -> str | None:
@@ -94,8 +153,14 @@ class Registry:
 
     @classmethod
     def for_workdir(cls, workdir: str | Path) -> Registry:
-        """The registry in the workdir's tracking store (or the server `MLFLOW_TRACKING_URI` names)."""
-        return cls(client_for(workdir), Path(workdir))
+        """The registry in the workdir's tracking store (or the server `MLFLOW_TRACKING_URI` names); a store that
+        cannot be read (a damaged mlflow.db, a server that does not answer) is a RegistryError of one line."""
+        try:
+            client = client_for(workdir)
+            client.search_registered_models(max_results=1)  # opens the store now, not in the middle of a command
+        except (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, MlflowException) as error:
+            raise RegistryError(_unreadable(workdir, error)) from None
+        return cls(client, Path(workdir))
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -122,9 +187,22 @@ class Registry:
         log.info("registered %s version %d from %s (run %s)", self.name, version, bundle_dir, run_id)
         return version
 
-    def promote(self, version: int) -> None:
-        """Point `champion` at `version` after verifying it; one DB transaction, so the alias never dangles."""
+    def promote(self, version: int, expected: int | None | object = _ANY) -> None:
+        """Point `champion` at `version` after verifying it; one DB transaction, so the alias never dangles.
+
+        With `expected` (the champion's version when the caller started, None for none), the alias moves only if
+        it still points there: it is read again just before it is set, else ChampionMovedError. MLflow has no
+        atomic compare-and-set on an alias, so a promotion landing between that read and the set still wins;
+        the window is one request long instead of a whole training run (docs/reliability.md).
+        """
         self.load(int(version))
+        if expected is not _ANY:
+            now = self.champion_version()
+            if now != expected:
+                raise ChampionMovedError(
+                    f"champion moved from version {expected} to {now} while this run ran, so version {int(version)} "
+                    f"was registered but not promoted: compare them (`hmrec registry list`) and run "
+                    f"`hmrec registry promote {int(version)}` to promote it anyway")
         self.client.set_registered_model_alias(self.name, CHAMPION, str(int(version)))
         log.info("%s version %d is now %s", self.name, int(version), CHAMPION)
 
@@ -140,6 +218,23 @@ class Registry:
         """One line per version (number, created, store fingerprint, MAP@12, `champion`)."""
         lines = [info.describe() for info in self.versions()]
         return lines or [f"no version of {self.name} is registered yet: {self._train_hint()}"]
+
+    def manifest_digests(self) -> set[str]:
+        """The manifest checksum recorded on every registered version."""
+        found = self.client.search_model_versions(f"name='{self.name}'")
+        return {digest for mv in found if (digest := (mv.tags or {}).get(TAG_MANIFEST_SHA))}
+
+    def orphan_uploads(self) -> list[Path]:
+        """Bundle uploads in a local artifact store whose run ended KILLED or FAILED without a version (a kill
+        or failure between upload and registration); the run and its other artifacts stay."""
+        with_version = {mv.run_id for mv in self.client.search_model_versions(f"name='{self.name}'")}
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return []
+        ended = [run for status in ("KILLED", "FAILED") for run in self.client.search_runs(
+            experiments, filter_string=f"attributes.status = '{status}'", max_results=1000)]
+        uploads = [_local_path(run.info.artifact_uri) for run in ended if run.info.run_id not in with_version]
+        return [path / BUNDLE_ARTIFACT for path in uploads if path is not None and (path / BUNDLE_ARTIFACT).is_dir()]
 
     def champion_version(self) -> int | None:
         try:
@@ -223,6 +318,9 @@ class Registry:
 
     def _model_version(self, version_or_alias: int | str):
         key = str(version_or_alias)
+        if key.isdigit() and int(key) > MAX_VERSION:
+            raise RegistryError(f"version {key[:30]} does not exist (versions are at most {MAX_VERSION}); "
+                                "`hmrec registry list` shows the versions")
         try:
             if key.isdigit():
                 return self.client.get_model_version(self.name, key)
@@ -292,6 +390,15 @@ class Registry:
             map_at_12=float(score) if score is not None else None,
             champion=int(mv.version) == champion,
         )
+
+
+def _unreadable(workdir: str | Path, error: Exception) -> str:
+    cause = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0][:200]
+    db = embedded_db(workdir)
+    if db is None:
+        return f"the tracking store {tracking_uri(workdir)} cannot be read ({cause}); check MLFLOW_TRACKING_URI"
+    return (f"{db} cannot be read ({cause}): it is damaged or not an MLflow database; restore it from a backup, "
+            f"or move it aside and run `hmrec pipeline --raw DIR --workdir {workdir} --promote` for a new registry")
 
 
 def map_at_12(manifest: dict) -> float | None:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from hmrec.raw.schema import CUSTOMER_ID_RULE
 from hmrec.serving.catalogue_views import CatalogueViews
 from hmrec.serving.live import LiveHistories
 from hmrec.serving.metrics import ServiceMetrics
@@ -68,6 +69,6 @@ def require_admin(
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
-CustomerPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description="1-64 characters of [0-9a-zA-Z_-]")]
+CustomerPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description=CUSTOMER_ID_RULE)]
 ArticlePath = Annotated[str, Path(pattern=ARTICLE_ID_PATTERN, description="1-10 digits, leading zero optional",
                                   examples=["0663713001"])]

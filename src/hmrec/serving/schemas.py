@@ -7,10 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-CUSTOMER_ID_PATTERN = r"^[0-9a-zA-Z_-]{1,64}$"
+from hmrec.raw import schema
+
+CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN  # the ETL's rule too
 ARTICLE_ID_PATTERN = r"^[0-9]{1,10}$"
 
-CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description="1-64 characters of [0-9a-zA-Z_-]",
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description=schema.CUSTOMER_ID_RULE,
                                   examples=["00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657"])]
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from hmrec.raw.clean import (
     clean_articles,
     clean_customers,
     file_counts,
+    spaced_id,
     transaction_checks,
 )
 from hmrec.raw.read import LINE, RawDataError, RawFile, checked_bytes, open_raw, parse_errors, shown
@@ -41,8 +44,9 @@ from hmrec.raw.validate import (
 from hmrec.store import tables
 from hmrec.store.features import item_features, user_features
 from hmrec.store.idmap import IdMap
-from hmrec.store.manifest import build_manifest, describe_sources, write_manifest
+from hmrec.store.manifest import build_manifest, write_manifest
 from hmrec.store.split import assert_no_leakage, time_split
+from hmrec.workdir import exclusive, store_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ STREAMING = "streaming"  # bounded memory: the 3.5 GB transactions file is never
 ABSURD_PRICE_FACTOR = 100.0
 # The data ends on the last day selling at least this share of the median day's volume; later dates are future.
 PLAUSIBLE_DAY_SHARE = 0.1
+# The data starts after the last gap of this many days selling fewer rows in all than the median day, when rows
+# before the gap exist and are fewer than those after it: a clock reset, a placeholder date, a test import.
+PAST_GAP_DAYS = 365
 
 
 class StorePathError(RawDataError):
@@ -69,20 +76,77 @@ def build_store(raw_dir: str | Path, store_dir: str | Path, test_days: int = 7, 
     """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     _refuse_foreign_folder(store_dir)
+    with store_writer(store_dir):
+        remove_leftovers(store_dir)
+        return _build_aside(raw_dir, store_dir, test_days, indexer, features, partitions)
+
+
+@contextmanager
+def store_writer(store_dir: str | Path, wait: bool = False) -> Iterator[None]:
+    """Hold `<store>.lock` (hmrec.workdir.exclusive: another holder raises LockedError, or is waited for); a
+    folder where the lock cannot be made is a StorePathError."""
+    store_dir = Path(store_dir)
+    with ExitStack() as held:
+        with _beside(store_dir):
+            store_dir.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(exclusive(store_lock_path(store_dir), wait=wait))
+        yield
+
+
+@contextmanager
+def _beside(store_dir: Path) -> Iterator[None]:
     try:
-        store_dir.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
+        yield
     except OSError as error:
         raise StorePathError(f"--store {store_dir}: cannot create a folder beside it ({error.strerror or error}); "
                              f"choose a writable path") from None
+
+
+def remove_leftovers(store_dir: Path) -> list[Path]:
+    """Delete the build and swap folders a killed build left beside the store (call it holding the store's lock)."""
+    found = sorted(p for pattern in (f".{store_dir.name}.building-*", f".{store_dir.name}.old-*")
+                   for p in store_dir.parent.glob(pattern))
+    for path in found:
+        log.warning("removing %s, left by a store build that was killed", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def _build_aside(raw_dir: Path, store_dir: Path, test_days: int, indexer: Indexer | None, features: Featurer | None,
+                 partitions: int | None) -> dict:
+    with _beside(store_dir):
+        building = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.building-", dir=store_dir.parent))
     try:
-        manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features,
-                               partitions)
-        _swap_in(building, store_dir)
+        with _disk_full(store_dir):
+            manifest = _build_into(raw_dir, building, test_days, indexer or index_whole, features or local_features,
+                                   partitions)
+            _swap_in(building, store_dir)
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already after a successful swap
     log.info("built %s in %.1f s", store_dir, manifest["build_seconds"])
     return manifest
+
+
+_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large", errno.EDQUOT: "Disk quota exceeded"}
+
+
+@contextmanager
+def _disk_full(store_dir: Path) -> Iterator[None]:
+    """A write that found the disk full (or a file size or quota limit) -> StorePathError of one line; Polars
+    reports it as a ComputeError naming the OS error."""
+    try:
+        yield
+        return
+    except OSError as error:
+        if error.errno not in _FULL:
+            raise
+        reason = _FULL[error.errno]
+    except pl.exceptions.PolarsError as error:
+        reason = next((text for code, text in _FULL.items() if f"os error {code})" in str(error)), None)
+        if reason is None:
+            raise
+    raise StorePathError(f"--store {store_dir}: the disk filled up while the store was written ({reason}); free "
+                         f"space beside {store_dir} and run again (nothing was replaced)")
 
 
 def _refuse_foreign_folder(store_dir: Path) -> None:
@@ -109,9 +173,8 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, feat
     start = time.perf_counter()
     tx_name = schema.TRANSACTIONS_FILE
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # hashing releases the GIL and Polars does too, so the checksums and the big file's byte check run
-        # beside the parsing of the two small files
-        sources = pool.submit(describe_sources, [raw_dir / name for name in schema.RAW_FILES])
+        # the byte check (which also hashes the bytes it reads, for the manifest) releases the GIL and Polars does
+        # too, so the big file's check runs beside the parsing of the two small files
         tx_bytes = pool.submit(checked_bytes, raw_dir / tx_name, tx_name)
         scratch = out / ".repaired"  # copies of files whose broken-quote rows were rewritten; gone before writing
         scratch.mkdir()
@@ -126,7 +189,7 @@ def _build_into(raw_dir: Path, out: Path, test_days: int, indexer: Indexer, feat
         with parse_errors(raws[schema.TRANSACTIONS_FILE]):
             tx = indexer(raws[schema.TRANSACTIONS_FILE], customers.frame["customer_id"], article_table)
         customer_table = _customer_table(customers.frame, tx.new_customer_ids)
-        source_info = sources.result()
+        source_info = {name: raws[name].source for name in schema.RAW_FILES}  # exactly the bytes read
     shutil.rmtree(scratch)
     split = time_split(tx.frame, test_days)
     train = tx.frame.filter(pl.col("t_dat") < split.cutoff)
@@ -250,12 +313,13 @@ def index_block(raw: RawFile, customer_map: pl.LazyFrame, article_map: pl.LazyFr
     kept = fast.filter(~pl.col("odd")).drop("odd")
     if not odd_lines.len():
         good = pl.DataFrame(schema={LINE: fast.schema[LINE], **tables.TRANSACTIONS_SCHEMA, "customer_id": pl.String,
-                                    "short_id": pl.Boolean})
+                                    "short_id": pl.Boolean, "spaced_id": pl.Boolean})
         return Block(kept, good, empty_quarantine(schema.TRANSACTION_COLUMNS), fast.height)
     log.info("%s: reading %d odd rows as text", raw.name, odd_lines.len())
     slow = _slow_pass(raw, odd_lines, customer_map, article_map)
     quarantine = quarantine_rows(slow.filter(pl.col(REASON).is_not_null()), schema.TRANSACTION_COLUMNS)
-    good = slow.filter(pl.col(REASON).is_null()).select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", "short_id")
+    good = slow.filter(pl.col(REASON).is_null()).select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", "short_id",
+                                                        "spaced_id")
     return Block(kept, good, quarantine, fast.height)
 
 
@@ -269,6 +333,7 @@ def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> I
     quarantine = pl.concat([b.quarantine.with_columns(pl.col("line") + o) for b, o in shift])
     kept, good, quarantine = _set_aside_implausible(raw, kept, good, quarantine)
     unknown_rows = good["customer_idx"].null_count()
+    spaced = int(good["spaced_id"].sum())
     new_ids = good.filter(pl.col("customer_idx").is_null())["customer_id"].unique().sort()
     if good.height:
         kept = pl.concat([kept, _index_new_customers(good, new_ids, known_ids.len()).select(kept.columns)])
@@ -281,6 +346,7 @@ def combine_blocks(raw: RawFile, blocks: list[Block], known_ids: pl.Series) -> I
         "transactions.unknown_customer_rows": unknown_rows,
         "customers.unknown_added": new_ids.len(),
         "transactions.id_without_leading_zero": short,
+        "transactions.customer_id_spaces_trimmed": spaced,
         **file_counts("transactions", raw),
     }
     return Indexed(frame, quarantine, new_ids, quality, raw.notes + _transaction_notes(raw, quality, quarantine))
@@ -317,12 +383,32 @@ def plausible_bounds(fast: pl.DataFrame) -> Plausible:
     busy = days.filter(pl.col("len") >= PLAUSIBLE_DAY_SHARE * days["len"].median())
     last_day = busy["t_dat"].max()
     last_day = last_day + timedelta(days=1) if last_day < date.max else last_day
-    return Plausible(max_price=max_price, last_day=last_day)
+    return Plausible(max_price=max_price, last_day=last_day, first_day=first_plausible_day(days))
+
+
+def first_plausible_day(days: pl.DataFrame) -> date:
+    """The first day after the data's last long quiet gap (`t_dat`, `len`: rows per day with sales), or date.min.
+
+    A day D starts the data when the PAST_GAP_DAYS days before it sold fewer rows in all than the median day,
+    some rows lie before that gap, and they are fewer than the rows from D on. A slow ramp-up has nothing before
+    it, and a busy history is not outnumbered, so both are kept; the rule reads the data alone, never the clock.
+    """
+    days = days.sort("t_dat")
+    day = days["t_dat"].cast(pl.Int64).to_numpy()  # days since 1970-01-01, negative before
+    rows = days["len"].to_numpy().astype(np.int64)
+    before = np.concatenate([[0], np.cumsum(rows)])  # rows strictly before day[i] is before[i]
+    before_gap = before[np.searchsorted(day, day - PAST_GAP_DAYS)]  # rows strictly before each gap's first day
+    in_gap = before[:-1] - before_gap
+    starts = (in_gap < np.median(rows)) & (before_gap > 0) & (before[:-1] < before[-1] - before[:-1])
+    if not starts.any():
+        return date.min
+    return days["t_dat"][int(np.flatnonzero(starts)[-1])]
 
 
 def _implausible(plausible: Plausible) -> pl.Expr:
     price = pl.col("price")
-    return (price > plausible.max_price) | ~price.is_finite() | (pl.col("t_dat") > plausible.last_day)
+    day = pl.col("t_dat")
+    return (price > plausible.max_price) | ~price.is_finite() | (day > plausible.last_day) | (day < plausible.first_day)
 
 
 def _set_aside_implausible(raw: RawFile, kept: pl.DataFrame, good: pl.DataFrame,
@@ -335,7 +421,7 @@ def _set_aside_implausible(raw: RawFile, kept: pl.DataFrame, good: pl.DataFrame,
     lines = pl.concat([frame.filter(_implausible(plausible).fill_null(False))[LINE] for frame in (kept, good)])
     if not lines.len():
         return kept, good, quarantine
-    log.info("%s: %d rows past the data's own price and date bounds", raw.name, lines.len())
+    log.info("%s: %d rows outside the data's own price and date bounds", raw.name, lines.len())
     checked = transaction_checks(raw, plausible).filter(pl.col(LINE).is_in(lines.implode()))
     bad = checked.filter(pl.col(REASON).is_not_null()).collect(engine=STREAMING)
     gone = bad[LINE].implode()
@@ -353,7 +439,8 @@ def _slow_pass(raw: RawFile, lines: pl.Series, customer_map: pl.LazyFrame, artic
         .with_columns(pl.coalesce(REASON, pl.when(pl.col("article_idx").is_null()).then(pl.lit("unknown_article"))))
     )
     short = (pl.col("raw_article_id").str.len_bytes() < ID_DIGITS).alias("short_id")
-    rows = plan.select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", short, REASON,
+    spaced = spaced_id("raw_customer_id").alias("spaced_id")
+    rows = plan.select(LINE, *tables.TRANSACTIONS_SCHEMA, "customer_id", short, spaced, REASON,
                        *(f"raw_{c}" for c in schema.TRANSACTION_COLUMNS))
     return rows.collect(engine=STREAMING).sort(LINE)
 
@@ -371,6 +458,9 @@ def _transaction_notes(raw: RawFile, quality: dict[str, int], quarantine: pl.Dat
     if quality["transactions.id_without_leading_zero"]:
         notes.append(f"{raw.name}: {quality['transactions.id_without_leading_zero']:,} article ids without the "
                      f"leading zero matched as the same Int64 id")
+    if quality["transactions.customer_id_spaces_trimmed"]:
+        notes.append(f"{raw.name}: {quality['transactions.customer_id_spaces_trimmed']:,} customer ids with spaces "
+                     f"at an end trimmed")
     if quality["customers.unknown_added"]:
         notes.append(f"{raw.name}: {quality['transactions.unknown_customer_rows']:,} rows of "
                      f"{quality['customers.unknown_added']:,} customers missing from {schema.CUSTOMERS_FILE} kept; "

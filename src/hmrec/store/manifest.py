@@ -13,20 +13,6 @@ import polars as pl
 from hmrec.store.split import Split
 
 FORMAT_VERSION = 1
-_CHUNK = 8 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe_sources(paths: list[Path]) -> dict[str, dict]:
-    """File name -> size in bytes and sha256."""
-    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths}
 
 
 def fingerprint(sources: Mapping[str, Mapping], split: Split, test_days: int) -> str:
