@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import typer
+from hmrec import cpus
 
-from hmrec import logs
+cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library: idle thread pools sleep
+
+import typer  # noqa: E402
+
+from hmrec import logs  # noqa: E402
 
 app = typer.Typer(help="hmrec: raw H&M-format retail data -> feature store -> models -> live service.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -100,6 +104,7 @@ def etl(
     ray_address: RayAddress = None,
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
+    cpus.size_pools()
     from hmrec.raw.read import RawDataError
     from hmrec.scale.etl import build_store
 
@@ -135,6 +140,7 @@ def evaluate(
 ) -> None:
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
+    cpus.size_pools()
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
     from hmrec.registry.versions import RegistryError
 
@@ -162,6 +168,7 @@ def pipeline(
     ray_address: RayAddress = None,
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
+    cpus.size_pools()
     from hmrec.pipeline import PipelineConfig, run_pipeline
     from hmrec.raw.read import RawDataError
     from hmrec.scale.engine import engine_session
@@ -239,9 +246,7 @@ def serve(
         settings = Settings()
     except ValidationError as error:
         _fail(f"invalid HMREC_* setting: {error}")
-    # before polars is first imported, here or in a worker (see serving.app.limit_threads)
-    os.environ.setdefault("POLARS_MAX_THREADS", str(settings.threads))
-    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    cpus.size_pools(settings.threads)  # before polars is first imported, here or in a worker
     import threading
 
     import uvicorn

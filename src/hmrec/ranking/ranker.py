@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from hmrec import logs
+from hmrec import cpus, logs
 from hmrec.candidates.generate import Candidates, propose
 from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays, feature_columns
 from hmrec.recommenders.base import (
@@ -80,7 +80,7 @@ class FinalConfig:
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 20
-    num_threads: int = 2
+    num_threads: int = field(default_factory=cpus.available)  # the same trees for any count (hmrec.cpus)
     seed: int = 7
     feature_names: list[str] = field(default_factory=list)  # set by fit, checked by recommend
     # set by fit: a source whose own order (its candidates first, by its rank) beat LightGBM's on the ranker's

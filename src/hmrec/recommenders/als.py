@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
+from hmrec import cpus
 from hmrec.recommenders.base import (
     PAD_ITEM,
     Query,
@@ -58,10 +58,6 @@ class ALSConfig:
     active_days: int | None = 14  # recommend only articles sold this many days before the cutoff; None: all
 
 
-def _threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _confidence(rows: pl.DataFrame, row_col: str, shape: tuple[int, int]) -> csr_matrix:
     """CSR (row, item) of log1p(purchase count) from a frame of `row_col, col` pairs (one line per purchase)."""
     counts = rows.group_by(row_col, "col").len()
@@ -88,7 +84,7 @@ class ALSRecommender(Recommender):
         with threadpoolctl.threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when built
             return AlternatingLeastSquares(
                 factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
-                calculate_training_loss=True, num_threads=_threads(), random_state=c.seed,
+                calculate_training_loss=True, num_threads=cpus.available(), random_state=c.seed,
             )
 
     def fit(self, data: TrainData) -> Self:
