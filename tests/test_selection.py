@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
-from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
+from hmrec.evaluation.selection import (
+    Chosen,
+    SelectionConfig,
+    allocate_budget,
+    choose_settings,
+    settings_section,
+)
 from hmrec.pipeline import load_train_data
 from hmrec.recommenders.base import PAD_ITEM, Recs, TrainData
 from hmrec.sample.generate import generate
@@ -90,3 +96,13 @@ def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
     for setting, value in chosen.settings.items():
         assert f"| {setting} | **{value}** |" in section
     assert set(chosen.params()) >= {f"chosen.n_per_source.{name}" for name in cheap_sources({})}
+
+
+def test_a_source_given_no_candidates_is_labelled_left_out_not_a_value_tried():
+    chosen = Chosen(settings={"popularity.window_days": 7}, n_per_source={"als": 0, "repurchase": 40},
+                    valid_window=(date(2029, 11, 13), date(2029, 11, 19)), customers=115,
+                    evidence=[("popularity.window_days", "7", "map@12", 0.01), ("n_per_source.als", "0", "recall@0", 0.0),
+                              ("n_per_source.repurchase", "40", "recall@40", 0.2)])
+    section = settings_section(chosen)
+    assert "| n_per_source.als | **0**: source left out (no candidates from it) | - | - |" in section
+    assert "| n_per_source.repurchase | **40** | recall@40 | 0.2000 |" in section

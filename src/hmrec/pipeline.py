@@ -230,6 +230,7 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         articles=data.articles,
         query=query,
         training_losses={"two_tower": methods["two_tower"].losses},
+        training_epochs={"two_tower": methods["two_tower"].config.epochs},
         extra_sections=[settings_section(chosen), candidate_recall_section(final, query, relevant),
                         final.importance_section()],
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},

@@ -146,7 +146,8 @@ class TwoTowerRecommender(Recommender):
         else:
             recent = transactions.filter(pl.col("t_dat") >= cutoff - timedelta(days=days))
             ids = np.sort(recent["article_idx"].unique().to_numpy()).astype(np.int32)
-        logger.info("indexing %d articles (%s index)", len(ids), self.config.index_kind)
+        which = "all articles" if days is None else f"articles sold in the {days} days before {cutoff}"
+        logger.info("indexing %d %s (%s index)", len(ids), which, self.config.index_kind)
         return ArticleIndex.build(self.article_vectors()[ids], ids, kind=self.config.index_kind, seed=self.config.seed)
 
     def user_vectors(self, query: Query) -> np.ndarray:
