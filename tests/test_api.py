@@ -169,6 +169,18 @@ def test_event_with_its_own_day_moves_the_customers_clock(client):
         "sales_channel_id": 1}
 
 
+def test_an_event_takes_the_datas_channel_name_and_the_old_one_as_an_alias(client):
+    for name, channel in (("sales_channel_id", 1), ("channel", 2)):
+        body = {"customer_id": f"channel-{name}", "article_id": 114428026, name: channel}
+        response = client.post("/events/purchases", json=body)
+        assert response.status_code == 201 and response.json()["sales_channel_id"] == channel, response.text
+    both = {"customer_id": "x", "article_id": "1", "sales_channel_id": 1, "channel": 2}
+    assert_error(client.post("/events/purchases", json=both), 422, "channel: Extra inputs are not permitted")
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "alias" in schemas["PurchaseEvent"]["properties"]["sales_channel_id"]["description"]
+    assert schemas["Purchase"]["properties"]["price"]["description"].startswith("The price this customer paid")
+
+
 def test_article_ids_with_and_without_leading_zero_are_the_same(client):
     for spelling in ("0108775015", "108775015", 108775015):
         response = client.post("/events/purchases", json={"customer_id": "zero", "article_id": spelling})

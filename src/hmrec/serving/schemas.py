@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 CUSTOMER_ID_PATTERN = r"^[0-9a-zA-Z_-]{1,64}$"
 ARTICLE_ID_PATTERN = r"^[0-9]{1,10}$"
@@ -82,6 +82,8 @@ class Summary(BaseModel):
 
 
 class Purchase(ArticleCard):
+    price: float | None = Field(description="The price this customer paid in this purchase (scaled like the data), "
+                                "not the catalogue's median price of the other cards")
     t_dat: date
     sales_channel_id: int
 
@@ -131,12 +133,15 @@ class PurchaseEvent(BaseModel):
     customer_id: CustomerId
     article_id: ArticleId
     price: float | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
-    channel: Literal[1, 2] | None = Field(None, description="1 = store, 2 = online (default)")
+    sales_channel_id: Literal[1, 2] | None = Field(
+        None, validation_alias=AliasChoices("sales_channel_id", "channel"),
+        description="1 = store, 2 = online (default); the data's column name, as answered and exported. `channel` "
+        "is accepted as an alias (the field's earlier name).")
     # not strict: JSON has no date type, so the ISO string must be parsed
     t_dat: date | None = Field(None, strict=False, description="Day of purchase, from the data's first day to the "
                                "service's date + 1 day; default: the service's date, the day after the data's last day")
 
-    @field_validator("channel", mode="before")
+    @field_validator("sales_channel_id", mode="before")
     @classmethod
     def _no_bool(cls, value: object) -> object:
         if isinstance(value, bool):  # True == 1 to Python, but not a channel

@@ -21,7 +21,7 @@ router = APIRouter(tags=["events"])
 )
 def purchase(body: PurchaseEvent, engine: EngineDep, metrics: MetricsDep) -> dict:
     stored = engine.record_purchase(body.customer_id, body.article_id, body.price,
-                                    body.channel, body.t_dat)
+                                    body.sales_channel_id, body.t_dat)
     metrics.events.inc()
     return {"customer_id": stored.customer_id, "article_id": f"{stored.article_id:010d}", "t_dat": stored.t_dat,
             "price": stored.price, "sales_channel_id": stored.sales_channel_id}
