@@ -104,6 +104,20 @@ def test_known_customer_without_purchases_gets_age_bucket_bestsellers(client):
     assert answer["items"][0]["score"] == 3.75  # age_popularity's score: 3 sales in its window + 3 of 4 all-time
 
 
+def test_every_score_says_what_it_is_and_is_rounded_the_same_way(client):
+    answers = {
+        "model": recommend(client, s.FREQUENT, k=5)["items"],
+        "recent_sales": recommend(client, s.COLD_AGED, k=5)["items"] + client.get("/popular?k=5").json()["items"]
+        + client.get("/articles/0108775015/similar?k=5").json()["items"],
+        "times_bought": client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"],
+    }
+    for kind, items in answers.items():
+        assert any(it["score_kind"] == kind for it in items), (kind, items)
+        for item in items:
+            assert item["score_kind"] == (None if item["score"] is None else kind), item
+            assert item["score"] is None or round(item["score"], 6) == item["score"], item
+
+
 def test_unknown_customer_gets_global_bestsellers(client):
     answer = recommend(client, "brand-new_customer-1")
     assert answer["strategy"] == "cold_start" and answer["known_customer"] is False

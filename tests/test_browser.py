@@ -216,6 +216,7 @@ def test_similar_articles_stay_within_the_product_group(pipeline_server):
     for article in catalogue[:10]:
         answer = httpx.get(f"{pipeline_server.url}/articles/{article['article_id']}/similar?k=8").json()
         assert answer["method"] == "two_tower"
+        assert all(it["score_kind"] == "similarity" and round(it["score"], 6) == it["score"] for it in answer["items"])
         assert {it["product_group"] for it in answer["items"]} <= {article["product_group"]}
         types = [it["product_type"] == article["product_type"] for it in answer["items"]]
         assert types == sorted(types, reverse=True)  # the same product type first

@@ -10,6 +10,7 @@ from hmrec.serving.cards import ArticleCards, find_article
 from hmrec.serving.live import LiveHistories
 from hmrec.serving.model_holder import ModelHolder
 from hmrec.serving.recommend import cold_answer
+from hmrec.serving.schemas import shown_score
 from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
 
 RECENT_PURCHASES = 20
@@ -49,7 +50,8 @@ class CatalogueViews:
             method = "two_tower"  # the one source that declares article likeness
         else:
             pairs, method = _same_type(model, idx, k), "same_product_type"
-        items = [{**self.cards.card(model, a), "score": s} for a, s in pairs]
+        kind = "similarity" if method == "two_tower" else "recent_sales"
+        items = [{**self.cards.card(model, a), "score": shown_score(s), "score_kind": kind} for a, s in pairs]
         return {"article": {**self.cards.card(model, idx)}, "method": method, "items": items}
 
     def popular(self, age: int | None, k: int) -> dict:
@@ -64,7 +66,8 @@ class CatalogueViews:
         label = AGE_BUCKET_LABELS[bucket] if bucket is not None and items and \
             items[0]["sources"] == [model.cold_start.name] else None
         return {"age_bucket": label, "model_version": model.version,
-                "items": [{**self.cards.card(model, it["article_idx"]), "score": it["score"]} for it in items]}
+                "items": [{**self.cards.card(model, it["article_idx"]), "score": shown_score(it["score"]),
+                           "score_kind": it["score_kind"]} for it in items]}
 
     def customer(self, customer_id: str) -> dict:
         model = self.holder.model

@@ -20,6 +20,7 @@ from hmrec.serving.cards import ArticleCards
 from hmrec.serving.live import History, LiveHistories, history_frame
 from hmrec.serving.model_holder import LOAD_ERRORS, ModelHolder, ReloadError
 from hmrec.serving.reasons import explain, word
+from hmrec.serving.schemas import shown_score
 from hmrec.serving.settings import Settings
 
 
@@ -112,7 +113,8 @@ class RecommendService:
             query = _query(model, [found[i] for i in members], [histories[i] for i in members], as_of)
             answers = model.recommender.explain(query, max(asks[i][1] + len(hidden[i]) for i in members))
             for row, items in enumerate(answers):
-                ranked[members[row]] = [{"article_idx": a, "score": s, "sources": sources} for a, s, sources in items]
+                ranked[members[row]] = [{"article_idx": a, "score": s, "score_kind": "model", "sources": sources}
+                                        for a, s, sources in items]
         return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i), hidden[i], model.reasons)
                 for i, (customer_id, k) in enumerate(asks)]
 
@@ -152,7 +154,8 @@ class RecommendService:
             seen = counts.setdefault(idx, [0, day])
             seen[0], seen[1] = seen[0] + 1, max(seen[1], day)
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
-        items = [{**self.cards.card(model, a), "score": float(counts[a][0])} for a in order]
+        items = [{**self.cards.card(model, a), "score": float(counts[a][0]), "score_kind": "times_bought"}
+                 for a in order]
         return {"customer_id": customer_id, "model_version": model.version, "items": items}
 
 
@@ -161,8 +164,8 @@ def cold_answer(model: LoadedModel, profile: pl.DataFrame, k: int) -> list[dict]
     query = Query(profile, history_frame([]), model.data_end + timedelta(days=1))
     reasons = model.cold_start.reasons()
     (answer,) = model.cold_start.explain(query, k)
-    return [{"article_idx": a, "score": s, "sources": sources, "reason": word(reasons[sources[0]])}
-            for a, s, sources in answer]
+    return [{"article_idx": a, "score": s, "score_kind": "recent_sales", "sources": sources,
+             "reason": word(reasons[sources[0]])} for a, s, sources in answer]
 
 
 def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:
@@ -210,6 +213,6 @@ def _without(items: list[dict], hidden: set[int]) -> list[dict]:
 
 
 def _ranked(item: dict) -> dict:
-    score = item["score"]
-    return {"score": None if score != score else round(score, 6), "sources": item["sources"],
+    score = shown_score(item["score"])
+    return {"score": score, "score_kind": None if score is None else item["score_kind"], "sources": item["sources"],
             "reason": item["reason"]}

@@ -37,6 +37,19 @@ class RecommendationRequest(BaseModel):
                                     "events in the last HMREC_PURCHASED_DAYS days (left out by default).")
 
 
+# What an item's `score` is, so that nobody compares a ranker's score (~0.3) with a sales count (~350):
+# model: the personalised model's score (higher is better, comparable within one answer only); recent_sales: the
+# article's time-decayed sales (cold start, bestsellers, same-type neighbours); similarity: the inner product of
+# two articles' style vectors; times_bought: how often this customer bought it. Null with a null score.
+ScoreKind = Literal["model", "recent_sales", "similarity", "times_bought"]
+SCORE_DECIMALS = 6
+
+
+def shown_score(score: float | None) -> float | None:
+    """Every score the API answers, rounded the same way; NaN (no score: a filled-in article) as null."""
+    return None if score is None or score != score else round(float(score), SCORE_DECIMALS)
+
+
 class ArticleCard(BaseModel):
     article_id: str = Field(description="10 digits with the leading zero")
     name: str | None
@@ -50,6 +63,7 @@ class ArticleCard(BaseModel):
 
 class RecommendedArticle(ArticleCard):
     score: float | None
+    score_kind: ScoreKind | None = Field(description="What score is: model, recent_sales (cold start) or null")
     sources: list[str] = Field(description="The candidate sources that proposed this article")
     reason: str
 
@@ -90,6 +104,7 @@ class Purchase(ArticleCard):
 
 class ScoredArticle(ArticleCard):
     score: float | None
+    score_kind: ScoreKind | None = Field(description="What score is: recent_sales, similarity or times_bought")
 
 
 class CustomerResponse(BaseModel):
