@@ -40,6 +40,8 @@ class _PlainNumbers(logging.Filter):
     a dict as `key value, key value` with its floats to 4 significant digits (not a repr with 17 digits)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error":  # uvicorn's general logger, which says "error" on every INFO line
+            record.name = "uvicorn"
         if isinstance(record.args, dict) and "%(" not in str(record.msg):  # one dict argument, not named fields
             record.args = (record.args,)
         if isinstance(record.args, tuple):
