@@ -75,6 +75,8 @@ def test_registry_show_summarises_a_version_and_json_gives_the_whole_manifest(pi
     assert "the last 7 days held out for evaluation" in result.output
     assert re.search(r"^  final +(  +0\.\d{4}){4}$", result.output, re.MULTILINE), result.output  # 4-digit metrics
     assert "settings chosen on validation" in result.output and "n_per_source.repurchase" in result.output
+    assert all(line.endswith(" 0 (source left out: no candidates from it)") for line in lines
+               if line.strip().startswith("n_per_source.") and line.split()[1] == "0")
     assert not re.search(r"[0-9a-f]{40}", result.output)  # no sha256 lines
     manifest = json.loads(run("registry", "show", "1", "--json", "--workdir", pipeline_run.workdir).output)
     assert len(manifest["files"]) > 10 and manifest["final"] == "final"

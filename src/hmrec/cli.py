@@ -248,7 +248,8 @@ def _version_summary(registry, version: int, manifest: dict) -> list[str]:
     if chosen:
         width = max(len(name) for name in chosen)
         lines += ["", "settings chosen on validation"]
-        lines += [f"  {name.ljust(width)}  {value}" for name, value in chosen.items()]
+        lines += [f"  {name.ljust(width)}  {value}" + (" (source left out: no candidates from it)"
+                  if name.startswith("n_per_source.") and value == "0" else "") for name, value in chosen.items()]
     return lines
 
 
