@@ -254,9 +254,19 @@ def test_purchase_count_is_the_true_total_though_history_is_cut(tmp_path):
     with TestClient(create_app(Settings(workdir=workdir, events_path=tmp_path / "e.sqlite"))) as client:
         customer = client.get(f"/customers/{s.FREQUENT}").json()
         assert customer["summary"]["purchase_count"] == 5
+        assert customer["summary"]["average_price"] == 0.034  # of all 5 purchases, not of the 2 served
         assert [p["article_id"] for p in customer["recent_purchases"]] == ids([3, 2])
-        client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([9])[0]})
-        assert client.get(f"/customers/{s.FREQUENT}").json()["summary"]["purchase_count"] == 6
+
+        def bought() -> dict[str, float]:
+            answer = client.get(f"/customers/{s.FREQUENT}/buy-again").json()
+            return {it["article_id"]: it["score"] for it in answer["items"]}
+
+        # article 0, bought twice before the 2 served purchases, still counts twice and leads the rail
+        assert bought() == {ids([0])[0]: 2.0, ids([3])[0]: 1.0, ids([2])[0]: 1.0}
+        client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([9])[0], "price": 0.1})
+        after = client.get(f"/customers/{s.FREQUENT}").json()["summary"]
+        assert after["purchase_count"] == 6 and after["average_price"] == 0.045  # (0.170 + 0.1) / 6
+        assert bought()[ids([0])[0]] == 2.0  # buying something else never lowers a count
 
 
 # ---- customers, articles, popular -----------------------------------------------------------------------------

@@ -85,9 +85,19 @@ class CatalogueViews:
             "customer_id": customer_id,
             "known": customer_idx is not None,
             "profile": _public_profile(profile),
-            "summary": _summary(model, history, self.live.purchase_count(model, customer_id, customer_idx)),
+            "summary": _summary(model, history, self.live.purchase_count(model, customer_id, customer_idx),
+                                self._spent(model, customer_id, customer_idx)),
             "recent_purchases": purchases,
         }
+
+
+    def _spent(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> float | None:
+        """What the customer paid in all, the model's data and live purchases (None: a bundle without totals)."""
+        spent = model.spent_total(customer_idx) if customer_idx is not None else 0.0
+        if spent is None:
+            return None
+        return spent + sum(p.price for p in self.live.live_events(customer_id)
+                           if model.catalogue.find(p.article_id) is not None)
 
 
 def _public_profile(profile: dict) -> dict:
@@ -102,8 +112,9 @@ def _public_profile(profile: dict) -> dict:
     }
 
 
-def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int) -> dict:
-    """Counts every purchase; the last day, average price and favourite group are of the served (latest) ones."""
+def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int, spent: float | None) -> dict:
+    """Counts every purchase and averages every price paid (`spent` over the count; the served, latest, ones for a
+    bundle without totals); the last day and favourite group are of the served ones."""
     if history.height == 0:
         return {"purchase_count": purchase_count, "last_purchase": None, "average_price": None,
                 "favourite_index_group": None}
@@ -113,7 +124,8 @@ def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int) -> 
     return {
         "purchase_count": max(purchase_count, history.height),
         "last_purchase": history["t_dat"].max().isoformat(),
-        "average_price": round(float(history["price"].mean()), 6),
+        "average_price": round(spent / purchase_count if spent is not None and purchase_count else
+                               float(history["price"].mean()), 6),
         "favourite_index_group": favourite,
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, timedelta
 
 import numpy as np
@@ -153,6 +153,12 @@ class RecommendService:
         for day, idx in zip(history.t_dat.tolist(), history.article_idx.tolist(), strict=True):
             seen = counts.setdefault(idx, [0, day])
             seen[0], seen[1] = seen[0] + 1, max(seen[1], day)
+        # the served history keeps the latest purchases only: an article bought more than once counts every
+        # purchase of the whole data (the bundle's repeats) plus the live ones
+        live = Counter(self.live.live_article_indices(model, customer_id))
+        for idx, times, last in model.repeat_purchases(model.find_customer(customer_id)):
+            seen = counts.setdefault(idx, [0, (last - date(1970, 1, 1)).days])
+            seen[0], seen[1] = max(seen[0], times + live[idx]), max(seen[1], (last - date(1970, 1, 1)).days)
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
         items = [{**self.cards.card(model, a), "score": float(counts[a][0]), "score_kind": "times_bought"}
                  for a in order]
