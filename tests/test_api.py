@@ -105,6 +105,20 @@ def test_known_customer_without_purchases_gets_age_bucket_bestsellers(client):
     assert answer["items"][0]["score"] == 3.75  # age_popularity's score: 3 sales in its window + 3 of 4 all-time
 
 
+def test_every_score_says_what_it_is_and_is_rounded_the_same_way(client):
+    answers = {
+        "model": recommend(client, s.FREQUENT, k=5)["items"],
+        "recent_sales": recommend(client, s.COLD_AGED, k=5)["items"] + client.get("/popular?k=5").json()["items"]
+        + client.get("/articles/0108775015/similar?k=5").json()["items"],
+        "times_bought": client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"],
+    }
+    for kind, items in answers.items():
+        assert any(it["score_kind"] == kind for it in items), (kind, items)
+        for item in items:
+            assert item["score_kind"] == (None if item["score"] is None else kind), item
+            assert item["score"] is None or round(item["score"], 6) == item["score"], item
+
+
 def test_unknown_customer_gets_global_bestsellers(client):
     answer = recommend(client, "brand-new_customer-1")
     assert answer["strategy"] == "cold_start" and answer["known_customer"] is False
@@ -170,6 +184,18 @@ def test_event_with_its_own_day_moves_the_customers_clock(client):
         "sales_channel_id": 1}
 
 
+def test_an_event_takes_the_datas_channel_name_and_the_old_one_as_an_alias(client):
+    for name, channel in (("sales_channel_id", 1), ("channel", 2)):
+        body = {"customer_id": f"channel-{name}", "article_id": 114428026, name: channel}
+        response = client.post("/events/purchases", json=body)
+        assert response.status_code == 201 and response.json()["sales_channel_id"] == channel, response.text
+    both = {"customer_id": "x", "article_id": "1", "sales_channel_id": 1, "channel": 2}
+    assert_error(client.post("/events/purchases", json=both), 422, "channel: Extra inputs are not permitted")
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "alias" in schemas["PurchaseEvent"]["properties"]["sales_channel_id"]["description"]
+    assert schemas["Purchase"]["properties"]["price"]["description"].startswith("The price this customer paid")
+
+
 def test_article_ids_with_and_without_leading_zero_are_the_same(client):
     for spelling in ("0108775015", "108775015", 108775015):
         response = client.post("/events/purchases", json={"customer_id": "zero", "article_id": spelling})
@@ -229,9 +255,19 @@ def test_purchase_count_is_the_true_total_though_history_is_cut(tmp_path):
     with TestClient(create_app(Settings(workdir=workdir, events_path=tmp_path / "e.sqlite"))) as client:
         customer = client.get(f"/customers/{s.FREQUENT}").json()
         assert customer["summary"]["purchase_count"] == 5
+        assert customer["summary"]["average_price"] == 0.034  # of all 5 purchases, not of the 2 served
         assert [p["article_id"] for p in customer["recent_purchases"]] == ids([3, 2])
-        client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([9])[0]})
-        assert client.get(f"/customers/{s.FREQUENT}").json()["summary"]["purchase_count"] == 6
+
+        def bought() -> dict[str, float]:
+            answer = client.get(f"/customers/{s.FREQUENT}/buy-again").json()
+            return {it["article_id"]: it["score"] for it in answer["items"]}
+
+        # article 0, bought twice before the 2 served purchases, still counts twice and leads the rail
+        assert bought() == {ids([0])[0]: 2.0, ids([3])[0]: 1.0, ids([2])[0]: 1.0}
+        client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([9])[0], "price": 0.1})
+        after = client.get(f"/customers/{s.FREQUENT}").json()["summary"]
+        assert after["purchase_count"] == 6 and after["average_price"] == 0.045  # (0.170 + 0.1) / 6
+        assert bought()[ids([0])[0]] == 2.0  # buying something else never lowers a count
 
 
 # ---- customers, articles, popular -----------------------------------------------------------------------------

@@ -60,6 +60,10 @@ def test_choose_customer_buy_and_browse_similar(browser, pipeline_server, tmp_pa
     assert page.locator("#strategy").get_attribute("data-strategy") == "personalized"
     assert "Purchases" in page.locator("#profile").inner_text()
     assert all(page.locator("#recs .product .reason").all_inner_texts())
+    # the page does not offer again below what the Buy again rail above already shows
+    assert page.locator("#buy-again .product").count() >= 1
+    assert not set(product_ids(page, "recs")) & set(product_ids(page, "buy-again"))
+    assert_titles_fit_their_cards(page)
 
     page.locator("#recs .product img").first.click()
     page.wait_for_selector("#similar-section:not(.hidden) #similar .product")
@@ -72,8 +76,12 @@ def test_choose_customer_buy_and_browse_similar(browser, pipeline_server, tmp_pa
     assert page.locator("#recs .product").count() == 12
     assert page.locator("#history .empty").inner_text() == "No purchases yet."
     before = product_ids(page, "recs")
+    first_name = page.locator("#recs .product .name").first.inner_text()
+    assert page.locator("#toast").is_hidden()
     page.locator("#recs .product").first.locator("button.buy").click()
     page.wait_for_function("document.querySelector('#strategy').dataset.strategy === 'personalized'")
+    page.wait_for_selector("#toast:not(.hidden)")
+    assert page.locator("#toast").inner_text() == f"Bought {first_name}: it is now in your recent purchases."
     assert product_ids(page, "history") == [before[0]]
     assert page.locator("#recs .product").count() == 12
     assert product_ids(page, "recs") != before
@@ -106,13 +114,31 @@ def test_data_text_is_shown_as_text_never_as_markup(browser, handmade_server):
     page.close()
 
 
-def test_a_bad_customer_id_shows_the_apis_message(browser, handmade_server):
+def assert_titles_fit_their_cards(page) -> None:
+    """Every card's title stays inside its card, on at most two lines, and its tooltip holds the whole title."""
+    boxes = page.eval_on_selector_all(".product .name", """nodes => nodes.map(n => {
+        const card = n.closest('.product').getBoundingClientRect(), box = n.getBoundingClientRect();
+        return {text: n.textContent, title: n.title, inside: box.left >= card.left && box.right <= card.right,
+                lines: box.height / parseFloat(getComputedStyle(n).lineHeight)}; })""")
+    assert boxes
+    for box in boxes:
+        assert box["inside"] and box["lines"] <= 2.05 and box["title"] == box["text"], box
+
+
+@pytest.mark.parametrize(("typed", "said"), [
+    ("", "Type a customer id first, or pick one of the samples."),
+    ("abc/def", "A customer id cannot contain a slash (/)."),
+    ("a" * 5000, "A customer id has at most 64 characters; this one has 5000."),
+    ("not valid!", 'A customer id has only letters, digits, - and _; remove spaces, "!".'),
+])
+def test_a_bad_customer_id_is_explained_in_shopper_words(browser, handmade_server, typed, said):
     page = browser.new_page()
     page.goto(handmade_server.url + "/")
-    page.fill("#customer-input", "not valid!")
+    page.fill("#customer-input", typed)
     page.click("#search button")
     page.wait_for_selector("#error:not(.hidden)")
-    assert page.locator("#error").inner_text().startswith("customer_id: String should match pattern")
+    assert page.locator("#error").inner_text() == said
+    assert page.locator("#customer").is_hidden()
     page.close()
 
 
@@ -133,14 +159,19 @@ def test_customer_in_the_url_buy_again_rail_true_count_prices_and_favicon(browse
     assert page.url == f"{handmade_server.url}/?customer={s.FREQUENT}"
     assert product_ids(page, "buy-again") == [f"{s.ARTICLE_IDS[i]:010d}" for i in (0, 3, 2, 1)]
     assert page.locator("#buy-again .product .date").first.inner_text() == "bought 2 times"
-    prices = page.locator(".product .price").all_inner_texts()
-    assert prices and all(p.endswith(" pu") and p[:-3].replace(".", "").isdigit() for p in prices), prices
-    assert "30.00 pu" in prices  # article 0's data price 0.030
+    # one price per card, labelled: what this customer paid in their purchases, the catalogue's price elsewhere
+    assert page.locator(".product").count() == page.locator(".product .price").count()
+    paid = page.locator("#history .product .price").all_inner_texts()
+    offered = page.locator("#buy-again .product .price, #recs .product .price").all_inner_texts()
+    assert paid and offered
+    assert all(p.startswith("you paid ") and p.endswith(" pu") for p in paid), paid
+    assert all(p.startswith("price ") and p.endswith(" pu") for p in offered), offered
+    assert "you paid 45.00 pu" in paid  # article 3 bought at the data price 0.045
     assert "pu (price units): the data's scaled price × 1000" in page.locator("footer").inner_text()
 
     # buying article 3 takes it out of both rails, and the purchase count goes up by one
     bought = f"{s.ARTICLE_IDS[3]:010d}"
-    page.locator(f"#recs .product[data-article-id='{bought}'] button.buy").click()
+    page.locator(f"#buy-again .product[data-article-id='{bought}'] button.buy").click()
     page.wait_for_function("document.querySelectorAll('#buy-again .product').length === 3")
     assert bought not in product_ids(page, "recs") and bought not in product_ids(page, "buy-again")
     assert "Purchases\n6" in page.locator("#profile").inner_text()
@@ -185,6 +216,29 @@ def test_similar_articles_stay_within_the_product_group(pipeline_server):
     for article in catalogue[:10]:
         answer = httpx.get(f"{pipeline_server.url}/articles/{article['article_id']}/similar?k=8").json()
         assert answer["method"] == "two_tower"
+        assert all(it["score_kind"] == "similarity" and round(it["score"], 6) == it["score"] for it in answer["items"])
         assert {it["product_group"] for it in answer["items"]} <= {article["product_group"]}
         types = [it["product_type"] == article["product_type"] for it in answer["items"]]
         assert types == sorted(types, reverse=True)  # the same product type first
+
+
+def test_back_and_forward_show_each_history_entrys_customer(browser, handmade_server):
+    page = browser.new_page()
+    failures = watch_failures(page)
+    page.goto(handmade_server.url + "/")
+    page.click("button.sample[data-kind=frequent]")
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.FREQUENT)
+    page.fill("#customer-input", s.OCCASIONAL)
+    page.click("#search button")
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.OCCASIONAL)
+    page.go_back()
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.FREQUENT)
+    assert page.url.endswith(f"/?customer={s.FREQUENT}")
+    page.go_back()  # the entry without a customer: the empty page, not the last customer under "/"
+    page.wait_for_selector("#customer", state="hidden")
+    assert page.url == handmade_server.url + "/"
+    assert page.locator("#recs-section").is_hidden() and page.input_value("#customer-input") == ""
+    page.go_forward()
+    page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=s.FREQUENT)
+    assert failures == []
+    page.close()

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +20,8 @@ from typer.testing import CliRunner
 
 from hmrec.cli import app
 from hmrec.support.launcher import HMREC, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str):
@@ -59,6 +64,29 @@ def test_pipeline_checks_its_inputs_before_opening_a_tracking_run(tmp_path):
         f"error: {tmp_path / 'raw'} lacks articles.csv, transactions_train.csv (it needs customers.csv, articles.csv, "
         "transactions_train.csv): check --raw, or write a sample there with `hmrec data generate --out DIR`")
     assert not (tmp_path / "work").exists()  # no mlflow.db, so no FAILED run
+
+
+def test_registry_show_summarises_a_version_and_json_gives_the_whole_manifest(pipeline_run):
+    result = run("registry", "show", "1", "--workdir", pipeline_run.workdir)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) <= 40, result.output
+    assert lines[0] == "hmrec-recommender version 1  (aliases: champion)"
+    assert "the last 7 days held out for evaluation" in result.output
+    assert re.search(r"^  final +(  +0\.\d{4}){4}$", result.output, re.MULTILINE), result.output  # 4-digit metrics
+    assert "settings chosen on validation" in result.output and "n_per_source.repurchase" in result.output
+    assert all(line.endswith(" 0 (source left out: no candidates from it)") for line in lines
+               if line.strip().startswith("n_per_source.") and line.split()[1] == "0")
+    assert not re.search(r"[0-9a-f]{40}", result.output)  # no sha256 lines
+    manifest = json.loads(run("registry", "show", "1", "--json", "--workdir", pipeline_run.workdir).output)
+    assert len(manifest["files"]) > 10 and manifest["final"] == "final"
+
+
+def test_help_shows_no_type_on_flags():
+    for command in ([], ["pipeline"], ["registry", "show"], ["evaluate"]):
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "160"})
+        assert result.exit_code == 0 and "--help" in result.output, result.output
+        assert "<bool>" not in result.output, result.output
 
 
 def test_evaluate_scores_the_champion_without_refitting(pipeline_run, tmp_path):
@@ -176,3 +204,36 @@ def test_data_too_short_for_the_pipeline_is_one_line_naming_the_days_needed(tmp_
         "error: the data covers 1 day(s) (2020-09-01 .. 2020-09-01), but the pipeline's settings need at least 29: "
         "7 held-out (--test-days), 2 label week(s) of 7 days for the ranker, a validation week of 7 days and 1 day of "
         "history before it; give it longer data or fewer --test-days")
+
+
+def make(*args: str, **env: str) -> subprocess.Popen:
+    """The repository's Makefile with this interpreter's environment as its .venv, never installing into it."""
+    venv = Path(sys.prefix)
+    command = ["make", "--no-print-directory", "-o", str(venv / ".installed"), f"VENV={venv}", *args]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env}, start_new_session=True)
+
+
+def test_make_run_fails_when_the_pipeline_fails_and_serves_nothing(tmp_path):
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "transactions_train.csv").write_text("not,the,format\n")
+    process = make("run", f"SAMPLE={sample}", f"WORKDIR={tmp_path / 'work'}", f"PORT={free_port()}")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2, output  # make's own code for a failed recipe
+    assert "pipeline] Error 1" in output and "serving on" not in output, output
+
+
+def test_ctrl_c_on_make_serve_is_no_error(tmp_path):
+    """Ctrl-C reaches make and `hmrec serve` alike (one process group); make used to add `Error 130`."""
+    workdir, port = s.handmade_workdir(tmp_path), free_port()
+    process = make("serve", f"WORKDIR={workdir}", f"PORT={port}", HMREC_EVENTS_PATH=str(tmp_path / "events.sqlite"))
+    lines = []
+    for line in process.stdout:  # until the service says it serves
+        lines.append(line)
+        if line.startswith("serving on"):
+            break
+    assert httpx.get(f"http://127.0.0.1:{port}/customers/{s.FREQUENT}", timeout=10).status_code == 200
+    os.killpg(process.pid, signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=60)[0]
+    assert "serving on" in output and "Error" not in output, output

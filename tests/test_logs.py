@@ -48,11 +48,13 @@ def test_third_party_chatter_is_off_by_default_and_back_with_verbose(monkeypatch
     assert "implicit: loss 0.1234" in stderr.getvalue()
 
 
-def test_numpy_scalars_are_logged_as_plain_numbers(monkeypatch, restore_logging):
+def test_numbers_and_dicts_are_logged_as_a_person_writes_them(monkeypatch, restore_logging):
     stderr = capture(monkeypatch)
     logs.configure()
     logging.getLogger("hmrec.test").info("best %s, count %s", {"ndcg@12": np.float64(0.25)}, np.int64(3))
-    assert "best {'ndcg@12': 0.25}, count 3" in stderr.getvalue()
+    assert "best ndcg@12 0.25, count 3" in stderr.getvalue()
+    logging.getLogger("hmrec.test").info("chosen %s", {"map": 0.061234567890123456, "rows": 67926, "kind": "ivf"})
+    assert "chosen map 0.06123, rows 67,926, kind ivf" in stderr.getvalue()
     assert "np." not in stderr.getvalue()
 
 

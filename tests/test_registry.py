@@ -326,8 +326,10 @@ def test_cli_lists_shows_and_promotes_versions_of_hmrec_recommender(store, tmp_p
     listed = runner.invoke(app, ["registry", "list", "--workdir", str(workdir)])
     lines = listed.output.strip().splitlines()
     assert len(lines) == 2 and "MAP@12 0.0200" in lines[0] and lines[1].endswith("MAP@12 0.0300  champion")
-    shown = runner.invoke(app, ["registry", "show", "1", "--workdir", str(workdir)])
+    shown = runner.invoke(app, ["registry", "show", "1", "--json", "--workdir", str(workdir)])
     assert shown.exit_code == 0 and json.loads(shown.output)["metrics"] == {"final": {"map@12": 0.02}}
+    summary = runner.invoke(app, ["registry", "show", "1", "--workdir", str(workdir)]).output.splitlines()
+    assert summary[0] == f"{MODEL_NAME} version 1  (aliases: none)" and "  final      0.0200" in summary
     missing = runner.invoke(app, ["registry", "show", "9", "--workdir", str(workdir)])
     assert missing.exit_code == 1 and "version 9 does not exist" in missing.output
     assert (workdir / "mlflow.db").is_file() and (workdir / "mlartifacts").is_dir()

@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 from hmrec.data import Query, TrainData
+from hmrec.evaluation import plots
+from hmrec.evaluation import report as report_module
 from hmrec.evaluation.report import pick_customers, repeat_share, write_report
 from hmrec.evaluation.runner import evaluate_methods, ground_truth
 from hmrec.recommenders.popularity import PopularityRecommender
@@ -152,3 +154,20 @@ def test_notes_say_where_and_why_our_model_trails_its_library_peer(evaluated, tm
     level = dataclasses.replace(result, methods={**result.methods, "two_tower": peer, "als": peer})
     write_report(level, tmp_path / "level", test_window=(CUTOFF, CUTOFF), articles=ARTICLES, query=query)
     assert "library peer" not in (tmp_path / "level" / "report.md").read_text()
+
+
+def test_the_loss_plot_marks_epochs_and_equal_recall_curves_are_drawn_apart(evaluated, tmp_path):
+    assert plots.loss_positions(6, 3).tolist() == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]  # two windows per epoch
+    assert plots.loss_positions(5, 3) is None and plots.loss_positions(4, None) is None
+    styles = [tuple(plots.line_style(n).values()) for n in range(8)]
+    assert len(set(styles)) == 8
+    report(evaluated, tmp_path, training_losses={"two_tower": [2.0, 1.8, 1.5, 1.4, 1.2, 1.1]},
+           training_epochs={"two_tower": 3})
+    assert (tmp_path / "training_loss.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_best_claim_within_the_noise_says_so():
+    close = report_module._within_noise({"a": 0.30, "b": 0.29}, buyers=115)
+    assert close.startswith("; but **b** (0.2900) is within the noise of 115 buyers (2 standard errors: up to 0.0855)")
+    assert report_module._within_noise({"a": 0.30, "b": 0.10}, buyers=10_000) == ""
+    assert report_module._within_noise({"a": 0.30, "b": 0.30}, buyers=115) == ""  # a tie is named as one

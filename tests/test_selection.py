@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -11,8 +11,9 @@ import pytest
 
 from hmrec.candidates.sources import CATALOGUE, Grid
 from hmrec.data import Recs, TrainData
-from hmrec.evaluation.selection import SelectionConfig, allocate_budget, choose_settings, settings_section
+from hmrec.evaluation.selection import Chosen, SelectionConfig, allocate_budget, choose_settings, settings_section
 from hmrec.pipeline import load_train_data
+from hmrec.recommenders.popularity import PopularityConfig
 from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
@@ -89,3 +90,15 @@ def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
         assert f"| {setting} | **{value}** |" in section
     assert chosen.settings["repurchase"].window_days == chosen.values()["repurchase.window_days"]  # a dataclass
     assert set(chosen.params()) >= {f"chosen.n_per_source.{source.name}" for source in CHEAP}
+
+
+def test_a_source_given_no_candidates_is_labelled_left_out_not_a_value_tried():
+    chosen = Chosen(settings={"popularity": PopularityConfig(window_days=7)}, n_per_source={"als": 0, "repurchase": 40},
+                    valid_window=(date(2029, 11, 13), date(2029, 11, 19)), customers=115,
+                    evidence=[("popularity.window_days", "7", "map@12", 0.01), ("n_per_source.als", "0", "recall@0", 0.0),
+                              ("n_per_source.repurchase", "40", "recall@40", 0.2)],
+                    chosen=[("popularity", "window_days")])
+    section = settings_section(chosen)
+    assert "| popularity.window_days | **7** | map@12 | 0.0100 |" in section
+    assert "| n_per_source.als | **0**: source left out (no candidates from it) | - | - |" in section
+    assert "| n_per_source.repurchase | **40** | recall@40 | 0.2000 |" in section

@@ -6,10 +6,26 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import typer
+from hmrec import cpus
 
-from hmrec import logs
+cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library: idle thread pools sleep
 
+import typer  # noqa: E402
+
+from hmrec import logs  # noqa: E402
+
+
+def _flags_without_a_type(display_type_rich):
+    """typer 0.29's rich help shows `<bool>` beside every flag (`--promote / --no-promote <bool>`), which reads as if
+    the flag took a value; a flag shows no type."""
+
+    def shown(self, ctx):
+        return None if self.is_flag else display_type_rich(self, ctx)
+
+    return shown
+
+
+typer.core.TyperOption.display_type_rich = _flags_without_a_type(typer.core.TyperOption.display_type_rich)
 app = typer.Typer(help="hmrec: raw H&M-format retail data -> feature store -> models -> live service.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Generate or describe raw datasets.", no_args_is_help=True)
@@ -103,6 +119,7 @@ def etl(
     wait: Wait = False,
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
+    cpus.size_pools()
     from hmrec.raw.read import RawDataError
     from hmrec.store.build import store_writer
     from hmrec.workdir import LockedError
@@ -141,6 +158,7 @@ def evaluate(
 ) -> None:
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
+    cpus.size_pools()
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
     from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
@@ -176,6 +194,7 @@ def pipeline(
     wait: Wait = False,
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
+    cpus.size_pools()
     from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError, workdir_writer
@@ -208,16 +227,50 @@ def registry_list(workdir: Annotated[Path, typer.Option(help="Pipeline working f
 
 @registry_app.command("show")
 def registry_show(
-    version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work")
+    version: int,
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest (every file's sha256) as JSON.")]
+    = False,
 ) -> None:
-    """Show one version's manifest."""
+    """Summarise one version: aliases, data, metrics and the settings validation chose (--json: the manifest)."""
     from hmrec.registry.versions import Registry, RegistryError
 
     _readable_workdir(workdir)
+    registry = Registry.for_workdir(workdir)
     try:
-        typer.echo(json.dumps(Registry.for_workdir(workdir).manifest(version), indent=2))
+        manifest = registry.manifest(version)
     except RegistryError as error:
         _fail(str(error))
+    typer.echo(json.dumps(manifest, indent=2) if as_json else "\n".join(_version_summary(registry, version, manifest)))
+
+
+def _version_summary(registry, version: int, manifest: dict) -> list[str]:
+    """At most ~40 lines: what a person asks of a version; the checksums stay in the manifest (--json)."""
+    model = registry.client.get_model_version(registry.name, str(version))
+    params = registry.client.get_run(model.run_id).data.params if model.run_id else {}
+    aliases = ", ".join(sorted(model.aliases)) or "none"
+    lines = [f"{registry.name} version {version}  (aliases: {aliases})",
+             f"created     {manifest.get('created', '-')}  pipeline run {manifest.get('run_id', '-')}",
+             f"data        up to {manifest.get('data_end', '-')}; the last {params.get('test_days', '?')} days held "
+             f"out for evaluation; store {str(manifest.get('store_fingerprint', '-'))[:12]}",
+             f"answers     {manifest.get('final', '-')} (customers without history: {manifest.get('cold_start', '-')})",
+             f"files       {len(manifest.get('files', {}))}, each with its sha256 in manifest.json (--json shows them)"]
+    metrics = {name: values for name, values in (manifest.get("metrics") or {}).items() if isinstance(values, dict)}
+    if metrics:
+        keys = list(next(iter(metrics.values())))
+        width = max(len(name) for name in metrics)
+        header = "  " + "method".ljust(width) + "".join(f"  {k:>10}" for k in keys)
+        lines += ["", "metrics on the held-out window", header]
+        lines += ["  " + name.ljust(width) + "".join(f"  {values.get(k, float('nan')):>10.4f}" for k in keys)
+                  for name, values in metrics.items()]
+    chosen = {name.removeprefix("chosen."): value for name, value in sorted(params.items())
+              if name.startswith("chosen.")}
+    if chosen:
+        width = max(len(name) for name in chosen)
+        lines += ["", "settings chosen on validation"]
+        lines += [f"  {name.ljust(width)}  {value}" + (" (source left out: no candidates from it)"
+                  if name.startswith("n_per_source.") and value == "0" else "") for name, value in chosen.items()]
+    return lines
 
 
 @registry_app.command("promote")
@@ -262,14 +315,12 @@ def serve(
         settings = Settings()
     except ValidationError as error:
         _fail(f"invalid HMREC_* setting: {error}")
-    # before polars is first imported, here or in a worker (see serving.app.limit_threads)
-    os.environ.setdefault("POLARS_MAX_THREADS", str(settings.threads))
-    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    cpus.size_pools(settings.threads)  # before polars is first imported, here or in a worker
     import threading
 
     import uvicorn
 
-    from hmrec.serving.launch import run_server, wait_until_accepting
+    from hmrec.serving.launch import exit_now, run_server, wait_until_accepting
     from hmrec.serving.workers import PortTakenError, refuse_if_served, serve_workers
 
     try:
@@ -283,7 +334,7 @@ def serve(
 
     if settings.workers == 1:
         config = uvicorn.Config(factory, factory=True, host=host, port=port, log_level="info",
-                                access_log=settings.access_log)
+                                access_log=settings.access_log, log_config=None)  # uvicorn logs in hmrec's format
         run_server(config, on_listening=announce)
         return
     metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
@@ -297,8 +348,7 @@ def serve(
     finally:
         done.set()
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    if code:
-        raise typer.Exit(code)
+    exit_now(code)  # the workers have stopped: Ctrl-C ends the command within a second
 
 
 @events_app.command("export")

@@ -36,9 +36,14 @@ class _StderrHandler(logging.StreamHandler):
 
 
 class _PlainNumbers(logging.Filter):
-    """numpy scalars in a log call's arguments are shown as numbers, not `np.float64(0.1)` reprs."""
+    """A log call's arguments read as a person would write them: numpy scalars as numbers (not `np.float64(0.1)`),
+    a dict as `key value, key value` with its floats to 4 significant digits (not a repr with 17 digits)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error":  # uvicorn's general logger, which says "error" on every INFO line
+            record.name = "uvicorn"
+        if isinstance(record.args, dict) and "%(" not in str(record.msg):  # one dict argument, not named fields
+            record.args = (record.args,)
         if isinstance(record.args, tuple):
             record.args = tuple(_plain(arg) for arg in record.args)
         return True
@@ -48,10 +53,17 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return ", ".join(f"{k} {_short(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
     return value
+
+
+def _short(value: object) -> str:
+    value = _plain(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def configure(verbose: bool = False, bars: bool = True) -> None:

@@ -240,6 +240,7 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         articles=data.articles,
         query=query,
         training_losses={name: method.training_losses() for name, method in methods.items()},
+        training_epochs={name: method.training_epochs() for name, method in methods.items()},
         extra_sections=[settings_section(chosen), *ranker_sections(final, query, relevant)],
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},
     )

@@ -9,9 +9,25 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hmrec.evaluation.runner import EvaluationResult  # noqa: E402
+
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
+
+
+def line_style(number: int) -> dict[str, str]:
+    """The dash and marker of the `number`-th line: no two of the first 8 share both, so equal curves differ."""
+    return {"linestyle": LINE_STYLES[number % len(LINE_STYLES)], "marker": MARKERS[number % len(MARKERS)]}
+
+
+def loss_positions(n_values: int, epochs: int | None) -> np.ndarray | None:
+    """Where each loss window ends, in epochs, when every epoch has the same number of windows; else None."""
+    if not epochs or n_values == 0 or n_values % epochs:
+        return None
+    return np.arange(1, n_values + 1) * epochs / n_values
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -22,15 +38,18 @@ def _save(figure: plt.Figure, path: Path) -> Path:
 
 
 def recall_curves(result: EvaluationResult, path: Path) -> Path:
-    """Recall@K for K = 1..k_max, one line per method."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    """Recall@K for K = 1..k_max, one line per method. Methods with equal curves (a source and the final ranker
+    that follows its order, say) stay apart: each has its own dash and marker, and the legend sits beside the axes."""
+    figure, axes = plt.subplots(figsize=(8.5, 4.5))
     ks = np.arange(1, result.k_max + 1)
-    for name, method in result.methods.items():
-        axes.plot(ks, method.recall_curve, label=name)
+    every = max(1, result.k_max // 10)
+    for number, (name, method) in enumerate(result.methods.items()):
+        axes.plot(ks, method.recall_curve, label=name, **line_style(number), markevery=(number % every, every),
+                  markersize=4)
     axes.set(xlabel="K", ylabel="Recall@K", title=f"Recall@K on the held-out window ({result.customers:,} buyers)")
     axes.set_xlim(1, result.k_max)
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the curves, never over them
     return _save(figure, path)
 
 
@@ -53,11 +72,27 @@ def map_by_segment(result: EvaluationResult, path: Path) -> Path:
     return _save(figure, path)
 
 
-def training_losses(losses: dict[str, list[float]], path: Path) -> Path:
-    """One panel per model: its training loss by epoch (or logged step)."""
+def training_losses(losses: dict[str, list[float]], path: Path, epochs: dict[str, int] | None = None) -> Path:
+    """One panel per model: its training loss, each point the mean over a window of training steps.
+
+    With the model's number of epochs (its windows closed at each epoch's end, as the two-tower's are), the x axis
+    is the epoch, the windows spread evenly within each, and dashed lines mark where each epoch ends."""
     figure, panels = plt.subplots(1, len(losses), figsize=(5 * len(losses), 3.8), squeeze=False)
     for axes, (name, values) in zip(panels[0], losses.items(), strict=True):
-        axes.plot(np.arange(1, len(values) + 1), values, marker="o" if len(values) < 30 else None)
-        axes.set(xlabel="step", ylabel="loss", title=f"{name} training loss")
+        n_epochs = (epochs or {}).get(name)
+        x = loss_positions(len(values), n_epochs)
+        if x is not None:
+            for epoch in range(1, n_epochs):
+                axes.axvline(epoch, color="grey", linestyle="--", linewidth=0.8)
+            axes.set_xlim(0, n_epochs)
+            axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            xlabel = f"epoch (each point: the mean loss of a window of steps; {len(values) // n_epochs} per epoch)"
+        else:
+            x = np.arange(1, len(values) + 1)
+            axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            xlabel = "window of training steps (each point: their mean loss)"
+        axes.plot(x, values, marker="o" if len(values) < 30 else None)
+        axes.set(xlabel=xlabel, ylabel="training loss (sampled softmax)", title=f"{name} training loss")
+        axes.xaxis.label.set_fontsize(8)
         axes.grid(alpha=0.3)
     return _save(figure, path)

@@ -52,6 +52,7 @@ def write_report(
     articles: pl.DataFrame,
     query: Query,
     training_losses: dict[str, list[float]] | None = None,
+    training_epochs: dict[str, int] | None = None,
     extra_sections: list[str] | None = None,
     run_info: dict | None = None,
 ) -> Path:
@@ -66,7 +67,7 @@ def write_report(
                plots.map_by_segment(result, out_dir / "map_by_segment.png")]
     losses = {name: values for name, values in (training_losses or {}).items() if values}
     if losses:
-        figures.append(plots.training_losses(losses, out_dir / "training_loss.png"))
+        figures.append(plots.training_losses(losses, out_dir / "training_loss.png", training_epochs))
 
     sections = [
         _header(result, test_window, run_info),
@@ -126,8 +127,9 @@ def _notes(result: EvaluationResult, query: Query) -> str:
     notes = []
     for key, label, why in (("map@12", "MAP@12", ""), (recall_key, f"Recall@{result.k_max}",
                                                         "; it bounds what a ranker can find")):
-        top, leaders = _leaders({n: m.metrics[key] for n, m in result.methods.items()})
-        notes.append(f"- Best {label}: {leaders} ({top:.4f}){why}.")
+        values = {n: m.metrics[key] for n, m in result.methods.items()}
+        top, leaders = _leaders(values)
+        notes.append(f"- Best {label}: {leaders} ({top:.4f}){why}{_within_noise(values, result.customers)}.")
     declared = baselines()
     ordered = [n for n in by_map if n in declared]
     if ordered:
@@ -183,6 +185,21 @@ def repeat_share(query: Query, relevant: list[np.ndarray]) -> float:
                            "article_idx": np.concatenate(relevant).astype(np.int32)})
     seen = query.history.select(pl.col("row").cast(pl.UInt32), pl.col("article_idx").cast(pl.Int32)).unique()
     return bought.join(seen, on=["row", "article_idx"], how="semi").height / bought.height
+
+
+def _within_noise(values: dict[str, float], buyers: int) -> str:
+    """A word on noise when the runner-up is within two standard errors of the best. A metric in [0, 1] averaged
+    over n buyers with mean p has a standard error of at most sqrt(p (1 - p) / n): a bound, not an estimate."""
+    top = max(values.values())
+    others = {name: value for name, value in values.items() if value < top}
+    if not others or buyers <= 0:
+        return ""
+    second = max(others, key=others.get)
+    noise = 2 * np.sqrt(top * (1 - top) / buyers)
+    if top - others[second] > noise:
+        return ""
+    return (f"; but **{second}** ({others[second]:.4f}) is within the noise of {buyers:,} buyers (2 standard "
+            f"errors: up to {noise:.4f}), so another week may order them the other way")
 
 
 def _leaders(values: dict[str, float]) -> tuple[float, str]:

@@ -241,5 +241,8 @@ def settings_section(chosen: Chosen) -> str:
     for setting, value, metric, figure in chosen.evidence:
         picked = setting.startswith("n_per_source.") or str(values.get(setting)) == value
         shown = f"**{value}**" if picked else value
+        if setting.startswith("n_per_source.") and value == "0":  # a budget share, not a value tried and lost
+            lines.append(f"| {setting} | **0**: source left out (no candidates from it) | - | - |")
+            continue
         lines.append(f"| {setting} | {shown} | {metric} | {figure:.4f} |")
     return "\n".join(lines) + "\n"

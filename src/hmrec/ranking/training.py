@@ -13,7 +13,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from hmrec import logs
+from hmrec import cpus, logs
 from hmrec.candidates.sources import default_counts
 from hmrec.data import Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k
@@ -47,7 +47,7 @@ class FinalConfig:
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 20
-    num_threads: int = 2
+    num_threads: int = field(default_factory=cpus.available)  # the same trees for any count (hmrec.cpus)
     seed: int = 7
 
     def label_starts(self, cutoff: date) -> list[date]:

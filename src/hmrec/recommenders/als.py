@@ -8,7 +8,6 @@ Rows with no recent purchase of a known article get the fill (popularity).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
+from hmrec import cpus
 from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
@@ -47,10 +47,6 @@ class ALSConfig:
     window_days: int = 42  # training rows, and each query row's purchases, from this many days back
     seed: int = 7
     active_days: int | None = 14  # recommend only articles sold this many days before the cutoff; None: all
-
-
-def _threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _confidence(rows: pl.DataFrame, row_col: str, shape: tuple[int, int]) -> csr_matrix:
@@ -82,7 +78,7 @@ class ALSRecommender(Recommender):
         with threadpoolctl.threadpool_limits(1, "blas"):  # implicit checks the BLAS threads when built
             return AlternatingLeastSquares(
                 factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
-                calculate_training_loss=True, num_threads=_threads(), random_state=c.seed,
+                calculate_training_loss=True, num_threads=cpus.available(), random_state=c.seed,
             )
 
     def fit(self, data: TrainData) -> Self:

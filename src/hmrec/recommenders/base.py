@@ -106,8 +106,13 @@ class Recommender(ABC):
         return None
 
     def training_losses(self) -> list[float]:
-        """The loss of each training epoch of the last fit, plotted in the report (empty: nothing to plot)."""
+        """The training loss of the last fit, one value per logging window, plotted in the report (empty: nothing
+        to plot)."""
         return []
+
+    def training_epochs(self) -> int:
+        """How many epochs `training_losses` spans, marked on the report's loss plot (0: not trained in epochs)."""
+        return 0
 
     def parts(self) -> dict[str, Recommender]:
         """The sources this recommender merges, by name (empty: it answers on its own)."""

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-
-def _default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+from hmrec import cpus
 
 
 @dataclass
@@ -41,6 +38,6 @@ class TwoTowerConfig:
     # 0.69x the CPU per served answer (docs/benchmarks.md)
     index_kind: str = "auto"
     seed: int = 0
-    threads: int = field(default_factory=_default_threads)
+    threads: int = field(default_factory=cpus.available)  # torch's sums, so the weights, depend on it (hmrec.cpus)
     user_batch_size: int = 4096  # customers encoded at once when answering a query
     loss_every_steps: int = 20

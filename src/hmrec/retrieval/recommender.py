@@ -152,6 +152,9 @@ class TwoTowerRecommender(Recommender):
     def training_losses(self) -> list[float]:
         return self.losses
 
+    def training_epochs(self) -> int:
+        return self.config.epochs
+
     def _build_index(self, transactions: pl.DataFrame, cutoff: date) -> ArticleIndex:
         days = self.config.index_window_days
         if days is None:
@@ -159,7 +162,8 @@ class TwoTowerRecommender(Recommender):
         else:
             recent = transactions.filter(pl.col("t_dat") >= cutoff - timedelta(days=days))
             ids = np.sort(recent["article_idx"].unique().to_numpy()).astype(np.int32)
-        logger.info("indexing %d articles (%s index)", len(ids), self.config.index_kind)
+        which = "all articles" if days is None else f"articles sold in the {days} days before {cutoff}"
+        logger.info("indexing %d %s (%s index)", len(ids), which, self.config.index_kind)
         return ArticleIndex.build(self.article_vectors()[ids], ids, kind=self.config.index_kind, seed=self.config.seed)
 
     def user_vectors(self, query: Query) -> np.ndarray:

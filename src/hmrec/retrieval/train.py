@@ -65,7 +65,8 @@ def make_optimizers(model: TwoTower, config: TwoTowerConfig) -> list[torch.optim
 
 
 class LossLog:
-    """The mean loss over each `every` steps, in order; a last, shorter window counts too."""
+    """The mean loss over each `every` steps, in order; a last, shorter window counts too. `end_epoch` closes the
+    window, so each epoch's windows are its own and the loss logged at an epoch's end is the plotted one."""
 
     def __init__(self, every: int):
         self.every, self._means, self._window = every, [], []
@@ -73,6 +74,11 @@ class LossLog:
     def add(self, loss: float) -> None:
         self._window.append(loss)
         if len(self._window) == self.every:
+            self._means.append(float(np.mean(self._window)))
+            self._window = []
+
+    def end_epoch(self) -> None:
+        if self._window:
             self._means.append(float(np.mean(self._window)))
             self._window = []
 
@@ -126,7 +132,8 @@ def run_epochs(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, ord
     optimizers = make_optimizers(model, config)
     losses, started = LossLog(config.loss_every_steps), time.perf_counter()
     model.train()
-    with logs.bar("two-tower", total=config.epochs * len(examples), unit="examples") as stage:
+    unit = f"examples = {config.epochs} epochs x {len(examples):,}"
+    with logs.bar("two-tower", total=config.epochs * len(examples), unit=unit) as stage:
         for epoch in range(config.epochs):
             stage.describe(f"two-tower epoch {epoch + 1}/{config.epochs}")
             order = order_rng.permutation(len(examples))
@@ -135,6 +142,7 @@ def run_epochs(model: TwoTower, inputs: TrainInputs, config: TwoTowerConfig, ord
                 loss = step(model, inputs, config, batch[rank::world], p_freq, step_rng)
                 losses.add(update(optimizers, loss, sync))
                 stage.advance(len(batch))
+            losses.end_epoch()
             logger.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, losses.last)
     model.eval()
     return losses.means(), time.perf_counter() - started

@@ -96,7 +96,7 @@ def _write_all(sizes: Scale, world: World, seed: int, folder: Path) -> dict[str,
     n_rows = 0
     with open(folder / TRANSACTIONS_FILE, "wb") as handle:
         handle.write((",".join(TRANSACTION_COLUMNS) + "\n").encode())
-        for first, n_days in progress(simulator.chunks(), desc="generating weeks", unit="week"):
+        for first, n_days in progress(simulator.chunks(), desc="generating weeks", unit="weeks"):
             week = simulator.week(first, n_days)
             week.write_csv(handle, include_header=False)
             n_rows += week.height

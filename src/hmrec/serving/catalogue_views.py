@@ -10,6 +10,7 @@ from hmrec.serving.cold_start import cold_answer
 from hmrec.serving.live import LiveHistories
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import ModelHolder
+from hmrec.serving.schemas import shown_score
 from hmrec.store.tables import AGE_BUCKET_LABELS, age_bucket
 
 RECENT_PURCHASES = 20
@@ -46,10 +47,10 @@ class CatalogueViews:
             pairs = [(int(a), float(s)) for a, s in zip(np.ravel(found), np.ravel(scores), strict=True)
                      if int(a) != idx and int(a) >= 0]
             pairs = (pairs if any_type else _same_kind_first(model, idx, pairs))[:k]
-            method = model.recommender.similar_by()  # the source that answered likeness
+            method, kind = model.recommender.similar_by(), "similarity"  # the source that answered likeness
         else:
-            pairs, method = _same_type(model, idx, k), "same_product_type"
-        items = [{**self.cards.card(model, a), "score": s} for a, s in pairs]
+            pairs, method, kind = _same_type(model, idx, k), "same_product_type", "recent_sales"
+        items = [{**self.cards.card(model, a), "score": shown_score(s), "score_kind": kind} for a, s in pairs]
         return {"article": {**self.cards.card(model, idx)}, "method": method, "items": items}
 
     def popular(self, age: int | None, k: int) -> dict:
@@ -64,7 +65,8 @@ class CatalogueViews:
         label = AGE_BUCKET_LABELS[bucket] if bucket is not None and items and \
             items[0]["sources"] == [model.cold_start.name] else None
         return {"age_bucket": label, "model_version": model.version,
-                "items": [{**self.cards.card(model, it["article_idx"]), "score": it["score"]} for it in items]}
+                "items": [{**self.cards.card(model, it["article_idx"]), "score": shown_score(it["score"]),
+                           "score_kind": it["score_kind"]} for it in items]}
 
     def customer(self, customer_id: str) -> dict:
         model = self.holder.model
@@ -82,9 +84,19 @@ class CatalogueViews:
             "customer_id": customer_id,
             "known": customer_idx is not None,
             "profile": _public_profile(profile),
-            "summary": _summary(model, history, self.live.purchase_count(model, customer_id, customer_idx)),
+            "summary": _summary(model, history, self.live.purchase_count(model, customer_id, customer_idx),
+                                self._spent(model, customer_id, customer_idx)),
             "recent_purchases": purchases,
         }
+
+
+    def _spent(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> float | None:
+        """What the customer paid in all, the model's data and live purchases (None: a bundle without totals)."""
+        spent = model.spent_total(customer_idx) if customer_idx is not None else 0.0
+        if spent is None:
+            return None
+        return spent + sum(p.price for p in self.live.live_events(customer_id)
+                           if model.catalogue.find(p.article_id) is not None)
 
 
 def _public_profile(profile: dict) -> dict:
@@ -99,8 +111,9 @@ def _public_profile(profile: dict) -> dict:
     }
 
 
-def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int) -> dict:
-    """Counts every purchase; the last day, average price and favourite group are of the served (latest) ones."""
+def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int, spent: float | None) -> dict:
+    """Counts every purchase and averages every price paid (`spent` over the count; the served, latest, ones for a
+    bundle without totals); the last day and favourite group are of the served ones."""
     if history.height == 0:
         return {"purchase_count": purchase_count, "last_purchase": None, "average_price": None,
                 "favourite_index_group": None}
@@ -110,7 +123,8 @@ def _summary(model: LoadedModel, history: pl.DataFrame, purchase_count: int) -> 
     return {
         "purchase_count": max(purchase_count, history.height),
         "last_purchase": history["t_dat"].max().isoformat(),
-        "average_price": round(float(history["price"].mean()), 6),
+        "average_price": round(spent / purchase_count if spent is not None and purchase_count else
+                               float(history["price"].mean()), 6),
         "favourite_index_group": favourite,
     }
 

@@ -17,5 +17,5 @@ def cold_answer(model: LoadedModel, profile: pl.DataFrame, k: int) -> list[dict]
     query = Query(profile, history_frame([]), model.data_end + timedelta(days=1))
     reasons = model.cold_start.reasons()
     (answer,) = model.cold_start.explain(query, k)
-    return [{"article_idx": a, "score": s, "sources": sources, "reason": word(reasons[sources[0]])}
-            for a, s, sources in answer]
+    return [{"article_idx": a, "score": s, "score_kind": "recent_sales", "sources": sources,
+             "reason": word(reasons[sources[0]])} for a, s, sources in answer]

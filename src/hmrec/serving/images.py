@@ -1,4 +1,4 @@
-"""A product picture drawn as SVG from the article's colour and product group, for data without photos."""
+"""A product picture drawn as SVG from the article's colour and product type (or group), for data without photos."""
 
 from __future__ import annotations
 
@@ -33,6 +33,28 @@ SHAPES = {
     "swim": "M28 20 L40 20 L50 48 L60 20 L72 20 L70 70 Q50 84 30 70 Z",
     "socks": "M40 14 L60 14 L60 74 L82 88 Q86 102 70 102 L40 88 Z",
     "other": "M25 25 L75 25 L75 95 L25 95 Z",
+    # shapes for product types that their group's silhouette would misdraw
+    "long_sleeves": "M30 20 L42 14 Q50 22 58 14 L70 20 L90 96 L80 98 L70 52 L70 104 L30 104 L30 52 L20 98 L10 96 Z",
+    "vest": "M36 14 L42 14 Q50 32 58 14 L64 14 L66 36 L70 42 L70 104 L30 104 L30 42 L34 36 Z",
+    "leggings": "M34 14 L66 14 L63 106 L54 106 L50 42 L46 106 L37 106 Z",
+    "shorts": "M28 14 L72 14 L76 64 L54 64 L50 40 L46 64 L24 64 Z",
+    "skirt": "M34 22 L66 22 L82 94 L18 94 Z",
+    "jumpsuit": "M36 12 L64 12 L64 50 L70 106 L54 106 L50 64 L46 106 L30 106 L36 50 Z",
+    "two_piece": "M32 14 L68 14 L72 52 L28 52 Z M32 58 L68 58 L72 106 L54 106 L50 76 L46 106 L28 106 Z",
+    "pyjamas": "M30 12 L42 8 Q50 14 58 8 L70 12 L84 48 L76 52 L68 30 L68 56 L32 56 L32 30 L24 52 L16 48 Z "
+               "M32 60 L68 60 L70 110 L54 110 L50 78 L46 110 L30 110 Z",
+    "bra": "M18 40 Q30 30 50 50 Q70 30 82 40 L82 56 Q66 70 50 58 Q34 70 18 56 Z",
+    "boots": "M36 20 L58 20 L58 76 L84 84 Q90 96 82 98 L36 98 Z",
+    "sandals": "M14 88 L86 88 Q90 96 82 98 L18 98 Q10 96 14 88 Z M30 88 L38 70 L44 70 L36 88 Z "
+               "M58 88 L64 70 L70 70 L66 88 Z",
+    "earrings": "M34 22 A5 5 0 1 0 34.1 22 Z M34 32 Q42 52 34 74 Q26 52 34 32 Z "
+                "M66 22 A5 5 0 1 0 66.1 22 Z M66 32 Q74 52 66 74 Q58 52 66 32 Z",
+    "sunglasses": "M12 48 L46 48 L44 70 Q30 80 14 70 Z M54 48 L88 48 L86 70 Q70 80 56 70 Z "
+                  "M44 50 L56 50 L56 55 L44 55 Z",
+    "hat": "M22 80 Q22 30 50 30 Q78 30 78 80 Z M18 82 L82 82 L82 94 L18 94 Z",
+    "belt": "M8 54 L92 54 L92 66 L8 66 Z M40 48 L56 48 L56 72 L40 72 Z",
+    "scarf": "M30 14 L70 14 L70 34 L58 34 L58 106 L42 106 L42 34 L30 34 Z",
+    "hairband": "M20 72 Q20 24 50 24 Q80 24 80 72 L72 72 Q72 32 50 32 Q28 32 28 72 Z",
 }
 GROUP_SHAPES = {
     "garment upper body": "upper", "garment lower body": "lower", "garment full body": "full",
@@ -41,6 +63,27 @@ GROUP_SHAPES = {
     "cosmetic": "other", "items": "other", "furniture": "other", "garment and shoe care": "other",
     "stationery": "other", "interior textile": "other", "fun": "accessory", "unknown": "other",
 }
+
+# The product types of the sample (and of the H&M data) whose group silhouette does not fit them; other types are
+# drawn by their group's.
+TYPE_SHAPES = {
+    "t-shirt": "upper", "top": "upper", "shirt": "upper", "blouse": "upper",
+    "sweater": "long_sleeves", "hoodie": "long_sleeves", "jacket": "long_sleeves", "coat": "long_sleeves",
+    "cardigan": "long_sleeves", "blazer": "long_sleeves", "vest top": "vest",
+    "trousers": "lower", "jeans": "lower", "leggings/tights": "leggings", "shorts": "shorts", "skirt": "skirt",
+    "dress": "full", "jumpsuit/playsuit": "jumpsuit", "garment set": "two_piece",
+    "underwear bottom": "underwear", "bra": "bra", "underwear tights": "leggings", "socks": "socks",
+    "pyjama set": "pyjamas", "swimwear bottom": "underwear", "bikini top": "bra", "swimsuit": "swim",
+    "boots": "boots", "sneakers": "shoes", "sandals": "sandals",
+    "earring": "earrings", "hat/beanie": "hat", "bag": "bag", "belt": "belt", "scarf": "scarf",
+    "sunglasses": "sunglasses", "hair/alice band": "hairband",
+}
+
+
+def shape_name(product_group: str | None, product_type: str | None) -> str:
+    """The drawing of a product type, else of its group, else a plain box."""
+    kind = (product_type or "").strip().lower()
+    return TYPE_SHAPES.get(kind) or GROUP_SHAPES.get((product_group or "unknown").strip().lower(), "other")
 
 
 def colour_hex(perceived: str | None, group: str | None) -> str:
@@ -54,7 +97,7 @@ def colour_hex(perceived: str | None, group: str | None) -> str:
 def article_svg(perceived: str | None, colour_group: str | None, product_group: str | None,
                 product_type: str | None) -> str:
     fill = colour_hex(perceived, colour_group)
-    shape = SHAPES[GROUP_SHAPES.get((product_group or "unknown").strip().lower(), "other")]
+    shape = SHAPES[shape_name(product_group, product_type)]
     label = escape(product_type or product_group or "")
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 120" width="300" height="360">'

@@ -6,8 +6,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 import uvicorn
 
@@ -24,6 +26,13 @@ def run_server(config: uvicorn.Config, sockets: list[socket.socket] | None = Non
     graceful = server.handle_exit
 
     def handle_exit(sig: int, frame) -> None:
+        if server.started and sig == signal.SIGINT:
+            # Ctrl-C: the same graceful stop, but not recorded for uvicorn to raise again once stopped: raised, it
+            # becomes a KeyboardInterrupt that skips the event loop's clean-up, and the interpreter then waits up
+            # to 10 s for the idle worker threads of the requests served; and the command exits 0, not 130.
+            server.force_exit = server.should_exit  # a second Ctrl-C: stop without waiting for connections
+            server.should_exit = interrupted["by_ctrl_c"] = True
+            return
         if server.started:
             graceful(sig, frame)
             return
@@ -31,10 +40,24 @@ def run_server(config: uvicorn.Config, sockets: list[socket.socket] | None = Non
         signal.signal(sig, signal.SIG_DFL)  # nothing to finish yet: die of the signal, as a process without handlers
         os.kill(os.getpid(), sig)
 
+    interrupted = {"by_ctrl_c": False}
     server.handle_exit = handle_exit  # uvicorn installs it as the signal handler when it starts serving
     if on_listening is not None:
         threading.Thread(target=_when_started, args=(server, on_listening), name="hmrec-announce", daemon=True).start()
     server.run(sockets=sockets)
+    if interrupted["by_ctrl_c"]:
+        # Stopped cleanly (requests finished, lifespan closed). A normal interpreter exit would then wait for
+        # anyio's idle worker threads, which are not daemons and linger up to 10 s after their last request.
+        exit_now(0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once a server has stopped cleanly: logs and output flushed, no wait for lingering threads or
+    the interpreter's clean-up of its modules (1-2 s for a supervisor that imported MLflow)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _when_started(server: uvicorn.Server, callback: Callable[[], None]) -> None:

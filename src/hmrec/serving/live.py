@@ -119,6 +119,11 @@ class LiveHistories:
         found = (model.catalogue.find(p.article_id) for p in self.live_events(customer_id) if p.t_dat >= since)
         return {idx for idx in found if idx is not None}
 
+    def live_article_indices(self, model: LoadedModel, customer_id: str) -> list[int]:
+        """article_idx of each of the customer's live purchases of an article the model knows."""
+        found = (model.catalogue.find(p.article_id) for p in self.live_events(customer_id))
+        return [idx for idx in found if idx is not None]
+
     def purchase_count(self, model: LoadedModel, customer_id: str, customer_idx: int | None) -> int:
         """All the customer's purchases: the bundle's total (its history keeps only the latest) plus live ones."""
         live = sum(1 for p in self.live_events(customer_id) if model.catalogue.find(p.article_id) is not None)

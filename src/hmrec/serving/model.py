@@ -82,6 +82,8 @@ class LoadedModel:
     data_start: date | None = None  # the history's first day (None: empty history); live events may not precede it
     samples: dict[str, str] = field(default_factory=dict)
     purchase_totals: np.ndarray | None = None  # (n_customers,) all purchases in the data; None: the history's
+    spent_totals: np.ndarray | None = None  # (n_customers,) what each paid in all in the data; None: unknown
+    repeats: pl.DataFrame | None = None  # the bundle's repeats, sorted by customer_idx; None: a bundle without them
     _cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
 
     def purchase_total(self, customer_idx: int) -> int:
@@ -90,6 +92,20 @@ class LoadedModel:
             return int(self.purchase_totals[customer_idx])
         rows = self.histories.rows(customer_idx)
         return rows.stop - rows.start
+
+    def spent_total(self, customer_idx: int) -> float | None:
+        """What the customer paid in all in the model's data (None: a bundle without it)."""
+        if self.spent_totals is not None and 0 <= customer_idx < len(self.spent_totals):
+            return float(self.spent_totals[customer_idx])
+        return None
+
+    def repeat_purchases(self, customer_idx: int | None) -> list[tuple[int, int, date]]:
+        """(article_idx, times bought, last day) of every article the customer bought twice or more in the data."""
+        if self.repeats is None or customer_idx is None:
+            return []
+        keys = self.repeats["customer_idx"].to_numpy()
+        first, last = np.searchsorted(keys, customer_idx, "left"), np.searchsorted(keys, customer_idx, "right")
+        return list(self.repeats[int(first):int(last)].select("article_idx", "purchases", "last_day").iter_rows())
 
     def find_customer(self, customer_id: str) -> int | None:
         return self.customer_ids.get(customer_id)
@@ -135,21 +151,27 @@ def load_model(path: Path, version: int | None) -> LoadedModel:
         histories=_histories(history, customers.height),
         data_end=bundle.data_end,
         data_start=history["t_dat"].min() if history.height else None,
-        purchase_totals=_purchase_totals(bundle, customers.height),
+        repeats=bundle.repeats,
     )
+    model.purchase_totals, model.spent_totals = _purchase_totals(bundle, customers.height)
     model.samples = _samples(model)
     log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s",
              bundle.path, model.version, bundle.articles.height, customers.height, history.height, bundle.data_end)
     return model
 
 
-def _purchase_totals(bundle: Bundle, n_customers: int) -> np.ndarray | None:
+def _purchase_totals(bundle: Bundle, n_customers: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each customer's purchase count and spending (None where the bundle lacks them)."""
     counts = bundle.purchase_counts
     if counts is None:
-        return None
+        return None, None
     totals = np.zeros(n_customers, dtype=np.int64)
     totals[counts["customer_idx"].to_numpy()] = counts["purchases"].to_numpy()
-    return totals
+    if "spent" not in counts.columns:
+        return totals, None
+    spent = np.zeros(n_customers, dtype=np.float64)
+    spent[counts["customer_idx"].to_numpy()] = counts["spent"].to_numpy()
+    return totals, spent
 
 
 def _catalogue(articles: pl.DataFrame, history: pl.DataFrame) -> Catalogue:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date
 
 import numpy as np
@@ -21,6 +21,7 @@ from hmrec.serving.live import History, LiveHistories, history_frame
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import LOAD_ERRORS, ModelHolder, ReloadError
 from hmrec.serving.reasons import explain
+from hmrec.serving.schemas import shown_score
 from hmrec.serving.settings import Settings
 
 
@@ -113,7 +114,8 @@ class RecommendService:
             query = _query(model, [found[i] for i in members], [histories[i] for i in members], as_of)
             answers = model.recommender.explain(query, max(asks[i][1] + len(hidden[i]) for i in members))
             for row, items in enumerate(answers):
-                ranked[members[row]] = [{"article_idx": a, "score": s, "sources": sources} for a, s, sources in items]
+                ranked[members[row]] = [{"article_idx": a, "score": s, "score_kind": "model", "sources": sources}
+                                        for a, s, sources in items]
         return [self._response(model, customer_id, k, found[i], histories[i], ranked.get(i), hidden[i], model.reasons)
                 for i, (customer_id, k) in enumerate(asks)]
 
@@ -152,8 +154,15 @@ class RecommendService:
         for day, idx in zip(history.t_dat.tolist(), history.article_idx.tolist(), strict=True):
             seen = counts.setdefault(idx, [0, day])
             seen[0], seen[1] = seen[0] + 1, max(seen[1], day)
+        # the served history keeps the latest purchases only: an article bought more than once counts every
+        # purchase of the whole data (the bundle's repeats) plus the live ones
+        live = Counter(self.live.live_article_indices(model, customer_id))
+        for idx, times, last in model.repeat_purchases(model.find_customer(customer_id)):
+            seen = counts.setdefault(idx, [0, (last - date(1970, 1, 1)).days])
+            seen[0], seen[1] = max(seen[0], times + live[idx]), max(seen[1], (last - date(1970, 1, 1)).days)
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
-        items = [{**self.cards.card(model, a), "score": float(counts[a][0])} for a in order]
+        items = [{**self.cards.card(model, a), "score": float(counts[a][0]), "score_kind": "times_bought"}
+                 for a in order]
         return {"customer_id": customer_id, "model_version": model.version, "items": items}
 
 
@@ -202,6 +211,6 @@ def _without(items: list[dict], hidden: set[int]) -> list[dict]:
 
 
 def _ranked(item: dict) -> dict:
-    score = item["score"]
-    return {"score": None if score != score else round(score, 6), "sources": item["sources"],
+    score = shown_score(item["score"])
+    return {"score": score, "score_kind": None if score is None else item["score_kind"], "sources": item["sources"],
             "reason": item["reason"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from hmrec.raw import schema
 
@@ -39,6 +39,19 @@ class RecommendationRequest(BaseModel):
                                     "events in the last HMREC_PURCHASED_DAYS days (left out by default).")
 
 
+# What an item's `score` is, so that nobody compares a ranker's score (~0.3) with a sales count (~350):
+# model: the personalised model's score (higher is better, comparable within one answer only); recent_sales: the
+# article's time-decayed sales (cold start, bestsellers, same-type neighbours); similarity: the inner product of
+# two articles' style vectors; times_bought: how often this customer bought it. Null with a null score.
+ScoreKind = Literal["model", "recent_sales", "similarity", "times_bought"]
+SCORE_DECIMALS = 6
+
+
+def shown_score(score: float | None) -> float | None:
+    """Every score the API answers, rounded the same way; NaN (no score: a filled-in article) as null."""
+    return None if score is None or score != score else round(float(score), SCORE_DECIMALS)
+
+
 class ArticleCard(BaseModel):
     article_id: str = Field(description="10 digits with the leading zero")
     name: str | None
@@ -52,6 +65,7 @@ class ArticleCard(BaseModel):
 
 class RecommendedArticle(ArticleCard):
     score: float | None
+    score_kind: ScoreKind | None = Field(description="What score is: model, recent_sales (cold start) or null")
     sources: list[str] = Field(description="The candidate sources that proposed this article")
     reason: str
 
@@ -84,12 +98,15 @@ class Summary(BaseModel):
 
 
 class Purchase(ArticleCard):
+    price: float | None = Field(description="The price this customer paid in this purchase (scaled like the data), "
+                                "not the catalogue's median price of the other cards")
     t_dat: date
     sales_channel_id: int
 
 
 class ScoredArticle(ArticleCard):
     score: float | None
+    score_kind: ScoreKind | None = Field(description="What score is: recent_sales, similarity or times_bought")
 
 
 class CustomerResponse(BaseModel):
@@ -133,12 +150,15 @@ class PurchaseEvent(BaseModel):
     customer_id: CustomerId
     article_id: ArticleId
     price: float | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
-    channel: Literal[1, 2] | None = Field(None, description="1 = store, 2 = online (default)")
+    sales_channel_id: Literal[1, 2] | None = Field(
+        None, validation_alias=AliasChoices("sales_channel_id", "channel"),
+        description="1 = store, 2 = online (default); the data's column name, as answered and exported. `channel` "
+        "is accepted as an alias (the field's earlier name).")
     # not strict: JSON has no date type, so the ISO string must be parsed
     t_dat: date | None = Field(None, strict=False, description="Day of purchase, from the data's first day to the "
                                "service's date + 1 day; default: the service's date, the day after the data's last day")
 
-    @field_validator("channel", mode="before")
+    @field_validator("sales_channel_id", mode="before")
     @classmethod
     def _no_bool(cls, value: object) -> object:
         if isinstance(value, bool):  # True == 1 to Python, but not a channel

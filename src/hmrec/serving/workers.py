@@ -82,7 +82,8 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pa
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level, access_log=access_log)
+    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level, access_log=access_log,
+                            log_config=None)  # uvicorn's loggers go through hmrec's handler (logs.configure)
     run_server(config, sockets=[sock])  # a SIGTERM while the model loads stops the worker at once
 
 

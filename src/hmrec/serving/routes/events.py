@@ -21,7 +21,7 @@ router = APIRouter(tags=["events"])
     responses=error_responses(404, 413, 422, 503),
 )
 def purchase(body: PurchaseEvent, holder: HolderDep, live: LiveDep, metrics: MetricsDep) -> dict:
-    stored = live.record_purchase(holder.model, body.customer_id, body.article_id, body.price, body.channel,
+    stored = live.record_purchase(holder.model, body.customer_id, body.article_id, body.price, body.sales_channel_id,
                                   body.t_dat)
     metrics.events.inc()
     return {"customer_id": stored.customer_id, "article_id": format_article_id(stored.article_id),

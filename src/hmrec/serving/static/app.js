@@ -29,6 +29,28 @@ function showError(error) {
   box.classList.toggle("hidden", !error);
 }
 
+// What a shopper is told about a customer id the API would refuse (its pattern: 1-64 of [0-9a-zA-Z_-]); the API's
+// own error details stay as they are, for programs.
+const MAX_ID = 64;
+function customerIdProblem(value) {
+  if (!value) return "Type a customer id first, or pick one of the samples.";
+  if (value.length > MAX_ID) return `A customer id has at most ${MAX_ID} characters; this one has ${value.length}.`;
+  if (value.includes("/")) return "A customer id cannot contain a slash (/).";
+  const bad = [...new Set(value.replace(/[0-9a-zA-Z_-]/g, ""))];
+  if (bad.length) {
+    const shown = bad.map((c) => (c === " " ? "spaces" : `"${c}"`)).join(", ");
+    return `A customer id has only letters, digits, - and _; remove ${shown}.`;
+  }
+  return null;
+}
+
+// A short note that a purchase went through; it stays until the next one replaces it.
+function confirmPurchase(text) {
+  const box = $("toast");
+  box.textContent = text;
+  box.classList.remove("hidden");
+}
+
 // The data's prices are scaled (mean ~0.028); shown everywhere as price units: the data's price x 1000, e.g. 30.50 pu.
 const PRICE_SCALE = 1000;
 function price(value) {
@@ -45,11 +67,14 @@ function card(article, options) {
   picture.addEventListener("click", () => showSimilar(article));
   item.append(picture);
   const name = el("a", "name", article.name || article.article_id);
+  name.title = article.name || article.article_id;  // the whole title when the card shows two lines of it
   name.href = "#similar-section";
   name.addEventListener("click", (event) => { event.preventDefault(); showSimilar(article); });
   item.append(name);
   item.append(el("div", "meta", [article.colour, article.product_type].filter(Boolean).join(" · ")));
-  const tag = el("div", "price", price(article.price));
+  // one price per card, said which: what this customer paid (their purchases) or the catalogue's median price
+  const label = options && options.paid ? "you paid" : "price";
+  const tag = el("div", "price", article.price === null || article.price === undefined ? "" : `${label} ${price(article.price)}`);
   if (article.price !== null && article.price !== undefined) tag.title = `data price ${article.price}`;
   item.append(tag);
   if (options && options.reason) item.append(el("div", "reason", article.reason));
@@ -85,16 +110,21 @@ function renderProfile(customer, buyAgain) {
   if (!buyAgain.items.length) again.append(el("p", "empty", "Nothing to buy again yet."));
   $("again-section").classList.remove("hidden");
   const history = $("history");
-  history.replaceChildren(...customer.recent_purchases.map((a) => card(a, { date: true })));
+  history.replaceChildren(...customer.recent_purchases.map((a) => card(a, { date: true, paid: true })));
   if (!customer.recent_purchases.length) history.append(el("p", "empty", "No purchases yet."));
   $("customer").classList.remove("hidden");
 }
 
-function renderRecs(answer) {
+// The rail "Recommended for you" leaves out what "Buy again" already shows: the page asks for more than it shows
+// and keeps the first RECS_SHOWN others (the API's answer, the one evaluated, is unchanged).
+const RECS_SHOWN = 12;
+const RECS_ASKED = 24;
+function renderRecs(answer, shownElsewhere) {
+  const items = answer.items.filter((a) => !shownElsewhere.has(a.article_id)).slice(0, RECS_SHOWN);
   $("strategy").textContent = answer.strategy === "cold_start" ? "(popular picks: cold start)" : "(personalised)";
   $("strategy").dataset.strategy = answer.strategy;
   $("took").textContent = `${answer.took_ms.toFixed(1)} ms${answer.cached ? " (cached)" : ""}`;
-  $("recs").replaceChildren(...answer.items.map((a) => card(a, { reason: true, buy: true })));
+  $("recs").replaceChildren(...items.map((a) => card(a, { reason: true, buy: true })));
   $("recs-section").classList.remove("hidden");
 }
 
@@ -111,14 +141,14 @@ async function loadCustomer(customerId, how) {
     const path = `/customers/${encodeURIComponent(customerId)}`;
     const [customer, answer, buyAgain] = await Promise.all([
       api("GET", path),
-      api("POST", "/recommendations", { customer_id: customerId, k: 12 }),
+      api("POST", "/recommendations", { customer_id: customerId, k: RECS_ASKED }),
       api("GET", `${path}/buy-again?k=12`),
     ]);
     if (how === "push" && currentCustomer !== customerId) window.history.pushState({ customer: customerId }, "", customerUrl(customerId));
     currentCustomer = customerId;
     $("customer-input").value = customerId;
     renderProfile(customer, buyAgain);
-    renderRecs(answer);
+    renderRecs(answer, new Set(buyAgain.items.map((a) => a.article_id)));
     $("similar-section").classList.add("hidden");
   } catch (error) {
     showError(error);
@@ -130,6 +160,7 @@ async function purchase(article) {
   try {
     await api("POST", "/events/purchases", { customer_id: currentCustomer, article_id: article.article_id });
     await loadCustomer(currentCustomer, "stay");
+    confirmPurchase(`Bought ${article.name || article.article_id}: it is now in your recent purchases.`);
   } catch (error) {
     showError(error);
   }
@@ -152,7 +183,9 @@ async function showSimilar(article) {
 $("search").addEventListener("submit", (event) => {
   event.preventDefault();
   const value = $("customer-input").value.trim();
-  if (value) loadCustomer(value, "push");
+  const problem = customerIdProblem(value);
+  if (problem) showError(new Error(problem));
+  else loadCustomer(value, "push");
 });
 for (const button of document.querySelectorAll("button.sample")) {
   button.addEventListener("click", () => {
@@ -160,9 +193,17 @@ for (const button of document.querySelectorAll("button.sample")) {
     loadCustomer(button.dataset.customer, "push");
   });
 }
-window.addEventListener("popstate", () => {
-  const customerId = new URLSearchParams(window.location.search).get("customer");
+// Back and Forward show the customer of that history entry, and the empty page for the entry without one.
+function clearCustomer() {
+  currentCustomer = null;
+  $("customer-input").value = "";
+  showError(null);
+  for (const id of ["customer", "again-section", "recs-section", "similar-section", "toast"]) $(id).classList.add("hidden");
+}
+window.addEventListener("popstate", (event) => {
+  const customerId = (event.state && event.state.customer) || new URLSearchParams(window.location.search).get("customer");
   if (customerId) loadCustomer(customerId, "stay");
+  else clearCustomer();
 });
 const linked = new URLSearchParams(window.location.search).get("customer");
 if (linked) loadCustomer(linked, "stay");

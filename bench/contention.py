@@ -1,0 +1,120 @@
+"""Benchmark the pipeline on a busy machine: the small pipeline alone, then beside a hog of busy processes.
+
+    .venv/bin/python bench/contention.py                          # this checkout, small sample, 2 rounds
+    .venv/bin/python bench/contention.py --reference HEAD~1       # and the parent commit, measured the same way
+    .venv/bin/python bench/contention.py --scale tiny --rounds 1  # a quick check that it runs
+
+The hog is `--hog` (default 2) unpinned Python processes spinning at the same nice level as the pipeline: on a
+2-core machine a fair share beside it is half the cores, so a pipeline that is 2x slower beside it is fair and
+one that is much slower loses time to its own threads spinning or oversubscribing (issue 23's target: at most
+2.5x). Quiet and busy runs alternate, and the checkouts alternate within each round, so a drift in the machine's
+own load falls on every column alike. The reference is checked out with `git worktree` in a temporary folder and
+run with its own source first on PYTHONPATH, in this virtual environment. Each run is a fresh `hmrec pipeline`
+child on a fresh working folder; the sample is generated once, by this checkout, and shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from child import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+HOG = "while True: pass"
+
+
+@contextmanager
+def hog(processes: int):
+    """`processes` busy Python processes, unpinned, at this process's nice level, stopped on exit."""
+    children = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for child in children:
+            child.kill()
+        for child in children:
+            child.wait()
+
+
+@contextmanager
+def checkout(rev: str):
+    """A detached `git worktree` of `rev` in a temporary folder, removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="hmrec-reference-") as parent:
+        path = Path(parent) / "checkout"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(path), rev], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=True)
+
+
+def run_pipeline(source: Path, raw: Path, workdir: Path) -> float:
+    """Wall seconds of `hmrec pipeline` run from `source`'s code on a fresh working folder."""
+    env = {**os.environ, "PYTHONPATH": str(source / "src")}
+    command = [sys.executable, "-m", "hmrec.cli", "pipeline", "--raw", str(raw), "--workdir", str(workdir)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def measure(sources: dict[str, Path], raw: Path, scratch: Path, rounds: int, hog_processes: int):
+    """{(checkout name, "quiet" | "busy"): [seconds per round]}, quiet and busy alternating."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(rounds):
+        for condition in ("quiet", "busy"):
+            for name, source in sources.items():
+                workdir = scratch / f"{name}-{condition}-{round_}"
+                with hog(hog_processes if condition == "busy" else 0):
+                    seconds = run_pipeline(source, raw, workdir)
+                times.setdefault((name, condition), []).append(seconds)
+                print(f"round {round_ + 1}, {name}, {condition}: {seconds:.1f} s", file=sys.stderr)
+    return times
+
+
+def table(times: dict[tuple[str, str], list[float]], names: list[str]) -> str:
+    lines = ["| checkout | quiet runs (s) | busy runs (s) | quiet median | busy median | busy / quiet |",
+             "|---|---|---|---|---|---|"]
+    for name in names:
+        quiet, busy = times[(name, "quiet")], times[(name, "busy")]
+        q, b = statistics.median(quiet), statistics.median(busy)
+        lines.append(f"| {name} | {', '.join(f'{s:.1f}' for s in quiet)} | {', '.join(f'{s:.1f}' for s in busy)} "
+                     f"| {q:.1f} | {b:.1f} | {b / q:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="small", help="sample scale: tiny, small (default) or full")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=2, help="quiet + busy runs per checkout (default 2)")
+    parser.add_argument("--hog", type=int, default=2, help="busy processes beside the busy runs (default 2)")
+    parser.add_argument("--reference", metavar="REV", help="also measure this git revision (e.g. HEAD~1)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hmrec-contention-") as scratch_name:
+        scratch = Path(scratch_name)
+        raw = scratch / "raw"
+        generate = ["data", "generate", "--scale", args.scale, "--seed", str(args.seed), "--out", str(raw)]
+        subprocess.run([sys.executable, "-m", "hmrec.cli", *generate], check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        sources = {"this checkout": ROOT}
+        if args.reference is None:
+            times = measure(sources, raw, scratch, args.rounds, args.hog)
+        else:
+            with checkout(args.reference) as reference:
+                sources[args.reference] = reference
+                times = measure(sources, raw, scratch, args.rounds, args.hog)
+    print(f"{args.scale} pipeline, {args.rounds} round(s), hog of {args.hog} busy process(es); {machine()}, "
+          f"load now {os.getloadavg()[0]:.1f}")
+    print(table(times, list(sources)))
+
+
+if __name__ == "__main__":
+    main()
