@@ -236,8 +236,8 @@ def registry_show(
     from hmrec.registry.versions import Registry, RegistryError
 
     _readable_workdir(workdir)
-    registry = Registry.for_workdir(workdir)
     try:
+        registry = Registry.for_workdir(workdir)
         manifest = registry.manifest(version)
     except RegistryError as error:
         _fail(str(error))
