@@ -137,7 +137,7 @@ def etl(
 
 def _readable_workdir(workdir: Path) -> None:
     """Fail with the command that fixes it when WORKDIR holds no registry; never create it by reading it."""
-    from hmrec.registry.versions import missing_registry
+    from hmrec.registry.tracking import missing_registry
 
     missing = missing_registry(workdir)
     if missing:
@@ -162,7 +162,8 @@ def evaluate(
     from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
     from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
-    from hmrec.registry.versions import RegistryError, workdir_writer
+    from hmrec.registry.versions import RegistryError
+    from hmrec.registry.writer import workdir_writer
     from hmrec.workdir import LockedError
 
     config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
@@ -197,7 +198,8 @@ def pipeline(
     cpus.size_pools()
     from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
     from hmrec.raw.read import RawDataError
-    from hmrec.registry.versions import RegistryError, workdir_writer
+    from hmrec.registry.versions import RegistryError
+    from hmrec.registry.writer import workdir_writer
     from hmrec.workdir import LockedError
 
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
@@ -279,7 +281,8 @@ def registry_promote(
     wait: Wait = False,
 ) -> None:
     """Make VERSION the champion that the service loads."""
-    from hmrec.registry.versions import Registry, RegistryError, workdir_writer
+    from hmrec.registry.versions import Registry, RegistryError
+    from hmrec.registry.writer import workdir_writer
     from hmrec.workdir import LockedError
 
     _readable_workdir(workdir)
