@@ -38,8 +38,8 @@ def registry_show(
     from hmrec.registry.versions import Registry, RegistryError
 
     readable_workdir(workdir)
-    registry = Registry.for_workdir(workdir)
     try:
+        registry = Registry.for_workdir(workdir)
         manifest = registry.manifest(version)
     except RegistryError as error:
         fail(str(error))
