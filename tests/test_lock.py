@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import serving_support as s
 
-from hmrec.registry.versions import ChampionMovedError, Registry, workdir_writer
+from hmrec.registry.versions import ChampionMovedError, Registry
+from hmrec.registry.writer import workdir_writer
 from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
 from hmrec.support.launcher import HMREC
@@ -110,7 +111,7 @@ def test_a_writer_removes_what_killed_runs_left(tmp_path, caplog):
     (partial / "articles.parquet").write_bytes(b"PAR1")
     scoring = workdir / ".scoring-abc123"
     scoring.mkdir()
-    with caplog.at_level(logging.WARNING, logger="hmrec.registry.versions"), workdir_writer(workdir):
+    with caplog.at_level(logging.WARNING, logger="hmrec.registry.writer"), workdir_writer(workdir):
         pass
     assert registered.is_dir() and not orphan.exists() and not partial.exists() and not scoring.exists()
     assert sum("removing" in r.getMessage() for r in caplog.records) == 3

@@ -22,7 +22,8 @@ from raw_helpers import (
 
 from hmrec.raw import schema
 from hmrec.raw.read import RawDataError
-from hmrec.store.build import build_store, index_whole
+from hmrec.store.build import build_store
+from hmrec.store.indexing import index_whole
 from hmrec.store.tables import ARTICLES_SCHEMA, Store
 
 # --- fatal problems ------------------------------------------------------------------------------------------

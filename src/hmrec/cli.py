@@ -1,9 +1,7 @@
-"""The `hmrec` command: a thin shell over the library, one sub-command per stage. Only this module prints."""
+"""The `hmrec` command: a thin shell assembling the sub-commands of hmrec.commands. Only the CLI prints."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated
 
 from hmrec import cpus
@@ -13,6 +11,7 @@ cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library:
 import typer  # noqa: E402
 
 from hmrec import logs  # noqa: E402
+from hmrec.commands import data, registry, serve, stages  # noqa: E402
 
 
 def _flags_without_a_type(display_type_rich):
@@ -28,340 +27,22 @@ def _flags_without_a_type(display_type_rich):
 typer.core.TyperOption.display_type_rich = _flags_without_a_type(typer.core.TyperOption.display_type_rich)
 app = typer.Typer(help="hmrec: raw H&M-format retail data -> feature store -> models -> live service.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Generate or describe raw datasets.", no_args_is_help=True)
-registry_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
-events_app = typer.Typer(help="Live purchase events stored by the service.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-app.add_typer(registry_app, name="registry")
-app.add_typer(events_app, name="events")
+
+# the stages and the service, then the groups: the order `hmrec --help` lists them in
+app.command("etl")(stages.etl)
+app.command("evaluate")(stages.evaluate)
+app.command("pipeline")(stages.pipeline)
+app.command("serve")(serve.serve)
+app.add_typer(data.data_app, name="data")
+app.add_typer(registry.registry_app, name="registry")
+app.add_typer(serve.events_app, name="events")
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
-TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
-Engine = Annotated[str | None, typer.Option(
-    "--engine", help="local (this process) or ray (ETL and batch scoring on Ray); default HMREC_ENGINE, else local.")]
-Wait = Annotated[bool, typer.Option("--wait", help="When another writer holds the lock, wait for it instead of "
-                                    "refusing.")]
-RayAddress = Annotated[str | None, typer.Option(
-    "--ray-address", help="Ray cluster to join: auto or host:port (default: start a local Ray on this machine).")]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
-
-
-def _engine(name: str | None, address: str | None):
-    """The --engine / --ray-address choice (hmrec.scale.engine imports Ray only when the engine is ray)."""
-    from hmrec.scale.engine import engine_from_options
-
-    try:
-        return engine_from_options(name, address)
-    except ValueError as error:
-        _fail(str(error))
 
 
 @app.callback()
 def main(verbose: Verbose = False) -> None:
     logs.configure(verbose)
-
-
-@data_app.command("generate")
-def data_generate(
-    out: Annotated[Path, typer.Option(help="Folder to write the three CSV files into.")],
-    scale: Annotated[str, typer.Option(help="tiny (tests), small (make run), full (real sizes) or 3x (three "
-                                            "times H&M, for scale benchmarks).")] = "small",
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same bytes.")] = 7,
-    world: Annotated[str, typer.Option(help="fashion (the H&M-like sample), grocery or media.")] = "fashion",
-) -> None:
-    """Write a synthetic dataset in exactly the real H&M files' format."""
-    from hmrec.sample.generate import SCALES, generate
-    from hmrec.sample.worlds import WORLDS
-
-    if scale not in SCALES:
-        _fail(f"--scale must be one of {', '.join(SCALES)}, not {scale!r}")
-    if world not in WORLDS:
-        _fail(f"--world must be one of {', '.join(WORLDS)}, not {world!r}")
-    counts = generate(scale=scale, seed=seed, out=out, world=world)
-    typer.echo(f"wrote {out}: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
-
-
-@data_app.command("profile")
-def data_profile(
-    raw: Annotated[Path, typer.Argument(help="Folder holding the three raw CSV files.")],
-    test_days: TestDays = 7,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    world: Annotated[str | None, typer.Option(help="Show this sample world's bands beside the figures.")] = None,
-) -> None:
-    """Print the behaviour table of docs/hm-data.md for any dataset in the raw format, beside the real values."""
-    from hmrec.evaluation.profile import format_profile, out_of_band, profile
-    from hmrec.sample.worlds import WORLDS
-
-    if world is not None and world not in WORLDS:
-        _fail(f"--world must be one of {', '.join(WORLDS)}, not {world!r}")
-    bands = WORLDS[world].bands if world else ()
-
-    try:
-        result = profile(raw, test_days=test_days)
-    except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
-    if world:
-        result["world"], result["out_of_band"] = world, out_of_band(result, bands)
-    typer.echo(json.dumps(result, indent=2) if as_json else format_profile(result, bands, world or ""))
-
-
-@app.command("etl")
-def etl(
-    raw: Annotated[Path, typer.Option(help="Folder holding the three raw CSV files.")],
-    store: Annotated[Path, typer.Option(help="Feature store folder to build (replaced atomically).")],
-    test_days: TestDays = 7,
-    engine: Engine = None,
-    ray_address: RayAddress = None,
-    wait: Wait = False,
-) -> None:
-    """Validate and clean the raw files and build the Parquet feature store."""
-    cpus.size_pools()
-    from hmrec.raw.read import RawDataError
-    from hmrec.store.build import store_writer
-    from hmrec.workdir import LockedError
-
-    try:
-        with store_writer(store, wait=wait):
-            manifest = _engine(engine, ray_address).build_store(raw, store, test_days=test_days)
-    except (RawDataError, LockedError) as error:
-        _fail(str(error))
-    typer.echo(f"built {store}: " + ", ".join(f"{t} {n:,}" for t, n in manifest["rows"].items()))
-    quality = {k: v for k, v in manifest["quality"].items() if v}
-    if quality:
-        typer.echo("set aside or normalised: " + ", ".join(f"{k} {v:,}" for k, v in quality.items()))
-
-
-def _readable_workdir(workdir: Path) -> None:
-    """Fail with the command that fixes it when WORKDIR holds no registry; never create it by reading it."""
-    from hmrec.registry.versions import missing_registry
-
-    missing = missing_registry(workdir)
-    if missing:
-        _fail(missing)
-
-
-@app.command("evaluate")
-def evaluate(
-    workdir: Annotated[Path, typer.Option(help="Pipeline working folder (holds store/ and the registry).")],
-    reports: Annotated[Path, typer.Option(help="Reports folder: <run-id>/ and latest/ are written here.")] = Path(
-        "ml/reports"
-    ),
-    engine: Engine = None,
-    ray_address: RayAddress = None,
-    refit: Annotated[bool, typer.Option("--refit", help="Refit every method on the store (minutes) instead of "
-                                        "scoring the champion.")] = False,
-    wait: Wait = False,
-) -> None:
-    """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
-    REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
-    cpus.size_pools()
-    from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
-    from hmrec.raw.read import RawDataError
-    from hmrec.registry.model_bundle import BundleError
-    from hmrec.registry.versions import RegistryError, workdir_writer
-    from hmrec.workdir import LockedError
-
-    config = PipelineConfig(workdir=workdir, reports=reports, engine=_engine(engine, ray_address))
-    if not (config.store_dir / "manifest.json").is_file():
-        _fail(f"{config.store_dir} holds no feature store: run `hmrec pipeline --raw DIR --workdir {workdir}`")
-    if refit:
-        try:
-            with workdir_writer(workdir, wait=wait):
-                typer.echo(str(evaluate_workdir(config)))
-        except (LockedError, RawDataError) as error:
-            _fail(str(error))
-        return
-    _readable_workdir(workdir)
-    try:
-        metrics_path = score_champion(config)
-    except (RegistryError, ChampionMismatchError, BundleError) as error:  # an old bundle: one line, the fix
-        _fail(str(error))
-    typer.echo(str(metrics_path))
-
-
-@app.command("pipeline")
-def pipeline(
-    raw: Annotated[Path, typer.Option(help="Folder holding the three raw CSV files.")],
-    workdir: Annotated[Path, typer.Option(help="Working folder for the store, models, reports, tracking.")],
-    test_days: TestDays = 7,
-    promote: Annotated[bool, typer.Option(help="Promote the registered version to champion.")] = False,
-    engine: Engine = None,
-    ray_address: RayAddress = None,
-    wait: Wait = False,
-) -> None:
-    """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
-    cpus.size_pools()
-    from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
-    from hmrec.raw.read import RawDataError
-    from hmrec.registry.versions import RegistryError, workdir_writer
-    from hmrec.workdir import LockedError
-
-    config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
-                            engine=_engine(engine, ray_address))
-    try:
-        check_raw_inputs(raw)  # before the lock: a mistyped --raw creates no workdir
-        with workdir_writer(workdir, wait=wait), config.engine.session():  # Ray starts once for every stage
-            metrics_path = run_pipeline(config)
-    except (RawDataError, RegistryError, LockedError) as error:
-        _fail(str(error))
-    typer.echo(str(metrics_path))
-
-
-@registry_app.command("list")
-def registry_list(workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work")) -> None:
-    """List registered model versions; the champion is marked."""
-    from hmrec.registry.versions import Registry, RegistryError
-
-    _readable_workdir(workdir)
-    try:
-        lines = Registry.for_workdir(workdir).describe_all()
-    except RegistryError as error:
-        _fail(str(error))
-    for line in lines:
-        typer.echo(line)
-
-
-@registry_app.command("show")
-def registry_show(
-    version: int,
-    workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest (every file's sha256) as JSON.")]
-    = False,
-) -> None:
-    """Summarise one version: aliases, data, metrics and the settings validation chose (--json: the manifest)."""
-    from hmrec.registry.versions import Registry, RegistryError
-
-    _readable_workdir(workdir)
-    try:
-        registry = Registry.for_workdir(workdir)
-        manifest = registry.manifest(version)
-    except RegistryError as error:
-        _fail(str(error))
-    typer.echo(json.dumps(manifest, indent=2) if as_json else "\n".join(_version_summary(registry, version, manifest)))
-
-
-def _version_summary(registry, version: int, manifest: dict) -> list[str]:
-    """At most ~40 lines: what a person asks of a version; the checksums stay in the manifest (--json)."""
-    model = registry.client.get_model_version(registry.name, str(version))
-    params = registry.client.get_run(model.run_id).data.params if model.run_id else {}
-    aliases = ", ".join(sorted(model.aliases)) or "none"
-    lines = [f"{registry.name} version {version}  (aliases: {aliases})",
-             f"created     {manifest.get('created', '-')}  pipeline run {manifest.get('run_id', '-')}",
-             f"data        up to {manifest.get('data_end', '-')}; the last {params.get('test_days', '?')} days held "
-             f"out for evaluation; store {str(manifest.get('store_fingerprint', '-'))[:12]}",
-             f"answers     {manifest.get('final', '-')} (customers without history: {manifest.get('cold_start', '-')})",
-             f"files       {len(manifest.get('files', {}))}, each with its sha256 in manifest.json (--json shows them)"]
-    metrics = {name: values for name, values in (manifest.get("metrics") or {}).items() if isinstance(values, dict)}
-    if metrics:
-        keys = list(next(iter(metrics.values())))
-        width = max(len(name) for name in metrics)
-        header = "  " + "method".ljust(width) + "".join(f"  {k:>10}" for k in keys)
-        lines += ["", "metrics on the held-out window", header]
-        lines += ["  " + name.ljust(width) + "".join(f"  {values.get(k, float('nan')):>10.4f}" for k in keys)
-                  for name, values in metrics.items()]
-    chosen = {name.removeprefix("chosen."): value for name, value in sorted(params.items())
-              if name.startswith("chosen.")}
-    if chosen:
-        width = max(len(name) for name in chosen)
-        lines += ["", "settings chosen on validation"]
-        lines += [f"  {name.ljust(width)}  {value}" + (" (source left out: no candidates from it)"
-                  if name.startswith("n_per_source.") and value == "0" else "") for name, value in chosen.items()]
-    return lines
-
-
-@registry_app.command("promote")
-def registry_promote(
-    version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
-    wait: Wait = False,
-) -> None:
-    """Make VERSION the champion that the service loads."""
-    from hmrec.registry.versions import Registry, RegistryError, workdir_writer
-    from hmrec.workdir import LockedError
-
-    _readable_workdir(workdir)
-    try:
-        with workdir_writer(workdir, wait=wait):
-            Registry.for_workdir(workdir).promote(version)
-    except (RegistryError, LockedError) as error:
-        _fail(str(error))
-    typer.echo(f"version {version} is now champion")
-
-
-@app.command("serve")
-def serve(
-    workdir: Annotated[Path, typer.Option(help="Pipeline working folder holding the registry.")] = Path("work"),
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: HMREC_WORKERS, else 1).")] = None,
-) -> None:
-    """Serve the champion model and the demo page with uvicorn."""
-    import os
-    import shutil
-    import tempfile
-
-    from pydantic import ValidationError
-
-    from hmrec.serving.settings import Settings
-
-    _readable_workdir(workdir)
-    os.environ["HMREC_WORKDIR"] = str(workdir)  # the workers build their settings from the environment
-    if workers is not None:
-        os.environ["HMREC_WORKERS"] = str(workers)
-    try:
-        settings = Settings()
-    except ValidationError as error:
-        _fail(f"invalid HMREC_* setting: {error}")
-    cpus.size_pools(settings.threads)  # before polars is first imported, here or in a worker
-    import threading
-
-    import uvicorn
-
-    from hmrec.serving.launch import exit_now, run_server, wait_until_accepting
-    from hmrec.serving.workers import PortTakenError, refuse_if_served, serve_workers
-
-    try:
-        refuse_if_served(host, port)
-    except PortTakenError as error:
-        _fail(str(error))
-    factory = "hmrec.serving.app:app_from_environment"
-
-    def announce() -> None:  # only once the server accepts connections (after the model has loaded)
-        typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
-
-    if settings.workers == 1:
-        config = uvicorn.Config(factory, factory=True, host=host, port=port, log_level="info",
-                                access_log=settings.access_log, log_config=None)  # uvicorn logs in hmrec's format
-        run_server(config, on_listening=announce)
-        return
-    metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    done = threading.Event()
-    threading.Thread(target=lambda: wait_until_accepting(host, port, done.is_set) and announce(), daemon=True).start()
-    try:
-        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log)
-    except OSError as error:
-        _fail(f"cannot listen on {host}:{port}: {error}")
-    finally:
-        done.set()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    exit_now(code)  # the workers have stopped: Ctrl-C ends the command within a second
-
-
-@events_app.command("export")
-def events_export(
-    out: Annotated[Path, typer.Option(help="CSV file to write in the transactions_train.csv format.")],
-    workdir: Annotated[Path, typer.Option(help="Pipeline working folder holding events.sqlite.")] = Path("work"),
-) -> None:
-    """Write the stored live purchase events as transactions, so the next training run includes them."""
-    from hmrec.serving.events import export_csv
-    from hmrec.serving.settings import Settings
-
-    n = export_csv(Settings(workdir=workdir).events_target, out)
-    typer.echo(f"wrote {n:,} events to {out}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from hmrec.data import Query, TrainData
 from hmrec.data.files import publish_copy
 from hmrec.evaluation.selection import Chosen
 from hmrec.recommenders.base import Recommender
-from hmrec.registry.versions import writes_workdir
+from hmrec.registry.writer import writes_workdir
 from hmrec.scale.engine import Engine, LocalEngine
 from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS, USER_FEATURES, Store
 

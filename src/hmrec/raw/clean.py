@@ -179,7 +179,7 @@ def file_counts(table: str, raw: RawFile) -> dict[str, int]:
 @dataclass(frozen=True)
 class Plausible:
     """Bounds taken from the data itself: prices above `max_price` are absurd, dates after `last_day` future,
-    dates before `first_day` past (store.build.plausible_bounds computes them)."""
+    dates before `first_day` past (store.indexing.plausible_bounds computes them)."""
 
     max_price: float = float("inf")
     last_day: date = date.max

@@ -102,6 +102,16 @@ def read_manifest(bundle_dir: Path, advice: str = REREGISTER) -> dict:
     return manifest
 
 
+def map_at_12(manifest: dict) -> float | None:
+    """MAP@12 from a manifest's `metrics`: `{"map@12": x}` or per method `{"final": {"map@12": x}}`."""
+    metrics = manifest.get("metrics") or {}
+    for table in (metrics, metrics.get("final") if isinstance(metrics.get("final"), dict) else {}):
+        for key in ("map@12", "map_at_12", "MAP@12"):
+            if isinstance(table.get(key), (int, float)):
+                return float(table[key])
+    return None
+
+
 def verify_bundle(bundle_dir: Path, advice: str = REREGISTER) -> dict:
     """Recompute every checksum; a missing, unlisted or changed file is a RegistryError naming it.
 

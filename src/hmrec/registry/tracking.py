@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from numbers import Number
@@ -60,6 +62,28 @@ def embedded_db(workdir: str | Path) -> Path | None:
     return db if tracking_uri(workdir) == f"sqlite:///{db}" else None
 
 
+def missing_registry(workdir: str | Path) -> str | None:
+    """Why `workdir` holds no registry to read, or None (also when MLFLOW_TRACKING_URI points elsewhere): a command
+    that only reads must say so, not create the folder and an empty mlflow.db."""
+    workdir = Path(workdir)
+    db = embedded_db(workdir)
+    if db is None or db.is_file():
+        return None
+    what = "does not exist" if not workdir.is_dir() else f"holds no registry ({DB_FILE} is missing)"
+    return (f"{workdir} {what}: run `hmrec pipeline --raw DIR --workdir {workdir} --promote` to train and register "
+            "a model")
+
+
+def unreadable_store(workdir: str | Path, error: Exception) -> str:
+    """Why the workdir's tracking store cannot be read, in one line with the fix."""
+    cause = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0][:200]
+    db = embedded_db(workdir)
+    if db is None:
+        return f"the tracking store {tracking_uri(workdir)} cannot be read ({cause}); check MLFLOW_TRACKING_URI"
+    return (f"{db} cannot be read ({cause}): it is damaged or not an MLflow database; restore it from a backup, "
+            f"or move it aside and run `hmrec pipeline --raw DIR --workdir {workdir} --promote` for a new registry")
+
+
 def is_server_uri(uri: str) -> bool:
     """True for a tracking server, which chooses its own artifact store; False for a local database."""
     return uri.startswith(_SERVER_SCHEMES)
@@ -70,6 +94,25 @@ def artifact_location(workdir: str | Path, uri: str) -> str | None:
     if is_server_uri(uri):
         return None
     return (Path(workdir).resolve() / ARTIFACT_DIR).as_uri()
+
+
+def local_path(uri: str) -> Path | None:
+    """The folder a `file:` URI or plain path names; None for a remote artifact store."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (one letter: a Windows drive)
+        return Path(uri)
+    return None
+
+
+def walk_artifacts(client: MlflowClient, run_id: str, path: str):
+    """(path, size) of every file under `path` of the run's artifacts, recursively."""
+    for entry in client.list_artifacts(run_id, path):
+        if entry.is_dir:
+            yield from walk_artifacts(client, run_id, entry.path)
+        else:
+            yield entry.path, entry.file_size
 
 
 def quiet_mlflow() -> None:

@@ -7,19 +7,13 @@ checksum recorded on the version, so a half-written or altered version is never 
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import sqlite3
 import tempfile
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import mlflow.artifacts
 import sqlalchemy.exc
@@ -31,17 +25,17 @@ from hmrec.registry.checksums import (
     REREGISTER,
     RegistryError,
     bundle_files,
+    map_at_12,
     read_manifest,
     sha256_file,
     verify_bundle,
     write_manifest,
 )
 from hmrec.registry.housekeeping import owner_tags
-from hmrec.registry.tracking import DB_FILE, client_for, embedded_db, experiment_id, tracking_uri
-from hmrec.workdir import LOCK_FILE, exclusive
+from hmrec.registry.tracking import client_for, experiment_id, local_path, unreadable_store, walk_artifacts
 
-__all__ = ["CHAMPION", "MODEL_NAME", "ChampionMovedError", "Registry", "RegistryError", "VersionInfo",
-           "missing_registry", "verify_bundle", "workdir_writer", "write_manifest"]
+__all__ = ["CHAMPION", "MODEL_NAME", "ChampionMovedError", "Registry", "RegistryError", "VersionInfo", "verify_bundle",
+           "write_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -56,67 +50,10 @@ _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 BUNDLES_DIR = "bundles"  # W/bundles/<run-id>: what a pipeline run wrote before registering it
 MAX_VERSION = 2**63 - 1  # MLflow's SQL stores keep versions as 64-bit integers
 _ANY = object()  # promote(expected=_ANY): no compare-and-set
-T = TypeVar("T")
 
 
 class ChampionMovedError(RegistryError):
     """The champion alias moved while this run ran, so the run did not move it again; the message says how."""
-
-
-@contextmanager
-def workdir_writer(workdir: str | Path, wait: bool = False) -> Iterator[None]:
-    """Hold W/.lock for the block (hmrec.workdir.exclusive); the first holder in this process then removes
-    what killed writers left in the workdir (remove_leftovers)."""
-    with exclusive(Path(workdir) / LOCK_FILE, wait=wait) as first:
-        if first:
-            remove_leftovers(Path(workdir))
-        yield
-
-
-def writes_workdir(function: Callable[..., T]) -> Callable[..., T]:
-    """Run `function(config, ...)` holding `config.workdir`'s W/.lock (workdir_writer, refusing when another
-    process holds it); a caller that took the lock already, e.g. with --wait, keeps it."""
-    @functools.wraps(function)
-    def locked(config, *args, **kwargs) -> T:
-        with workdir_writer(config.workdir):
-            return function(config, *args, **kwargs)
-    return locked
-
-
-def remove_leftovers(workdir: Path) -> list[Path]:
-    """Delete what a killed writer leaves behind in `workdir`, logging each: scoring and report staging folders,
-    and bundles under W/bundles/ that no registered version was made from (same manifest checksum). Only call it
-    holding W/.lock. (The store's build folders are the ETL's, cleaned under `<store>.lock`; the registry cache's
-    download folders are the service's, which takes no lock.)"""
-    patterns = (".scoring-*", "reports/.latest-staging", "reports/.latest-old")
-    found = [path for pattern in patterns for path in workdir.glob(pattern)]
-    if missing_registry(workdir) is None:  # a new workdir has nothing registered to compare with, nor uploads
-        registry = Registry.for_workdir(workdir)
-        bundles = workdir / BUNDLES_DIR
-        if bundles.is_dir() and any(bundles.iterdir()):
-            registered = registry.manifest_digests()
-            found += [b for b in sorted(bundles.iterdir())
-                      if not (b / MANIFEST).is_file() or sha256_file(b / MANIFEST) not in registered]
-        found += registry.orphan_uploads()
-    for path in found:
-        log.warning("removing %s, left by a writer that was killed or failed (no registered version uses it)", path)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    return found
-
-
-def missing_registry(workdir: str | Path) -> str | None:
-    """Why `workdir` holds no registry to read, or None (also when MLFLOW_TRACKING_URI points elsewhere): a command
-    that only reads must say so, not create the folder and an empty mlflow.db."""
-    workdir = Path(workdir)
-    db = embedded_db(workdir)
-    if db is None or db.is_file():
-        return None
-    what = "does not exist" if not workdir.is_dir() else f"holds no registry ({DB_FILE} is missing)"
-    return (f"{workdir} {what}: run `hmrec pipeline --raw DIR --workdir {workdir} --promote` to train and register "
-            "a model")
 
 
 @dataclass(frozen=True)
@@ -159,7 +96,7 @@ class Registry:
             client = client_for(workdir)
             client.search_registered_models(max_results=1)  # opens the store now, not in the middle of a command
         except (sqlite3.DatabaseError, sqlalchemy.exc.SQLAlchemyError, MlflowException) as error:
-            raise RegistryError(_unreadable(workdir, error)) from None
+            raise RegistryError(unreadable_store(workdir, error)) from None
         return cls(client, Path(workdir))
 
     # -- writing -------------------------------------------------------------------------------------
@@ -233,7 +170,7 @@ class Registry:
             return []
         ended = [run for status in ("KILLED", "FAILED") for run in self.client.search_runs(
             experiments, filter_string=f"attributes.status = '{status}'", max_results=1000)]
-        uploads = [_local_path(run.info.artifact_uri) for run in ended if run.info.run_id not in with_version]
+        uploads = [local_path(run.info.artifact_uri) for run in ended if run.info.run_id not in with_version]
         return [path / BUNDLE_ARTIFACT for path in uploads if path is not None and (path / BUNDLE_ARTIFACT).is_dir()]
 
     def champion_version(self) -> int | None:
@@ -248,7 +185,7 @@ class Registry:
         """The manifest of a version (or alias), read without checking the other files."""
         mv = self._model_version(version)
         uri = self._source(mv)
-        local = _local_path(uri)
+        local = local_path(uri)
         if local is not None:
             return read_manifest(local)
         with tempfile.TemporaryDirectory() as scratch:
@@ -271,7 +208,7 @@ class Registry:
         if mv.status != "READY":
             raise RegistryError(f"version {mv.version} is {mv.status}, not READY: wait for it or re-register it")
         uri = self._source(mv)
-        local = _local_path(uri) if self.read_in_place else None
+        local = local_path(uri) if self.read_in_place else None
         path = local if local is not None else self._download(mv, uri)
         self._check_manifest_digest(mv, path)
         verify_bundle(path, advice=REREGISTER)
@@ -300,7 +237,7 @@ class Registry:
     def _check_upload(self, run_id: str, bundle_dir: Path) -> None:
         """Every bundle file (and the manifest) is in the artifact store with its size, before any version."""
         expected = {rel: (bundle_dir / rel).stat().st_size for rel in [*bundle_files(bundle_dir), MANIFEST]}
-        stored = dict(_walk_artifacts(self.client, run_id, BUNDLE_ARTIFACT))
+        stored = dict(walk_artifacts(self.client, run_id, BUNDLE_ARTIFACT))
         stored = {path.removeprefix(f"{BUNDLE_ARTIFACT}/"): size for path, size in stored.items()}
         bad = sorted(rel for rel, size in expected.items() if stored.get(rel) != size)
         if bad:
@@ -390,41 +327,3 @@ class Registry:
             map_at_12=float(score) if score is not None else None,
             champion=int(mv.version) == champion,
         )
-
-
-def _unreadable(workdir: str | Path, error: Exception) -> str:
-    cause = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0][:200]
-    db = embedded_db(workdir)
-    if db is None:
-        return f"the tracking store {tracking_uri(workdir)} cannot be read ({cause}); check MLFLOW_TRACKING_URI"
-    return (f"{db} cannot be read ({cause}): it is damaged or not an MLflow database; restore it from a backup, "
-            f"or move it aside and run `hmrec pipeline --raw DIR --workdir {workdir} --promote` for a new registry")
-
-
-def map_at_12(manifest: dict) -> float | None:
-    """MAP@12 from a manifest's `metrics`: `{"map@12": x}` or per method `{"final": {"map@12": x}}`."""
-    metrics = manifest.get("metrics") or {}
-    for table in (metrics, metrics.get("final") if isinstance(metrics.get("final"), dict) else {}):
-        for key in ("map@12", "map_at_12", "MAP@12"):
-            if isinstance(table.get(key), (int, float)):
-                return float(table[key])
-    return None
-
-
-def _walk_artifacts(client: MlflowClient, run_id: str, path: str):
-    """(path, size) of every file under `path` of the run's artifacts, recursively."""
-    for entry in client.list_artifacts(run_id, path):
-        if entry.is_dir:
-            yield from _walk_artifacts(client, run_id, entry.path)
-        else:
-            yield entry.path, entry.file_size
-
-
-def _local_path(uri: str) -> Path | None:
-    """The folder a `file:` URI or plain path names; None for a remote artifact store."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(urllib.request.url2pathname(parsed.path))
-    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (one letter: a Windows drive)
-        return Path(uri)
-    return None

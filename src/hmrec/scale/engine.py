@@ -1,7 +1,7 @@
 """Where the offline stages run, as a strategy object: `Engine`, and its two kinds, this process or a Ray cluster.
 
 The pipeline and the CLI hold an `Engine` and call its methods; nothing outside hmrec.scale asks which kind it
-is. The code each stage runs is the same on both (store.build's passes, the two-tower's epoch loop, `Scorer`);
+is. The code each stage runs is the same on both (store.indexing's passes, the two-tower's epoch loop, `Scorer`);
 the Ray engine maps it over blocks, partitions, workers and actors. Ray is imported only inside its methods.
 """
 

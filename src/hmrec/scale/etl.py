@@ -26,7 +26,7 @@ from hmrec.raw.schema import TRANSACTIONS_FILE, FileSpec
 from hmrec.scale.blocks import copy_range, line_blocks
 from hmrec.scale.cluster import cluster_cpus
 from hmrec.scale.features import RayFeatures
-from hmrec.store import build
+from hmrec.store import build, indexing
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +63,24 @@ class _BlockTask:
 
 @dataclass
 class RayIndexer:
-    """build.Indexer on Ray: one task per block, then the local combine; `pids` records who did the work."""
+    """indexing.Indexer on Ray: one task per block, then the local combine; `pids` records who did the work."""
 
     block_bytes: int
     pids: set[int] = field(default_factory=set)
 
-    def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> build.Indexed:
+    def __call__(self, raw: RawFile, known_ids: pl.Series, articles: pl.DataFrame) -> indexing.Indexed:
         import ray
 
         if raw.broken_lines:
             # rows with unbalanced quotes are numbered in the whole (repaired) file; a block cannot place them
             log.info("%s: %d rows with unbalanced quotes: indexed in one process", raw.name, len(raw.broken_lines))
-            return build.index_whole(raw, known_ids, articles)
+            return indexing.index_whole(raw, known_ids, articles)
         # at most block_bytes, and small enough that every CPU of the cluster gets a block
         cpus = cluster_cpus()
         block_bytes = max(1, min(self.block_bytes, -(-raw.path.stat().st_size // cpus)))
         header, ranges = line_blocks(raw.path, block_bytes, quotes_balanced=True)  # the byte check found no broken line
         log.info("%s: %d blocks of about %.1f MB on Ray", raw.name, len(ranges), block_bytes / 2**20)
-        maps = ray.put(tuple(m.collect() for m in build.id_maps(known_ids, articles)))
+        maps = ray.put(tuple(m.collect() for m in indexing.id_maps(known_ids, articles)))
         task = ray.remote(num_cpus=1)(_index_range)
         futures = [
             task.remote(_BlockTask(raw.spec, raw.path, header, start, end, raw.file_columns,
@@ -97,18 +97,18 @@ class RayIndexer:
         if any(block is None for block, _, _ in results):
             with parse_errors(raw):  # the same one-line error as the local engine, from the whole file
                 raise pl.exceptions.ComputeError(f"{raw.name}: a block could not be parsed")
-        return build.combine_blocks(raw, [block for block, _, _ in results], known_ids)
+        return indexing.combine_blocks(raw, [block for block, _, _ in results], known_ids)
 
 
-def _index_range(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[build.Block | None, int, float]:
-    """Run in a Ray worker: the block as a CSV file of its own through build.index_block (None if unparseable),
+def _index_range(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[indexing.Block | None, int, float]:
+    """Run in a Ray worker: the block as a CSV file of its own through indexing.index_block (None if unparseable),
     this process's id and the seconds it took."""
     started = time.perf_counter()
     block, pid = _index_copy(task, maps), os.getpid()
     return block, pid, time.perf_counter() - started
 
 
-def _index_copy(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> build.Block | None:
+def _index_copy(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> indexing.Block | None:
     customer_map, article_map = (m.lazy() for m in maps)
     with tempfile.TemporaryDirectory(prefix="hmrec-block-") as folder:
         path = Path(folder) / task.path.name
@@ -118,6 +118,6 @@ def _index_copy(task: _BlockTask, maps: tuple[pl.DataFrame, pl.DataFrame]) -> bu
         try:
             if task.truncated:
                 raw.truncated_line = raw.frame.select(pl.len()).collect().item() - 1
-            return build.index_block(raw, customer_map, article_map)
+            return indexing.index_block(raw, customer_map, article_map)
         except pl.exceptions.ComputeError:
             return None

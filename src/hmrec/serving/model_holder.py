@@ -42,7 +42,8 @@ def champion_loader(settings: Settings) -> Loader:
     def load() -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
-        from hmrec.registry.versions import Registry, RegistryError, missing_registry
+        from hmrec.registry.tracking import missing_registry
+        from hmrec.registry.versions import Registry, RegistryError
 
         missing = missing_registry(settings.workdir)
         if missing:

@@ -1,0 +1,85 @@
+"""The live service's commands: `hmrec serve`, and `hmrec events export` of the purchases it took."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hmrec import cpus
+from hmrec.commands.shared import fail, readable_workdir
+
+events_app = typer.Typer(help="Live purchase events stored by the service.", no_args_is_help=True)
+
+
+def serve(
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder holding the registry.")] = Path("work"),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: HMREC_WORKERS, else 1).")] = None,
+) -> None:
+    """Serve the champion model and the demo page with uvicorn."""
+    import os
+    import shutil
+    import tempfile
+
+    from pydantic import ValidationError
+
+    from hmrec.serving.settings import Settings
+
+    readable_workdir(workdir)
+    os.environ["HMREC_WORKDIR"] = str(workdir)  # the workers build their settings from the environment
+    if workers is not None:
+        os.environ["HMREC_WORKERS"] = str(workers)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        fail(f"invalid HMREC_* setting: {error}")
+    cpus.size_pools(settings.threads)  # before polars is first imported, here or in a worker
+    import threading
+
+    import uvicorn
+
+    from hmrec.serving.launch import exit_now, run_server, wait_until_accepting
+    from hmrec.serving.workers import PortTakenError, refuse_if_served, serve_workers
+
+    try:
+        refuse_if_served(host, port)
+    except PortTakenError as error:
+        fail(str(error))
+    factory = "hmrec.serving.app:app_from_environment"
+
+    def announce() -> None:  # only once the server accepts connections (after the model has loaded)
+        typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
+
+    if settings.workers == 1:
+        config = uvicorn.Config(factory, factory=True, host=host, port=port, log_level="info",
+                                access_log=settings.access_log, log_config=None)  # uvicorn logs in hmrec's format
+        run_server(config, on_listening=announce)
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    done = threading.Event()
+    threading.Thread(target=lambda: wait_until_accepting(host, port, done.is_set) and announce(), daemon=True).start()
+    try:
+        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log)
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: {error}")
+    finally:
+        done.set()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    exit_now(code)  # the workers have stopped: Ctrl-C ends the command within a second
+
+
+@events_app.command("export")
+def events_export(
+    out: Annotated[Path, typer.Option(help="CSV file to write in the transactions_train.csv format.")],
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder holding events.sqlite.")] = Path("work"),
+) -> None:
+    """Write the stored live purchase events as transactions, so the next training run includes them."""
+    from hmrec.serving.events import export_csv
+    from hmrec.serving.settings import Settings
+
+    n = export_csv(Settings(workdir=workdir).events_target, out)
+    typer.echo(f"wrote {n:,} events to {out}")

@@ -1,0 +1,41 @@
+"""What the `hmrec` sub-commands share: the one way to fail, the engine options, the registry check before a read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
+Engine = Annotated[str | None, typer.Option(
+    "--engine", help="local (this process) or ray (ETL and batch scoring on Ray); default HMREC_ENGINE, else local.")]
+Wait = Annotated[bool, typer.Option("--wait", help="When another writer holds the lock, wait for it instead of "
+                                    "refusing.")]
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray-address", help="Ray cluster to join: auto or host:port (default: start a local Ray on this machine).")]
+
+
+def fail(message: str) -> None:
+    """`error: MESSAGE` on stderr, exit code 1: every refusal of the CLI is this one line."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def chosen_engine(name: str | None, address: str | None):
+    """The --engine / --ray-address choice (hmrec.scale.engine imports Ray only when the engine is ray)."""
+    from hmrec.scale.engine import engine_from_options
+
+    try:
+        return engine_from_options(name, address)
+    except ValueError as error:
+        fail(str(error))
+
+
+def readable_workdir(workdir: Path) -> None:
+    """Fail with the command that fixes it when WORKDIR holds no registry; never create it by reading it."""
+    from hmrec.registry.tracking import missing_registry
+
+    missing = missing_registry(workdir)
+    if missing:
+        fail(missing)
