@@ -11,7 +11,7 @@ WORKDIR ?= work
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup run test sample pipeline serve bench clean
+.PHONY: setup run test sample pipeline serve bench clean docs
 
 setup: $(STAMP)
 
@@ -44,7 +44,7 @@ serve: setup
 
 # ruff first; pytest exits 5 when it collected no test: that must fail, never pass silently.
 test: $(TEST_STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
@@ -53,3 +53,8 @@ bench: setup
 
 clean:
 	rm -rf $(WORKDIR) data build
+
+# Regenerates docs/report-small and docs/demo.png from the current code (the small sample, the real pipeline, the
+# shop photographed in Debian's Chromium): run it last in a release.
+docs: $(TEST_STAMP)
+	$(PY) tools/refresh_docs.py
