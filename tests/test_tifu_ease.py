@@ -14,6 +14,7 @@ from test_recommenders import CUTOFF, hand_made_transactions, make_articles, mak
 
 from hmrec.pipeline import held_out_query, load_train_data
 from hmrec.recommenders.base import PAD_ITEM, Query, Reason, Recommender, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.ease import EaseConfig, EaseRecommender
 from hmrec.recommenders.popularity import AgePopularityRecommender
 from hmrec.recommenders.tifu import TifuConfig, TifuKnnRecommender, tifu_vectors
 
@@ -111,11 +112,64 @@ def test_tifu_explains_own_articles_as_bought_before_and_the_neighbours_as_style
     assert tifu().reasons() == {"tifu_knn": Reason.BOUGHT_BEFORE, "tifu_knn_neighbours": Reason.STYLE}
 
 
+# ---- EASE ------------------------------------------------------------------------------------------------------
+
+
+def two_blocks(second: int = 10) -> TrainData:
+    """Customers 0-9 bought articles 0 and 1 together five days ago, customers 10..10+second-1 articles 2 and 3."""
+    rows = [(5, c, a) for c in range(10) for a in (0, 1)] + [(5, c, a) for c in range(10, 10 + second) for a in (2, 3)]
+    return data_of(rows)
+
+
+def test_ease_answers_the_other_article_of_the_block():
+    # X^T X + l2 I is block diagonal; each block [[n + l2, n], [n, n + l2]] has inverse ~ [[n + l2, -n], [-n, n + l2]]
+    # so B_01 = B_10 = n / (n + l2) = 10 / 15, B_jj = 0, and nothing across blocks
+    model = EaseRecommender(EaseConfig(l2=5.0)).fit(two_blocks())
+    assert model.articles_.tolist() == [0, 1, 2, 3]
+    expected = np.array([[0, 2 / 3, 0, 0], [2 / 3, 0, 0, 0], [0, 0, 0, 2 / 3], [0, 0, 2 / 3, 0]])
+    np.testing.assert_allclose(model.weights_, expected, atol=1e-6)
+    recs = model.recommend(live_query(0, [(1, 0)]), 4)  # bought only article 0 (yesterday)
+    assert recs.items[0].tolist() == [1, PAD_ITEM, PAD_ITEM, PAD_ITEM]  # 0, 2, 3 score 0: no answer
+    np.testing.assert_allclose(recs.scores[0, :1], [2 / 3], rtol=1e-6)
+    items, scores = model.similar(2, 3)
+    assert items[0] == 3 and scores[0] == pytest.approx(2 / 3, rel=1e-6) and 2 not in items.tolist()
+
+
+def test_ease_sums_the_weights_of_the_whole_history_and_keeps_what_was_bought():
+    # bought 0 and 2: 1 and 3 both score 2/3 (ties to the lower article_idx); bought 0 and 1: each scores 2/3
+    model = EaseRecommender(EaseConfig(l2=5.0)).fit(two_blocks())
+    assert model.recommend(live_query(0, [(2, 0), (1, 2)]), 3).items[0].tolist() == [1, 3, PAD_ITEM]
+    both = model.recommend(live_query(0, [(2, 0), (1, 1)]), 3)
+    assert both.items[0].tolist() == [0, 1, PAD_ITEM]  # repurchases are answers unless exclude_bought
+    excluding = EaseRecommender(EaseConfig(l2=5.0, exclude_bought=True)).fit(two_blocks())
+    assert (excluding.recommend(live_query(0, [(2, 0), (1, 1)]), 3).items == PAD_ITEM).all()
+
+
+def test_ease_models_only_the_most_bought_articles_of_its_window():
+    data = two_blocks(second=5)
+    model = EaseRecommender(EaseConfig(l2=5.0, max_articles=2)).fit(data)
+    assert model.articles_.tolist() == [0, 1]  # bought 10 times each; 2 and 3 five times
+    assert (model.recommend(live_query(12, [(1, 2)]), 3).items == PAD_ITEM).all()  # nothing modelled in its history
+    old = EaseRecommender(EaseConfig(l2=5.0, window_days=3)).fit(data)  # the blocks were bought 5 days ago
+    assert old.articles_.size == 0 and (old.recommend(live_query(0, [(1, 0)]), 3).items == PAD_ITEM).all()
+
+
+def test_ease_recency_weights_put_the_partner_of_the_newest_buy_first():
+    # half-life 7 days, counted from yesterday: 0 bought 15 days ago weighs .5 ** 2 = .25, 2 bought yesterday 1
+    model = EaseRecommender(EaseConfig(l2=5.0, half_life_days=7.0)).fit(two_blocks())
+    recs = model.recommend(live_query(0, [(15, 0), (1, 2)]), 2)
+    assert recs.items[0].tolist() == [3, 1]
+    np.testing.assert_allclose(recs.scores[0], [2 / 3, 0.25 * 2 / 3], rtol=1e-6)
+    assert model.reasons() == {"ease": Reason.STYLE}
+
+
 # ---- the checks every recommender passes (test_recommenders.py's suite), on its hand-made data ---------------
 
 METHODS: dict[str, Callable[[], Recommender]] = {
     "tifu_knn": lambda: TifuKnnRecommender(TifuConfig(group_size=3, neighbours=5)),
     "tifu_knn+fill": lambda: TifuKnnRecommender(TifuConfig(group_size=3, neighbours=5), fill=AgePopularityRecommender()),
+    "ease": lambda: EaseRecommender(EaseConfig(l2=10.0)),
+    "ease+fill": lambda: EaseRecommender(EaseConfig(l2=10.0), fill=AgePopularityRecommender()),
 }
 N_CUSTOMERS = 30
 
