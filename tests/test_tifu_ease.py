@@ -48,6 +48,10 @@ def test_tifu_vector_is_the_two_level_decayed_frequency():
     # a second row with the same lines gets the same vector: rows never mix
     keys, values = tifu_vectors(np.repeat([0, 1], 5), np.tile(days, 2), np.tile(articles, 2), HALVES)
     np.testing.assert_allclose(values, [0.375, 0.125, 0.25] * 2)
+    # counting units: day 5's basket is {0: 2, 1: 1}, the newest group {0: .5, 1: .25, 2: .5}, the vector
+    # (0.5 * {0: 1} + newest) / 2 = {0: .5, 1: .125, 2: .25}
+    _, values = tifu_vectors(np.zeros(5, np.int64), days, articles, TifuConfig(**{**HALVES.__dict__, "units": True}))
+    np.testing.assert_allclose(values, [0.5, 0.125, 0.25])
 
 
 def test_tifu_own_part_orders_by_decayed_frequency_not_by_recency():
