@@ -18,7 +18,7 @@ from hmrec.recommenders.ease import EaseConfig, EaseRecommender
 from hmrec.recommenders.popularity import AgePopularityRecommender
 from hmrec.recommenders.tifu import TifuConfig, TifuKnnRecommender, tifu_vectors
 
-HALVES = TifuConfig(group_size=2, within_decay=0.5, across_decay=0.5, neighbours=5)
+HALVES = TifuConfig(group_size=2, within_decay=0.5, across_decay=0.5, neighbours=5, units=False)  # the paper's baskets
 
 
 def data_of(rows: list[tuple[int, int, int]], n_customers: int = 30, n_articles: int = 40) -> TrainData:
