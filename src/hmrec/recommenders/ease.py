@@ -2,10 +2,12 @@
 
 X is the customers x articles matrix of who bought what in a recent window, over the `max_articles` articles most
 bought there (the whole catalogue when it is smaller). B is dense, float32: N = 10,000 articles take 400 MB (the
-Gram matrix is inverted in place, so fitting peaks near that plus X); 20,000 take 1.6 GB, 3.2 GB in float64.
+Gram matrix is inverted in place: fitting the small fashion world's 6,656 articles, B 177 MB, raised the peak RSS
+by 263 MB); 20,000 take 1.6 GB, 3.2 GB in float64.
 A customer's score for article j is sum_i x_i B_ij over their own history row x (binary, or weighted by recency),
 taken from each query's history, so live purchases count. Nothing is excluded by default: in fashion and grocery
-customers buy again, and B_jj = 0 leaves a bought article's own score to what it is bought with.
+customers buy again, and B_jj = 0 leaves a bought article's own score to what it is bought with. Only articles
+scoring above 0 are answered: the rest of a list is padded, or the fill's when one is given.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ FILL_DIR = "fill"
 GRAM_COLUMNS = 2048  # X^T X built this many columns at a time: the sparse product stays <= N x 2048 non-zeros
 SCORE_CELLS = 1 << 25  # (query rows x articles) float32 scores held at once: 128 MB
 
-EASE_GRID = {"l2": (10.0, 50.0, 200.0, 500.0, 1000.0)}  # lambda, chosen on validation
+# lambda, chosen on validation: the small worlds' validation weeks chose 200 (fashion) and 10 (grocery)
+EASE_GRID = {"l2": (2.0, 10.0, 50.0, 200.0, 1000.0)}
 
 
 @dataclass
