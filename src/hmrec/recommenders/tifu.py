@@ -43,7 +43,7 @@ from hmrec.store.arrays import days_before, find_sorted, group_sum, pair_key, sp
 CONFIG_FILE = "config.json"
 STATE_FILE = "neighbours.safetensors"
 FILL_DIR = "fill"
-# (query rows x pool customers) similarities computed at once, at most: ~16M non-zeros (~200 MB) per batch
+# (query rows x pool customers) similarities computed at once: 16M float32 cells, 64 MB (and argpartition's 128 MB)
 SIMILARITY_CELLS = 1 << 24
 
 # The settings validation chooses from: 2 x 2 x 4 x 2 x 3 x 2 = 192 answers, but `neighbours` and `alpha` act only
@@ -166,20 +166,21 @@ class TifuKnnRecommender(Recommender):
         if self._unit_pool is None:  # (V, P): the pool's unit vectors as columns, built once
             self._unit_pool = _unit_rows(self.pool_).T.tocsr()
         unit_query = _unit_rows(_matrix(keys, values, self.vocabulary_, len(query)))
-        asked = query.customers["customer_idx"].to_numpy().astype(np.int64)
-        batch = max(1, SIMILARITY_CELLS // max(1, self.pool_.shape[0]))
+        pooled, own_row = find_sorted(self.pool_customers_, query.customers["customer_idx"].to_numpy())
+        pool_size, k = self.pool_.shape[0], min(self.config.neighbours, self.pool_.shape[0])
+        batch = max(1, SIMILARITY_CELLS // max(1, pool_size))
         parts = []
-        for start in range(0, len(query), batch):
-            similar = (unit_query[start : start + batch] @ self._unit_pool).tocoo()  # (batch, P), cosine > 0
-            rows, cols, sims = similar.row.astype(np.int64), similar.col, similar.data
-            not_self = self.pool_customers_[cols] != asked[start + rows]
-            rows, cols, sims = rows[not_self], cols[not_self], sims[not_self]
-            order = np.lexsort((cols, -sims, rows))  # most similar first, ties to the lower pool row
-            rows, cols = rows[order], cols[order]
-            near = ranks_in_row(rows) < self.config.neighbours
-            rows, cols = rows[near], cols[near]
-            found = np.bincount(rows, minlength=similar.shape[0])
-            weights = csr_matrix((1.0 / found[rows], (rows, cols)), shape=similar.shape, dtype=np.float32)
+        for start in range(0, len(query) if k else 0, batch):
+            similar = (unit_query[start : start + batch] @ self._unit_pool).toarray()  # (batch, P) cosines
+            mine = np.flatnonzero(pooled[start : start + batch])
+            similar[mine, own_row[start + mine]] = 0.0  # never one's own neighbour
+            # the k most similar (a tie at the k-th place goes the same way alone or in a batch: row by row)
+            top = np.argpartition(-similar, k - 1, axis=1)[:, :k] if k < pool_size else \
+                np.broadcast_to(np.arange(pool_size), (similar.shape[0], k))
+            near = np.take_along_axis(similar, top, axis=1) > 0  # at least one article in common
+            rows, cols = np.nonzero(near)[0], top[near]
+            count = np.bincount(rows, minlength=similar.shape[0])
+            weights = csr_matrix((1.0 / count[rows], (rows, cols)), shape=similar.shape, dtype=np.float32)
             mean = (weights @ self.pool_).tocoo()  # (batch, V)
             parts.append((pair_key(start + mean.row.astype(np.int64), self.vocabulary_[mean.col]), mean.data))
         if not parts:
