@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 from test_recommenders import CUTOFF, hand_made_transactions, make_articles, make_customers, purchases, query_for
 
+from hmrec.data import PAD_ITEM, Query, TrainData
 from hmrec.pipeline import held_out_query, load_train_data
-from hmrec.recommenders.base import PAD_ITEM, Query, Reason, Recommender, TrainData, load_recommender, save_recommender
+from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.ease import EaseConfig, EaseRecommender
 from hmrec.recommenders.popularity import AgePopularityRecommender
 from hmrec.recommenders.tifu import TifuConfig, TifuKnnRecommender, tifu_vectors

@@ -21,8 +21,10 @@ from typing import Literal
 from hmrec.recommenders.als import ALSConfig, ALSRecommender
 from hmrec.recommenders.base import Recommender
 from hmrec.recommenders.colours import OtherColoursConfig, OtherColoursRecommender
+from hmrec.recommenders.ease import EaseConfig, EaseRecommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, PopularityConfig, PopularityRecommender
 from hmrec.recommenders.repurchase import RepurchaseConfig, RepurchaseRecommender
+from hmrec.recommenders.tifu import TifuConfig, TifuKnnRecommender
 from hmrec.recommenders.together import BoughtTogetherConfig, BoughtTogetherRecommender
 from hmrec.recommenders.trending import TrendingConfig, TrendingRecommender
 from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
@@ -44,7 +46,8 @@ class Grid:
 class Source:
     """One method of the catalogue. candidates: the count the `final` ranker asks of it by default (None: not a
     candidate source, evaluated on its own only); report_rank: its column among the report's methods (the
-    baselines first); peer_of: the method of ours it is the library peer of, compared in the report's notes."""
+    baselines first); peer_of: the method of ours it is the library peer of, compared in the report's notes;
+    filled: its lists are topped up from age popularity, as repurchase's are, so a list is never cut short."""
 
     name: str
     cls: type[Recommender]
@@ -56,6 +59,7 @@ class Source:
     peer_of: str | None = None
     cold_start: bool = False
     defaults: Callable[[], object] | None = None  # the method's own default settings (None: the dataclass's)
+    filled: bool = False
 
     def default_settings(self, seed: int = 7):
         """The default settings, with `seed` where the settings have one."""
@@ -64,7 +68,8 @@ class Source:
 
     def build(self, settings=None, seed: int = 7) -> Recommender:
         """The method, unfitted, with `settings` (None: the defaults)."""
-        return self.cls(settings if settings is not None else self.default_settings(seed))
+        settings = settings if settings is not None else self.default_settings(seed)
+        return self.cls(settings, fill=AgePopularityRecommender()) if self.filled else self.cls(settings)
 
 
 CATALOGUE: tuple[Source, ...] = (
@@ -82,6 +87,12 @@ CATALOGUE: tuple[Source, ...] = (
     Source("trending", TrendingRecommender, TrendingConfig, candidates=16, report_rank=4,
            grids=(Grid("half_life_days", (3.0, 7.0, 14.0)),)),
     Source("als", ALSRecommender, ALSConfig, candidates=16, report_rank=3, peer_of="two_tower"),
+    # the strongest simple published methods (issue 20), evaluated beside `final` as baselines, not yet its sources;
+    # their full grids (TIFU_GRID, EASE_GRID) cost too much to walk in every run: the settings that move them most
+    Source("tifu_knn", TifuKnnRecommender, TifuConfig, report_rank=8, baseline=True, filled=True,
+           grids=(Grid("alpha", (0.3, 0.6, 0.9)),)),
+    Source("ease", EaseRecommender, EaseConfig, report_rank=9, baseline=True, filled=True,
+           grids=(Grid("l2", (10.0, 200.0, 1000.0)),)),
 )
 
 

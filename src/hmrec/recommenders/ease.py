@@ -12,9 +12,8 @@ scoring above 0 are answered: the rest of a list is padded, or the fill's when o
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
@@ -25,23 +24,14 @@ import scipy.linalg
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
-from hmrec.recommenders.base import (
-    PAD_ITEM,
-    Explained,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    save_recommender,
-)
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import fill_with
 from hmrec.store.arrays import decay, find_sorted, group_max, pair_key, split_key
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FILL_DIR = "fill"
 GRAM_COLUMNS = 2048  # X^T X built this many columns at a time: the sparse product stays <= N x 2048 non-zeros
@@ -115,8 +105,7 @@ class EaseRecommender(Recommender):
         return self
 
     def _require_fitted(self) -> None:
-        if self.weights_ is None:
-            raise RuntimeError("EaseRecommender is not fitted: call fit(TrainData) first")
+        require_fitted(self, self.weights_)
 
     def history_rows(self, query: Query) -> csr_matrix:
         """(len(query), N): each row's history over the modelled articles, 1 (or its recency weight) per article."""
@@ -160,6 +149,9 @@ class EaseRecommender(Recommender):
                  for a, s in zip(items, scores, strict=True) if a != PAD_ITEM]
                 for items, scores in zip(recs.items, recs.scores, strict=True)]
 
+    def similar_by(self) -> str:
+        return self.name
+
     def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The k articles with the largest weight from `article_idx` in B (itself excluded: B_jj = 0)."""
         self._require_fitted()
@@ -174,14 +166,14 @@ class EaseRecommender(Recommender):
     def save(self, directory: Path) -> None:
         self._require_fitted()
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        write_config(directory, self.config)
         save_file({"articles": self.articles_, "weights": self.weights_}, directory / WEIGHTS_FILE)
         if self.fill is not None:
             save_recommender(self.fill, directory / FILL_DIR)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config = EaseConfig(**json.loads((directory / CONFIG_FILE).read_text()))
+        config = read_config(directory, EaseConfig)
         model = cls(config, load_recommender(directory / FILL_DIR) if (directory / FILL_DIR).exists() else None)
         state = load_file(directory / WEIGHTS_FILE)
         model.articles_, model.weights_ = state["articles"], state["weights"]

@@ -14,8 +14,7 @@ H&M size at most max_pool x max_articles with a few dozen non-zeros a row, never
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
@@ -25,22 +24,12 @@ import polars as pl
 from safetensors.numpy import load_file, save_file
 from scipy.sparse import csr_matrix
 
-from hmrec.recommenders.base import (
-    PAD_ITEM,
-    Explained,
-    Query,
-    Reason,
-    Recommender,
-    Recs,
-    TrainData,
-    load_recommender,
-    ranks_in_row,
-    save_recommender,
-)
+from hmrec.data import PAD_ITEM, Query, Recs, TrainData, ranks_in_row
+from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import fill_with
 from hmrec.store.arrays import days_before, find_sorted, group_sum, pair_key, split_key
 
-CONFIG_FILE = "config.json"
 STATE_FILE = "neighbours.safetensors"
 FILL_DIR = "fill"
 # (query rows x pool customers) similarities computed at once: 16M float32 cells, 64 MB (and argpartition's 128 MB)
@@ -145,8 +134,7 @@ class TifuKnnRecommender(Recommender):
         return self
 
     def _require_fitted(self) -> None:
-        if self.pool_ is None:
-            raise RuntimeError("TifuKnnRecommender is not fitted: call fit(TrainData) first")
+        require_fitted(self, self.pool_)
 
     def scores(self, query: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Distinct sorted `pair_key(row, article_idx)`, their blended scores (float64) and whether the row bought
@@ -217,7 +205,7 @@ class TifuKnnRecommender(Recommender):
     def save(self, directory: Path) -> None:
         self._require_fitted()
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.config)))
+        write_config(directory, self.config)
         pool = self.pool_
         save_file({"vocabulary": self.vocabulary_, "pool_customers": self.pool_customers_,
                    "indptr": pool.indptr.astype(np.int64), "indices": pool.indices.astype(np.int32),
@@ -227,7 +215,7 @@ class TifuKnnRecommender(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        config = TifuConfig(**json.loads((directory / CONFIG_FILE).read_text()))
+        config = read_config(directory, TifuConfig)
         fill = load_recommender(directory / FILL_DIR) if (directory / FILL_DIR).exists() else None
         model = cls(config, fill=fill)
         state = load_file(directory / STATE_FILE)
