@@ -17,7 +17,7 @@ from hmrec.sample.generate import generate
 from hmrec.store.tables import Store
 
 METHODS = {"popularity", "age_popularity", "repurchase", "als", "trending", "two_tower", "other_colours", "bought_together",
-           "final"}
+           "tifu_knn", "ease", "final"}
 METRICS = {"map@12", "recall@12", "recall@100", "ndcg@12"}
 
 
