@@ -83,6 +83,9 @@ def pipeline(
     engine: Engine = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
+    precompute: Annotated[str, typer.Option(
+        help="Whose answers the bundle holds precomputed, served by lookup: active (a purchase in the last 90 days "
+             "of the data), all (every customer with a purchase) or none.")] = "active",
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
     cpus.size_pools()
@@ -90,10 +93,13 @@ def pipeline(
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError
     from hmrec.registry.writer import workdir_writer
+    from hmrec.scale.precompute import PRECOMPUTE
     from hmrec.workdir import LockedError
 
+    if precompute not in PRECOMPUTE:
+        fail(f"--precompute {precompute!r} is not one of {', '.join(PRECOMPUTE)}")
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
-                            engine=chosen_engine(engine, ray_address))
+                            engine=chosen_engine(engine, ray_address), precompute=precompute)
     try:
         check_raw_inputs(raw)  # before the lock: a mistyped --raw creates no workdir
         with workdir_writer(workdir, wait=wait), config.engine.session():  # Ray starts once for every stage

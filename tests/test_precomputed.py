@@ -1,0 +1,101 @@
+"""Precomputed answers on the tiny pipeline's champion: in the bundle, checksummed, equal to the online path's, and
+served by lookup only where the batch can answer (issue 24)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from hmrec.registry.model_bundle import ANSWERS, read_answers
+from hmrec.registry.versions import Registry
+from hmrec.scale.precompute import ACTIVE_DAYS, ANSWER_K, chosen_customers
+from hmrec.serving.app import create_app
+from hmrec.serving.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def bundle(pipeline_run):
+    return Registry.for_workdir(pipeline_run.workdir).load("champion")
+
+
+@pytest.fixture(scope="module")
+def client(pipeline_run, tmp_path_factory):
+    events = tmp_path_factory.mktemp("precomputed") / "events.sqlite"
+    with TestClient(create_app(Settings(workdir=pipeline_run.workdir, events_path=events))) as client:
+        yield client
+
+
+def active_ids(bundle, n: int) -> list[str]:
+    answers = read_answers(bundle)
+    customers = pl.read_parquet(bundle / "customers.parquet")
+    picks = np.linspace(0, len(answers.customer_idx) - 1, n).astype(int)
+    return [customers["customer_id"][int(answers.customer_idx[i])] for i in picks]
+
+
+def test_the_bundle_holds_the_active_customers_answers_checksummed(bundle):
+    answers = read_answers(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    history = pl.scan_parquet(bundle / "history.parquet")
+    data_end = history.select(pl.col("t_dat").max()).collect().item()
+    expected = chosen_customers(history, data_end, "active", ACTIVE_DAYS)
+    assert 0 < len(expected) < pl.read_parquet(bundle / "customers.parquet").height
+    assert np.array_equal(answers.customer_idx, expected)
+    assert answers.k == ANSWER_K and answers.items.shape == (len(expected), ANSWER_K)
+    assert isinstance(answers.items, np.memmap)  # shared by the worker processes, not copied into each
+    assert {f"{ANSWERS}/{name}.npy" for name in ("customer_idx", "items", "scores", "sources")} <= set(manifest["files"])
+    assert (answers.sources[answers.items >= 0] > 0).all()  # every answer names a source
+
+
+def test_precomputed_and_online_answers_are_the_same(client, bundle):
+    service = client.app.state.recommendations
+    model = client.app.state.holder.model
+    for customer_id in active_ids(bundle, 25):
+        for k in (12, ANSWER_K):
+            looked_up = service.precomputed(model, customer_id, k)
+            online = service.answer_many(model, [(customer_id, k)])[0]
+            assert looked_up["path"] == "precomputed" and online["path"] == "online"
+            assert [it["article_id"] for it in looked_up["items"]] == [it["article_id"] for it in online["items"]]
+            assert [(it["sources"], it["reason"]) for it in looked_up["items"]] == \
+                [(it["sources"], it["reason"]) for it in online["items"]]
+            for a, b in zip(looked_up["items"], online["items"], strict=True):
+                assert (a["score"] is None and b["score"] is None) or math.isclose(a["score"], b["score"],
+                                                                                   rel_tol=1e-5, abs_tol=1e-5)
+            strip = ("items", "path")
+            assert {key: v for key, v in looked_up.items() if key not in strip} == \
+                {key: v for key, v in online.items() if key not in strip}
+
+
+def recommend(client, customer_id: str, **body) -> dict:
+    response = client.post("/recommendations", json={"customer_id": customer_id, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def path_count(client, path: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'hmrec_recommendation_paths_total{{path="{path}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_the_service_answers_by_lookup_only_where_the_batch_can(client, bundle):
+    first, second = active_ids(bundle, 2)
+    before = {path: path_count(client, path) for path in ("precomputed", "online")}
+    assert recommend(client, first, k=ANSWER_K)["path"] == "precomputed"
+    assert recommend(client, first, k=12, include_purchased=True)["path"] == "online"
+    assert recommend(client, "never-seen-customer")["path"] == "online"
+    assert path_count(client, "precomputed") == before["precomputed"] + 1
+    assert path_count(client, "online") == before["online"] + 2
+
+    # a live purchase changes the history and the clock: that customer goes online, the just-bought left out
+    top = recommend(client, second, k=12)
+    assert top["path"] == "precomputed"
+    bought = top["items"][0]["article_id"]
+    assert client.post("/events/purchases", json={"customer_id": second, "article_id": bought}).status_code == 201
+    after = recommend(client, second, k=12)
+    assert after["path"] == "online" and bought not in [it["article_id"] for it in after["items"]]
