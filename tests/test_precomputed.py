@@ -9,6 +9,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+import serving_support as s
 from fastapi.testclient import TestClient
 
 from hmrec.registry.model_bundle import ANSWERS, read_answers
@@ -99,3 +100,32 @@ def test_the_service_answers_by_lookup_only_where_the_batch_can(client, bundle):
     assert client.post("/events/purchases", json={"customer_id": second, "article_id": bought}).status_code == 201
     after = recommend(client, second, k=12)
     assert after["path"] == "online" and bought not in [it["article_id"] for it in after["items"]]
+
+
+def test_precompute_registers_a_copy_of_a_version_with_its_answers(tmp_path):
+    from typer.testing import CliRunner
+
+    from hmrec.cli import app
+
+    workdir = s.handmade_workdir(tmp_path)
+    result = CliRunner().invoke(app, ["precompute", "--workdir", str(workdir), "--alias", "champion",
+                                      "--precompute", "all", "--promote"])
+    assert result.exit_code == 0, result.output
+    registry = Registry.for_workdir(workdir)
+    assert result.output.strip().splitlines()[-1] == "2" and registry.champion_version() == 2
+    assert registry.manifest(2)["precomputed_from"] == 1 and read_answers(registry.load(1)) is None
+    answers = read_answers(registry.load(2))
+    buyers = pl.read_parquet(registry.load(2) / "history.parquet")["customer_idx"].unique().sort().to_numpy()
+    assert np.array_equal(answers.customer_idx, buyers)
+    with TestClient(create_app(Settings(workdir=workdir, events_path=tmp_path / "events.sqlite"))) as client:
+        assert recommend(client, s.OCCASIONAL)["path"] == "precomputed"
+
+
+def test_precompute_refuses_an_unknown_choice(tmp_path):
+    from typer.testing import CliRunner
+
+    from hmrec.cli import app
+
+    result = CliRunner().invoke(app, ["precompute", "--workdir", str(tmp_path), "--precompute", "some"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: --precompute 'some' is not one of active, all, none"

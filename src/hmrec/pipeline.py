@@ -110,6 +110,30 @@ def write_store_bundle(store: Store, methods: dict[str, Recommender], directory:
     )
 
 
+def precompute_version(workdir: Path, version_or_alias: int | str, engine: Engine, which: str = "active",
+                       promote: bool = False) -> int:
+    """Register a copy of a registered version holding the precomputed answers of `which` customers (registry
+    versions never change); `promote` makes it the champion if the champion has not moved meanwhile. Returns the
+    new version."""
+    from hmrec.registry.model_bundle import copy_with_answers
+    from hmrec.registry.versions import Registry
+    from hmrec.registry.writer import workdir_writer
+    from hmrec.scale.precompute import precompute_answers
+
+    with workdir_writer(workdir):  # kept if the caller holds it already (--wait)
+        registry = Registry.for_workdir(workdir)
+        champion_at_start = registry.champion_version()
+        version, source = registry.load_version(version_or_alias)
+        bundle = copy_with_answers(source, workdir / "bundles" / f"{_new_run_id()}-v{version}-precomputed",
+                                   lambda paths: precompute_answers(engine, paths, which),
+                                   extra={"precomputed_from": version})
+        new = registry.register(bundle)
+        if promote:
+            registry.promote(new, expected=champion_at_start)
+    log.info("registered version %d: version %d with the answers of %s customers precomputed", new, version, which)
+    return new
+
+
 def held_out_query(store: Store, data: TrainData) -> tuple[Query, list]:
     """The held-out window's buyers as of the cutoff, and what each bought; the store computed their features as
     of the cutoff (user_features.parquet), so they are read, not computed again."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -31,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
-from hmrec.registry.checksums import MANIFEST, MANIFEST_FORMAT, write_manifest
+from hmrec.registry.checksums import MANIFEST, MANIFEST_FORMAT, RESERVED_KEYS, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,23 @@ class Bundle:
     cold_start: Recommender
     data_end: date
     answers: Answers | None = None  # the precomputed answers, memory-mapped (None: a bundle without them)
+
+
+def copy_with_answers(source: Path, directory: Path, answers: Callable[[BundlePaths], Answers | None],
+                      extra: dict | None = None) -> Path:
+    """A new bundle in `directory`: `source`'s parts (its answers left out) and the answers computed from them, its
+    manifest's keys and `extra` in a new manifest, written last (registry versions never change: `hmrec precompute`
+    registers the copy as a new version)."""
+    old = read_manifest(source)
+    shutil.copytree(source, directory, ignore=lambda folder, names: [n for n in names if Path(folder) == Path(source)
+                                                                   and n in (MANIFEST, ANSWERS)])
+    paths = BundlePaths(Path(directory), old)
+    computed = answers(paths)
+    if computed is not None:
+        write_answers(directory, computed)
+    kept = {key: value for key, value in old.items() if key not in RESERVED_KEYS}
+    write_manifest(directory, store_fingerprint=old["store_fingerprint"], extra={**kept, **(extra or {})})
+    return Path(directory)
 
 
 def write_answers(directory: Path, answers: Answers) -> None:
