@@ -129,3 +129,29 @@ def test_precompute_refuses_an_unknown_choice(tmp_path):
     result = CliRunner().invoke(app, ["precompute", "--workdir", str(tmp_path), "--precompute", "some"])
     assert result.exit_code == 1
     assert result.output.strip() == "error: --precompute 'some' is not one of active, all, none"
+
+
+def test_the_ray_engine_precomputes_what_this_process_does(ray_cluster, tiny_store, tmp_path):
+    from hmrec.data import Query
+    from hmrec.pipeline import load_train_data
+    from hmrec.recommenders.als import ALSConfig, ALSRecommender
+    from hmrec.recommenders.base import save_recommender
+    from hmrec.scale.engine import LocalEngine, RayEngine
+    from hmrec.scale.scoring import ScoringInputs
+    from hmrec.store.tables import CUSTOMERS, TRANSACTIONS
+
+    data = load_train_data(tiny_store)
+    model = ALSRecommender(ALSConfig(factors=16, iterations=5)).fit(data)
+    save_recommender(model, tmp_path / "model")
+    customer_idx = np.arange(0, data.customers.height, 3, dtype=np.int32)
+    inputs = ScoringInputs(tmp_path / "model", tiny_store.table_path(CUSTOMERS), tiny_store.table_path(TRANSACTIONS),
+                           tiny_store.cutoff, k=20, sources=True)
+    here, on_ray = LocalEngine().score(inputs, customer_idx), RayEngine(scoring_rows=200).score(inputs, customer_idx)
+    explained = model.explain(Query.for_customers(customer_idx, data.customers, data.transactions, tiny_store.cutoff),
+                              20)
+    assert here.source_names == on_ray.source_names == ("als",)
+    assert [[a for a in row if a >= 0] for row in here.recs.items.tolist()] == [[a for a, _, _ in e] for e in explained]
+    assert ((here.sources == 1) == (here.recs.items >= 0)).all()
+    np.testing.assert_array_equal(on_ray.recs.items, here.recs.items)
+    np.testing.assert_array_equal(on_ray.sources, here.sources)
+    np.testing.assert_allclose(on_ray.recs.scores, here.recs.scores, rtol=1e-6)
