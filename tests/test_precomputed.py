@@ -137,7 +137,7 @@ def test_the_ray_engine_precomputes_what_this_process_does(ray_cluster, tiny_sto
     from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.base import save_recommender
     from hmrec.scale.engine import LocalEngine, RayEngine
-    from hmrec.scale.scoring import ScoringInputs
+    from hmrec.scale.scoring import ScoringInputs, score_here
     from hmrec.store.tables import CUSTOMERS, TRANSACTIONS
 
     data = load_train_data(tiny_store)
@@ -155,3 +155,28 @@ def test_the_ray_engine_precomputes_what_this_process_does(ray_cluster, tiny_sto
     np.testing.assert_array_equal(on_ray.recs.items, here.recs.items)
     np.testing.assert_array_equal(on_ray.sources, here.sources)
     np.testing.assert_allclose(on_ray.recs.scores, here.recs.scores, rtol=1e-6)
+    blocks = score_here(inputs, customer_idx, rows=50)  # this process scores in blocks: the same answers
+    np.testing.assert_array_equal(blocks.recs.items, here.recs.items)
+    np.testing.assert_array_equal(blocks.sources, here.sources)
+
+
+def test_the_table_declines_what_the_batch_cannot_answer(client, bundle):
+    from datetime import timedelta
+
+    table = client.app.state.holder.model.answers
+    customer_idx = int(table.answers.customer_idx[0])
+    assert len(table.ranked(customer_idx, table.k, table.as_of)) == table.k  # every row holds k answers here
+    assert table.ranked(customer_idx, table.k + 1, table.as_of) is None  # k beyond what was stored
+    assert table.ranked(customer_idx, 12, table.as_of + timedelta(days=1)) is None  # another service day
+    held = set(table.answers.customer_idx.tolist())
+    absent = next(i for i in range(len(held) + 1) if i not in held)
+    assert table.ranked(absent, 12, table.as_of) is None  # a customer the table does not hold
+
+
+def test_a_history_the_service_cuts_shorter_goes_online(pipeline_run, bundle, tmp_path):
+    settings = Settings(workdir=pipeline_run.workdir, events_path=tmp_path / "events.sqlite", history_limit=1)
+    with TestClient(create_app(settings)) as client:
+        model = client.app.state.holder.model
+        longer = next(c for c in active_ids(bundle, 25)
+                      if len(range(*model.histories.rows(model.find_customer(c)).indices(10**9))) > 1)
+        assert recommend(client, longer)["path"] == "online"

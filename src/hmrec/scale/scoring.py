@@ -85,11 +85,12 @@ class Scorer:
         out, bits = Recs.empty(len(customer_idx), k), np.zeros((len(customer_idx), k), dtype=np.uint32)
         if customer_idx.size == 0:
             return out, bits
-        bit = {name: np.uint32(1 << j) for j, name in enumerate(self.source_names)}
+        bit = {name: 1 << j for j, name in enumerate(self.source_names)}
         for row, answer in enumerate(self.recommender.explain(self._query(customer_idx), k)):
-            for col, (item, score, sources) in enumerate(answer):
-                out.items[row, col], out.scores[row, col] = item, score
-                bits[row, col] = np.bitwise_or.reduce([bit[name] for name in sources], initial=np.uint32(0))
+            if answer:  # a row at a time: explain's lists are per answer already
+                items, scores, sources = zip(*answer, strict=True)
+                out.items[row, :len(answer)], out.scores[row, :len(answer)] = items, scores
+                bits[row, :len(answer)] = [sum(bit[name] for name in names) for names in sources]
         return out, bits
 
     def _query(self, customer_idx: np.ndarray) -> Query:
@@ -117,13 +118,23 @@ class Scored:
     source_names: tuple[str, ...] = ()
 
 
-def score_here(inputs: ScoringInputs, customer_idx: np.ndarray) -> Scored:
-    """Top-k for each of `customer_idx` in this process: one `Scorer.score` (or `explain`) call for everyone."""
+LOCAL_ROWS = 20_000  # customers per `Scorer` call in this process: a query's candidate features are ~130 lines of
+# ~56 float32 a customer (~30 KB), so a block stays near 0.6 GB however many customers are scored
+
+
+def score_here(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int = LOCAL_ROWS) -> Scored:
+    """Top-k for each of `customer_idx` in this process: `Scorer.score` (or `explain`) over blocks of at most `rows`
+    customers (a customer's answer does not depend on who else is in the block)."""
     scorer = Scorer(inputs)
+    customer_idx = np.asarray(customer_idx, dtype=np.int32)
+    blocks = [customer_idx[i:i + rows] for i in range(0, len(customer_idx), rows)] or [customer_idx]
     if inputs.sources:
-        recs, bits = scorer.explain(customer_idx)
-        return Scored(recs, {os.getpid()}, bits, scorer.source_names)
-    return Scored(scorer.score(customer_idx), {os.getpid()})
+        parts = [scorer.explain(block) for block in blocks]
+        recs = Recs(np.concatenate([r.items for r, _ in parts]), np.concatenate([r.scores for r, _ in parts]))
+        return Scored(recs, {os.getpid()}, np.concatenate([b for _, b in parts]), scorer.source_names)
+    parts = [scorer.score(block) for block in blocks]
+    return Scored(Recs(np.concatenate([r.items for r in parts]), np.concatenate([r.scores for r in parts])),
+                  {os.getpid()})
 
 
 def score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
