@@ -13,8 +13,9 @@
     answers/             optional: the precomputed answers of the active customers (`Answers`, numpy .npy files
                          read memory-mapped, so worker processes share the pages) and answers.json
 
-Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle`; serving `read_bundle`;
-the pipeline's evaluation of the champion and the benchmarks `read_manifest`, `load_final` and `bundle_paths`.
+Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle` (and `hmrec precompute`
+`copy_with_answers`); serving `read_bundle`; the pipeline's evaluation of the champion and the benchmarks
+`read_manifest`, `load_final`, `bundle_paths` and `read_answers`.
 A bundle of another `format` than FORMAT is refused with the command that rebuilds it.
 """
 
