@@ -6,10 +6,14 @@
 Scenarios, each bounded in time, over loopback, `--concurrency` requests in flight (asyncio + uvloop, one kept-alive
 connection each):
   health        GET /health: the same app's trivial endpoint, the ceiling of server + client on this machine
-  warm-miss     POST /recommendations, each request a different customer with purchases (cache misses)
+  warm-miss     POST /recommendations, each request a different customer with purchases (cache misses) whose
+                answer is not precomputed: the online path (all customers when the bundle precomputed everyone's)
+  precomputed   POST /recommendations, each request a different random active customer: answers looked up in the
+                version's precomputed table (cache misses)
   warm-hit      POST /recommendations over 100 customers asked before (answers from the per-customer cache)
   cold          POST /recommendations for ids the data has never seen (cold start, each id new)
-  mix           90% warm recommendations (random customers) + 10% purchase events for them
+  mix           90% warm recommendations (random customers) + 10% purchase events for them; `paths` gives the
+                share of the answers each path served (a customer who bought goes online)
 Latency is measured by the client (request sent -> response read); the server's own time per answer
 (`took_ms`) is reported beside it. Targets on 2 cores: >= 500 recommendation requests/s, p99 <= 50 ms.
 Events go to a temporary SQLite file, never the workdir's; `--events postgresql` puts them in a throw-away
@@ -37,20 +41,26 @@ import polars as pl
 import psutil
 import uvloop
 
-from hmrec.registry.model_bundle import bundle_paths
+from hmrec.registry.model_bundle import bundle_paths, read_answers
 from hmrec.registry.versions import Registry
 from hmrec.support.launcher import Server  # the same subprocess helper the reliability tests use
 
 
-def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[int]]:
-    """Customer ids with purchases in the champion's bundle, shuffled, and some article ids to buy."""
+def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[str], list[int]]:
+    """Customer ids with purchases in the champion's bundle, shuffled, those of them whose answers the bundle
+    precomputed, and some article ids to buy."""
     bundle = bundle_paths(Registry.for_workdir(workdir).load("champion"))
-    buyers = pl.read_parquet(bundle.history, columns=["customer_idx"]).unique()
-    ids = pl.read_parquet(bundle.customers, columns=["customer_idx", "customer_id"]).join(
-        buyers, on="customer_idx")["customer_id"].to_list()
+    buyers = pl.read_parquet(bundle.history, columns=["customer_idx"]).unique().sort("customer_idx")
+    answers = read_answers(bundle.root)
+    precomputed = answers.customer_idx if answers is not None else np.empty(0, dtype=np.int32)
+    known = pl.Series(np.asarray(precomputed)).implode()
+    buyers = buyers.with_columns(pl.col("customer_idx").is_in(known).alias("active"))
+    found = pl.read_parquet(bundle.customers, columns=["customer_idx", "customer_id"]).join(buyers, on="customer_idx")
+    ids, active = found["customer_id"].to_list(), found.filter(pl.col("active"))["customer_id"].to_list()
     random.Random(seed).shuffle(ids)
+    random.Random(seed).shuffle(active)
     articles = pl.read_parquet(bundle.articles, columns=["article_id"])["article_id"]
-    return ids[:limit], articles.head(5000).to_list()
+    return ids[:limit], active[:limit], articles.head(5000).to_list()
 
 
 async def run_scenario(url: str, make_request, duration: float, concurrency: int, server_pids: list[int]) -> dict:
@@ -59,6 +69,7 @@ async def run_scenario(url: str, make_request, duration: float, concurrency: int
     latencies: list[float] = []
     server_ms: list[float] = []
     cached: list[bool] = []
+    paths: list[str] = []
     failures: dict[str, int] = {}
     host, port = url.removeprefix("http://").split(":")
     deadline = time.perf_counter() + duration
@@ -85,6 +96,7 @@ async def run_scenario(url: str, make_request, duration: float, concurrency: int
                     answer = json.loads(payload)
                     server_ms.append(answer["took_ms"])
                     cached.append(answer["cached"])
+                    paths.append(answer.get("path", "online"))
         finally:
             writer.close()
 
@@ -93,7 +105,7 @@ async def run_scenario(url: str, make_request, duration: float, concurrency: int
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = {"server": _cpu_seconds(server_pids) - cpu_before, "client": time.process_time() - client_before}
-    return summarise(latencies, server_ms, cached, failures, elapsed, cpu)
+    return summarise(latencies, server_ms, cached, failures, elapsed, cpu, paths)
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
@@ -127,7 +139,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def summarise(latencies: list[float], server_ms: list[float], cached: list[bool], failures: dict, elapsed: float,
-              cpu: dict[str, float]) -> dict:
+              cpu: dict[str, float], paths: list[str] = ()) -> dict:
     ms = np.asarray(latencies) * 1000
     result = {"requests": len(ms), "seconds": round(elapsed, 2), "rps": round(len(ms) / elapsed, 1),
               "failures": failures}
@@ -140,12 +152,17 @@ def summarise(latencies: list[float], server_ms: list[float], cached: list[bool]
         result["server_p50_ms"] = round(float(np.percentile(server_ms, 50)), 2)
         result["server_p99_ms"] = round(float(np.percentile(server_ms, 99)), 2)
         result["cache_hit_share"] = round(float(np.mean(cached)), 3)
+    if paths:  # the share of the answers each path computed (a cached answer counts for the path that computed it)
+        result["paths"] = {path: round(paths.count(path) / len(paths), 3) for path in ("precomputed", "online")}
     return result
 
 
-def scenarios(warm: list[str], articles: list[int], seed: int) -> dict:
+def scenarios(warm: list[str], active: list[str], articles: list[int], seed: int) -> dict:
     rng = random.Random(seed)
-    miss_iter = iter(warm)
+    precomputed_ids = set(active)
+    not_precomputed = [customer for customer in warm if customer not in precomputed_ids] or warm
+    miss_iter = iter(not_precomputed)
+    active_iter = iter(active)
     hot = warm[:100]
     counter = iter(range(10**9))
 
@@ -153,7 +170,10 @@ def scenarios(warm: list[str], articles: list[int], seed: int) -> dict:
         return "GET", "/health", None
 
     def warm_miss(w, n):
-        return "POST", "/recommendations", {"customer_id": next(miss_iter, rng.choice(warm)), "k": 12}
+        return "POST", "/recommendations", {"customer_id": next(miss_iter, rng.choice(not_precomputed)), "k": 12}
+
+    def precomputed(w, n):
+        return "POST", "/recommendations", {"customer_id": next(active_iter, rng.choice(active or warm)), "k": 12}
 
     def warm_hit(w, n):
         return "POST", "/recommendations", {"customer_id": rng.choice(hot), "k": 12}
@@ -167,7 +187,8 @@ def scenarios(warm: list[str], articles: list[int], seed: int) -> dict:
             return "POST", "/events/purchases", {"customer_id": customer, "article_id": rng.choice(articles)}
         return "POST", "/recommendations", {"customer_id": customer, "k": 12}
 
-    return {"health": health, "warm-miss": warm_miss, "warm-hit": warm_hit, "cold": cold, "mix": mix}
+    return {"health": health, "warm-miss": warm_miss, "precomputed": precomputed, "warm-hit": warm_hit, "cold": cold,
+            "mix": mix}
 
 
 def main() -> None:
@@ -184,8 +205,8 @@ def main() -> None:
                         help="event store backend: a temporary SQLite file, or a throw-away PostgreSQL cluster")
     parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
     args = parser.parse_args()
-    warm, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
-    plan = scenarios(warm, articles, args.seed)
+    warm, active, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
+    plan = scenarios(warm, active, articles, args.seed)
     results = {}
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         events = args.events_url or Path(scratch) / "events.sqlite"
@@ -210,7 +231,8 @@ def main() -> None:
     backend = "postgresql" if args.events_url else args.events
     report = {"workdir": str(args.workdir), "events": backend, "cpus": os.cpu_count(), "concurrency": args.concurrency,
               "batch_max": args.batch_max, "workers": args.workers, "load_average_after": os.getloadavg()[0],
-              "duration_s": args.duration, "warm_customers": len(warm), "rss_mib": rss_mib, "scenarios": results}
+              "duration_s": args.duration, "warm_customers": len(warm), "precomputed_customers": len(active),
+              "rss_mib": rss_mib, "scenarios": results}
     print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -222,13 +244,19 @@ def markdown(report: dict) -> str:
              f"scenario, {report['cpus']} CPUs, batch_max {report['batch_max']}, load average after "
              f"{report['load_average_after']:.1f}, server processes' RSS {report['rss_mib']} MiB",
              "", "| scenario | req/s | p50 ms | p95 ms | p99 ms | server p50 ms | cache hits | failures "
-             "| server CPU ms/req | client CPU ms/req |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| server CPU ms/req | client CPU ms/req | precomputed / online |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["scenarios"].items():
         lines.append(f"| {name} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
                      f"{r.get('server_p50_ms', '-')} | {r.get('cache_hit_share', '-')} | "
                      f"{sum(r['failures'].values())} | "
-                     f"{r.get('server_cpu_ms', '-')} | {r.get('client_cpu_ms', '-')} |")
+                     f"{r.get('server_cpu_ms', '-')} | {r.get('client_cpu_ms', '-')} | {_paths(r)} |")
     return "\n".join(lines)
+
+
+def _paths(result: dict) -> str:
+    paths = result.get("paths")
+    return f"{paths['precomputed']:.0%} / {paths['online']:.0%}" if paths else "-"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ app = typer.Typer(help="hmrec: raw H&M-format retail data -> feature store -> mo
 app.command("etl")(stages.etl)
 app.command("evaluate")(stages.evaluate)
 app.command("pipeline")(stages.pipeline)
+app.command("precompute")(stages.precompute)
 app.command("serve")(serve.serve)
 app.add_typer(data.data_app, name="data")
 app.add_typer(registry.registry_app, name="registry")

@@ -35,6 +35,7 @@ class PipelineConfig:
     engine: Engine = field(default_factory=LocalEngine)  # local, or Ray for ETL, training and batch scoring
     label_weeks: int = 2  # the ranker's label weeks; the week before them chooses the settings
     candidate_budget: int = 160  # candidates per customer summed over the sources, shared out on validation
+    precompute: str = "active"  # whose answers the bundle holds precomputed: scale/precompute.py's PRECOMPUTE
 
     @property
     def store_dir(self) -> Path:
@@ -92,16 +93,45 @@ def _trainer(config: PipelineConfig):
     return config.engine.trainer()
 
 
-def write_store_bundle(store: Store, methods: dict[str, Recommender], directory: Path, extra: dict) -> Path:
-    """The served model of a run (registry/model_bundle.py): the store's tables, `final` and the cold start."""
+def write_store_bundle(store: Store, methods: dict[str, Recommender], directory: Path, extra: dict,
+                       config: PipelineConfig) -> Path:
+    """The served model of a run (registry/model_bundle.py): the store's tables, `final`, the cold start and the
+    precomputed answers of `config.precompute`'s customers, scored on the engine from the bundle's own parts
+    before its manifest is written (so they are checksummed with the rest, and registered with it)."""
     from hmrec.candidates.sources import cold_start
     from hmrec.registry.model_bundle import write_bundle
+    from hmrec.scale.precompute import precompute_answers
 
     return write_bundle(
         directory, articles=store.read(ARTICLES), customers=store.read(CUSTOMERS),
         transactions=store.scan(TRANSACTIONS), final=methods["final"], cold_start=methods[cold_start()],
         data_end=store.test_end, store_fingerprint=store.fingerprint, extra=extra,
+        answers=lambda paths: precompute_answers(config.engine, paths, config.precompute),
     )
+
+
+def precompute_version(workdir: Path, version_or_alias: int | str, engine: Engine, which: str = "active",
+                       promote: bool = False) -> int:
+    """Register a copy of a registered version holding the precomputed answers of `which` customers (registry
+    versions never change); `promote` makes it the champion if the champion has not moved meanwhile. Returns the
+    new version."""
+    from hmrec.registry.model_bundle import copy_with_answers
+    from hmrec.registry.versions import Registry
+    from hmrec.registry.writer import workdir_writer
+    from hmrec.scale.precompute import precompute_answers
+
+    with workdir_writer(workdir):  # kept if the caller holds it already (--wait)
+        registry = Registry.for_workdir(workdir)
+        champion_at_start = registry.champion_version()
+        version, source = registry.load_version(version_or_alias)
+        bundle = copy_with_answers(source, workdir / "bundles" / f"{_new_run_id()}-v{version}-precomputed",
+                                   lambda paths: precompute_answers(engine, paths, which),
+                                   extra={"precomputed_from": version})
+        new = registry.register(bundle)
+        if promote:
+            registry.promote(new, expected=champion_at_start)
+    log.info("registered version %d: version %d with the answers of %s customers precomputed", new, version, which)
+    return new
 
 
 def held_out_query(store: Store, data: TrainData) -> tuple[Query, list]:
@@ -193,7 +223,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
         tracker.log_artifacts(metrics_path.parent, "report")
 
         bundle = write_store_bundle(store, methods, config.workdir / "bundles" / run_id,
-                                    extra={"run_id": run_id, "metrics": metrics["methods"]})
+                                    extra={"run_id": run_id, "metrics": metrics["methods"]}, config=config)
         registry = Registry.for_workdir(config.workdir)
         version = registry.register(bundle, run_id=tracker.run_id)
         if config.promote:

@@ -83,6 +83,9 @@ def pipeline(
     engine: Engine = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
+    precompute: Annotated[str, typer.Option(
+        help="Whose answers the bundle holds precomputed, served by lookup: active (a purchase in the last 90 days "
+             "of the data), all (every customer with a purchase) or none.")] = "active",
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
     cpus.size_pools()
@@ -90,10 +93,13 @@ def pipeline(
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError
     from hmrec.registry.writer import workdir_writer
+    from hmrec.scale.precompute import PRECOMPUTE
     from hmrec.workdir import LockedError
 
+    if precompute not in PRECOMPUTE:
+        fail(f"--precompute {precompute!r} is not one of {', '.join(PRECOMPUTE)}")
     config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
-                            engine=chosen_engine(engine, ray_address))
+                            engine=chosen_engine(engine, ray_address), precompute=precompute)
     try:
         check_raw_inputs(raw)  # before the lock: a mistyped --raw creates no workdir
         with workdir_writer(workdir, wait=wait), config.engine.session():  # Ray starts once for every stage
@@ -101,3 +107,38 @@ def pipeline(
     except (RawDataError, RegistryError, LockedError) as error:
         fail(str(error))
     typer.echo(str(metrics_path))
+
+
+def precompute(
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder (holds the registry).")],
+    version: Annotated[str, typer.Option("--version", "--alias", help="The registered version (a number) or alias "
+                                         "whose answers to precompute.")] = "champion",
+    customers: Annotated[str, typer.Option("--precompute", help="Whose answers: active (a purchase in the last 90 "
+                                           "days of the data), all (every customer with a purchase) or none.")]
+    = "active",
+    promote: Annotated[bool, typer.Option(help="Make the new version the champion.")] = False,
+    engine: Engine = None,
+    ray_address: RayAddress = None,
+    wait: Wait = False,
+) -> None:
+    """Register a copy of a version with its answers precomputed (registry versions never change); print its number.
+
+    The pipeline already does this before it registers; this is for a version registered without them."""
+    cpus.size_pools()
+    from hmrec.pipeline import precompute_version
+    from hmrec.registry.versions import RegistryError
+    from hmrec.registry.writer import workdir_writer
+    from hmrec.scale.precompute import PRECOMPUTE
+    from hmrec.workdir import LockedError
+
+    if customers not in PRECOMPUTE:
+        fail(f"--precompute {customers!r} is not one of {', '.join(PRECOMPUTE)}")
+    readable_workdir(workdir)
+    chosen = chosen_engine(engine, ray_address)
+    try:
+        with workdir_writer(workdir, wait=wait), chosen.session():
+            new = precompute_version(workdir, int(version) if version.isdigit() else version, chosen, customers,
+                                     promote)
+    except (RegistryError, LockedError) as error:
+        fail(str(error))
+    typer.echo(str(new))

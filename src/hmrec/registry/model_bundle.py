@@ -10,9 +10,12 @@
                          purchases, last_day), so the shop's "bought N times" counts the whole history
     final/               the final recommender (`save_recommender`)
     cold_start/          the recommender for customers without purchases, the one evaluated under its own name
+    answers/             optional: the precomputed answers of the active customers (`Answers`, numpy .npy files
+                         read memory-mapped, so worker processes share the pages) and answers.json
 
-Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle`; serving `read_bundle`;
-the pipeline's evaluation of the champion and the benchmarks `read_manifest`, `load_final` and `bundle_paths`.
+Nothing else writes or reads this layout: the pipeline and the tests call `write_bundle` (and `hmrec precompute`
+`copy_with_answers`); serving `read_bundle`; the pipeline's evaluation of the champion and the benchmarks
+`read_manifest`, `load_final`, `bundle_paths` and `read_answers`.
 A bundle of another `format` than FORMAT is refused with the command that rebuilds it.
 """
 
@@ -20,14 +23,17 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
-from hmrec.registry.checksums import MANIFEST, MANIFEST_FORMAT, write_manifest
+from hmrec.registry.checksums import MANIFEST, MANIFEST_FORMAT, RESERVED_KEYS, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,30 @@ PURCHASE_COUNTS = "purchase_counts.parquet"  # customer_idx, purchases, spent: t
 # at that ratio the full-size data (31.8M purchases) would hold ~5.7M, ~90 MB; the bound, every purchase a repeat
 # of one other, is 15.9M pairs, 254 MB. Not measured at full size.
 REPEATS = "repeats.parquet"
+ANSWERS = "answers"  # the precomputed answers' folder: ANSWER_ARRAYS as .npy files and answers.json
+ANSWER_ARRAYS = ("customer_idx", "items", "scores", "sources")
+ANSWERS_META = "answers.json"
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Precomputed top-k answers of some customers, one row each, as the final recommender's `explain` gave them.
+
+    `sources` is a bitmask per answer: bit j set when `source_names[j]` proposed it (reasons are worded from the
+    sources at answer time). Rows are sorted by `customer_idx`; a row shorter than k is padded with PAD_ITEM (-1).
+    """
+
+    customer_idx: np.ndarray  # (n,) int32, sorted
+    items: np.ndarray  # (n, k) int32
+    scores: np.ndarray  # (n, k) float32
+    sources: np.ndarray  # (n, k) uint32 bitmask over source_names
+    source_names: tuple[str, ...]
+    as_of: date  # the day the answers were computed for (the service's clock for customers without live events)
+    selection: str  # which customers: "all", or "active: purchase in the last N days"
+
+    @property
+    def k(self) -> int:
+        return int(self.items.shape[1])
 
 
 class BundleError(Exception):
@@ -54,8 +84,12 @@ class BundleError(Exception):
 def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataFrame,
                  transactions: pl.DataFrame | pl.LazyFrame,
                  final: Recommender, cold_start: Recommender, data_end: date, store_fingerprint: str,
-                 extra: dict | None = None, history_per_customer: int | None = HISTORY_PER_CUSTOMER) -> Path:
-    """Everything serving needs, in one new folder, the manifest written last (see the module docstring)."""
+                 extra: dict | None = None, history_per_customer: int | None = HISTORY_PER_CUSTOMER,
+                 answers: Callable[[BundlePaths], Answers | None] | None = None) -> Path:
+    """Everything serving needs, in one new folder, the manifest written last (see the module docstring).
+
+    `answers`, when given, is called with the parts written so far (final/, the tables, the data's last day) and
+    its precomputed answers are written before the manifest, so they are checksummed with the rest."""
     directory = Path(directory)
     directory.mkdir(parents=True)
     articles.write_parquet(directory / ARTICLES)
@@ -75,6 +109,9 @@ def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataF
      .write_parquet(directory / REPEATS))
     save_recommender(final, directory / FINAL)
     save_recommender(cold_start, directory / COLD_START)
+    computed = answers(BundlePaths(directory, {"data_end": data_end.isoformat()})) if answers else None
+    if computed is not None:
+        write_answers(directory, computed)
     write_manifest(directory, store_fingerprint=store_fingerprint,
                    extra={**(extra or {}), "data_end": data_end.isoformat(), "final": final.name,
                           "cold_start": cold_start.name})
@@ -123,6 +160,58 @@ class Bundle:
     final: Recommender
     cold_start: Recommender
     data_end: date
+    answers: Answers | None = None  # the precomputed answers, memory-mapped (None: a bundle without them)
+
+
+def copy_with_answers(source: Path, directory: Path, answers: Callable[[BundlePaths], Answers | None],
+                      extra: dict | None = None) -> Path:
+    """A new bundle in `directory`: `source`'s parts (its answers left out) and the answers computed from them, its
+    manifest's keys and `extra` in a new manifest, written last (registry versions never change: `hmrec precompute`
+    registers the copy as a new version)."""
+    old = read_manifest(source)
+    shutil.copytree(source, directory, ignore=lambda folder, names: [n for n in names if Path(folder) == Path(source)
+                                                                   and n in (MANIFEST, ANSWERS)])
+    paths = BundlePaths(Path(directory), old)
+    computed = answers(paths)
+    if computed is not None:
+        write_answers(directory, computed)
+    kept = {key: value for key, value in old.items() if key not in RESERVED_KEYS}
+    write_manifest(directory, store_fingerprint=old["store_fingerprint"], extra={**kept, **(extra or {})})
+    return Path(directory)
+
+
+def write_answers(directory: Path, answers: Answers) -> None:
+    """The answers/ folder of a bundle being written (before its manifest: the files are checksummed)."""
+    folder = Path(directory) / ANSWERS
+    folder.mkdir()
+    order = np.argsort(answers.customer_idx, kind="stable")
+    arrays = {"customer_idx": answers.customer_idx.astype(np.int32), "items": answers.items.astype(np.int32),
+              "scores": answers.scores.astype(np.float32), "sources": answers.sources.astype(np.uint32)}
+    for name in ANSWER_ARRAYS:
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name][order]))
+    (folder / ANSWERS_META).write_text(json.dumps({"source_names": list(answers.source_names),
+                                                   "as_of": answers.as_of.isoformat(), "k": answers.k,
+                                                   "customers": len(order), "selection": answers.selection}))
+
+
+def read_answers(directory: Path) -> Answers | None:
+    """The bundle's precomputed answers, memory-mapped read-only (the OS shares the pages between the worker
+    processes); None when the bundle has none."""
+    folder = Path(directory) / ANSWERS
+    if not folder.is_dir():
+        return None
+    missing = [f"{name}.npy" for name in ANSWER_ARRAYS if not (folder / f"{name}.npy").is_file()]
+    if missing or not (folder / ANSWERS_META).is_file():
+        raise BundleError(f"{folder} lacks {', '.join(missing or [ANSWERS_META])}: re-run `hmrec precompute` or "
+                          "`hmrec pipeline` to write a complete one")
+    meta = json.loads((folder / ANSWERS_META).read_text())
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ANSWER_ARRAYS}
+    n, k = len(arrays["customer_idx"]), int(meta["k"])
+    odd = [name for name in ANSWER_ARRAYS[1:] if arrays[name].shape != (n, k)]
+    if odd:
+        raise BundleError(f"{folder}/{odd[0]}.npy has shape {arrays[odd[0]].shape}, expected {(n, k)}")
+    return Answers(arrays["customer_idx"], arrays["items"], arrays["scores"], arrays["sources"],
+                   tuple(meta["source_names"]), date.fromisoformat(meta["as_of"]), meta.get("selection", ""))
 
 
 def read_manifest(directory: Path) -> dict:
@@ -162,7 +251,7 @@ def read_bundle(directory: Path) -> Bundle:
     counts = pl.read_parquet(path / PURCHASE_COUNTS) if (path / PURCHASE_COUNTS).is_file() else None
     repeats = pl.read_parquet(path / REPEATS) if (path / REPEATS).is_file() else None
     return Bundle(path, manifest, articles, customers, history, counts, repeats, load_recommender(path / FINAL),
-                  load_recommender(path / COLD_START), data_end)
+                  load_recommender(path / COLD_START), data_end, read_answers(path))
 
 
 def _require(path: Path, *folders: str) -> None:

@@ -36,6 +36,7 @@ class ScoringInputs:
     # partitioned table's folder (store.tables.scan_table): rows before as_of count
     as_of: date
     k: int = 12
+    sources: bool = False  # also say which sources proposed each answer (`Scored.sources`), as serving's explain
 
     @property
     def partitions(self) -> int:
@@ -68,14 +69,43 @@ class Scorer:
         if customer_idx.size == 0:  # nothing to read
             k = self.inputs.k
             return Recs(np.empty((0, k), dtype=np.int32), np.empty((0, k), dtype=np.float32))
-        query = Query.for_customers(customer_idx, self.customers, self.history(customer_idx), self.inputs.as_of)
-        return self.recommender.recommend(query, self.inputs.k)
+        return self.recommender.recommend(self._query(customer_idx), self.inputs.k)
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """The names `explain` may list, in the order of the bits of its bitmask: the recommender's source order,
+        the order `explain` lists a line's sources in."""
+        return tuple(self.recommender.reasons())
+
+    def explain(self, customer_idx: np.ndarray) -> tuple[Recs, np.ndarray]:
+        """Top-k as the recommender's `explain` gives it (what serving calls), and a (n, k) uint32 bitmask of the
+        sources that proposed each answer (bit j: `source_names[j]`)."""
+        customer_idx = np.asarray(customer_idx, dtype=np.int32)
+        k = self.inputs.k
+        out, bits = Recs.empty(len(customer_idx), k), np.zeros((len(customer_idx), k), dtype=np.uint32)
+        if customer_idx.size == 0:
+            return out, bits
+        bit = {name: 1 << j for j, name in enumerate(self.source_names)}
+        for row, answer in enumerate(self.recommender.explain(self._query(customer_idx), k)):
+            if answer:  # a row at a time: explain's lists are per answer already
+                items, scores, sources = zip(*answer, strict=True)
+                out.items[row, :len(answer)], out.scores[row, :len(answer)] = items, scores
+                bits[row, :len(answer)] = [sum(bit[name] for name in names) for names in sources]
+        return out, bits
+
+    def _query(self, customer_idx: np.ndarray) -> Query:
+        return Query.for_customers(customer_idx, self.customers, self.history(customer_idx), self.inputs.as_of)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Ray Data's batch function: positions and customers in, their top-k and this process's id out."""
-        recs = self.score(batch["customer_idx"])
-        return {"position": batch["position"], "items": recs.items, "scores": recs.scores,
-                "pid": np.full(len(recs.items), os.getpid(), dtype=np.int64)}
+        """Ray Data's batch function: positions and customers in, their top-k (and sources when asked) and this
+        process's id out."""
+        if self.inputs.sources:
+            recs, bits = self.explain(batch["customer_idx"])
+        else:
+            recs, bits = self.score(batch["customer_idx"]), None
+        out = {"position": batch["position"], "items": recs.items, "scores": recs.scores,
+               "pid": np.full(len(recs.items), os.getpid(), dtype=np.int64)}
+        return out if bits is None else {**out, "sources": bits}
 
 
 @dataclass
@@ -84,11 +114,27 @@ class Scored:
 
     recs: Recs
     pids: set[int]
+    sources: np.ndarray | None = None  # (n, k) uint32 bitmask over source_names, when inputs.sources
+    source_names: tuple[str, ...] = ()
 
 
-def score_here(inputs: ScoringInputs, customer_idx: np.ndarray) -> Scored:
-    """Top-k for each of `customer_idx` in this process: one `Scorer.score` call for everyone."""
-    return Scored(Scorer(inputs).score(customer_idx), {os.getpid()})
+LOCAL_ROWS = 20_000  # customers per `Scorer` call in this process: a query's candidate features are ~130 lines of
+# ~56 float32 a customer (~30 KB), so a block stays near 0.6 GB however many customers are scored
+
+
+def score_here(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int = LOCAL_ROWS) -> Scored:
+    """Top-k for each of `customer_idx` in this process: `Scorer.score` (or `explain`) over blocks of at most `rows`
+    customers (a customer's answer does not depend on who else is in the block)."""
+    scorer = Scorer(inputs)
+    customer_idx = np.asarray(customer_idx, dtype=np.int32)
+    blocks = [customer_idx[i:i + rows] for i in range(0, len(customer_idx), rows)] or [customer_idx]
+    if inputs.sources:
+        parts = [scorer.explain(block) for block in blocks]
+        recs = Recs(np.concatenate([r.items for r, _ in parts]), np.concatenate([r.scores for r, _ in parts]))
+        return Scored(recs, {os.getpid()}, np.concatenate([b for _, b in parts]), scorer.source_names)
+    parts = [scorer.score(block) for block in blocks]
+    return Scored(Recs(np.concatenate([r.items for r in parts]), np.concatenate([r.scores for r in parts])),
+                  {os.getpid()})
 
 
 def score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
@@ -113,12 +159,16 @@ def score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> 
         )
     out = Recs(np.full((len(customer_idx), inputs.k), -1, dtype=np.int32),
                np.full((len(customer_idx), inputs.k), np.nan, dtype=np.float32))
+    bits = np.zeros((len(customer_idx), inputs.k), dtype=np.uint32) if inputs.sources else None
     pids: set[int] = set()
     for batch in scored.iter_batches(batch_format="numpy", batch_size=None):
         out.items[batch["position"]] = batch["items"]
         out.scores[batch["position"]] = batch["scores"]
+        if bits is not None:
+            bits[batch["position"]] = batch["sources"]
         pids.update(batch["pid"].tolist())
-    return Scored(out, pids)
+    names = tuple(load_recommender(inputs.recommender).reasons()) if inputs.sources else ()  # Scorer.source_names
+    return Scored(out, pids, bits, names)
 
 
 Score = Callable[[ScoringInputs, np.ndarray], Scored]  # an engine's `score`

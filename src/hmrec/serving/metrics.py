@@ -29,6 +29,8 @@ class ServiceMetrics:
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.recommendations = Counter("hmrec_recommendations_total", "Recommendation answers by strategy",
                                        ["strategy", "cached"], registry=self.registry)
+        self.paths = Counter("hmrec_recommendation_paths_total", "Recommendation answers by the path that computed "
+                             "them (precomputed lookup or online)", ["path"], registry=self.registry)
         # one sample per live worker in multiprocess mode: during a reload they may briefly differ
         self.model_version = Gauge("hmrec_model_version", "Registry version being served (0: none)",
                                    registry=self.registry, multiprocess_mode="liveall")
@@ -36,8 +38,9 @@ class ServiceMetrics:
         self.reloads = Counter("hmrec_reloads_total", "Model reload attempts by outcome", ["outcome"],
                                registry=self.registry)
 
-    def recommendation(self, strategy: str, cached: bool) -> None:
+    def recommendation(self, strategy: str, cached: bool, path: str = "online") -> None:
         self.recommendations.labels(strategy, str(cached).lower()).inc()
+        self.paths.labels(path).inc()
 
     def exposition(self) -> bytes:
         if multiprocess_mode():

@@ -13,6 +13,7 @@ import polars as pl
 
 from hmrec.recommenders.base import Recommender
 from hmrec.registry.model_bundle import Bundle, read_bundle
+from hmrec.serving.precomputed import PrecomputedAnswers
 from hmrec.store.idmap import IdMap
 from hmrec.store.tables import UNKNOWN_AGE_BUCKET, age_bucket
 
@@ -84,6 +85,7 @@ class LoadedModel:
     purchase_totals: np.ndarray | None = None  # (n_customers,) all purchases in the data; None: the history's
     spent_totals: np.ndarray | None = None  # (n_customers,) what each paid in all in the data; None: unknown
     repeats: pl.DataFrame | None = None  # the bundle's repeats, sorted by customer_idx; None: a bundle without them
+    answers: PrecomputedAnswers | None = None  # the bundle's precomputed answers (memory-mapped); None: none
     _cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
 
     def purchase_total(self, customer_idx: int) -> int:
@@ -152,11 +154,13 @@ def load_model(path: Path, version: int | None) -> LoadedModel:
         data_end=bundle.data_end,
         data_start=history["t_dat"].min() if history.height else None,
         repeats=bundle.repeats,
+        answers=PrecomputedAnswers(bundle.answers) if bundle.answers is not None else None,
     )
     model.purchase_totals, model.spent_totals = _purchase_totals(bundle, customers.height)
     model.samples = _samples(model)
-    log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s",
-             bundle.path, model.version, bundle.articles.height, customers.height, history.height, bundle.data_end)
+    log.info("loaded bundle %s (version %s): %d articles, %d customers, %d history rows, data end %s, %d precomputed "
+             "answers", bundle.path, model.version, bundle.articles.height, customers.height, history.height,
+             bundle.data_end, len(model.answers) if model.answers is not None else 0)
     return model
 
 

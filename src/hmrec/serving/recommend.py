@@ -20,6 +20,7 @@ from hmrec.serving.cold_start import cold_answer
 from hmrec.serving.live import History, LiveHistories, history_frame
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.model_holder import LOAD_ERRORS, ModelHolder, ReloadError
+from hmrec.serving.precomputed import ONLINE, PRECOMPUTED
 from hmrec.serving.reasons import explain
 from hmrec.serving.schemas import shown_score
 from hmrec.serving.settings import Settings
@@ -67,6 +68,9 @@ class RecommendService:
         model, generation, cached = self._lookup(customer_id, k, started)
         if cached is not None:
             return cached
+        precomputed = self.precomputed(model, customer_id, k)
+        if precomputed is not None:
+            return self._keep(model, customer_id, k, precomputed, generation, started)
         if self.batcher is None:
             answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)])
             return self._keep(model, customer_id, k, answers[0], generation, started)
@@ -97,6 +101,24 @@ class RecommendService:
             self.cache.put(customer_id, k, answer, generation)
         return {**answer, "cached": False, "took_ms": _ms(started)}
 
+    def precomputed(self, model: LoadedModel, customer_id: str, k: int) -> dict | None:
+        """The customer's answer from the version's precomputed table, built as `answer_many` builds the online
+        one; None where the batch cannot answer: no table, an unknown customer or one it does not hold, live events
+        (they change the history and the clock), a k beyond what it stored, or a history the service would cut."""
+        customer_idx = model.find_customer(customer_id)
+        if model.answers is None or customer_idx is None or self.live.live_events(customer_id):
+            return None
+        history = self.live.history(model, customer_id, customer_idx)
+        rows = model.histories.rows(customer_idx)
+        if rows.stop - rows.start > self.settings.history_limit:  # the batch saw the bundle's whole history
+            return None
+        ranked = model.answers.ranked(customer_idx, k, history.as_of)
+        if ranked is None:
+            return None
+        hidden = self.live.recently_bought(model, customer_id, history.as_of)  # the just-bought exclusion
+        return self._response(model, customer_id, k, customer_idx, history, ranked, hidden, model.reasons,
+                              PRECOMPUTED)
+
     def answer_many(self, model: LoadedModel, asks: list[tuple[str, int]],
                     include_purchased: bool = False) -> list[dict]:
         """Answers for (customer_id, k) pairs: customers with purchases share one model call per service day."""
@@ -120,7 +142,8 @@ class RecommendService:
                 for i, (customer_id, k) in enumerate(asks)]
 
     def _response(self, model: LoadedModel, customer_id: str, k: int, customer_idx: int | None,
-                  history: History, ranked: list[dict] | None, hidden: set[int], reasons: dict) -> dict:
+                  history: History, ranked: list[dict] | None, hidden: set[int], reasons: dict,
+                  path: str = ONLINE) -> dict:
         def cold() -> list[dict]:
             return _without(cold_answer(model, model.profile(customer_idx), k + len(hidden)), hidden)
 
@@ -138,6 +161,7 @@ class RecommendService:
             "customer_id": customer_id,
             "known_customer": customer_idx is not None,
             "strategy": strategy,
+            "path": path,
             "model_version": model.version,
             "as_of": history.as_of.isoformat(),
             "items": [{**self.cards.card(model, it["article_idx"]), **_ranked(it)} for it in items],

@@ -74,6 +74,9 @@ class RecommendationResponse(BaseModel):
     customer_id: str
     known_customer: bool
     strategy: Literal["personalized", "cold_start"]
+    path: Literal["precomputed", "online"] = Field(
+        description="Which path computed the answer: looked up in the version's precomputed answers (active "
+                    "customers without live events) or computed online")
     model_version: int | None
     as_of: date = Field(description="The service's clock: day after the later of data end and last purchase")
     items: list[RecommendedArticle]

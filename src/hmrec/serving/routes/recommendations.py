@@ -17,10 +17,12 @@ router = APIRouter(tags=["recommendations"])
     description="Known customers with purchases (bundle history plus live events) get the model's ranking; "
     "a known customer without purchases gets their age group's bestsellers, an unknown id the global ones "
     "(strategy `cold_start`). Articles bought through live events in the last HMREC_PURCHASED_DAYS days are left "
-    "out unless `include_purchased`.",
+    "out unless `include_purchased`. "
+    "`path` says whether the answer was looked up in the version's precomputed answers (active customers without "
+    "live events) or computed online.",
     responses=error_responses(413, 422, 503),
 )
 async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep) -> dict:
     answer = await recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
-    metrics.recommendation(answer["strategy"], answer["cached"])
+    metrics.recommendation(answer["strategy"], answer["cached"], answer["path"])
     return answer
