@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def recommend(client, customer_id: str, k: int = 12) -> dict:
 
 def test_health_and_ready(client):
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"status": "ready", "model_version": 1, "articles": 10, "customers": 6,
-                                           "data_end": s.DATA_END.isoformat(), "process": os.getpid()}
+    ready = client.get("/ready").json()
+    assert ready == {"status": "ready", "model_version": 1, "articles": 10, "customers": 6,
+                     "data_end": s.DATA_END.isoformat(), "events": "ok", "worker": ready["worker"]}
+    assert re.fullmatch(r"[0-9a-f]{16}", ready["worker"]) and str(os.getpid()) not in ready["worker"]
 
 
 def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_dir):
@@ -213,7 +216,7 @@ def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(clien
     assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
         ids([0, 2, 1])
     assert client.get("/customers/someone-new/buy-again").json() == {
-        "customer_id": "someone-new", "model_version": 1, "items": []}
+        "customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False}
 
 
 def test_buy_again_k_out_of_range(client):

@@ -136,12 +136,12 @@ def test_a_reload_waits_for_a_silent_worker_no_longer_than_the_heartbeat_timeout
     store.close()
 
 
-def _answers_by_worker(url: str, customer_id: str, workers: int, tries: int = 60) -> dict[int, dict]:
+def _answers_by_worker(url: str, customer_id: str, workers: int, tries: int = 60) -> dict[str, dict]:
     """One answer from each worker: a new connection per try, the worker named by /ready on that connection."""
-    answers: dict[int, dict] = {}
+    answers: dict[str, dict] = {}
     for _ in range(tries):
         with httpx.Client(base_url=url, timeout=10) as client:
-            process = client.get("/ready").json()["process"]
+            process = client.get("/ready").json()["worker"]
             answers[process] = recommend(client, customer_id)
         if len(answers) == workers:
             break

@@ -254,6 +254,9 @@ def serve(
         refuse_if_served(host, port)
     except PortTakenError as error:
         _fail(str(error))
+    from hmrec.serving.events.repair import repair_before_serving
+
+    repair_before_serving(settings.events_target)  # before any worker opens the events file
     factory = "hmrec.serving.app:app_from_environment"
 
     def announce() -> None:  # only once the server accepts connections (after the model has loaded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from hmrec.serving.cards import NotFoundError
 from hmrec.serving.docs import add_offline_docs
-from hmrec.serving.events import open_event_store
+from hmrec.serving.events import EventStoreUnavailable, open_event_store
 from hmrec.serving.limits import BodyLimitMiddleware
 from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
@@ -35,7 +36,8 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        event_store = open_event_store(settings.events_target)
+        event_store = open_event_store(settings.events_target, settings.events_timeout_seconds,
+                                       settings.events_retry_seconds)
         services = build_services(settings, event_store, loader or champion_loader(settings))
         services.holder.on_swap = lambda version: metrics.model_version.set(version or 0)
         # one resource per dependency (serving/deps.py)
@@ -88,9 +90,19 @@ def limit_threads(threads: int) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     """Library errors become HTTP answers here, at the edge, and nowhere else."""
 
+    retry = {"Retry-After": str(math.ceil(app.state.settings.events_retry_seconds))}
+
     @app.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
-        return JSONResponse({"detail": f"no model is loaded: {error}"}, status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse({"detail": f"no model is loaded: {error}"}, status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers=retry)
+
+    @app.exception_handler(EventStoreUnavailable)
+    async def store_unavailable(request: Request, error: EventStoreUnavailable) -> JSONResponse:
+        # the cause (a file path, a server) is in the log, not in the answer
+        request.app.state.metrics.store_refusals.inc()
+        return JSONResponse({"detail": "the event store cannot take the event now; nothing was stored: retry after "
+                             f"{retry['Retry-After']} s"}, status.HTTP_503_SERVICE_UNAVAILABLE, headers=retry)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> JSONResponse:

@@ -62,6 +62,8 @@ class RecommendationResponse(BaseModel):
     as_of: date = Field(description="The service's clock: day after the later of data end and last purchase")
     items: list[RecommendedArticle]
     cached: bool
+    degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
+                           "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
     took_ms: float
 
 
@@ -96,12 +98,16 @@ class CustomerResponse(BaseModel):
     profile: Profile
     summary: Summary
     recent_purchases: list[Purchase]
+    degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
+                           "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
 
 
 class BuyAgainResponse(BaseModel):
     customer_id: str
     model_version: int | None
     items: list[ScoredArticle] = Field(description="Most bought first (score: times bought), then most recent")
+    degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
+                           "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
 
 
 class ArticleDetail(ArticleCard):
@@ -162,7 +168,10 @@ class Ready(BaseModel):
     articles: int
     customers: int
     data_end: date
-    process: int = Field(description="Id of the worker process that answered (one of `HMREC_WORKERS`)")
+    events: Literal["ok", "degraded"] = Field(description="Whether the event store answers; while it does not, reads "
+                                              "are answered degraded and writes refused with 503")
+    worker: str = Field(description="A random token naming the worker process that answered (one of "
+                        "`HMREC_WORKERS`), new each time a worker starts")
 
 
 class ReloadResponse(BaseModel):
@@ -196,11 +205,14 @@ _ERROR_TEXT = {
     409: "The load failed; the previous model keeps serving",
     413: "The body is over HMREC_MAX_BODY_BYTES",
     422: "A field is invalid, or the body cannot be parsed: `detail` names each field",
-    503: "No model is loaded; the detail says why",
+    503: "No model is loaded, or the event store cannot take a write now: the detail says which; retry after "
+         "Retry-After seconds",
 }
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """The OpenAPI `responses` of an operation's error answers, each with the body the service sends."""
-    return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status]}
+    return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status],
+                     **({"headers": RETRY_AFTER} if status == 503 else {})}
             for status in statuses}

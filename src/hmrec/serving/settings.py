@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     events_path: Path | None = Field(None, description="SQLite file of live events; default workdir/events.sqlite.")
     events_url: str | None = Field(None, description="Event store shared by every worker: sqlite:///path (one machine) "
                                    "or postgresql://user@host:port/db (several); default: the SQLite events_path.")
+    events_timeout_seconds: float = Field(2.0, gt=0, description="Longest a call to the event store may take; "
+                                          "past it, reads answer degraded and writes 503.")
+    events_retry_seconds: float = Field(5.0, gt=0, description="After an event store failure, how long before the "
+                                        "store is tried again (requests meanwhile degrade at once; the Retry-After "
+                                        "of a refused write).")
     admin_token: str | None = Field(None, description="Bearer token for /admin/*; admin is refused when unset.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
