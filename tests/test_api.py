@@ -67,9 +67,9 @@ def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_di
     response = empty_client.get("/ready")
     assert response.status_code == 503
     work = empty_dir / "work"
-    assert response.json()["detail"] == (
-        f"no model is loaded: cannot load the champion: {work} does not exist: "
-        f"run `hmrec pipeline --raw DIR --workdir {work} --promote` to train and register a model")
+    assert response.json()["detail"] == (  # no absolute path in an answer: the workdir is named by its setting
+        "no model is loaded: cannot load the champion: HMREC_WORKDIR does not exist: "
+        "run `hmrec pipeline --raw DIR --workdir HMREC_WORKDIR --promote` to train and register a model")
     assert not work.exists()  # reading never creates the workdir
 
 
@@ -389,6 +389,42 @@ def test_customer_id_of_wrong_type(client):
 ])
 def test_k_out_of_range_or_wrong_type(client, k, detail):
     assert_error(client.post("/recommendations", json={"customer_id": "x", "k": k}), 422, detail)
+
+
+def test_integer_valued_numbers_are_integers(client):
+    """JSON Schema's integer admits 12.0: k, an article id and a channel may come so (2.5 stays refused, above)."""
+    answer = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3.0})
+    assert answer.status_code == 200 and len(answer.json()["items"]) == 3
+    stored = client.post("/events/purchases", json={"customer_id": "floats", "article_id": float(ids([4])[0]),
+                                                     "channel": 1.0})
+    assert stored.status_code == 201, stored.text
+    assert (stored.json()["article_id"], stored.json()["sales_channel_id"]) == (ids([4])[0], 1)
+
+
+def test_every_answer_has_the_security_headers_and_head_works_on_get_routes(client):
+    for response in (client.get("/health"), client.get("/"), client.get("/docs"), client.get("/static/app.js"),
+                     client.post("/recommendations", json={"customer_id": "x", "k": 0}), client.get("/nowhere")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        policy = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self' 'sha256-" in policy
+        assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    for path in ("/health", "/ready", f"/customers/{s.FREQUENT}", "/popular", "/"):
+        get, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content, head.headers["content-type"]) == (
+            200, b"", get.headers["content-type"]), path
+    assert client.head("/recommendations").status_code == 405  # a POST route stays POST only
+
+
+def test_answers_name_no_absolute_path(tmp_path):
+    from hmrec.serving.edges import without_paths
+
+    work = tmp_path / "work"
+    assert without_paths(f"{work}/models/3/manifest.json is bad; see /etc/x.conf, sqlite:///{work}/mlflow.db or "
+                         f"http://host:5000/api and ./rel/path; from {work}: x", work) == (
+        "HMREC_WORKDIR/models/3/manifest.json is bad; see x.conf, sqlite:///HMREC_WORKDIR/mlflow.db or "
+        "http://host:5000/api and ./rel/path; from HMREC_WORKDIR: x")
+    assert without_paths("cannot load the champion from work: x", Path("work")) == (
+        "cannot load the champion from HMREC_WORKDIR: x")
 
 
 def test_unexpected_field(client):

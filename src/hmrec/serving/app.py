@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from hmrec.serving.cards import NotFoundError
 from hmrec.serving.docs import add_offline_docs
+from hmrec.serving.edges import EdgeMiddleware, content_security_policy, script_hashes, without_paths
 from hmrec.serving.events import EventStoreUnavailable, open_event_store
 from hmrec.serving.limits import BodyLimitMiddleware
 from hmrec.serving.live import InvalidEventError
@@ -62,11 +63,12 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     for module in (health, recommendations, customers, articles, popular, events, admin, demo):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    add_offline_docs(app)
+    docs_pages = add_offline_docs(app)
     if settings.images_dir is not None and settings.images_dir.is_dir():
         app.mount("/images", StaticFiles(directory=settings.images_dir), name="images")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(EdgeMiddleware, policy=content_security_policy(script_hashes(docs_pages)))
     return app
 
 
@@ -92,9 +94,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     retry = {"Retry-After": str(math.ceil(app.state.settings.events_retry_seconds))}
 
+    def public(error: Exception) -> str:
+        return without_paths(str(error), app.state.settings.workdir)
+
     @app.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
-        return JSONResponse({"detail": f"no model is loaded: {error}"}, status.HTTP_503_SERVICE_UNAVAILABLE,
+        return JSONResponse({"detail": f"no model is loaded: {public(error)}"}, status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers=retry)
 
     @app.exception_handler(EventStoreUnavailable)
@@ -112,7 +117,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def reload_failed(request: Request, error: ReloadError) -> JSONResponse:
         serving = request.app.state.holder.serving
         still = f"; still serving version {serving.version}" if serving is not None else "; no model is serving"
-        return JSONResponse({"detail": f"reload failed: {error}{still}"}, status.HTTP_409_CONFLICT)
+        return JSONResponse({"detail": f"reload failed: {public(error)}{still}"}, status.HTTP_409_CONFLICT)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -14,8 +14,16 @@ CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description="1-64
                                   examples=["00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657"])]
 
 
+def integral(value: object) -> object:
+    """72.0 as 72: JSON Schema's integer admits a number with a zero fraction; anything else is left to the type."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def parse_article_id(value: str | int) -> int:
-    """'0663713001', '663713001' and 663713001 are the same article."""
+    """'0663713001', '663713001', 663713001 (and 663713001.0) are the same article."""
+    value = integral(value)
     text = str(value)
     well_formed = text.isascii() and text.isdigit() and 1 <= len(text) <= 10
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not well_formed:
@@ -25,14 +33,15 @@ def parse_article_id(value: str | int) -> int:
 
 # Accepts '0663713001', '663713001' or 663713001 and holds the int; anything else is one clear error.
 ArticleId = Annotated[int, BeforeValidator(parse_article_id), WithJsonSchema(
-    {"anyOf": [{"type": "string", "pattern": ARTICLE_ID_PATTERN}, {"type": "integer", "minimum": 0}],
+    {"anyOf": [{"type": "string", "pattern": ARTICLE_ID_PATTERN},
+               {"type": "integer", "minimum": 0, "maximum": 9_999_999_999}],
      "description": "Article id, with or without the leading zero", "examples": ["0663713001"]})]
 
 
 class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # strict: "12" and true are not a k
     customer_id: CustomerId
-    k: int = Field(12, ge=1, le=100, description="How many articles to return.")
+    k: Annotated[int, BeforeValidator(integral)] = Field(12, ge=1, le=100, description="How many articles to return.")
     include_purchased: bool = Field(False, description="Also offer articles the customer bought through live "
                                     "events in the last HMREC_PURCHASED_DAYS days (left out by default).")
 
@@ -147,7 +156,7 @@ class PurchaseEvent(BaseModel):
     def _no_bool(cls, value: object) -> object:
         if isinstance(value, bool):  # True == 1 to Python, but not a channel
             raise ValueError("must be 1 or 2, not a boolean")
-        return value
+        return integral(value)
 
 
 class PurchaseStored(BaseModel):
