@@ -210,6 +210,31 @@ def test_the_supervisor_replaces_a_worker_killed_with_sigkill(versions, tmp_path
         assert victim not in {c.pid for c in _worker_processes(server)}
 
 
+def test_a_frozen_worker_is_replaced_and_health_keeps_answering(versions, tmp_path):
+    """kill -STOP one of two workers: it answers no ping from the supervisor, which kills it and starts another; the
+    service then answers every /health again (a call that landed on the frozen worker fails with the kill, it
+    never hangs)."""
+    workdir, _, _ = versions
+    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2",
+                  HMREC_WORKER_TIMEOUT_SECONDS="5") as server:
+        serving = server.ready_processes()
+        victim = _worker_processes(server)[0]
+        victim.suspend()  # SIGSTOP
+        gone, _ = psutil.wait_procs([victim], timeout=90)
+        assert gone, server.log_path.read_text()
+        deadline = time.monotonic() + 90
+        replaced: set[str] = set()
+        while time.monotonic() < deadline:  # one worker as before, and a new one
+            replaced = server.ready_processes()
+            if len(replaced) == 2 and len(replaced & serving) == 1:
+                break
+            time.sleep(0.2)
+        assert len(replaced) == 2 and len(replaced & serving) == 1, server.log_path.read_text()
+        for _ in range(20):  # new connections: the kernel hands them to both workers
+            assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
+        assert f"worker {victim.pid} answered no ping" in server.log_path.read_text()
+
+
 def test_a_second_service_is_refused_the_port_and_workers_die_with_a_killed_supervisor(versions, tmp_path):
     workdir, _, _ = versions
     server = s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2")

@@ -272,7 +272,8 @@ def serve(
     done = threading.Event()
     threading.Thread(target=lambda: wait_until_accepting(host, port, done.is_set) and announce(), daemon=True).start()
     try:
-        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log)
+        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log,
+                             ping_timeout=settings.worker_timeout_seconds)
     except OSError as error:
         _fail(f"cannot listen on {host}:{port}: {error}")
     finally:

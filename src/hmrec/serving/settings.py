@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker writes its heartbeat to the "
                                      "event store.")
     worker_timeout_seconds: float = Field(10.0, gt=0, description="A worker whose heartbeat is older is taken for "
-                                          "dead: /admin/reload stops waiting for it.")
+                                          "dead: /admin/reload stops waiting for it; one that answers no ping from "
+                                          "the supervisor for as long is killed and replaced.")
 
     @model_validator(mode="after")
     def _timeout_outlasts_heartbeats(self) -> Settings:
