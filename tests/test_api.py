@@ -622,3 +622,68 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
     assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[7]:010d}"  # its own purchase (9) left out: bestsellers
     for services in workers.values():
         services.close()
+
+
+# ---- back-pressure and the write rate limit ---------------------------------------------------------------------
+
+def test_events_beyond_a_clients_rate_are_refused_with_429(workdir, tmp_path):
+    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", events_per_client_per_second=0.01,
+                        events_burst=3)
+    with TestClient(create_app(settings)) as client:
+        body = {"customer_id": "flood", "article_id": ids([1])[0]}
+        assert [client.post("/events/purchases", json=body).status_code for _ in range(3)] == [201, 201, 201]
+        refused = client.post("/events/purchases", json=body)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json() == {"detail": "more than 0.01 events per second from this client "
+                                  f"(HMREC_EVENTS_PER_CLIENT_PER_SECOND); retry after {refused.headers['Retry-After']} s"}
+        assert client.get("/customers/flood").json()["summary"]["purchase_count"] == 3  # the refused one not stored
+        assert client.post("/recommendations", json={"customer_id": "flood"}).status_code == 200  # reads unlimited
+        assert 'hmrec_requests_refused_total{reason="rate"} 1.0' in client.get("/metrics").text
+
+
+def test_requests_beyond_the_in_flight_limit_get_a_fast_503():
+    """Two requests held in a handler fill a limit of 2: the third is refused at once, /health still answers, and
+    once they finish the next is taken."""
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from hmrec.serving.limits import InFlightLimitMiddleware
+
+    release, entered, refused = asyncio.Event(), [], []
+
+    async def slow(request):
+        entered.append(1)
+        await release.wait()
+        return PlainTextResponse("done")
+
+    async def health(request):
+        return PlainTextResponse("ok")
+
+    app = InFlightLimitMiddleware(Starlette(routes=[Route("/slow", slow), Route("/health", health)]), 2,
+                                  refused.append)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            held = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
+            while len(entered) < 2:
+                await asyncio.sleep(0.01)
+            busy = await client.get("/slow")
+            assert (busy.status_code, busy.headers["retry-after"]) == (503, "1")
+            assert busy.json()["detail"] == ("this worker is answering 2 requests already (HMREC_MAX_IN_FLIGHT); "
+                                             "retry after 1 s")
+            assert (await client.get("/health")).status_code == 200
+            release.set()
+            assert [(await task).status_code for task in held] == [200, 200]
+            assert (await client.get("/slow")).status_code == 200
+
+    asyncio.run(scenario())
+    assert refused == ["busy"]
+
+
+def test_the_in_flight_limit_leaves_room_for_a_batch(tmp_path):
+    with pytest.raises(ValueError, match=r"HMREC_MAX_IN_FLIGHT \(8\) must be at least HMREC_BATCH_MAX \(64\)"):
+        Settings(workdir=tmp_path, max_in_flight=8)

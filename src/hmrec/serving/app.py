@@ -19,7 +19,7 @@ from hmrec.serving.cards import NotFoundError
 from hmrec.serving.docs import add_offline_docs
 from hmrec.serving.edges import EdgeMiddleware, content_security_policy, script_hashes, without_paths
 from hmrec.serving.events import EventStoreUnavailable, open_event_store
-from hmrec.serving.limits import BodyLimitMiddleware
+from hmrec.serving.limits import BodyLimitMiddleware, InFlightLimitMiddleware, WriteRateLimitMiddleware
 from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
 from hmrec.serving.model_holder import Loader, NotReadyError, ReloadError, champion_loader
@@ -67,6 +67,13 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     if settings.images_dir is not None and settings.images_dir.is_dir():
         app.mount("/images", StaticFiles(directory=settings.images_dir), name="images")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    def refused(reason: str) -> None:
+        metrics.shed.labels(reason).inc()
+
+    app.add_middleware(WriteRateLimitMiddleware, per_second=settings.events_per_client_per_second,
+                       burst=settings.events_burst, refused=refused)
+    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight, refused=refused)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(EdgeMiddleware, policy=content_security_policy(script_hashes(docs_pages)))
     return app

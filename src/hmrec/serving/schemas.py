@@ -214,8 +214,9 @@ _ERROR_TEXT = {
     409: "The load failed; the previous model keeps serving",
     413: "The body is over HMREC_MAX_BODY_BYTES",
     422: "A field is invalid, or the body cannot be parsed: `detail` names each field",
-    503: "No model is loaded, or the event store cannot take a write now: the detail says which; retry after "
-         "Retry-After seconds",
+    429: "More live events from this client than HMREC_EVENTS_PER_CLIENT_PER_SECOND; retry after Retry-After seconds",
+    503: "No model is loaded, the event store cannot take a write now, or the worker is answering "
+         "HMREC_MAX_IN_FLIGHT requests already: the detail says which; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
@@ -223,5 +224,5 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """The OpenAPI `responses` of an operation's error answers, each with the body the service sends."""
     return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status],
-                     **({"headers": RETRY_AFTER} if status == 503 else {})}
+                     **({"headers": RETRY_AFTER} if status in (429, 503) else {})}
             for status in statuses}
