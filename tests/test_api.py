@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def recommend(client, customer_id: str, k: int = 12) -> dict:
 
 def test_health_and_ready(client):
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"status": "ready", "model_version": 1, "articles": 10, "customers": 6,
-                                           "data_end": s.DATA_END.isoformat(), "process": os.getpid()}
+    ready = client.get("/ready").json()
+    assert ready == {"status": "ready", "model_version": 1, "articles": 10, "customers": 6,
+                     "data_end": s.DATA_END.isoformat(), "events": "ok", "worker": ready["worker"]}
+    assert re.fullmatch(r"[0-9a-f]{16}", ready["worker"]) and str(os.getpid()) not in ready["worker"]
 
 
 def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_dir):
@@ -65,9 +68,9 @@ def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_di
     response = empty_client.get("/ready")
     assert response.status_code == 503
     work = empty_dir / "work"
-    assert response.json()["detail"] == (
-        f"no model is loaded: cannot load the champion: {work} does not exist: "
-        f"run `hmrec pipeline --raw DIR --workdir {work} --promote` to train and register a model")
+    assert response.json()["detail"] == (  # no absolute path in an answer: the workdir is named by its setting
+        "no model is loaded: cannot load the champion: HMREC_WORKDIR does not exist: "
+        "run `hmrec pipeline --raw DIR --workdir HMREC_WORKDIR --promote` to train and register a model")
     assert not work.exists()  # reading never creates the workdir
 
 
@@ -240,7 +243,7 @@ def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(clien
     assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
         ids([0, 2, 1])
     assert client.get("/customers/someone-new/buy-again").json() == {
-        "customer_id": "someone-new", "model_version": 1, "items": []}
+        "customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False}
 
 
 def test_buy_again_k_out_of_range(client):
@@ -423,6 +426,42 @@ def test_customer_id_of_wrong_type(client):
 ])
 def test_k_out_of_range_or_wrong_type(client, k, detail):
     assert_error(client.post("/recommendations", json={"customer_id": "x", "k": k}), 422, detail)
+
+
+def test_integer_valued_numbers_are_integers(client):
+    """JSON Schema's integer admits 12.0: k, an article id and a channel may come so (2.5 stays refused, above)."""
+    answer = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3.0})
+    assert answer.status_code == 200 and len(answer.json()["items"]) == 3
+    stored = client.post("/events/purchases", json={"customer_id": "floats", "article_id": float(ids([4])[0]),
+                                                     "channel": 1.0})
+    assert stored.status_code == 201, stored.text
+    assert (stored.json()["article_id"], stored.json()["sales_channel_id"]) == (ids([4])[0], 1)
+
+
+def test_every_answer_has_the_security_headers_and_head_works_on_get_routes(client):
+    for response in (client.get("/health"), client.get("/"), client.get("/docs"), client.get("/static/app.js"),
+                     client.post("/recommendations", json={"customer_id": "x", "k": 0}), client.get("/nowhere")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        policy = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self' 'sha256-" in policy
+        assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    for path in ("/health", "/ready", f"/customers/{s.FREQUENT}", "/popular", "/"):
+        get, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content, head.headers["content-type"]) == (
+            200, b"", get.headers["content-type"]), path
+    assert client.head("/recommendations").status_code == 405  # a POST route stays POST only
+
+
+def test_answers_name_no_absolute_path(tmp_path):
+    from hmrec.serving.edges import without_paths
+
+    work = tmp_path / "work"
+    assert without_paths(f"{work}/models/3/manifest.json is bad; see /etc/x.conf, sqlite:///{work}/mlflow.db or "
+                         f"http://host:5000/api and ./rel/path; from {work}: x", work) == (
+        "HMREC_WORKDIR/models/3/manifest.json is bad; see x.conf, sqlite:///HMREC_WORKDIR/mlflow.db or "
+        "http://host:5000/api and ./rel/path; from HMREC_WORKDIR: x")
+    assert without_paths("cannot load the champion from work: x", Path("work")) == (
+        "cannot load the champion from HMREC_WORKDIR: x")
 
 
 def test_unexpected_field(client):
@@ -620,3 +659,68 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
     assert alone[4][0]["article_id"] == f"{s.ARTICLE_IDS[7]:010d}"  # its own purchase (9) left out: bestsellers
     for services in workers.values():
         services.close()
+
+
+# ---- back-pressure and the write rate limit ---------------------------------------------------------------------
+
+def test_events_beyond_a_clients_rate_are_refused_with_429(workdir, tmp_path):
+    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", events_per_client_per_second=0.01,
+                        events_burst=3)
+    with TestClient(create_app(settings)) as client:
+        body = {"customer_id": "flood", "article_id": ids([1])[0]}
+        assert [client.post("/events/purchases", json=body).status_code for _ in range(3)] == [201, 201, 201]
+        refused = client.post("/events/purchases", json=body)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json() == {"detail": "more than 0.01 events per second from this client "
+                                  f"(HMREC_EVENTS_PER_CLIENT_PER_SECOND); retry after {refused.headers['Retry-After']} s"}
+        assert client.get("/customers/flood").json()["summary"]["purchase_count"] == 3  # the refused one not stored
+        assert client.post("/recommendations", json={"customer_id": "flood"}).status_code == 200  # reads unlimited
+        assert 'hmrec_requests_refused_total{reason="rate"} 1.0' in client.get("/metrics").text
+
+
+def test_requests_beyond_the_in_flight_limit_get_a_fast_503():
+    """Two requests held in a handler fill a limit of 2: the third is refused at once, /health still answers, and
+    once they finish the next is taken."""
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from hmrec.serving.limits import InFlightLimitMiddleware
+
+    release, entered, refused = asyncio.Event(), [], []
+
+    async def slow(request):
+        entered.append(1)
+        await release.wait()
+        return PlainTextResponse("done")
+
+    async def health(request):
+        return PlainTextResponse("ok")
+
+    app = InFlightLimitMiddleware(Starlette(routes=[Route("/slow", slow), Route("/health", health)]), 2,
+                                  refused.append)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            held = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
+            while len(entered) < 2:
+                await asyncio.sleep(0.01)
+            busy = await client.get("/slow")
+            assert (busy.status_code, busy.headers["retry-after"]) == (503, "1")
+            assert busy.json()["detail"] == ("this worker is answering 2 requests already (HMREC_MAX_IN_FLIGHT); "
+                                             "retry after 1 s")
+            assert (await client.get("/health")).status_code == 200
+            release.set()
+            assert [(await task).status_code for task in held] == [200, 200]
+            assert (await client.get("/slow")).status_code == 200
+
+    asyncio.run(scenario())
+    assert refused == ["busy"]
+
+
+def test_the_in_flight_limit_leaves_room_for_a_batch(tmp_path):
+    with pytest.raises(ValueError, match=r"HMREC_MAX_IN_FLIGHT \(8\) must be at least HMREC_BATCH_MAX \(64\)"):
+        Settings(workdir=tmp_path, max_in_flight=8)

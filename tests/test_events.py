@@ -4,6 +4,11 @@ order under concurrent writers, worker heartbeats, and survival of a SIGKILL."""
 from __future__ import annotations
 
 import csv
+import logging
+import os
+import random
+import signal
+import sqlite3
 import threading
 import time
 from datetime import date
@@ -26,8 +31,8 @@ def test_sqlite_store_is_wal_with_full_sync_and_keeps_order(tmp_path):
     first = store.add(Purchase(CUSTOMER, 108775015, date(2021, 3, 11), 0.0339, 2))
     second = store.add(Purchase("new-1", 663713001, date(2021, 3, 12), 0.5, 1))
     assert (first, second) == (1, 2)
-    assert store._connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store._writer.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+    assert store._writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
     store.close()
     # a second connection (another process would do the same) sees both, committed
     assert [p.article_id for p in SqliteEventStore(tmp_path / "events.sqlite").all()] == [108775015, 663713001]
@@ -205,16 +210,217 @@ def test_postgres_store_reconnects_after_losing_its_connections(postgres):
     unacknowledged, and the next call reconnects."""
     import psycopg
 
+    from hmrec.serving.events import EventStoreUnavailable
+
     url = postgres.create_database("reconnect")
     store = open_event_store(url)
     store.add(Purchase("before", 1, date(2021, 3, 11), 0.01, 2))
+    assert len(store.since(0)) == 1  # both connections open
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(EventStoreUnavailable):
         store.since(0)
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(EventStoreUnavailable):
         store.add(Purchase("lost", 2, date(2021, 3, 11), 0.01, 2))
     assert store.add(Purchase("after", 3, date(2021, 3, 11), 0.01, 2)) > 1
     assert [p.customer_id for _, p in store.since(0)] == ["before", "after"]
     store.close()
+
+
+# ---- a failing event store: reads degrade, writes answer 503, the store comes back by itself ---------------------
+
+def _checkpointed(path: Path) -> None:
+    """Move the write-ahead log into the file, as SQLite does by itself from time to time: what is then damaged in
+    the file is damaged for every reader."""
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+
+
+def _calls(url: str, tries: int = 1) -> list[httpx.Response]:
+    """A recommendation, a customer page, a purchase and /ready, each on its own connection (any worker)."""
+    answers = []
+    for _ in range(tries):
+        answers += [httpx.post(f"{url}/recommendations", json={"customer_id": s.FREQUENT, "k": 3}, timeout=60),
+                    httpx.get(f"{url}/customers/{s.FREQUENT}", timeout=60),
+                    httpx.post(f"{url}/events/purchases", json={"customer_id": "during", "article_id":
+                                                               s.ARTICLE_IDS[1]}, timeout=60),
+                    httpx.get(f"{url}/ready", timeout=60)]
+    return answers
+
+
+def _assert_degraded(answers: list[httpx.Response]) -> None:
+    """Every answer of _calls while the store fails: reads 200 and marked, writes 503 with Retry-After, /ready 200."""
+    recommendation, customer, purchase, ready = answers
+    for read in (recommendation, customer):
+        assert read.status_code == 200, read.text
+        assert read.json()["degraded"] is True and read.headers["X-Hmrec-Degraded"] == "events"
+    assert recommendation.json()["strategy"] == "personalized" and recommendation.json()["cached"] is False
+    assert purchase.status_code == 503 and int(purchase.headers["Retry-After"]) >= 1
+    assert purchase.json() == {"detail": "the event store cannot take the event now; nothing was stored: retry "
+                                         f"after {purchase.headers['Retry-After']} s"}
+    assert ready.status_code == 200 and ready.json()["events"] == "degraded"
+
+
+def _wait_for(condition, what: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def test_a_truncated_events_file_degrades_reads_refuses_writes_and_is_counted(workdir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from hmrec.serving.app import create_app
+    from hmrec.serving.settings import Settings
+
+    path = tmp_path / "events.sqlite"
+    settings = Settings(workdir=workdir, events_path=path, events_retry_seconds=0.2)
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/events/purchases", json={"customer_id": "before", "article_id": s.ARTICLE_IDS[2]}
+                           ).status_code == 201
+        fresh = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json()
+        assert fresh["degraded"] is False
+        _checkpointed(path)
+        path.write_bytes(b"")  # truncate -s 0
+        answers = [client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}),
+                   client.get(f"/customers/{s.FREQUENT}"),
+                   client.post("/events/purchases", json={"customer_id": "during", "article_id": s.ARTICLE_IDS[1]}),
+                   client.get("/ready")]
+        _assert_degraded(answers)
+        # the same ranking as before (the cache was not used, nor will this answer be kept in it)
+        assert [it["article_id"] for it in answers[0].json()["items"]] == [it["article_id"] for it in fresh["items"]]
+        assert client.get("/customers/before").json()["summary"]["purchase_count"] == 1  # the event it held
+        metrics = client.get("/metrics").text
+        assert 'hmrec_degraded_answers_total{route="/recommendations"} 1.0' in metrics
+        assert "hmrec_event_store_refusals_total 1.0" in metrics
+        assert client.get("/popular").status_code == 200 and client.get("/health").status_code == 200
+
+
+def test_a_damaged_events_file_is_salvaged_at_start_up(tmp_path, caplog):
+    from hmrec.serving.events.repair import repair_if_damaged
+
+    path = tmp_path / "events.sqlite"
+    store = SqliteEventStore(path)
+    for i in range(2000):
+        store.add(Purchase(f"c{i}", 108775015, date(2021, 3, 11), 0.01, 2))
+    store.close()
+    _checkpointed(path)
+    size = path.stat().st_size
+    with path.open("r+b") as handle:  # random bytes over the last pages: the rows there are lost, the rest readable
+        handle.seek(size - 3 * 4096)
+        handle.write(random.Random(7).randbytes(3 * 4096))
+    assert repair_if_damaged(tmp_path / "other.sqlite") is None  # no file: nothing to repair
+
+    with caplog.at_level(logging.ERROR):
+        kept = repair_if_damaged(path)
+    assert kept is not None and kept.exists() and kept.read_bytes()[-4096:] == random.Random(7).randbytes(
+        3 * 4096)[-4096:]
+    store = SqliteEventStore(path)
+    salvaged = store.since(0)
+    assert 1000 < len(salvaged) < 2000
+    assert [i for i, _ in salvaged] == sorted(i for i, _ in salvaged) and salvaged[0] == (
+        1, Purchase("c0", 108775015, date(2021, 3, 11), 0.01, 2))
+    assert store.add(Purchase("next", 108775015, date(2021, 3, 11), 0.01, 2)) > 2000  # above every id given out
+    store.close()
+    [line] = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert str(path) in line and str(kept) in line and f"salvaged {len(salvaged)} readable events" in line
+    assert repair_if_damaged(path) is None
+
+
+def test_random_bytes_over_the_events_file_while_two_workers_serve(workdir, tmp_path):
+    """The file is overwritten while `hmrec serve --workers 2` runs: every worker degrades (never a 500); restarted,
+    the service salvages the file before any worker opens it, keeps the damaged one and takes events again."""
+    path = tmp_path / "events.sqlite"
+    env = {"HMREC_WORKERS": "2", "HMREC_EVENTS_RETRY_SECONDS": "0.5"}
+    with s.Server(workdir, path, tmp_path / "server.log", **env) as server:
+        assert {r.status_code for r in _calls(server.url)} == {200, 201}
+        _checkpointed(path)
+        path.write_bytes(random.Random(3).randbytes(path.stat().st_size))
+        answers = _calls(server.url, tries=10)
+        assert {r.status_code for r in answers} <= {200, 503}, [r.text for r in answers if r.status_code >= 500]
+        for start in range(0, len(answers), 4):
+            _assert_degraded(answers[start:start + 4])
+        assert len(server.ready_processes()) == 2  # both workers answer, degraded
+    with s.Server(workdir, path, tmp_path / "server2.log", **env) as restarted:
+        assert {r.status_code for r in _calls(restarted.url)} == {200, 201}
+        assert httpx.get(f"{restarted.url}/ready").json()["events"] == "ok"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("events.sqlite.corrupt-") and "-wal" not in p.name]
+    assert len(kept) == 1 and kept[0].read_bytes() == random.Random(3).randbytes(kept[0].stat().st_size)
+    assert f"kept it as {kept[0]}" in (tmp_path / "server2.log").read_text()
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and every process below it, from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree = [root]
+    for pid in tree:
+        tree += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
+def _thaw(pids: list[int]) -> None:
+    """SIGCONT each process, again until none has stayed stopped for a second: `runuser` (the root of the tree when
+    the tests run as root) stops itself when it sees its child stop, possibly after its first SIGCONT."""
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    calm_since = time.monotonic()
+    while time.monotonic() - calm_since < 1:
+        stopped = [pid for pid in pids if _state(pid) in ("T", "t")]
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        if stopped:
+            calm_since = time.monotonic()
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL server of this test's own, to stop and freeze without disturbing the session's."""
+    from hmrec.support.local_postgres import TemporaryPostgres
+
+    with TemporaryPostgres() as server:
+        yield server
+
+
+def test_postgres_stopped_or_frozen_degrades_and_recovers_by_itself(workdir, tmp_path, private_postgres):
+    """SIGSTOP (the server frozen: its kernel still accepts connections, nothing answers) and then a stopped server:
+    the service degrades and answers within the store's timeouts, and takes events again once the server is back."""
+    url = private_postgres.create_database("outage")
+    env = {"HMREC_EVENTS_TIMEOUT_SECONDS": "1", "HMREC_EVENTS_RETRY_SECONDS": "1"}
+    with s.Server(workdir, url, tmp_path / "server.log", **env) as server:
+        assert {r.status_code for r in _calls(server.url)} == {200, 201}
+        frozen = _process_tree(private_postgres.process.pid)  # each backend is its own process group
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            _assert_degraded(_calls(server.url))
+            assert httpx.get(f"{server.url}/popular", timeout=60).status_code == 200
+        finally:
+            _thaw(frozen)
+        _wait_for(lambda: _calls(server.url)[2].status_code == 201, "events taken again after SIGCONT")
+
+        private_postgres.halt()
+        _assert_degraded(_calls(server.url))
+        private_postgres.start()
+        _wait_for(lambda: _calls(server.url)[2].status_code == 201, "events taken again after a restart")
+        _wait_for(lambda: httpx.get(f"{server.url}/ready").json()["events"] == "ok", "reads again after a restart")
+    assert ("during", s.ARTICLE_IDS[1]) in s.stored_purchases(url)

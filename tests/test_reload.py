@@ -68,7 +68,7 @@ def test_failed_reload_keeps_the_old_model_serving(versions, tmp_path):
             response = client.post("/admin/reload", headers=AUTH)
             assert response.status_code == 409
             detail = response.json()["detail"]
-            assert detail.startswith(f"reload failed: cannot load the champion from {workdir}: ")
+            assert detail.startswith("reload failed: cannot load the champion from HMREC_WORKDIR: ")
             assert "articles.parquet" in detail
             assert detail.endswith(f"; still serving version {v1}")
             assert client.get("/ready").json()["model_version"] == v1
@@ -156,8 +156,8 @@ def test_reload_to_a_bundle_of_the_old_format_is_refused_naming_the_command_that
             response = client.post("/admin/reload", headers=AUTH)
             assert response.status_code == 409
             assert response.json()["detail"] == (
-                f"reload failed: cannot load the champion from {workdir}: BundleError: "
-                f"{registry.load(old) / 'manifest.json'} is a bundle of format 1, this release reads format 2: "
+                "reload failed: cannot load the champion from HMREC_WORKDIR: BundleError: "
+                f"{_public(registry.load(old), workdir)}/manifest.json is a bundle of format 1, this release reads format 2: "
                 "rebuild it with `hmrec pipeline --raw DIR --workdir WORKDIR --promote`; still serving version "
                 f"{v1}")
             assert "\n" not in response.json()["detail"]
@@ -185,9 +185,14 @@ def test_reload_to_a_bundle_the_code_cannot_load_keeps_the_old_model(versions, t
             response = client.post("/admin/reload", headers=AUTH)
             assert response.status_code == 409
             assert response.json()["detail"] == (
-                f"reload failed: cannot load the champion from {workdir}: ValueError: "
-                f"{registry.load(alien) / 'final' / 'recommender.json'} names os, which is not part of hmrec; "
+                "reload failed: cannot load the champion from HMREC_WORKDIR: ValueError: "
+                f"{_public(registry.load(alien), workdir)}/final/recommender.json names os, which is not part of hmrec; "
                 f"still serving version {v1}")
             assert client.post("/recommendations", json={"customer_id": s.FREQUENT}).json()["model_version"] == v1
     finally:
         registry.promote(v1)
+
+
+def _public(bundle: Path, workdir: Path) -> str:
+    """How an answer names a bundle folder: under HMREC_WORKDIR, never by its absolute path."""
+    return f"HMREC_WORKDIR/{Path(bundle).resolve().relative_to(workdir.resolve())}"

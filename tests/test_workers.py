@@ -137,12 +137,12 @@ def test_a_reload_waits_for_a_silent_worker_no_longer_than_the_heartbeat_timeout
     store.close()
 
 
-def _answers_by_worker(url: str, customer_id: str, workers: int, tries: int = 60) -> dict[int, dict]:
+def _answers_by_worker(url: str, customer_id: str, workers: int, tries: int = 60) -> dict[str, dict]:
     """One answer from each worker: a new connection per try, the worker named by /ready on that connection."""
-    answers: dict[int, dict] = {}
+    answers: dict[str, dict] = {}
     for _ in range(tries):
         with httpx.Client(base_url=url, timeout=10) as client:
-            process = client.get("/ready").json()["process"]
+            process = client.get("/ready").json()["worker"]
             answers[process] = recommend(client, customer_id)
         if len(answers) == workers:
             break
@@ -186,29 +186,62 @@ def _recommendations_counted(url: str) -> float:
                if line.startswith("hmrec_recommendations_total{"))
 
 
+def _worker_processes(server: s.Server) -> list[psutil.Process]:
+    """The supervisor's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    children = psutil.Process(server.process.pid).children()
+    return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+
+
 def test_the_supervisor_replaces_a_worker_killed_with_sigkill(versions, tmp_path):
     workdir, _, _ = versions
     with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2") as server:
-        serving = server.ready_processes()
-        assert len(serving) == 2 and serving <= {c.pid for c in psutil.Process(server.process.pid).children()}
-        victim = sorted(serving)[0]
+        serving = server.ready_processes()  # the workers' tokens (/ready names no process id)
+        workers = _worker_processes(server)
+        assert len(serving) == 2 and len(workers) == 2
+        victim = workers[0].pid
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 60
-        replaced: set[int] = set()
-        while time.monotonic() < deadline:
+        replaced: set[str] = set()
+        while time.monotonic() < deadline:  # one worker as before, and a new one
             replaced = server.ready_processes()
-            if len(replaced) == 2 and victim not in replaced:
+            if len(replaced) == 2 and len(replaced & serving) == 1:
                 break
             time.sleep(0.2)
-        assert len(replaced) == 2 and victim not in replaced, server.log_path.read_text()
+        assert len(replaced) == 2 and len(replaced & serving) == 1, server.log_path.read_text()
+        assert victim not in {c.pid for c in _worker_processes(server)}
+
+
+def test_a_frozen_worker_is_replaced_and_health_keeps_answering(versions, tmp_path):
+    """kill -STOP one of two workers: it answers no ping from the supervisor, which kills it and starts another; the
+    service then answers every /health again (a call that landed on the frozen worker fails with the kill, it
+    never hangs)."""
+    workdir, _, _ = versions
+    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2",
+                  HMREC_WORKER_TIMEOUT_SECONDS="5") as server:
+        serving = server.ready_processes()
+        victim = _worker_processes(server)[0]
+        victim.suspend()  # SIGSTOP
+        gone, _ = psutil.wait_procs([victim], timeout=90)
+        assert gone, server.log_path.read_text()
+        deadline = time.monotonic() + 90
+        replaced: set[str] = set()
+        while time.monotonic() < deadline:  # one worker as before, and a new one
+            replaced = server.ready_processes()
+            if len(replaced) == 2 and len(replaced & serving) == 1:
+                break
+            time.sleep(0.2)
+        assert len(replaced) == 2 and len(replaced & serving) == 1, server.log_path.read_text()
+        for _ in range(20):  # new connections: the kernel hands them to both workers
+            assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
+        assert f"worker {victim.pid} answered no ping" in server.log_path.read_text()
 
 
 def test_a_second_service_is_refused_the_port_and_workers_die_with_a_killed_supervisor(versions, tmp_path):
     workdir, _, _ = versions
     server = s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2")
     with server:
-        workers = [psutil.Process(pid) for pid in server.ready_processes()]
-        assert len(workers) == 2
+        workers = _worker_processes(server)
+        assert len(workers) == 2 and len(server.ready_processes()) == 2
         # SO_REUSEPORT would let this one bind beside the first, and the kernel share connections between them
         other = s.handmade_workdir(tmp_path / "other")  # another service, another workdir, the same port
         second = subprocess.run([str(s.HMREC), "serve", "--workdir", str(other), "--port",

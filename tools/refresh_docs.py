@@ -11,6 +11,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from hmrec.data.files import publish_copy
@@ -27,6 +28,15 @@ def run(*args: str | Path) -> None:
     subprocess.run([str(HMREC), *map(str, args)], check=True)
 
 
+def wait_until(page, predicate: str, arg: object = None, timeout: float = 60) -> None:
+    """Poll `predicate` in the page (page.wait_for_function evals its string, which the service's CSP forbids)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate, arg):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true within {timeout} s: {predicate}")
+        page.wait_for_timeout(100)
+
+
 def screenshot(workdir: Path, out: Path) -> None:
     """The shop as a person sees it: the frequent buyer's page, every product image loaded."""
     from playwright.sync_api import sync_playwright
@@ -40,8 +50,8 @@ def screenshot(workdir: Path, out: Path) -> None:
         button = page.locator("button.sample[data-kind=frequent]")
         frequent = button.get_attribute("data-customer")
         button.click()
-        page.wait_for_function("id => document.querySelector('#customer-id').textContent === id", arg=frequent)
-        page.wait_for_function("[...document.querySelectorAll('#recs img')].every(i => i.complete && i.naturalWidth)")
+        wait_until(page, "id => document.querySelector('#customer-id').textContent === id", frequent)
+        wait_until(page, "[...document.querySelectorAll('#recs img')].every(i => i.complete && i.naturalWidth)")
         page.screenshot(path=str(out), full_page=True)
         browser.close()
     print(f"wrote {out} (customer {frequent})", flush=True)

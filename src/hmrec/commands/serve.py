@@ -48,6 +48,9 @@ def serve(
         refuse_if_served(host, port)
     except PortTakenError as error:
         fail(str(error))
+    from hmrec.serving.events.repair import repair_before_serving
+
+    repair_before_serving(settings.events_target)  # before any worker opens the events file
     factory = "hmrec.serving.app:app_from_environment"
 
     def announce() -> None:  # only once the server accepts connections (after the model has loaded)
@@ -63,7 +66,8 @@ def serve(
     done = threading.Event()
     threading.Thread(target=lambda: wait_until_accepting(host, port, done.is_set) and announce(), daemon=True).start()
     try:
-        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log)
+        code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log,
+                             ping_timeout=settings.worker_timeout_seconds)
     except OSError as error:
         fail(f"cannot listen on {host}:{port}: {error}")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,8 +17,9 @@ from starlette.exceptions import HTTPException
 
 from hmrec.serving.cards import NotFoundError
 from hmrec.serving.docs import add_offline_docs
-from hmrec.serving.events import open_event_store
-from hmrec.serving.limits import BodyLimitMiddleware
+from hmrec.serving.edges import EdgeMiddleware, content_security_policy, script_hashes, without_paths
+from hmrec.serving.events import EventStoreUnavailable, open_event_store
+from hmrec.serving.limits import BodyLimitMiddleware, InFlightLimitMiddleware, WriteRateLimitMiddleware
 from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
 from hmrec.serving.model_holder import Loader, NotReadyError, ReloadError, champion_loader
@@ -35,7 +37,8 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        event_store = open_event_store(settings.events_target)
+        event_store = open_event_store(settings.events_target, settings.events_timeout_seconds,
+                                       settings.events_retry_seconds)
         services = build_services(settings, event_store, loader or champion_loader(settings))
         services.holder.on_swap = lambda version: metrics.model_version.set(version or 0)
         # one resource per dependency (serving/deps.py)
@@ -60,11 +63,19 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     for module in (health, recommendations, customers, articles, popular, events, admin, demo):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    add_offline_docs(app)
+    docs_pages = add_offline_docs(app)
     if settings.images_dir is not None and settings.images_dir.is_dir():
         app.mount("/images", StaticFiles(directory=settings.images_dir), name="images")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    def refused(reason: str) -> None:
+        metrics.shed.labels(reason).inc()
+
+    app.add_middleware(WriteRateLimitMiddleware, per_second=settings.events_per_client_per_second,
+                       burst=settings.events_burst, refused=refused)
+    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight, refused=refused)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(EdgeMiddleware, policy=content_security_policy(script_hashes(docs_pages)))
     return app
 
 
@@ -88,9 +99,22 @@ def limit_threads(threads: int) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     """Library errors become HTTP answers here, at the edge, and nowhere else."""
 
+    retry = {"Retry-After": str(math.ceil(app.state.settings.events_retry_seconds))}
+
+    def public(error: Exception) -> str:
+        return without_paths(str(error), app.state.settings.workdir)
+
     @app.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
-        return JSONResponse({"detail": f"no model is loaded: {error}"}, status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse({"detail": f"no model is loaded: {public(error)}"}, status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers=retry)
+
+    @app.exception_handler(EventStoreUnavailable)
+    async def store_unavailable(request: Request, error: EventStoreUnavailable) -> JSONResponse:
+        # the cause (a file path, a server) is in the log, not in the answer
+        request.app.state.metrics.store_refusals.inc()
+        return JSONResponse({"detail": "the event store cannot take the event now; nothing was stored: retry after "
+                             f"{retry['Retry-After']} s"}, status.HTTP_503_SERVICE_UNAVAILABLE, headers=retry)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
@@ -100,7 +124,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def reload_failed(request: Request, error: ReloadError) -> JSONResponse:
         serving = request.app.state.holder.serving
         still = f"; still serving version {serving.version}" if serving is not None else "; no model is serving"
-        return JSONResponse({"detail": f"reload failed: {error}{still}"}, status.HTTP_409_CONFLICT)
+        return JSONResponse({"detail": f"reload failed: {public(error)}{still}"}, status.HTTP_409_CONFLICT)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

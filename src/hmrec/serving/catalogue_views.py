@@ -70,7 +70,7 @@ class CatalogueViews:
 
     def customer(self, customer_id: str) -> dict:
         model = self.holder.model
-        self.live.sync_events()
+        fresh = self.live.sync_events()
         customer_idx = model.find_customer(customer_id)
         history = self.live.history(model, customer_id, customer_idx).frame()
         profile = model.profile(customer_idx).row(0, named=True)
@@ -87,6 +87,7 @@ class CatalogueViews:
             "summary": _summary(model, history, self.live.purchase_count(model, customer_id, customer_idx),
                                 self._spent(model, customer_id, customer_idx)),
             "recent_purchases": purchases,
+            "degraded": not fresh,
         }
 
 

@@ -1,12 +1,12 @@
 """Dependencies of the routers, one per resource (the model holder, recommendations, catalogue views, live
-histories), the settings, the metrics, the admin check, and validated path ids."""
+histories), the settings, the metrics, the admin check, validated path ids and the mark of a degraded answer."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hmrec.raw.schema import CUSTOMER_ID_RULE
@@ -66,6 +66,18 @@ def require_admin(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "admin endpoints are disabled: HMREC_ADMIN_TOKEN is not set")
     if not hmac.compare_digest(credentials.credentials.encode(), settings.admin_token.encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong admin token")
+
+
+DEGRADED_HEADER = "X-Hmrec-Degraded"
+
+
+def flag_degraded(answer: dict, response: Response, metrics: ServiceMetrics, route: str) -> dict:
+    """An answer made without the event store carries `degraded: true` (set by the service), this header and a count
+    in /metrics."""
+    if answer.get("degraded"):
+        response.headers[DEGRADED_HEADER] = "events"
+        metrics.degraded.labels(route).inc()
+    return answer
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,8 +1,12 @@
-"""Refuse request bodies over the configured size with 413, before any handler reads them."""
+"""Limits at the edge: request bodies over the configured size (413), requests in flight per worker (503) and live
+events per client (429), each refused before any handler runs."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,3 +60,74 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+# /health, /ready and /metrics always answer: a load balancer or a scraper must see a busy worker as alive
+_NEVER_SHED = ("/health", "/ready", "/metrics")
+
+
+class InFlightLimitMiddleware:
+    """Back-pressure: at most `max_in_flight` requests in this worker at once; beyond, a fast 503 with Retry-After
+    rather than a queue whose wait grows without bound. `refused` is told each refusal."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None]):
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # one event loop per worker: no lock needed
+        self.refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _NEVER_SHED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.refused("busy")
+            await _answer(send, 503, f"this worker is answering {self.max_in_flight} requests already "
+                          "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class WriteRateLimitMiddleware:
+    """A token bucket per client address for POST /events/purchases: `per_second` on average, bursts up to
+    `burst`; beyond, 429 with Retry-After. Per worker: with N workers a client may reach N times the rate."""
+
+    PATH = "/events/purchases"
+
+    def __init__(self, app: ASGIApp, per_second: float, burst: int, refused: Callable[[str], None]):
+        self.app = app
+        self.per_second, self.burst = per_second, burst
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when counted)
+        self.refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.PATH:
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        now = time.monotonic()
+        tokens, then = self.buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.per_second)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            self.refused("rate")
+            wait = math.ceil((1 - tokens) / self.per_second)
+            await _answer(send, 429, f"more than {self.per_second:g} events per second from this client "
+                          f"(HMREC_EVENTS_PER_CLIENT_PER_SECOND); retry after {wait} s", retry_after=wait)
+            return
+        self.buckets[client] = (tokens - 1, now)
+        if len(self.buckets) > 100_000:  # forget idle clients (their buckets are full again anyway)
+            self.buckets = {c: b for c, b in self.buckets.items() if now - b[1] < self.burst / self.per_second}
+        await self.app(scope, receive, send)
+
+
+async def _answer(send: Send, status: int, detail: str, retry_after: int) -> None:
+    payload = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"retry-after", str(retry_after).encode())]})
+    await send({"type": "http.response.body", "body": payload})

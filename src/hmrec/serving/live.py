@@ -13,7 +13,7 @@ import polars as pl
 
 from hmrec.raw.schema import SALES_CHANNELS
 from hmrec.serving.cards import find_article
-from hmrec.serving.events import EventLog, Purchase
+from hmrec.serving.events import EventLog, EventStoreUnavailable, Purchase
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.schemas import MAX_PRICE
 from hmrec.serving.settings import Settings
@@ -96,17 +96,23 @@ class LiveHistories:
         self._event_seen = 0  # id of the last event applied to _live
         self.sync_events()
 
-    def sync_events(self) -> None:
-        """Apply events committed since the last call, by any worker process, and drop their customers' answers."""
-        new = self.events.since(self._event_seen)
+    def sync_events(self) -> bool:
+        """Apply events committed since the last call, by any worker process, and drop their customers' answers.
+        False when the store cannot be read: answers then come from the events this worker already holds (degraded).
+        """
+        try:
+            new = self.events.since(self._event_seen)
+        except EventStoreUnavailable:
+            return False  # the store logged why
         if not new:
-            return
+            return True
         with self._live_lock:
             for event_id, purchase in new:
                 if event_id > self._event_seen:  # another thread may have applied it meanwhile
                     self._live[purchase.customer_id].append(purchase)
                     self._event_seen = event_id
                     self._applied(purchase.customer_id)
+        return True
 
     def live_events(self, customer_id: str) -> list[Purchase]:
         with self._live_lock:
@@ -153,7 +159,8 @@ class LiveHistories:
 
     def record_purchase(self, model: LoadedModel, customer_id: str, article_id: int, price: float | None,
                         channel: int | None, t_dat: date | None) -> Purchase:
-        """Commit the event to the event store, then apply it to the customer's live history."""
+        """Commit the event to the event store, then apply it to the customer's live history; EventStoreUnavailable
+        (nothing stored) when the store cannot take it."""
         idx = find_article(model, article_id)
         if price is None:
             typical = model.catalogue.prices[idx]

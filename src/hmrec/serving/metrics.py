@@ -35,6 +35,13 @@ class ServiceMetrics:
         self.model_version = Gauge("hmrec_model_version", "Registry version being served (0: none)",
                                    registry=self.registry, multiprocess_mode="liveall")
         self.events = Counter("hmrec_purchase_events_total", "Purchase events stored", registry=self.registry)
+        self.degraded = Counter("hmrec_degraded_answers_total", "Answers given without the event store (it could "
+                                "not be read), by route", ["route"], registry=self.registry)
+        self.store_refusals = Counter("hmrec_event_store_refusals_total", "Requests answered 503 because the event "
+                                      "store could not take a write", registry=self.registry)
+        self.shed = Counter("hmrec_requests_refused_total", "Requests refused before any handler: busy (503, too "
+                            "many in flight) or rate (429, too many events from one client)", ["reason"],
+                            registry=self.registry)
         self.reloads = Counter("hmrec_reloads_total", "Model reload attempts by outcome", ["outcome"],
                                registry=self.registry)
 

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from hmrec.registry.model_bundle import BundleError
-from hmrec.serving.events import WorkerCoordination
+from hmrec.serving.events import EventStoreUnavailable, WorkerCoordination
 from hmrec.serving.model import LoadedModel, load_model
 from hmrec.serving.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class NotReadyError(RuntimeError):
@@ -76,12 +79,15 @@ class ModelHolder:
         self.load_error: str | None = "the model has not been loaded yet"
         self.on_swap: Callable[[int | None], None] | None = None  # told the new version after every swap
         self._reload_lock = threading.Lock()
-        self._reload_seen = events.last_reload()  # a worker starting now loads the current champion anyway
+        # a worker starting now loads the current champion anyway
+        self._reload_seen = _or_else(events.last_reload, 0)
         # its row in the store's workers table: unique across machines, readable in a log
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.token = secrets.token_hex(8)  # names this worker in answers (/ready) without giving its process id
         self._beat = (None, self._reload_seen)  # (version, reload acted on) that the heartbeat repeats
         self._beat_lock = threading.Lock()
-        events.prune_workers(silent_for=60 * settings.worker_timeout_seconds)  # rows of killed workers, long gone
+        # rows of killed workers, long gone
+        _or_else(lambda: events.prune_workers(silent_for=60 * settings.worker_timeout_seconds), 0)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.polls = 0  # reload-log polls the follower has finished (tests wait on it instead of sleeping)
@@ -106,7 +112,7 @@ class ModelHolder:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-        self.events.forget_workers([self.worker])
+        _or_else(lambda: self.events.forget_workers([self.worker]), None)
 
     def reload(self, announce: bool = True, upto: int | None = None) -> tuple[int | None, int | None]:
         """Load the champion beside the serving model, then swap; returns (old version, new version).
@@ -130,7 +136,10 @@ class ModelHolder:
             self.load_error = None
             self._swapped()
             if announce:
-                self._reload_seen = max(self._reload_seen, self.events.announce_reload(new.version))
+                try:
+                    self._reload_seen = max(self._reload_seen, self.events.announce_reload(new.version))
+                except EventStoreUnavailable as error:
+                    log.error("serving version %s, but the other workers cannot be told: %s", new.version, error)
             if self.on_swap is not None:
                 self.on_swap(new.version)
             log.info("serving version %s (was %s)", new.version, old.version if old else None)
@@ -145,7 +154,7 @@ class ModelHolder:
         model = self._model
         with self._beat_lock:  # a heartbeat never writes an older state over this one
             self._beat = (model.version if model else None, self._reload_seen)
-            self.events.report_worker(self.worker, *self._beat)
+            _or_else(lambda: self.events.report_worker(self.worker, *self._beat), None)
 
     def _heartbeat(self) -> None:
         with self._beat_lock:
@@ -155,9 +164,10 @@ class ModelHolder:
         """After this worker's reload: wait until every live worker has acted on it (loaded the champion, or
         failed and kept its model); (workers serving this worker's version, live workers)."""
         deadline = time.monotonic() + timeout
-        while True:
-            beats = self.events.live_workers(self.settings.worker_timeout_seconds)
-            live = [(beat.version, beat.reload_id) for beat in beats]
+        mine = [(self._model.version if self._model else None, self._reload_seen)]
+        while True:  # without the store, only this worker is known to serve the version
+            beats = _or_else(lambda: self.events.live_workers(self.settings.worker_timeout_seconds), None)
+            live = mine if beats is None else [(beat.version, beat.reload_id) for beat in beats]
             if all(seen >= self._reload_seen for _, seen in live) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -188,8 +198,19 @@ class ModelHolder:
             while not self._stop.wait(interval):
                 try:
                     step()
-                except Exception:  # noqa: BLE001 - the thread must outlive any one failure (a lost connection)
+                except EventStoreUnavailable:
+                    pass  # the store logged why; its next call tries again
+                except Exception:  # noqa: BLE001 - the thread must outlive any one failure
                     log.exception("%s failed; retrying in %.1f s", name, interval)
 
         self._threads.append(threading.Thread(target=run, name=name, daemon=True))
         self._threads[-1].start()
+
+
+def _or_else(call: Callable[[], T], fallback: T) -> T:
+    """`call()`, or `fallback` when the event store cannot answer (it logs why): coordination waits for the store,
+    serving does not."""
+    try:
+        return call()
+    except EventStoreUnavailable:
+        return fallback

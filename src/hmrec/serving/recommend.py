@@ -58,16 +58,18 @@ class RecommendService:
     async def recommend_async(self, customer_id: str, k: int, include_purchased: bool = False) -> dict:
         """One customer's answer: a cache hit never leaves the event loop, a miss joins the batcher's next model
         call (or runs in the thread pool when batching is off). Articles the customer bought through live events in
-        the last `settings.purchased_days` days are left out unless `include_purchased` (never cached)."""
+        the last `settings.purchased_days` days are left out unless `include_purchased` (never cached). When the
+        event store cannot be read the answer is `degraded` (from the events this worker holds) and never cached."""
         started = time.perf_counter()
-        if include_purchased:
-            self.live.sync_events()
-            model = self.holder.model
-            answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)], True)
-            return {**answers[0], "cached": False, "took_ms": _ms(started)}
-        model, generation, cached = self._lookup(customer_id, k, started)
-        if cached is not None:
-            return cached
+        fresh = self.live.sync_events()  # events other workers stored
+        model = self.holder.model
+        if include_purchased or not fresh:
+            answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)], include_purchased)
+            return {**answers[0], "cached": False, "degraded": not fresh, "took_ms": _ms(started)}
+        cached = self.cache.get(customer_id, k)
+        if cached is not None and cached["model_version"] == model.version:
+            return {**cached, "cached": True, "took_ms": _ms(started)}
+        generation = self.cache.generation(customer_id)
         precomputed = self.precomputed(model, customer_id, k)
         if precomputed is not None:
             return self._keep(model, customer_id, k, precomputed, generation, started)
@@ -85,15 +87,6 @@ class RecommendService:
 
         self.batcher.submit(model, customer_id, k, deliver)
         return self._keep(model, customer_id, k, await future, generation, started)
-
-    def _lookup(self, customer_id: str, k: int, started: float) -> tuple[LoadedModel, int, dict | None]:
-        """(model, cache generation, cached answer or None), after applying events other workers stored."""
-        self.live.sync_events()
-        model = self.holder.model
-        cached = self.cache.get(customer_id, k)
-        if cached is not None and cached["model_version"] == model.version:
-            return model, 0, {**cached, "cached": True, "took_ms": _ms(started)}
-        return model, self.cache.generation(customer_id), None
 
     def _keep(self, model: LoadedModel, customer_id: str, k: int, answer: dict, generation: int,
               started: float) -> dict:
@@ -171,7 +164,7 @@ class RecommendService:
         """Repurchase picks: the articles the customer bought most often (then most recently), leaving out what
         they bought live in the last `settings.purchased_days` days, as the recommendations do."""
         model = self.holder.model
-        self.live.sync_events()
+        fresh = self.live.sync_events()
         history = self.live.history(model, customer_id, model.find_customer(customer_id))
         hidden = self.live.recently_bought(model, customer_id, history.as_of)
         counts: dict[int, list[int]] = {}
@@ -187,7 +180,7 @@ class RecommendService:
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
         items = [{**self.cards.card(model, a), "score": float(counts[a][0]), "score_kind": "times_bought"}
                  for a in order]
-        return {"customer_id": customer_id, "model_version": model.version, "items": items}
+        return {"customer_id": customer_id, "model_version": model.version, "items": items, "degraded": not fresh}
 
 
 def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:

@@ -16,8 +16,16 @@ CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description=schem
                                   examples=["00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657"])]
 
 
+def integral(value: object) -> object:
+    """72.0 as 72: JSON Schema's integer admits a number with a zero fraction; anything else is left to the type."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def parse_article_id(value: str | int) -> int:
-    """'0663713001', '663713001' and 663713001 are the same article."""
+    """'0663713001', '663713001', 663713001 (and 663713001.0) are the same article."""
+    value = integral(value)
     text = str(value)
     well_formed = text.isascii() and text.isdigit() and 1 <= len(text) <= 10
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not well_formed:
@@ -27,14 +35,15 @@ def parse_article_id(value: str | int) -> int:
 
 # Accepts '0663713001', '663713001' or 663713001 and holds the int; anything else is one clear error.
 ArticleId = Annotated[int, BeforeValidator(parse_article_id), WithJsonSchema(
-    {"anyOf": [{"type": "string", "pattern": ARTICLE_ID_PATTERN}, {"type": "integer", "minimum": 0}],
+    {"anyOf": [{"type": "string", "pattern": ARTICLE_ID_PATTERN},
+               {"type": "integer", "minimum": 0, "maximum": 9_999_999_999}],
      "description": "Article id, with or without the leading zero", "examples": ["0663713001"]})]
 
 
 class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # strict: "12" and true are not a k
     customer_id: CustomerId
-    k: int = Field(12, ge=1, le=100, description="How many articles to return.")
+    k: Annotated[int, BeforeValidator(integral)] = Field(12, ge=1, le=100, description="How many articles to return.")
     include_purchased: bool = Field(False, description="Also offer articles the customer bought through live "
                                     "events in the last HMREC_PURCHASED_DAYS days (left out by default).")
 
@@ -81,6 +90,8 @@ class RecommendationResponse(BaseModel):
     as_of: date = Field(description="The service's clock: day after the later of data end and last purchase")
     items: list[RecommendedArticle]
     cached: bool
+    degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
+                           "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
     took_ms: float
 
 
@@ -118,12 +129,16 @@ class CustomerResponse(BaseModel):
     profile: Profile
     summary: Summary
     recent_purchases: list[Purchase]
+    degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
+                           "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
 
 
 class BuyAgainResponse(BaseModel):
     customer_id: str
     model_version: int | None
     items: list[ScoredArticle] = Field(description="Most bought first (score: times bought), then most recent")
+    degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
+                           "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
 
 
 class ArticleDetail(ArticleCard):
@@ -166,7 +181,7 @@ class PurchaseEvent(BaseModel):
     def _no_bool(cls, value: object) -> object:
         if isinstance(value, bool):  # True == 1 to Python, but not a channel
             raise ValueError("must be 1 or 2, not a boolean")
-        return value
+        return integral(value)
 
 
 class PurchaseStored(BaseModel):
@@ -187,7 +202,10 @@ class Ready(BaseModel):
     articles: int
     customers: int
     data_end: date
-    process: int = Field(description="Id of the worker process that answered (one of `HMREC_WORKERS`)")
+    events: Literal["ok", "degraded"] = Field(description="Whether the event store answers; while it does not, reads "
+                                              "are answered degraded and writes refused with 503")
+    worker: str = Field(description="A random token naming the worker process that answered (one of "
+                        "`HMREC_WORKERS`), new each time a worker starts")
 
 
 class ReloadResponse(BaseModel):
@@ -221,11 +239,15 @@ _ERROR_TEXT = {
     409: "The load failed; the previous model keeps serving",
     413: "The body is over HMREC_MAX_BODY_BYTES",
     422: "A field is invalid, or the body cannot be parsed: `detail` names each field",
-    503: "No model is loaded; the detail says why",
+    429: "More live events from this client than HMREC_EVENTS_PER_CLIENT_PER_SECOND; retry after Retry-After seconds",
+    503: "No model is loaded, the event store cannot take a write now, or the worker is answering "
+         "HMREC_MAX_IN_FLIGHT requests already: the detail says which; retry after Retry-After seconds",
 }
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """The OpenAPI `responses` of an operation's error answers, each with the body the service sends."""
-    return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status]}
+    return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status],
+                     **({"headers": RETRY_AFTER} if status in (429, 503) else {})}
             for status in statuses}

@@ -17,6 +17,11 @@ class Settings(BaseSettings):
     events_path: Path | None = Field(None, description="SQLite file of live events; default workdir/events.sqlite.")
     events_url: str | None = Field(None, description="Event store shared by every worker: sqlite:///path (one machine) "
                                    "or postgresql://user@host:port/db (several); default: the SQLite events_path.")
+    events_timeout_seconds: float = Field(2.0, gt=0, description="Longest a call to the event store may take; "
+                                          "past it, reads answer degraded and writes 503.")
+    events_retry_seconds: float = Field(5.0, gt=0, description="After an event store failure, how long before the "
+                                        "store is tried again (requests meanwhile degrade at once; the Retry-After "
+                                        "of a refused write).")
     admin_token: str | None = Field(None, description="Bearer token for /admin/*; admin is refused when unset.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -26,6 +31,13 @@ class Settings(BaseSettings):
     cache_size: int = Field(100_000, ge=0, description="Answers kept per (customer, k); 0 turns the cache off.")
     batch_max: int = Field(
         64, ge=1, description="Concurrent personalised requests answered by one model call; 1: none.")
+    max_in_flight: int = Field(256, ge=1, description="Requests one worker answers at once (at least "
+                               "HMREC_BATCH_MAX); beyond, a fast 503 with Retry-After. /health, /ready and /metrics "
+                               "are never refused.")
+    events_per_client_per_second: float = Field(200.0, gt=0, description="Live events one client address may post "
+                                                "per second to one worker, on average; beyond, 429 with Retry-After.")
+    events_burst: int = Field(400, ge=1, description="Live events one client may post at once before the rate "
+                              "above applies.")
     purchased_days: int = Field(7, ge=0, description="Articles a customer bought through live events in this many "
                                 "last days are not recommended back (unless asked: include_purchased); 0: off.")
     workers: int = Field(1, ge=1, description="Worker processes, each with its own copy of the model; about one per "
@@ -43,13 +55,21 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker writes its heartbeat to the "
                                      "event store.")
     worker_timeout_seconds: float = Field(10.0, gt=0, description="A worker whose heartbeat is older is taken for "
-                                          "dead: /admin/reload stops waiting for it.")
+                                          "dead: /admin/reload stops waiting for it; one that answers no ping from "
+                                          "the supervisor for as long is killed and replaced.")
 
     @model_validator(mode="after")
     def _timeout_outlasts_heartbeats(self) -> Settings:
         if self.worker_timeout_seconds <= 2 * self.heartbeat_seconds:
             raise ValueError(f"HMREC_WORKER_TIMEOUT_SECONDS ({self.worker_timeout_seconds}) must exceed twice "
                              f"HMREC_HEARTBEAT_SECONDS ({self.heartbeat_seconds}), or live workers look dead")
+        return self
+
+    @model_validator(mode="after")
+    def _room_for_a_batch(self) -> Settings:
+        if self.max_in_flight < self.batch_max:
+            raise ValueError(f"HMREC_MAX_IN_FLIGHT ({self.max_in_flight}) must be at least HMREC_BATCH_MAX "
+                             f"({self.batch_max}), or no batch could fill")
         return self
 
     @property

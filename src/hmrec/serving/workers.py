@@ -3,8 +3,10 @@
 uvicorn's own `--workers` shares one listening socket, and an asyncio server accepts every connection waiting
 when it wakes: a burst of new connections (a client pool opening, a load balancer reconnecting) can all land on
 one worker while the others idle. With one socket per worker, the kernel spreads connections over them as they
-arrive. The parent only supervises: it restarts a worker that dies and stops them all on SIGTERM or SIGINT; a
-worker also stops when the parent dies, even by SIGKILL (Linux's parent-death signal), so none serves on orphaned.
+arrive. The parent only supervises: it restarts a worker that dies, replaces one that stops answering its pings (a
+watchdog over a pipe to each worker, independent of the event store: a frozen worker would otherwise keep taking
+connections it never answers) and stops them all on SIGTERM or SIGINT; a worker also stops when the parent dies,
+even by SIGKILL (Linux's parent-death signal), so none serves on orphaned.
 SO_REUSEPORT would let a second service bind the port beside a running one, so `hmrec serve` calls
 `refuse_if_served` first.
 """
@@ -20,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,17 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, parent: int) -> None:
+def _answer_pings(pipe: Connection) -> None:
+    """The worker's side of the watchdog: answer each ping until the supervisor closes the pipe."""
+    try:
+        while True:
+            pipe.send_bytes(pipe.recv_bytes())
+    except (EOFError, OSError):
+        return
+
+
+def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, parent: int,
+            pipe: Connection) -> None:
     import uvicorn
 
     from hmrec import logs
@@ -77,6 +90,8 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pa
 
     logs.configure()  # a spawned process starts with no logging set up
     die_with_parent(parent)
+    # from the start: a worker loading its model is busy, not frozen
+    threading.Thread(target=_answer_pings, args=(pipe,), name="hmrec-watchdog", daemon=True).start()
     try:
         sock = listening_socket(host, port)
     except OSError as error:
@@ -87,36 +102,67 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pa
     run_server(config, sockets=[sock])  # a SIGTERM while the model loads stops the worker at once
 
 
+class _Watched:
+    """One worker process, the supervisor's end of its ping pipe and when it last answered."""
+
+    def __init__(self, context, args: tuple):
+        self.pipe, child = multiprocessing.Pipe()
+        self.process = context.Process(target=_worker, args=(*args, child), name="hmrec-worker")
+        self.process.start()
+        child.close()
+        self.answered = time.monotonic()
+
+    def ping(self) -> None:
+        """Collect the answers to earlier pings, then send one more."""
+        try:
+            while self.pipe.poll():
+                self.pipe.recv_bytes()
+                self.answered = time.monotonic()
+            self.pipe.send_bytes(b"ping")
+        except (EOFError, OSError):
+            pass  # the worker died: the supervisor sees its exit code
+
+    def stop(self) -> None:
+        self.pipe.close()
+
+
 def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info",
-                  access_log: bool = True) -> int:
-    """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code."""
+                  access_log: bool = True, ping_timeout: float = 10.0) -> int:
+    """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code.
+    A worker that answers no ping for `ping_timeout` seconds is killed and replaced."""
     listening_socket(host, port).close()  # fail here, once, if the port is taken by a process we cannot share with
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked thread pools or locks
     stop = threading.Event()
-
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(app, host, port, log_level, access_log, os.getpid()),
-                                  name="hmrec-worker")
-        process.start()
-        return process
+    args = (app, host, port, log_level, access_log, os.getpid())
 
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    processes = [start() for _ in range(workers)]
+    watched = [_Watched(context, args) for _ in range(workers)]
     code = 0
     try:
         while not stop.wait(0.5):
-            for i, process in enumerate(processes):
+            for i, worker in enumerate(watched):
+                process = worker.process
                 if process.is_alive():
-                    continue
-                if process.exitcode == STARTUP_FAILURE:
+                    worker.ping()
+                    silent = time.monotonic() - worker.answered
+                    if silent <= ping_timeout:
+                        continue
+                    log.error("worker %s answered no ping for %.0f s (frozen?); killing it and starting another",
+                              process.pid, silent)
+                    process.kill()  # SIGKILL ends a stopped (SIGSTOP) process too
+                    process.join(10)
+                elif process.exitcode == STARTUP_FAILURE:
                     log.error("worker %s could not start; stopping", process.pid)
                     stop.set()
                     code = 1
                     break
-                log.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
-                time.sleep(0.5)  # no tight loop if something kills every new worker
-                processes[i] = start()
+                else:
+                    log.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
+                    time.sleep(0.5)  # no tight loop if something kills every new worker
+                worker.stop()
+                watched[i] = _Watched(context, args)
     finally:
+        processes = [worker.process for worker in watched]
         for process in processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn finishes the requests in flight, then the lifespan ends
@@ -126,6 +172,8 @@ def serve_workers(app: str, host: str, port: int, workers: int, log_level: str =
             if process.is_alive():
                 process.kill()
                 process.join()
+        for worker in watched:
+            worker.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code

@@ -56,8 +56,9 @@ class Server:
         self.stop()
         raise RuntimeError(f"hmrec serve was not ready within {timeout} s: {self.log_path.read_text()}")
 
-    def ready_processes(self, tries: int = 20) -> set[int]:
-        """Worker processes seen ready, each request on a new connection (the kernel hands them to the workers)."""
+    def ready_processes(self, tries: int = 20) -> set[str]:
+        """Tokens of the worker processes seen ready (/ready's `worker`), each request on a new connection (the kernel
+        hands them to the workers)."""
         seen = set()
         for _ in range(tries):
             try:
@@ -65,7 +66,7 @@ class Server:
             except httpx.TransportError:
                 continue
             if response.status_code == 200:
-                seen.add(response.json()["process"])
+                seen.add(response.json()["worker"])
         return seen
 
     def kill(self) -> None:

@@ -10,6 +10,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -57,11 +58,13 @@ class TemporaryPostgres:
         return ["runuser", "-u", self.owner, "--", *args] if self.owner else list(args)
 
     def start(self, timeout: float = 60) -> TemporaryPostgres:
+        """initdb (the first time) and start the server; after `halt`, the same cluster starts again."""
         if self.owner:
             shutil.chown(self.root, self.owner)
         data = self.root / "data"
-        subprocess.run(self._command(str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
-                                     "--no-sync", "-E", "UTF8", "--locale=C"), check=True, capture_output=True)
+        if not data.exists():
+            subprocess.run(self._command(str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
+                                         "--no-sync", "-E", "UTF8", "--locale=C"), check=True, capture_output=True)
         # fsync off unless asked: the tests kill `hmrec serve`, never the database, so its disk flushes buy nothing
         self.log = (self.root / "server.log").open("ab")
         self.process = subprocess.Popen(
@@ -95,6 +98,13 @@ class TemporaryPostgres:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data: `start` runs it again (a database outage). SIGINT: postgres's "fast"
+        shutdown, which ends the clients' sessions instead of waiting for them to leave."""
+        postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])  # runuser passes SIGTERM only
+        os.kill(postmaster, signal.SIGINT)
+        self.process.wait(timeout=30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -8,11 +8,20 @@ import logging
 from pathlib import Path
 
 from hmrec.raw.schema import TRANSACTION_COLUMNS, format_article_id
-from hmrec.serving.events.base import EventLog, EventStore, Purchase, WorkerBeat, WorkerCoordination
+from hmrec.serving.events.base import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    EventLog,
+    EventStore,
+    EventStoreUnavailable,
+    Purchase,
+    WorkerBeat,
+    WorkerCoordination,
+)
 from hmrec.serving.events.sqlite import SqliteEventStore
 
-__all__ = ["EventLog", "EventStore", "Purchase", "SqliteEventStore", "WorkerBeat", "WorkerCoordination", "export_csv",
-           "open_event_store", "sqlite_path"]
+__all__ = ["EventLog", "EventStore", "EventStoreUnavailable", "Purchase", "SqliteEventStore", "WorkerBeat",
+           "WorkerCoordination", "export_csv", "open_event_store", "sqlite_path"]
 
 log = logging.getLogger(__name__)
 SQLITE_PREFIX = "sqlite:///"
@@ -33,14 +42,15 @@ def sqlite_path(target: str | Path) -> Path | None:
     return Path(target)
 
 
-def open_event_store(target: str | Path) -> EventStore:
-    """The store `target` names; psycopg is imported only for a postgresql:// URL."""
+def open_event_store(target: str | Path, timeout: float = DEFAULT_TIMEOUT, retry: float = DEFAULT_RETRY) -> EventStore:
+    """The store `target` names, each call bounded by about `timeout` seconds and a failed connection tried again
+    after `retry` seconds; psycopg is imported only for a postgresql:// URL."""
     path = sqlite_path(target)
     if path is not None:
-        return SqliteEventStore(path)
+        return SqliteEventStore(path, timeout, retry)
     from hmrec.serving.events.postgres import PostgresEventStore
 
-    return PostgresEventStore(str(target))
+    return PostgresEventStore(str(target), timeout, retry)
 
 
 def export_csv(target: str | Path, out_path: Path) -> int:

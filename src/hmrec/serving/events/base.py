@@ -8,6 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
+DEFAULT_TIMEOUT = 2.0  # seconds a store call may take (HMREC_EVENTS_TIMEOUT_SECONDS)
+DEFAULT_RETRY = 5.0  # seconds a failed store is left alone before the next try (HMREC_EVENTS_RETRY_SECONDS)
+
+
+class EventStoreUnavailable(RuntimeError):
+    """The event store cannot be used now (unreachable, frozen past the timeout, a corrupt file); the message says
+    which store and why (never a password). Reads degrade, writes answer 503 (serving/app.py)."""
+
 
 @dataclass(frozen=True)
 class Purchase:

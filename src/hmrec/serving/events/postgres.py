@@ -10,14 +10,28 @@ commits serialize (one WAL flush each), which the benchmark in docs/benchmarks.m
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 import urllib.parse
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import psycopg
 
-from hmrec.serving.events.base import EventStore, Purchase, WorkerBeat
+from hmrec.serving.events.base import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    EventStore,
+    EventStoreUnavailable,
+    Purchase,
+    WorkerBeat,
+)
 
+__all__ = ["EventStoreUnavailable", "PostgresEventStore", "redact"]
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # pg_advisory_xact_lock keys (any bigint; these spell "hmrec" plus a role)
 SCHEMA_LOCK = 0x686D726563_00
@@ -44,10 +58,6 @@ _SCHEMA = [
 ]
 
 
-class EventStoreUnavailable(RuntimeError):
-    """The PostgreSQL server cannot be reached; the message names the server (never the password)."""
-
-
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urllib.parse.urlsplit(url)
@@ -58,31 +68,85 @@ def redact(url: str) -> str:
 
 
 class _Connection:
-    """One autocommit connection and the lock its users take; reconnects once it is found broken."""
+    """One autocommit connection and the lock its users take; (re)connected on first use after a failure, though not
+    before `retry` seconds have passed (callers fail fast meanwhile).
 
-    def __init__(self, url: str):
-        self.url = url
+    Every statement ends within about `timeout` seconds: PostgreSQL's statement_timeout cancels a slow one, and a
+    watchdog thread shuts the socket of one whose server does not answer at all (a frozen server, whose kernel
+    still acknowledges every packet, cannot enforce its own timeout)."""
+
+    def __init__(self, url: str, timeout: float, retry: float, prepare: Callable[[psycopg.Connection], None]):
+        self.url, self.timeout, self.retry, self._prepare = url, timeout, retry, prepare
         self.lock = threading.Lock()
-        self._connection = self._open()
+        self._connection: psycopg.Connection | None = None
+        self._failed_at: float | None = None
+        self._error = ""
+        self._deadline: float | None = None  # of the statement running now
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch, name="hmrec-pg-watchdog", daemon=True).start()
 
-    def _open(self) -> psycopg.Connection:
-        try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as error:
-            raise EventStoreUnavailable(
-                f"cannot connect to the events database {redact(self.url)} (HMREC_EVENTS_URL): {error}".strip()
-                + "; is PostgreSQL running and the database created (`createdb`)?") from error
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """`work(connection)` under the lock and the deadline; EventStoreUnavailable if it cannot run."""
+        with self.lock:
+            if self._connection is None or self._connection.broken or self._connection.closed:
+                self._reconnect()
+            self._deadline = time.monotonic() + self.timeout
+            try:
+                return work(self._connection)
+            except psycopg.Error as error:
+                self._fail(error)
+            finally:
+                self._deadline = None
 
-    def get(self) -> psycopg.Connection:
-        """The connection; call with `lock` held."""
-        if self._connection.broken or self._connection.closed:
+    def _reconnect(self) -> None:
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry:
+            raise EventStoreUnavailable(f"the events database {redact(self.url)} failed: {self._error}")
+        if self._connection is not None:
+            self._connection.close()
             log.warning("the connection to %s was lost; reconnecting", redact(self.url))
-            self._connection = self._open()
-        return self._connection
+        self._connection = None
+        try:
+            # libpq counts connect_timeout in whole seconds, at least 2
+            connection = psycopg.connect(self.url, autocommit=True, connect_timeout=max(2, round(self.timeout)),
+                                         options=f"-c statement_timeout={int(self.timeout * 1000)}")
+            self._prepare(connection)
+        except psycopg.Error as error:
+            self._failed_at = time.monotonic()  # an unreachable server is left alone for `retry` seconds
+            self._fail(error, "cannot connect to")
+        if self._error:
+            log.warning("the events database %s answers again", redact(self.url))
+        self._connection, self._failed_at, self._error = connection, None, ""
+
+    def _fail(self, error: psycopg.Error, doing: str = "lost") -> NoReturn:
+        """Drop the connection (the next call reconnects at once: a restarted server's sessions are gone, the server
+        is not) and raise; logged when the store starts failing, not at every failed call."""
+        if not self._error:
+            log.warning("%s the events database %s (%s): reads degrade, writes are refused until it answers",
+                        doing, redact(self.url), f"{type(error).__name__}: {error}".strip())
+        self._error = f"{type(error).__name__}: {error}".strip()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        raise EventStoreUnavailable(
+            f"{doing} the events database {redact(self.url)} (HMREC_EVENTS_URL): {self._error}; is PostgreSQL "
+            "running and the database created (`createdb`)?") from error
+
+    def _watch(self) -> None:
+        while not self._closed.wait(min(0.25, self.timeout / 4)):
+            deadline, connection = self._deadline, self._connection
+            if deadline is not None and connection is not None and time.monotonic() > deadline + self.timeout:
+                log.warning("the events database %s did not answer within %.1f s; dropping the connection",
+                            redact(self.url), self.timeout)
+                try:  # the blocked read returns at once and psycopg marks the connection broken
+                    socket.socket(fileno=os.dup(connection.pgconn.socket)).shutdown(socket.SHUT_RDWR)
+                except (OSError, psycopg.Error):
+                    pass
 
     def close(self) -> None:
+        self._closed.set()
         with self.lock:
-            self._connection.close()
+            if self._connection is not None:
+                self._connection.close()
 
 
 class PostgresEventStore(EventStore):
@@ -91,29 +155,27 @@ class PostgresEventStore(EventStore):
     13 methods: one database implements both interfaces (EventLog's 3, WorkerCoordination's 6), plus __init__, close,
     and the two connection helpers every query goes through."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, retry: float = DEFAULT_RETRY):
         self.url = url
-        self._writer = _Connection(url)
-        self._reader = _Connection(url)
-        with self._writer.lock:
-            connection = self._writer.get()
-            with connection.transaction():  # workers starting together must not race on CREATE TABLE
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                for statement in _SCHEMA:
-                    connection.execute(statement)
+        self._writer = _Connection(url, timeout, retry, prepare=_create_schema)
+        self._reader = _Connection(url, timeout, retry, prepare=lambda connection: None)
+        try:
+            self._writer.run(lambda connection: None)
+        except EventStoreUnavailable as error:  # served degraded until the database answers (see _Connection)
+            log.error("starting without the events database: %s", error)
 
     def add(self, purchase: Purchase) -> int:
-        with self._writer.lock:
-            connection = self._writer.get()
+        def insert(connection: psycopg.Connection) -> int:
             with connection.transaction():  # committed when the block ends, before the id is returned
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-                row = connection.execute(
+                return int(connection.execute(
                     "INSERT INTO purchases (t_dat, customer_id, article_id, price, sales_channel_id) "
                     "VALUES (%s,%s,%s,%s,%s) RETURNING id",
                     (purchase.t_dat, purchase.customer_id, purchase.article_id, purchase.price,
                      purchase.sales_channel_id),
-                ).fetchone()
-        return int(row[0])
+                ).fetchone()[0])
+
+        return self._writer.run(insert)
 
     def since(self, after_id: int) -> list[tuple[int, Purchase]]:
         rows = self._read("SELECT id, customer_id, article_id, t_dat, price, sales_channel_id FROM purchases "
@@ -154,9 +216,14 @@ class PostgresEventStore(EventStore):
         self._reader.close()
 
     def _read(self, query: str, params: tuple = ()) -> list[tuple]:
-        with self._reader.lock:
-            return self._reader.get().execute(query, params).fetchall()
+        return self._reader.run(lambda connection: connection.execute(query, params).fetchall())
 
     def _write(self, query: str, params: tuple = ()) -> list[tuple]:
-        with self._writer.lock:
-            return self._writer.get().execute(query, params).fetchall()
+        return self._writer.run(lambda connection: connection.execute(query, params).fetchall())
+
+
+def _create_schema(connection: psycopg.Connection) -> None:
+    with connection.transaction():  # workers starting together must not race on CREATE TABLE
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        for statement in _SCHEMA:
+            connection.execute(statement)

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.post("/reload", response_model=ReloadResponse, summary="Serve the registry's current champion",
-             responses=error_responses(401, 403, 409, 413))
+             responses=error_responses(401, 403, 409, 413, 503))
 async def reload(_: AdminDep, holder: HolderDep, settings: SettingsDep, metrics: MetricsDep) -> dict:
     try:
         previous, current = await run_in_threadpool(holder.reload)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from hmrec.serving.deps import CustomerPath, RecommendationsDep, ViewsDep
+from hmrec.serving.deps import CustomerPath, MetricsDep, RecommendationsDep, ViewsDep, flag_degraded
 from hmrec.serving.schemas import BuyAgainResponse, CustomerResponse, error_responses
 
 router = APIRouter(tags=["customers"])
@@ -14,13 +14,14 @@ router = APIRouter(tags=["customers"])
 
 @router.get("/customers/{customer_id}", response_model=CustomerResponse, responses=error_responses(422, 503),
             summary="A customer's profile and recent purchases; an unknown id is a new customer (known=false)")
-def customer(customer_id: CustomerPath, views: ViewsDep) -> dict:
-    return views.customer(customer_id)
+def customer(customer_id: CustomerPath, views: ViewsDep, metrics: MetricsDep, response: Response) -> dict:
+    return flag_degraded(views.customer(customer_id), response, metrics, "/customers/{customer_id}")
 
 
 @router.get("/customers/{customer_id}/buy-again", response_model=BuyAgainResponse,
             responses=error_responses(422, 503),
             summary="Repurchase picks: what the customer bought most often, minus what they just bought")
-def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep,
-              k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
-    return recommendations.buy_again(customer_id, k)
+def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep, metrics: MetricsDep,
+              response: Response, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+    return flag_degraded(recommendations.buy_again(customer_id, k), response, metrics,
+                         "/customers/{customer_id}/buy-again")

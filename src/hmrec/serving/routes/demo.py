@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from hmrec.serving.deps import HolderDep
+from hmrec.serving.edges import without_paths
 from hmrec.serving.model_holder import NotReadyError
 
 router = APIRouter(tags=["demo"])
@@ -24,7 +25,7 @@ def index(request: Request, holder: HolderDep) -> HTMLResponse:
         samples = [(SAMPLE_LABELS.get(kind, kind), kind, cid) for kind, cid in model.samples.items()]
         context = {"samples": samples, "version": model.version, "not_ready": None}
     except NotReadyError as error:
-        context = {"samples": [], "version": None, "not_ready": str(error)}
+        context = {"samples": [], "version": None, "not_ready": without_paths(str(error), holder.settings.workdir)}
     return templates.TemplateResponse(request, "index.html", context)
 
 

@@ -18,7 +18,7 @@ router = APIRouter(tags=["events"])
     summary="Record a purchase",
     description="Stored in SQLite (WAL, synchronous=FULL) and committed before the 201 is sent; the customer's "
     "next recommendations include it. Without `t_dat` the purchase is dated the day after the data's last day.",
-    responses=error_responses(404, 413, 422, 503),
+    responses=error_responses(404, 413, 422, 429, 503),
 )
 def purchase(body: PurchaseEvent, holder: HolderDep, live: LiveDep, metrics: MetricsDep) -> dict:
     stored = live.record_purchase(holder.model, body.customer_id, body.article_id, body.price, body.sales_channel_id,

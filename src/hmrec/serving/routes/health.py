@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Response
 
-from hmrec.serving.deps import HolderDep, MetricsDep
+from hmrec.serving.deps import HolderDep, LiveDep, MetricsDep
 from hmrec.serving.schemas import Health, Ready, error_responses
 
 router = APIRouter(tags=["health"])
@@ -17,12 +15,15 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=Ready, summary="A model is loaded (503 with the reason until then)",
-            responses=error_responses(503))
-def ready(holder: HolderDep) -> dict:
+@router.get("/ready", response_model=Ready, responses=error_responses(503),
+            summary="A model is loaded (503 with the reason until then), and whether the event store answers")
+def ready(holder: HolderDep, live: LiveDep) -> dict:
     model = holder.model
+    # 200 during an event store outage too: the answers degrade, and a load balancer should keep this instance
+    events = "ok" if live.sync_events() else "degraded"
     return {"status": "ready", "model_version": model.version, "articles": len(model.catalogue),
-            "customers": model.customers.height, "data_end": model.data_end, "process": os.getpid()}
+            "customers": model.customers.height, "data_end": model.data_end, "events": events,
+            "worker": holder.token}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from hmrec.serving.deps import MetricsDep, RecommendationsDep
+from hmrec.serving.deps import MetricsDep, RecommendationsDep, flag_degraded
 from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse, error_responses
 
 router = APIRouter(tags=["recommendations"])
@@ -22,7 +22,8 @@ router = APIRouter(tags=["recommendations"])
     "live events) or computed online.",
     responses=error_responses(413, 422, 503),
 )
-async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep) -> dict:
+async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep,
+                    response: Response) -> dict:
     answer = await recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
     metrics.recommendation(answer["strategy"], answer["cached"], answer["path"])
-    return answer
+    return flag_degraded(answer, response, metrics, "/recommendations")
