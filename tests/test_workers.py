@@ -192,6 +192,18 @@ def _worker_processes(server: s.Server) -> list[psutil.Process]:
     return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
 
 
+def wait_for_one_new_worker(server: s.Server, serving: set[str], timeout: float) -> None:
+    """Until two workers answer /ready: one of `serving` (their tokens before) and a new one."""
+    deadline = time.monotonic() + timeout
+    replaced: set[str] = set()
+    while time.monotonic() < deadline:
+        replaced = server.ready_processes()
+        if len(replaced) == 2 and len(replaced & serving) == 1:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no replacement worker within {timeout} s ({replaced}): {server.log_path.read_text()}")
+
+
 def test_the_supervisor_replaces_a_worker_killed_with_sigkill(versions, tmp_path):
     workdir, _, _ = versions
     with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2") as server:
@@ -200,14 +212,7 @@ def test_the_supervisor_replaces_a_worker_killed_with_sigkill(versions, tmp_path
         assert len(serving) == 2 and len(workers) == 2
         victim = workers[0].pid
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        replaced: set[str] = set()
-        while time.monotonic() < deadline:  # one worker as before, and a new one
-            replaced = server.ready_processes()
-            if len(replaced) == 2 and len(replaced & serving) == 1:
-                break
-            time.sleep(0.2)
-        assert len(replaced) == 2 and len(replaced & serving) == 1, server.log_path.read_text()
+        wait_for_one_new_worker(server, serving, timeout=60)
         assert victim not in {c.pid for c in _worker_processes(server)}
 
 
@@ -223,14 +228,7 @@ def test_a_frozen_worker_is_replaced_and_health_keeps_answering(versions, tmp_pa
         victim.suspend()  # SIGSTOP
         gone, _ = psutil.wait_procs([victim], timeout=90)
         assert gone, server.log_path.read_text()
-        deadline = time.monotonic() + 90
-        replaced: set[str] = set()
-        while time.monotonic() < deadline:  # one worker as before, and a new one
-            replaced = server.ready_processes()
-            if len(replaced) == 2 and len(replaced & serving) == 1:
-                break
-            time.sleep(0.2)
-        assert len(replaced) == 2 and len(replaced & serving) == 1, server.log_path.read_text()
+        wait_for_one_new_worker(server, serving, timeout=90)
         for _ in range(20):  # new connections: the kernel hands them to both workers
             assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
         assert f"worker {victim.pid} answered no ping" in server.log_path.read_text()
