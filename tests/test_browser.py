@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import serving_support as s
 
+from hmrec.support.browser import CHROMIUM, CHROMIUM_ARGS, wait_until
+
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +139,6 @@ def test_a_bad_customer_id_is_explained_in_shopper_words(browser, handmade_serve
     assert page.locator("#error").inner_text() == said
     assert page.locator("#customer").is_hidden()
     page.close()
-
-
-def wait_until(page, predicate: str, arg: object = None, timeout: float = 30) -> None:
-    """Poll `predicate` (an expression, or a function of `arg`) in the page until it is true. Not
-    page.wait_for_function, which evaluates its string with eval(): the Content-Security-Policy forbids that."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(predicate, arg):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {predicate} ({arg})")
-        page.wait_for_timeout(100)
 
 
 def watch_failures(page) -> list[str]:

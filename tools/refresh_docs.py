@@ -11,30 +11,18 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from hmrec.data.files import publish_copy
+from hmrec.support.browser import CHROMIUM, CHROMIUM_ARGS, wait_until
 from hmrec.support.launcher import HMREC, Server
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 def run(*args: str | Path) -> None:
     print("$ hmrec " + " ".join(map(str, args)), flush=True)
     subprocess.run([str(HMREC), *map(str, args)], check=True)
-
-
-def wait_until(page, predicate: str, arg: object = None, timeout: float = 60) -> None:
-    """Poll `predicate` in the page (page.wait_for_function evals its string, which the service's CSP forbids)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(predicate, arg):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true within {timeout} s: {predicate}")
-        page.wait_for_timeout(100)
 
 
 def screenshot(workdir: Path, out: Path) -> None:

@@ -101,11 +101,16 @@ class LoadedModel:
             return float(self.spent_totals[customer_idx])
         return None
 
+    @cached_property
+    def _repeat_keys(self) -> np.ndarray:
+        """The repeats' customer_idx column, converted once per loaded model, not per Buy-again request."""
+        return self.repeats["customer_idx"].to_numpy()
+
     def repeat_purchases(self, customer_idx: int | None) -> list[tuple[int, int, date]]:
         """(article_idx, times bought, last day) of every article the customer bought twice or more in the data."""
         if self.repeats is None or customer_idx is None:
             return []
-        keys = self.repeats["customer_idx"].to_numpy()
+        keys = self._repeat_keys
         first, last = np.searchsorted(keys, customer_idx, "left"), np.searchsorted(keys, customer_idx, "right")
         return list(self.repeats[int(first):int(last)].select("article_idx", "purchases", "last_day").iter_rows())
 
