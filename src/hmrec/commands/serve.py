@@ -39,9 +39,7 @@ def serve(
     cpus.size_pools(settings.threads)  # before polars is first imported, here or in a worker
     import threading
 
-    import uvicorn
-
-    from hmrec.serving.launch import exit_now, run_server, wait_until_accepting
+    from hmrec.serving.launch import exit_now
     from hmrec.serving.workers import PortTakenError, refuse_if_served, serve_workers
 
     try:
@@ -53,27 +51,38 @@ def serve(
     repair_before_serving(settings.events_target)  # before any worker opens the events file
     factory = "hmrec.serving.app:app_from_environment"
 
-    def announce() -> None:  # only once the server accepts connections (after the model has loaded)
+    def announce() -> None:  # only once /ready answers 200 (the port opens before the model has loaded)
         typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs; {settings.workers} worker process(es))")
 
-    if settings.workers == 1:
-        config = uvicorn.Config(factory, factory=True, host=host, port=port, log_level="info",
-                                access_log=settings.access_log, log_config=None)  # uvicorn logs in hmrec's format
-        run_server(config, on_listening=announce)
-        return
+    # One worker runs under the supervisor too: its watchdog replaces a frozen worker, which alone would hang the
+    # whole service. A replacement loads before it listens when other workers serve, else it answers 503 meanwhile.
+    replacement = "hmrec.serving.app:app_loaded_before_listening" if settings.workers > 1 else factory
     metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     done = threading.Event()
-    threading.Thread(target=lambda: wait_until_accepting(host, port, done.is_set) and announce(), daemon=True).start()
+    threading.Thread(target=_announce_when_ready, args=(host, port, done.is_set, announce), daemon=True).start()
     try:
         code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log,
-                             ping_timeout=settings.worker_timeout_seconds)
+                             ping_timeout=settings.worker_timeout_seconds, replacement=replacement)
     except OSError as error:
         fail(f"cannot listen on {host}:{port}: {error}")
     finally:
         done.set()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     exit_now(code)  # the workers have stopped: Ctrl-C ends the command within a second
+
+
+def _announce_when_ready(host: str, port: int, stopped, announce) -> None:
+    """Log when the port opens (the model still loading), call `announce` once a worker has loaded it."""
+    import logging
+
+    from hmrec.serving.launch import wait_until_accepting, wait_until_ready
+
+    if wait_until_accepting(host, port, stopped):
+        logging.getLogger(__name__).info("listening on %s:%s; loading the model (/ready answers 503 until then)",
+                                         host, port)
+        if wait_until_ready(host, port, stopped):
+            announce()
 
 
 @events_app.command("export")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +24,7 @@ from hmrec.serving.events import EventStoreUnavailable, open_event_store
 from hmrec.serving.limits import BodyLimitMiddleware, InFlightLimitMiddleware, WriteRateLimitMiddleware
 from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
-from hmrec.serving.model_holder import Loader, NotReadyError, ReloadError, champion_loader
+from hmrec.serving.model_holder import Loader, ModelHolder, NotReadyError, ReloadError, champion_loader
 from hmrec.serving.routes import admin, articles, customers, demo, events, health, popular, recommendations
 from hmrec.serving.services import build_services
 from hmrec.serving.settings import Settings
@@ -31,8 +33,12 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
-    """The service for `settings`; `loader` (default: the registry's champion) is what /admin/reload calls."""
+def create_app(settings: Settings, loader: Loader | None = None, load_in_background: bool = False) -> FastAPI:
+    """The service for `settings`; `loader` (default: the registry's champion) is what /admin/reload calls.
+
+    load_in_background: the lifespan ends (so the port opens) before the model has loaded, and the load goes on in
+    a thread: /health answers at once, /ready and the model's routes 503 with Retry-After until it is done. Without
+    it, the lifespan loads first (in-process test clients, and workers replacing one that died: see workers.py)."""
     metrics = ServiceMetrics()
 
     @asynccontextmanager
@@ -44,13 +50,14 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
         # one resource per dependency (serving/deps.py)
         app.state.holder, app.state.live = services.holder, services.live
         app.state.recommendations, app.state.views = services.recommendations, services.views
-        try:
-            services.holder.reload(announce=False)  # a worker starting is not news to the others
-        except ReloadError as error:
-            # Still start: /health answers and /ready explains, so an operator can promote and reload.
-            log.error("serving without a model: %s", error)
+        closing = threading.Event()
+        if load_in_background:
+            _load_in_background(services.holder, app.state.loading, closing, settings.test_load_gate)
+        else:
+            _load(services.holder)
         services.holder.follow_reloads(settings.reload_poll_seconds)
         yield
+        closing.set()
         services.close()
         event_store.close()
         metrics.process_exited()
@@ -59,6 +66,7 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
                   description="Personalised fashion recommendations on H&M-format data, with live purchase events.")
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.loading = threading.Event()  # set while the first load runs in the background
     _add_error_handlers(app)
     for module in (health, recommendations, customers, articles, popular, events, admin, demo):
         app.include_router(module.router)
@@ -80,10 +88,50 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """The app of `hmrec serve`, built in each uvicorn worker process from the HMREC_* variables it set."""
+    """The app of `hmrec serve`, built in each uvicorn worker process from the HMREC_* variables it set: it listens
+    at once and loads the model in the background (/ready answers 503 until then)."""
+    settings = Settings()
+    limit_threads(settings.threads)
+    return create_app(settings, load_in_background=True)
+
+
+def app_loaded_before_listening() -> FastAPI:
+    """The app of a worker started in place of one that died or froze while others serve: it listens only once
+    its model is loaded, so the kernel keeps handing new connections to the workers that can answer them."""
     settings = Settings()
     limit_threads(settings.threads)
     return create_app(settings)
+
+
+def _load(holder: ModelHolder) -> None:
+    try:
+        holder.reload(announce=False)  # a worker starting is not news to the others
+    except ReloadError as error:
+        # Still start: /health answers and /ready explains, so an operator can promote and reload.
+        log.error("serving without a model: %s", error)
+
+
+def _load_in_background(holder: ModelHolder, loading: threading.Event, closing: threading.Event,
+                        gate: Path | None) -> None:
+    """Load the champion in a daemon thread (a stop during the load does not wait for it: `closing`); `loading` is
+    set until the load has succeeded or failed."""
+    holder.load_error = "the champion is still loading"
+    loading.set()
+
+    def run() -> None:
+        try:
+            while gate is not None and not gate.exists() and not closing.is_set():
+                time.sleep(0.05)  # tests only (HMREC_TEST_LOAD_GATE): hold the load until the test says
+            _load(holder)
+        except Exception as error:  # noqa: BLE001 - a thread's error would otherwise be printed and forgotten
+            if closing.is_set():
+                return  # stopped during the load: the event store it reports to is closed
+            holder.load_error = f"the load failed unexpectedly: {type(error).__name__}: {error}"
+            log.exception("serving without a model")
+        finally:
+            loading.clear()
+
+    threading.Thread(target=run, name="hmrec-first-load", daemon=True).start()
 
 
 def limit_threads(threads: int) -> None:
@@ -106,8 +154,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:
-        return JSONResponse({"detail": f"no model is loaded: {public(error)}"}, status.HTTP_503_SERVICE_UNAVAILABLE,
-                            headers=retry)
+        loading = "loading" if request.app.state.loading.is_set() else "unavailable"
+        return JSONResponse({"detail": f"no model is loaded: {public(error)}", "status": loading},
+                            status.HTTP_503_SERVICE_UNAVAILABLE, headers=retry)
 
     @app.exception_handler(EventStoreUnavailable)
     async def store_unavailable(request: Request, error: EventStoreUnavailable) -> JSONResponse:

@@ -1,7 +1,9 @@
-"""Running one uvicorn server in this process: told once it accepts connections, stopped at once during start-up."""
+"""Running one uvicorn server in this process (stopped at once during start-up), and waiting for a server to accept
+connections or to have its model loaded."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import signal
@@ -15,6 +17,7 @@ import uvicorn
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
+READY_POLL_SECONDS = 0.2  # each poll is a request the loading worker answers: not too often
 
 
 def run_server(config: uvicorn.Config, sockets: list[socket.socket] | None = None,
@@ -75,8 +78,31 @@ def wait_until_accepting(host: str, port: int, stopped: Callable[[], bool]) -> b
     pause = threading.Event()
     while not stopped():
         try:
-            with socket.create_connection((host, port), timeout=1):
+            with socket.create_connection((_reachable(host), port), timeout=1):
                 return True
         except OSError:
             pause.wait(POLL_SECONDS)
     return False
+
+
+def wait_until_ready(host: str, port: int, stopped: Callable[[], bool]) -> bool:
+    """Wait until GET /ready on (host, port) answers 200, a model loaded (True), or `stopped()` (False). The port
+    opens before the model has loaded, so a connection alone says nothing of it."""
+    pause = threading.Event()
+    while not stopped():
+        connection = http.client.HTTPConnection(_reachable(host), port, timeout=5)
+        try:
+            connection.request("GET", "/ready")
+            if connection.getresponse().status == 200:
+                return True
+        except (OSError, http.client.HTTPException):
+            pass  # not listening yet, or a worker stopping
+        finally:
+            connection.close()
+        pause.wait(READY_POLL_SECONDS)
+    return False
+
+
+def _reachable(host: str) -> str:
+    """The address to connect to for a server listening on `host` (every interface: this machine's loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)

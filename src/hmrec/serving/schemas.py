@@ -220,6 +220,11 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, naming the field or id at fault")
 
 
+class NotReadyBody(ErrorBody):
+    status: Literal["loading", "unavailable"] = Field(description="loading: the model is being loaded (the port "
+                                                      "opens first); unavailable: the load failed, `detail` says why")
+
+
 class FieldError(BaseModel):
     field: str = Field(description="The field at fault, dotted (`k`, `customer_id`; `body` for the whole body)")
     location: str = Field(description="Where the field is: body, query or path")

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
                          "core. Events and reloads reach every worker through the events file.")
     threads: int = Field(1, ge=1, description="Threads each worker gives polars, torch and FAISS. One: a request "
                          "is a few milliseconds of small operations, and idle threads spin on cores others need.")
+    test_load_gate: Path | None = Field(None, description="Tests only: the model load waits until this file "
+                                        "exists, so a test sees the service answer while it loads; unset, it "
+                                        "loads at once.")
     access_log: bool = Field(False, description="A log line per request, in hmrec's log format (off: one browsing "
                              "session wrote 89 lines). Off, a worker spends about 8% "
                              "less CPU on a cheap request (see docs/benchmarks.md); /metrics still counts them all.")

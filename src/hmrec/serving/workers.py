@@ -1,12 +1,14 @@
-"""Several uvicorn worker processes on one port, each listening on its own SO_REUSEPORT socket.
+"""One or several uvicorn worker processes on one port, each listening on its own SO_REUSEPORT socket.
 
 uvicorn's own `--workers` shares one listening socket, and an asyncio server accepts every connection waiting
 when it wakes: a burst of new connections (a client pool opening, a load balancer reconnecting) can all land on
 one worker while the others idle. With one socket per worker, the kernel spreads connections over them as they
 arrive. The parent only supervises: it restarts a worker that dies, replaces one that stops answering its pings (a
 watchdog over a pipe to each worker, independent of the event store: a frozen worker would otherwise keep taking
-connections it never answers) and stops them all on SIGTERM or SIGINT; a worker also stops when the parent dies,
-even by SIGKILL (Linux's parent-death signal), so none serves on orphaned.
+connections it never answers; with one worker, the whole service would hang) and stops them all on SIGTERM or
+SIGINT; a worker also stops when the parent dies, even by SIGKILL (Linux's parent-death signal), so none serves on
+orphaned. The first workers listen before their model has loaded (/ready answers 503 meanwhile); a worker replacing
+one can be given another app factory that loads first, so the workers already serving take every connection.
 SO_REUSEPORT would let a second service bind the port beside a running one, so `hmrec serve` calls
 `refuse_if_served` first.
 """
@@ -127,13 +129,15 @@ class _Watched:
 
 
 def serve_workers(app: str, host: str, port: int, workers: int, log_level: str = "info",
-                  access_log: bool = True, ping_timeout: float = 10.0) -> int:
+                  access_log: bool = True, ping_timeout: float = 10.0, replacement: str | None = None) -> int:
     """Run `workers` processes serving the app factory `app` ("module:function") until told to stop; the exit code.
-    A worker that answers no ping for `ping_timeout` seconds is killed and replaced."""
+    A worker that answers no ping for `ping_timeout` seconds is killed and replaced; one that dies is replaced;
+    replacements serve the factory `replacement` (default: `app`)."""
     listening_socket(host, port).close()  # fail here, once, if the port is taken by a process we cannot share with
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked thread pools or locks
     stop = threading.Event()
     args = (app, host, port, log_level, access_log, os.getpid())
+    later = (replacement or app, *args[1:])
 
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     watched = [_Watched(context, args) for _ in range(workers)]
@@ -160,7 +164,7 @@ def serve_workers(app: str, host: str, port: int, workers: int, log_level: str =
                     log.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
                     time.sleep(0.5)  # no tight loop if something kills every new worker
                 worker.stop()
-                watched[i] = _Watched(context, args)
+                watched[i] = _Watched(context, later)
     finally:
         processes = [worker.process for worker in watched]
         for process in processes:

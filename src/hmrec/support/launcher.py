@@ -40,21 +40,45 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> Server:
+        """Start the service and wait until every worker answers /ready with 200 (its model loaded)."""
+        return self.spawn().wait_ready(timeout)
+
+    def spawn(self) -> Server:
+        """Start `hmrec serve` without waiting for anything."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(HMREC), "serve", "--workdir", str(self.workdir), "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
+        return self
+
+    def wait_ready(self, timeout: float = 90) -> Server:
+        """Until every worker answers /ready with 200: the port opens before the model has loaded, so an open port
+        (or one 200, with several workers) does not mean the service answers."""
         workers = int(self.env.get("HMREC_WORKERS", "1"))
+        return self._wait(lambda: len(self.ready_processes()) >= workers, timeout, "ready")
+
+    def wait_listening(self, timeout: float = 90) -> Server:
+        """Until the port accepts connections (the model may still be loading)."""
+        return self._wait(self._listening, timeout, "listening")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def _wait(self, done, timeout: float, what: str) -> Server:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hmrec serve exited with {self.process.returncode}: {self.log_path.read_text()}")
-            if len(self.ready_processes()) >= workers:
+            if done():
                 return self
-            time.sleep(0.2)
+            time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"hmrec serve was not ready within {timeout} s: {self.log_path.read_text()}")
+        raise RuntimeError(f"hmrec serve was not {what} within {timeout} s: {self.log_path.read_text()}")
 
     def ready_processes(self, tries: int = 20) -> set[str]:
         """Tokens of the worker processes seen ready (/ready's `worker`), each request on a new connection (the kernel

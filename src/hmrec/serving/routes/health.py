@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from hmrec.serving.deps import HolderDep, LiveDep, MetricsDep
-from hmrec.serving.schemas import Health, Ready, error_responses
+from hmrec.serving.schemas import Health, NotReadyBody, Ready, error_responses
 
 router = APIRouter(tags=["health"])
+NOT_READY = {503: {**error_responses(503)[503], "model": NotReadyBody,
+                   "description": "No model is loaded: `status` says whether it is loading or its load failed"}}
 
 
 @router.get("/health", response_model=Health, summary="The process is alive")
@@ -15,8 +17,8 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=Ready, responses=error_responses(503),
-            summary="A model is loaded (503 with the reason until then), and whether the event store answers")
+@router.get("/ready", response_model=Ready, responses=NOT_READY,
+            summary="A model is loaded (503 while it loads or if it failed to), and whether the event store answers")
 def ready(holder: HolderDep, live: LiveDep) -> dict:
     model = holder.model
     # 200 during an event store outage too: the answers degrade, and a load balancer should keep this instance
