@@ -71,6 +71,7 @@ def test_without_champion_the_app_starts_but_is_not_ready(empty_client, empty_di
     assert response.json()["detail"] == (  # no absolute path in an answer: the workdir is named by its setting
         "no model is loaded: cannot load the champion: HMREC_WORKDIR does not exist: "
         "run `hmrec pipeline --raw DIR --workdir HMREC_WORKDIR --promote` to train and register a model")
+    assert response.json()["status"] == "unavailable"  # the load failed: not "loading" (tests/test_readiness.py)
     assert not work.exists()  # reading never creates the workdir
 
 

@@ -151,7 +151,8 @@ def test_serving_on_is_printed_once_the_server_answers(tmp_path):
 
 
 def test_sigterm_during_start_up_stops_at_once(tmp_path):
-    """The champion's registry is a server that never answers, so start-up hangs in the model load."""
+    """The champion's registry is a server that never answers, so the model load hangs (the port open meanwhile):
+    SIGTERM does not wait for it."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -165,7 +166,7 @@ def test_sigterm_during_start_up_stops_at_once(tmp_path):
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=10)
             assert time.monotonic() - started < 5
-            assert process.returncode == -signal.SIGTERM
+            assert process.returncode == 0  # the supervisor stopped its worker; the load it left is no error
             assert "serving on" not in process.stdout.read()
         finally:
             if process.poll() is None:
