@@ -14,6 +14,8 @@ connection each):
   cold          POST /recommendations for ids the data has never seen (cold start, each id new)
   mix           90% warm recommendations (random customers) + 10% purchase events for them; `paths` gives the
                 share of the answers each path served (a customer who bought goes online)
+  event-rate    only when named in --only: POST /events/purchases at stepped open-loop rates, the sustainable
+                rate (no refusal, p99 < 100 ms) and the service at 4x it (bench/event_rate.py)
 Latency is measured by the client (request sent -> response read); the server's own time per answer
 (`took_ms`) is reported beside it. Targets on 2 cores: >= 500 recommendation requests/s, p99 <= 50 ms.
 Events go to a temporary SQLite file, never the workdir's; `--events postgresql` puts them in a throw-away
@@ -21,6 +23,7 @@ PostgreSQL cluster started for the run (fsync on, as in production; Debian's ser
 an existing (empty) PostgreSQL database.
 
     .venv/bin/python bench/serve.py --workdir work --only mix --workers 2 --concurrency 16 --events postgresql
+    .venv/bin/python bench/serve.py --workdir work --only event-rate --workers 2
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import event_rate
 import numpy as np
 import polars as pl
 import psutil
 import uvloop
+from http1 import EVENTS_TOKEN, exchange
 
 from hmrec.registry.model_bundle import bundle_paths, read_answers
 from hmrec.registry.versions import Registry
@@ -83,7 +88,7 @@ async def run_scenario(url: str, make_request, duration: float, concurrency: int
                 n += 1
                 started = time.perf_counter()
                 try:
-                    status, payload = await _exchange(reader, writer, method, path, body)
+                    status, payload = await exchange(reader, writer, method, path, body)
                 except (ConnectionError, asyncio.IncompleteReadError) as error:
                     failures[type(error).__name__] = failures.get(type(error).__name__, 0) + 1
                     writer.close()
@@ -106,22 +111,6 @@ async def run_scenario(url: str, make_request, duration: float, concurrency: int
     elapsed = time.perf_counter() - started
     cpu = {"server": _cpu_seconds(server_pids) - cpu_before, "client": time.process_time() - client_before}
     return summarise(latencies, server_ms, cached, failures, elapsed, cpu, paths)
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
-                    body: dict | None) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on a kept-alive connection; the (status, body) of its answer (Content-Length framed).
-
-    A hand-rolled client because a full one (httpx) costs more CPU per request than the server's trivial
-    endpoint, and this machine's two cores are shared by both ends."""
-    payload = json.dumps(body).encode() if body is not None else b""
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
-    return status, await reader.readexactly(length)
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -204,6 +193,15 @@ def main() -> None:
     parser.add_argument("--events", choices=["sqlite", "postgresql"], default="sqlite",
                         help="event store backend: a temporary SQLite file, or a throw-away PostgreSQL cluster")
     parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
+    parser.add_argument("--max-in-flight", type=int, help="server's HMREC_MAX_IN_FLIGHT (default: the service's)")
+    rates = parser.add_argument_group("event-rate (bench/event_rate.py)")
+    rates.add_argument("--rate-start", type=float, default=50.0, help="first offered events per second")
+    rates.add_argument("--rate-factor", type=float, default=1.25, help="each step offers this times the last")
+    rates.add_argument("--rate-refine", type=int, default=2, help="bisections between the last pass and first fail")
+    rates.add_argument("--step-seconds", type=float, default=5.0, help="seconds per offered rate")
+    rates.add_argument("--overload-seconds", type=float, default=10.0, help="seconds at 4x the sustainable rate")
+    rates.add_argument("--max-rate", type=float, default=20_000.0, help="stop stepping here")
+    rates.add_argument("--max-connections", type=int, default=1024, help="the client's connections at most")
     args = parser.parse_args()
     warm, active, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
     plan = scenarios(warm, active, articles, args.seed)
@@ -214,11 +212,12 @@ def main() -> None:
             from hmrec.support.local_postgres import TemporaryPostgres
 
             events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
+        limit = {"HMREC_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
         server = Server(args.workdir, events, Path(scratch) / "server.log",
                         HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
-                        HMREC_WORKERS=str(args.workers),
+                        HMREC_WORKERS=str(args.workers), HMREC_EVENTS_TOKEN=EVENTS_TOKEN,
                         # one client address sends every event here: measure the service, not the per-client limit
-                        HMREC_EVENTS_PER_CLIENT_PER_SECOND="1000000", HMREC_EVENTS_BURST="1000000")
+                        HMREC_EVENTS_PER_CLIENT_PER_SECOND="1000000", HMREC_EVENTS_BURST="1000000", **limit)
         with server:
             # warm-hit needs its 100 customers asked once; warm-miss must come first so it never hits
             for name in [n for n in plan if not args.only or n in args.only]:
@@ -227,6 +226,10 @@ def main() -> None:
                 results[name] = uvloop.run(run_scenario(server.url, plan[name], args.duration, args.concurrency,
                                                          [server.process.pid]))
                 print(f"{name:10s} {json.dumps(results[name])}", file=sys.stderr)
+            if args.only and "event-rate" in args.only:
+                rate = event_rate.measure(server.url, event_rate.purchases(warm, articles, args.seed),
+                                          args.rate_start, args.rate_factor, args.rate_refine, args.step_seconds,
+                                          args.overload_seconds, args.max_rate, args.max_connections)
             # resident memory of each serving process once every scenario ran (the supervisor's included)
             family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
             rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
@@ -234,8 +237,12 @@ def main() -> None:
     report = {"workdir": str(args.workdir), "events": backend, "cpus": os.cpu_count(), "concurrency": args.concurrency,
               "batch_max": args.batch_max, "workers": args.workers, "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "precomputed_customers": len(active),
-              "rss_mib": rss_mib, "scenarios": results}
+              "rss_mib": rss_mib, "max_in_flight": args.max_in_flight, "scenarios": results}
+    if args.only and "event-rate" in args.only:
+        report["event_rate"] = rate
     print(markdown(report))
+    if "event_rate" in report:
+        print("\n" + event_rate.markdown(report["event_rate"]))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
