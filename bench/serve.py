@@ -202,6 +202,7 @@ def main() -> None:
     rates.add_argument("--overload-seconds", type=float, default=10.0, help="seconds at 4x the sustainable rate")
     rates.add_argument("--max-rate", type=float, default=20_000.0, help="stop stepping here")
     rates.add_argument("--max-connections", type=int, default=1024, help="the client's connections at most")
+    rates.add_argument("--sustainable", type=float, help="a sustainable rate found before: only run at 4x it")
     args = parser.parse_args()
     warm, active, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
     plan = scenarios(warm, active, articles, args.seed)
@@ -229,7 +230,8 @@ def main() -> None:
             if args.only and "event-rate" in args.only:
                 rate = event_rate.measure(server.url, event_rate.purchases(warm, articles, args.seed),
                                           args.rate_start, args.rate_factor, args.rate_refine, args.step_seconds,
-                                          args.overload_seconds, args.max_rate, args.max_connections)
+                                          args.overload_seconds, args.max_rate, args.max_connections,
+                                          args.sustainable)
             # resident memory of each serving process once every scenario ran (the supervisor's included)
             family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
             rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
