@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -100,7 +101,7 @@ def summary(rate: float, sent: int, elapsed: float, accepted: list[float], refus
     """`elapsed` runs until the last answer: accepted/s counts the drain after the last send against the service."""
     result = {"rate": round(rate, 1), "sent": sent, "seconds": round(elapsed, 2),
               "accepted_per_s": round(len(accepted) / elapsed, 1), "accepted": len(accepted),
-              "not_accepted": dict(sorted(other.items()))}
+              "not_accepted": dict(sorted(other.items())), "load_average": round(os.getloadavg()[0], 1)}
     for name, ms in (("accepted", accepted), ("refused", refused)):
         if ms:
             result[f"{name}_p50_ms"] = round(float(np.percentile(ms, 50)), 1)
@@ -159,14 +160,14 @@ def measure(url: str, body: Callable[[int], dict], start: float, factor: float, 
 def markdown(result: dict) -> str:
     lines = [f"sustainable event rate: {result['sustainable_per_s']}/s (every event accepted, p99 < "
              f"{LATENCY_TARGET_MS:.0f} ms)", "",
-             "| offered /s | sent | accepted /s | not accepted | accepted p50 / p99 / max ms | refused p50 / p99 ms |",
-             "|---|---|---|---|---|---|"]
+             "| offered /s | sent | accepted /s | not accepted | accepted p50 / p99 / max ms | refused p50 / p99 ms "
+             "| load |", "|---|---|---|---|---|---|---|"]
     rows = [*result["steps"], *([result["overload"]] if "overload" in result else [])]
     for step in rows:
         lines.append(f"| {step['rate']} | {step['sent']} | {step['accepted_per_s']} | {step['not_accepted'] or 0} | "
                      f"{step.get('accepted_p50_ms', '-')} / {step.get('accepted_p99_ms', '-')} / "
                      f"{step.get('accepted_max_ms', '-')} | {step.get('refused_p50_ms', '-')} / "
-                     f"{step.get('refused_p99_ms', '-')} |")
+                     f"{step.get('refused_p99_ms', '-')} | {step['load_average']} |")
     if "targets" in result:
         lines += ["", f"at {OVERLOAD}x (last row): {result['targets']}"]
     return "\n".join(lines)

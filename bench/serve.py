@@ -204,6 +204,7 @@ def main() -> None:
     rates.add_argument("--max-connections", type=int, default=1024, help="the client's connections at most")
     rates.add_argument("--sustainable", type=float, help="a sustainable rate found before: only run at 4x it")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # the machine's business matters as much as the figures
     warm, active, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
     plan = scenarios(warm, active, articles, args.seed)
     results = {}
@@ -219,25 +220,27 @@ def main() -> None:
                         HMREC_WORKERS=str(args.workers), HMREC_EVENTS_TOKEN=EVENTS_TOKEN,
                         # one client address sends every event here: measure the service, not the per-client limit
                         HMREC_EVENTS_PER_CLIENT_PER_SECOND="1000000", HMREC_EVENTS_BURST="1000000", **limit)
-        with server:
-            # warm-hit needs its 100 customers asked once; warm-miss must come first so it never hits
-            for name in [n for n in plan if not args.only or n in args.only]:
-                if name == "warm-hit":
-                    uvloop.run(run_scenario(server.url, plan["warm-hit"], 1.0, args.concurrency, [server.process.pid]))
-                results[name] = uvloop.run(run_scenario(server.url, plan[name], args.duration, args.concurrency,
-                                                         [server.process.pid]))
-                print(f"{name:10s} {json.dumps(results[name])}", file=sys.stderr)
-            if args.only and "event-rate" in args.only:
-                rate = event_rate.measure(server.url, event_rate.purchases(warm, articles, args.seed),
-                                          args.rate_start, args.rate_factor, args.rate_refine, args.step_seconds,
-                                          args.overload_seconds, args.max_rate, args.max_connections,
-                                          args.sustainable)
-            # resident memory of each serving process once every scenario ran (the supervisor's included)
-            family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
-            rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
+        stack.callback(server.stop)
+        server.start(timeout=600)  # a loaded machine can take minutes to start two workers
+        # warm-hit needs its 100 customers asked once; warm-miss must come first so it never hits
+        for name in [n for n in plan if not args.only or n in args.only]:
+            if name == "warm-hit":
+                uvloop.run(run_scenario(server.url, plan["warm-hit"], 1.0, args.concurrency, [server.process.pid]))
+            results[name] = uvloop.run(run_scenario(server.url, plan[name], args.duration, args.concurrency,
+                                                     [server.process.pid]))
+            print(f"{name:10s} {json.dumps(results[name])}", file=sys.stderr)
+        if args.only and "event-rate" in args.only:
+            rate = event_rate.measure(server.url, event_rate.purchases(warm, articles, args.seed),
+                                      args.rate_start, args.rate_factor, args.rate_refine, args.step_seconds,
+                                      args.overload_seconds, args.max_rate, args.max_connections,
+                                      args.sustainable)
+        # resident memory of each serving process once every scenario ran (the supervisor's included)
+        family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
+        rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
     backend = "postgresql" if args.events_url else args.events
     report = {"workdir": str(args.workdir), "events": backend, "cpus": os.cpu_count(), "concurrency": args.concurrency,
-              "batch_max": args.batch_max, "workers": args.workers, "load_average_after": os.getloadavg()[0],
+              "batch_max": args.batch_max, "workers": args.workers, "load_average_before": load_before,
+              "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "precomputed_customers": len(active),
               "rss_mib": rss_mib, "max_in_flight": args.max_in_flight, "scenarios": results}
     if args.only and "event-rate" in args.only:
