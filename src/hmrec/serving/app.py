@@ -36,9 +36,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 def create_app(settings: Settings, loader: Loader | None = None, load_in_background: bool = False) -> FastAPI:
     """The service for `settings`; `loader` (default: the registry's champion) is what /admin/reload calls.
 
-    load_in_background: the lifespan ends (so the port opens) before the model has loaded, and the load goes on in
-    a thread: /health answers at once, /ready and the model's routes 503 with Retry-After until it is done. Without
-    it, the lifespan loads first (in-process test clients, and workers replacing one that died: see workers.py)."""
+    load_in_background: the lifespan's start-up returns (so the port opens) before the model has loaded, and the
+    load goes on in a thread: /health answers at once, /ready and the model's routes 503 with Retry-After until it
+    is done. Without it, the lifespan loads first (in-process test clients, and workers replacing one that died:
+    see workers.py)."""
     metrics = ServiceMetrics()
 
     @asynccontextmanager
