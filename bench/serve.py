@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
     parser.add_argument("--max-in-flight", type=int, help="server's HMREC_MAX_IN_FLIGHT (default: the service's)")
     rates = parser.add_argument_group("event-rate (bench/event_rate.py)")
-    rates.add_argument("--rate-start", type=float, default=50.0, help="first offered events per second")
+    rates.add_argument("--rate-start", type=float, default=20.0, help="first offered events per second")
     rates.add_argument("--rate-factor", type=float, default=1.25, help="each step offers this times the last")
     rates.add_argument("--rate-refine", type=int, default=2, help="bisections between the last pass and first fail")
     rates.add_argument("--step-seconds", type=float, default=5.0, help="seconds per offered rate")
