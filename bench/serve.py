@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import sys
 import tempfile
 import time
@@ -44,6 +45,9 @@ import uvloop
 from hmrec.registry.model_bundle import bundle_paths, read_answers
 from hmrec.registry.versions import Registry
 from hmrec.support.launcher import Server  # the same subprocess helper the reliability tests use
+
+EVENTS_TOKEN = secrets.token_urlsafe(24)  # live events need it (HMREC_EVENTS_TOKEN); every request sends it
+AUTHORIZATION = f"Authorization: Bearer {EVENTS_TOKEN}\r\n"
 
 
 def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[str], list[int]]:
@@ -115,7 +119,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     A hand-rolled client because a full one (httpx) costs more CPU per request than the server's trivial
     endpoint, and this machine's two cores are shared by both ends."""
     payload = json.dumps(body).encode() if body is not None else b""
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{AUTHORIZATION}"
                  f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -214,7 +218,7 @@ def main() -> None:
             from hmrec.support.local_postgres import TemporaryPostgres
 
             events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
-        server = Server(args.workdir, events, Path(scratch) / "server.log",
+        server = Server(args.workdir, events, Path(scratch) / "server.log", events_token=EVENTS_TOKEN,
                         HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
                         HMREC_WORKERS=str(args.workers),
                         # one client address sends every event here: measure the service, not the per-client limit
