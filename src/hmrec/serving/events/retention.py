@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import date
 
@@ -10,8 +9,6 @@ from mlflow.exceptions import MlflowException
 
 from hmrec.registry.versions import Registry, RegistryError
 from hmrec.serving.events.base import EventLog
-
-log = logging.getLogger(__name__)
 
 
 class NothingServedError(RegistryError):
@@ -30,8 +27,9 @@ class Compaction:
 
     def describe(self) -> str:
         ends = ", ".join(f"{alias} = version {v} ({end})" for alias, (v, end) in self.served.items())
-        return (f"deleted {self.deleted:,} live events dated before {self.before} and received over "
-                f"{self.retention_days} days ago; data ends of the served versions: {ends}")
+        events = f"{self.deleted:,} live event{'' if self.deleted == 1 else 's'}"
+        return (f"deleted {events} dated before {self.before} and received over {self.retention_days} days ago; data "
+                f"ends of the served versions: {ends}")
 
 
 def served_data_ends(registry: Registry) -> dict[str, tuple[int, date]]:
@@ -56,6 +54,4 @@ def compact_events(log_store: EventLog, registry: Registry, retention_days: int)
                                  f"{registry.workdir}, so no live event is known to be trained on: none deleted "
                                  "(promote one: `hmrec registry promote VERSION`)")
     before = min(end for _, end in served.values())
-    result = Compaction(served, before, retention_days, log_store.compact(before, retention_days))
-    log.info("%s", result.describe())
-    return result
+    return Compaction(served, before, retention_days, log_store.compact(before, retention_days))
