@@ -120,5 +120,5 @@ def test_serve_compacts_at_start_up_when_a_retention_is_set(workdir, tmp_path, c
     events = tmp_path / "events.sqlite"
     plant(str(events))
     _compact_at_start(Settings(workdir=workdir, events_path=events, events_retention_days=RETENTION_DAYS))
-    assert capsys.readouterr().out.startswith(f"deleted 1 live event dated before {CHALLENGER_END}")
+    assert capsys.readouterr().err.startswith(f"deleted 1 live event dated before {CHALLENGER_END}")
     assert {c for c, _ in s.stored_purchases(str(events))} == kept()

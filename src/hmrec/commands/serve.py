@@ -57,7 +57,8 @@ def serve(
     repair_before_serving(settings.events_target)  # before any worker opens the events file
     if settings.events_retention_days is not None:
         _compact_at_start(settings)
-    typer.echo(_events_access(settings))
+    # on stderr with the log: stdout's first line stays `serving on ...`, which scripts wait for
+    typer.echo(_events_access(settings), err=True)
     factory = "hmrec.serving.app:app_from_environment"
 
     def announce() -> None:  # only once the server accepts connections (after the model has loaded)
@@ -103,7 +104,7 @@ def _compact_at_start(settings) -> None:
     store = open_event_store(settings.events_target, timeout=60)
     try:
         typer.echo(compact_events(store, Registry.for_workdir(settings.workdir),
-                                  settings.events_retention_days).describe())
+                                  settings.events_retention_days).describe(), err=True)
     except (RegistryError, EventStoreUnavailable) as error:
         typer.echo(f"warning: HMREC_EVENTS_RETENTION_DAYS: no event compacted: {error}", err=True)
     finally:
