@@ -36,11 +36,12 @@ pipeline: sample
 	$(HMREC) pipeline --raw $(SAMPLE) --workdir $(WORKDIR) --promote
 
 run: pipeline
-	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT)
+	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT) --demo
 
 # Serves the current champion of $(WORKDIR) as it is: no sample, no training (`make run` trains and registers first).
+# Both take anonymous live events (--demo): for a shared machine, set HMREC_EVENTS_TOKEN and run `hmrec serve` alone.
 serve: setup
-	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT)
+	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT) --demo
 
 # ruff first; pytest exits 5 when it collected no test: that must fail, never pass silently.
 test: $(TEST_STAMP)

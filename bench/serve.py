@@ -215,9 +215,9 @@ def main() -> None:
 
             events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
         limit = {"HMREC_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
-        server = Server(args.workdir, events, Path(scratch) / "server.log",
+        server = Server(args.workdir, events, Path(scratch) / "server.log", events_token=EVENTS_TOKEN,
                         HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
-                        HMREC_WORKERS=str(args.workers), HMREC_EVENTS_TOKEN=EVENTS_TOKEN,
+                        HMREC_WORKERS=str(args.workers),
                         # one client address sends every event here: measure the service, not the per-client limit
                         HMREC_EVENTS_PER_CLIENT_PER_SECOND="1000000", HMREC_EVENTS_BURST="1000000", **limit)
         stack.callback(server.stop)

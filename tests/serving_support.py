@@ -21,6 +21,8 @@ from hmrec.support.launcher import HMREC, free_port  # noqa: F401  (the tests us
 
 DATA_END = date(2021, 3, 10)  # deliberately not the public sample's dates
 ADMIN_TOKEN = "test-admin-token"
+EVENTS_TOKEN = "test-events-token-0123456789"  # HMREC_EVENTS_TOKEN of the tests' services
+EVENTS_AUTH = {"Authorization": f"Bearer {EVENTS_TOKEN}"}  # what a client posting live events sends
 
 # Customers of the hand-made data, by role.
 FREQUENT = "a" * 64  # age 23 (bucket 0): bought articles 0 (twice), 1, 2, 3
@@ -93,9 +95,10 @@ def handmade_transactions() -> pl.DataFrame:
 
 
 def write_handmade_bundle(directory: Path, recommender: Recommender | None = None,
-                          history_tail: int | None = None) -> Path:
+                          history_tail: int | None = None, data_end: date = DATA_END) -> Path:
     """A complete bundle of the hand-made tables, a real fitted recommender (default: repurchase) and the
-    cold start (age popularity); `history_tail` keeps only each customer's latest purchases in history.parquet."""
+    cold start (age popularity); `history_tail` keeps only each customer's latest purchases in history.parquet;
+    `data_end`: the manifest's (a later one: days without sales at the end of the data)."""
     from hmrec.recommenders.popularity import AgePopularityRecommender
     from hmrec.recommenders.repurchase import RepurchaseRecommender
 
@@ -103,7 +106,7 @@ def write_handmade_bundle(directory: Path, recommender: Recommender | None = Non
     data = TrainData(transactions, customers, articles, cutoff=DATA_END + timedelta(days=1))
     recommender = (recommender or RepurchaseRecommender()).fit(data)
     return write_bundle(directory, articles=articles, customers=customers, transactions=transactions,
-                        final=recommender, cold_start=AgePopularityRecommender().fit(data), data_end=DATA_END,
+                        final=recommender, cold_start=AgePopularityRecommender().fit(data), data_end=data_end,
                         store_fingerprint="handmade", history_per_customer=history_tail)
 
 
@@ -132,15 +135,17 @@ def two_versions(root: Path) -> tuple[Path, int, int]:
 
 
 class Server(launcher.Server):
-    """`hmrec serve` as the serving tests run it: with the tests' admin token."""
+    """`hmrec serve` as the serving tests run it: with the tests' admin and events tokens (none with `demo`)."""
 
-    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, **env: str):
-        super().__init__(workdir, events_db, log_path, **{"HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env})
+    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, demo: bool = False, preexec_fn=None,
+                 **env: str):
+        super().__init__(workdir, events_db, log_path, events_token=None if demo else EVENTS_TOKEN, demo=demo,
+                         preexec_fn=preexec_fn, **{"HMREC_ADMIN_TOKEN": ADMIN_TOKEN, **env})
 
 
 def post_until_stopped(url: str, prefix: str, acknowledged: list, stop: threading.Event) -> None:
     """Post purchases until `stop` or until the server is gone; record each (customer, article) that got a 201."""
-    with httpx.Client(base_url=url, timeout=5) as client:
+    with httpx.Client(base_url=url, timeout=5, headers=EVENTS_AUTH) as client:
         n = 0
         while not stop.is_set():
             customer, article = f"{prefix}-{n}", ARTICLE_IDS[n % 10]

@@ -30,8 +30,9 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def client(workdir, tmp_path):
-    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", admin_token=s.ADMIN_TOKEN)
-    with TestClient(create_app(settings)) as client:
+    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", admin_token=s.ADMIN_TOKEN,
+                        events_token=s.EVENTS_TOKEN)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         yield client
 
 
@@ -216,8 +217,9 @@ def test_event_for_unknown_article_is_404(client):
 
 def test_live_purchase_is_left_out_for_purchased_days_then_offered_again(workdir, tmp_path):
     # live events are dated at most the service's date + 1, so the test leaves purchases out for 1 day, not 7
-    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", purchased_days=1)
-    with TestClient(create_app(settings)) as client:
+    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", purchased_days=1,
+                        events_token=s.EVENTS_TOKEN)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         assert [it["article_id"] for it in recommend(client, s.FREQUENT, k=4)["items"]] == ids([0, 3, 2, 1])
         client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([3])[0]})
         assert [it["article_id"] for it in recommend(client, s.FREQUENT, k=4)["items"]] == ids([0, 2, 1, 7])
@@ -230,7 +232,7 @@ def test_live_purchase_is_left_out_for_purchased_days_then_offered_again(workdir
 
 
 def test_purchased_days_zero_offers_everything_back(workdir, tmp_path):
-    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", purchased_days=0)
+    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", purchased_days=0, demo=True)
     with TestClient(create_app(settings)) as client:
         client.post("/events/purchases", json={"customer_id": "zero-days", "article_id": ids([5])[0]})
         assert recommend(client, "zero-days", k=1)["items"][0]["article_id"] == ids([5])[0]
@@ -256,7 +258,8 @@ def test_buy_again_k_out_of_range(client):
 def test_purchase_count_is_the_true_total_though_history_is_cut(tmp_path):
     workdir = tmp_path / "work"
     s.register(workdir, s.write_handmade_bundle(tmp_path / "bundle", history_tail=2))
-    with TestClient(create_app(Settings(workdir=workdir, events_path=tmp_path / "e.sqlite"))) as client:
+    settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", events_token=s.EVENTS_TOKEN)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         customer = client.get(f"/customers/{s.FREQUENT}").json()
         assert customer["summary"]["purchase_count"] == 5
         assert customer["summary"]["average_price"] == 0.034  # of all 5 purchases, not of the 2 served
@@ -568,7 +571,9 @@ def test_popular_age_not_a_number(client):
 
 
 def test_reload_without_token(client):
-    assert_error(client.post("/admin/reload"), 401, "missing bearer token in the Authorization header")
+    request = client.build_request("POST", "/admin/reload")
+    del request.headers["Authorization"]  # the fixture's client sends the events token with every request
+    assert_error(client.send(request), 401, "missing bearer token in the Authorization header")
 
 
 def test_reload_with_wrong_token(client):
@@ -666,8 +671,8 @@ def test_batched_answers_equal_single_answers(workdir, tmp_path):
 
 def test_events_beyond_a_clients_rate_are_refused_with_429(workdir, tmp_path):
     settings = Settings(workdir=workdir, events_path=tmp_path / "e.sqlite", events_per_client_per_second=0.01,
-                        events_burst=3)
-    with TestClient(create_app(settings)) as client:
+                        events_burst=3, events_token=s.EVENTS_TOKEN)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         body = {"customer_id": "flood", "article_id": ids([1])[0]}
         assert [client.post("/events/purchases", json=body).status_code for _ in range(3)] == [201, 201, 201]
         refused = client.post("/events/purchases", json=body)

@@ -35,35 +35,52 @@ def schema(tmp_path_factory):
     """The app with its lifespan started (the services built, the model loaded), as a schemathesis schema over ASGI."""
     root = tmp_path_factory.mktemp("fuzz")
     app = create_app(Settings(workdir=s.handmade_workdir(root), events_path=root / "events.sqlite",
-                              admin_token=s.ADMIN_TOKEN))
+                              admin_token=s.ADMIN_TOKEN, events_token=s.EVENTS_TOKEN))
     with TestClient(app):
-        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+        yield schemathesis.openapi.from_asgi("/openapi.json", app), root / "events.sqlite"
 
 
 def test_every_operation_answers_as_documented(schema):
+    schema, events = schema
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 11
-    tried = {operation.label: fuzz(operation) for operation in operations}
+    tried = {operation.label: fuzz(operation, _cases(operation)) for operation in operations}
     assert all(count > 0 for count in tried.values()), tried
     log.info("schemathesis: %d cases over %d operations", sum(tried.values()), len(tried))
+    # valid events of served articles (a random id is almost never one): the 201, its body and the token checked
+    purchases = next(operation for operation in operations if operation.label == "POST /events/purchases")
+    fuzz(purchases, st.tuples(_cases(purchases, negative=False), st.sampled_from(s.ARTICLE_IDS)).map(_of_article))
+    assert s.stored_purchases(events), "no valid event was stored: was the events token sent?"
 
 
-def fuzz(operation) -> int:
-    """Run valid and invalid requests of one operation through the checks; how many were sent."""
-    sent = []
+def _cases(operation, negative: bool = True):
+    """Valid requests of an operation, and invalid ones unless `negative` is False."""
     positive = operation.as_strategy(GenerationMode.POSITIVE).map(_within_service_days)
-    cases = st.one_of(positive, operation.as_strategy(GenerationMode.NEGATIVE))
+    return st.one_of(positive, operation.as_strategy(GenerationMode.NEGATIVE)) if negative else positive
+
+
+def fuzz(operation, cases) -> int:
+    """Run the requests `cases` draws for one operation through the checks; how many were sent."""
+    sent = []
 
     # derandomize: the same cases on every run, so a failure in CI is one a developer can reproduce
     @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=cases)
     def run(case) -> None:
-        case.call_and_validate(checks=CHECKS)
+        # the events token, as a client of live events sends it (over a generated one); ignored_auth then checks
+        # that a request without it or with a wrong one is refused
+        case.call_and_validate(checks=CHECKS, headers=s.EVENTS_AUTH)
         sent.append(1)
 
     run()
     return len(sent)
+
+
+def _of_article(drawn):
+    case, article_id = drawn
+    case.body = {**case.body, "article_id": f"{article_id:010d}"}
+    return case
 
 
 def _within_service_days(case):

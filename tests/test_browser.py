@@ -31,14 +31,14 @@ def browser():
 def pipeline_server(pipeline_run, tmp_path_factory):
     """The model the real pipeline trained and promoted on the tiny sample (every source, two-tower included)."""
     root = tmp_path_factory.mktemp("browser")
-    with s.Server(pipeline_run.workdir, root / "events.sqlite", root / "server.log") as server:
+    with s.Server(pipeline_run.workdir, root / "events.sqlite", root / "server.log", demo=True) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def handmade_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-handmade")
-    with s.Server(s.handmade_workdir(root), root / "events.sqlite", root / "server.log") as server:
+    with s.Server(s.handmade_workdir(root), root / "events.sqlite", root / "server.log", demo=True) as server:
         yield server
 
 

@@ -245,7 +245,7 @@ def _calls(url: str, tries: int = 1) -> list[httpx.Response]:
         answers += [httpx.post(f"{url}/recommendations", json={"customer_id": s.FREQUENT, "k": 3}, timeout=60),
                     httpx.get(f"{url}/customers/{s.FREQUENT}", timeout=60),
                     httpx.post(f"{url}/events/purchases", json={"customer_id": "during", "article_id":
-                                                               s.ARTICLE_IDS[1]}, timeout=60),
+                                                               s.ARTICLE_IDS[1]}, timeout=60, headers=s.EVENTS_AUTH),
                     httpx.get(f"{url}/ready", timeout=60)]
     return answers
 
@@ -280,8 +280,8 @@ def test_a_truncated_events_file_degrades_reads_refuses_writes_and_is_counted(wo
     from hmrec.serving.settings import Settings
 
     path = tmp_path / "events.sqlite"
-    settings = Settings(workdir=workdir, events_path=path, events_retry_seconds=0.2)
-    with TestClient(create_app(settings)) as client:
+    settings = Settings(workdir=workdir, events_path=path, events_retry_seconds=0.2, events_token=s.EVENTS_TOKEN)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         assert client.post("/events/purchases", json={"customer_id": "before", "article_id": s.ARTICLE_IDS[2]}
                            ).status_code == 201
         fresh = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json()

@@ -42,7 +42,8 @@ def test_two_machines_share_events_and_reloads_and_survive_a_sigkill(machines):
     # an event posted to one machine changes the next answer of the other
     assert recommend(b.url, NEW_CUSTOMER)["strategy"] == "cold_start"
     bought = s.ARTICLE_IDS[4]
-    assert httpx.post(f"{a.url}/events/purchases", json={"customer_id": NEW_CUSTOMER, "article_id": bought}) \
+    assert httpx.post(f"{a.url}/events/purchases", json={"customer_id": NEW_CUSTOMER, "article_id": bought},
+                      headers=s.EVENTS_AUTH) \
         .status_code == 201
     after = recommend(b.url, NEW_CUSTOMER)
     assert (after["strategy"], after["cached"], after["items"][0]["article_id"]) == \

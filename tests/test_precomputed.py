@@ -27,7 +27,8 @@ def bundle(pipeline_run):
 @pytest.fixture(scope="module")
 def client(pipeline_run, tmp_path_factory):
     events = tmp_path_factory.mktemp("precomputed") / "events.sqlite"
-    with TestClient(create_app(Settings(workdir=pipeline_run.workdir, events_path=events))) as client:
+    settings = Settings(workdir=pipeline_run.workdir, events_path=events, events_token=s.EVENTS_TOKEN)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         yield client
 
 

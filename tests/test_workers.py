@@ -44,9 +44,9 @@ class CountingLoader:
 def app_for(workdir: Path, events: str, **settings: float) -> tuple[TestClient, CountingLoader]:
     """A worker in this process on the event store `events` (a SQLite path or a postgresql:// URL)."""
     settings = Settings(workdir=workdir, events_url=events, admin_token=s.ADMIN_TOKEN, reload_poll_seconds=0.1,
-                        **settings)
+                        events_token=s.EVENTS_TOKEN, **settings)
     loader = CountingLoader(settings)
-    return TestClient(create_app(settings, loader)), loader
+    return TestClient(create_app(settings, loader), headers=s.EVENTS_AUTH), loader
 
 
 def wait_for_polls(client: TestClient, polls: int, timeout: float = 30) -> None:
@@ -157,7 +157,7 @@ def test_two_worker_processes_share_events_reloads_and_metrics(versions, tmp_pat
     try:
         with server:
             assert len(server.ready_processes()) == 2
-            with httpx.Client(base_url=server.url, timeout=10) as client:
+            with httpx.Client(base_url=server.url, timeout=10, headers=s.EVENTS_AUTH) as client:
                 assert client.post("/events/purchases", json={"customer_id": NEW_CUSTOMER,
                                                               "article_id": s.ARTICLE_IDS[4]}).status_code == 201
             answers = _answers_by_worker(server.url, NEW_CUSTOMER, 2)

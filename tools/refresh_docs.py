@@ -30,7 +30,7 @@ def screenshot(workdir: Path, out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as folder, Server(workdir, Path(folder) / "events.sqlite",
-                                                         Path(folder) / "server.log") as server, \
+                                                         Path(folder) / "server.log", demo=True) as server, \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})

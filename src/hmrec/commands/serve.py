@@ -1,4 +1,4 @@
-"""The live service's commands: `hmrec serve`, and `hmrec events export` of the purchases it took."""
+"""The live service's commands: `hmrec serve`, and `hmrec events export` and `compact` of the purchases it took."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: HMREC_WORKERS, else 1).")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Take live events from anyone, without HMREC_EVENTS_TOKEN "
+                                       "(a demo on a trusted machine; `make run` and `make serve` pass it).")] = False,
 ) -> None:
     """Serve the champion model and the demo page with uvicorn."""
     import os
@@ -32,6 +34,8 @@ def serve(
     os.environ["HMREC_WORKDIR"] = str(workdir)  # the workers build their settings from the environment
     if workers is not None:
         os.environ["HMREC_WORKERS"] = str(workers)
+    if demo:
+        os.environ["HMREC_DEMO"] = "1"
     try:
         settings = Settings()
     except ValidationError as error:
@@ -49,6 +53,10 @@ def serve(
     from hmrec.serving.events.repair import repair_before_serving
 
     repair_before_serving(settings.events_target)  # before any worker opens the events file
+    if settings.events_retention_days is not None:
+        _compact_at_start(settings)
+    # on stderr with the log: stdout's first line stays `serving on ...`, which scripts wait for
+    typer.echo(_events_access(settings), err=True)
     factory = "hmrec.serving.app:app_from_environment"
 
     def announce() -> None:  # only once /ready answers 200 (the port opens before the model has loaded)
@@ -85,6 +93,33 @@ def _announce_when_ready(host: str, port: int, stopped, announce) -> None:
             announce()
 
 
+def _events_access(settings) -> str:
+    """The one start-up line saying who may post live events."""
+    if settings.demo:
+        return ("live events: anonymous (--demo): anyone who can reach this port may add purchases to any customer; "
+                "set HMREC_EVENTS_TOKEN and drop --demo to require a token")
+    if settings.events_token is None:
+        return ("live events: refused (403) until HMREC_EVENTS_TOKEN is set (clients then send it as a bearer "
+                "token), or start with --demo for anonymous events")
+    return "live events: need the bearer token HMREC_EVENTS_TOKEN"
+
+
+def _compact_at_start(settings) -> None:
+    """HMREC_EVENTS_RETENTION_DAYS: compact before any worker starts; a failure is logged and serving goes on."""
+    from hmrec.registry.versions import Registry, RegistryError
+    from hmrec.serving.events import EventStoreUnavailable, open_event_store
+    from hmrec.serving.events.retention import compact_events
+
+    store = open_event_store(settings.events_target, timeout=60)
+    try:
+        typer.echo(compact_events(store, Registry.for_workdir(settings.workdir),
+                                  settings.events_retention_days).describe(), err=True)
+    except (RegistryError, EventStoreUnavailable) as error:
+        typer.echo(f"warning: HMREC_EVENTS_RETENTION_DAYS: no event compacted: {error}", err=True)
+    finally:
+        store.close()
+
+
 @events_app.command("export")
 def events_export(
     out: Annotated[Path, typer.Option(help="CSV file to write in the transactions_train.csv format.")],
@@ -96,3 +131,35 @@ def events_export(
 
     n = export_csv(Settings(workdir=workdir).events_target, out)
     typer.echo(f"wrote {n:,} events to {out}")
+
+
+@events_app.command("compact")
+def events_compact(
+    workdir: Annotated[Path, typer.Option(help="Pipeline working folder holding the registry and the events.")]
+    = Path("work"),
+    retention_days: Annotated[int | None, typer.Option(min=0, help="Keep events received in this many last days "
+                                                       "(default: HMREC_EVENTS_RETENTION_DAYS).")] = None,
+) -> None:
+    """Delete the live events received over RETENTION_DAYS ago and dated before the data end of every version a
+    registry alias serves (each was in every served model's training window). Export them first to keep them."""
+    from hmrec.registry.versions import Registry, RegistryError
+    from hmrec.serving.events import EventStoreUnavailable, open_event_store, sqlite_path
+    from hmrec.serving.events.retention import compact_events
+    from hmrec.serving.settings import Settings
+
+    readable_workdir(workdir)
+    settings = Settings(workdir=workdir)
+    days = retention_days if retention_days is not None else settings.events_retention_days
+    if days is None:
+        fail("how long to keep events? pass --retention-days N or set HMREC_EVENTS_RETENTION_DAYS")
+    path = sqlite_path(settings.events_target)
+    if path is not None and not path.is_file():
+        typer.echo(f"no live event stored yet ({path} does not exist): nothing to compact")
+        return
+    store = open_event_store(settings.events_target, timeout=60)
+    try:
+        typer.echo(compact_events(store, Registry.for_workdir(workdir), days).describe())
+    except (RegistryError, EventStoreUnavailable) as error:
+        fail(str(error))
+    finally:
+        store.close()

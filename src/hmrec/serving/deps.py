@@ -1,5 +1,6 @@
 """Dependencies of the routers, one per resource (the model holder, recommendations, catalogue views, live
-histories), the settings, the metrics, the admin check, validated path ids and the mark of a degraded answer."""
+histories), the settings, the metrics, the admin and events-writer checks, validated path ids and the mark of a
+degraded answer."""
 
 from __future__ import annotations
 
@@ -68,6 +69,27 @@ def require_admin(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong admin token")
 
 
+EVENTS_OFF = ("live events are turned off: this service has no HMREC_EVENTS_TOKEN; set one and send it as "
+              "`Authorization: Bearer <token>`, or start `hmrec serve --demo` to take anonymous events")
+
+
+def require_events_writer(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Live events need HMREC_EVENTS_TOKEN as a bearer token (401 without it or with a wrong one, compared in
+    constant time), unless the service runs with --demo (anyone may post); 403 when no token is configured."""
+    if settings.demo:
+        return
+    if settings.events_token is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, EVENTS_OFF)
+    if credentials is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "live events need the events token: send "
+                            "`Authorization: Bearer <HMREC_EVENTS_TOKEN>`", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(credentials.credentials.encode(), settings.events_token.get_secret_value().encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong events token in the Authorization header",
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 DEGRADED_HEADER = "X-Hmrec-Degraded"
 
 
@@ -81,6 +103,7 @@ def flag_degraded(answer: dict, response: Response, metrics: ServiceMetrics, rou
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
+EventsWriterDep = Annotated[None, Depends(require_events_writer)]
 CustomerPath = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, description=CUSTOMER_ID_RULE)]
 ArticlePath = Annotated[str, Path(pattern=ARTICLE_ID_PATTERN, description="1-10 digits, leading zero optional",
                                   examples=["0663713001"])]

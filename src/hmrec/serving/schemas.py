@@ -238,8 +238,8 @@ class ValidationErrorBody(BaseModel):
 
 
 _ERROR_TEXT = {
-    401: "No bearer token in the Authorization header",
-    403: "Wrong admin token, or admin is disabled (HMREC_ADMIN_TOKEN unset)",
+    401: "No bearer token in the Authorization header, or (live events) a wrong one",
+    403: "Wrong admin token, or the operation is turned off (HMREC_ADMIN_TOKEN or HMREC_EVENTS_TOKEN unset)",
     404: "The article is not in the served catalogue",
     409: "The load failed; the previous model keeps serving",
     413: "The body is over HMREC_MAX_BODY_BYTES",
@@ -249,10 +249,13 @@ _ERROR_TEXT = {
          "HMREC_MAX_IN_FLIGHT requests already: the detail says which; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`: the scheme the token is sent with",
+                                         "schema": {"type": "string"}}}
+_HEADERS = {401: WWW_AUTHENTICATE, 429: RETRY_AFTER, 503: RETRY_AFTER}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     """The OpenAPI `responses` of an operation's error answers, each with the body the service sends."""
     return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody, "description": _ERROR_TEXT[status],
-                     **({"headers": RETRY_AFTER} if status in (429, 503) else {})}
+                     **({"headers": _HEADERS[status]} if status in _HEADERS else {})}
             for status in statuses}

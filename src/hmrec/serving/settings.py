@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_TOKEN_LENGTH = 16  # a guessable events token is no better than none
 
 
 class Settings(BaseSettings):
@@ -23,6 +25,15 @@ class Settings(BaseSettings):
                                         "store is tried again (requests meanwhile degrade at once; the Retry-After "
                                         "of a refused write).")
     admin_token: str | None = Field(None, description="Bearer token for /admin/*; admin is refused when unset.")
+    events_token: SecretStr | None = Field(None, description="Bearer token a client must send to post live events "
+                                           "(`Authorization: Bearer <token>`); unset and without `demo`, live events "
+                                           "are refused with 403.")
+    demo: bool = Field(False, description="Anonymous live events, for a demo on a trusted machine (`hmrec serve "
+                       "--demo` sets it): anyone who can reach the port may add purchases to any customer.")
+    events_retention_days: int | None = Field(None, ge=0, description="Set: `hmrec serve` first deletes the live "
+                                              "events received over this many days ago and dated before the data "
+                                              "end of every version a registry alias serves (`hmrec events "
+                                              "compact` does it on demand); unset: every event is kept.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     images_dir: Path | None = Field(None, description="The data's images/ folder, served at /images/ if set.")
@@ -60,6 +71,15 @@ class Settings(BaseSettings):
     worker_timeout_seconds: float = Field(10.0, gt=0, description="A worker whose heartbeat is older is taken for "
                                           "dead: /admin/reload stops waiting for it; one that answers no ping from "
                                           "the supervisor for as long is killed and replaced.")
+
+    @field_validator("events_token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"HMREC_EVENTS_TOKEN has {len(token.get_secret_value())} characters; use at least "
+                             f"{MIN_TOKEN_LENGTH}, e.g. the output of `python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'`")
+        return token
 
     @model_validator(mode="after")
     def _timeout_outlasts_heartbeats(self) -> Settings:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -26,10 +27,17 @@ def free_port() -> int:
 class Server:
     """A real `hmrec serve` subprocess on a free localhost port."""
 
-    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, **env: str):
-        """`events_db`: a SQLite file, or a postgresql:// URL (HMREC_EVENTS_URL); env: extra environment, e.g.
-        HMREC_WORKERS="2", HMREC_ADMIN_TOKEN or MLFLOW_TRACKING_URI (default: the workdir's own registry)."""
+    def __init__(self, workdir: Path, events_db: Path | str, log_path: Path, *, events_token: str | None = None,
+                 demo: bool = False, preexec_fn: Callable[[], None] | None = None, **env: str):
+        """`events_db`: a SQLite file, or a postgresql:// URL (HMREC_EVENTS_URL); `events_token`: HMREC_EVENTS_TOKEN,
+        sent by `events_headers`; `demo`: `hmrec serve --demo` (anonymous events); `preexec_fn`: run in the child
+        before it starts (e.g. a resource limit); env: extra environment, e.g. HMREC_WORKERS="2", HMREC_ADMIN_TOKEN
+        or MLFLOW_TRACKING_URI (default: the workdir's own registry)."""
         self.workdir, self.events_db, self.log_path = workdir, events_db, log_path
+        self.demo, self.preexec_fn = demo, preexec_fn
+        self.events_headers = {"Authorization": f"Bearer {events_token}"} if events_token else {}
+        if events_token:
+            env = {"HMREC_EVENTS_TOKEN": events_token, **env}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         store = {"HMREC_EVENTS_PATH": str(events_db)} if sqlite_path(events_db) is not None \
@@ -47,8 +55,8 @@ class Server:
         """Start `hmrec serve` without waiting for anything."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(HMREC), "serve", "--workdir", str(self.workdir), "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            [str(HMREC), "serve", "--workdir", str(self.workdir), "--port", str(self.port)] + ["--demo"] * self.demo,
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True, preexec_fn=self.preexec_fn,
         )
         return self
 

@@ -10,6 +10,7 @@ from typing import Protocol
 
 DEFAULT_TIMEOUT = 2.0  # seconds a store call may take (HMREC_EVENTS_TIMEOUT_SECONDS)
 DEFAULT_RETRY = 5.0  # seconds a failed store is left alone before the next try (HMREC_EVENTS_RETRY_SECONDS)
+COMPACT_BATCH = 2_000  # events deleted per transaction by `compact` (milliseconds of lock for each)
 
 
 class EventStoreUnavailable(RuntimeError):
@@ -59,6 +60,12 @@ class EventLog(Protocol):
     @abstractmethod
     def count(self) -> int:
         """Events stored."""
+
+    @abstractmethod
+    def compact(self, before: date, received_days: int) -> int:
+        """Delete the events dated before `before` and received over `received_days` days ago (by the store's
+        clock), a batch of COMPACT_BATCH per transaction so that live writes never wait long; how many. Ids are never
+        reused, so `since` still never skips an event."""
 
 
 class WorkerCoordination(Protocol):

@@ -16,11 +16,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from datetime import date
 from typing import NoReturn, TypeVar
 
 import psycopg
 
 from hmrec.serving.events.base import (
+    COMPACT_BATCH,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     EventStore,
@@ -152,7 +154,7 @@ class _Connection:
 class PostgresEventStore(EventStore):
     """Events, reloads and heartbeats in PostgreSQL; a writer and a reader connection per process, as for SQLite.
 
-    13 methods: one database implements both interfaces (EventLog's 3, WorkerCoordination's 6), plus __init__, close,
+    14 methods: one database implements both interfaces (EventLog's 4, WorkerCoordination's 6), plus __init__, close,
     and the two connection helpers every query goes through."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, retry: float = DEFAULT_RETRY):
@@ -184,6 +186,16 @@ class PostgresEventStore(EventStore):
 
     def count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM purchases")[0][0])
+
+    def compact(self, before: date, received_days: int) -> int:
+        batch = ("DELETE FROM purchases WHERE id IN (SELECT id FROM purchases WHERE t_dat < %s AND received_at < "
+                 f"now() - make_interval(days => %s) ORDER BY id LIMIT {COMPACT_BATCH}) RETURNING id")
+        deleted = 0
+        while True:
+            done = len(self._write(batch, (before, int(received_days))))
+            deleted += done
+            if done < COMPACT_BATCH:
+                return deleted
 
     def announce_reload(self, version: int | None) -> int:
         return int(self._write("INSERT INTO reloads (version) VALUES (%s) RETURNING id", (version,))[0][0])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hmrec.serving.events.base import (
+    COMPACT_BATCH,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     EventStore,
@@ -159,6 +160,17 @@ class SqliteEventStore(EventStore):
 
     def count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM purchases")[0][0])
+
+    def compact(self, before: date, received_days: int) -> int:
+        batch = ("DELETE FROM purchases WHERE id IN (SELECT id FROM purchases WHERE t_dat < ? AND received_at < "
+                 f"strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) ORDER BY id LIMIT {COMPACT_BATCH})")
+        params = (before.isoformat(), f"-{int(received_days)} days")
+        deleted = 0
+        while True:
+            done = self._writer.run(lambda c: c.execute(batch, params).rowcount)
+            deleted += done
+            if done < COMPACT_BATCH:
+                return deleted
 
     def announce_reload(self, version: int | None) -> int:
         return int(self._writer.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from hmrec.raw.schema import format_article_id
-from hmrec.serving.deps import HolderDep, LiveDep, MetricsDep
+from hmrec.serving.deps import EventsWriterDep, HolderDep, LiveDep, MetricsDep
 from hmrec.serving.schemas import PurchaseEvent, PurchaseStored, error_responses
 
 router = APIRouter(tags=["events"])
@@ -17,10 +17,11 @@ router = APIRouter(tags=["events"])
     status_code=status.HTTP_201_CREATED,
     summary="Record a purchase",
     description="Stored in SQLite (WAL, synchronous=FULL) and committed before the 201 is sent; the customer's "
-    "next recommendations include it. Without `t_dat` the purchase is dated the day after the data's last day.",
-    responses=error_responses(404, 413, 422, 429, 503),
+    "next recommendations include it. Without `t_dat` the purchase is dated the day after the data's last day. "
+    "Needs `Authorization: Bearer <HMREC_EVENTS_TOKEN>` unless the service runs with `--demo`.",
+    responses=error_responses(401, 403, 404, 413, 422, 429, 503),
 )
-def purchase(body: PurchaseEvent, holder: HolderDep, live: LiveDep, metrics: MetricsDep) -> dict:
+def purchase(_: EventsWriterDep, body: PurchaseEvent, holder: HolderDep, live: LiveDep, metrics: MetricsDep) -> dict:
     stored = live.record_purchase(holder.model, body.customer_id, body.article_id, body.price, body.sales_channel_id,
                                   body.t_dat)
     metrics.events.inc()
