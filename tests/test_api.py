@@ -155,7 +155,8 @@ def test_event_makes_a_new_customer_warm(client):
     assert response.status_code == 201
     assert response.json() == {"customer_id": "newbie", "article_id": "0111586001",
                                "t_dat": (s.DATA_END + timedelta(days=1)).isoformat(),
-                               "price": 0.0315, "sales_channel_id": 2}  # never sold: median of the articles median prices
+                               "price": 0.0315, "sales_channel_id": 2,  # never sold: median of the articles median prices
+                               "request_id": None, "event_id": None, "duplicate": False}
     answer = recommend(client, "newbie", k=3)
     assert answer["strategy"] == "personalized"
     assert answer["as_of"] == (s.DATA_END + timedelta(days=2)).isoformat()
@@ -242,8 +243,9 @@ def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(clien
     client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([3])[0]})
     assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
         ids([0, 2, 1])
-    assert client.get("/customers/someone-new/buy-again").json() == {
-        "customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False}
+    answer = client.get("/customers/someone-new/buy-again").json()
+    assert answer == {"customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False,
+                      "as_of": (s.DATA_END + timedelta(days=1)).isoformat(), "request_id": answer["request_id"]}
 
 
 def test_buy_again_k_out_of_range(client):

@@ -39,11 +39,12 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         event_store = open_event_store(settings.events_target, settings.events_timeout_seconds,
                                        settings.events_retry_seconds)
-        services = build_services(settings, event_store, loader or champion_loader(settings))
+        services = build_services(settings, event_store, loader or champion_loader(settings), metrics)
         services.holder.on_swap = lambda version: metrics.model_version.set(version or 0)
         # one resource per dependency (serving/deps.py)
         app.state.holder, app.state.live = services.holder, services.live
         app.state.recommendations, app.state.views = services.recommendations, services.views
+        app.state.impressions = services.impressions
         try:
             services.holder.reload(announce=False)  # a worker starting is not news to the others
         except ReloadError as error:
