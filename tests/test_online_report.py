@@ -108,6 +108,6 @@ def test_the_cli_reports_a_real_event_store_in_markdown_json_and_mlflow(tmp_path
     assert "| challenger |" in result.output and "better" in result.output
     written = json.loads((workdir / "reports" / "experiment" / "latest" / "report.json").read_text())
     assert written["variants"]["challenger"]["impressions"] == 300
-    runs = client_for(workdir).search_runs([client_for(workdir).get_experiment_by_name("hmrec-experiment")
+    runs = client_for(workdir).search_runs([client_for(workdir).get_experiment_by_name("hmrec-online")
                                             .experiment_id])
     assert runs and runs[0].data.metrics["challenger/impressions"] == 300

@@ -34,6 +34,7 @@ class ImpressionWriter:
         self._queue: queue.Queue[tuple] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         self._writing = 0  # impressions of the batch being written now
+        self._given_up = False
         self._lock = threading.Lock()  # for `dropped`: the request path and the writer both count
         self.dropped: Counter[str] = Counter()
         self.written = 0
@@ -59,6 +60,7 @@ class ImpressionWriter:
         self._thread.join(timeout)
         lost = self._queue.qsize() + self._writing if self._thread.is_alive() else 0
         if lost:
+            self._given_up = True  # whatever the last flush does now, the process is leaving without it
             self._drop("shutdown", lost)
         log.log(logging.WARNING if sum(self.dropped.values()) else logging.INFO,
                 "impressions: %d written, dropped %s", self.written,
@@ -89,7 +91,8 @@ class ImpressionWriter:
         try:
             self.store.add_impressions([_impression(row) for row in rows])
         except EventStoreUnavailable:  # the store logged why
-            self._drop("store", len(rows))
+            if not self._given_up:
+                self._drop("store", len(rows))
             return 0
         finally:
             self._writing = 0
