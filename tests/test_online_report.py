@@ -111,3 +111,16 @@ def test_the_cli_reports_a_real_event_store_in_markdown_json_and_mlflow(tmp_path
     runs = client_for(workdir).search_runs([client_for(workdir).get_experiment_by_name("hmrec-online")
                                             .experiment_id])
     assert runs and runs[0].data.metrics["challenger/impressions"] == 300
+
+
+def test_the_cli_without_an_events_file_or_with_a_bad_day_says_what_to_do(tmp_path):
+    from typer.testing import CliRunner
+
+    from hmrec.cli import app
+
+    result = CliRunner().invoke(app, ["experiment", "report", "--workdir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: {tmp_path / 'events.sqlite'} does not exist: the service records "
+                                     f"impressions there once it answers (`hmrec serve --workdir {tmp_path}`)")
+    result = CliRunner().invoke(app, ["experiment", "report", "--workdir", str(tmp_path), "--since", "16/09/2020"])
+    assert "error: --since '16/09/2020' is not a day: write it as YYYY-MM-DD" in result.output
