@@ -85,6 +85,15 @@ def test_the_writer_flushes_within_a_second_with_ranks_and_a_fresh_id_each_time(
     assert impressions.close() == 0
 
 
+def test_the_writer_drops_impressions_past_the_retention(tmp_path):
+    store = open_event_store(tmp_path / "events.sqlite")
+    store.add_impressions([impression(1, NOW - timedelta(days=2)), impression(2)])
+    impressions = ImpressionWriter(store, ServiceMetrics(), flush_seconds=0.05, retention_days=1)  # prunes at once
+    wait_for(lambda: impressions.store.impression_count() == 1, seconds=5)
+    assert [i.request_id for i in impressions.store.impressions()] == ["r2"]
+    impressions.close()
+
+
 def test_a_full_queue_drops_and_counts_and_the_last_flush_writes_the_rest(tmp_path, caplog):
     impressions, metrics = writer(tmp_path, max_queue=2, flush_seconds=3600)
     for _ in range(5):
