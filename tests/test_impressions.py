@@ -114,10 +114,9 @@ def test_the_last_flush_is_bounded_and_says_what_it_dropped(tmp_path, caplog):
         impressions.shown(ANSWER, "recommendations", time.time())
     blocker = sqlite3.connect(tmp_path / "events.sqlite", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="hmrec.serving.impressions"):
         assert impressions.close(timeout=0.3) == 4
-    assert time.monotonic() - started < 1.0  # within the shutdown's second, though the store would wait 2 s
+    assert impressions._thread.is_alive()  # close did not wait for the store's 2 s
     impressions._thread.join(5)  # the flush fails on the store's own timeout; counted once, as shutdown
     assert "dropped {'shutdown': 4}" in caplog.text and dict(impressions.dropped) == {"shutdown": 4}
     blocker.execute("ROLLBACK")
