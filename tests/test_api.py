@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,7 +158,8 @@ def test_event_makes_a_new_customer_warm(client):
     assert response.status_code == 201
     assert response.json() == {"customer_id": "newbie", "article_id": "0111586001",
                                "t_dat": (s.DATA_END + timedelta(days=1)).isoformat(),
-                               "price": 0.0315, "sales_channel_id": 2}  # never sold: median of the articles median prices
+                               "price": 0.0315, "sales_channel_id": 2,  # never sold: median of the articles median prices
+                               "request_id": None, "event_id": None, "duplicate": False}
     answer = recommend(client, "newbie", k=3)
     assert answer["strategy"] == "personalized"
     assert answer["as_of"] == (s.DATA_END + timedelta(days=2)).isoformat()
@@ -245,8 +247,9 @@ def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(clien
     client.post("/events/purchases", json={"customer_id": s.FREQUENT, "article_id": ids([3])[0]})
     assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
         ids([0, 2, 1])
-    assert client.get("/customers/someone-new/buy-again").json() == {
-        "customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False}
+    answer = client.get("/customers/someone-new/buy-again").json()
+    assert answer == {"customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False,
+                      "as_of": (s.DATA_END + timedelta(days=1)).isoformat(), "request_id": answer["request_id"]}
 
 
 def test_buy_again_k_out_of_range(client):
@@ -730,3 +733,34 @@ def test_requests_beyond_the_in_flight_limit_get_a_fast_503():
 def test_the_in_flight_limit_leaves_room_for_a_batch(tmp_path):
     with pytest.raises(ValueError, match=r"HMREC_MAX_IN_FLIGHT \(8\) must be at least HMREC_BATCH_MAX \(64\)"):
         Settings(workdir=tmp_path, max_in_flight=8)
+
+
+# ---- impressions and where purchases came from ------------------------------------------------------------
+
+def test_every_answer_has_its_own_request_id_and_impression_and_a_retried_buy_counts_once(workdir, tmp_path):
+    from hmrec.serving.events import open_event_store
+
+    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite")
+    store = open_event_store(settings.events_db)
+    with TestClient(create_app(settings)) as client:
+        answers = [client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json() for _ in "ab"]
+        assert answers[1]["cached"] and answers[0]["request_id"] != answers[1]["request_id"]
+        again = client.get(f"/customers/{s.FREQUENT}/buy-again?k=2").json()
+        similar = client.get(f"/articles/108775015/similar?k=2&customer_id={s.FREQUENT}").json()
+        bought = answers[1]["items"][0]["article_id"]
+        body = {"customer_id": s.FREQUENT, "article_id": bought, "request_id": answers[1]["request_id"],
+                "client_event_id": "buy-1"}
+        first, retried = client.post("/events/purchases", json=body), client.post("/events/purchases", json=body)
+        assert (first.status_code, retried.status_code) == (201, 200)
+        assert (first.json()["duplicate"], retried.json() | {"duplicate": False}) == (False, first.json())
+        deadline = time.monotonic() + 3  # the writer flushes every second
+        while store.impression_count() < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "hmrec_impressions_written_total 4.0" in client.get("/metrics").text
+    stored = {i.request_id: i for i in store.impressions()}
+    assert [stored[a["request_id"]].surface for a in (*answers, again, similar)] == \
+        ["recommendations", "recommendations", "buy_again", "similar"]
+    for answer in (*answers, again, similar):
+        assert stored[answer["request_id"]].articles == tuple(int(it["article_id"]) for it in answer["items"])
+    assert stored[answers[0]["request_id"]].service_day.isoformat() == answers[0]["as_of"]
+    assert [(x.request_id, x.article_id) for x in store.sales()] == [(answers[1]["request_id"], int(bought))]

@@ -172,7 +172,10 @@ def test_customer_in_the_url_buy_again_rail_true_count_prices_and_favicon(browse
 
     # buying article 3 takes it out of both rails, and the purchase count goes up by one
     bought = f"{s.ARTICLE_IDS[3]:010d}"
-    page.locator(f"#buy-again .product[data-article-id='{bought}'] button.buy").click()
+    rail = page.locator("#buy-again").get_attribute("data-request-id")
+    with page.expect_request(lambda r: r.url.endswith("/events/purchases")) as sent:
+        page.locator(f"#buy-again .product[data-article-id='{bought}'] button.buy").click()
+    assert sent.value.post_data_json["request_id"] == rail and sent.value.post_data_json["event_id"]  # attribution
     wait_until(page, "document.querySelectorAll('#buy-again .product').length === 3")
     assert bought not in product_ids(page, "recs") and bought not in product_ids(page, "buy-again")
     assert "Purchases\n6" in page.locator("#profile").inner_text()

@@ -58,7 +58,7 @@ def test_two_workers_live_histories_share_one_store(settings, tmp_path):
     model = champion_loader(settings)()
     told_a, told_b = [], []
     a, b = LiveHistories(settings, store, told_a.append), LiveHistories(settings, store, told_b.append)
-    bought = a.record_purchase(model, "newbie", s.ARTICLE_IDS[4], None, None, None)
+    bought = a.record_purchase(model, "newbie", s.ARTICLE_IDS[4], None, None, None).purchase
     assert bought == Purchase("newbie", s.ARTICLE_IDS[4], s.DATA_END + timedelta(days=1), bought.price, 2)
     assert (told_a, told_b, b.live_events("newbie")) == (["newbie"], [], [])
     b.sync_events()

@@ -46,11 +46,12 @@ def create_app(settings: Settings, loader: Loader | None = None, load_in_backgro
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         event_store = open_event_store(settings.events_target, settings.events_timeout_seconds,
                                        settings.events_retry_seconds)
-        services = build_services(settings, event_store, loader or champion_loader(settings))
+        services = build_services(settings, event_store, loader or champion_loader(settings), metrics)
         services.holder.on_swap = lambda version: metrics.model_version.set(version or 0)
         # one resource per dependency (serving/deps.py)
         app.state.holder, app.state.live = services.holder, services.live
         app.state.recommendations, app.state.views = services.recommendations, services.views
+        app.state.impressions = services.impressions
         closing = threading.Event()
         if load_in_background:
             _load_in_background(services.holder, app.state.loading, closing, settings.test_load_gate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import polars as pl
 
@@ -52,6 +54,11 @@ class CatalogueViews:
             pairs, method, kind = _same_type(model, idx, k), "same_product_type", "recent_sales"
         items = [{**self.cards.card(model, a), "score": shown_score(s), "score_kind": kind} for a, s in pairs]
         return {"article": {**self.cards.card(model, idx)}, "method": method, "items": items}
+
+    def service_day(self, customer_id: str) -> date:
+        """The service's clock for the customer (their answers' `as_of`)."""
+        model = self.holder.model
+        return self.live.history(model, customer_id, model.find_customer(customer_id)).as_of
 
     def popular(self, age: int | None, k: int) -> dict:
         model = self.holder.model

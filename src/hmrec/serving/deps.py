@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hmrec.raw.schema import CUSTOMER_ID_RULE
 from hmrec.serving.catalogue_views import CatalogueViews
+from hmrec.serving.impressions import ImpressionWriter
 from hmrec.serving.live import LiveHistories
 from hmrec.serving.metrics import ServiceMetrics
 from hmrec.serving.model_holder import ModelHolder
@@ -38,6 +39,10 @@ async def get_live(request: Request) -> LiveHistories:
     return request.app.state.live
 
 
+async def get_impressions(request: Request) -> ImpressionWriter:
+    return request.app.state.impressions
+
+
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -50,6 +55,7 @@ HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 RecommendationsDep = Annotated[RecommendService, Depends(get_recommendations)]
 ViewsDep = Annotated[CatalogueViews, Depends(get_views)]
 LiveDep = Annotated[LiveHistories, Depends(get_live)]
+ImpressionsDep = Annotated[ImpressionWriter, Depends(get_impressions)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 

@@ -13,7 +13,7 @@ import polars as pl
 
 from hmrec.raw.schema import SALES_CHANNELS
 from hmrec.serving.cards import find_article
-from hmrec.serving.events import EventLog, EventStoreUnavailable, Purchase
+from hmrec.serving.events import EventLog, EventStoreUnavailable, Purchase, StoredPurchase
 from hmrec.serving.model import LoadedModel
 from hmrec.serving.schemas import MAX_PRICE
 from hmrec.serving.settings import Settings
@@ -158,8 +158,10 @@ class LiveHistories:
         return History(days[keep], items[keep], prices[keep], channels[keep], as_of)
 
     def record_purchase(self, model: LoadedModel, customer_id: str, article_id: int, price: float | None,
-                        channel: int | None, t_dat: date | None) -> Purchase:
-        """Commit the event to the event store, then apply it to the customer's live history; EventStoreUnavailable
+                        channel: int | None, t_dat: date | None, request_id: str | None = None,
+                        event_id: str | None = None) -> StoredPurchase:
+        """Commit the event to the event store (with the answer it came from and the client's id for it: a repeat
+        of an `event_id` is not stored again), then apply it to the customer's live history; EventStoreUnavailable
         (nothing stored) when the store cannot take it."""
         idx = find_article(model, article_id)
         if price is None:
@@ -171,6 +173,6 @@ class LiveHistories:
             raise InvalidEventError("t_dat", f"must be a day from {first} (the data's first day) to {last} (the "
                                     f"service's date + 1 day); got {day}")
         purchase = Purchase(customer_id, int(article_id), day, float(price), channel or ONLINE)
-        self.events.add(purchase)
+        stored = self.events.add_purchase(purchase, request_id, event_id)
         self.sync_events()  # applies this event (and any other worker's) and drops the customer's cached answers
-        return purchase
+        return stored

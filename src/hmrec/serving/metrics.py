@@ -42,6 +42,12 @@ class ServiceMetrics:
         self.shed = Counter("hmrec_requests_refused_total", "Requests refused before any handler: busy (503, too "
                             "many in flight) or rate (429, too many events from one client)", ["reason"],
                             registry=self.registry)
+        self.impressions_written = Counter("hmrec_impressions_written_total", "Impressions (what an answer showed) "
+                                           "written to the event store", registry=self.registry)
+        self.impressions_dropped = Counter("hmrec_impressions_dropped_total", "Impressions dropped: queue_full (the "
+                                           "writer's queue, HMREC_IMPRESSIONS_QUEUE), store (the event store failed) "
+                                           "or shutdown (not written within the shutdown's bound)", ["reason"],
+                                           registry=self.registry)
         self.reloads = Counter("hmrec_reloads_total", "Model reload attempts by outcome", ["outcome"],
                                registry=self.registry)
 

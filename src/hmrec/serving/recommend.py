@@ -180,7 +180,8 @@ class RecommendService:
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
         items = [{**self.cards.card(model, a), "score": float(counts[a][0]), "score_kind": "times_bought"}
                  for a in order]
-        return {"customer_id": customer_id, "model_version": model.version, "items": items, "degraded": not fresh}
+        return {"customer_id": customer_id, "model_version": model.version, "as_of": history.as_of.isoformat(),
+                "items": items, "degraded": not fresh}
 
 
 def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:

@@ -11,7 +11,13 @@ from hmrec.raw import schema
 
 CUSTOMER_ID_PATTERN = schema.CUSTOMER_ID_PATTERN  # the ETL's rule too
 ARTICLE_ID_PATTERN = r"^[0-9]{1,10}$"
+EVENT_ID_PATTERN = r"^[0-9A-Za-z_.:-]{1,128}$"
 
+REQUEST_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
+RequestId = Annotated[str, Field(pattern=REQUEST_ID_PATTERN, examples=["6f1c2a9e0b8d4e7f9a3c5b1d2e4f6a8c"],
+                                 description="The `request_id` of the answer the customer saw")]
+SURFACE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+SURFACE = "recommendations"  # the impressions' surface of a POST /recommendations that names none
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, description=schema.CUSTOMER_ID_RULE,
                                   examples=["00000dbacae5abe5e23885899a1fa44253a17956c6d1c3d25f88aa139fdfc657"])]
 
@@ -46,6 +52,8 @@ class RecommendationRequest(BaseModel):
     k: Annotated[int, BeforeValidator(integral)] = Field(12, ge=1, le=100, description="How many articles to return.")
     include_purchased: bool = Field(False, description="Also offer articles the customer bought through live "
                                     "events in the last HMREC_PURCHASED_DAYS days (left out by default).")
+    surface: str = Field(SURFACE, pattern=SURFACE_PATTERN, description="Where the answer is shown (a page, a rail), "
+                         "recorded with its impression.")
 
 
 # What an item's `score` is, so that nobody compares a ranker's score (~0.3) with a sales count (~350):
@@ -93,6 +101,8 @@ class RecommendationResponse(BaseModel):
     degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
                            "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
     took_ms: float
+    request_id: str = Field(description="New for every answer, cached ones included: the id of this impression. "
+                            "Send it with a purchase of a shown article (`POST /events/purchases`).")
 
 
 class Profile(BaseModel):
@@ -137,6 +147,9 @@ class BuyAgainResponse(BaseModel):
     customer_id: str
     model_version: int | None
     items: list[ScoredArticle] = Field(description="Most bought first (score: times bought), then most recent")
+    as_of: date = Field(description="The service's clock for this customer (as in POST /recommendations)")
+    request_id: str = Field(description="New for every answer, cached ones included: the id of this impression. "
+                            "Send it with a purchase of a shown article (`POST /events/purchases`).")
     degraded: bool = Field(False, description="The event store could not be read: the answer uses the bundle's "
                            "history and the live events this worker already held (also the X-Hmrec-Degraded header)")
 
@@ -152,6 +165,8 @@ class SimilarResponse(BaseModel):
     article: ArticleCard
     method: str = Field(description="The source that answered likeness (its name), or same_product_type")
     items: list[ScoredArticle]
+    request_id: str = Field(description="New for every answer: its impression's id, recorded when the request "
+                            "named `customer_id`. Send it with a purchase of a shown article.")
 
 
 class PopularResponse(BaseModel):
@@ -175,6 +190,12 @@ class PurchaseEvent(BaseModel):
     # not strict: JSON has no date type, so the ISO string must be parsed
     t_dat: date | None = Field(None, strict=False, description="Day of purchase, from the data's first day to the "
                                "service's date + 1 day; default: the service's date, the day after the data's last day")
+    request_id: RequestId | None = Field(None, description="The `request_id` of the answer the article was bought "
+                                         "from: the purchase is credited to that impression (attribution).")
+    event_id: str | None = Field(None, pattern=EVENT_ID_PATTERN, validation_alias=AliasChoices(
+        "event_id", "client_event_id"), description="The client's own id for this event (`client_event_id` is "
+        "accepted too): a purchase sent again with the same id (a retry after a 503 or a lost answer) is stored "
+        "once; the repeat is answered with the stored event and `duplicate: true`.")
 
     @field_validator("sales_channel_id", mode="before")
     @classmethod
@@ -190,6 +211,10 @@ class PurchaseStored(BaseModel):
     t_dat: date
     price: float
     sales_channel_id: int
+    request_id: str | None = Field(None, description="As sent: the answer the purchase came from")
+    event_id: str | None = Field(None, description="As sent: the client's id for the event")
+    duplicate: bool = Field(False, description="True when an event with this `event_id` was stored before: this "
+                            "is that event (status 200), and nothing new was stored")
 
 
 class Health(BaseModel):

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
                                        "reloaded the model, and follows.")
     reload_wait_seconds: float = Field(120.0, ge=0, description="How long /admin/reload waits for the other "
                                        "workers to follow before answering.")
+    impressions_queue: int = Field(10_000, ge=1, description="Impressions a worker holds before writing them (a "
+                                   "batch at least every HMREC_IMPRESSIONS_FLUSH_SECONDS); beyond, new ones are "
+                                   "dropped and counted in /metrics, and the answer never waits.")
+    impressions_flush_seconds: float = Field(1.0, gt=0, le=1.0, description="How often a worker writes the "
+                                             "impressions it holds to the event store (at most 1 s).")
+    impressions_retention_days: float = Field(90.0, ge=0, description="Impressions received longer ago are "
+                                              "dropped from the event store (checked hourly); 0 keeps them all.")
 
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker writes its heartbeat to the "
                                      "event store.")

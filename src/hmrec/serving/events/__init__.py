@@ -15,12 +15,14 @@ from hmrec.serving.events.base import (
     EventStore,
     EventStoreUnavailable,
     Purchase,
+    StoredPurchase,
     WorkerBeat,
     WorkerCoordination,
 )
 from hmrec.serving.events.sqlite import SqliteEventStore
 
-__all__ = ["EventLog", "EventStore", "EventStoreUnavailable", "Purchase", "SqliteEventStore", "WorkerBeat",
+__all__ = ["EventLog", "EventStore", "EventStoreUnavailable", "Purchase", "SqliteEventStore", "StoredPurchase",
+           "WorkerBeat",
            "WorkerCoordination", "export_csv", "open_event_store", "sqlite_path"]
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""The event store's two interfaces, whatever holds them: the event log (live purchase events: append, read since,
-export) and worker coordination (the reload log and the worker heartbeats)."""
+"""The event store's interfaces, whatever holds them: the event log (live purchase events: append, read since,
+export), worker coordination (the reload log and the worker heartbeats) and the feedback log (impressions)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
+
+from hmrec.feedback.records import Impression, Sale
 
 DEFAULT_TIMEOUT = 2.0  # seconds a store call may take (HMREC_EVENTS_TIMEOUT_SECONDS)
 DEFAULT_RETRY = 5.0  # seconds a failed store is left alone before the next try (HMREC_EVENTS_RETRY_SECONDS)
@@ -48,6 +50,12 @@ class EventLog(Protocol):
     @abstractmethod
     def add(self, purchase: Purchase) -> int:
         """Commit one event; its id."""
+
+    @abstractmethod
+    def add_purchase(self, purchase: Purchase, request_id: str | None, client_event_id: str | None) -> StoredPurchase:
+        """Commit one event with where it came from: the `request_id` of the answer it was bought from, and the
+        client's own id for it, which makes a retry idempotent: a second event of the customer with the same
+        `client_event_id` is not stored again; the first one is answered, marked `duplicate`."""
 
     @abstractmethod
     def since(self, after_id: int) -> list[tuple[int, Purchase]]:
@@ -99,7 +107,43 @@ class WorkerCoordination(Protocol):
         """Drop rows of workers silent for more than `silent_for` seconds (killed ones); how many."""
 
 
-class EventStore(EventLog, WorkerCoordination, Protocol):
+@dataclass(frozen=True)
+class StoredPurchase:
+    """A committed purchase event and its id; `duplicate`: the client had sent it before, and this is that one."""
+
+    id: int
+    purchase: Purchase
+    duplicate: bool
+
+
+class FeedbackLog(Protocol):
+    """What the loop's analytics read (hmrec.feedback): the impressions the service showed, in their own table (not
+    the purchases every worker polls), written in batches off the request path; and the purchases with the request
+    ids they came from."""
+
+    @abstractmethod
+    def add_impressions(self, impressions: list[Impression]) -> None:
+        """Commit a batch of impressions in one transaction."""
+
+    @abstractmethod
+    def impressions(self, since: date | None = None) -> list[Impression]:
+        """The stored impressions of service days from `since` on (all: None), in the order they were stored."""
+
+    @abstractmethod
+    def impression_count(self) -> int:
+        """Impressions stored."""
+
+    @abstractmethod
+    def prune_impressions(self, older_than_seconds: float) -> int:
+        """Drop impressions received more than `older_than_seconds` ago (the retention); how many."""
+
+    @abstractmethod
+    def sales(self, since: date | None = None) -> list[Sale]:
+        """Every stored purchase dated from `since` on, with its request id (if it came with one) and the time the
+        store received it, oldest first."""
+
+
+class EventStore(EventLog, WorkerCoordination, FeedbackLog, Protocol):
     """One database holding both (SQLite or PostgreSQL): what `open_event_store` returns and the lifespan closes.
     Each caller takes the narrow interface it uses: live histories the EventLog, the model holder the
     WorkerCoordination."""

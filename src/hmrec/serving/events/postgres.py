@@ -30,6 +30,7 @@ from hmrec.serving.events.base import (
     Purchase,
     WorkerBeat,
 )
+from hmrec.serving.events.postgres_feedback import FEEDBACK_SCHEMA, PostgresFeedback
 
 __all__ = ["EventStoreUnavailable", "PostgresEventStore", "redact"]
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class _Connection:
                 self._connection.close()
 
 
-class PostgresEventStore(EventStore):
+class PostgresEventStore(PostgresFeedback, EventStore):
     """Events, reloads and heartbeats in PostgreSQL; a writer and a reader connection per process, as for SQLite.
 
     14 methods: one database implements both interfaces (EventLog's 4, WorkerCoordination's 6), plus __init__, close,
@@ -237,5 +238,5 @@ class PostgresEventStore(EventStore):
 def _create_schema(connection: psycopg.Connection) -> None:
     with connection.transaction():  # workers starting together must not race on CREATE TABLE
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        for statement in _SCHEMA:
+        for statement in [*_SCHEMA, *FEEDBACK_SCHEMA]:
             connection.execute(statement)

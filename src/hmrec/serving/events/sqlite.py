@@ -22,6 +22,7 @@ from hmrec.serving.events.base import (
     Purchase,
     WorkerBeat,
 )
+from hmrec.serving.events.sqlite_feedback import FEEDBACK_SCHEMA, SqliteFeedback
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,7 +67,7 @@ def _connect(path: Path, timeout: float, create: bool) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
     if create:
-        connection.executescript(_SCHEMA)
+        connection.executescript(_SCHEMA + FEEDBACK_SCHEMA)
     return connection
 
 
@@ -130,7 +131,7 @@ class _Handle:
                 self._connection = None
 
 
-class SqliteEventStore(EventStore):
+class SqliteEventStore(SqliteFeedback, EventStore):
     """Append-only purchase log in one file; `add` returns only after the row is committed to disk.
 
     Several processes may share the file (one per uvicorn worker): each reads the others' events with `since`,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from hmrec.serving.deps import CustomerPath, MetricsDep, RecommendationsDep, ViewsDep, flag_degraded
+from hmrec.serving.deps import CustomerPath, ImpressionsDep, MetricsDep, RecommendationsDep, ViewsDep, flag_degraded
 from hmrec.serving.schemas import BuyAgainResponse, CustomerResponse, error_responses
 
 router = APIRouter(tags=["customers"])
@@ -22,6 +23,8 @@ def customer(customer_id: CustomerPath, views: ViewsDep, metrics: MetricsDep, re
             responses=error_responses(422, 503),
             summary="Repurchase picks: what the customer bought most often, minus what they just bought")
 def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep, metrics: MetricsDep,
-              response: Response, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
-    return flag_degraded(recommendations.buy_again(customer_id, k), response, metrics,
-                         "/customers/{customer_id}/buy-again")
+              impressions: ImpressionsDep, response: Response, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+    received = time.time()
+    answer = recommendations.buy_again(customer_id, k)
+    answer["request_id"] = impressions.shown(answer, "buy_again", received)  # an impression like any answer's
+    return flag_degraded(answer, response, metrics, "/customers/{customer_id}/buy-again")

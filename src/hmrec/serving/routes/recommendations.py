@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Response
 
-from hmrec.serving.deps import MetricsDep, RecommendationsDep, flag_degraded
+from hmrec.serving.deps import ImpressionsDep, MetricsDep, RecommendationsDep, flag_degraded
 from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse, error_responses
 
 router = APIRouter(tags=["recommendations"])
@@ -19,11 +21,13 @@ router = APIRouter(tags=["recommendations"])
     "(strategy `cold_start`). Articles bought through live events in the last HMREC_PURCHASED_DAYS days are left "
     "out unless `include_purchased`. "
     "`path` says whether the answer was looked up in the version's precomputed answers (active customers without "
-    "live events) or computed online.",
+    "live events) or computed online. Every answer is recorded as an impression under its new `request_id`.",
     responses=error_responses(413, 422, 503),
 )
 async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep,
-                    response: Response) -> dict:
+                    impressions: ImpressionsDep, response: Response) -> dict:
+    received = time.time()
     answer = await recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
     metrics.recommendation(answer["strategy"], answer["cached"], answer["path"])
+    answer = {**answer, "request_id": impressions.shown(answer, body.surface, received)}
     return flag_degraded(answer, response, metrics, "/recommendations")

@@ -19,7 +19,11 @@ async function api(method, path, body) {
   }
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : response.statusText);
+  if (!response.ok) {
+    const error = new Error(typeof data.detail === "string" ? data.detail : response.statusText);
+    error.status = response.status;
+    throw error;
+  }
   return data;
 }
 
@@ -82,7 +86,10 @@ function card(article, options) {
   if (options && options.times) item.append(el("div", "date", `bought ${options.times} time${options.times > 1 ? "s" : ""}`));
   if (options && options.buy) {
     const buy = el("button", "buy", "Buy");
-    buy.addEventListener("click", () => purchase(article));
+    // the rail's request id credits the purchase to what was shown; one event id per button, so a retried Buy
+    // (after a 503 or a lost answer) is stored once
+    const eventId = newEventId();
+    buy.addEventListener("click", () => purchase(article, options.requestId, eventId));
     item.append(buy);
   }
   return item;
@@ -106,7 +113,8 @@ function renderProfile(customer, buyAgain) {
     list.append(el("dt", null, term), el("dd", null, value));
   }
   const again = $("buy-again");
-  again.replaceChildren(...buyAgain.items.map((a) => card(a, { buy: true, times: a.score })));
+  again.dataset.requestId = buyAgain.request_id;
+  again.replaceChildren(...buyAgain.items.map((a) => card(a, { buy: true, times: a.score, requestId: buyAgain.request_id })));
   if (!buyAgain.items.length) again.append(el("p", "empty", "Nothing to buy again yet."));
   $("again-section").classList.remove("hidden");
   const history = $("history");
@@ -124,7 +132,8 @@ function renderRecs(answer, shownElsewhere) {
   $("strategy").textContent = answer.strategy === "cold_start" ? "(popular picks: cold start)" : "(personalised)";
   $("strategy").dataset.strategy = answer.strategy;
   $("took").textContent = `${answer.took_ms.toFixed(1)} ms${answer.cached ? " (cached)" : ""}`;
-  $("recs").replaceChildren(...items.map((a) => card(a, { reason: true, buy: true })));
+  $("recs").dataset.requestId = answer.request_id;
+  $("recs").replaceChildren(...items.map((a) => card(a, { reason: true, buy: true, requestId: answer.request_id })));
   $("recs-section").classList.remove("hidden");
 }
 
@@ -155,10 +164,27 @@ async function loadCustomer(customerId, how) {
   }
 }
 
-async function purchase(article) {
+function newEventId() {
+  return window.crypto && crypto.randomUUID ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+// A refused or lost purchase is sent once more with the same event id: the service stores it at most once.
+async function sendPurchase(body) {
+  try {
+    return await api("POST", "/events/purchases", body);
+  } catch (error) {
+    if (error.status && error.status !== 503) throw error;  // only a busy service or a lost answer is worth a retry
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    return api("POST", "/events/purchases", body);
+  }
+}
+
+async function purchase(article, requestId, eventId) {
   if (!currentCustomer) return;
   try {
-    await api("POST", "/events/purchases", { customer_id: currentCustomer, article_id: article.article_id });
+    const body = { customer_id: currentCustomer, article_id: article.article_id, event_id: eventId };
+    if (requestId) body.request_id = requestId;
+    await sendPurchase(body);
     await loadCustomer(currentCustomer, "stay");
     confirmPurchase(`Bought ${article.name || article.article_id}: it is now in your recent purchases.`);
   } catch (error) {
@@ -169,10 +195,12 @@ async function purchase(article) {
 async function showSimilar(article) {
   showError(null);
   try {
-    const answer = await api("GET", `/articles/${article.article_id}/similar?k=8`);
+    const shownTo = currentCustomer ? `&customer_id=${encodeURIComponent(currentCustomer)}` : "";
+    const answer = await api("GET", `/articles/${article.article_id}/similar?k=8${shownTo}`);
     $("similar-name").textContent = article.name || article.article_id;
     $("similar-method").textContent = answer.method === "same_product_type" ? "(same product type)" : "(by style vectors)";
-    $("similar").replaceChildren(...answer.items.map((a) => card(a, { buy: Boolean(currentCustomer) })));
+    $("similar").dataset.requestId = answer.request_id;
+    $("similar").replaceChildren(...answer.items.map((a) => card(a, { buy: Boolean(currentCustomer), requestId: answer.request_id })));
     $("similar-section").classList.remove("hidden");
     $("similar-section").scrollIntoView({ behavior: "smooth" });
   } catch (error) {
