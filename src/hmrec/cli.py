@@ -11,7 +11,7 @@ cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library:
 import typer  # noqa: E402
 
 from hmrec import logs  # noqa: E402
-from hmrec.commands import data, registry, serve, stages  # noqa: E402
+from hmrec.commands import data, experiment, registry, serve, stages  # noqa: E402
 
 
 def _flags_without_a_type(display_type_rich):
@@ -37,6 +37,7 @@ app.command("serve")(serve.serve)
 app.add_typer(data.data_app, name="data")
 app.add_typer(registry.registry_app, name="registry")
 app.add_typer(serve.events_app, name="events")
+app.add_typer(experiment.experiment_app, name="experiment")
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
 

@@ -23,7 +23,7 @@ from hmrec.serving.limits import BodyLimitMiddleware, InFlightLimitMiddleware, W
 from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
 from hmrec.serving.model_holder import Loader, NotReadyError, ReloadError, champion_loader
-from hmrec.serving.routes import admin, articles, customers, demo, events, health, popular, recommendations
+from hmrec.serving.routes import admin, articles, customers, demo, events, experiment, health, popular, recommendations
 from hmrec.serving.services import build_services
 from hmrec.serving.settings import Settings
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings, loader: Loader | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     _add_error_handlers(app)
-    for module in (health, recommendations, customers, articles, popular, events, admin, demo):
+    for module in (health, recommendations, customers, articles, popular, events, admin, experiment, demo):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     docs_pages = add_offline_docs(app)

@@ -32,11 +32,13 @@ class Services:
 
 def build_services(settings: Settings, events: EventStore, loader: Loader) -> Services:
     """The services of one worker on `events` (one store object is both the event log and the worker coordination);
-    `loader` loads a champion, which the recommendations warm up before the holder swaps it in."""
+    `loader` loads a champion (or, given an alias, an experiment's variant), which the recommendations warm up
+    before the holder swaps it in."""
     cache = AnswerCache(settings.cache_size)
     cards = ArticleCards(settings.images_dir)
     live = LiveHistories(settings, events, applied=cache.invalidate)
     # the holder calls its loader only on a reload, after `recommendations` below exists
-    holder = ModelHolder(settings, events, lambda: recommendations.warmed(loader()), swapped=cache.clear)
+    holder = ModelHolder(settings, events, lambda *alias: recommendations.warmed(loader(*alias)),
+                         swapped=cache.clear)
     recommendations = RecommendService(settings, holder, live, cards, cache)
     return Services(holder, live, recommendations, CatalogueViews(holder, live, cards))

@@ -23,5 +23,6 @@ def customer(customer_id: CustomerPath, views: ViewsDep, metrics: MetricsDep, re
             summary="Repurchase picks: what the customer bought most often, minus what they just bought")
 def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep, metrics: MetricsDep,
               response: Response, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
-    return flag_degraded(recommendations.buy_again(customer_id, k), response, metrics,
-                         "/customers/{customer_id}/buy-again")
+    answer = recommendations.buy_again(customer_id, k)
+    metrics.variant_answer(answer, "/customers/{customer_id}/buy-again")
+    return flag_degraded(answer, response, metrics, "/customers/{customer_id}/buy-again")
