@@ -35,7 +35,7 @@ def test_a_customer_gets_the_same_variant_in_every_process():
     here = [TEN_PERCENT.variant_of(c) for c in ids]
     code = ("from hmrec.registry.experiment import Experiment as E; "
             "e = E('exp-a', (('champion', 0.9), ('challenger', 0.1))); "
-            f"print(','.join(e.variant_of(f'customer-{{n}}') for n in range(200)))")
+            "print(','.join(e.variant_of(f'customer-{n}') for n in range(200)))")
     for seed in ("1", "2"):  # Python's own hash would differ between these two
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()

@@ -13,8 +13,8 @@ PACKAGE = ROOT / "src" / "hmrec"
 # (docs/architecture.md). `hmrec` (the package itself), `logs`, `cpus` and `workdir` (leaves that import only the
 # standard library and numpy) are imported by any layer.
 LAYERS = [{"hmrec", "logs", "cpus", "workdir"}, {"raw"}, {"sample"}, {"store"}, {"data"}, {"recommenders"}, {"retrieval"},
-          {"candidates"}, {"ranking"}, {"evaluation"}, {"registry"}, {"serving"}, {"scale"}, {"support"}, {"pipeline"},
-          {"cli", "commands"}]
+          {"candidates"}, {"ranking"}, {"evaluation"}, {"registry"}, {"serving"}, {"scale"}, {"support"},
+          {"pipeline", "retrain"}, {"cli", "commands"}]
 # The one arrow upward on purpose (docs/architecture.md): the ranker chooses its leader with the report's metrics,
 # pure functions that import only `data`, so both measure MAP@12 the same way.
 ALLOWED_UPWARD = {("hmrec.ranking.training", "hmrec.evaluation.metrics")}

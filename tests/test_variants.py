@@ -1,0 +1,139 @@
+"""Two registered versions served side by side: each customer answered by their variant's version, counted per
+variant in /metrics and on the admin page, through a TestClient and a real `hmrec serve`; a reload follows each
+alias in every worker."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import serving_support as s
+from fastapi.testclient import TestClient
+
+from hmrec.registry.experiment import Experiment, write_experiment
+from hmrec.registry.versions import Registry
+from hmrec.serving.app import create_app
+from hmrec.serving.settings import Settings
+
+AUTH = {"Authorization": f"Bearer {s.ADMIN_TOKEN}"}
+CUSTOMERS = [s.FREQUENT, s.OCCASIONAL, s.COLD_AGED, s.COLD_NO_AGE, s.BUYER_31, s.BUYER_33]
+GLOBAL_TOP3 = [f"{s.ARTICLE_IDS[i]:010d}" for i in s.GLOBAL_BESTSELLERS[:3]]
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory) -> tuple[Path, int, int]:
+    """Version 1 (repurchase) the champion, version 2 (global popularity) the challenger."""
+    workdir, v1, v2 = s.two_versions(tmp_path_factory.mktemp("variants"))
+    Registry.for_workdir(workdir).set_alias("challenger", v2)
+    return workdir, v1, v2
+
+
+def half_and_half() -> Experiment:
+    """A 50/50 experiment whose name puts FREQUENT in the challenger and BUYER_31 in the champion (the first such
+    name: the split is a hash, so the test looks for one rather than assume it)."""
+    for n in itertools.count():
+        experiment = Experiment(f"ab-{n}", (("champion", 0.5), ("challenger", 0.5)))
+        if (experiment.variant_of(s.FREQUENT), experiment.variant_of(s.BUYER_31)) == ("challenger", "champion"):
+            return experiment
+    raise AssertionError("unreachable")
+
+
+def settings_for(workdir: Path, tmp_path: Path, **extra) -> Settings:
+    return Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", admin_token=s.ADMIN_TOKEN,
+                    experiment_path=tmp_path / "experiment.json", **extra)
+
+
+def test_each_customer_is_answered_by_their_variants_version(versions, tmp_path):
+    workdir, v1, v2 = versions
+    experiment = half_and_half()
+    write_experiment(tmp_path / "experiment.json", experiment)
+    with TestClient(create_app(settings_for(workdir, tmp_path))) as client:
+        for customer in CUSTOMERS * 2:  # the second round is answered from the cache
+            answer = client.post("/recommendations", json={"customer_id": customer, "k": 3}).json()
+            variant = experiment.variant_of(customer)
+            assert (answer["variant"], answer["model_version"]) == (variant, {"champion": v1, "challenger": v2}[variant])
+        # version 2 (popularity) answers FREQUENT the global bestsellers, whatever they bought
+        frequent = client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json()
+        assert [it["article_id"] for it in frequent["items"]] == GLOBAL_TOP3
+        again = client.get(f"/customers/{s.FREQUENT}/buy-again").json()
+        assert (again["variant"], again["model_version"]) == ("challenger", v2)
+        assert client.get("/ready").json()["model_version"] == v1  # the default variant: the champion
+        counts = variant_counts(client.get("/metrics").text)
+        expected = {(variant, version): 2 * sum(experiment.variant_of(c) == variant for c in CUSTOMERS)
+                    for variant, version in (("champion", v1), ("challenger", v2))}
+        assert {key: counts.get(key, 0) for key in expected} == {**expected, ("challenger", v2): expected[
+            ("challenger", v2)] + 1}  # FREQUENT asked once more
+        status = client.get("/admin/experiment", headers=AUTH).json()
+        assert status["experiment"]["name"] == experiment.name
+        assert [(v["variant"], v["share"], v["model_version"]) for v in status["variants"]] == [
+            ("champion", 0.5, v1), ("challenger", 0.5, v2)]
+        assert client.get("/admin/experiment").status_code == 401
+
+
+def variant_counts(metrics: str) -> dict[tuple[str, int], int]:
+    """hmrec_variant_answers_total of /recommendations by (variant, version)."""
+    found = re.findall(r'hmrec_variant_answers_total\{route="/recommendations",variant="(\w+)",version="(\d+)"\} '
+                       r'([0-9.]+)', metrics)
+    return {(variant, int(version)): int(float(n)) for variant, version, n in found}
+
+
+def test_without_an_experiment_the_champion_answers_everyone(versions, tmp_path):
+    workdir, v1, _ = versions
+    with TestClient(create_app(settings_for(workdir, tmp_path))) as client:
+        for customer in CUSTOMERS:
+            answer = client.post("/recommendations", json={"customer_id": customer, "k": 3}).json()
+            assert (answer["variant"], answer["model_version"]) == ("champion", v1)
+        status = client.get("/admin/experiment", headers=AUTH).json()
+        assert status["experiment"] is None and [v["variant"] for v in status["variants"]] == ["champion"]
+
+
+def test_a_reload_follows_each_alias_in_every_worker(versions, tmp_path):
+    workdir, v1, v2 = versions
+    registry = Registry.for_workdir(workdir)
+    experiment = half_and_half()
+    write_experiment(tmp_path / "experiment.json", experiment)
+    settings = settings_for(workdir, tmp_path, reload_poll_seconds=0.1)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        v3 = s.register(workdir, s.write_handmade_bundle(tmp_path / "v3"), promote=False)
+        registry.set_alias("challenger", v3)
+        try:
+            assert first.post("/admin/reload", headers=AUTH).status_code == 200
+            wait_for(lambda: second.app.state.holder.served.versions() == {"champion": v1, "challenger": v3})
+            for client in (first, second):
+                answers = {c: client.post("/recommendations", json={"customer_id": c, "k": 3}).json()
+                           for c in (s.FREQUENT, s.BUYER_31)}
+                assert [(a["variant"], a["model_version"]) for a in answers.values()] == [
+                    ("challenger", v3), ("champion", v1)]
+            (tmp_path / "experiment.json").unlink()  # hmrec experiment stop
+            assert second.post("/admin/reload", headers=AUTH).status_code == 200
+            wait_for(lambda: list(first.app.state.holder.served.versions()) == ["champion"])
+            answer = first.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json()
+            assert (answer["variant"], answer["model_version"]) == ("champion", v1)
+        finally:
+            registry.set_alias("challenger", v2)
+
+
+def wait_for(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the other worker did not follow the reload"
+        time.sleep(0.02)
+
+
+def test_a_real_server_serves_both_versions_side_by_side(versions, tmp_path):
+    workdir, v1, v2 = versions
+    experiment = half_and_half()
+    write_experiment(tmp_path / "experiment.json", experiment)
+    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2",
+                  HMREC_EXPERIMENT_PATH=str(tmp_path / "experiment.json")) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(3):  # new connections: the answers come from both workers
+                answers = [client.post("/recommendations", json={"customer_id": c, "k": 3}).json()
+                           for c in (s.FREQUENT, s.BUYER_31)]
+                assert [(a["variant"], a["model_version"]) for a in answers] == [("challenger", v2), ("champion", v1)]
+            counts = variant_counts(client.get("/metrics").text)  # summed over both workers
+        assert (counts[("challenger", v2)], counts[("champion", v1)]) == (3, 3)
