@@ -243,7 +243,7 @@ def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(clien
     assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
         ids([0, 2, 1])
     assert client.get("/customers/someone-new/buy-again").json() == {
-        "customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False}
+        "customer_id": "someone-new", "model_version": 1, "variant": "champion", "items": [], "degraded": False}
 
 
 def test_buy_again_k_out_of_range(client):

@@ -62,11 +62,11 @@ def test_each_customer_is_answered_by_their_variants_version(versions, tmp_path)
         again = client.get(f"/customers/{s.FREQUENT}/buy-again").json()
         assert (again["variant"], again["model_version"]) == ("challenger", v2)
         assert client.get("/ready").json()["model_version"] == v1  # the default variant: the champion
-        counts = variant_counts(client.get("/metrics").text)
+        # each customer asked twice, FREQUENT (a challenger's) once more
         expected = {(variant, version): 2 * sum(experiment.variant_of(c) == variant for c in CUSTOMERS)
                     for variant, version in (("champion", v1), ("challenger", v2))}
-        assert {key: counts.get(key, 0) for key in expected} == {**expected, ("challenger", v2): expected[
-            ("challenger", v2)] + 1}  # FREQUENT asked once more
+        expected[("challenger", v2)] += 1
+        assert variant_counts(client.get("/metrics").text) == expected
         status = client.get("/admin/experiment", headers=AUTH).json()
         assert status["experiment"]["name"] == experiment.name
         assert [(v["variant"], v["share"], v["model_version"]) for v in status["variants"]] == [
@@ -128,12 +128,14 @@ def test_a_real_server_serves_both_versions_side_by_side(versions, tmp_path):
     workdir, v1, v2 = versions
     experiment = half_and_half()
     write_experiment(tmp_path / "experiment.json", experiment)
-    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log", HMREC_WORKERS="2",
+    # one worker: every worker hashes alike (test_experiment.py runs the split in other processes), and a second
+    # would double the start-up, the cost of this test
+    with s.Server(workdir, tmp_path / "events.sqlite", tmp_path / "server.log",
                   HMREC_EXPERIMENT_PATH=str(tmp_path / "experiment.json")) as server:
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            for _ in range(3):  # new connections: the answers come from both workers
+            for _ in range(3):
                 answers = [client.post("/recommendations", json={"customer_id": c, "k": 3}).json()
                            for c in (s.FREQUENT, s.BUYER_31)]
                 assert [(a["variant"], a["model_version"]) for a in answers] == [("challenger", v2), ("champion", v1)]
-            counts = variant_counts(client.get("/metrics").text)  # summed over both workers
+            counts = variant_counts(client.get("/metrics").text)
         assert (counts[("challenger", v2)], counts[("champion", v1)]) == (3, 3)
