@@ -13,8 +13,10 @@ import httpx
 import pytest
 import serving_support as s
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from hmrec.registry.experiment import Experiment, write_experiment
+from hmrec.cli import app
+from hmrec.registry.experiment import Experiment, read_experiment, write_experiment
 from hmrec.registry.versions import Registry
 from hmrec.serving.app import create_app
 from hmrec.serving.settings import Settings
@@ -139,3 +141,25 @@ def test_a_real_server_serves_both_versions_side_by_side(versions, tmp_path):
                 assert [(a["variant"], a["model_version"]) for a in answers] == [("challenger", v2), ("champion", v1)]
             counts = variant_counts(client.get("/metrics").text)
         assert (counts[("challenger", v2)], counts[("champion", v1)]) == (3, 3)
+
+
+def test_the_experiment_commands_start_show_and_stop(versions):
+    workdir, v1, v2 = versions
+    run = CliRunner().invoke
+    refused = run(app, ["experiment", "start", "--workdir", str(workdir), "--variant", "champion=0.9",
+                        "--variant", "blue=0.1"])
+    assert refused.exit_code == 1 and not (workdir / "experiment.json").exists()
+    assert refused.output.startswith("error: alias 'blue' is not set on any version (1 of 2 variants): point it at one "
+                                     "with `hmrec registry alias blue VERSION`")
+    started = run(app, ["experiment", "start", "--workdir", str(workdir), "--variant", "champion=90%",
+                        "--variant", "challenger=10%", "--name", "cli"])
+    assert started.exit_code == 0, started.output
+    assert started.output.startswith(f"experiment cli: champion (version {v1}) 90.0%, challenger (version {v2}) 10.0%")
+    assert read_experiment(workdir / "experiment.json") == Experiment("cli", (("champion", 0.9), ("challenger", 0.1)),
+                                                                      started=read_experiment(
+                                                                          workdir / "experiment.json").started)
+    shown = run(app, ["experiment", "show", "--workdir", str(workdir)]).output.splitlines()
+    assert [line.split() for line in shown[1:]] == [["champion", "90.0%", "version", str(v1)],
+                                                    ["challenger", "10.0%", "version", str(v2)]]
+    assert run(app, ["experiment", "stop", "--workdir", str(workdir)]).output.startswith("stopped experiment cli;")
+    assert not (workdir / "experiment.json").exists()
