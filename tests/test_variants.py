@@ -93,6 +93,18 @@ def test_without_an_experiment_the_champion_answers_everyone(versions, tmp_path)
         assert status["experiment"] is None and [v["variant"] for v in status["variants"]] == ["champion"]
 
 
+def test_a_variant_that_cannot_load_keeps_every_model_serving(versions, tmp_path):
+    workdir, v1, _ = versions
+    with TestClient(create_app(settings_for(workdir, tmp_path))) as client:
+        write_experiment(tmp_path / "experiment.json", Experiment("e", (("champion", 0.5), ("green", 0.5))))
+        response = client.post("/admin/reload", headers=AUTH)
+        assert (response.status_code, response.json()["detail"]) == (
+            409, "reload failed: cannot load the green from HMREC_WORKDIR: RegistryError: alias 'green' is not set on "
+                 f"hmrec-recommender; still serving version {v1}")
+        answers = [client.post("/recommendations", json={"customer_id": c, "k": 3}).json() for c in CUSTOMERS]
+        assert {(a["variant"], a["model_version"]) for a in answers} == {("champion", v1)}
+
+
 def test_a_reload_follows_each_alias_in_every_worker(versions, tmp_path):
     workdir, v1, v2 = versions
     registry = Registry.for_workdir(workdir)
