@@ -248,7 +248,7 @@ def test_buy_again_most_bought_then_most_recent_minus_what_was_just_bought(clien
     assert [it["article_id"] for it in client.get(f"/customers/{s.FREQUENT}/buy-again").json()["items"]] == \
         ids([0, 2, 1])
     answer = client.get("/customers/someone-new/buy-again").json()
-    assert answer == {"customer_id": "someone-new", "model_version": 1, "items": [], "degraded": False,
+    assert answer == {"customer_id": "someone-new", "model_version": 1, "variant": "champion", "items": [], "degraded": False,
                       "as_of": (s.DATA_END + timedelta(days=1)).isoformat(), "request_id": answer["request_id"]}
 
 

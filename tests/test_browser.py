@@ -247,3 +247,27 @@ def test_back_and_forward_show_each_history_entrys_customer(browser, handmade_se
     wait_until(page, "id => document.querySelector('#customer-id').textContent === id", s.FREQUENT)
     assert failures == []
     page.close()
+
+
+def test_the_demo_says_which_variant_answered_and_the_admin_page_needs_the_token(browser, handmade_server):
+    page = browser.new_page()
+    failures = watch_failures(page)
+    page.goto(handmade_server.url + f"/?customer={s.FREQUENT}")
+    wait_until(page, "document.querySelector('#answered-by').textContent !== ''")
+    # no experiment on this server: the champion, version 1, answers everyone
+    assert page.locator("#answered-by").inner_text() == "answered by champion v1"
+    assert page.locator("#model-version").inner_text() == "model champion v1"
+    page.goto(handmade_server.url + "/admin")
+    assert page.locator("#variants").is_hidden()
+    page.fill("#token", "not-the-token")
+    page.click("#token-form button")
+    wait_until(page, "document.querySelector('#error').textContent !== ''")
+    assert page.locator("#error").inner_text() == "wrong admin token" and page.locator("#variants").is_hidden()
+    page.fill("#token", s.ADMIN_TOKEN)
+    page.click("#token-form button")
+    wait_until(page, "document.querySelectorAll('#variants tbody tr').length === 1")
+    cells = page.locator("#variants tbody tr[data-variant=champion] td").all_inner_texts()
+    assert cells[:3] == ["champion", "100.0%", "v1"] and float(cells[3]) >= 1  # the demo's answer above counted
+    assert failures == [f"403 {handmade_server.url}/admin/experiment"]  # the wrong token's, and nothing else
+    assert page.locator("#error").is_hidden()
+    page.close()

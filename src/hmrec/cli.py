@@ -11,7 +11,7 @@ cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library:
 import typer  # noqa: E402
 
 from hmrec import logs  # noqa: E402
-from hmrec.commands import data, experiment, registry, serve, stages  # noqa: E402
+from hmrec.commands import data, experiment, registry, retrain, serve, stages  # noqa: E402
 
 
 def _flags_without_a_type(display_type_rich):
@@ -33,6 +33,7 @@ app.command("etl")(stages.etl)
 app.command("evaluate")(stages.evaluate)
 app.command("pipeline")(stages.pipeline)
 app.command("precompute")(stages.precompute)
+app.command("retrain")(retrain.retrain)
 app.command("serve")(serve.serve)
 app.add_typer(data.data_app, name="data")
 app.add_typer(registry.registry_app, name="registry")

@@ -1,4 +1,4 @@
-"""`hmrec registry`: list, show and promote the registered model versions."""
+"""`hmrec registry`: list, show, promote the registered model versions and point aliases at them."""
 
 from __future__ import annotations
 
@@ -92,3 +92,25 @@ def registry_promote(
     except (RegistryError, LockedError) as error:
         fail(str(error))
     typer.echo(f"version {version} is now champion")
+
+
+@registry_app.command("alias")
+def registry_alias(
+    alias: str, version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
+    wait: Wait = False,
+) -> None:
+    """Point ALIAS (e.g. challenger, a variant of `hmrec experiment start`) at VERSION; champion moves by promote."""
+    from hmrec.registry.experiment import ALIAS_RULE
+    from hmrec.registry.versions import Registry, RegistryError
+    from hmrec.registry.writer import workdir_writer
+    from hmrec.workdir import LockedError
+
+    if not ALIAS_RULE.match(alias):
+        fail(f"alias {alias[:40]!r} is not a registry alias name: a letter or _, then letters, digits, _ or -")
+    readable_workdir(workdir)
+    try:
+        with workdir_writer(workdir, wait=wait):
+            Registry.for_workdir(workdir).set_alias(alias, version)
+    except (RegistryError, LockedError) as error:
+        fail(str(error))
+    typer.echo(f"version {version} is now {alias}")

@@ -50,7 +50,7 @@ def evaluate(
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
     cpus.size_pools()
-    from hmrec.pipeline import ChampionMismatchError, PipelineConfig, evaluate_workdir, score_champion
+    from hmrec.pipeline import PipelineConfig, evaluate_workdir, score_champion
     from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
     from hmrec.registry.versions import RegistryError
@@ -70,7 +70,7 @@ def evaluate(
     readable_workdir(workdir)
     try:
         metrics_path = score_champion(config)
-    except (RegistryError, ChampionMismatchError, BundleError) as error:  # an old bundle: one line, the fix
+    except (RegistryError, BundleError) as error:  # an old bundle: one line, the fix
         fail(str(error))
     typer.echo(str(metrics_path))
 

@@ -143,6 +143,24 @@ class Registry:
         self.client.set_registered_model_alias(self.name, CHAMPION, str(int(version)))
         log.info("%s version %d is now %s", self.name, int(version), CHAMPION)
 
+    def set_alias(self, alias: str, version: int) -> None:
+        """Point `alias` (e.g. `challenger`, an experiment's variant) at `version` after verifying it; `champion`
+        moves only through `promote`."""
+        if alias == CHAMPION:
+            raise RegistryError(f"the {CHAMPION} alias moves only by promotion: run `hmrec registry promote {version}`")
+        self.load(int(version))
+        self.client.set_registered_model_alias(self.name, alias, str(int(version)))
+        log.info("%s version %d is now %s", self.name, int(version), alias)
+
+    def alias_version(self, alias: str) -> int | None:
+        """The version `alias` points at, or None when it is not set."""
+        try:
+            return int(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException as error:
+            if error.error_code in _MISSING:
+                return None
+            raise
+
     # -- reading -------------------------------------------------------------------------------------
 
     def versions(self) -> list[VersionInfo]:
@@ -174,12 +192,7 @@ class Registry:
         return [path / BUNDLE_ARTIFACT for path in uploads if path is not None and (path / BUNDLE_ARTIFACT).is_dir()]
 
     def champion_version(self) -> int | None:
-        try:
-            return int(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
-        except MlflowException as error:
-            if error.error_code in _MISSING:
-                return None
-            raise
+        return self.alias_version(CHAMPION)
 
     def manifest(self, version: int | str) -> dict:
         """The manifest of a version (or alias), read without checking the other files."""

@@ -45,7 +45,7 @@ def remove_leftovers(workdir: Path) -> list[Path]:
     and bundles under W/bundles/ that no registered version was made from (same manifest checksum). Only call it
     holding W/.lock. (The store's build folders are the ETL's, cleaned under `<store>.lock`; the registry cache's
     download folders are the service's, which takes no lock.)"""
-    patterns = (".scoring-*", "reports/.latest-staging", "reports/.latest-old")
+    patterns = (".scoring-*", ".retrain-raw-*", "reports/.latest-staging", "reports/.latest-old")
     found = [path for pattern in patterns for path in workdir.glob(pattern)]
     if missing_registry(workdir) is None:  # a new workdir has nothing registered to compare with, nor uploads
         registry = Registry.for_workdir(workdir)

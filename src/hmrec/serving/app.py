@@ -25,7 +25,7 @@ from hmrec.serving.limits import BodyLimitMiddleware, InFlightLimitMiddleware, W
 from hmrec.serving.live import InvalidEventError
 from hmrec.serving.metrics import MetricsMiddleware, ServiceMetrics
 from hmrec.serving.model_holder import Loader, ModelHolder, NotReadyError, ReloadError, champion_loader
-from hmrec.serving.routes import admin, articles, customers, demo, events, health, popular, recommendations
+from hmrec.serving.routes import admin, articles, customers, demo, events, experiment, health, popular, recommendations
 from hmrec.serving.services import build_services
 from hmrec.serving.settings import Settings
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings, loader: Loader | None = None, load_in_backgro
     app.state.metrics = metrics
     app.state.loading = threading.Event()  # set while the first load runs in the background
     _add_error_handlers(app)
-    for module in (health, recommendations, customers, articles, popular, events, admin, demo):
+    for module in (health, recommendations, customers, articles, popular, events, admin, experiment, demo):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     docs_pages = add_offline_docs(app)

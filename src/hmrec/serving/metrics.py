@@ -48,6 +48,9 @@ class ServiceMetrics:
                                            "writer's queue, HMREC_IMPRESSIONS_QUEUE), store (the event store failed) "
                                            "or shutdown (not written within the shutdown's bound)", ["reason"],
                                            registry=self.registry)
+        self.variants = Counter("hmrec_variant_answers_total", "Answers that used a model, by the live experiment's "
+                                "variant (registry alias; champion without one), the version it served and the route",
+                                ["variant", "version", "route"], registry=self.registry)
         self.reloads = Counter("hmrec_reloads_total", "Model reload attempts by outcome", ["outcome"],
                                registry=self.registry)
 
@@ -55,12 +58,29 @@ class ServiceMetrics:
         self.recommendations.labels(strategy, str(cached).lower()).inc()
         self.paths.labels(path).inc()
 
+    def variant_answer(self, answer: dict, route: str) -> None:
+        self.variants.labels(answer.get("variant", "champion"), str(answer.get("model_version")), route).inc()
+
+    def variant_counts(self) -> dict[tuple[str, str], float]:
+        """Answers so far by (variant, version), every route and (in multiprocess mode) every worker summed."""
+        counts: dict[tuple[str, str], float] = {}
+        for family in self._source().collect():
+            for sample in family.samples:
+                if sample.name == "hmrec_variant_answers_total":
+                    key = (sample.labels["variant"], sample.labels["version"])
+                    counts[key] = counts.get(key, 0.0) + sample.value
+        return counts
+
+    def _source(self) -> CollectorRegistry:
+        """This app's registry, or every worker's values in multiprocess mode."""
+        if not multiprocess_mode():
+            return self.registry
+        source = CollectorRegistry()
+        multiprocess.MultiProcessCollector(source)
+        return source
+
     def exposition(self) -> bytes:
-        if multiprocess_mode():
-            source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source)
-        else:
-            source = self.registry
+        source = self._source()
         share = CollectorRegistry()
         share.register(_ColdStartShare(source))
         return generate_latest(source) + generate_latest(share)

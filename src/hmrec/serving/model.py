@@ -86,6 +86,7 @@ class LoadedModel:
     spent_totals: np.ndarray | None = None  # (n_customers,) what each paid in all in the data; None: unknown
     repeats: pl.DataFrame | None = None  # the bundle's repeats, sorted by customer_idx; None: a bundle without them
     answers: PrecomputedAnswers | None = None  # the bundle's precomputed answers (memory-mapped); None: none
+    variant: str = "champion"  # the registry alias it was loaded as: the experiment's variant it answers for
     _cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
 
     def purchase_total(self, customer_idx: int) -> int:

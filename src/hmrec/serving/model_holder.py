@@ -1,4 +1,5 @@
-"""The served model: load the champion, warm it up, swap it in, follow other workers' reloads, report heartbeats."""
+"""The served models: load the champion (and an experiment's other variants), warm them up, swap them in, follow
+other workers' reloads, report heartbeats."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
 
+from hmrec.registry.experiment import Experiment, ExperimentError, read_experiment
 from hmrec.registry.model_bundle import BundleError
 from hmrec.serving.events import EventStoreUnavailable, WorkerCoordination
 from hmrec.serving.model import LoadedModel, load_model
@@ -32,7 +35,9 @@ class ReloadError(RuntimeError):
     """A champion could not be loaded; the message says why. The model already serving is kept."""
 
 
-Loader = Callable[[], LoadedModel]
+CHAMPION = "champion"
+# loader() loads the champion, loader(alias) another registry alias (an experiment's variant); each warmed up
+Loader = Callable[..., LoadedModel]
 # What a bundle's own code (torch, LightGBM, FAISS, polars) raises when its files do not fit the code reading them,
 # e.g. a bundle written by an older release: each must leave the serving model in place, never crash the service.
 LOAD_ERRORS = (BundleError, OSError, ValueError, KeyError, IndexError, RuntimeError, ImportError, AttributeError,
@@ -40,9 +45,9 @@ LOAD_ERRORS = (BundleError, OSError, ValueError, KeyError, IndexError, RuntimeEr
 
 
 def champion_loader(settings: Settings) -> Loader:
-    """Load the registry's champion for `settings.workdir`, checksums verified by the registry."""
+    """Load the registry's champion (or another alias) for `settings.workdir`, checksums verified by the registry."""
 
-    def load() -> LoadedModel:
+    def load(alias: str = CHAMPION) -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
         from hmrec.registry.tracking import missing_registry
@@ -50,21 +55,43 @@ def champion_loader(settings: Settings) -> Loader:
 
         missing = missing_registry(settings.workdir)
         if missing:
-            raise ReloadError(f"cannot load the champion: {missing}")
+            raise ReloadError(f"cannot load the {alias}: {missing}")
         try:
             registry = Registry.for_workdir(settings.workdir)
-            version, path = registry.load_version("champion")  # one alias look-up: a promote can't split them
+            version, path = registry.load_version(alias)  # one alias look-up: a promote can't split them
             return load_model(Path(path), version)
         except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
-            raise ReloadError(f"cannot load the champion from {settings.workdir}: "
+            raise ReloadError(f"cannot load the {alias} from {settings.workdir}: "
                               f"{type(error).__name__}: {error}") from error
 
     return load
 
 
+@dataclass(frozen=True)
+class Served:
+    """What one worker serves, swapped as one reference: the experiment (None: none) and a model per variant."""
+
+    experiment: Experiment | None
+    models: dict[str, LoadedModel]  # alias -> model; only `champion` without an experiment
+
+    @property
+    def default(self) -> LoadedModel:
+        return self.models[self.experiment.default if self.experiment else CHAMPION]
+
+    def model_for(self, customer_id: str) -> LoadedModel:
+        return self.models[self.experiment.variant_of(customer_id)] if self.experiment else self.default
+
+    def versions(self) -> dict[str, int | None]:
+        return {alias: model.version for alias, model in self.models.items()}
+
+
 class ModelHolder:
-    """Holds the served model (swapped by one reference assignment), this worker's place in the reload log and its
+    """Holds the served models (swapped by one reference assignment), this worker's place in the reload log and its
     heartbeat row.
+
+    Without an experiment file (settings.experiment_file) it serves the champion; with one, a model per variant,
+    each customer answered by the variant their id hashes to (registry/experiment.py). `model` is the default
+    variant's (the champion's when it takes part), which answers what is asked for no customer.
 
     Several holders, one per uvicorn worker process, share one event store: a thread follows the reload log, so a
     reload made through any worker reaches them all. `loader` loads and warms up a model (a ReloadError refuses it);
@@ -75,7 +102,7 @@ class ModelHolder:
         self.events = events
         self._loader = loader
         self._swapped = swapped
-        self._model: LoadedModel | None = None
+        self._served: Served | None = None
         self.load_error: str | None = "the model has not been loaded yet"
         self.on_swap: Callable[[int | None], None] | None = None  # told the new version after every swap
         self._reload_lock = threading.Lock()
@@ -94,19 +121,37 @@ class ModelHolder:
 
     @property
     def model(self) -> LoadedModel:
-        model = self._model
-        if model is None:
+        """The default variant's model (the champion's without an experiment)."""
+        return self._now().default
+
+    def model_for(self, customer_id: str) -> LoadedModel:
+        """The model of the variant `customer_id` belongs to (the champion without an experiment)."""
+        return self._now().model_for(customer_id)
+
+    def _now(self) -> Served:
+        served = self._served
+        if served is None:
             raise NotReadyError(self.load_error or "no model is loaded")
-        return model
+        return served
+
+    @property
+    def _model(self) -> LoadedModel | None:
+        return self._served.default if self._served is not None else None
 
     @property
     def serving(self) -> LoadedModel | None:
-        """The model now serving, or None before the first load (`model` raises instead)."""
+        """The default model now serving, or None before the first load (`model` raises instead)."""
         return self._model
 
+    @property
+    def served(self) -> Served | None:
+        """Every variant now serving (None before the first load)."""
+        return self._served
+
     def is_serving(self, model: LoadedModel) -> bool:
-        """Whether `model` is still the one serving (an answer from a swapped-out model is not cached)."""
-        return self._model is model
+        """Whether `model` is still one serving (an answer from a swapped-out model is not cached)."""
+        served = self._served
+        return served is not None and any(m is model for m in served.models.values())
 
     def close(self) -> None:
         self._stop.set()
@@ -115,7 +160,8 @@ class ModelHolder:
         _or_else(lambda: self.events.forget_workers([self.worker]), None)
 
     def reload(self, announce: bool = True, upto: int | None = None) -> tuple[int | None, int | None]:
-        """Load the champion beside the serving model, then swap; returns (old version, new version).
+        """Read the experiment file, load each variant's alias (the champion alone without one) beside the serving
+        models, then swap them all at once; returns the default variant's (old version, new version).
 
         announce: record the reload in the event store, so the other worker processes follow.
         upto: the reload-log id a follower is catching up to (nothing to do if already seen)."""
@@ -127,12 +173,12 @@ class ModelHolder:
                 serving = old.version if old else None
                 return serving, serving
             try:
-                new = self._loader()
+                served = self._load_all()
             except ReloadError as error:
                 if old is None:
                     self.load_error = str(error)
                 raise
-            self._model = new  # the swap: requests that already hold `old` finish with it
+            self._served, new = served, served.default  # the swap: requests that already hold `old` finish with it
             self.load_error = None
             self._swapped()
             if announce:
@@ -142,13 +188,26 @@ class ModelHolder:
                     log.error("serving version %s, but the other workers cannot be told: %s", new.version, error)
             if self.on_swap is not None:
                 self.on_swap(new.version)
-            log.info("serving version %s (was %s)", new.version, old.version if old else None)
+            log.info("serving version %s (was %s)%s", new.version, old.version if old else None,
+                     f"; experiment {served.experiment.name}: {served.versions()}" if served.experiment else "")
             return (old.version if old else None), new.version
         finally:
             if upto is not None:  # a failed follow is not retried: the old model keeps serving, the log says why
                 self._reload_seen = max(self._reload_seen, upto)
             self._report()
             self._reload_lock.release()
+
+    def _load_all(self) -> Served:
+        """The experiment's variants (or the champion alone), each loaded and warmed up; ReloadError if any fails."""
+        try:
+            experiment = read_experiment(self.settings.experiment_file)
+        except ExperimentError as error:
+            raise ReloadError(str(error)) from error
+        aliases = experiment.aliases if experiment else (CHAMPION,)
+        models = {alias: self._loader() if alias == CHAMPION else self._loader(alias) for alias in aliases}
+        for alias, model in models.items():
+            model.variant = alias  # what its answers say
+        return Served(experiment, models)
 
     def _report(self) -> None:
         model = self._model

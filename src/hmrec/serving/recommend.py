@@ -62,7 +62,7 @@ class RecommendService:
         event store cannot be read the answer is `degraded` (from the events this worker holds) and never cached."""
         started = time.perf_counter()
         fresh = self.live.sync_events()  # events other workers stored
-        model = self.holder.model
+        model = self.holder.model_for(customer_id)  # the customer's variant's (the champion without an experiment)
         if include_purchased or not fresh:
             answers = await run_in_threadpool(self.answer_many, model, [(customer_id, k)], include_purchased)
             return {**answers[0], "cached": False, "degraded": not fresh, "took_ms": _ms(started)}
@@ -156,6 +156,7 @@ class RecommendService:
             "strategy": strategy,
             "path": path,
             "model_version": model.version,
+            "variant": model.variant,
             "as_of": history.as_of.isoformat(),
             "items": [{**self.cards.card(model, it["article_idx"]), **_ranked(it)} for it in items],
         }
@@ -163,7 +164,7 @@ class RecommendService:
     def buy_again(self, customer_id: str, k: int) -> dict:
         """Repurchase picks: the articles the customer bought most often (then most recently), leaving out what
         they bought live in the last `settings.purchased_days` days, as the recommendations do."""
-        model = self.holder.model
+        model = self.holder.model_for(customer_id)
         fresh = self.live.sync_events()
         history = self.live.history(model, customer_id, model.find_customer(customer_id))
         hidden = self.live.recently_bought(model, customer_id, history.as_of)
@@ -180,8 +181,8 @@ class RecommendService:
         order = sorted((a for a in counts if a not in hidden), key=lambda a: (-counts[a][0], -counts[a][1], a))[:k]
         items = [{**self.cards.card(model, a), "score": float(counts[a][0]), "score_kind": "times_bought"}
                  for a in order]
-        return {"customer_id": customer_id, "model_version": model.version, "as_of": history.as_of.isoformat(),
-                "items": items, "degraded": not fresh}
+        return {"customer_id": customer_id, "model_version": model.version, "variant": model.variant,
+                "as_of": history.as_of.isoformat(), "items": items, "degraded": not fresh}
 
 
 def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:

@@ -95,6 +95,8 @@ class RecommendationResponse(BaseModel):
         description="Which path computed the answer: looked up in the version's precomputed answers (active "
                     "customers without live events) or computed online")
     model_version: int | None
+    variant: str = Field("champion", description="The registry alias that answered: the customer's variant of the "
+                         "live experiment (`hmrec experiment start`), `champion` without one")
     as_of: date = Field(description="The service's clock: day after the later of data end and last purchase")
     items: list[RecommendedArticle]
     cached: bool
@@ -146,6 +148,8 @@ class CustomerResponse(BaseModel):
 class BuyAgainResponse(BaseModel):
     customer_id: str
     model_version: int | None
+    variant: str = Field("champion", description="The registry alias that answered: the customer's variant of the "
+                         "live experiment (`hmrec experiment start`), `champion` without one")
     items: list[ScoredArticle] = Field(description="Most bought first (score: times bought), then most recent")
     as_of: date = Field(description="The service's clock for this customer (as in POST /recommendations)")
     request_id: str = Field(description="New for every answer, cached ones included: the id of this impression. "
@@ -239,6 +243,20 @@ class ReloadResponse(BaseModel):
     workers_serving: int = Field(description="Worker processes serving model_version when this answer was sent")
     workers: int = Field(description="Live worker processes; fewer serving means some could not load it, or "
                          "did not finish within HMREC_RELOAD_WAIT_SECONDS (their logs say which)")
+
+
+class VariantStatus(BaseModel):
+    variant: str = Field(description="The registry alias")
+    share: float = Field(description="Its share of the customers (by a hash of the experiment name and customer id)")
+    model_version: int | None = Field(description="The version this worker serves for it")
+    answers: float = Field(description="Answers that used its model so far (every worker, since they started)")
+    answers_by_version: dict[str, float] = Field(description="The same, by the version that answered")
+
+
+class ExperimentStatus(BaseModel):
+    experiment: dict | None = Field(description="The experiment file's content; null: none, the champion answers all")
+    variants: list[VariantStatus]
+    report: dict | None = Field(None, description="The online figures of `hmrec experiment report`, where wired in")
 
 
 class ErrorBody(BaseModel):

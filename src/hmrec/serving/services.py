@@ -38,13 +38,15 @@ class Services:
 def build_services(settings: Settings, events: EventStore, loader: Loader,
                    metrics: ServiceMetrics | None = None) -> Services:
     """The services of one worker on `events` (one store object is the event log, the worker coordination and the
-    impressions' table); `loader` loads a champion, which the recommendations warm up before the holder swaps it
-    in; `metrics` (default: a registry of their own) counts the impressions written and dropped."""
+    impressions' table); `loader` loads a champion (or, given an alias, an experiment's variant), which the
+    recommendations warm up before the holder swaps it in; `metrics` (default: a registry of their own) counts the
+    impressions written and dropped."""
     cache = AnswerCache(settings.cache_size)
     cards = ArticleCards(settings.images_dir)
     live = LiveHistories(settings, events, applied=cache.invalidate)
     # the holder calls its loader only on a reload, after `recommendations` below exists
-    holder = ModelHolder(settings, events, lambda: recommendations.warmed(loader()), swapped=cache.clear)
+    holder = ModelHolder(settings, events, lambda *alias: recommendations.warmed(loader(*alias)),
+                         swapped=cache.clear)
     recommendations = RecommendService(settings, holder, live, cards, cache)
     impressions = ImpressionWriter(events, metrics or ServiceMetrics(), settings.impressions_queue,
                                    settings.impressions_flush_seconds, settings.impressions_retention_days)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     events_retry_seconds: float = Field(5.0, gt=0, description="After an event store failure, how long before the "
                                         "store is tried again (requests meanwhile degrade at once; the Retry-After "
                                         "of a refused write).")
+    experiment_path: Path | None = Field(None, description="The live experiment between registry aliases (`hmrec "
+                                         "experiment start`); default workdir/experiment.json. No file: the "
+                                         "champion answers everyone.")
     admin_token: str | None = Field(None, description="Bearer token for /admin/*; admin is refused when unset.")
     events_token: SecretStr | None = Field(None, description="Bearer token a client must send to post live events "
                                            "(`Authorization: Bearer <token>`); unset and without `demo`, live events "
@@ -105,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def events_db(self) -> Path:
         return self.events_path if self.events_path is not None else self.workdir / "events.sqlite"
+
+    @property
+    def experiment_file(self) -> Path:
+        return self.experiment_path if self.experiment_path is not None else self.workdir / "experiment.json"
 
     @property
     def events_target(self) -> str | Path:

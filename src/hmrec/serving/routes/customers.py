@@ -27,4 +27,5 @@ def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep, me
     received = time.time()
     answer = recommendations.buy_again(customer_id, k)
     answer["request_id"] = impressions.shown(answer, "buy_again", received)  # an impression like any answer's
+    metrics.variant_answer(answer, "/customers/{customer_id}/buy-again")
     return flag_degraded(answer, response, metrics, "/customers/{customer_id}/buy-again")

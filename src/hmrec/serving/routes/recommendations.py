@@ -21,7 +21,9 @@ router = APIRouter(tags=["recommendations"])
     "(strategy `cold_start`). Articles bought through live events in the last HMREC_PURCHASED_DAYS days are left "
     "out unless `include_purchased`. "
     "`path` says whether the answer was looked up in the version's precomputed answers (active customers without "
-    "live events) or computed online. Every answer is recorded as an impression under its new `request_id`.",
+    "live events) or computed online. Every answer is recorded as an impression under its new `request_id`. "
+    "`variant` and `model_version` say which registry alias and version answered "
+    "(a customer's variant of the live experiment is fixed by their id).",
     responses=error_responses(413, 422, 503),
 )
 async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep,
@@ -30,4 +32,5 @@ async def recommend(body: RecommendationRequest, recommendations: Recommendation
     answer = await recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
     metrics.recommendation(answer["strategy"], answer["cached"], answer["path"])
     answer = {**answer, "request_id": impressions.shown(answer, body.surface, received)}
+    metrics.variant_answer(answer, "/recommendations")
     return flag_degraded(answer, response, metrics, "/recommendations")

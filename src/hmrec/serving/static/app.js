@@ -132,6 +132,11 @@ function renderRecs(answer, shownElsewhere) {
   $("strategy").textContent = answer.strategy === "cold_start" ? "(popular picks: cold start)" : "(personalised)";
   $("strategy").dataset.strategy = answer.strategy;
   $("took").textContent = `${answer.took_ms.toFixed(1)} ms${answer.cached ? " (cached)" : ""}`;
+  // which registry alias (the customer's variant of a live experiment) and version answered
+  const answeredBy = `${answer.variant || "champion"} v${answer.model_version}`;
+  $("answered-by").textContent = `answered by ${answeredBy}`;
+  $("answered-by").dataset.variant = answer.variant || "champion";
+  $("model-version").textContent = `model ${answeredBy}`;
   $("recs").dataset.requestId = answer.request_id;
   $("recs").replaceChildren(...items.map((a) => card(a, { reason: true, buy: true, requestId: answer.request_id })));
   $("recs-section").classList.remove("hidden");
