@@ -7,7 +7,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +141,8 @@ def retrain(config: RetrainConfig, events_target: str | Path) -> RetrainResult:
             run_pipeline(PipelineConfig(workdir=workdir, raw=raw, test_days=config.test_days, promote=False,
                                         engine=config.engine, precompute=config.precompute))
         version = max(info.version for info in Registry.for_workdir(workdir).versions())  # the lock kept others out
+        if not config.attributed:
+            config = replace(config, attributed=attributed_purchases(events_target))
         return judge(config, version, champion, events)
 
 
@@ -167,6 +169,26 @@ def judge(config: RetrainConfig, version: int, champion: int | None, live_events
         tracker.set_tags({"retrain.decision": "promoted" if decision.promote else "refused",
                           "retrain.reason": decision.reason[:5000], "retrain.alias": alias or "none"})
     return result
+
+
+def attributed_purchases(events_target: str | Path) -> set[tuple[str, int]]:
+    """(customer_id, article_id) of the stored purchases credited to an impression (feedback/attribution.py): the
+    part of the window the champion's own answers may have caused. Empty when the store cannot be read (logged)."""
+    from hmrec.feedback.attribution import attribute
+    from hmrec.serving.events import EventStoreUnavailable, open_event_store, sqlite_path
+
+    path = sqlite_path(events_target)
+    if path is not None and not path.is_file():
+        return set()
+    store = open_event_store(events_target)
+    try:
+        credited = attribute(store.impressions(), store.sales())
+    except EventStoreUnavailable as error:
+        log.warning("no attribution (every held-out purchase counts as not attributed): %s", error)
+        return set()
+    finally:
+        store.close()
+    return {(a.sale.customer_id, a.sale.article_id) for a in credited if a.impression is not None}
 
 
 def with_live_events(raw: Path, events_target: str | Path, folder: Path) -> tuple[Path, int]:

@@ -256,7 +256,8 @@ class VariantStatus(BaseModel):
 class ExperimentStatus(BaseModel):
     experiment: dict | None = Field(description="The experiment file's content; null: none, the champion answers all")
     variants: list[VariantStatus]
-    report: dict | None = Field(None, description="The online figures of `hmrec experiment report`, where wired in")
+    report: dict | None = Field(None, description="The online figures of `hmrec experiment report`; null while the "
+                                   "event store cannot be read")
 
 
 class ErrorBody(BaseModel):

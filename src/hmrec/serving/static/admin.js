@@ -24,7 +24,7 @@ function render(status) {
   $("variants").querySelector("tbody").replaceChildren(...rows);
   $("variants").classList.remove("hidden");
   $("report").textContent = status.report ? JSON.stringify(status.report, null, 2)
-    : "Answer counts only: the online report (impressions, attributed purchases) is not wired into this page yet.";
+    : "Answer counts only: the event store cannot be read now, so the online report (impressions, attributed purchases) is missing.";
   $("report").classList.remove("hidden");
 }
 
