@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from toy_source import NewArrivalsRecommender
 
 from hmrec.candidates.generate import Candidates
 from hmrec.data import Query, TrainData
@@ -161,6 +162,35 @@ def test_a_leading_source_answers_first_in_its_own_order(world, monkeypatch):
         by_rank = proposed[np.argsort(rank[candidates.row == row][mine], kind="stable")]
         n = min(12, by_rank.size)
         np.testing.assert_array_equal(led.items[row, :n], by_rank[:n])
+
+
+class _Stateful(NewArrivalsRecommender):
+    """New arrivals with a user state and a pair score, counting the states asked for."""
+
+    name = "stateful"
+
+    def __init__(self):
+        super().__init__()
+        self.states = 0
+
+    def user_state(self, query):
+        self.states += 1
+        return np.ones(len(query), dtype=np.float32)
+
+    def pair_scores(self, state, rows, articles):
+        return state[rows]
+
+
+def test_a_source_without_budget_computes_its_state_only_where_its_pair_score_is_read(world):
+    data, query, _, final = world
+    probe = _Stateful().fit(data)
+    sources, n_per_source = {**final.sources, "stateful": probe}, {**final.n_per_source, "stateful": 0}
+    lookup = ArticleLookup.of(final.articles_)
+    read = [*final.state_.feature_names, pair_score_name("stateful")]
+    for wanted, asked in ((final.state_.feature_names, 0), (read, 1), (None, 1)):
+        probe.states = 0
+        _, features = candidate_features(sources, n_per_source, query, lookup, wanted)
+        assert (probe.states, pair_score_name("stateful") in features) == (asked, bool(asked))
 
 
 def test_ranker_learns_the_planted_signal_first(world):

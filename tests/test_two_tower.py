@@ -222,6 +222,17 @@ def test_a_new_purchase_changes_the_vector_and_the_answer(fitted, world):
     assert np.mean(_family(recs_after) == 2) > np.mean(_family(recs_before) == 2) + 0.3
 
 
+def test_user_vectors_pool_the_models_item_vectors_as_the_item_tower_gives_them(fitted, world, monkeypatch):
+    """Answering gathers the past articles' vectors from the model's table; the item tower run on them again (as in
+    training) gives the same user vectors, an article the model lacks (the OOV row) included."""
+    known = _query(world, np.arange(40))
+    unknown = _live_query(world, ages=[22, 42], purchases=[[PER_FAMILY + 1, 10_000], [3]])
+    from_table = [fitted.user_vectors(known), fitted.user_vectors(unknown)]
+    monkeypatch.setattr(fitted, "_past_vectors", lambda: None)
+    np.testing.assert_allclose(from_table[0], fitted.user_vectors(known), atol=1e-6)
+    np.testing.assert_allclose(from_table[1], fitted.user_vectors(unknown), atol=1e-6)
+
+
 def test_recommend_answers_each_row_from_its_own_state(fitted, world):
     alone = fitted.recommend(_query(world, [5]), 12)
     together = fitted.recommend(_query(world, [3, 5, 7]), 12)

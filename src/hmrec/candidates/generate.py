@@ -46,9 +46,12 @@ class Candidates:
     def proposed_by(self, lines: np.ndarray) -> list[list[str]]:
         """The names of the sources that proposed each of `lines` (positions), in source order."""
         names = list(self.ranks)
-        proposed = np.stack([self.ranks[name][lines] >= 0 for name in names], axis=1) if names else \
-            np.zeros((len(lines), 0), dtype=bool)
-        return [[names[j] for j in np.flatnonzero(flags)] for flags in proposed]
+        out: list[list[str]] = [[] for _ in range(len(lines))]
+        if names:  # one nonzero over (line, source) flags, not one per line: an answer asks this for every item
+            line, source = np.nonzero(np.stack([self.ranks[name][lines] >= 0 for name in names], axis=1))
+            for i, j in zip(line.tolist(), source.tolist(), strict=True):
+                out[i].append(names[j])
+        return out
 
 
 def propose(
@@ -93,15 +96,18 @@ def union_of(answers: Mapping[str, Recs]) -> Candidates:
     """The candidates of each source's answers (same number of rows each; a source proposes an article at most
     once per row, as every Recs does). Built with numpy on one sorted key array rather than one Polars join per
     source: a one-customer query spent most of its time in join overhead."""
-    keys = {name: _line_keys(recs) for name, recs in answers.items()}  # name -> (kept mask, keys)
-    union = np.unique(np.concatenate([k for _, k in keys.values()]))  # sorted: row, then article_idx
+    # name -> (kept mask, keys); a source given no share of the budget proposes nothing: only its column of pads
+    keys = {name: _line_keys(recs) for name, recs in answers.items() if recs.items.size}
+    union = np.unique(np.concatenate([k for _, k in keys.values()] or [np.empty(0, dtype=np.int64)]))  # row, article
     ranks, scores = {}, {}
     for name, recs in answers.items():
+        ranks[name] = np.full(union.size, -1, dtype=np.int16)
+        scores[name] = np.full(union.size, np.nan, dtype=np.float32)
+        if name not in keys:
+            continue
         kept, line_keys = keys[name]
         where = np.searchsorted(union, line_keys)  # each proposed line's place in the union
-        ranks[name] = np.full(union.size, -1, dtype=np.int16)
         ranks[name][where] = np.broadcast_to(np.arange(recs.items.shape[1], dtype=np.int16), recs.items.shape)[kept]
-        scores[name] = np.full(union.size, np.nan, dtype=np.float32)
         scores[name][where] = recs.scores[kept]
     rows, items = split_key(union)
     return Candidates(rows.astype(np.uint32), items.astype(np.int32), ranks, scores)

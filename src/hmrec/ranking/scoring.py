@@ -3,7 +3,7 @@ among them), the model's input matrix, a leading source's order, and each row's 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import polars as pl
@@ -22,12 +22,15 @@ def pair_score_name(source: str) -> str:
 
 
 def candidate_features(sources: Mapping[str, Recommender], n_per_source: Mapping[str, int], query: Query,
-                       articles: ArticleLookup):
+                       articles: ArticleLookup, wanted: Collection[str] | None = None):
     """The candidates of every query row and their `feature_arrays`, with the pair score of every source that
     declares a `user_state` for every line (the state, user vectors say, is most of a one-customer query's cost:
-    computed once, for retrieval and pair scores)."""
+    computed once, for retrieval and pair scores). wanted: the features the caller reads (a trained ranker's), or
+    None for all; a source that proposes nothing and whose pair score is not wanted never computes its state."""
     retrieved, states = {}, {}
     for name, source in sources.items():
+        if not n_per_source[name] and wanted is not None and pair_score_name(name) not in wanted:
+            continue
         state = source.user_state(query)
         if state is None:
             continue

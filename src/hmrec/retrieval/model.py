@@ -35,6 +35,7 @@ class PastItems(NamedTuple):
     numeric: torch.Tensor  # (u, n_item_numeric) their features
     index: torch.Tensor  # (b, n_last) row of `codes` for each purchase slot (any row on padding)
     weights: torch.Tensor  # (b, n_last) recency weights, 0 on padding
+    vectors: torch.Tensor | None = None  # (u, out_dim) their item vectors when known (answering), else computed
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -107,7 +108,7 @@ class TwoTower(nn.Module):
         vectors are added to its output, so a customer's vector starts out near what they bought.
         """
         embedded = self.item_embeddings(past.codes)  # (u, item_dim), one row per distinct past article
-        vectors = self._items_from(embedded, past.numeric)  # (u, out_dim)
+        vectors = self._items_from(embedded, past.numeric) if past.vectors is None else past.vectors  # (u, out_dim)
         total = past.weights.sum(dim=1, keepdim=True)  # (b, 1)
         share = (past.weights / total.clamp_min(1e-6)).unsqueeze(-1)  # (b, n_last, 1)
         pooled = (embedded[past.index] * share).sum(dim=1)  # (b, item_dim)

@@ -70,6 +70,7 @@ class TwoTowerRecommender(Recommender):
         self._item_codes: torch.Tensor | None = None  # (n_articles + 1, n_item_fields), last row all-OOV
         self._item_numeric: torch.Tensor | None = None  # (n_articles + 1, n_item_numeric) as of the cutoff
         self._groups: tuple[pl.DataFrame, np.ndarray] | None = None  # (articles, their index_groups)
+        self._past: tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor]] | None = None  # item_vectors, their tensors
 
     def fit(self, data: TrainData) -> Self:
         config = self.config
@@ -182,11 +183,22 @@ class TwoTowerRecommender(Recommender):
             for s in range(0, n, config.user_batch_size):
                 part = slice(s, s + config.user_batch_size)
                 past = past_items(history, self._item_codes, self._item_numeric[None], rows[part], as_of[part],
-                                  np.zeros(len(rows[part]), dtype=np.int64), config)
+                                  np.zeros(len(rows[part]), dtype=np.int64), config, self._past_vectors())
                 out[part] = self.model.users(profiles[part], past, numeric[part]).numpy()
         if self.item_bias is not None:
             out = np.hstack([out, np.ones((n, 1), dtype=np.float32)])
         return out
+
+    def _past_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`item_vectors` (shared, not copied) and the all-OOV row's vector, as `past_items` takes them: the item
+        tower's output for the snapshot `_item_numeric` holds, which is what a user vector pools."""
+        if self.item_vectors is None:
+            return None
+        if self._past is None or self._past[0] is not self.item_vectors:
+            with torch.no_grad():
+                oov = self.model.items(self._item_codes[-1:], self._item_numeric[-1:])
+            self._past = (self.item_vectors, (torch.from_numpy(self.item_vectors), oov))
+        return self._past[1]
 
     def _index_groups(self) -> np.ndarray:
         """index_group_no by article_idx of the model's articles, for the user features (built once per table)."""

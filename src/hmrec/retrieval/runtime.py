@@ -50,11 +50,15 @@ def past_items(
     days: np.ndarray,
     snapshots: np.ndarray,
     config: TwoTowerConfig,
+    item_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> PastItems:
     """Each key's last `config.n_last` purchases before its day, with item features of its snapshot.
 
     item_codes (n_articles + 1, n_fields) and item_numeric (n_snapshots, n_articles + 1, n_numeric) end with
-    an all-OOV row, used for padding and for articles the model has no row for.
+    an all-OOV row, used for padding and for articles the model has no row for. item_vectors: the item tower's
+    output for the one snapshot, (n_articles, out_dim) and the OOV row's (1, out_dim), when already known
+    (answering: the model's table, so a query gathers its past articles' vectors instead of running the item
+    tower on them again).
     """
     items, weights = history.last(keys, days, config.n_last, config.half_life_days)
     oov_row = item_codes.shape[0] - 1
@@ -63,9 +67,14 @@ def past_items(
     slots = np.asarray(snapshots, dtype=np.int64)[:, None] * (oov_row + 1) + items
     distinct, index = np.unique(slots, return_inverse=True)
     articles, snapshot_of = torch.from_numpy(distinct % (oov_row + 1)), torch.from_numpy(distinct // (oov_row + 1))
+    vectors = None
+    if item_vectors is not None:
+        table, oov = item_vectors
+        vectors = torch.where((articles < oov_row)[:, None], table[articles.clamp(max=oov_row - 1)], oov)
     return PastItems(
         codes=item_codes[articles],
         numeric=item_numeric[snapshot_of, articles],
         index=torch.from_numpy(index.reshape(items.shape)),
         weights=torch.from_numpy(weights),
+        vectors=vectors,
     )

@@ -15,8 +15,9 @@ WORDS = {Reason.STYLE: "similar to your style", Reason.AGE: "popular with your a
          Reason.POPULAR: "popular right now"}
 
 
-def explain(article_idx: int, sources: Sequence[str], reasons: Mapping[str, Reason], history_items: np.ndarray,
-            catalogue: Catalogue, bought_with: Callable[[int], np.ndarray] | None = None) -> str:
+def explain(article_idx: int, sources: Sequence[str], reasons: Mapping[str, Reason],
+            history_items: Sequence[int] | np.ndarray, catalogue: Catalogue,
+            bought_with: Callable[[int], np.ndarray] | None = None) -> str:
     """Reason for one article. sources: the names that proposed it; reasons: each name's declared Reason
     (`Recommender.reasons()`); history_items: the customer's purchases (article_idx), oldest first;
     bought_with(a): the articles whose purchase proposes `a`."""
@@ -42,7 +43,7 @@ def word(reason: Reason) -> str:
     return WORDS.get(reason, WORDS[Reason.STYLE])
 
 
-def _latest_partner(article_idx: int, history_items: np.ndarray,
+def _latest_partner(article_idx: int, history_items: Sequence[int] | np.ndarray,
                     bought_with: Callable[[int], np.ndarray]) -> int | None:
     """The customer's most recent purchase that is often bought with `article_idx`."""
     paired = bought_with(article_idx)
@@ -52,7 +53,7 @@ def _latest_partner(article_idx: int, history_items: np.ndarray,
     return None
 
 
-def _same_product(article_idx: int, history_items: np.ndarray, catalogue: Catalogue) -> int | None:
+def _same_product(article_idx: int, history_items: Sequence[int] | np.ndarray, catalogue: Catalogue) -> int | None:
     code = catalogue.product_codes[article_idx]
     for item in history_items[::-1]:
         if catalogue.product_codes[int(item)] == code:
