@@ -324,4 +324,7 @@ def ranker_sections(final, query: Query, relevant_by_row) -> list[str]:
     the ranker's feature importance; none for a recommender that answers on its own."""
     if not final.parts():
         return []
-    return [candidate_recall_section(final, query, relevant_by_row), importance_section(final)]
+    from hmrec.evaluation.selection import ranker_settings_section
+
+    return [candidate_recall_section(final, query, relevant_by_row), importance_section(final),
+            ranker_settings_section(final)]
