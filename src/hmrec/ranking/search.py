@@ -47,6 +47,8 @@ class Lines:
     row: np.ndarray  # sorted: a row's lines are contiguous
 
     def take(self, keep: np.ndarray) -> Lines:
+        if keep.size == self.row.size:  # every line: no copy of the matrix (the largest array of the search)
+            return self
         return Lines(self.matrix[keep], self.label[keep], self.row[keep])
 
     def dataset(self, names: list[str], reference: lgb.Dataset | None = None) -> lgb.Dataset:
