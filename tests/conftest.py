@@ -27,12 +27,14 @@ class PipelineRun:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> PipelineRun:
-    """`hmrec pipeline --promote` once on the tiny sample, through the real CLI; treat its workdir as read-only."""
+    """`hmrec pipeline --promote --label-windows 2 --search-fits 3` once on the tiny sample, through the real CLI; treat its workdir as read-only."""
     root = tmp_path_factory.mktemp("pipeline")
     generate("tiny", seed=3, out=root / "raw")
     result = CliRunner().invoke(
-        app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote"]
-    )
+        app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote", "--label-windows",
+              "2", "--search-fits", "3"]
+    )  # cheap: 2 label windows (the tiny sample would plan 10) and a search of 3 fits (2 settings on half the buyers,
+    # the better on all); tests/test_selection.py plans the windows on the tiny sample
     assert result.exit_code == 0, result.output
     return PipelineRun(root, root / "work", result.output.strip().splitlines()[-1])
 

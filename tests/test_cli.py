@@ -202,9 +202,10 @@ def test_data_too_short_for_the_pipeline_is_one_line_naming_the_days_needed(tmp_
     result = run("pipeline", "--raw", raw, "--workdir", tmp_path / "work")
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
-        "error: the data covers 1 day(s) (2020-09-01 .. 2020-09-01), but the pipeline's settings need at least 29: "
-        "7 held-out (--test-days), 2 label week(s) of 7 days for the ranker, a validation week of 7 days and 1 day of "
-        "history before it; give it longer data or fewer --test-days")
+        "error: the data covers 1 day(s) (2020-09-01 .. 2020-09-01), but the pipeline's settings need at least 22: "
+        "7 held-out (--test-days), 1 label window(s) of 7 days for the ranker (--horizon-days), a validation window "
+        "of 7 days and 1 day of history before it; give it longer data, fewer --test-days or a shorter "
+        "--horizon-days")
 
 
 def make(*args: str, **env: str) -> subprocess.Popen:

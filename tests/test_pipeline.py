@@ -7,10 +7,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from typer.testing import CliRunner
 
 from hmrec.cli import app
 from hmrec.data import Query
+from hmrec.pipeline import AP_FILE
 from hmrec.recommenders.base import load_recommender
 from hmrec.registry.versions import Registry
 from hmrec.sample.generate import generate
@@ -66,9 +68,21 @@ def test_report_has_plots_and_every_section(pipeline_run):
     for method in METHODS:
         assert method in report
     assert "andidate recall" in report and "importance" in report.lower()
+    assert "## Ranker settings chosen on validation" in report and "Label windows: " in report
+    assert set(pl.read_parquet(report_dir / AP_FILE).columns) == METHODS  # bench/quality.py's bootstrap reads it
     pngs = list(report_dir.glob("*.png"))
     assert len(pngs) >= 3
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_the_ranker_settings_chosen_are_mlflow_params(pipeline_run):
+    from hmrec.registry.tracking import client_for
+
+    client = client_for(pipeline_run.workdir)
+    runs = client.search_runs([client.get_experiment_by_name("hmrec").experiment_id])
+    params = next(run.data.params for run in runs if "ranker.label_days" in run.data.params)
+    assert params["ranker.label_days"] == "7" and params["ranker.label_windows"] == "2"
+    assert params["ranker.objective"] in ("lambdarank", "binary", "xendcg") and int(params["ranker.trees"]) >= 1
 
 
 def test_the_run_is_registered_promoted_and_loads_with_checksums(pipeline_run):

@@ -280,7 +280,7 @@ def test_fit_once_sources_keep_the_early_fit():
     config = FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1)
     final = FinalRecommender(make_sources() | {"bought_together": FitOnceTogether()}, config).fit(data)
     first = config.label_starts(CUTOFF)[0]  # fitted once, before the first of the label weeks
-    assert first == CUTOFF - timedelta(days=7 * config.label_weeks)
+    assert first == CUTOFF - timedelta(days=7 * config.label_windows)
     early = BoughtTogetherRecommender().fit(
         TrainData(data.transactions.filter(pl.col("t_dat") < first), data.customers, data.articles, first)
     )

@@ -50,7 +50,7 @@ def tiny_final() -> FinalRecommender:
     sources = {source.name: source.build(SMALL.get(source.name)) for source in candidate_sources()
                if source.name in FINAL_PARTS}
     config = FinalConfig(n_per_source=dict.fromkeys(sources, 20), num_threads=1, min_data_in_leaf=2,
-                         num_boost_round=20, label_weeks=1)
+                         num_boost_round=20, label_windows=1)
     return FinalRecommender(sources, config)
 
 

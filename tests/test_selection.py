@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -12,7 +14,7 @@ import pytest
 from hmrec.candidates.sources import CATALOGUE, Grid
 from hmrec.data import Recs, TrainData
 from hmrec.evaluation.selection import Chosen, SelectionConfig, allocate_budget, choose_settings, settings_section
-from hmrec.pipeline import load_train_data
+from hmrec.pipeline import PipelineConfig, load_train_data, ranker_config
 from hmrec.recommenders.popularity import PopularityConfig
 from hmrec.sample.generate import generate
 from hmrec.store.build import build_store
@@ -61,11 +63,17 @@ def tiny_data(tmp_path_factory) -> TrainData:
     return load_train_data(Store(root / "store"))
 
 
-def test_the_choice_never_reads_the_rows_after_the_validation_week(tiny_data):
-    """Rows from the validation week's end on (the label weeks here; the held-out window never reaches TrainData)
-    replaced by nonsense: every chosen setting and count stays the same."""
-    valid_end = tiny_data.cutoff - timedelta(days=14)
-    clean = choose_settings(tiny_data, valid_end, CHEAP, GRID)
+@pytest.mark.parametrize("horizon", [7, 1])
+def test_the_choice_never_reads_the_rows_after_the_validation_window(tiny_data, horizon):
+    """The pipeline's label windows for the horizon (planned from the rows before the cutoff: the held-out window
+    never reaches TrainData), then the validation window before them. Rows from its end on (the label windows)
+    replaced by nonsense: every chosen setting and count stays the same. A 1-day horizon: many 1-day windows."""
+    ranker = ranker_config(tiny_data, PipelineConfig(workdir=Path("unused"), horizon_days=horizon))
+    starts = ranker.label_starts(tiny_data.cutoff)
+    assert ranker.label_days == horizon and len(starts) > 1
+    assert [b - a for a, b in itertools.pairwise([*starts, tiny_data.cutoff])] == [timedelta(days=horizon)] * len(starts)
+    valid_end, grid = starts[0], replace(GRID, valid_days=horizon)
+    clean = choose_settings(tiny_data, valid_end, CHEAP, grid)
     late = pl.col("t_dat") >= valid_end
     poisoned = tiny_data.transactions.with_columns(
         pl.when(late).then(pl.lit(0, pl.Int32)).otherwise(pl.col("article_idx")).alias("article_idx"),
@@ -73,11 +81,11 @@ def test_the_choice_never_reads_the_rows_after_the_validation_week(tiny_data):
     )
     assert poisoned.filter(late).height > 1000  # the poison reaches many rows
     dirty = choose_settings(TrainData(poisoned, tiny_data.customers, tiny_data.articles, tiny_data.cutoff),
-                            valid_end, CHEAP, GRID)
+                            valid_end, CHEAP, grid)
     assert dirty.settings == clean.settings and dirty.n_per_source == clean.n_per_source
     assert dirty.evidence == clean.evidence
     assert sum(clean.n_per_source.values()) == GRID.budget
-    assert clean.valid_window == (valid_end - timedelta(days=7), valid_end - timedelta(days=1))
+    assert clean.valid_window == (valid_end - timedelta(days=horizon), valid_end - timedelta(days=1))
 
 
 def test_the_report_section_names_every_choice_and_its_figures(tiny_data):

@@ -13,6 +13,7 @@ from pathlib import Path
 from hmrec.data import Query, TrainData
 from hmrec.data.files import publish_copy
 from hmrec.evaluation.selection import Chosen
+from hmrec.ranking.windows import WindowPlanConfig, plan_windows
 from hmrec.recommenders.base import Recommender
 from hmrec.registry.writer import writes_workdir
 from hmrec.scale.engine import Engine, LocalEngine
@@ -20,6 +21,7 @@ from hmrec.store.tables import ARTICLES, CUSTOMERS, ITEM_FEATURES, TRANSACTIONS,
 
 log = logging.getLogger(__name__)
 
+AP_FILE = "ap12_per_buyer.parquet"
 
 
 @dataclass
@@ -33,9 +35,17 @@ class PipelineConfig:
     seed: int = 7
     reports: Path | None = None  # where reports go (None: WORKDIR/reports)
     engine: Engine = field(default_factory=LocalEngine)  # local, or Ray for ETL, training and batch scoring
-    label_weeks: int = 2  # the ranker's label weeks; the week before them chooses the settings
+    horizon_days: int | None = None  # the prediction horizon: label and validation windows' days (None: test_days)
+    label_windows: int | None = None  # the ranker's label windows (None: planned, `window_plan`); the window
+    # before them chooses the settings
+    window_plan: WindowPlanConfig = field(default_factory=WindowPlanConfig)
+    search_fits: int = 15  # LightGBM fits the ranker's settings search may spend (ranking/search.py; 1: defaults)
     candidate_budget: int = 160  # candidates per customer summed over the sources, shared out on validation
     precompute: str = "active"  # whose answers the bundle holds precomputed: scale/precompute.py's PRECOMPUTE
+
+    @property
+    def horizon(self) -> int:
+        return self.horizon_days or self.test_days
 
     @property
     def store_dir(self) -> Path:
@@ -63,12 +73,13 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     candidate sources (each also scored on its own, so the report shows what the ranker adds over each)."""
     from hmrec.candidates.sources import build_sources, entries, report_order
     from hmrec.evaluation.selection import SelectionConfig, choose_settings
-    from hmrec.ranking.ranker import FinalConfig, FinalRecommender
+    from hmrec.ranking.ranker import FinalRecommender
 
-    final_config = FinalConfig(label_weeks=config.label_weeks, seed=config.seed)
+    final_config = ranker_config(data, config)
     trainer = _trainer(config)
     chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0], entries(),
-                             SelectionConfig(budget=config.candidate_budget, seed=config.seed), trainer=trainer)
+                             SelectionConfig(valid_days=config.horizon, budget=config.candidate_budget,
+                                             seed=config.seed), trainer=trainer)
     methods: dict[str, Recommender] = {}
     for source in (source for source in entries() if source.candidates is None):
         started = time.perf_counter()
@@ -86,6 +97,32 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     methods.update(final.sources)
     ordered = {name: methods[name] for name in report_order() if name in methods}
     return {**ordered, **methods, "final": final}, chosen
+
+
+def ranker_config(data: TrainData, config: PipelineConfig):
+    """The ranker's settings: label windows of the horizon (their count planned from the training signal unless
+    given), the training buyers its memory allows at the candidate budget, the search's budget of fits."""
+    from hmrec.ranking.ranker import FinalConfig
+
+    windows, plan = config.label_windows, "given"
+    if windows is None:
+        planned = plan_windows(data.transactions, data.cutoff, config.horizon, config.candidate_budget,
+                               config.window_plan)
+        windows, wanted = planned.windows, config.window_plan
+        plan = (f"planned: {planned.label_lines:,} bought pairs and {planned.label_buyers:,} buyers (wanted at least "
+                f"{wanted.min_label_lines:,} and {wanted.min_label_buyers:,}; stopped by {planned.stopped}, at most "
+                f"{wanted.max_windows} windows and {wanted.max_training_lines:,} training lines)")
+    return FinalConfig(label_days=config.horizon, label_windows=windows, label_plan=plan, seed=config.seed,
+                       search_fits=config.search_fits,
+                       max_train_customers=config.window_plan.max_training_lines // max(config.candidate_budget, 1))
+
+
+def ranker_params(final) -> dict[str, str]:
+    """The ranker's horizon, label windows and searched settings as MLflow params (`ranker.<name>`)."""
+    config, state = final.config, final.state_
+    params = {"label_days": config.label_days, "label_windows": config.label_windows,
+              "search_fits": len(state.search), **state.params}
+    return {f"ranker.{name}": str(value) for name, value in params.items()}
 
 
 def _trainer(config: PipelineConfig):
@@ -229,7 +266,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
         tracker.log_params({f"rows_{table}": n for table, n in manifest["rows"].items()})
         store = Store(config.store_dir)
         metrics_path, methods, metrics, chosen = _fit_and_report(store, config, run_id)
-        tracker.log_params(chosen.params())
+        tracker.log_params(chosen.params() | ranker_params(methods["final"]))
         tracker.log_metrics(_flatten(metrics))
         tracker.log_artifacts(metrics_path.parent, "report")
 
@@ -245,20 +282,18 @@ def run_pipeline(config: PipelineConfig) -> Path:
 
 def check_long_enough(store: Store, config: PipelineConfig) -> None:
     """Raise RawDataError, in one line naming the days the settings need, when the store's data is too short."""
-    from hmrec.evaluation.selection import SelectionConfig
-    from hmrec.ranking.ranker import FinalConfig
     from hmrec.raw.read import RawDataError
 
-    label_days, valid_days = FinalConfig().label_days, SelectionConfig().valid_days
-    before = config.label_weeks * label_days + valid_days + 1  # label weeks, a validation week, a day before it
+    horizon, windows = config.horizon, config.label_windows or 1
+    before = windows * horizon + horizon + 1  # label windows, a validation window, a day before it
     first, last = (date.fromisoformat(day) for day in store.manifest["data_range"])
     test_days = store.manifest["test_days"]
     if (store.cutoff - first).days < before:
         raise RawDataError(
             f"the data covers {(last - first).days + 1} day(s) ({first} .. {last}), but the pipeline's settings need "
-            f"at least {test_days + before}: {test_days} held-out (--test-days), {config.label_weeks} label week(s) of "
-            f"{label_days} days for the ranker, a validation week of {valid_days} days and 1 day of history before "
-            f"it; give it longer data or fewer --test-days")
+            f"at least {test_days + before}: {test_days} held-out (--test-days), {windows} label window(s) of "
+            f"{horizon} days for the ranker (--horizon-days), a validation window of {horizon} days and 1 day of "
+            "history before it; give it longer data, fewer --test-days or a shorter --horizon-days")
 
 
 def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
@@ -285,8 +320,20 @@ def _fit_and_report(store: Store, config: PipelineConfig, run_id: str):
         extra_sections=[settings_section(chosen), *ranker_sections(final, query, relevant)],
         run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "config": _params(config)},
     )
+    write_ap_per_buyer(result, metrics_path.parent / AP_FILE)
     publish_copy(out_dir, config.reports_dir / "latest")
     return metrics_path, methods, json.loads(metrics_path.read_text()), chosen
+
+
+def write_ap_per_buyer(result, path: Path) -> None:
+    """Each method's AP@12 per held-out buyer (one column per method, the buyers in the query's order): what
+    bench/quality.py's paired bootstrap resamples."""
+    import polars as pl
+
+    from hmrec.evaluation.metrics import ap_per_customer
+
+    pl.DataFrame({name: ap_per_customer(scored.top, result.relevant, 12) for name, scored in
+                  result.methods.items()}).write_parquet(path)
 
 
 def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineConfig, folder: Path) -> dict:

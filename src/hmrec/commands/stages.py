@@ -79,6 +79,15 @@ def pipeline(
     raw: Annotated[Path, typer.Option(help="Folder holding the three raw CSV files.")],
     workdir: Annotated[Path, typer.Option(help="Working folder for the store, models, reports, tracking.")],
     test_days: TestDays = 7,
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", min=1, help="The prediction horizon: the days of each of the ranker's label windows and of "
+        "the validation window (default: --test-days).")] = None,
+    label_windows: Annotated[int | None, typer.Option(
+        "--label-windows", min=1, help="How many label windows the ranker learns from (default: as many as hold "
+        "20,000 bought pairs and 5,000 buyers, within memory and history: ranking/windows.py).")] = None,
+    search_fits: Annotated[int, typer.Option(
+        "--search-fits", min=1, help="LightGBM fits the search for the ranker's settings may spend, by successive "
+        "halving on the validation customers (1: the default settings only).")] = 15,
     promote: Annotated[bool, typer.Option(help="Promote the registered version to champion.")] = False,
     engine: Engine = None,
     ray_address: RayAddress = None,
@@ -98,7 +107,8 @@ def pipeline(
 
     if precompute not in PRECOMPUTE:
         fail(f"--precompute {precompute!r} is not one of {', '.join(PRECOMPUTE)}")
-    config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, promote=promote,
+    config = PipelineConfig(raw=raw, workdir=workdir, test_days=test_days, horizon_days=horizon_days,
+                            label_windows=label_windows, search_fits=search_fits, promote=promote,
                             engine=chosen_engine(engine, ray_address), precompute=precompute)
     try:
         check_raw_inputs(raw)  # before the lock: a mistyped --raw creates no workdir

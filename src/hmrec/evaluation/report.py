@@ -305,7 +305,8 @@ def importance_section(final, top: int = 20) -> str:
     """Markdown for the report: a fitted ranker's features by total gain, and the order it chose on validation."""
     importance = final.feature_importance()
     total = float(importance["gain"].sum()) or 1.0
-    lines = ["## Ranker feature importance", "", f"LightGBM lambdarank, {final.booster_.num_trees()} trees; "
+    objective = final.state_.params.get("objective", "lambdarank")  # the search's choice (older bundles: lambdarank)
+    lines = ["## Ranker feature importance", "", f"LightGBM {objective}, {final.booster_.num_trees()} trees; "
              "gain = total loss reduction of the splits on the feature.", ""]
     state = final.state_
     if state.validation_map:
@@ -324,4 +325,7 @@ def ranker_sections(final, query: Query, relevant_by_row) -> list[str]:
     the ranker's feature importance; none for a recommender that answers on its own."""
     if not final.parts():
         return []
-    return [candidate_recall_section(final, query, relevant_by_row), importance_section(final)]
+    from hmrec.evaluation.selection import ranker_settings_section
+
+    return [candidate_recall_section(final, query, relevant_by_row), importance_section(final),
+            ranker_settings_section(final)]

@@ -1,9 +1,10 @@
-"""Settings chosen on the data's own validation week, never on the held-out window: each source's windows from a
-small grid, then each source's candidate count under a total budget by marginal recall.
+"""Settings chosen on the data's own validation window, never on the held-out window: each source's windows from a
+small grid, then each source's candidate count under a total budget by marginal recall; and the report's account
+of those and of the ranker's own settings (chosen on its validation customers: `ranking.search`).
 
-The validation week is the week before the ranker's first label week. Everything here reads only the rows
-before the validation week's end (`valid_end`); the rows from there on are cut off first, so the choice cannot
-depend on them (tests/test_selection.py poisons them and gets the same choice).
+The validation window (the prediction horizon's days) is the window before the ranker's first label window.
+Everything here reads only the rows before its end (`valid_end`); the rows from there on are cut off first, so the
+choice cannot depend on them (tests/test_selection.py poisons them and gets the same choice).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SelectionConfig:
-    """The budget and the sample (the grids are the catalogue's). budget: candidates per customer summed over the
-    sources (overlaps merge, so the pool is smaller); step: the slice of a source's list the greedy allocation hands
-    out at a time."""
+    """The window, the budget and the sample (the grids are the catalogue's). valid_days: the validation window's
+    days (the prediction horizon); budget: candidates per customer summed over the sources (overlaps merge, so the
+    pool is smaller); step: the slice of a source's list the greedy allocation hands out at a time."""
 
     valid_days: int = 7
     sample_customers: int = 5000
@@ -43,7 +44,7 @@ class SelectionConfig:
 
 @dataclass
 class Chosen:
-    """What the validation week chose, and the figures behind each choice."""
+    """What the validation window chose, and the figures behind each choice."""
 
     settings: dict[str, object]  # source name -> its settings dataclass, the chosen values in it
     n_per_source: dict[str, int]
@@ -66,8 +67,8 @@ class Chosen:
 
 @dataclass
 class _Validation:
-    data: TrainData  # rows before the validation week
-    query: Query  # a seeded sample of the week's buyers
+    data: TrainData  # rows before the validation window
+    query: Query  # a seeded sample of the window's buyers
     relevant: list[np.ndarray]
 
 
@@ -76,8 +77,9 @@ def _validation(data: TrainData, valid_end: date, config: SelectionConfig) -> _V
     start = valid_end - timedelta(days=config.valid_days)
     customer_idx, relevant = ground_truth(seen.filter(pl.col("t_dat") >= start))
     if customer_idx.size == 0:
-        raise ValueError(f"no purchase in the validation week {start} .. {valid_end - timedelta(days=1)}: "
-                         "the data is too short for settings chosen on validation; pass fewer --label-weeks")
+        raise ValueError(f"no purchase in the validation window {start} .. {valid_end - timedelta(days=1)}: "
+                         "the data is too short or too sparse for settings chosen on validation; pass a longer "
+                         "--horizon-days")
     if customer_idx.size > config.sample_customers:
         keep = np.sort(np.random.default_rng(config.seed).choice(customer_idx.size, config.sample_customers,
                                                                  replace=False))
@@ -199,7 +201,7 @@ def choose_settings(
     data: TrainData, valid_end: date, catalogue: Sequence[Source] | None = None, config: SelectionConfig | None = None,
     trainer=None,
 ) -> Chosen:
-    """Fit on the rows before the validation week, score on the week's buyers (a sample), choose, allocate.
+    """Fit on the rows before the validation window, score on its buyers (a sample), choose, allocate.
     catalogue: the sources whose grids are tried and whose candidate counts are shared out; trainer: an engine's
     trainer handed to the candidate sources (`Recommender.use_trainer`)."""
     config, catalogue = config or SelectionConfig(), entries(catalogue)
@@ -230,8 +232,8 @@ def settings_section(chosen: Chosen) -> str:
     lines = [
         "## Settings chosen on validation",
         "",
-        f"Chosen on the validation week {chosen.valid_window[0]} .. {chosen.valid_window[1]} ({chosen.customers:,} "
-        "of its buyers), fitted on the days before it; the held-out window and the ranker's label weeks were not "
+        f"Chosen on the validation window {chosen.valid_window[0]} .. {chosen.valid_window[1]} ({chosen.customers:,} "
+        "of its buyers), fitted on the days before it; the held-out window and the ranker's label windows were not "
         "read. The chosen value of each setting is in bold.",
         "",
         "| setting | value tried | validation metric | figure |",
@@ -246,3 +248,32 @@ def settings_section(chosen: Chosen) -> str:
             continue
         lines.append(f"| {setting} | {shown} | {metric} | {figure:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+SEARCH_COLUMNS = ("rung", "share", "objective", "learning_rate", "num_leaves", "min_data_in_leaf", "buyer_share",
+                  "negatives_per_buyer", "trees")
+
+
+def ranker_settings_section(final) -> str:
+    """Markdown for the report: the ranker's label windows (how many, of how many days, and why) and its LightGBM
+    settings chosen on its validation customers, every fit of the search with its figure (`RankerState`)."""
+    config, state = final.config, final.state_
+    lines = ["## Ranker settings chosen on validation", ""]
+    if state.windows:
+        w = state.windows
+        lines += [f"Label windows: {len(w)} of {config.label_days} day(s), from {w[0]['start']} to the cutoff: "
+                  f"{sum(x['buyers'] for x in w):,} buyers with a bought candidate, {sum(x['positives'] for x in w):,}"
+                  f" positive lines among {sum(x['lines'] for x in w):,} candidate lines; the count "
+                  f"{config.label_plan or 'given'}.", ""]
+    if state.params:
+        shown = ", ".join(f"{name} {value}" for name, value in state.params.items())
+        lines += [f"LightGBM: {shown}; {len(state.search)} fit(s) by successive halving on the ranker's validation "
+                  "customers (a share of the label windows' buyers, never the held-out window), trees by early "
+                  "stopping on their MAP@12.", ""]
+    if len(state.search) > 1:
+        lines += ["| " + " | ".join(SEARCH_COLUMNS) + " | validation MAP@12 |",
+                  "|" + "---|" * len(SEARCH_COLUMNS) + "---:|"]
+        lines += ["| " + " | ".join(str(fit[c]) for c in SEARCH_COLUMNS) + f" | {fit['valid_map12']:.4f} |"
+                  for fit in state.search]
+    return "\n".join(lines) + "\n"
+

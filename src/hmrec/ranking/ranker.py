@@ -153,7 +153,7 @@ class FinalRecommender(Recommender):
     def load(cls, directory: Path) -> Self:
         settings = read_config(directory)
         sources = {name: load_recommender(directory / SOURCES_DIR / name) for name in settings["sources"]}
-        model = cls(sources, FinalConfig(**settings["config"]), prefitted=settings["prefitted"])
+        model = cls(sources, FinalConfig.from_saved(settings["config"]), prefitted=settings["prefitted"])
         model.booster_ = lgb.Booster(model_file=str(directory / MODEL_FILE))
         model.state_ = read_config(directory, RankerState, STATE_FILE)
         model.articles_ = pl.read_parquet(directory / ARTICLES_FILE)

@@ -1,12 +1,13 @@
 """Training the `final` ranker: the label windows before the cutoff, the sources as of each window, the training
-frame (candidates and features strictly before a window, labels: bought in it), LightGBM lambdarank, and the
-leader: the order (LightGBM's or one source's own) that scores best on the ranker's validation customers."""
+frame (candidates and features strictly before a window, labels: bought in it), LightGBM (its settings searched:
+`ranking.search`), and the leader: the order (LightGBM's or one source's own) that scores best on the ranker's
+validation customers."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
 import lightgbm as lgb
@@ -19,6 +20,7 @@ from hmrec.data import Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.ranking.features import ArticleLookup, article_table, feature_columns
 from hmrec.ranking.scoring import candidate_features, feature_matrix, led_by
+from hmrec.ranking.search import Lines, Trial, lightgbm_params, search
 from hmrec.recommenders.base import Recommender
 
 log = logging.getLogger(__name__)
@@ -27,19 +29,22 @@ log = logging.getLogger(__name__)
 @dataclass
 class FinalConfig:
     """How the ranker is trained. n_per_source: each candidate source's count (None: the catalogue's defaults);
-    label_days: the window before the cutoff whose purchases are the labels; label_weeks: how many such windows,
-    each with its candidates and features as of its first day (several label weeks teach the ranker more than one).
+    label_days: the prediction horizon, the length of each label window whose purchases are the labels;
+    label_windows: how many such windows, stacked back from the cutoff, each with its candidates and features as of
+    its first day (the pipeline plans the count: `ranking.windows`; label_plan says why, for the report).
     Sources that declare `fit_once` are fitted once on the data before the first window, their weights kept for
     answering and refreshed as of each later cutoff (the two-tower is slow to train, and one fitted on the label
     window would score the ranker's training labels better than it can score the held-out week, so the ranker
     would trust it too much); the other sources are refitted on everything before each cutoff.
-    max_train_customers: a seeded sample of the windows' buyers, shared out over the weeks (None: all);
-    valid_fraction: customers held out for early stopping, and on whom LightGBM's order is compared with each
-    source's own (`RankerState.leader`): the final method never orders worse there than its best source."""
+    max_train_customers: a seeded sample of the windows' buyers, shared out over the windows (None: all);
+    valid_fraction: customers held out for early stopping, for the settings search (`ranking.search`, `search_fits`
+    LightGBM fits; 1: the settings below only) and on whom LightGBM's order is compared with each source's own
+    (`RankerState.leader`): the final method never orders worse there than its best source."""
 
     n_per_source: dict[str, int] = field(default_factory=default_counts)
     label_days: int = 7
-    label_weeks: int = 2
+    label_windows: int = 2
+    label_plan: str = ""
     max_train_customers: int | None = 50_000
     valid_fraction: float = 0.15
     num_boost_round: int = 400
@@ -47,31 +52,47 @@ class FinalConfig:
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 20
+    objective: str = "lambdarank"
+    search_fits: int = 1
     num_threads: int = field(default_factory=cpus.available)  # the same trees for any count (hmrec.cpus)
     seed: int = 7
 
     def label_starts(self, cutoff: date) -> list[date]:
         """First day of each label window, oldest first: the windows just before `cutoff`."""
-        return [cutoff - timedelta(days=self.label_days * week) for week in range(self.label_weeks, 0, -1)]
+        return [cutoff - timedelta(days=self.label_days * n) for n in range(self.label_windows, 0, -1)]
+
+    def default_trial(self) -> Trial:
+        """The settings tried first (and alone when `search_fits` is 1)."""
+        return Trial(self.objective, self.learning_rate, self.num_leaves, self.min_data_in_leaf)
 
     def lightgbm_params(self) -> dict:
-        return {
-            "objective": "lambdarank", "metric": "map", "eval_at": [12], "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_data_in_leaf, "num_threads": self.num_threads,
-            "seed": self.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1,
-        }
+        """LightGBM's parameters besides a trial's (`ranking.search.lightgbm_params` adds those)."""
+        return {"metric": "map", "eval_at": [12], "num_threads": self.num_threads, "seed": self.seed,
+                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+
+    @classmethod
+    def from_saved(cls, values: dict) -> FinalConfig:
+        """A config as `asdict` saved it; a bundle of before the horizon setting named its windows `label_weeks`."""
+        values = dict(values)
+        if "label_weeks" in values:
+            values["label_windows"] = values.pop("label_weeks")
+        return cls(**values)
 
 
 @dataclass
 class RankerState:
     """What fitting learned besides the booster (saved as state.json): the features in training order; the leader,
     a source whose own order (its candidates first, by its rank) beat LightGBM's on the validation customers,
-    its candidates then lead in its order and LightGBM orders the rest (None: LightGBM's order); and the MAP@12 of
-    each order compared."""
+    its candidates then lead in its order and LightGBM orders the rest (None: LightGBM's order); the MAP@12 of
+    each order compared; the LightGBM settings chosen (`ranking.search.Trial` as a dict) and every fit of the
+    search; each label window's first day, buyers and bought pairs among the candidates."""
 
     feature_names: list[str]
     leader: str | None = None
     validation_map: dict[str, float] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    search: list[dict] = field(default_factory=list)
+    windows: list[dict] = field(default_factory=list)
 
 
 def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], config: FinalConfig,
@@ -80,20 +101,24 @@ def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], co
     """Train on every label window, then bring the sources up to `data.cutoff`; returns the booster, its state and
     the article table as of the cutoff (what answering reads). `prefitted` sources are used as they are; `warm`
     ones (that declare `fit_once`) were fitted on data before the first label window: they are only refreshed."""
-    frames, offset = [], 0
-    per_week = None if config.max_train_customers is None else config.max_train_customers // max(config.label_weeks, 1)
-    for week, start in enumerate(config.label_starts(data.cutoff)):
+    frames, windows, offset = [], [], 0
+    per_window = None if config.max_train_customers is None else \
+        config.max_train_customers // max(config.label_windows, 1)
+    for n, start in enumerate(config.label_starts(data.cutoff)):
         early = TrainData(data.transactions.filter(pl.col("t_dat") < start), data.customers, data.articles, start)
         if early.transactions.height == 0:
-            raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {config.label_weeks} label "
-                             f"weeks of {config.label_days} days); pass fewer label weeks")
-        prepare_sources(sources, early, week == 0, prefitted, warm)
+            raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {config.label_windows} label "
+                             f"windows of {config.label_days} days); pass fewer label windows")
+        prepare_sources(sources, early, n == 0, prefitted, warm)
         end = start + timedelta(days=config.label_days)
         labels = data.transactions.filter((pl.col("t_dat") >= start) & (pl.col("t_dat") < end))
-        frame = training_frame(sources, n_per_source, early, labels, per_week, config.seed)
+        frame = training_frame(sources, n_per_source, early, labels, per_window, config.seed)
         frames.append(frame.with_columns(pl.col("row") + offset))
         offset += int(frame["row"].max()) + 1
+        windows.append({"start": start.isoformat(), "days": config.label_days, "buyers": frame["row"].n_unique(),
+                        "positives": int(frame["label"].sum()), "lines": frame.height})
     booster, state, valid = train_booster(pl.concat(frames, how="diagonal_relaxed"), config)
+    state.windows = windows
     if valid.height:
         choose_leader(booster, state, valid, [name for name in sources if n_per_source.get(name)], config.num_threads)
     prepare_sources(sources, data, False, prefitted, warm)
@@ -136,7 +161,7 @@ def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int]
     positives = frame.group_by("row").agg(pl.col("label").max().alias("has_positive"))
     frame = frame.join(positives.filter(pl.col("has_positive") == 1).select("row"), on="row", how="semi")
     log.info(
-        "ranker training week: %d buyers, %d with a positive among %d candidates (recall %.3f)",
+        "ranker label window: %d buyers, %d with a positive among %d candidates (recall %.3f)",
         buyers.size, frame["row"].n_unique(), frame.height, frame["label"].sum() / max(bought.height, 1),
     )
     if frame.height == 0:
@@ -145,24 +170,28 @@ def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int]
 
 
 def train_booster(frame: pl.DataFrame, config: FinalConfig) -> tuple[lgb.Booster, RankerState, pl.DataFrame]:
-    """LightGBM lambdarank on the frame, a seeded `valid_fraction` of its customers held out for early stopping;
-    returns the booster, the state (features) and the held-out lines (empty under 10 customers)."""
+    """LightGBM on the frame, a seeded `valid_fraction` of its customers held out for early stopping and for the
+    settings search (`ranking.search`, within `config.search_fits` fits); returns the booster, the state (features,
+    settings chosen, the search's fits) and the held-out lines (empty under 10 customers: then the defaults, no
+    early stopping)."""
     state = RankerState(feature_columns(frame))
     rows = frame["row"].unique().sort().to_numpy()
     n_valid = int(round(rows.size * config.valid_fraction)) if rows.size >= 10 else 0
     valid_rows = np.random.default_rng(config.seed).choice(rows, n_valid, replace=False) if n_valid else \
         np.array([], dtype=rows.dtype)
     is_valid = pl.Series(np.isin(frame["row"].to_numpy(), valid_rows))
-    train_set = _dataset(frame.filter(~is_valid), state)
-    valid = frame.filter(is_valid)
-    valid_sets, callbacks = [], []
+    train, valid = _lines(frame.filter(~is_valid), state), frame.filter(is_valid)
+    trial = config.default_trial()
     if n_valid:
-        valid_sets = [_dataset(valid, state, reference=train_set)]
-        callbacks = [lgb.early_stopping(config.early_stopping_rounds, verbose=False)]
-    booster = lgb.train(config.lightgbm_params(), train_set, config.num_boost_round, valid_sets=valid_sets,
-                        callbacks=callbacks)
-    log.info("ranker: %d trees, %d features, best valid %s", booster.num_trees(), len(state.feature_names),
-             dict(booster.best_score.get("valid_0", {})))
+        booster, trial, state.search = search(train, _lines(valid, state), state.feature_names, trial,
+                                              config.search_fits, config.lightgbm_params(), config.num_boost_round,
+                                              config.early_stopping_rounds, config.seed)
+    else:
+        booster = lgb.train(lightgbm_params(trial, config.lightgbm_params()), train.dataset(state.feature_names),
+                            config.num_boost_round)
+    state.params = {**asdict(trial), "trees": booster.num_trees()}
+    log.info("ranker: %d trees, %d features, settings %s, best valid %s", booster.num_trees(),
+             len(state.feature_names), state.params, dict(booster.best_score.get("valid_0", {})))
     return booster, state, valid
 
 
@@ -198,7 +227,5 @@ def lines_map12(lines: pl.DataFrame, scores: np.ndarray) -> float:
     return map_at_k(top.items, relevant, 12)
 
 
-def _dataset(frame: pl.DataFrame, state: RankerState, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-    groups = frame.group_by("row", maintain_order=True).len()["len"].to_numpy()
-    return lgb.Dataset(feature_matrix(state.feature_names, frame), label=frame["label"].to_numpy(), group=groups,
-                       feature_name=state.feature_names, reference=reference, free_raw_data=True)
+def _lines(frame: pl.DataFrame, state: RankerState) -> Lines:
+    return Lines(feature_matrix(state.feature_names, frame), frame["label"].to_numpy(), frame["row"].to_numpy())
