@@ -740,9 +740,9 @@ def test_the_in_flight_limit_leaves_room_for_a_batch(tmp_path):
 def test_every_answer_has_its_own_request_id_and_impression_and_a_retried_buy_counts_once(workdir, tmp_path):
     from hmrec.serving.events import open_event_store
 
-    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite")
+    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", events_token=s.EVENTS_TOKEN)
     store = open_event_store(settings.events_db)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
         answers = [client.post("/recommendations", json={"customer_id": s.FREQUENT, "k": 3}).json() for _ in "ab"]
         assert answers[1]["cached"] and answers[0]["request_id"] != answers[1]["request_id"]
         again = client.get(f"/customers/{s.FREQUENT}/buy-again?k=2").json()

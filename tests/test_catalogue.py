@@ -30,7 +30,8 @@ def toy_run(tiny_raw, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("toy") / "work"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sources, "CATALOGUE", (*(e for e in sources.CATALOGUE if e.name not in SLOW), TOY))
-        metrics_path = run_pipeline(PipelineConfig(workdir=workdir, raw=tiny_raw, promote=True, seed=3))
+        metrics_path = run_pipeline(PipelineConfig(workdir=workdir, raw=tiny_raw, promote=True, seed=3,
+                                                    label_windows=2, search_fits=3))
     return workdir, json.loads(metrics_path.read_text()), (metrics_path.parent / "report.md").read_text()
 
 

@@ -103,7 +103,7 @@ def test_a_full_queue_drops_and_counts_and_the_last_flush_writes_the_rest(tmp_pa
     with caplog.at_level(logging.INFO, logger="hmrec.serving.impressions"):
         assert impressions.close() == 0
     assert impressions.store.impression_count() == 2
-    assert "impressions: 2 written, dropped {'queue_full': 3}" in caplog.text
+    assert "impressions: 2 written, dropped queue_full 3" in caplog.text
 
 
 def test_the_last_flush_is_bounded_and_says_what_it_dropped(tmp_path, caplog):
@@ -118,6 +118,6 @@ def test_the_last_flush_is_bounded_and_says_what_it_dropped(tmp_path, caplog):
         assert impressions.close(timeout=0.3) == 4
     assert impressions._thread.is_alive()  # close did not wait for the store's 2 s
     impressions._thread.join(5)  # the flush fails on the store's own timeout; counted once, as shutdown
-    assert "dropped {'shutdown': 4}" in caplog.text and dict(impressions.dropped) == {"shutdown": 4}
+    assert "dropped shutdown 4" in caplog.text and dict(impressions.dropped) == {"shutdown": 4}
     blocker.execute("ROLLBACK")
     blocker.close()

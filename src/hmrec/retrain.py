@@ -113,6 +113,9 @@ class RetrainConfig:
     challenger: bool = True  # a version the gate refuses becomes the `challenger` alias (False: left unaliased)
     precompute: str = "active"
     engine: Engine = field(default_factory=LocalEngine)
+    horizon_days: int | None = None  # the pipeline's settings (PipelineConfig): the same ones as the champion's
+    label_windows: int | None = None
+    search_fits: int = 15
     attributed: Collection[tuple[str, int]] = ()  # (customer_id, article_id) credited to an impression
 
 
@@ -139,7 +142,9 @@ def retrain(config: RetrainConfig, events_target: str | Path) -> RetrainResult:
         with tempfile.TemporaryDirectory(prefix=RAW_PREFIX, dir=_made(workdir)) as folder:
             raw, events = with_live_events(config.raw, events_target, Path(folder))
             run_pipeline(PipelineConfig(workdir=workdir, raw=raw, test_days=config.test_days, promote=False,
-                                        engine=config.engine, precompute=config.precompute))
+                                        engine=config.engine, precompute=config.precompute,
+                                        horizon_days=config.horizon_days, label_windows=config.label_windows,
+                                        search_fits=config.search_fits))
         version = max(info.version for info in Registry.for_workdir(workdir).versions())  # the lock kept others out
         if not config.attributed:
             config = replace(config, attributed=attributed_purchases(events_target))
@@ -233,7 +238,7 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _has_registry(workdir: Path) -> bool:
-    from hmrec.registry.tracking import missing_registry
+    from hmrec.registry.location import missing_registry
 
     return missing_registry(workdir) is None
 

@@ -8,13 +8,26 @@ from typing import Annotated
 import typer
 
 from hmrec import cpus
-from hmrec.commands.shared import Engine, RayAddress, TestDays, Wait, chosen_engine, fail
+from hmrec.commands.shared import (
+    Engine,
+    HorizonDays,
+    LabelWindows,
+    RayAddress,
+    SearchFits,
+    TestDays,
+    Wait,
+    chosen_engine,
+    fail,
+)
 
 
 def retrain(
     raw: Annotated[Path, typer.Option(help="Folder holding the three raw CSV files (the live events are added).")],
     workdir: Annotated[Path, typer.Option(help="Working folder: store, registry, events.sqlite.")] = Path("work"),
     test_days: TestDays = 7,
+    horizon_days: HorizonDays = None,
+    label_windows: LabelWindows = None,
+    search_fits: SearchFits = 15,
     tolerance: Annotated[float, typer.Option(min=0.0, help="Promote unless the new version's MAP@12 is below the "
                                              "champion's by more than this (absolute), on all held-out purchases "
                                              "or on those not attributed to an impression.")] = 0.001,
@@ -43,7 +56,8 @@ def retrain(
     if precompute not in PRECOMPUTE:
         fail(f"--precompute {precompute!r} is not one of {', '.join(PRECOMPUTE)}")
     config = RetrainConfig(workdir=workdir, raw=raw, test_days=test_days, tolerance=tolerance, challenger=challenger,
-                           precompute=precompute, engine=chosen_engine(engine, ray_address))
+                           precompute=precompute, engine=chosen_engine(engine, ray_address),
+                           horizon_days=horizon_days, label_windows=label_windows, search_fits=search_fits)
     try:
         check_raw_inputs(raw)
         with workdir_writer(workdir, wait=wait), config.engine.session():

@@ -14,6 +14,15 @@ Wait = Annotated[bool, typer.Option("--wait", help="When another writer holds th
                                     "refusing.")]
 RayAddress = Annotated[str | None, typer.Option(
     "--ray-address", help="Ray cluster to join: auto or host:port (default: start a local Ray on this machine).")]
+HorizonDays = Annotated[int | None, typer.Option(
+    "--horizon-days", min=1, help="The prediction horizon: the days of each of the ranker's label windows and of "
+    "the validation window (default: --test-days).")]
+LabelWindows = Annotated[int | None, typer.Option(
+    "--label-windows", min=1, help="How many label windows the ranker learns from (default: as many as hold "
+    "20,000 bought pairs and 5,000 buyers, within memory and history: ranking/windows.py).")]
+SearchFits = Annotated[int, typer.Option(
+    "--search-fits", min=1, help="LightGBM fits the search for the ranker's settings may spend, by successive "
+    "halving on the validation customers (1: the default settings only).")]
 
 
 def fail(message: str) -> None:
@@ -34,7 +43,7 @@ def chosen_engine(name: str | None, address: str | None):
 
 def readable_workdir(workdir: Path) -> None:
     """Fail with the command that fixes it when WORKDIR holds no registry; never create it by reading it."""
-    from hmrec.registry.tracking import missing_registry
+    from hmrec.registry.location import missing_registry
 
     missing = missing_registry(workdir)
     if missing:

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from hmrec import cpus
-from hmrec.commands.shared import Engine, RayAddress, TestDays, Wait, chosen_engine, fail, readable_workdir
+from hmrec.commands.shared import (
+    Engine,
+    HorizonDays,
+    LabelWindows,
+    RayAddress,
+    SearchFits,
+    TestDays,
+    Wait,
+    chosen_engine,
+    fail,
+    readable_workdir,
+)
 
 
 def etl(
@@ -45,10 +56,14 @@ def evaluate(
     ray_address: RayAddress = None,
     refit: Annotated[bool, typer.Option("--refit", help="Refit every method on the store (minutes) instead of "
                                         "scoring the champion.")] = False,
+    horizon_days: HorizonDays = None,
+    label_windows: LabelWindows = None,
+    search_fits: SearchFits = 15,
     wait: Wait = False,
 ) -> None:
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
-    REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all."""
+    REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all (--horizon-days,
+    --label-windows and --search-fits as the pipeline's: the same settings give the pipeline's figures)."""
     cpus.size_pools()
     from hmrec.pipeline import PipelineConfig, evaluate_workdir, score_champion
     from hmrec.raw.read import RawDataError
@@ -57,7 +72,8 @@ def evaluate(
     from hmrec.registry.writer import workdir_writer
     from hmrec.workdir import LockedError
 
-    config = PipelineConfig(workdir=workdir, reports=reports, engine=chosen_engine(engine, ray_address))
+    config = PipelineConfig(workdir=workdir, reports=reports, engine=chosen_engine(engine, ray_address),
+                            horizon_days=horizon_days, label_windows=label_windows, search_fits=search_fits)
     if not (config.store_dir / "manifest.json").is_file():
         fail(f"{config.store_dir} holds no feature store: run `hmrec pipeline --raw DIR --workdir {workdir}`")
     if refit:
@@ -79,15 +95,9 @@ def pipeline(
     raw: Annotated[Path, typer.Option(help="Folder holding the three raw CSV files.")],
     workdir: Annotated[Path, typer.Option(help="Working folder for the store, models, reports, tracking.")],
     test_days: TestDays = 7,
-    horizon_days: Annotated[int | None, typer.Option(
-        "--horizon-days", min=1, help="The prediction horizon: the days of each of the ranker's label windows and of "
-        "the validation window (default: --test-days).")] = None,
-    label_windows: Annotated[int | None, typer.Option(
-        "--label-windows", min=1, help="How many label windows the ranker learns from (default: as many as hold "
-        "20,000 bought pairs and 5,000 buyers, within memory and history: ranking/windows.py).")] = None,
-    search_fits: Annotated[int, typer.Option(
-        "--search-fits", min=1, help="LightGBM fits the search for the ranker's settings may spend, by successive "
-        "halving on the validation customers (1: the default settings only).")] = 15,
+    horizon_days: HorizonDays = None,
+    label_windows: LabelWindows = None,
+    search_fits: SearchFits = 15,
     promote: Annotated[bool, typer.Option(help="Promote the registered version to champion.")] = False,
     engine: Engine = None,
     ray_address: RayAddress = None,

@@ -32,46 +32,25 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode  # n
 from mlflow.utils.time import get_current_time_millis  # noqa: E402
 
 from hmrec.registry.housekeeping import mark_dead_runs, owner_tags, rebase_artifacts  # noqa: E402
+from hmrec.registry.location import (  # noqa: E402,F401  (re-exported: where the registry lives)
+    DB_FILE,
+    ENV_TRACKING_URI,
+    embedded_db,
+    is_server_uri,
+    missing_registry,
+    tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "hmrec"
-DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
-ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
-_SERVER_SCHEMES = ("http://", "https://", "databricks")
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 _BAD_NAME_CHARS = re.compile(r"[^/\w.\- :]")
 # MLflow logs its schema migrations on every new database and a "waiting" line per model version at
 # INFO; they are not our news.
 _NOISY_LOGGERS = ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store")
-
-
-def tracking_uri(workdir: str | Path) -> str:
-    """`MLFLOW_TRACKING_URI` when set, else the SQLite store `sqlite:///<absolute workdir>/mlflow.db`."""
-    configured = os.environ.get(ENV_TRACKING_URI, "").strip()
-    if configured:
-        return configured
-    return f"sqlite:///{Path(workdir).resolve() / DB_FILE}"
-
-
-def embedded_db(workdir: str | Path) -> Path | None:
-    """The workdir's own mlflow.db when it is the tracking store (the default), else None (a configured store)."""
-    db = Path(workdir).resolve() / DB_FILE
-    return db if tracking_uri(workdir) == f"sqlite:///{db}" else None
-
-
-def missing_registry(workdir: str | Path) -> str | None:
-    """Why `workdir` holds no registry to read, or None (also when MLFLOW_TRACKING_URI points elsewhere): a command
-    that only reads must say so, not create the folder and an empty mlflow.db."""
-    workdir = Path(workdir)
-    db = embedded_db(workdir)
-    if db is None or db.is_file():
-        return None
-    what = "does not exist" if not workdir.is_dir() else f"holds no registry ({DB_FILE} is missing)"
-    return (f"{workdir} {what}: run `hmrec pipeline --raw DIR --workdir {workdir} --promote` to train and register "
-            "a model")
 
 
 def unreadable_store(workdir: str | Path, error: Exception) -> str:
@@ -82,11 +61,6 @@ def unreadable_store(workdir: str | Path, error: Exception) -> str:
         return f"the tracking store {tracking_uri(workdir)} cannot be read ({cause}); check MLFLOW_TRACKING_URI"
     return (f"{db} cannot be read ({cause}): it is damaged or not an MLflow database; restore it from a backup, "
             f"or move it aside and run `hmrec pipeline --raw DIR --workdir {workdir} --promote` for a new registry")
-
-
-def is_server_uri(uri: str) -> bool:
-    """True for a tracking server, which chooses its own artifact store; False for a local database."""
-    return uri.startswith(_SERVER_SCHEMES)
 
 
 def artifact_location(workdir: str | Path, uri: str) -> str | None:

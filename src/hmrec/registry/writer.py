@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from hmrec.registry.checksums import MANIFEST, sha256_file
-from hmrec.registry.tracking import missing_registry
+from hmrec.registry.location import missing_registry
 from hmrec.registry.versions import BUNDLES_DIR, Registry
 from hmrec.workdir import LOCK_FILE, exclusive
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -138,12 +140,14 @@ def _load_in_background(holder: ModelHolder, loading: threading.Event, closing: 
 
 def limit_threads(threads: int) -> None:
     """Cap the libraries' thread pools in a serving process. Polars reads POLARS_MAX_THREADS when first imported,
-    so `hmrec serve` sets it before any import; torch and FAISS can be told later."""
-    import faiss
-    import torch
-
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    so `hmrec serve` sets it before any import; torch and FAISS (OpenMP) read OMP_NUM_THREADS when first imported,
+    which is while the model loads, if ever: a bundle without the two-tower never imports them, and a worker that
+    does not import them at start-up listens about two seconds sooner. Already imported, they are told directly."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(threads)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

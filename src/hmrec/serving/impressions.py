@@ -64,7 +64,7 @@ class ImpressionWriter:
             self._drop("shutdown", lost)
         log.log(logging.WARNING if sum(self.dropped.values()) else logging.INFO,
                 "impressions: %d written, dropped %s", self.written,
-                dict(self.dropped) or "none")
+                ", ".join(f"{reason} {n}" for reason, n in self.dropped.items()) or "none")
         return lost
 
     def _run(self) -> None:

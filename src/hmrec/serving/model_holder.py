@@ -50,7 +50,7 @@ def champion_loader(settings: Settings) -> Loader:
     def load(alias: str = CHAMPION) -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
-        from hmrec.registry.tracking import missing_registry
+        from hmrec.registry.location import missing_registry
         from hmrec.registry.versions import Registry, RegistryError
 
         missing = missing_registry(settings.workdir)

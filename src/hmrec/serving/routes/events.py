@@ -20,7 +20,9 @@ router = APIRouter(tags=["events"])
     "next recommendations include it. Without `t_dat` the purchase is dated the day after the data's last day. "
     "Needs `Authorization: Bearer <HMREC_EVENTS_TOKEN>` unless the service runs with `--demo`. "
     "An `event_id` sent before answers 200 with the stored event and `duplicate: true`, storing nothing.",
-    responses=error_responses(401, 403, 404, 413, 422, 429, 503),
+    responses={200: {"model": PurchaseStored, "description": "The `event_id` was stored before: the stored event, "
+                     "with `duplicate: true`; nothing new is stored"},
+               **error_responses(401, 403, 404, 413, 422, 429, 503)},
 )
 def purchase(_: EventsWriterDep, body: PurchaseEvent, holder: HolderDep, live: LiveDep, metrics: MetricsDep,
              response: Response) -> dict:
