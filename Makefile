@@ -44,9 +44,12 @@ serve: setup
 	$(HMREC) serve --workdir $(WORKDIR) --host $(HOST) --port $(PORT) --demo
 
 # ruff first; pytest exits 5 when it collected no test: that must fail, never pass silently.
+# TEST_WORKERS pytest processes take whole test files each (module fixtures are built once); TEST_WORKERS=0 runs
+# them in this one process, e.g. to debug with `make test TEST_WORKERS=0 PYTEST_ARGS="-x -k name"`.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench tools
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: setup

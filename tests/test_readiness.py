@@ -45,7 +45,7 @@ def test_ready_answers_503_while_the_model_loads_then_200(workdir, tmp_path):
         server.wait_ready()  # every worker answers /ready 200
         answer = httpx.post(f"{server.url}/recommendations", json={"customer_id": s.FREQUENT}, timeout=30)
         assert answer.status_code == 200, answer.text
-        log = server.log_path.read_text()
+        log = server.wait_logged("serving on http://127.0.0.1")  # the supervisor's poll of /ready may lag ours
         assert log.index("listening on 127.0.0.1") < log.index("serving on http://127.0.0.1"), log
     finally:
         server.stop()

@@ -70,6 +70,12 @@ class Server:
         """Until the port accepts connections (the model may still be loading)."""
         return self._wait(self._listening, timeout, "listening")
 
+    def wait_logged(self, text: str, timeout: float = 30) -> str:
+        """Until the server's log holds `text` (a line its supervisor writes from another thread may follow the
+        state the test saw); returns the log."""
+        self._wait(lambda: text in self.log_path.read_text(), timeout, f"logging {text!r}")
+        return self.log_path.read_text()
+
     def _listening(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=2):
