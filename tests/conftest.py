@@ -3,9 +3,11 @@ one real PostgreSQL server, and the event store target of each backend for the t
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +29,26 @@ class PipelineRun:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> PipelineRun:
-    """`hmrec pipeline --promote --label-windows 2 --search-fits 3` once on the tiny sample, through the real CLI; treat its workdir as read-only."""
-    root = tmp_path_factory.mktemp("pipeline")
-    generate("tiny", seed=3, out=root / "raw")
-    result = CliRunner().invoke(
-        app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote", "--label-windows",
-              "2", "--search-fits", "3"]
-    )  # cheap: 2 label windows (the tiny sample would plan 10) and a search of 3 fits (2 settings on half the buyers,
-    # the better on all); tests/test_selection.py plans the windows on the tiny sample
-    assert result.exit_code == 0, result.output
-    return PipelineRun(root, root / "work", result.output.strip().splitlines()[-1])
+    """`hmrec pipeline --promote --label-windows 2 --search-fits 3` once on the tiny sample, through the real CLI; treat
+    its workdir as read-only. Under `make test`'s two pytest processes the first to need it runs it and the other
+    waits for it (a file lock in their shared temporary folder), instead of each running its own."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # .../pytest-N/, above each process's own popen-gwN/
+    root, printed = shared / "pipeline", shared / "pipeline.printed"
+    with open(shared / "pipeline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when a failure leaves this block
+        if not printed.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed run of the other process left
+            generate("tiny", seed=3, out=root / "raw")
+            result = CliRunner().invoke(
+                app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote",
+                      "--label-windows", "2", "--search-fits", "3"]
+            )  # cheap: 2 label windows (the tiny sample would plan 10) and a search of 3 fits (2 settings on half the
+            # buyers, the better on all); tests/test_selection.py plans the windows on the tiny sample
+            assert result.exit_code == 0, result.output
+            printed.write_text(result.output.strip().splitlines()[-1])
+    return PipelineRun(root, root / "work", printed.read_text())
 
 
 @pytest.fixture(scope="session")
