@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pipeline_settings import CHEAP_ARGS
 from typer.testing import CliRunner
 
 from hmrec.cli import app
@@ -29,8 +30,8 @@ class PipelineRun:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> PipelineRun:
-    """`hmrec pipeline --promote --label-windows 2 --search-fits 3` once on the tiny sample, through the real CLI; treat
-    its workdir as read-only. Under `make test`'s two pytest processes the first to need it runs it and the other
+    """`hmrec pipeline --promote` with the cheap settings (pipeline_settings.py) once on the tiny sample, through the
+    real CLI; treat its workdir as read-only. Under `make test`'s two pytest processes the first to need it runs it and the other
     waits for it (a file lock in their shared temporary folder), instead of each running its own."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -42,10 +43,8 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
             shutil.rmtree(root, ignore_errors=True)  # what a failed run of the other process left
             generate("tiny", seed=3, out=root / "raw")
             result = CliRunner().invoke(
-                app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote",
-                      "--label-windows", "2", "--search-fits", "3"]
-            )  # cheap: 2 label windows (the tiny sample would plan 10) and a search of 3 fits (2 settings on half the
-            # buyers, the better on all); tests/test_selection.py plans the windows on the tiny sample
+                app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote", *CHEAP_ARGS]
+            )
             assert result.exit_code == 0, result.output
             printed.write_text(result.output.strip().splitlines()[-1])
     return PipelineRun(root, root / "work", printed.read_text())

@@ -8,6 +8,7 @@ import json
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from pipeline_settings import CHEAP
 from toy_source import NewArrivalsConfig, NewArrivalsRecommender
 
 from hmrec.candidates import sources
@@ -30,8 +31,7 @@ def toy_run(tiny_raw, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("toy") / "work"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sources, "CATALOGUE", (*(e for e in sources.CATALOGUE if e.name not in SLOW), TOY))
-        metrics_path = run_pipeline(PipelineConfig(workdir=workdir, raw=tiny_raw, promote=True, seed=3,
-                                                    label_windows=2, search_fits=3))
+        metrics_path = run_pipeline(PipelineConfig(workdir=workdir, raw=tiny_raw, promote=True, seed=3, **CHEAP))
     return workdir, json.loads(metrics_path.read_text()), (metrics_path.parent / "report.md").read_text()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import serving_support as s
+from pipeline_settings import CHEAP_ARGS
 from typer.testing import CliRunner
 
 from hmrec.cli import app
@@ -112,7 +113,7 @@ def test_evaluate_refit_fits_every_method_again_and_registers_nothing(pipeline_r
     workdir = tmp_path / "work"
     shutil.copytree(pipeline_run.workdir / "store", workdir / "store")  # the store alone: no registry, no champion
     result = run("evaluate", "--workdir", workdir, "--reports", tmp_path / "reports", "--refit",
-                 "--label-windows", "2", "--search-fits", "3")  # the pipeline fixture's settings
+                 *CHEAP_ARGS)  # the pipeline fixture's settings
     assert result.exit_code == 0, result.output
     refitted = json.loads((tmp_path / "reports" / "latest" / "metrics.json").read_text())
     trained = json.loads((pipeline_run.workdir / "reports" / "latest" / "metrics.json").read_text())

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "src" / "hmrec"
 # standard library and numpy) are imported by any layer.
 LAYERS = [{"hmrec", "logs", "cpus", "workdir"}, {"raw"}, {"sample"}, {"store"}, {"data"}, {"recommenders"}, {"retrieval"},
           {"candidates"}, {"ranking"}, {"evaluation"}, {"registry"}, {"feedback"}, {"serving"}, {"scale"}, {"support"},
-          {"pipeline", "retrain"}, {"cli", "commands"}]
+          {"pipeline", "scoring", "retrain"}, {"cli", "commands"}]
 # The one arrow upward on purpose (docs/architecture.md): the ranker chooses its leader with the report's metrics,
 # pure functions that import only `data`, so both measure MAP@12 the same way.
 ALLOWED_UPWARD = {("hmrec.ranking.training", "hmrec.evaluation.metrics")}

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import serving_support as s
+from pipeline_settings import CHEAP_ARGS
 from typer.testing import CliRunner
 
 from hmrec.cli import app
@@ -84,8 +85,7 @@ def test_pipeline_registers_through_the_tracking_server(mlflow_server, tmp_path,
     generate("tiny", seed=3, out=tmp_path / "raw")
     runner = CliRunner()
     trained = runner.invoke(app, ["pipeline", "--raw", str(tmp_path / "raw"), "--workdir",
-                                  str(tmp_path / "trainer"), "--promote", "--label-windows", "2",
-                                  "--search-fits", "3"])  # the tracking server is under test: the cheap settings
+                                  str(tmp_path / "trainer"), "--promote", *CHEAP_ARGS])
     assert trained.exit_code == 0, trained.output
     assert not (tmp_path / "trainer" / "mlflow.db").exists()  # runs and versions went to the server
     assert list(artifacts.rglob("manifest.json"))  # and the bundle to the shared folder

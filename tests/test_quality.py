@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pipeline_settings import CHEAP_ARGS
 from typer.testing import CliRunner
 
 from hmrec.cli import app
@@ -15,9 +16,6 @@ from hmrec.cli import app
 WORLDS = ["fashion", "grocery", "media"]
 SOURCES = ("two_tower", "repurchase", "other_colours", "bought_together", "age_popularity", "trending", "als")
 KEEPS = 0.98
-
-
-CHEAP = ("--label-windows", "2", "--search-fits", "3")  # the session's fashion run's settings (conftest.py)
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +30,7 @@ def world_metrics(pipeline_run, tmp_path_factory):
                                                  world, "--out", str(root / "raw")])
             assert generated.exit_code == 0, generated.output
             result = CliRunner().invoke(app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "w"),
-                                              *CHEAP])
+                                              *CHEAP_ARGS])
             assert result.exit_code == 0, result.output
             runs[world] = json.loads(open(result.output.strip().splitlines()[-1]).read())
         return runs[world]

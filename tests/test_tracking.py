@@ -18,14 +18,8 @@ import pytest  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from test_registry import make_bundle  # noqa: E402
 
-from hmrec.registry.tracking import (  # noqa: E402
-    ENV_TRACKING_URI,
-    EXPERIMENT,
-    Tracker,
-    metric_name,
-    start_run,
-    tracking_uri,
-)
+from hmrec.registry.location import ENV_TRACKING_URI, tracking_uri  # noqa: E402
+from hmrec.registry.tracking import EXPERIMENT, Tracker, metric_name, start_run  # noqa: E402
 from hmrec.registry.versions import Registry  # noqa: E402
 
 

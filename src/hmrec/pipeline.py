@@ -161,7 +161,7 @@ def precompute_version(workdir: Path, version_or_alias: int | str, engine: Engin
         registry = Registry.for_workdir(workdir)
         champion_at_start = registry.champion_version()
         version, source = registry.load_version(version_or_alias)
-        bundle = copy_with_answers(source, workdir / "bundles" / f"{_new_run_id()}-v{version}-precomputed",
+        bundle = copy_with_answers(source, workdir / "bundles" / f"{new_run_id()}-v{version}-precomputed",
                                    lambda paths: precompute_answers(engine, paths, which),
                                    extra={"precomputed_from": version})
         new = registry.register(bundle)
@@ -185,7 +185,7 @@ def held_out_query(store: Store, data: TrainData) -> tuple[Query, list]:
 def evaluate_workdir(config: PipelineConfig) -> Path:
     """Fit every method on the store in the workdir and write the report; returns metrics.json's path."""
     store = Store(config.store_dir)
-    return _fit_and_report(store, config, run_id=_new_run_id())[0]
+    return _fit_and_report(store, config, run_id=new_run_id())[0]
 
 
 def check_raw_inputs(raw: Path) -> None:
@@ -201,53 +201,6 @@ def check_raw_inputs(raw: Path) -> None:
         raise RawDataError(f"{raw} lacks {', '.join(missing)} (it needs {', '.join(RAW_FILES)}): {fix}")
 
 
-def final_on_store(store: Store, bundle: Path) -> Recommender:
-    """A bundle's final recommender asked in `store`'s ids through its own id maps (evaluation/idmapped.py): a
-    customer the bundle does not know answered as a new one, as the service would; the way a version trained on an
-    older store (the champion after a retrain that did not promote it away) is scored on the new one."""
-    import polars as pl
-
-    from hmrec.evaluation.idmapped import IdMapped, IdMaps
-    from hmrec.registry.model_bundle import bundle_paths, load_final
-
-    paths = bundle_paths(bundle)
-    maps = IdMaps(store.read(CUSTOMERS).select("customer_idx", "customer_id"),
-                  store.read(ARTICLES).select("article_idx", "article_id"),
-                  pl.read_parquet(paths.customers),
-                  pl.read_parquet(paths.articles, columns=["article_idx", "article_id"]))
-    return IdMapped(load_final(bundle), maps)
-
-
-def score_champion(config: PipelineConfig) -> Path:
-    """Score the registry's champion (its final recommender and each of its sources) on the held-out window of
-    the workdir's store, refitting nothing; writes the report and returns metrics.json's path. A champion trained
-    on another store (a retrain registered a newer version without promoting it) is asked through its own id maps."""
-    from hmrec.evaluation.report import ranker_sections, write_report
-    from hmrec.evaluation.runner import evaluate_methods
-    from hmrec.registry.model_bundle import load_final, read_manifest
-    from hmrec.registry.versions import Registry
-
-    store = Store(config.store_dir)
-    version, bundle = Registry.for_workdir(config.workdir).load_version("champion")
-    trained_on = read_manifest(Path(bundle)).get("store_fingerprint")
-    same_store = trained_on == store.fingerprint
-    final = load_final(Path(bundle)) if same_store else final_on_store(store, Path(bundle))
-    methods = {**final.parts(), "final": final}
-    data = load_train_data(store)
-    query, relevant = held_out_query(store, data)
-    result = evaluate_methods(methods, query, relevant)
-    run_id = _new_run_id()
-    sections = ranker_sections(final, query, relevant) if same_store else []  # they read the ranker's own ids
-    metrics_path = write_report(
-        result, config.reports_dir / run_id, test_window=(store.cutoff, store.test_end), articles=data.articles,
-        query=query, extra_sections=sections,
-        run_info={"run_id": run_id, "store_fingerprint": store.fingerprint, "model_version": version,
-                  "model_store_fingerprint": trained_on},
-    )
-    publish_copy(metrics_path.parent, config.reports_dir / "latest")
-    return metrics_path
-
-
 @writes_workdir
 def run_pipeline(config: PipelineConfig) -> Path:
     """ETL, training, evaluation, tracking and registration; returns the new run's metrics.json path."""
@@ -257,7 +210,7 @@ def run_pipeline(config: PipelineConfig) -> Path:
     if config.raw is None:
         raise ValueError("the pipeline needs --raw: the folder holding the three raw CSV files")
     check_raw_inputs(config.raw)  # before a tracking run is opened: a mistyped --raw leaves no FAILED run
-    run_id = _new_run_id()
+    run_id = new_run_id()
     champion_at_start = Registry.for_workdir(config.workdir).champion_version()  # promote's compare-and-set
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
         started = time.perf_counter()
@@ -341,7 +294,7 @@ def _on_engine(methods: dict[str, Recommender], store: Store, config: PipelineCo
     return {**methods, "final": config.engine.scorer(methods["final"], store, folder)}
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from hmrec.evaluation.metrics import ap_from_hits, hit_matrix
-from hmrec.pipeline import PipelineConfig, final_on_store, held_out_query, load_train_data, run_pipeline
+from hmrec.pipeline import PipelineConfig, held_out_query, load_train_data, run_pipeline
 from hmrec.scale.engine import Engine, LocalEngine
+from hmrec.scoring import final_on_store
 from hmrec.store.tables import ARTICLES, CUSTOMERS, Store
 
 log = logging.getLogger(__name__)

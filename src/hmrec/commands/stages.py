@@ -65,11 +65,12 @@ def evaluate(
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all (--horizon-days,
     --label-windows and --search-fits as the pipeline's: the same settings give the pipeline's figures)."""
     cpus.size_pools()
-    from hmrec.pipeline import PipelineConfig, evaluate_workdir, score_champion
+    from hmrec.pipeline import PipelineConfig, evaluate_workdir
     from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
     from hmrec.registry.versions import RegistryError
     from hmrec.registry.writer import workdir_writer
+    from hmrec.scoring import score_champion
     from hmrec.workdir import LockedError
 
     config = PipelineConfig(workdir=workdir, reports=reports, engine=chosen_engine(engine, ray_address),

@@ -32,14 +32,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode  # n
 from mlflow.utils.time import get_current_time_millis  # noqa: E402
 
 from hmrec.registry.housekeeping import mark_dead_runs, owner_tags, rebase_artifacts  # noqa: E402
-from hmrec.registry.location import (  # noqa: E402,F401  (re-exported: where the registry lives)
-    DB_FILE,
-    ENV_TRACKING_URI,
-    embedded_db,
-    is_server_uri,
-    missing_registry,
-    tracking_uri,
-)
+from hmrec.registry.location import embedded_db, is_server_uri, tracking_uri  # noqa: E402
 
 log = logging.getLogger(__name__)
 
