@@ -105,6 +105,8 @@ class Simulator:
         self.rate = people.rate * self._calibrate(transactions)
         self.article_ids = pl.Series(articles.frame["article_id"])
         self.seen: set[int] = set()  # once_per_customer: customer * n_articles + article of every purchase so far
+        self.market: _Market | None = None  # the latest week's, and its days [first, first + n_days)
+        self.market_days = (0, 0)
 
     def _calibrate(self, transactions: int) -> float:
         """The factor on customers' rates that makes the expected number of rows `transactions`."""
@@ -134,13 +136,14 @@ class Simulator:
         day = np.repeat(trip_day, size)
         online = np.repeat(trip_online, size)
         position = np.arange(customer.size) - np.repeat(np.cumsum(size) - size, size)
-        market = self._market(first, n_days)
+        market = self.market = self._market(first, n_days)
+        self.market_days = (first, n_days)
         article = self._choose(customer, day, position, market)
         if self.b.once_per_customer:
             keep = self._first_times(customer, article, market)
             customer, day, online, article = customer[keep], day[keep], online[keep], article[keep]
         day = np.clip(np.maximum(day, self.articles.launch[article]), first, first + n_days - 1)
-        self._remember(customer, day, article)
+        self.remember(customer, day, article)
         return self._frame(customer, day, article, online)
 
     def _trips(self, first: int, n_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,7 +266,7 @@ class Simulator:
         )
         return live, weight
 
-    def _remember(self, customer: np.ndarray, day: np.ndarray, article: np.ndarray) -> None:
+    def remember(self, customer: np.ndarray, day: np.ndarray, article: np.ndarray) -> None:
         """Append the week's purchases to each buyer's ring of recent articles, oldest first."""
         order = np.lexsort((day, customer))
         customer, article, day = customer[order], article[order], day[order]
@@ -277,10 +280,14 @@ class Simulator:
         self.bought[buyers] += counts
         self.last_day[buyers] = np.maximum.reduceat(day, starts)
 
-    def _frame(self, customer, day, article, online) -> pl.DataFrame:
+    def price(self, article: np.ndarray, day: np.ndarray | int) -> np.ndarray:
+        """Each article's price on `day`, in the data's unit: the shelf price, discounted late in its life."""
         a = self.articles
         on_sale = (day - a.launch[article]) > a.on_sale_after[article]
-        price = np.round(a.units[article] * np.where(on_sale, DISCOUNT, 1.0), 2) / PRICE_DIVISOR
+        return np.round(a.units[article] * np.where(on_sale, DISCOUNT, 1.0), 2) / PRICE_DIVISOR
+
+    def _frame(self, customer, day, article, online) -> pl.DataFrame:
+        price = self.price(article, day)
         order = np.lexsort((customer, day))
         return pl.DataFrame({
             "t_dat": np.datetime64(self.first_day, "D") + day[order],
