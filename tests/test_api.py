@@ -529,6 +529,28 @@ def test_event_dated_outside_the_served_days(client, day):
                                           [len("t_dat: "):], "type": "value_error"}]
 
 
+def test_the_services_date_setting_moves_answers_and_event_days(workdir, tmp_path):
+    """HMREC_TODAY (a simulation's clock): answers as of that day, events dated up to the day after; an earlier
+    date than the data's end + 1 changes nothing."""
+    today = s.DATA_END + timedelta(days=20)
+    settings = Settings(workdir=workdir, events_path=tmp_path / "events.sqlite", events_token=s.EVENTS_TOKEN,
+                        today=today)
+    with TestClient(create_app(settings), headers=s.EVENTS_AUTH) as client:
+        for customer in (s.FREQUENT, s.COLD_AGED):
+            assert recommend(client, customer)["as_of"] == today.isoformat()
+        last = today + timedelta(days=1)
+        bought = {"customer_id": s.OCCASIONAL, "article_id": s.ARTICLE_IDS[0], "t_dat": last.isoformat()}
+        assert client.post("/events/purchases", json=bought).status_code == 201
+        assert recommend(client, s.OCCASIONAL)["as_of"] == (last + timedelta(days=1)).isoformat()
+        late = {**bought, "t_dat": (last + timedelta(days=1)).isoformat()}
+        assert_error(client.post("/events/purchases", json=late), 422,
+                     f"t_dat: must be a day from 2021-02-08 (the data's first day) to {last} (the service's date + "
+                     f"1 day); got {late['t_dat']}")
+    past = Settings(workdir=workdir, events_path=tmp_path / "past.sqlite", today=s.DATA_END - timedelta(days=30))
+    with TestClient(create_app(past)) as client:
+        assert recommend(client, s.FREQUENT)["as_of"] == (s.DATA_END + timedelta(days=1)).isoformat()
+
+
 def test_body_not_utf8(client):
     response = client.post("/recommendations", content=b'{"customer_id": "\xff\xfe"}',
                            headers={"content-type": "application/json"})

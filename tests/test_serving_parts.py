@@ -24,11 +24,11 @@ def settings(workdir, tmp_path) -> Settings:
     return Settings(workdir=workdir, events_path=tmp_path / "events.sqlite")
 
 
-def test_the_clock_is_the_day_after_the_later_of_data_end_and_the_last_purchase():
-    end = date(2021, 3, 10)
-    assert as_of_for(end, None) == date(2021, 3, 11)
-    assert as_of_for(end, (date(2021, 3, 1) - date(1970, 1, 1)).days) == date(2021, 3, 11)  # an older purchase
-    assert as_of_for(end, (date(2021, 3, 12) - date(1970, 1, 1)).days) == date(2021, 3, 13)
+def test_the_clock_is_the_later_of_the_services_date_and_the_day_after_the_last_purchase():
+    today = date(2021, 3, 11)  # the day after the data's end, or HMREC_TODAY
+    assert as_of_for(today, None) == date(2021, 3, 11)
+    assert as_of_for(today, (date(2021, 3, 1) - date(1970, 1, 1)).days) == date(2021, 3, 11)  # an older purchase
+    assert as_of_for(today, (date(2021, 3, 12) - date(1970, 1, 1)).days) == date(2021, 3, 13)
 
 
 def test_a_failed_reload_keeps_the_serving_model_and_the_cache(settings, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import polars as pl
 
 from hmrec.data import Query
@@ -14,7 +12,7 @@ from hmrec.serving.reasons import word
 
 def cold_answer(model: LoadedModel, profile: pl.DataFrame, k: int) -> list[dict]:
     """The bundle's cold-start recommender (the one the report evaluates under its name) for one profile."""
-    query = Query(profile, history_frame([]), model.data_end + timedelta(days=1))
+    query = Query(profile, history_frame([]), model.today)
     reasons = model.cold_start.reasons()
     (answer,) = model.cold_start.explain(query, k)
     return [{"article_idx": a, "score": s, "score_kind": "recent_sales", "sources": sources,

@@ -63,19 +63,20 @@ def history_frame(histories: list[History]) -> pl.DataFrame:
     ])
 
 
-def as_of_for(data_end: date, last_day: int | None) -> date:
-    """The service's clock: the day after the later of the data's end and the customer's latest purchase.
+def as_of_for(today: date, last_day: int | None) -> date:
+    """The service's clock for a customer: the service's date (LoadedModel.today), or the day after their latest
+    purchase when later.
 
     The data may end long ago (the public sample ends in 2020), so the wall clock would put every customer
-    months after their last purchase; events without a day are dated data_end + 1 for the same reason.
+    months after their last purchase; the service's date is the day after the data's end unless HMREC_TODAY says
+    otherwise, and events without a day are dated on it.
     """
-    latest = data_end if last_day is None else max(data_end, _EPOCH + timedelta(days=int(last_day)))
-    return latest + timedelta(days=1)
+    return today if last_day is None else max(today, _EPOCH + timedelta(days=int(last_day) + 1))
 
 
 def event_days(model: LoadedModel) -> tuple[date, date]:
-    """The days a live event may have: from the data's first day to the service's date (data end + 1) + 1 day."""
-    return model.data_start or model.data_end, model.data_end + timedelta(days=2)
+    """The days a live event may have: from the data's first day to the service's date + 1 day."""
+    return model.data_start or model.data_end, model.today + timedelta(days=1)
 
 
 def _usable(purchase: Purchase) -> bool:
@@ -155,7 +156,7 @@ class LiveHistories:
             order = np.argsort(days, kind="stable")
             days, items, prices, channels = days[order], items[order], prices[order], channels[order]
         keep = slice(max(0, len(days) - self.settings.history_limit), None)
-        as_of = as_of_for(model.data_end, int(days[-1]) if len(days) else None)
+        as_of = as_of_for(model.today, int(days[-1]) if len(days) else None)
         return History(days[keep], items[keep], prices[keep], channels[keep], as_of)
 
     def record_purchase(self, model: LoadedModel, customer_id: str, article_id: int, price: float | None,
@@ -168,7 +169,7 @@ class LiveHistories:
         if price is None:
             typical = model.catalogue.prices[idx]
             price = float(typical if not np.isnan(typical) else model.catalogue.median_price)
-        day = t_dat or model.data_end + timedelta(days=1)  # the service's date (see as_of_for)
+        day = t_dat or model.today  # the service's date (see as_of_for)
         first, last = event_days(model)
         if not first <= day <= last:
             raise InvalidEventError("t_dat", f"must be a day from {first} (the data's first day) to {last} (the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -87,7 +87,14 @@ class LoadedModel:
     repeats: pl.DataFrame | None = None  # the bundle's repeats, sorted by customer_idx; None: a bundle without them
     answers: PrecomputedAnswers | None = None  # the bundle's precomputed answers (memory-mapped); None: none
     variant: str = "champion"  # the registry alias it was loaded as: the experiment's variant it answers for
+    clock: date | None = None  # HMREC_TODAY: the service's date, where later than the day after the data's end
     _cards: dict[int, dict] = field(default_factory=dict)  # article_idx -> the service's article card
+
+    @property
+    def today(self) -> date:
+        """The service's date: the day after the data's end (which may be long ago), or HMREC_TODAY when later."""
+        after_data = self.data_end + timedelta(days=1)
+        return after_data if self.clock is None else max(after_data, self.clock)
 
     def purchase_total(self, customer_idx: int) -> int:
         """The customer's purchases in the model's data, though the bundle's history keeps only the latest."""

@@ -59,7 +59,9 @@ def champion_loader(settings: Settings) -> Loader:
         try:
             registry = Registry.for_workdir(settings.workdir)
             version, path = registry.load_version(alias)  # one alias look-up: a promote can't split them
-            return load_model(Path(path), version)
+            model = load_model(Path(path), version)
+            model.clock = settings.today
+            return model
         except (RegistryError, MlflowException, *LOAD_ERRORS) as error:
             raise ReloadError(f"cannot load the {alias} from {settings.workdir}: "
                               f"{type(error).__name__}: {error}") from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
                                               "events received over this many days ago and dated before the data "
                                               "end of every version a registry alias serves (`hmrec events "
                                               "compact` does it on demand); unset: every event is kept.")
+    today: date | None = Field(None, description="The service's date (YYYY-MM-DD): answers are computed as of this "
+                               "day at the earliest and live events may be dated up to the day after. Unset: the "
+                               "day after the data's end, however long ago that was. A simulation advances it day "
+                               "by day (bench/feedback.py).")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     images_dir: Path | None = Field(None, description="The data's images/ folder, served at /images/ if set.")
