@@ -752,6 +752,47 @@ def test_requests_beyond_the_in_flight_limit_get_a_fast_503():
     assert refused == ["busy"]
 
 
+def test_a_worker_behind_refuses_what_it_could_not_answer_in_time():
+    """A worker answering one request per 10 ms with a 100-ms wait limit: of a burst of 30, about 11 are let in
+    (8 always, then while the requests in flight x 10 ms stay within 100 ms) and the rest refused at once."""
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from hmrec.serving.limits import InFlightLimitMiddleware
+
+    def burst(max_wait: float) -> list[int]:
+        one_at_a_time = asyncio.Lock()
+
+        async def serial(request):
+            async with one_at_a_time:
+                await asyncio.sleep(0.01)
+            return PlainTextResponse("done")
+
+        app = InFlightLimitMiddleware(Starlette(routes=[Route("/serial", serial)]), 256, lambda why: None,
+                                      max_wait=max_wait)
+
+        async def scenario() -> list[int]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                for _ in range(60):  # one at a time: the worker learns its time per answer
+                    assert (await client.get("/serial")).status_code == 200
+                responses = await asyncio.gather(*(client.get("/serial") for _ in range(30)))
+            for response in responses:
+                if response.status_code == 503:
+                    assert re.fullmatch(r"this worker's queue would take about \d+ ms \(over HMREC_MAX_WAIT_MS, "
+                                        r"100\); retry after 1 s", response.json()["detail"])
+            return [r.status_code for r in responses]
+
+        return asyncio.run(scenario())
+
+    statuses = burst(0.1)
+    assert 8 <= statuses.count(200) <= 13 and statuses.count(503) == 30 - statuses.count(200)
+    assert burst(0.0) == [200] * 30  # off: the in-flight count alone
+
+
 def test_the_in_flight_limit_leaves_room_for_a_batch(tmp_path):
     with pytest.raises(ValueError, match=r"HMREC_MAX_IN_FLIGHT \(8\) must be at least HMREC_BATCH_MAX \(64\)"):
         Settings(workdir=tmp_path, max_in_flight=8)

@@ -67,13 +67,21 @@ _NEVER_SHED = ("/health", "/ready", "/metrics")
 
 
 class InFlightLimitMiddleware:
-    """Back-pressure: at most `max_in_flight` requests in this worker at once; beyond, a fast 503 with Retry-After
-    rather than a queue whose wait grows without bound. `refused` is told each refusal."""
+    """Back-pressure: a fast 503 with Retry-After rather than a queue whose wait grows without bound. A request is
+    refused when the worker answers `max_in_flight` already, or, with `WAIT_FLOOR` or more in flight, when the wait
+    it would face is over `max_wait` seconds: the requests in flight times the worker's recent time per answer while
+    busy (the gaps between completions, smoothed), so a worker that falls behind refuses within milliseconds instead
+    of answering seconds late. `refused` is told each refusal."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None]):
+    WAIT_FLOOR = 8  # fewer in flight are always let in: a few slow requests (a reload, a big page) shed nothing
+    SMOOTHING = 0.05  # weight of the latest gap in the running time per answer
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None], max_wait: float = 0.0):
         self.app = app
-        self.max_in_flight = max_in_flight
+        self.max_in_flight, self.max_wait = max_in_flight, max_wait
         self.in_flight = 0  # one event loop per worker: no lock needed
+        self.per_answer = 0.0  # seconds between completions while busy, smoothed
+        self._mark = 0.0  # the latest completion, or when the worker last became busy
         self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,11 +93,22 @@ class InFlightLimitMiddleware:
             await _answer(send, 503, f"this worker is answering {self.max_in_flight} requests already "
                           "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
             return
+        wait = self.in_flight * self.per_answer
+        if self.max_wait and self.in_flight >= self.WAIT_FLOOR and wait > self.max_wait:
+            self.refused("busy")
+            await _answer(send, 503, f"this worker's queue would take about {1000 * wait:.0f} ms (over "
+                          f"HMREC_MAX_WAIT_MS, {1000 * self.max_wait:g}); retry after 1 s", retry_after=1)
+            return
+        if self.in_flight == 0:
+            self._mark = time.monotonic()
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            done = time.monotonic()
+            self.per_answer += self.SMOOTHING * (done - self._mark - self.per_answer)
+            self._mark = done
 
 
 class WriteRateLimitMiddleware:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(256, ge=1, description="Requests one worker answers at once (at least "
                                "HMREC_BATCH_MAX); beyond, a fast 503 with Retry-After. /health, /ready and /metrics "
                                "are never refused.")
+    max_wait_ms: float = Field(50.0, ge=0, description="With 8 or more requests in flight, one whose wait would "
+                               "exceed this (the requests in flight x the worker's recent time per answer) gets a "
+                               "fast 503 with Retry-After instead; 0: off (HMREC_MAX_IN_FLIGHT alone).")
     events_per_client_per_second: float = Field(200.0, gt=0, description="Live events one client address may post "
                                                 "per second to one worker, on average; beyond, 429 with Retry-After.")
     events_burst: int = Field(400, ge=1, description="Live events one client may post at once before the rate "
