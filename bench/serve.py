@@ -194,6 +194,7 @@ def main() -> None:
                         help="event store backend: a temporary SQLite file, or a throw-away PostgreSQL cluster")
     parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
     parser.add_argument("--max-in-flight", type=int, help="server's HMREC_MAX_IN_FLIGHT (default: the service's)")
+    parser.add_argument("--max-wait-ms", type=float, help="server's HMREC_MAX_WAIT_MS (default: the service's)")
     rates = parser.add_argument_group("event-rate (bench/event_rate.py)")
     rates.add_argument("--rate-start", type=float, default=20.0, help="first offered events per second")
     rates.add_argument("--rate-factor", type=float, default=1.25, help="each step offers this times the last")
@@ -215,6 +216,8 @@ def main() -> None:
 
             events = stack.enter_context(TemporaryPostgres(fsync=True)).create_database("bench")
         limit = {"HMREC_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
+        if args.max_wait_ms is not None:
+            limit["HMREC_MAX_WAIT_MS"] = str(args.max_wait_ms)
         server = Server(args.workdir, events, Path(scratch) / "server.log", events_token=EVENTS_TOKEN,
                         HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
                         HMREC_WORKERS=str(args.workers),
@@ -242,7 +245,8 @@ def main() -> None:
               "batch_max": args.batch_max, "workers": args.workers, "load_average_before": load_before,
               "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "precomputed_customers": len(active),
-              "rss_mib": rss_mib, "max_in_flight": args.max_in_flight, "scenarios": results}
+              "rss_mib": rss_mib, "max_in_flight": args.max_in_flight, "max_wait_ms": args.max_wait_ms,
+              "scenarios": results}
     if args.only and "event-rate" in args.only:
         report["event_rate"] = rate
     print(markdown(report))
