@@ -3,6 +3,7 @@
     .venv/bin/python bench/contention.py                          # this checkout, small sample, 2 rounds
     .venv/bin/python bench/contention.py --reference HEAD~1       # and the parent commit, measured the same way
     .venv/bin/python bench/contention.py --scale tiny --rounds 1  # a quick check that it runs
+    .venv/bin/python bench/contention.py --make-run --rounds 1    # `make run` on a fresh clone instead
 
 The hog is `--hog` (default 2) unpinned Python processes spinning at the same nice level as the pipeline: on a
 2-core machine a fair share beside it is half the cores, so a pipeline that is 2x slower beside it is fair and
@@ -10,21 +11,26 @@ one that is much slower loses time to its own threads spinning or oversubscribin
 2.5x). Quiet and busy runs alternate, and the checkouts alternate within each round, so a drift in the machine's
 own load falls on every column alike. The reference is checked out with `git worktree` in a temporary folder and
 run with its own source first on PYTHONPATH, in this virtual environment. Each run is a fresh `hmrec pipeline`
-child on a fresh working folder; the sample is generated once, by this checkout, and shared.
+child on a fresh working folder; the sample is generated once, by this checkout, and shared. With `--make-run`,
+each run is `make run` on a fresh `git clone` of this checkout (its own virtual environment from pip's cache, its
+own sample, the pipeline), timed until its service answers /ready with 200, then stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from child import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,18 +71,53 @@ def run_pipeline(source: Path, raw: Path, workdir: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(sources: dict[str, Path], raw: Path, scratch: Path, rounds: int, hog_processes: int):
-    """{(checkout name, "quiet" | "busy"): [seconds per round]}, quiet and busy alternating."""
+def run_make_run(folder: Path) -> float:
+    """Wall seconds of `make run` on a fresh clone of this checkout in `folder`, until its service is ready."""
+    from hmrec.support.launcher import free_port
+
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(folder)], check=True)
+    port = free_port()
+    log = folder / "make-run.log"
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        make = subprocess.Popen(["make", "-C", str(folder), "run", f"PORT={port}"], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while not _ready(port):
+            if make.poll() is not None:
+                raise RuntimeError(f"make run exited with {make.returncode}: {log.read_text()[-2000:]}")
+            time.sleep(1)
+        return time.perf_counter() - started
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=60)
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def measure(runs: dict[str, Callable[[Path], float]], scratch: Path, rounds: int, hog_processes: int):
+    """{(checkout name, "quiet" | "busy"): [seconds per round]}, quiet and busy alternating; each run is given a
+    fresh folder."""
     times: dict[tuple[str, str], list[float]] = {}
     for round_ in range(rounds):
         for condition in ("quiet", "busy"):
-            for name, source in sources.items():
-                workdir = scratch / f"{name}-{condition}-{round_}"
+            for name, run in runs.items():
+                workdir = scratch / f"{name}-{condition}-{round_}".replace(" ", "-")
                 with hog(hog_processes if condition == "busy" else 0):
-                    seconds = run_pipeline(source, raw, workdir)
+                    seconds = run(workdir)
                 times.setdefault((name, condition), []).append(seconds)
                 print(f"round {round_ + 1}, {name}, {condition}: {seconds:.1f} s", file=sys.stderr)
     return times
+
+
+def _pipelines(sources: dict[str, Path], raw: Path) -> dict[str, Callable[[Path], float]]:
+    return {name: (lambda workdir, source=source: run_pipeline(source, raw, workdir)) for name, source in
+            sources.items()}
 
 
 def table(times: dict[tuple[str, str], list[float]], names: list[str]) -> str:
@@ -97,7 +138,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="quiet + busy runs per checkout (default 2)")
     parser.add_argument("--hog", type=int, default=2, help="busy processes beside the busy runs (default 2)")
     parser.add_argument("--reference", metavar="REV", help="also measure this git revision (e.g. HEAD~1)")
+    parser.add_argument("--make-run", action="store_true", help="time `make run` on a fresh clone of this checkout "
+                        "until its service is ready, instead of the pipeline (SCALE as the Makefile's: small)")
     args = parser.parse_args()
+    if args.make_run:
+        with tempfile.TemporaryDirectory(prefix="hmrec-contention-") as scratch_name:
+            times = measure({"make run": run_make_run}, Path(scratch_name), args.rounds, args.hog)
+        print(f"`make run` on a fresh clone, {args.rounds} round(s), hog of {args.hog} busy process(es); "
+              f"{machine()}, load now {os.getloadavg()[0]:.1f}")
+        print(table(times, ["make run"]))
+        return
     with tempfile.TemporaryDirectory(prefix="hmrec-contention-") as scratch_name:
         scratch = Path(scratch_name)
         raw = scratch / "raw"
@@ -106,11 +156,11 @@ def main() -> None:
                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         sources = {"this checkout": ROOT}
         if args.reference is None:
-            times = measure(sources, raw, scratch, args.rounds, args.hog)
+            times = measure(_pipelines(sources, raw), scratch, args.rounds, args.hog)
         else:
             with checkout(args.reference) as reference:
                 sources[args.reference] = reference
-                times = measure(sources, raw, scratch, args.rounds, args.hog)
+                times = measure(_pipelines(sources, raw), scratch, args.rounds, args.hog)
     print(f"{args.scale} pipeline, {args.rounds} round(s), hog of {args.hog} busy process(es); {machine()}, "
           f"load now {os.getloadavg()[0]:.1f}")
     print(table(times, list(sources)))

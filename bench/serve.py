@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
     parser.add_argument("--max-in-flight", type=int, help="server's HMREC_MAX_IN_FLIGHT (default: the service's)")
     parser.add_argument("--max-wait-ms", type=float, help="server's HMREC_MAX_WAIT_MS (default: the service's)")
+    parser.add_argument("--cache-size", type=int, default=200_000, help="server's HMREC_CACHE_SIZE (0: every answer "
+                        "computed, e.g. when warm-miss outlasts the sample's customers and would start to hit)")
     rates = parser.add_argument_group("event-rate (bench/event_rate.py)")
     rates.add_argument("--rate-start", type=float, default=20.0, help="first offered events per second")
     rates.add_argument("--rate-factor", type=float, default=1.25, help="each step offers this times the last")
@@ -219,7 +221,7 @@ def main() -> None:
         if args.max_wait_ms is not None:
             limit["HMREC_MAX_WAIT_MS"] = str(args.max_wait_ms)
         server = Server(args.workdir, events, Path(scratch) / "server.log", events_token=EVENTS_TOKEN,
-                        HMREC_CACHE_SIZE=str(200_000), HMREC_BATCH_MAX=str(args.batch_max),
+                        HMREC_CACHE_SIZE=str(args.cache_size), HMREC_BATCH_MAX=str(args.batch_max),
                         HMREC_WORKERS=str(args.workers),
                         # one client address sends every event here: measure the service, not the per-client limit
                         HMREC_EVENTS_PER_CLIENT_PER_SECOND="1000000", HMREC_EVENTS_BURST="1000000", **limit)

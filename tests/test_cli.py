@@ -241,3 +241,23 @@ def test_ctrl_c_on_make_serve_is_no_error(tmp_path):
     os.killpg(process.pid, signal.SIGINT)
     output = "".join(lines) + process.communicate(timeout=60)[0]
     assert "serving on" in output and "Error" not in output, output
+
+
+def test_serve_removes_the_metrics_folders_of_supervisors_that_are_gone(tmp_path, monkeypatch):
+    import tempfile
+
+    from hmrec.commands.serve import metrics_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f"hmrec-metrics-{dead.pid}-k1ll3d"  # its supervisor was killed with SIGKILL
+    gone.mkdir()
+    (gone / "counter_1.db").write_bytes(b"")
+    serving = tmp_path / f"hmrec-metrics-{os.getpid()}-l1v3"  # a supervisor still running
+    serving.mkdir()
+    unnamed = tmp_path / "hmrec-metrics-q1w2e3"  # an older release's name: whose it is cannot be told
+    unnamed.mkdir()
+    made = Path(metrics_folder())
+    assert (gone.exists(), serving.exists(), unnamed.exists()) == (False, True, True)
+    assert made.parent == tmp_path and made.name.startswith(f"hmrec-metrics-{os.getpid()}-")

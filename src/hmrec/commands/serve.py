@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,9 +23,7 @@ def serve(
                                        "(a demo on a trusted machine; `make run` and `make serve` pass it).")] = False,
 ) -> None:
     """Serve the champion model and the demo page with uvicorn."""
-    import os
     import shutil
-    import tempfile
 
     from pydantic import ValidationError
 
@@ -65,7 +64,7 @@ def serve(
     # One worker runs under the supervisor too: its watchdog replaces a frozen worker, which alone would hang the
     # whole service. A replacement loads before it listens when other workers serve, else it answers 503 meanwhile.
     replacement = "hmrec.serving.app:app_loaded_before_listening" if settings.workers > 1 else factory
-    metrics_dir = tempfile.mkdtemp(prefix="hmrec-metrics-")  # shared by the workers (see serving.metrics)
+    metrics_dir = metrics_folder()  # shared by the workers (see serving.metrics)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     done = threading.Event()
     threading.Thread(target=_announce_when_ready, args=(host, port, done.is_set, announce), daemon=True).start()
@@ -78,6 +77,29 @@ def serve(
         done.set()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     exit_now(code)  # the workers have stopped: Ctrl-C ends the command within a second
+
+
+def metrics_folder() -> str:
+    """A fresh temporary folder for the workers' metrics files, named after this supervisor's PID; the folders of
+    supervisors that are gone without removing theirs (killed with SIGKILL) are removed first."""
+    import shutil
+    import tempfile
+
+    for old in Path(tempfile.gettempdir()).glob("hmrec-metrics-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"hmrec-metrics-{os.getpid()}-")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _announce_when_ready(host: str, port: int, stopped, announce) -> None:
