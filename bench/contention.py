@@ -30,7 +30,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from child import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +72,7 @@ def run_pipeline(source: Path, raw: Path, workdir: Path) -> float:
 
 def run_make_run(folder: Path) -> float:
     """Wall seconds of `make run` on a fresh clone of this checkout in `folder`, until its service is ready."""
+    from hmrec.serving.launch import wait_until_ready
     from hmrec.support.launcher import free_port
 
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(folder)], check=True)
@@ -83,21 +83,12 @@ def run_make_run(folder: Path) -> float:
         make = subprocess.Popen(["make", "-C", str(folder), "run", f"PORT={port}"], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        while not _ready(port):
-            if make.poll() is not None:
-                raise RuntimeError(f"make run exited with {make.returncode}: {log.read_text()[-2000:]}")
-            time.sleep(1)
+        if not wait_until_ready("127.0.0.1", port, lambda: make.poll() is not None):
+            raise RuntimeError(f"make run exited with {make.returncode}: {log.read_text()[-2000:]}")
         return time.perf_counter() - started
     finally:
         os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=60)
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def measure(runs: dict[str, Callable[[Path], float]], scratch: Path, rounds: int, hog_processes: int):

@@ -87,8 +87,7 @@ class Shop:
 
     def history(self) -> pl.DataFrame:
         """The transactions of the history's days, weeks aligned on its last day."""
-        ends = range(self.history_days, 0, -7)
-        return pl.concat([self.sim.week(max(0, end - 7), end - max(0, end - 7)) for end in reversed(ends)])
+        return pl.concat([self.sim.week(first, n_days) for first, n_days in self.sim.chunks(self.history_days)])
 
     def write_raw(self, folder: Path, transactions: pl.DataFrame) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -85,21 +85,13 @@ def metrics_folder() -> str:
     import shutil
     import tempfile
 
+    import psutil
+
     for old in Path(tempfile.gettempdir()).glob("hmrec-metrics-*-*"):
         pid = old.name.split("-")[2]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"hmrec-metrics-{os.getpid()}-")
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _announce_when_ready(host: str, port: int, stopped, announce) -> None:

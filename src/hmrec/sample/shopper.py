@@ -52,13 +52,10 @@ def _market_share(sim: Simulator, customer: np.ndarray, article: np.ndarray) -> 
     """Chance that an item drawn from this week's market is `article`: taste of its cell x its own weight (with its
     style's colour taste) over the segment's taste-weighted total; 0 for an article not on sale this week."""
     market, a = sim.market, sim.articles
-    position = np.full(a.article_id.size, -1, dtype=np.int64)
-    position[market.live] = np.arange(market.live.size)
-    where = position[article]
+    where = market.position[article]
     segment = sim.people.segment[customer]
     style = segment_style(segment)
-    mass = market.running[:, market.end] - market.running[:, market.start]  # (styles, cells)
-    total = (a.cell_taste[segment][:, market.cells] * mass[style]).sum(axis=1)
+    total = (a.cell_taste[segment][:, market.cells] * market.mass[style]).sum(axis=1)
     safe = np.maximum(where, 0)
     own = market.running[style, safe + 1] - market.running[style, safe]
     share = a.cell_taste[segment, a.cell[article]] * own / total

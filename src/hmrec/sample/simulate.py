@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -83,6 +84,12 @@ class _Market:
     start: np.ndarray  # (c,) first position of each cell in `live`
     end: np.ndarray  # (c,) one past its last position
     running: np.ndarray  # (styles, m + 1) running sums of weight x the style's colour taste, from 0
+    position: np.ndarray  # (articles,) each article row's position in `live`, -1 for one not on sale
+
+    @cached_property
+    def mass(self) -> np.ndarray:
+        """(styles, c): each cell's total weight x colour taste for each style."""
+        return self.running[:, self.end] - self.running[:, self.start]
 
 
 class Simulator:
@@ -122,9 +129,10 @@ class Simulator:
             factor *= target_trips / max(trips, 1e-9)
         return factor
 
-    def chunks(self) -> list[tuple[int, int]]:
-        """(first day, number of days): weeks aligned on the last day, the first one possibly shorter."""
-        ends = list(range(self.days, 0, -7))
+    def chunks(self, end: int | None = None) -> list[tuple[int, int]]:
+        """(first day, number of days): the weeks of days [0, end) (default: all the days), aligned on the last
+        one, the first one possibly shorter."""
+        ends = list(range(self.days if end is None else end, 0, -7))
         return [(max(0, end - 7), end - max(0, end - 7)) for end in reversed(ends)]
 
     def week(self, first: int, n_days: int) -> pl.DataFrame:
@@ -228,11 +236,13 @@ class Simulator:
         cells, start = np.unique(a.cell[live], return_index=True)
         running = np.cumsum(a.colour_taste[:, live] * weight, axis=1)
         running = np.concatenate([np.zeros((running.shape[0], 1)), running], axis=1)
-        return _Market(live, cells, start, np.r_[start[1:], live.size], running)
+        position = np.full(a.article_id.size, -1, dtype=np.int64)
+        position[live] = np.arange(live.size)
+        return _Market(live, cells, start, np.r_[start[1:], live.size], running, position)
 
     def _pick_cells(self, segment: np.ndarray, market: _Market) -> np.ndarray:
         """Position in market.cells for each item, by its segment's taste x the cell's mass for its style."""
-        mass = market.running[:, market.end] - market.running[:, market.start]  # (styles, live cells)
+        mass = market.mass
         chosen = np.empty(segment.size, dtype=np.int64)
         order = np.argsort(segment, kind="stable")
         segments, starts = np.unique(segment[order], return_index=True)
