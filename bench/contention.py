@@ -66,8 +66,12 @@ def run_pipeline(source: Path, raw: Path, workdir: Path) -> float:
     """Wall seconds of `hmrec pipeline` run from `source`'s code on a fresh working folder."""
     env = {**os.environ, "PYTHONPATH": str(source / "src")}
     command = [sys.executable, "-m", "hmrec.cli", "pipeline", "--raw", str(raw), "--workdir", str(workdir)]
+    log = workdir.with_name(workdir.name + ".log")
     started = time.perf_counter()
-    subprocess.run(command, check=True, env=env, cwd=source, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("w") as out:
+        done = subprocess.run(command, env=env, cwd=source, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"hmrec pipeline from {source} exited with {done.returncode}: {log.read_text()[-2000:]}")
     return time.perf_counter() - started
 
 
