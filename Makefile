@@ -45,11 +45,12 @@ serve: setup
 
 # ruff first; pytest exits 5 when it collected no test: that must fail, never pass silently.
 # TEST_WORKERS pytest processes take whole test files each (module fixtures are built once); TEST_WORKERS=0 runs
-# them in this one process, e.g. to debug with `make test TEST_WORKERS=0 PYTEST_ARGS="-x -k name"`.
+# them in this one process, e.g. to debug with `make test TEST_WORKERS=0 PYTEST_ARGS="-x -k name"`. The 15 slowest
+# tests are listed at the end: the suite's budget is 10 minutes on 2 quiet cores, and that list shows where it goes.
 TEST_WORKERS ?= 2
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench tools
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: setup
