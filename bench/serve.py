@@ -51,9 +51,10 @@ from hmrec.registry.versions import Registry
 from hmrec.support.launcher import Server  # the same subprocess helper the reliability tests use
 
 
-def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[str], list[int]]:
-    """Customer ids with purchases in the champion's bundle, shuffled, those of them whose answers the bundle
-    precomputed, and some article ids to buy."""
+def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[str], list[str], list[int]]:
+    """Customer ids with purchases in the champion's bundle, shuffled: all of them, those whose answers the bundle
+    precomputed, those whose answers it did not (each list cut to `limit` after it is drawn from the whole bundle),
+    and some article ids to buy."""
     bundle = bundle_paths(Registry.for_workdir(workdir).load("champion"))
     buyers = pl.read_parquet(bundle.history, columns=["customer_idx"]).unique().sort("customer_idx")
     answers = read_answers(bundle.root)
@@ -62,10 +63,11 @@ def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], lis
     buyers = buyers.with_columns(pl.col("customer_idx").is_in(known).alias("active"))
     found = pl.read_parquet(bundle.customers, columns=["customer_idx", "customer_id"]).join(buyers, on="customer_idx")
     ids, active = found["customer_id"].to_list(), found.filter(pl.col("active"))["customer_id"].to_list()
-    random.Random(seed).shuffle(ids)
-    random.Random(seed).shuffle(active)
+    online = found.filter(~pl.col("active"))["customer_id"].to_list()
+    for customers in (ids, active, online):
+        random.Random(seed).shuffle(customers)
     articles = pl.read_parquet(bundle.articles, columns=["article_id"])["article_id"]
-    return ids[:limit], active[:limit], articles.head(5000).to_list()
+    return ids[:limit], active[:limit], online[:limit], articles.head(5000).to_list()
 
 
 async def run_scenario(url: str, make_request, duration: float, concurrency: int, server_pids: list[int]) -> dict:
@@ -146,10 +148,9 @@ def summarise(latencies: list[float], server_ms: list[float], cached: list[bool]
     return result
 
 
-def scenarios(warm: list[str], active: list[str], articles: list[int], seed: int) -> dict:
+def scenarios(warm: list[str], active: list[str], online: list[str], articles: list[int], seed: int) -> dict:
     rng = random.Random(seed)
-    precomputed_ids = set(active)
-    not_precomputed = [customer for customer in warm if customer not in precomputed_ids] or warm
+    not_precomputed = online or warm  # every buyer's answer precomputed: warm-miss measures the lookup
     miss_iter = iter(not_precomputed)
     active_iter = iter(active)
     hot = warm[:100]
@@ -208,8 +209,8 @@ def main() -> None:
     rates.add_argument("--sustainable", type=float, help="a sustainable rate found before: only run at 4x it")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # the machine's business matters as much as the figures
-    warm, active, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
-    plan = scenarios(warm, active, articles, args.seed)
+    warm, active, online, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
+    plan = scenarios(warm, active, online, articles, args.seed)
     results = {}
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         events = args.events_url or Path(scratch) / "events.sqlite"
