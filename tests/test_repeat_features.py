@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hmrec.data import HistoryArrays
-from hmrec.ranking.features import repeat_features
+from hmrec.ranking.features import order_features, repeat_features
 
 
 def test_repeat_features_by_hand():
@@ -26,3 +26,21 @@ def test_repeat_features_of_an_empty_history_are_zero_or_missing():
     out = repeat_features(h, np.array([0]), np.array([3]), np.array([np.nan]))
     assert out["day_share"].tolist() == [0.0]
     assert np.isnan(out["rebuy_interval"]).all() and np.isnan(out["rebuy_due"]).all()
+
+
+def test_order_features_by_hand():
+    """Row 0's lines, newest first: day 2: articles 8, 9; day 5: article 5; day 9: articles 5, 6, 6. A line's position
+    is the number of the customer's lines on newer days (both lines of day 2 are at 0), so article 5 sits at
+    positions 2 and 3, article 6 twice at 3, article 8 at 0; row 1 bought article 5 once, 4 days ago."""
+    h = HistoryArrays(row=np.array([0, 0, 0, 0, 0, 0, 1]), article_idx=np.array([6, 5, 8, 5, 9, 6, 5]),
+                      days=np.array([9, 5, 2, 9, 2, 9, 4]))
+    rows, items = np.array([0, 0, 0, 0, 1, 1]), np.array([5, 6, 8, 7, 5, 6])
+    out = order_features(h, rows, items, half_lives=(2,))
+    np.testing.assert_allclose(out["lines_since_bought"], [2, 3, 0, np.nan, 0, np.nan])
+    np.testing.assert_allclose(out["line_weight_2"], [0.5 + 0.5 ** 1.5, 2 * 0.5 ** 1.5, 1.0, 0.0, 1.0, 0.0])
+
+
+def test_order_features_of_an_empty_history_are_zero_or_missing():
+    h = HistoryArrays(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    out = order_features(h, np.array([0]), np.array([3]), half_lives=(8,))
+    assert np.isnan(out["lines_since_bought"]).all() and out["line_weight_8"].tolist() == [0.0]

@@ -16,6 +16,8 @@ from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
 COUNTED_COLUMNS = ("product_type_no", "department_no")  # the customer's purchases in the article's type, department
+# How far back the customer's own purchase order is remembered (`order_features`): a few baskets, and a few dozen.
+LINE_HALF_LIVES = (8, 32)
 
 
 def article_table(data: TrainData) -> pl.DataFrame:
@@ -126,7 +128,28 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
             columns[f"count_{column}"] = _take(count, found, at)
         columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
     columns.update(repeat_features(h, rows, items, columns["days_since_bought"]))
+    columns.update(order_features(h, rows, items))
     return columns
+
+
+def order_features(h, rows: np.ndarray, items: np.ndarray,
+                   half_lives: tuple[int, ...] = LINE_HALF_LIVES) -> dict[str, np.ndarray]:
+    """Where the article sits in the customer's purchase order, in lines rather than days (a customer who shops
+    weekly and one who shops yearly both re-buy from their last few baskets). A line's position is the number of
+    the customer's lines on newer days. `lines_since_bought`: the position of its newest line (nan if never
+    bought); `line_weight_<h>`: its lines weighted 0.5 ** (position / h) (0 if never bought)."""
+    order = np.lexsort((h.days, h.row))  # by customer, newest day first
+    row, days, article = h.row[order], h.days[order], h.article_idx[order]
+    day_keys = pair_key(row, days)
+    position = (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
+    pairs = pair_key(row, article)
+    distinct, newest = group_max(pairs, -position)
+    found, at = find_sorted(distinct, pair_key(rows, items))
+    out = {"lines_since_bought": np.where(found, -_take(newest, found, at), np.nan)}
+    for half_life in half_lives:
+        _, weight = group_sum(pairs, 0.5 ** (position / half_life))
+        out[f"line_weight_{half_life}"] = _take(weight, found, at)
+    return out
 
 
 def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarray) -> dict[str, np.ndarray]:
