@@ -142,12 +142,12 @@ def order_features(h, rows: np.ndarray, items: np.ndarray,
     row, days, article = h.row[order], h.days[order], h.article_idx[order]
     day_keys = pair_key(row, days)
     position = (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
-    pairs = pair_key(row, article)
-    distinct, newest = group_max(pairs, -position)
+    # one sort of the (customer, article) pairs: a pair's first line in this order is its newest
+    distinct, first, inverse = np.unique(pair_key(row, article), return_index=True, return_inverse=True)
     found, at = find_sorted(distinct, pair_key(rows, items))
-    out = {"lines_since_bought": np.where(found, -_take(newest, found, at), np.nan)}
+    out = {"lines_since_bought": np.where(found, _take(position[first], found, at), np.nan)}
     for half_life in half_lives:
-        _, weight = group_sum(pairs, 0.5 ** (position / half_life))
+        weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=distinct.size)
         out[f"line_weight_{half_life}"] = _take(weight, found, at)
     return out
 
