@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hmrec.data import PAD_ITEM, Recs
-from hmrec.store.arrays import decay, expand, group_max, group_sum, pair_key, split_key
+from hmrec.store.arrays import decay, equal_range, expand, group_max, group_sum, pair_key, split_key
 
 
 def test_pair_keys_sort_by_row_then_value_and_split_back():
@@ -44,3 +44,16 @@ def test_top_k_orders_by_score_breaks_ties_by_article_and_leaves_out_owned():
 def test_recs_from_sorted_keeps_the_first_k_of_each_row():
     recs = Recs.from_sorted(np.array([0, 0, 0, 1]), np.array([5, 6, 7, 8]), np.array([3.0, 2.0, 1.0, 9.0]), 2, 2)
     assert recs.items.tolist() == [[5, 6], [8, PAD_ITEM]]
+
+
+def test_equal_range_finds_one_key_in_sorted_keys_of_any_integer_dtype():
+    for dtype in (np.int32, np.int64, np.uint32):
+        keys = np.array([2, 5, 5, 5, 9], dtype=dtype)
+        assert equal_range(keys, 5) == (1, 4)
+        assert equal_range(keys, np.int64(9)) == (4, 5)
+        assert equal_range(keys, 3) == (1, 1)  # absent: an empty range where it would go
+        assert equal_range(keys, 0) == (0, 0)
+        assert equal_range(keys, 10) == (5, 5)
+        assert equal_range(keys, 2**40) == (5, 5)  # beyond the dtype: after every key, never wrapped round
+        assert equal_range(keys, -(2**40)) == (0, 0)
+    assert equal_range(np.array([], dtype=np.int32), 1) == (0, 0)

@@ -48,7 +48,8 @@ def test_the_bundle_holds_the_active_customers_answers_checksummed(bundle):
     assert 0 < len(expected) < pl.read_parquet(bundle / "customers.parquet").height
     assert np.array_equal(answers.customer_idx, expected)
     assert answers.k == ANSWER_K and answers.items.shape == (len(expected), ANSWER_K)
-    assert isinstance(answers.items, np.memmap)  # shared by the worker processes, not copied into each
+    assert isinstance(answers.items.base, np.memmap)  # a view of the map: shared by the worker processes, not
+    assert not answers.items.flags.owndata  # copied into each
     assert {f"{ANSWERS}/{name}.npy" for name in ("customer_idx", "items", "scores", "sources")} <= set(manifest["files"])
     assert (answers.sources[answers.items >= 0] > 0).all()  # every answer names a source
 

@@ -15,7 +15,7 @@ from hmrec.data import HistoryArrays, Query, Recs, TrainData
 from hmrec.data.files import require_fitted
 from hmrec.recommenders.base import Reason, Recommender
 from hmrec.recommenders.colours import load_config_and_table, save_config_and_table
-from hmrec.store.arrays import decay, expand, group_sum, pair_key, split_key
+from hmrec.store.arrays import decay, equal_range, expand, group_sum, pair_key, split_key
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ class BoughtTogetherRecommender(Recommender):
             ordered = self.pairs.select("partner_idx", "article_idx").sort("partner_idx", "article_idx")
             self._by_partner = ordered["partner_idx"].to_numpy(), ordered["article_idx"].to_numpy()
         keys, values = self._by_partner
-        return values[np.searchsorted(keys, article_idx, "left"):np.searchsorted(keys, article_idx, "right")]
+        first, last = equal_range(keys, article_idx)
+        return values[first:last]
 
     def recommend(self, query: Query, k: int) -> Recs:
         history = query.arrays()

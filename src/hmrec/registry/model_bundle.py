@@ -205,7 +205,9 @@ def read_answers(directory: Path) -> Answers | None:
         raise BundleError(f"{folder} lacks {', '.join(missing or [ANSWERS_META])}: re-run `hmrec precompute` or "
                           "`hmrec pipeline` to write a complete one")
     meta = json.loads((folder / ANSWERS_META).read_text())
-    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ANSWER_ARRAYS}
+    # plain ndarray views of the maps (the pages stay mapped and shared): indexing a np.memmap builds a memmap
+    # object per row, a cost paid in every answer looked up
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in ANSWER_ARRAYS}
     n, k = len(arrays["customer_idx"]), int(meta["k"])
     odd = [name for name in ANSWER_ARRAYS[1:] if arrays[name].shape != (n, k)]
     if odd:

@@ -14,6 +14,7 @@ import polars as pl
 from hmrec.recommenders.base import Recommender
 from hmrec.registry.model_bundle import Bundle, read_bundle
 from hmrec.serving.precomputed import PrecomputedAnswers
+from hmrec.store.arrays import equal_range
 from hmrec.store.idmap import IdMap
 from hmrec.store.tables import UNKNOWN_AGE_BUCKET, age_bucket
 
@@ -118,9 +119,8 @@ class LoadedModel:
         """(article_idx, times bought, last day) of every article the customer bought twice or more in the data."""
         if self.repeats is None or customer_idx is None:
             return []
-        keys = self._repeat_keys
-        first, last = np.searchsorted(keys, customer_idx, "left"), np.searchsorted(keys, customer_idx, "right")
-        return list(self.repeats[int(first):int(last)].select("article_idx", "purchases", "last_day").iter_rows())
+        first, last = equal_range(self._repeat_keys, customer_idx)
+        return list(self.repeats[first:last].select("article_idx", "purchases", "last_day").iter_rows())
 
     def find_customer(self, customer_id: str) -> int | None:
         return self.customer_ids.get(customer_id)

@@ -105,10 +105,11 @@ class RecommendService:
         rows = model.histories.rows(customer_idx)
         if rows.stop - rows.start > self.settings.history_limit:  # the batch saw the bundle's whole history
             return None
-        ranked = model.answers.ranked(customer_idx, k, history.as_of)
+        hidden = self.live.recently_bought(model, customer_id, history.as_of)  # the just-bought exclusion
+        # as many as the online path asks `explain` for: k, and one more for each article left out
+        ranked = model.answers.ranked(customer_idx, k, history.as_of, limit=k + len(hidden))
         if ranked is None:
             return None
-        hidden = self.live.recently_bought(model, customer_id, history.as_of)  # the just-bought exclusion
         return self._response(model, customer_id, k, customer_idx, history, ranked, hidden, model.reasons,
                               PRECOMPUTED)
 

@@ -30,6 +30,18 @@ def find_sorted(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.
     return found, at
 
 
+def equal_range(keys: np.ndarray, value: int) -> tuple[int, int]:
+    """[first, last) of `value` in the sorted integer `keys` (an empty range where it would go), for one lookup.
+
+    The value is cast to the keys' dtype first: `np.searchsorted(int32_keys, python_int)` casts the whole array to
+    int64 on every call (0.2 ms for 700,000 keys, against 2 microseconds)."""
+    limits = np.iinfo(keys.dtype)
+    if value < limits.min or value > limits.max:
+        return (0, 0) if value < limits.min else (keys.size, keys.size)
+    key = keys.dtype.type(value)
+    return int(keys.searchsorted(key, "left")), int(keys.searchsorted(key, "right"))
+
+
 def decay(days: np.ndarray, half_life_days: float, offset: int = 0) -> np.ndarray:
     """0.5 ** (max(days - offset, 0) / half_life_days), float64."""
     return 0.5 ** (np.maximum(days - offset, 0) / half_life_days)
