@@ -241,7 +241,7 @@ def main() -> None:
                                       args.overload_seconds, args.max_rate, args.max_connections,
                                       args.sustainable)
         # resident memory of each serving process once every scenario ran (the supervisor's included)
-        family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children()]
+        family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children(recursive=True)]
         rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
     backend = "postgresql" if args.events_url else args.events
     report = {"workdir": str(args.workdir), "events": backend, "cpus": os.cpu_count(), "concurrency": args.concurrency,

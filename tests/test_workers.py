@@ -187,9 +187,10 @@ def _recommendations_counted(url: str) -> float:
 
 
 def _worker_processes(server: s.Server) -> list[psutil.Process]:
-    """The supervisor's worker processes (multiprocessing's spawned children, not its resource tracker)."""
+    """The supervisor's worker processes: the children of its fork server (not its resource tracker)."""
     children = psutil.Process(server.process.pid).children()
-    return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    fork_servers = [c for c in children if "multiprocessing.forkserver" in " ".join(c.cmdline())]
+    return [worker for fork_server in fork_servers for worker in fork_server.children()]
 
 
 def wait_for_one_new_worker(server: s.Server, serving: set[str], timeout: float) -> None:

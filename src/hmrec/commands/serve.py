@@ -11,6 +11,11 @@ import typer
 from hmrec import cpus
 from hmrec.commands.shared import fail, readable_workdir
 
+# What every worker imports before it can answer, whatever the bundle: the app and MLflow's registry client. The
+# fork server imports them once for all the workers (serving/workers.py); the recommenders' libraries (torch, FAISS,
+# LightGBM) are imported by the load of a bundle that needs them.
+WORKER_PRELOAD = ("hmrec.serving.app", "hmrec.registry.versions")
+
 events_app = typer.Typer(help="Live purchase events stored by the service.", no_args_is_help=True)
 
 
@@ -70,7 +75,8 @@ def serve(
     threading.Thread(target=_announce_when_ready, args=(host, port, done.is_set, announce), daemon=True).start()
     try:
         code = serve_workers(factory, host, port, settings.workers, access_log=settings.access_log,
-                             ping_timeout=settings.worker_timeout_seconds, replacement=replacement)
+                             ping_timeout=settings.worker_timeout_seconds, replacement=replacement,
+                             preload=WORKER_PRELOAD)
     except OSError as error:
         fail(f"cannot listen on {host}:{port}: {error}")
     finally:
