@@ -248,6 +248,24 @@ def test_explain_lists_the_sources_that_proposed_each_article(world):
     assert explained["sources"].list.len().min() >= 1
 
 
+def test_explain_lines_are_explain_as_arrays(world):
+    """The precomputed batch reads `explain_lines` and serving reads `explain`: the same lines, order, scores and
+    sources, for the final recommender and for one source (the base class's lines)."""
+    _, query, _, final = world
+    for recommender in (final, final.sources["popularity"]):
+        names = list(recommender.reasons())
+        row, items, scores, bits = recommender.explain_lines(query, 12)
+        as_lists: list[list] = [[] for _ in range(len(query))]
+        for r, a, sc, b in zip(row.tolist(), items.tolist(), scores.tolist(), bits.tolist(), strict=True):
+            as_lists[r].append((a, sc, [name for j, name in enumerate(names) if b >> j & 1]))
+        explained = recommender.explain(query, 12)
+        assert [[(a, sorted(n)) for a, _, n in answers] for answers in as_lists] == \
+            [[(a, sorted(n)) for a, _, n in answers] for answers in explained]
+        np.testing.assert_allclose([sc for answers in as_lists for _, sc, _ in answers],
+                                   [sc for answers in explained for _, sc, _ in answers], rtol=1e-6)
+        assert row.size > len(query)  # answers to compare, several a row
+
+
 def test_one_live_customer_gets_the_same_answer_as_in_the_batch(world):
     data, query, _, final = world
     batch = final.recommend(query, 12)

@@ -43,6 +43,14 @@ class Candidates:
             columns.append(pl.Series(f"{name}_score", self.scores[name], dtype=pl.Float32, nan_to_null=True))
         return pl.DataFrame(columns)
 
+    def source_bits(self, lines: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """uint32 per line of `lines` (positions): bit j set when `names[j]` proposed it."""
+        bits = np.zeros(len(lines), dtype=np.uint32)
+        for j, name in enumerate(names):
+            if name in self.ranks:
+                bits |= (self.ranks[name][lines] >= 0).astype(np.uint32) << np.uint32(j)
+        return bits
+
     def proposed_by(self, lines: np.ndarray) -> list[list[str]]:
         """The names of the sources that proposed each of `lines` (positions), in source order."""
         names = list(self.ranks)

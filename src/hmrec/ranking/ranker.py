@@ -19,7 +19,7 @@ from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.ranking.features import ArticleLookup
 from hmrec.ranking.scoring import best_first, candidate_features, feature_matrix, led_by
 from hmrec.ranking.training import FinalConfig, RankerState, fit_ranker
-from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
+from hmrec.recommenders.base import Explained, ExplainedLines, Reason, Recommender, load_recommender, save_recommender
 
 __all__ = ["FinalConfig", "FinalRecommender", "RankerState"]
 
@@ -106,6 +106,13 @@ class FinalRecommender(Recommender):
         for row, item, score, sources in lines:
             answers[row].append((item, score, sources))
         return answers
+
+    def explain_lines(self, query: Query, k: int) -> ExplainedLines:
+        """`explain`'s answers as arrays: the same lines, scores and order (`best_first`), sources as bits."""
+        candidates, scores = self._scored(query)
+        best = best_first(candidates, scores, k)
+        return (candidates.row[best].astype(np.int64), candidates.article_idx[best], scores[best].astype(np.float32),
+                candidates.source_bits(best, list(self.reasons())))
 
     def reasons(self) -> dict[str, Reason]:
         """Each source's declared reason, by the name `explain` lists it under."""

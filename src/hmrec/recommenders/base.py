@@ -19,6 +19,9 @@ from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.data.files import read_config, write_config
 
 Explained = tuple[int, float, list[str]]  # article_idx, score, the sources that proposed it
+# `explain` as arrays, one line per answer, each row's lines best first: (query row, article_idx, score, sources as
+# a bitmask: bit j set when the j-th name of `reasons()` proposed it)
+ExplainedLines = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class Reason(StrEnum):
@@ -60,6 +63,14 @@ class Recommender(ABC):
         recs = self.recommend(query, k)
         return [[(int(a), float(s), [self.name]) for a, s in zip(items, scores, strict=True) if a != PAD_ITEM]
                 for items, scores in zip(recs.items, recs.scores, strict=True)]
+
+    def explain_lines(self, query: Query, k: int) -> ExplainedLines:
+        """What `explain` answers, as arrays (ExplainedLines): a batch of many customers (the precomputed answers)
+        builds no Python list per answer."""
+        recs = self.recommend(query, k)
+        row, position = np.nonzero(recs.items != PAD_ITEM)  # row-major: each row's answers in their order
+        return (row.astype(np.int64), recs.items[row, position], recs.scores[row, position],
+                np.ones(row.size, dtype=np.uint32))
 
     def reasons(self) -> dict[str, Reason]:
         """The reason of each source name `explain` can list (one, unless the recommender merges several)."""

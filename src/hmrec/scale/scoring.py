@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hmrec.data import Query, Recs
+from hmrec.data import Query, Recs, ranks_in_row
 from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
 from hmrec.scale.cluster import cluster_cpus
 from hmrec.store.tables import CUSTOMERS, TRANSACTIONS, Store, partition_files, scan_partitions, scan_table
@@ -85,12 +85,9 @@ class Scorer:
         out, bits = Recs.empty(len(customer_idx), k), np.zeros((len(customer_idx), k), dtype=np.uint32)
         if customer_idx.size == 0:
             return out, bits
-        bit = {name: 1 << j for j, name in enumerate(self.source_names)}
-        for row, answer in enumerate(self.recommender.explain(self._query(customer_idx), k)):
-            if answer:  # a row at a time: explain's lists are per answer already
-                items, scores, sources = zip(*answer, strict=True)
-                out.items[row, :len(answer)], out.scores[row, :len(answer)] = items, scores
-                bits[row, :len(answer)] = [sum(bit[name] for name in names) for names in sources]
+        row, items, scores, sources = self.recommender.explain_lines(self._query(customer_idx), k)
+        position = ranks_in_row(row)  # each row's lines come together, best first
+        out.items[row, position], out.scores[row, position], bits[row, position] = items, scores, sources
         return out, bits
 
     def _query(self, customer_idx: np.ndarray) -> Query:
