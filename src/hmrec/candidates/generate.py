@@ -106,7 +106,9 @@ def union_of(answers: Mapping[str, Recs]) -> Candidates:
     source: a one-customer query spent most of its time in join overhead."""
     # name -> (kept mask, keys); a source given no share of the budget proposes nothing: only its column of pads
     keys = {name: _line_keys(recs) for name, recs in answers.items() if recs.items.size}
-    union = np.unique(np.concatenate([k for _, k in keys.values()] or [np.empty(0, dtype=np.int64)]))  # row, article
+    every = [k for _, k in keys.values()] or [np.empty(0, dtype=np.int64)]
+    union, place = np.unique(np.concatenate(every), return_inverse=True)  # (row, article) keys; each line's place
+    starts = dict(zip(keys, np.cumsum([0] + [k.size for k in every])[:-1].tolist(), strict=False))
     ranks, scores = {}, {}
     for name, recs in answers.items():
         ranks[name] = np.full(union.size, -1, dtype=np.int16)
@@ -114,7 +116,7 @@ def union_of(answers: Mapping[str, Recs]) -> Candidates:
         if name not in keys:
             continue
         kept, line_keys = keys[name]
-        where = np.searchsorted(union, line_keys)  # each proposed line's place in the union
+        where = place[starts[name]:starts[name] + line_keys.size]  # each proposed line's place in the union
         ranks[name][where] = np.broadcast_to(np.arange(recs.items.shape[1], dtype=np.int16), recs.items.shape)[kept]
         scores[name][where] = recs.scores[kept]
     rows, items = split_key(union)
