@@ -129,7 +129,9 @@ class FinalRecommender(Recommender):
         return next((found for s in self.sources.values() if (found := s.similar_by()) is not None), None)
 
     def bought_with(self, article_idx: int) -> np.ndarray:
-        found = [source.bought_with(article_idx) for source in self.sources.values()]
+        found = [f for f in (source.bought_with(article_idx) for source in self.sources.values()) if f.size]
+        if len(found) == 1:  # one source pairs articles (bought-together): its partners are distinct already
+            return found[0]
         return np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
 
     def parts(self) -> dict[str, Recommender]:

@@ -46,7 +46,7 @@ def word(reason: Reason) -> str:
 def _latest_partner(article_idx: int, history_items: Sequence[int] | np.ndarray,
                     bought_with: Callable[[int], np.ndarray]) -> int | None:
     """The customer's most recent purchase that is often bought with `article_idx`."""
-    paired = bought_with(article_idx)
+    paired = set(bought_with(article_idx).tolist())  # `in` an ndarray is a numpy call per purchase
     for item in history_items[::-1]:
         if item in paired:
             return int(item)

@@ -33,6 +33,7 @@ class IdMap:
         self.ids = ids.rename("id")
         self._table = pl.DataFrame({"id": self.ids, "index": np.arange(ids.len(), dtype=np.int32)})
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted keys, their indices), for get()
+        self._digit_ids = ids.dtype == pl.Int64  # asked once: a Polars dtype comparison per served request adds up
 
     @classmethod
     def customers(cls, customers: pl.DataFrame) -> IdMap:
@@ -100,7 +101,7 @@ class IdMap:
 
     def _key(self, one_id: str | int) -> bytes | int | None:
         """One id as the sorted keys hold it: UTF-8 bytes for string ids, int for digit ids (None: not an id)."""
-        if self.ids.dtype != pl.Int64:
+        if not self._digit_ids:
             return str(one_id).encode()
         if isinstance(one_id, (int, np.integer)):
             return int(one_id)

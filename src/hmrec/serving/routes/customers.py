@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from hmrec.serving.deps import CustomerPath, ImpressionsDep, MetricsDep, RecommendationsDep, ViewsDep, flag_degraded
+from hmrec.serving.deps import AnsweringDep, CustomerPath, MetricsDep, ViewsDep, flag_degraded
 from hmrec.serving.schemas import BuyAgainResponse, CustomerResponse, error_responses
 
 router = APIRouter(tags=["customers"])
@@ -22,10 +22,12 @@ def customer(customer_id: CustomerPath, views: ViewsDep, metrics: MetricsDep, re
 @router.get("/customers/{customer_id}/buy-again", response_model=BuyAgainResponse,
             responses=error_responses(422, 503),
             summary="Repurchase picks: what the customer bought most often, minus what they just bought")
-def buy_again(customer_id: CustomerPath, recommendations: RecommendationsDep, metrics: MetricsDep,
-              impressions: ImpressionsDep, response: Response, k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
+def buy_again(customer_id: CustomerPath, answering: AnsweringDep, response: Response,
+              k: Annotated[int, Query(ge=1, le=100)] = 12) -> dict:
     received = time.time()
-    answer = recommendations.buy_again(customer_id, k)
-    answer["request_id"] = impressions.shown(answer, "buy_again", received)  # an impression like any answer's
+    answer = answering.recommendations.buy_again(customer_id, k)
+    # an impression like any answer's
+    answer["request_id"] = answering.impressions.shown(answer, "buy_again", received)
+    metrics = answering.metrics
     metrics.variant_answer(answer, "/customers/{customer_id}/buy-again")
     return flag_degraded(answer, response, metrics, "/customers/{customer_id}/buy-again")

@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Response
 
-from hmrec.serving.deps import ImpressionsDep, MetricsDep, RecommendationsDep, flag_degraded
+from hmrec.serving.deps import AnsweringDep, flag_degraded
 from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse, error_responses
 
 router = APIRouter(tags=["recommendations"])
@@ -26,11 +26,11 @@ router = APIRouter(tags=["recommendations"])
     "(a customer's variant of the live experiment is fixed by their id).",
     responses=error_responses(413, 422, 503),
 )
-async def recommend(body: RecommendationRequest, recommendations: RecommendationsDep, metrics: MetricsDep,
-                    impressions: ImpressionsDep, response: Response) -> dict:
+async def recommend(body: RecommendationRequest, answering: AnsweringDep, response: Response) -> dict:
     received = time.time()
-    answer = await recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
+    answer = await answering.recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
+    metrics = answering.metrics
     metrics.recommendation(answer["strategy"], answer["cached"], answer["path"])
-    answer = {**answer, "request_id": impressions.shown(answer, body.surface, received)}
+    answer = {**answer, "request_id": answering.impressions.shown(answer, body.surface, received)}
     metrics.variant_answer(answer, "/recommendations")
     return flag_degraded(answer, response, metrics, "/recommendations")
