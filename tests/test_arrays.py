@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hmrec.data import PAD_ITEM, Recs
-from hmrec.store.arrays import decay, equal_range, expand, group_max, group_sum, pair_key, split_key
+from hmrec.store.arrays import best_first_order, decay, equal_range, expand, group_max, group_sum, pair_key, split_key
 
 
 def test_pair_keys_sort_by_row_then_value_and_split_back():
@@ -57,3 +57,16 @@ def test_equal_range_finds_one_key_in_sorted_keys_of_any_integer_dtype():
         assert equal_range(keys, 2**40) == (5, 5)  # beyond the dtype: after every key, never wrapped round
         assert equal_range(keys, -(2**40)) == (0, 0)
     assert equal_range(np.array([], dtype=np.int32), 1) == (0, 0)
+
+
+def test_best_first_order_is_lexsort_by_row_then_score_then_position():
+    # one stable sort of one key must give exactly the three-key lexsort: every tie, NaN, signed zero and infinity
+    rng = np.random.default_rng(1)
+    specials = np.array([0.0, -0.0, 1.5, -2.0, np.nan, np.inf, -np.inf, 0.25, 1e-30, -1e-30])
+    for _ in range(200):
+        n = int(rng.integers(0, 500))
+        rows = rng.integers(0, 30, n)
+        scores = np.where(rng.random(n) < 0.5, rng.choice(specials, n), rng.normal(size=n))
+        for dtype in (np.float32, np.float64):
+            expected = np.lexsort((np.arange(n), -scores.astype(dtype), rows))
+            np.testing.assert_array_equal(best_first_order(rows, scores.astype(dtype)), expected)

@@ -100,6 +100,15 @@ def test_tifu_answers_from_the_live_history_with_the_k_nearest():
     np.testing.assert_allclose(five.scores[0, :3], [0.875, 0.75, 0.5 * 0.5 / 5], rtol=1e-6)
 
 
+def test_tifu_tie_at_the_kth_neighbour_goes_to_the_earlier_pool_customer():
+    # customer 0 bought 1; customers 10 and 11 are equally like them (1 and one other article, the same day): with
+    # one neighbour, the lower customer_idx is it, whichever of them bought which
+    for first, second in ((5, 6), (6, 5)):
+        data = data_of([(3, 0, 1), (4, 10, 1), (4, 10, first), (4, 11, 1), (4, 11, second)])
+        recs = tifu(alpha=0.5, neighbours=1).fit(data).recommend(query_for(data, [0]), 3)
+        assert recs.items[0].tolist() == [1, first, PAD_ITEM]
+
+
 def test_tifu_pool_and_vector_length_are_capped():
     data = neighbourhood()
     capped = tifu(alpha=0.5, max_pool=3, max_articles=2).fit(data)

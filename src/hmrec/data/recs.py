@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hmrec.store.arrays import split_key
+from hmrec.store.arrays import best_first_order, split_key
 
 PAD_ITEM = -1
 
@@ -48,9 +48,12 @@ class Recs:
         if owned is not None and owned.size:
             keep = ~np.isin(keys, owned)
             keys, scores = keys[keep], scores[keep]
+        if keys.size > 1 and not np.all(keys[1:] > keys[:-1]):  # sorted keys: a row's ties in article order
+            by_key = np.argsort(keys)
+            keys, scores = keys[by_key], scores[by_key]
         rows, items = split_key(keys)
         scores = scores.astype(np.float32)
-        order = np.lexsort((items, -scores, rows))
+        order = best_first_order(rows, scores)
         return cls.from_sorted(rows[order], items[order], scores[order], n_rows, k)
 
     def to_frame(self) -> pl.DataFrame:

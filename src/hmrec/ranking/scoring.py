@@ -12,6 +12,7 @@ from hmrec.candidates.generate import Candidates, propose
 from hmrec.data import Query, ranks_in_row
 from hmrec.ranking.features import ArticleLookup, feature_arrays
 from hmrec.recommenders.base import Recommender
+from hmrec.store.arrays import best_first_order
 
 LEADER_BASE = 1000.0  # a leading source's line scores LEADER_BASE - its rank: above every other line
 
@@ -66,7 +67,7 @@ def feature_matrix(names: list[str], features: pl.DataFrame | dict[str, np.ndarr
 def best_first(candidates: Candidates, scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of each row's k best candidate lines: by row, best score first, ties to the smaller article_idx."""
     rows = candidates.row.astype(np.int64)
-    order = np.lexsort((candidates.article_idx, -scores, rows))
+    order = best_first_order(rows, scores)  # candidates are in (row, article_idx) order: ties in article order
     return order[ranks_in_row(rows[order]) < k]
 
 

@@ -22,6 +22,7 @@ from hmrec.ranking.features import ArticleLookup, article_table, feature_columns
 from hmrec.ranking.scoring import candidate_features, feature_matrix, led_by
 from hmrec.ranking.search import Lines, Trial, lightgbm_params, search
 from hmrec.recommenders.base import Recommender
+from hmrec.store.arrays import best_first_order
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def lines_map12(lines: pl.DataFrame, scores: np.ndarray) -> float:
     is its positives among its lines, as LightGBM's own `map@12`."""
     rows, items = lines["row"].to_numpy().astype(np.int64), lines["article_idx"].to_numpy()
     keys, compact = np.unique(rows, return_inverse=True)
-    order = np.lexsort((np.arange(rows.size), -np.asarray(scores, dtype=np.float64), compact))
+    order = best_first_order(compact, np.asarray(scores, dtype=np.float64))
     top = Recs.from_sorted(compact[order], items[order], np.zeros(rows.size, np.float32), keys.size, 12)
     positive = lines["label"].to_numpy() > 0
     relevant = np.split(items[positive][np.argsort(compact[positive], kind="stable")],

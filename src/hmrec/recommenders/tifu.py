@@ -32,7 +32,7 @@ from hmrec.store.arrays import days_before, find_sorted, group_sum, pair_key, sp
 
 STATE_FILE = "neighbours.safetensors"
 FILL_DIR = "fill"
-# (query rows x pool customers) similarities computed at once: 16M float32 cells, 64 MB (and argpartition's 128 MB)
+# non-zero similarities (query row, pool customer) computed at once: at most 16M, ~200 MB with their sort
 SIMILARITY_CELLS = 1 << 24
 
 # The settings validation chooses from: 2 x 2 x 4 x 2 x 3 x 2 = 192 answers, but `neighbours` and `alpha` act only
@@ -94,6 +94,43 @@ def _matrix(keys: np.ndarray, values: np.ndarray, vocabulary: np.ndarray, n_rows
     return csr_matrix((values[known].astype(np.float32), (rows[known], cols[known])), shape=(n_rows, vocabulary.size))
 
 
+def _products(rows: csr_matrix, columns: csr_matrix) -> np.ndarray:
+    """Per row of `rows`, the products its sparse product with `columns` computes: a bound on its non-zeros."""
+    ones = rows.copy()
+    ones.data[:] = 1
+    return ones @ np.diff(columns.indptr).astype(np.float64)
+
+
+def _batches(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) row ranges whose `sizes` sum to at most `budget` (a row over it alone)."""
+    total, spans, start = np.cumsum(sizes), [], 0
+    while start < sizes.size:
+        before = total[start - 1] if start else 0.0
+        stop = max(start + 1, int(np.searchsorted(total, before + budget, side="right")))
+        spans.append((start, stop))
+        start = stop
+    return spans
+
+
+def _top_in_rows(values: np.ndarray, columns: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:
+    """Mask of each CSR row's k largest positive `values` (`starts`: the rows' indptr), ties to the smaller column.
+    A row at a time: a partition of a few thousand values is microseconds, a sort of every row's values seconds."""
+    keep = values > 0
+    for first, last in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        if last - first <= k or np.count_nonzero(keep[first:last]) <= k:
+            continue
+        row = values[first:last]
+        kth = np.partition(row, row.size - k)[row.size - k]  # the k-th largest
+        above = row > kth
+        tied = np.flatnonzero(row == kth)
+        wanted = k - np.count_nonzero(above)
+        if tied.size > wanted:
+            tied = tied[np.argsort(columns[first:last][tied], kind="stable")[:wanted]]
+        above[tied] = True
+        keep[first:last] = above
+    return keep
+
+
 def _unit_rows(matrix: csr_matrix) -> csr_matrix:
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
@@ -150,24 +187,24 @@ class TifuKnnRecommender(Recommender):
         return keys, total, find_sorted(own_keys, keys)[0]
 
     def _neighbour_means(self, keys: np.ndarray, values: np.ndarray, query: Query) -> tuple[np.ndarray, np.ndarray]:
-        """`pair_key(row, article_idx)` and the mean vector of each row's neighbours, row by row in batches."""
+        """`pair_key(row, article_idx)` and the mean vector of each row's neighbours, in batches of rows.
+
+        Only pool customers with an article in common have a cosine above 0, so the similarities stay sparse: a
+        row's k neighbours are the k largest of its non-zero cosines, ties to the earlier pool row (a dense row of
+        every pool customer, mostly zeros, cost 3 ms a customer at the H&M size)."""
         if self._unit_pool is None:  # (V, P): the pool's unit vectors as columns, built once
             self._unit_pool = _unit_rows(self.pool_).T.tocsr()
         unit_query = _unit_rows(_matrix(keys, values, self.vocabulary_, len(query)))
         pooled, own_row = find_sorted(self.pool_customers_, query.customers["customer_idx"].to_numpy())
-        pool_size, k = self.pool_.shape[0], min(self.config.neighbours, self.pool_.shape[0])
-        batch = max(1, SIMILARITY_CELLS // max(1, pool_size))
+        k = min(self.config.neighbours, self.pool_.shape[0])
         parts = []
-        for start in range(0, len(query) if k else 0, batch):
-            similar = (unit_query[start : start + batch] @ self._unit_pool).toarray()  # (batch, P) cosines
-            mine = np.flatnonzero(pooled[start : start + batch])
-            similar[mine, own_row[start + mine]] = 0.0  # never one's own neighbour
-            # the k most similar (a tie at the k-th place goes the same way alone or in a batch: row by row)
-            top = np.argpartition(-similar, k - 1, axis=1)[:, :k] if k < pool_size else \
-                np.broadcast_to(np.arange(pool_size), (similar.shape[0], k))
-            near = np.take_along_axis(similar, top, axis=1) > 0  # at least one article in common
-            rows, cols = np.nonzero(near)[0], top[near]
-            count = np.bincount(rows, minlength=similar.shape[0])
+        for start, stop in _batches(_products(unit_query, self._unit_pool), SIMILARITY_CELLS) if k else ():
+            similar = unit_query[start:stop] @ self._unit_pool  # (batch, P) CSR: the non-zero cosines
+            rows = np.repeat(np.arange(stop - start), np.diff(similar.indptr))
+            mine = pooled[start + rows] & (similar.indices == own_row[start + rows])  # never one's own neighbour
+            near = _top_in_rows(np.where(mine, 0.0, similar.data), similar.indices, similar.indptr, k)
+            rows, cols = rows[near], similar.indices[near]
+            count = np.bincount(rows, minlength=stop - start)
             weights = csr_matrix((1.0 / count[rows], (rows, cols)), shape=similar.shape, dtype=np.float32)
             mean = (weights @ self.pool_).tocoo()  # (batch, V)
             parts.append((pair_key(start + mean.row.astype(np.int64), self.vocabulary_[mean.col]), mean.data))

@@ -190,7 +190,9 @@ class RecommendService:
 
 def _query(model: LoadedModel, found: list[int | None], histories: list[History], as_of: date) -> Query:
     """One Query for several customers: profile rows gathered in one call, histories concatenated."""
-    if None in found:  # new customers who bought live: blank profiles, rare enough for the slow path
+    if len(found) == 1:  # most model calls: a slice of one row, not a gather (a tenth of the time)
+        profiles = model.profile(found[0])
+    elif None in found:  # new customers who bought live: blank profiles, rare enough for the slow path
         profiles = pl.concat([model.profile(idx) for idx in found], how="vertical_relaxed")
     else:
         profiles = model.customers[np.asarray(found, dtype=np.int64)]

@@ -42,6 +42,27 @@ def equal_range(keys: np.ndarray, value: int) -> tuple[int, int]:
     return int(keys.searchsorted(key, "left")), int(keys.searchsorted(key, "right"))
 
 
+def best_first_order(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The order of lines by row (>= 0, below 2**31), then score high to low, then as given (NaN last in its row):
+    `np.lexsort((np.arange(n), -scores, rows))` as one stable sort of one int64 key, several times faster.
+
+    float32 scores become the key as they are (their bits, in an order-preserving map); other scores by their
+    rank among all scores, equal scores one rank."""
+    scores = np.asarray(scores)
+    if scores.dtype == np.float32:
+        bits = (scores + np.float32(0)).view(np.uint32)  # -0.0 as 0.0: the two compare equal
+        ascending = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.int64)
+        descending = np.where(np.isnan(scores), 0xFFFFFFFF, 0xFFFFFFFF - ascending)
+    else:
+        by_score = np.argsort(-scores.astype(np.float64))  # NaN last
+        ordered = -scores.astype(np.float64)[by_score]
+        new = np.ones(ordered.size, dtype=bool)
+        new[1:] = (ordered[1:] != ordered[:-1]) & ~(np.isnan(ordered[1:]) & np.isnan(ordered[:-1]))
+        descending = np.empty(scores.size, dtype=np.int64)
+        descending[by_score] = np.cumsum(new) - 1
+    return np.argsort((np.asarray(rows, dtype=np.int64) << 32) | descending, kind="stable")
+
+
 def decay(days: np.ndarray, half_life_days: float, offset: int = 0) -> np.ndarray:
     """0.5 ** (max(days - offset, 0) / half_life_days), float64."""
     return 0.5 ** (np.maximum(days - offset, 0) / half_life_days)
