@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from hmrec.data import PAD_ITEM, Recs
-from hmrec.store.arrays import best_first_order, decay, equal_range, expand, group_max, group_sum, pair_key, split_key
+from hmrec.store.arrays import (
+    DOT_CHUNK,
+    best_first_order,
+    decay,
+    equal_range,
+    expand,
+    group_max,
+    group_sum,
+    line_dots,
+    pair_key,
+    split_key,
+)
 
 
 def test_pair_keys_sort_by_row_then_value_and_split_back():
@@ -70,3 +81,14 @@ def test_best_first_order_is_lexsort_by_row_then_score_then_position():
         for dtype in (np.float32, np.float64):
             expected = np.lexsort((np.arange(n), -scores.astype(dtype), rows))
             np.testing.assert_array_equal(best_first_order(rows, scores.astype(dtype)), expected)
+
+
+def test_line_dots_are_the_dot_products_of_the_lines_across_chunks():
+    rng = np.random.default_rng(3)
+    left, right = rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal((70, 8)).astype(np.float32)
+    n = DOT_CHUNK * 2 + 17  # three chunks, the last one short
+    left_rows, right_rows = rng.integers(0, 50, n), rng.integers(0, 70, n)
+    dots = line_dots(left, left_rows, right, right_rows)
+    assert dots.dtype == np.float32
+    np.testing.assert_array_equal(dots, np.einsum("nd,nd->n", left[left_rows], right[right_rows]))
+    assert line_dots(left, left_rows[:0], right, right_rows[:0]).shape == (0,)

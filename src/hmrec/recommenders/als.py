@@ -25,7 +25,7 @@ from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
-from hmrec.store.arrays import find_sorted
+from hmrec.store.arrays import find_sorted, line_dots
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class ALSRecommender(Recommender):
         known, cols = find_sorted(self.item_ids, articles)
         known &= np.any(factors != 0, axis=1)[rows]  # a row without factors: one check per row, not per line
         out = np.full(rows.size, np.nan, dtype=np.float32)
-        out[known] = np.einsum("nd,nd->n", factors[rows[known]], self.model.item_factors[cols[known]])
+        out[known] = line_dots(factors, rows[known], self.model.item_factors, cols[known])
         return out
 
     def save(self, directory: Path) -> None:

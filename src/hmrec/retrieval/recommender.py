@@ -31,6 +31,7 @@ from hmrec.retrieval.index import ArticleIndex
 from hmrec.retrieval.model import TowerShapes, TwoTower
 from hmrec.retrieval.runtime import deterministic, inference, past_items
 from hmrec.retrieval.train import TrainInputs, train
+from hmrec.store.arrays import line_dots
 from hmrec.store.features import index_groups
 
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender"]  # the config lives in config.py; imported from here too
@@ -218,7 +219,7 @@ class TwoTowerRecommender(Recommender):
     def pair_scores(self, state: np.ndarray, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
         """user . article for every candidate line (query row, article_idx), not only the ones retrieved (the
         index holds only recently sold articles and returns its top-N). state: `user_vectors`, (len(query), dim)."""
-        return np.einsum("nd,nd->n", state[rows], self.article_vectors()[articles]).astype(np.float32)
+        return line_dots(state, rows, self.article_vectors(), articles)
 
     def similar_by(self) -> str:
         return self.name

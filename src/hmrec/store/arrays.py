@@ -63,6 +63,21 @@ def best_first_order(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.argsort((np.asarray(rows, dtype=np.int64) << 32) | descending, kind="stable")
 
 
+# lines per gather in line_dots: 8,192 x 64 float32 = 2 MB a side, in cache; a batch's 2M lines gathered at once
+# are two fresh 500 MB arrays, whose page faults cost more than the dot products (0.3 s against 0.5-3 s, busy)
+DOT_CHUNK = 8192
+
+
+def line_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right_rows: np.ndarray) -> np.ndarray:
+    """float32 `left[left_rows[i]] . right[right_rows[i]]` for every line i, in chunks of DOT_CHUNK lines (each
+    line's sum as the one einsum would give it)."""
+    out = np.empty(left_rows.size, dtype=np.float32)
+    for start in range(0, left_rows.size, DOT_CHUNK):
+        stop = start + DOT_CHUNK
+        out[start:stop] = np.einsum("nd,nd->n", left[left_rows[start:stop]], right[right_rows[start:stop]])
+    return out
+
+
 def decay(days: np.ndarray, half_life_days: float, offset: int = 0) -> np.ndarray:
     """0.5 ** (max(days - offset, 0) / half_life_days), float64."""
     return 0.5 ** (np.maximum(days - offset, 0) / half_life_days)
