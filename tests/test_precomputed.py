@@ -55,7 +55,7 @@ def test_the_bundle_holds_the_active_customers_answers_checksummed(bundle):
 
 
 def test_precomputed_and_online_answers_are_the_same(client, bundle):
-    service = client.app.state.recommendations
+    service = client.app.state.answering.recommendations
     model = client.app.state.holder.model
     for customer_id in active_ids(bundle, 25):
         for k in (12, ANSWER_K):

@@ -106,9 +106,10 @@ def union_of(answers: Mapping[str, Recs]) -> Candidates:
     source: a one-customer query spent most of its time in join overhead."""
     # name -> (kept mask, keys); a source given no share of the budget proposes nothing: only its column of pads
     keys = {name: _line_keys(recs) for name, recs in answers.items() if recs.items.size}
-    every = [k for _, k in keys.values()] or [np.empty(0, dtype=np.int64)]
-    union, place = np.unique(np.concatenate(every), return_inverse=True)  # (row, article) keys; each line's place
-    starts = dict(zip(keys, np.cumsum([0] + [k.size for k in every])[:-1].tolist(), strict=False))
+    sizes = [k.size for _, k in keys.values()]
+    union, place = np.unique(np.concatenate([k for _, k in keys.values()] or [np.empty(0, dtype=np.int64)]),
+                             return_inverse=True)  # (row, article) keys, and each proposed line's place among them
+    starts = dict(zip(keys, np.cumsum([0, *sizes])[:-1].tolist(), strict=True))
     ranks, scores = {}, {}
     for name, recs in answers.items():
         ranks[name] = np.full(union.size, -1, dtype=np.int16)

@@ -33,7 +33,7 @@ from hmrec.store.arrays import days_before, find_sorted, group_sum, pair_key, sp
 STATE_FILE = "neighbours.safetensors"
 FILL_DIR = "fill"
 # non-zero similarities (query row, pool customer) computed at once: at most 16M, ~200 MB with their sort
-SIMILARITY_CELLS = 1 << 24
+SIMILARITY_NONZEROS = 1 << 24
 
 # The settings validation chooses from: 2 x 2 x 4 x 2 x 3 x 2 = 192 answers, but `neighbours` and `alpha` act only
 # at answer time, so 24 fits of the pool. The defaults won on the small fashion world's validation week (on a
@@ -198,7 +198,7 @@ class TifuKnnRecommender(Recommender):
         pooled, own_row = find_sorted(self.pool_customers_, query.customers["customer_idx"].to_numpy())
         k = min(self.config.neighbours, self.pool_.shape[0])
         parts = []
-        for start, stop in _batches(_products(unit_query, self._unit_pool), SIMILARITY_CELLS) if k else ():
+        for start, stop in _batches(_products(unit_query, self._unit_pool), SIMILARITY_NONZEROS) if k else ():
             similar = unit_query[start:stop] @ self._unit_pool  # (batch, P) CSR: the non-zero cosines
             rows = np.repeat(np.arange(stop - start), np.diff(similar.indptr))
             mine = pooled[start + rows] & (similar.indices == own_row[start + rows])  # never one's own neighbour

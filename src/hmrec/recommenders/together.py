@@ -101,13 +101,17 @@ class BoughtTogetherRecommender(Recommender):
             self._arrays = tuple(pairs[c].to_numpy() for c in ("article_idx", "partner_idx", "strength"))
         return self._arrays
 
-    def bought_with(self, article_idx: int) -> np.ndarray:
-        """Articles that have `article_idx` among their partners: buying one of them proposes it."""
+    def _partners(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs by partner: (partner_idx sorted, article_idx), built once."""
         if self._by_partner is None:
             self._lookup()  # the not-fitted error
             ordered = self.pairs.select("partner_idx", "article_idx").sort("partner_idx", "article_idx")
             self._by_partner = ordered["partner_idx"].to_numpy(), ordered["article_idx"].to_numpy()
-        keys, values = self._by_partner
+        return self._by_partner
+
+    def bought_with(self, article_idx: int) -> np.ndarray:
+        """Articles that have `article_idx` among their partners: buying one of them proposes it."""
+        keys, values = self._partners()
         first, last = equal_range(keys, article_idx)
         return values[first:last]
 
@@ -124,4 +128,5 @@ class BoughtTogetherRecommender(Recommender):
         config, pairs = load_config_and_table(directory, BoughtTogetherConfig, PAIRS_FILE)
         model = cls(config)
         model.pairs = pairs
+        model._partners()  # a loaded model answers: both lookups now, not in a served customer's request
         return model

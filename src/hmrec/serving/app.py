@@ -55,8 +55,7 @@ def create_app(settings: Settings, loader: Loader | None = None, load_in_backgro
         services.holder.on_swap = lambda version: metrics.model_version.set(version or 0)
         # one resource per dependency (serving/deps.py)
         app.state.holder, app.state.live = services.holder, services.live
-        app.state.recommendations, app.state.views = services.recommendations, services.views
-        app.state.impressions = services.impressions
+        app.state.views, app.state.impressions = services.views, services.impressions
         app.state.answering = Answering(services.recommendations, services.impressions, metrics)
         closing = threading.Event()
         if load_in_background:

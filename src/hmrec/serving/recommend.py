@@ -50,7 +50,6 @@ class RecommendService:
             return model
         try:
             self.answer_many(model, [(customer_id, 12)])
-            model.recommender.bought_with(0)  # the reasons' lookup of partners, built on first use
         except LOAD_ERRORS as error:
             raise ReloadError(f"version {model.version} loaded but cannot answer: {type(error).__name__}: {error}") \
                 from error

@@ -54,8 +54,9 @@ def best_first_order(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
         ascending = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31)).astype(np.int64)
         descending = np.where(np.isnan(scores), 0xFFFFFFFF, 0xFFFFFFFF - ascending)
     else:
-        by_score = np.argsort(-scores.astype(np.float64))  # NaN last
-        ordered = -scores.astype(np.float64)[by_score]
+        negated = -scores.astype(np.float64)
+        by_score = np.argsort(negated)  # NaN last
+        ordered = negated[by_score]
         new = np.ones(ordered.size, dtype=bool)
         new[1:] = (ordered[1:] != ordered[:-1]) & ~(np.isnan(ordered[1:]) & np.isnan(ordered[:-1]))
         descending = np.empty(scores.size, dtype=np.int64)

@@ -33,7 +33,7 @@ class IdMap:
         self.ids = ids.rename("id")
         self._table = pl.DataFrame({"id": self.ids, "index": np.arange(ids.len(), dtype=np.int32)})
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted keys, their indices), for get()
-        self._digit_ids = ids.dtype == pl.Int64  # asked once: a Polars dtype comparison per served request adds up
+        self._digit_ids = ids.dtype == pl.Int64  # asked once: a Polars dtype comparison per request adds up
 
     @classmethod
     def customers(cls, customers: pl.DataFrame) -> IdMap:
@@ -59,8 +59,8 @@ class IdMap:
         elif isinstance(ids, np.ndarray):
             series = pl.Series(ids)
         else:
-            series = pl.Series([str(i) for i in ids] if self.ids.dtype == pl.Int64 else list(ids), dtype=None)
-        if self.ids.dtype == pl.Int64 and not series.dtype.is_integer():
+            series = pl.Series([str(i) for i in ids] if self._digit_ids else list(ids), dtype=None)
+        if self._digit_ids and not series.dtype.is_integer():
             series = series.cast(pl.String).to_frame("id").select(digits("id"))["id"]
         return series.cast(self.ids.dtype).rename("id")
 
@@ -111,9 +111,9 @@ class IdMap:
     def _lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._sorted is None:
             # bytewise order, as numpy compares "S" values
-            keys = self.ids.cast(pl.Binary) if self.ids.dtype != pl.Int64 else self.ids
+            keys = self.ids.cast(pl.Binary) if not self._digit_ids else self.ids
             order = keys.arg_sort().to_numpy()
-            values = np.array(keys.to_list(), dtype=np.bytes_) if self.ids.dtype != pl.Int64 else keys.to_numpy()
+            values = np.array(keys.to_list(), dtype=np.bytes_) if not self._digit_ids else keys.to_numpy()
             self._sorted = values[order], order.astype(np.int32)
         return self._sorted
 
