@@ -15,6 +15,7 @@ from hmrec.store.features import (
     USER_FEATURE_COLUMNS,
     index_groups,
     item_features,
+    item_features_on,
     user_feature_arrays,
     user_features,
 )
@@ -178,3 +179,26 @@ def test_item_features_keep_article_order_and_dtypes():
     assert got["article_idx"].to_list() == [3, 2, 1, 0]
     assert got.schema["mean_sale_price"] == got.schema["online_sale_share"] == pl.Float32
     assert got.schema["sales_all"] == got.schema["days_since_first_sale"] == got.schema["buyers"] == pl.Int32
+
+
+def test_daily_item_features_equal_one_pass_per_day():
+    """The two-tower's daily snapshots, from one pass before the first day and increments, equal `item_features`
+    computed day by day: repeat buyers before and inside the days, articles first sold inside them or never, the
+    windows' edges, an article outside the table; and in any order of the days asked."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    sales = pl.DataFrame({
+        "customer_idx": rng.integers(0, 80, n).astype(np.int32),
+        "t_dat": np.datetime64("2020-05-01") + rng.integers(0, 150, n).astype("timedelta64[D]"),
+        "article_idx": np.minimum(rng.geometric(0.08, n) - 1, 44).astype(np.int32),  # 40..44: not in the table
+        "price": rng.random(n).astype(np.float32),
+        "sales_channel_id": rng.integers(1, 3, n).astype(np.int8),
+    })
+    late = purchases([(5, date(2020, 9, 20), 38, 0.5, 2), (6, date(2020, 9, 24), 39, 0.25, 1)])
+    sales = pl.concat([sales, late.select(sales.columns)])
+    articles = pl.DataFrame({"article_idx": np.arange(40, dtype=np.int32)})
+    days = [date(2020, 9, 1) + pd for pd in (np.arange(0, 28, 3) * np.timedelta64(1, "D")).tolist()]
+    days = [date(2020, 9, 25), *days[::-1]]
+    for day, got in zip(days, item_features_on(sales, articles, days), strict=True):
+        assert_frame_equal(got, item_features(sales, articles, day), check_exact=False, rel_tol=1e-6)
+    assert item_features_on(sales, articles, []) == []

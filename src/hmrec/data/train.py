@@ -7,7 +7,7 @@ from datetime import date
 
 import polars as pl
 
-from hmrec.store.features import item_features
+from hmrec.store.features import item_features, item_features_on
 
 
 @dataclass
@@ -33,6 +33,13 @@ class TrainData:
         if self._computed_items is None:
             self._computed_items = item_features(self.transactions, self.articles, as_of)
         return self._computed_items
+
+    def item_features_on(self, days: list[date]) -> list[pl.DataFrame]:
+        """`item_features` of each of `days`; those of days other than the cutoff from one pass over the history and
+        an increment per day (`store.features.item_features_on`), not a pass per day."""
+        others = sorted({day for day in days if day != self.cutoff})
+        computed = dict(zip(others, item_features_on(self.transactions, self.articles, others), strict=True))
+        return [self.item_features(day) if day == self.cutoff else computed[day] for day in days]
 
     @property
     def n_articles(self) -> int:

@@ -97,14 +97,13 @@ def item_numeric_snapshots(
     data: TrainData, days: list[date], scaler: NumericScaler | None
 ) -> tuple[np.ndarray, NumericScaler]:
     """(n_days, n_articles, n_item_numeric) scaled item features as of each day; fits the scaler if None."""
-    frames = [_item_frame(data, day) for day in days]
+    frames = [_in_article_order(data, frame) for frame in data.item_features_on(days)]
     if scaler is None:
         scaler = NumericScaler.fit(pl.concat(frames), numeric_columns(frames[0], "article_idx"))
     return np.stack([scaler.transform(frame) for frame in frames]), scaler
 
 
-def _item_frame(data: TrainData, as_of: date) -> pl.DataFrame:
-    frame = data.item_features(as_of)  # the store's table at the cutoff, computed for earlier days
+def _in_article_order(data: TrainData, frame: pl.DataFrame) -> pl.DataFrame:
     # One row per article in article_idx order, whatever order the feature code returns.
     return data.articles.select("article_idx").join(frame, on="article_idx", how="left", maintain_order="left")
 
