@@ -295,6 +295,22 @@ def test_same_seed_gives_identical_vectors(world):
     assert not np.array_equal(first.article_vectors(), other.article_vectors())
 
 
+@pytest.mark.parametrize(("n_examples", "epochs"), [(0, 3), (300, 3), (333, 3), (334, 2), (500, 2), (999, 1),
+                                                   (1_001, 1), (10**6, 1)])
+def test_epochs_shrink_to_the_example_budget_but_never_below_one(n_examples, epochs):
+    assert TwoTowerConfig(epochs=3, max_examples=1_000).epochs_for(n_examples) == epochs
+    assert TwoTowerConfig(epochs=3, max_examples=None).epochs_for(n_examples) == 3
+
+
+def test_a_window_over_the_example_budget_trains_fewer_epochs_and_saves_what_it_trained(world, tmp_path):
+    one = TwoTowerRecommender(replace(FAST, epochs=1)).fit(world["data"])
+    budgeted = TwoTowerRecommender(replace(FAST, epochs=3, max_examples=2 * one.n_examples - 1)).fit(world["data"])
+    assert budgeted.config.epochs == 1 and budgeted.training_epochs() == 1
+    np.testing.assert_array_equal(budgeted.article_vectors(), one.article_vectors())  # the same single epoch
+    budgeted.save(tmp_path)
+    assert TwoTowerRecommender.load(tmp_path).config.epochs == 1  # a refit from the saved config trains the same
+
+
 def test_index_holds_only_recently_sold_articles_by_default(world):
     data = world["data"]
     # Family 2 stops selling 30 days before the cutoff; a 28-day index window must leave it out.

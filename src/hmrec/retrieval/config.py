@@ -23,6 +23,10 @@ class TwoTowerConfig:
     hidden_dim: int = 256
     out_dim: int = 64
     epochs: int = 3
+    # Examples seen over all epochs at most: a window with more examples trains fewer epochs (at least one). On the
+    # full-size sample (1.43M examples a window) one epoch scored a higher validation Recall@100 than three, in a
+    # third of the time (docs/benchmarks.md); the small sample's 68k train all three. None: no limit.
+    max_examples: int | None = 2_000_000
     batch_size: int = 256
     extra_negatives: int = 512  # drawn from the articles sold in the window
     negative_power: float = 0.0  # draw chance ~ window sales ** power (0: uniform, 1: like the positives)
@@ -41,3 +45,10 @@ class TwoTowerConfig:
     threads: int = field(default_factory=cpus.available)  # torch's sums, so the weights, depend on it (hmrec.cpus)
     user_batch_size: int = 4096  # customers encoded at once when answering a query
     loss_every_steps: int = 20
+
+    def epochs_for(self, n_examples: int) -> int:
+        """The epochs a window of `n_examples` trains: `epochs`, fewer where they would see more than
+        `max_examples`, at least one."""
+        if self.max_examples is None or n_examples == 0:
+            return self.epochs
+        return max(1, min(self.epochs, self.max_examples // n_examples))

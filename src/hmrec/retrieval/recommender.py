@@ -94,6 +94,12 @@ class TwoTowerRecommender(Recommender):
                 negative_pool=np.unique(examples.article_idx),
             )
             inputs.negative_p = _negative_p(examples.article_idx, inputs.negative_pool, config.negative_power)
+            epochs = config.epochs_for(len(examples))
+            if epochs < config.epochs:
+                logger.info("training %d of %d epochs: %s examples an epoch, at most %s in all (max_examples)",
+                            epochs, config.epochs, f"{len(examples):,}", f"{config.max_examples:,}")
+                # the config saved with the weights says what was trained, so a refit from it trains the same
+                self.config = config = replace(config, epochs=epochs)
             result = self.train_fn(self.model, inputs, config)
             self.losses, self.examples_per_second = result.losses, result.examples_per_second
             self.n_examples = len(examples)
