@@ -15,7 +15,7 @@ from hmrec.evaluation.metrics import map_at_k
 from hmrec.evaluation.report import importance_section
 from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
-from hmrec.ranking.scoring import candidate_features, pair_score_name
+from hmrec.ranking.scoring import FILL_ROWS, candidate_features, feature_matrix, pair_score_name
 from hmrec.recommenders.base import load_recommender, save_recommender
 from hmrec.recommenders.colours import OtherColoursRecommender
 from hmrec.recommenders.popularity import PopularityRecommender
@@ -374,3 +374,17 @@ def test_a_new_customer_and_an_empty_query_are_answered(world):
     assert (recs.items[0] >= 0).all()  # popularity proposes 20, so 12 answers
     empty = Query.for_customers(np.array([], dtype=np.int32), data.customers, data.transactions, CUTOFF)
     assert final.recommend(empty, 12).items.shape == (0, 12)
+
+
+def test_feature_matrix_from_arrays_equals_the_table_over_several_row_blocks():
+    """The model input from `feature_arrays` (filled a block of rows at a time) equals the one from a table, in the
+    asked order, whatever each column's type, over a count of lines that is not a multiple of the block."""
+    rng = np.random.default_rng(2)
+    n = 2 * FILL_ROWS + 123
+    arrays = {"row": np.arange(n), "a": rng.random(n), "b": rng.integers(0, 9, n).astype(np.int32),
+              "c": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)).astype(np.float32), "d": rng.random(n) < 0.5}
+    names = ["c", "a", "d", "b"]
+    from_arrays = feature_matrix(names, arrays)
+    assert from_arrays.dtype == np.float32 and from_arrays.flags.c_contiguous
+    np.testing.assert_array_equal(from_arrays, feature_matrix(names, pl.DataFrame(arrays)))
+    np.testing.assert_array_equal(from_arrays[:, 1], arrays["a"].astype(np.float32))

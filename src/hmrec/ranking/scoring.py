@@ -48,6 +48,9 @@ def candidate_features(sources: Mapping[str, Recommender], n_per_source: Mapping
     return candidates, features
 
 
+FILL_ROWS = 4096  # lines of the feature matrix filled at a time (~1 MB at ~60 features)
+
+
 def feature_matrix(names: list[str], features: pl.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
     """The model inputs in training order (`names`), float32 with nan for missing; from a table or
     `feature_arrays`."""
@@ -58,9 +61,14 @@ def feature_matrix(names: list[str], features: pl.DataFrame | dict[str, np.ndarr
     if isinstance(features, pl.DataFrame):
         # one conversion to the common supertype (nulls -> nan), then float32: a cast per column costs more
         return features.select(names).to_numpy().astype(np.float32, copy=False)
-    matrix = np.empty((len(features["row"]), len(names)), dtype=np.float32)
-    for j, name in enumerate(names):
-        matrix[:, j] = features[name]
+    n, columns = len(features["row"]), [features[name] for name in names]
+    matrix = np.empty((n, len(names)), dtype=np.float32)
+    # Row blocks that stay in cache while each column is written into them: a whole column at a time writes one
+    # float per cache line of the matrix, over and over (4x slower on a batch's 2.6M lines).
+    for start in range(0, n, FILL_ROWS):
+        block = matrix[start : start + FILL_ROWS]
+        for j, column in enumerate(columns):
+            block[:, j] = column[start : start + FILL_ROWS]
     return matrix
 
 
