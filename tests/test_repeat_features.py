@@ -6,6 +6,7 @@ import numpy as np
 
 from hmrec.data import HistoryArrays
 from hmrec.ranking.features import order_features, repeat_features
+from hmrec.store.arrays import find_sorted, pair_key
 
 
 def test_repeat_features_by_hand():
@@ -44,3 +45,36 @@ def test_order_features_of_an_empty_history_are_zero_or_missing():
     h = HistoryArrays(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     out = order_features(h, np.array([0]), np.array([3]), half_lives=(8,))
     assert np.isnan(out["lines_since_bought"]).all() and out["line_weight_8"].tolist() == [0.0]
+
+
+def test_repeat_and_order_features_match_a_line_by_line_reference_on_random_histories():
+    """Each value worked out from the definitions, one candidate line at a time, on histories with several lines on
+    one day, customers without history and candidates never bought; the same with the caller's pair look-up."""
+    rng = np.random.default_rng(4)
+    n = 400
+    h = HistoryArrays(row=rng.integers(0, 12, n), article_idx=rng.integers(0, 15, n), days=rng.integers(0, 40, n))
+    rows, items = np.repeat(np.arange(14), 16), np.tile(np.arange(16), 14)  # rows 12, 13 and article 15: never
+    lines = list(zip(h.row, h.article_idx, h.days, strict=True))
+    days_since = np.array([min((d for r, a, d in lines if r == row and a == item), default=np.nan)
+                           for row, item in zip(rows, items, strict=True)])
+    got = repeat_features(h, rows, items, days_since)
+    for i, (row, item) in enumerate(zip(rows, items, strict=True)):
+        mine = h.row == row
+        days = set(h.days[mine & (h.article_idx == item)].tolist())
+        intervals = []
+        for article in set(h.article_idx[mine].tolist()):
+            bought = sorted(set(h.days[mine & (h.article_idx == article)].tolist()))
+            if len(bought) >= 2:
+                intervals.append((bought[-1] - bought[0]) / (len(bought) - 1))
+        shopping_days = len(set(h.days[mine].tolist()))
+        assert got["day_share"][i] == (len(days) / shopping_days if days else 0.0)
+        interval = (max(days) - min(days)) / (len(days) - 1) if len(days) >= 2 else np.nan
+        np.testing.assert_equal(got["rebuy_interval"][i], interval)
+        usual = np.mean(intervals) if intervals else np.nan
+        np.testing.assert_allclose(got["rebuy_due"][i], days_since[i] / usual if days else np.nan)
+    found, at = find_sorted(np.unique(pair_key(h.row, h.article_idx)), pair_key(rows, items))
+    for name, values in repeat_features(h, rows, items, days_since, lookup=(found, at)).items():
+        np.testing.assert_array_equal(values, got[name])
+    ordered = order_features(h, rows, items)
+    for name, values in order_features(h, rows, items, lookup=(found, at)).items():
+        np.testing.assert_array_equal(values, ordered[name])

@@ -110,6 +110,7 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
     items = candidates.article_idx.astype(np.int64)
     product = articles.product
     columns = {}
+    lookups = []
     for counted, since, bought, asked in (
         ("times_bought", "days_since_bought", pair_key(h.row, h.article_idx), pair_key(rows, items)),
         ("product_times_bought", "days_since_product", pair_key(h.row, product[h.article_idx]),
@@ -118,6 +119,7 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         distinct, count = group_sum(bought, np.ones(bought.size))
         _, newest = group_max(bought, -h.days)  # minus the fewest days since
         found, at = find_sorted(distinct, asked)
+        lookups.append((found, at))
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
@@ -127,24 +129,26 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         if column in COUNTED_COLUMNS:
             columns[f"count_{column}"] = _take(count, found, at)
         columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
-    columns.update(repeat_features(h, rows, items, columns["days_since_bought"]))
-    columns.update(order_features(h, rows, items))
+    # the (customer, article) pairs' look-up, shared: each of these sorts the same distinct pairs
+    columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=lookups[0]))
+    columns.update(order_features(h, rows, items, lookup=lookups[0]))
     return columns
 
 
-def order_features(h, rows: np.ndarray, items: np.ndarray,
-                   half_lives: tuple[int, ...] = LINE_HALF_LIVES) -> dict[str, np.ndarray]:
+def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int, ...] = LINE_HALF_LIVES,
+                   lookup: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Where the article sits in the customer's purchase order, in lines rather than days (a customer who shops
     weekly and one who shops yearly both re-buy from their last few baskets). A line's position is the number of
     the customer's lines on newer days. `lines_since_bought`: the position of its newest line (nan if never
-    bought); `line_weight_<h>`: its lines weighted 0.5 ** (position / h) (0 if never bought)."""
+    bought); `line_weight_<h>`: its lines weighted 0.5 ** (position / h) (0 if never bought). `lookup`: where each
+    line's pair is among the history's sorted distinct (customer, article) pairs (`find_sorted`), if known."""
     order = np.lexsort((h.days, h.row))  # by customer, newest day first
     row, days, article = h.row[order], h.days[order], h.article_idx[order]
     day_keys = pair_key(row, days)
     position = (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
     # one sort of the (customer, article) pairs: a pair's first line in this order is its newest
     distinct, first, inverse = np.unique(pair_key(row, article), return_index=True, return_inverse=True)
-    found, at = find_sorted(distinct, pair_key(rows, items))
+    found, at = lookup or find_sorted(distinct, pair_key(rows, items))
     out = {"lines_since_bought": np.where(found, _take(position[first], found, at), np.nan)}
     for half_life in half_lives:
         weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=distinct.size)
@@ -152,27 +156,30 @@ def order_features(h, rows: np.ndarray, items: np.ndarray,
     return out
 
 
-def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarray) -> dict[str, np.ndarray]:
+def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarray,
+                    lookup: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """How the customer re-buys, one value per candidate line: `day_share`, the share of the customer's shopping
     days that held the article (0 if never bought); `rebuy_interval`, the mean days between the days it was
     bought (nan below two days); `rebuy_due`, days since it was last bought over the customer's usual interval
-    between buying one article again (nan if never bought or the customer never re-bought anything)."""
+    between buying one article again (nan if never bought or the customer never re-bought anything). `lookup` as
+    in `order_features`."""
     pairs = pair_key(h.row, h.article_idx)
     order = np.lexsort((h.days, pairs))
     pairs, days = pairs[order], h.days[order]
     first = np.ones(pairs.size, dtype=bool)
     first[1:] = (pairs[1:] != pairs[:-1]) | (days[1:] != days[:-1])  # one line per (customer, article, day)
-    distinct, n_days = group_sum(pairs[first], np.ones(int(first.sum())))
-    _, oldest = group_max(pairs[first], days[first])
-    _, newest = group_max(pairs[first], -days[first])
-    span = oldest + newest  # days between the first and the last day it was bought
+    pairs, days = pairs[first], days[first]  # still by pair, newest day (fewest days since) first
+    starts = np.flatnonzero(np.append(pairs.size > 0, pairs[1:] != pairs[:-1]))
+    distinct, n_days = pairs[starts], np.diff(np.append(starts, pairs.size)).astype(np.float64)
+    last = np.append(starts[1:], pairs.size)[: starts.size] - 1  # each pair's oldest day (most days since)
+    span = days[last] - days[starts]  # days between the first and the last day it was bought
     with np.errstate(divide="ignore", invalid="ignore"):
         interval = np.where(n_days >= 2, span / (n_days - 1), np.nan)
     shop_rows, shop_days = np.unique(split_key(np.unique(pair_key(h.row, h.days)))[0], return_counts=True)
     again = ~np.isnan(interval)
     usual_rows, usual_sum = group_sum(split_key(distinct[again])[0], interval[again])
     _, usual_n = group_sum(split_key(distinct[again])[0], np.ones(int(again.sum())))
-    found, at = find_sorted(distinct, pair_key(rows, items))
+    found, at = lookup or find_sorted(distinct, pair_key(rows, items))
     out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
     on_days, where = find_sorted(shop_rows, rows)
     out["day_share"] = np.where(on_days, out["day_share"] / np.maximum(_take(shop_days, on_days, where), 1), 0.0)
