@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hmrec.data import PAD_ITEM, Recs
 from hmrec.store.arrays import (
@@ -16,6 +17,7 @@ from hmrec.store.arrays import (
     line_dots,
     pair_key,
     split_key,
+    top_columns,
 )
 
 
@@ -92,3 +94,18 @@ def test_line_dots_are_the_dot_products_of_the_lines_across_chunks():
     assert dots.dtype == np.float32
     np.testing.assert_array_equal(dots, np.einsum("nd,nd->n", left[left_rows], right[right_rows]))
     assert line_dots(left, left_rows[:0], right, right_rows[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_columns_are_the_set_argpartition_picks(dtype):
+    """Each row's n largest scores (no ties: distinct random values, -inf for excluded columns), whatever the order
+    the columns come in; n equal to the width gives every column."""
+    rng = np.random.default_rng(8)
+    scores = rng.standard_normal((300, 2_000)).astype(dtype)
+    scores[:, :50] = -np.inf  # excluded articles, as EASE marks those already bought
+    for n in (1, 12, 100):
+        got = top_columns(scores, n)
+        assert got.shape == (300, n)
+        want = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(want, axis=1))
+    np.testing.assert_array_equal(top_columns(scores[:, :7], 7), np.tile(np.arange(7), (300, 1)))

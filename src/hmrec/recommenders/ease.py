@@ -28,7 +28,7 @@ from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import fill_with
-from hmrec.store.arrays import decay, find_sorted, group_max, pair_key, split_key
+from hmrec.store.arrays import decay, find_sorted, group_max, pair_key, split_key, top_columns
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,7 @@ class EaseRecommender(Recommender):
             if self.config.exclude_bought:
                 part = x[rows]
                 scores[np.repeat(np.arange(rows.size), np.diff(part.indptr)), part.indices] = -np.inf
-            top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else \
-                np.broadcast_to(np.arange(scores.shape[1]), (rows.size, n))
+            top = top_columns(scores, n)
             picked = np.take_along_axis(scores, top, axis=1)
             keep = picked > 0  # B says nothing for the article, or against it: the fill's place
             keys.append(pair_key(np.repeat(rows, n).reshape(-1, n)[keep], self.articles_[top[keep]]))
