@@ -66,7 +66,7 @@ def main() -> None:
     store = Store(args.store)
     data = load_train_data(store)
     query, relevant = held_out(store, data)
-    base = TwoTowerConfig(epochs=args.epochs, threads=1, index_kind="flat")
+    base = TwoTowerConfig(epochs=args.epochs, max_examples=None, threads=1, index_kind="flat")  # the epochs asked
     with RayEngine(num_cpus=args.workers).session():
         rows = [one_seed(data, query, relevant, replace(base, seed=seed), args.workers) for seed in args.seeds]
     for row in rows:

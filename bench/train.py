@@ -58,7 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path, help="a store built by `hmrec etl` (the full-size one by default use)")
     parser.add_argument("--window-days", type=int, default=42, help="training window (6 weeks)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the configured epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train this many epochs (default: the configured ones, within its example budget)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--batch-size", type=int, default=None, help="override the configured batch size")
     parser.add_argument("--baselines", action="store_true", help="also score popularity and ALS")
@@ -68,7 +69,8 @@ def main() -> None:
 
     config = replace(TwoTowerConfig(), window_days=args.window_days)
     config = replace(config, epochs=args.epochs or config.epochs, threads=args.threads or config.threads,
-                     batch_size=args.batch_size or config.batch_size)
+                     batch_size=args.batch_size or config.batch_size,
+                     max_examples=None if args.epochs else config.max_examples)  # epochs asked: epochs trained
     store = Store(args.store)
     data = load_train_data(store)
     test = store.test_transactions().collect()
@@ -78,6 +80,7 @@ def main() -> None:
     started = time.perf_counter()
     model = TwoTowerRecommender(config).fit(data)
     train_seconds = time.perf_counter() - started
+    config = model.config  # what was trained: fewer epochs than configured where the example budget cut them
     query = Query.for_customers(truth["customer_idx"].to_numpy(), data.customers, data.transactions, store.cutoff)
     metrics, eval_seconds = score(model, query, relevant)
     result = {

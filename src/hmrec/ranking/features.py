@@ -110,7 +110,6 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
     items = candidates.article_idx.astype(np.int64)
     product = articles.product
     columns = {}
-    lookups = []
     for counted, since, bought, asked in (
         ("times_bought", "days_since_bought", pair_key(h.row, h.article_idx), pair_key(rows, items)),
         ("product_times_bought", "days_since_product", pair_key(h.row, product[h.article_idx]),
@@ -119,7 +118,8 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         distinct, count = group_sum(bought, np.ones(bought.size))
         _, newest = group_max(bought, -h.days)  # minus the fewest days since
         found, at = find_sorted(distinct, asked)
-        lookups.append((found, at))
+        if counted == "times_bought":  # the (customer, article) pairs' look-up: the re-buy and order features reuse it
+            pairs_found = found, at
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
@@ -129,9 +129,8 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         if column in COUNTED_COLUMNS:
             columns[f"count_{column}"] = _take(count, found, at)
         columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
-    # the (customer, article) pairs' look-up, shared: each of these sorts the same distinct pairs
-    columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=lookups[0]))
-    columns.update(order_features(h, rows, items, lookup=lookups[0]))
+    columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=pairs_found))
+    columns.update(order_features(h, rows, items, lookup=pairs_found))
     return columns
 
 

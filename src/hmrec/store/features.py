@@ -223,7 +223,8 @@ def _increments(daily: pl.DataFrame, first_buys: pl.DataFrame, start: date, as_o
         pl.col("sales_all").sum(), pl.col("sales_sum_price").sum(), pl.col("sales_online").sum(),
         pl.col("t_dat").min().alias("first_sale"), pl.col("t_dat").max().alias("last_sale"))
     new = first_buys.filter(pl.col("t_dat") < as_of).group_by("article_idx").agg(pl.col("buyers").sum())
-    recent = daily.filter(pl.col("t_dat") < as_of).group_by("article_idx").agg(
+    longest = as_of - timedelta(days=max(WINDOWS.values()))
+    recent = daily.filter((pl.col("t_dat") >= longest) & (pl.col("t_dat") < as_of)).group_by("article_idx").agg(
         (pl.col("sales_all") * (pl.col("t_dat") >= as_of - timedelta(days=days))).sum().alias(f"sales_{name}")
         for name, days in WINDOWS.items())
     return [sold, new, recent]

@@ -111,9 +111,9 @@ class IdMap:
     def _lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._sorted is None:
             # bytewise order, as numpy compares "S" values
-            keys = self.ids.cast(pl.Binary) if not self._digit_ids else self.ids
+            keys = self.ids if self._digit_ids else self.ids.cast(pl.Binary)
             order = keys.arg_sort().to_numpy()
-            values = np.array(keys.to_list(), dtype=np.bytes_) if not self._digit_ids else keys.to_numpy()
+            values = keys.to_numpy() if self._digit_ids else np.array(keys.to_list(), dtype=np.bytes_)
             self._sorted = values[order], order.astype(np.int32)
         return self._sorted
 
