@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import polars as pl
@@ -133,21 +134,28 @@ def test_precompute_refuses_an_unknown_choice(tmp_path):
     assert result.output.strip() == "error: --precompute 'some' is not one of active, all, none"
 
 
-def test_the_ray_engine_precomputes_what_this_process_does(ray_cluster, tiny_store, tmp_path):
-    from hmrec.data import Query
+def _als_scoring(tiny_store, folder):
+    """An ALS model of the tiny store saved in `folder`, every third customer, and what scores them with sources."""
     from hmrec.pipeline import load_train_data
     from hmrec.recommenders.als import ALSConfig, ALSRecommender
     from hmrec.recommenders.base import save_recommender
-    from hmrec.scale.engine import LocalEngine, RayEngine
-    from hmrec.scale.scoring import ScoringInputs, score_here
+    from hmrec.scale.scoring import ScoringInputs
     from hmrec.store.tables import CUSTOMERS, TRANSACTIONS
 
     data = load_train_data(tiny_store)
     model = ALSRecommender(ALSConfig(factors=16, iterations=5)).fit(data)
-    save_recommender(model, tmp_path / "model")
+    save_recommender(model, folder)
     customer_idx = np.arange(0, data.customers.height, 3, dtype=np.int32)
-    inputs = ScoringInputs(tmp_path / "model", tiny_store.table_path(CUSTOMERS), tiny_store.table_path(TRANSACTIONS),
+    inputs = ScoringInputs(folder, tiny_store.table_path(CUSTOMERS), tiny_store.table_path(TRANSACTIONS),
                            tiny_store.cutoff, k=20, sources=True)
+    return data, model, customer_idx, inputs
+
+
+def test_the_ray_engine_precomputes_what_this_process_does(ray_cluster, tiny_store, tmp_path):
+    from hmrec.data import Query
+    from hmrec.scale.engine import LocalEngine, RayEngine
+
+    data, model, customer_idx, inputs = _als_scoring(tiny_store, tmp_path / "model")
     here, on_ray = LocalEngine().score(inputs, customer_idx), RayEngine(scoring_rows=200).score(inputs, customer_idx)
     explained = model.explain(Query.for_customers(customer_idx, data.customers, data.transactions, tiny_store.cutoff),
                               20)
@@ -157,9 +165,21 @@ def test_the_ray_engine_precomputes_what_this_process_does(ray_cluster, tiny_sto
     np.testing.assert_array_equal(on_ray.recs.items, here.recs.items)
     np.testing.assert_array_equal(on_ray.sources, here.sources)
     np.testing.assert_allclose(on_ray.recs.scores, here.recs.scores, rtol=1e-6)
-    blocks = score_here(inputs, customer_idx, rows=50)  # this process scores in blocks: the same answers
-    np.testing.assert_array_equal(blocks.recs.items, here.recs.items)
-    np.testing.assert_array_equal(blocks.sources, here.sources)
+
+
+def test_this_machine_scores_in_blocks_and_processes_what_one_call_does(tiny_store, tmp_path):
+    from hmrec.scale.scoring import score_here
+
+    _, _, customer_idx, inputs = _als_scoring(tiny_store, tmp_path / "model")
+    whole = score_here(inputs, customer_idx, rows=len(customer_idx), processes=1)
+    assert whole.pids == {os.getpid()} and whole.source_names == ("als",)
+    for blocks in (score_here(inputs, customer_idx, rows=50, processes=1),  # this process, in blocks
+                   score_here(inputs, customer_idx, rows=50, processes=2)):  # two processes of this machine
+        assert blocks.source_names == whole.source_names
+        np.testing.assert_array_equal(blocks.recs.items, whole.recs.items)
+        np.testing.assert_array_equal(blocks.sources, whole.sources)
+        np.testing.assert_allclose(blocks.recs.scores, whole.recs.scores, rtol=1e-6)
+    assert len(blocks.pids) == 2 and os.getpid() not in blocks.pids
 
 
 def test_the_table_declines_what_the_batch_cannot_answer(client, bundle):

@@ -126,6 +126,20 @@ def test_tifu_explains_own_articles_as_bought_before_and_the_neighbours_as_style
     assert tifu().reasons() == {"tifu_knn": Reason.BOUGHT_BEFORE, "tifu_knn_neighbours": Reason.STYLE}
 
 
+def test_tifu_answers_and_explains_in_blocks_of_rows_as_all_at_once(monkeypatch):
+    import hmrec.recommenders.tifu as tifu_module
+
+    data = TrainData(hand_made_transactions(), make_customers(), make_articles(), CUTOFF)
+    model, query = tifu(alpha=0.5).fit(data), query_for(data, list(range(N_CUSTOMERS)))
+    whole, explained = model.recommend(query, 12), model.explain(query, 12)
+    monkeypatch.setattr(tifu_module, "ANSWER_ROWS", 7)  # 30 rows: blocks of 7, 7, 7, 7 and 2
+    blocks = model.recommend(query, 12)
+    np.testing.assert_array_equal(blocks.items, whole.items)
+    np.testing.assert_array_equal(blocks.scores, whole.scores)
+    assert model.explain(query, 12) == explained
+    assert {name for row in explained for _, _, names in row for name in names} == {"tifu_knn", "tifu_knn_neighbours"}
+
+
 # ---- EASE ------------------------------------------------------------------------------------------------------
 
 

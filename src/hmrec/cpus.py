@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -26,6 +28,8 @@ CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 # Variables read once, when a library's thread pool starts: they must be set before torch, LightGBM, FAISS,
 # numpy's BLAS or Polars is first imported.
 QUIET_WAITS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+POOL_SIZES = ("HMREC_THREADS", "OMP_NUM_THREADS", "POLARS_MAX_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+MEMINFO = Path("/proc/meminfo")
 
 
 def _cgroup_quota() -> float | None:
@@ -69,3 +73,30 @@ def size_pools(threads: int | None = None) -> None:
     Variables the user set are kept."""
     for name in ("OMP_NUM_THREADS", "POLARS_MAX_THREADS"):
         os.environ.setdefault(name, str(threads or available()))
+
+
+@contextmanager
+def children_threads(threads: int) -> Iterator[None]:
+    """Processes started (spawned) inside see `threads` CPUs: `available()` and every pool read at import. The
+    variables are this process's again afterwards; its own pools, already sized, do not change."""
+    saved = {name: os.environ.get(name) for name in POOL_SIZES}
+    os.environ.update({name: str(threads) for name in POOL_SIZES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def memory_available() -> int | None:
+    """Bytes the kernel could give new processes without swapping (MemAvailable), None where it does not say."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

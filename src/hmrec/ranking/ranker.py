@@ -13,6 +13,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from hmrec import cpus
 from hmrec.candidates.generate import Candidates
 from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
@@ -80,8 +81,9 @@ class FinalRecommender(Recommender):
             self._lookup = ArticleLookup.of(self.articles_)
         candidates, features = candidate_features(self.sources, self.n_per_source, query, self._lookup,
                                                   self.state_.feature_names)
-        # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer)
-        threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else self.config.num_threads
+        # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer); never
+        # more than this process may use (the same scores for any count)
+        threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else min(self.config.num_threads, cpus.available())
         matrix = feature_matrix(self.state_.feature_names, features)
         scores = self.booster_.predict(matrix, num_threads=threads) if len(candidates) else np.zeros(0)
         if self.state_.leader is not None and len(candidates):

@@ -34,6 +34,9 @@ STATE_FILE = "neighbours.safetensors"
 FILL_DIR = "fill"
 # non-zero similarities (query row, pool customer) computed at once: at most 16M, ~200 MB with their sort
 SIMILARITY_NONZEROS = 1 << 24
+# query rows answered at once: every row's own and neighbours' articles are summed and sorted together, and at the
+# H&M size 1,000 rows at a time answered the held-out week's 103,370 buyers in 32 s against 61 s all at once
+ANSWER_ROWS = 1_000
 
 # The settings validation chooses from: 2 x 2 x 4 x 2 x 3 x 2 = 192 answers, but `neighbours` and `alpha` act only
 # at answer time, so 24 fits of the pool. The defaults won on the small fashion world's validation week (on a
@@ -216,10 +219,17 @@ class TifuKnnRecommender(Recommender):
         return self._answer(query, k)[0]
 
     def _answer(self, query: Query, k: int) -> tuple[Recs, np.ndarray]:
-        """The answers, and the sorted `pair_key(row, article_idx)` of what each row bought."""
-        keys, scores, bought = self.scores(query)
-        recs = Recs.top_k(keys, scores, len(query), k)
-        return recs if self.fill is None else fill_with(recs, self.fill.recommend(query, k), k), keys[bought]
+        """The answers, and the sorted `pair_key(row, article_idx)` of what each row bought; in blocks of
+        ANSWER_ROWS rows (a row's answer does not depend on the others')."""
+        parts = []
+        for start in range(0, len(query), ANSWER_ROWS):
+            rows = min(ANSWER_ROWS, len(query) - start)
+            keys, scores, bought = self.scores(query if rows == len(query) else query.rows(start, start + rows))
+            parts.append((Recs.top_k(keys, scores, rows, k), keys[bought] + (start << 32)))  # pair_key's rows
+        recs = Recs(np.concatenate([r.items for r, _ in parts]), np.concatenate([r.scores for r, _ in parts])) \
+            if parts else Recs.empty(0, k)
+        bought = np.concatenate([b for _, b in parts]) if parts else np.empty(0, np.int64)
+        return recs if self.fill is None else fill_with(recs, self.fill.recommend(query, k), k), bought
 
     def reasons(self) -> dict[str, Reason]:
         fill = self.fill.reasons() if self.fill is not None else {}

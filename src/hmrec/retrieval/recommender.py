@@ -13,6 +13,7 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
+from hmrec import cpus
 from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Reason, Recommender
@@ -185,8 +186,9 @@ class TwoTowerRecommender(Recommender):
         numeric = torch.from_numpy(self.encoders.user_scaler.transform(query.user_features(self._index_groups())))
         as_of = np.full(n, day_number(query.as_of), dtype=np.int64)
         out = np.zeros((n, config.out_dim), dtype=np.float32)
-        # one thread for a live customer or a few: tiny matrices lose more to thread hand-offs than they gain
-        with inference(1 if n <= SINGLE_THREAD_USERS else config.threads):
+        # one thread for a live customer or a few: tiny matrices lose more to thread hand-offs than they gain; never
+        # more than this process may use (a scoring process of scale/scoring.py's has one)
+        with inference(1 if n <= SINGLE_THREAD_USERS else min(config.threads, cpus.available())):
             for s in range(0, n, config.user_batch_size):
                 part = slice(s, s + config.user_batch_size)
                 past = past_items(history, self._item_codes, self._item_numeric[None], rows[part], as_of[part],

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hmrec import cpus, logs
 from hmrec.data import Query, Recs, ranks_in_row
 from hmrec.recommenders.base import Recommender, load_recommender, save_recommender
 from hmrec.scale.cluster import cluster_cpus
@@ -115,23 +116,91 @@ class Scored:
     source_names: tuple[str, ...] = ()
 
 
-LOCAL_ROWS = 20_000  # customers per `Scorer` call in this process: a query's candidate features are ~130 lines of
-# ~56 float32 a customer (~30 KB), so a block stays near 0.6 GB however many customers are scored
+LOCAL_ROWS = 5_000  # customers per `Scorer` call on this machine: at full size a block's candidates and features
+# take ~0.4 GB beside the ~1.5 GB loaded, and 5,000 scored 40,000 customers fastest of 1,000 .. 20,000 (20.7 s
+# against 24.5 s at 20,000, whose blocks peaked at 3.3 GB: docs/benchmarks.md)
+LOADED_FACTOR = 6  # a scoring process's peak memory over the bytes on disk of what it loads (1.9 GiB for 0.35 GB
+# at full size): what `processes_for` keeps available per process
 
 
-def score_here(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int = LOCAL_ROWS) -> Scored:
-    """Top-k for each of `customer_idx` in this process: `Scorer.score` (or `explain`) over blocks of at most `rows`
-    customers (a customer's answer does not depend on who else is in the block)."""
-    scorer = Scorer(inputs)
+def processes_for(inputs: ScoringInputs, blocks: int) -> int:
+    """How many one-thread processes score `blocks` blocks on this machine: one per CPU and block, as many as the
+    available memory holds at LOADED_FACTOR times the loaded files each; 1: this process, with all its threads.
+
+    Why processes: much of a block's time is single-threaded (Polars' per-customer windows, LightGBM's tree walk
+    over small matrices, Python between them), so two one-thread processes score ~1.6x what one two-thread one does.
+    """
+    cpus_here = cpus.available()
+    if cpus_here < 2 or blocks < 2:
+        return 1
+    free = cpus.memory_available()
+    loaded = LOADED_FACTOR * sum(f.stat().st_size for path in (inputs.recommender, inputs.customers, inputs.history)
+                                 for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
+    fits = cpus_here if free is None else int(free // max(loaded, 1))
+    return max(1, min(cpus_here, blocks, fits))
+
+
+def score_here(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int = LOCAL_ROWS,
+               processes: int | None = None) -> Scored:
+    """Top-k for each of `customer_idx` on this machine: `Scorer.score` (or `explain`) over blocks of at most `rows`
+    customers (a customer's answer does not depend on who else is in the block), in this process or in
+    `processes` one-thread processes of this machine (default: `processes_for`), with a progress bar."""
     customer_idx = np.asarray(customer_idx, dtype=np.int32)
     blocks = [customer_idx[i:i + rows] for i in range(0, len(customer_idx), rows)] or [customer_idx]
-    if inputs.sources:
-        parts = [scorer.explain(block) for block in blocks]
-        recs = Recs(np.concatenate([r.items for r, _ in parts]), np.concatenate([r.scores for r, _ in parts]))
-        return Scored(recs, {os.getpid()}, np.concatenate([b for _, b in parts]), scorer.source_names)
-    parts = [scorer.score(block) for block in blocks]
-    return Scored(Recs(np.concatenate([r.items for r in parts]), np.concatenate([r.scores for r in parts])),
-                  {os.getpid()})
+    processes = processes_for(inputs, len(blocks)) if processes is None else max(1, min(processes, len(blocks)))
+    with logs.bar(f"scoring {len(customer_idx):,} customers in {processes} process(es)", len(customer_idx),
+                  "customers") as shown:
+        if processes == 1:
+            scorer, parts = Scorer(inputs), []
+            for block in blocks:
+                parts.append(_answers(scorer, block))
+                shown.advance(len(block))
+            names = scorer.source_names
+        else:
+            parts, names = _in_processes(inputs, blocks, processes, shown)
+    recs = Recs(np.concatenate([p["items"] for p in parts]), np.concatenate([p["scores"] for p in parts]))
+    sources = np.concatenate([p["sources"] for p in parts]) if inputs.sources else None
+    names = names if inputs.sources else ()
+    return Scored(recs, {int(p["pid"][0]) for p in parts if len(p["pid"])} or {os.getpid()}, sources, names)
+
+
+def _answers(scorer: Scorer, customer_idx: np.ndarray) -> dict[str, np.ndarray]:
+    """One block's answers as `Scorer.__call__` gives them."""
+    return scorer({"position": np.arange(len(customer_idx), dtype=np.int64), "customer_idx": customer_idx})
+
+
+_process_scorer: Scorer | None = None  # a scoring process's `Scorer`, loaded once by `_load`
+
+
+def _load(inputs: ScoringInputs) -> None:
+    global _process_scorer
+    _process_scorer = Scorer(inputs)
+
+
+def _score_block(customer_idx: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    assert _process_scorer is not None, "_load runs first in every scoring process"
+    return _answers(_process_scorer, customer_idx), _process_scorer.source_names
+
+
+def _in_processes(inputs: ScoringInputs, blocks: list[np.ndarray], processes: int,
+                  shown: logs.Bar) -> tuple[list[dict], tuple[str, ...]]:
+    """`blocks`' answers, in order, and the source names, from `processes` fresh processes (spawned: no thread
+    pool is forked) of `available() // processes` threads that each load the recommender and the tables once; a
+    process that fails fails the run."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, cpus.available() // processes)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_load, initargs=(inputs,)) as pool:
+        with cpus.children_threads(threads):  # read by each process as it starts (all start at the first submit)
+            futures = {pool.submit(_score_block, block): i for i, block in enumerate(blocks)}
+        parts: list[dict | None] = [None] * len(blocks)
+        names: tuple[str, ...] = ()
+        for future in as_completed(futures):
+            parts[futures[future]], names = future.result()
+            shown.advance(len(blocks[futures[future]]))
+    return parts, names  # type: ignore[return-value]
 
 
 def score_on_ray(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int) -> Scored:
