@@ -144,6 +144,25 @@ def test_manifest_refuses_reserved_extra_keys_and_links(tmp_path):
 # -- the registry -------------------------------------------------------------------------------------
 
 
+def test_a_bundle_keeps_each_customers_latest_purchases_in_the_stores_order_within_a_day():
+    import numpy as np
+
+    from hmrec.registry.model_bundle import latest_purchases
+
+    rng = np.random.default_rng(0)
+    n = 300_000  # large enough for a parallel sort, whose unstable order differed from run to run
+    customers, days = rng.integers(0, 5_000, n).astype(np.int32), rng.integers(0, 30, n)
+    transactions = pl.DataFrame({"customer_idx": customers, "t_dat": (np.datetime64("2020-01-01") + days)
+                                 .astype("datetime64[D]"), "article_idx": np.arange(n, dtype=np.int32)})
+    order = np.lexsort((days, customers))  # stable: a day's purchases in the table's order
+    sorted_customers = customers[order]
+    last = np.r_[np.flatnonzero(sorted_customers[1:] != sorted_customers[:-1]), n - 1]  # each customer's newest
+    newer = np.repeat(last, np.diff(np.r_[-1, last])) - np.arange(n)  # the customer's purchases after this one
+    expected = order[newer < 3]
+    assert latest_purchases(transactions, None)["article_idx"].to_list() == order.tolist()
+    assert latest_purchases(transactions, 3)["article_idx"].to_list() == expected.tolist()
+
+
 def test_register_list_show_promote_load_round_trip(registry, tmp_path):
     bundle = make_bundle(tmp_path / "b")
     assert registry.versions() == []

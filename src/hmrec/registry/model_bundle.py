@@ -94,11 +94,7 @@ def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataF
     directory.mkdir(parents=True)
     articles.write_parquet(directory / ARTICLES)
     customers.write_parquet(directory / CUSTOMERS)
-    history = transactions.lazy().sort(["customer_idx", "t_dat"])
-    if history_per_customer is not None:
-        history = history.group_by("customer_idx", maintain_order=True).tail(history_per_customer)
-    history = history.collect()
-    history.write_parquet(directory / HISTORY)
+    latest_purchases(transactions, history_per_customer).write_parquet(directory / HISTORY)
     # true totals for the shop's customer summary, since the history above keeps only the latest purchases
     (transactions.lazy().group_by("customer_idx").agg(pl.len().cast(pl.Int64).alias("purchases"),
                                                       pl.col("price").cast(pl.Float64).sum().alias("spent"))
@@ -116,6 +112,16 @@ def write_bundle(directory: Path, *, articles: pl.DataFrame, customers: pl.DataF
                    extra={**(extra or {}), "data_end": data_end.isoformat(), "final": final.name,
                           "cold_start": cold_start.name})
     return directory
+
+
+def latest_purchases(transactions: pl.DataFrame | pl.LazyFrame, per_customer: int | None) -> pl.DataFrame:
+    """Each customer's last `per_customer` purchases (None: all), by customer and day, a day's purchases in the
+    given order. The sort is stable: an unstable one kept other purchases of a day that the tail cuts, so two
+    bundles of one store held other histories and served other answers (111,586 of 722,289 at full size)."""
+    history = transactions.lazy().sort(["customer_idx", "t_dat"], maintain_order=True)
+    if per_customer is not None:
+        history = history.group_by("customer_idx", maintain_order=True).tail(per_customer)
+    return history.collect()
 
 
 @dataclass(frozen=True)
