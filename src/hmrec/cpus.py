@@ -3,13 +3,10 @@
 Every local thread pool (torch, LightGBM, implicit's ALS, FAISS, BLAS, Polars) is sized by `available()`; the Ray
 engine sizes its actors by the cluster's CPUs instead (`scale.engine.cluster_cpus`).
 
-Why "sleep": OpenMP's default wait policy keeps an idle worker spinning for a while (GNU libgomp, which torch and
-LightGBM use: 300,000 spins) before it sleeps. On a quiet machine that saves the wake-up per parallel region; on a
-busy one each spinning thread takes a time slice that the thread doing the work needed, and a 2-core fit ran 20
-times slower beside two other busy processes instead of the fair 2 to 4 (issue 23). Sleeping at once (PASSIVE)
-fixed that but made the quiet two-tower fit ~1.2x slower; 1,000 spins (a few microseconds) before sleeping was
-faster than both on a quiet machine and as fast as PASSIVE on a busy one (the small sample's two-tower fit, two
-rounds: quiet 33-35 s against 39-45 s, busy 56-71 s against 60-70 s; docs/benchmarks.md).
+Why "sleep": OpenMP's default wait policy keeps an idle worker spinning for a while before it sleeps. On a quiet
+machine that saves a few microseconds per parallel region; on a busy one each spinning thread takes a time slice
+that the thread doing the work needed, and a 2-core fit ran 20 times slower beside two other busy processes
+instead of the fair 2 to 4 (issue 23). PASSIVE makes idle OpenMP workers sleep at once.
 
 Results and the thread count: LightGBM (`deterministic`, `force_row_wise`), implicit's ALS (one customer's solve
 per thread) and FAISS give the same answers for any count. Torch's sums do not: the two-tower's weights depend on
@@ -30,7 +27,7 @@ CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 # Variables read once, when a library's thread pool starts: they must be set before torch, LightGBM, FAISS,
 # numpy's BLAS or Polars is first imported.
-QUIET_WAITS = {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}  # libgomp's spins; Intel/LLVM OpenMP: sleep
+QUIET_WAITS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 POOL_SIZES = ("HMREC_THREADS", "OMP_NUM_THREADS", "POLARS_MAX_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MEMINFO = Path("/proc/meminfo")
 
