@@ -9,7 +9,8 @@ import typer
 
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
 Engine = Annotated[str | None, typer.Option(
-    "--engine", help="local (this process) or ray (ETL and batch scoring on Ray); default HMREC_ENGINE, else local.")]
+    "--engine", help="local (this machine: the batch in one process per core) or ray (ETL and batch scoring on Ray); "
+    "default HMREC_ENGINE, else local.")]
 Wait = Annotated[bool, typer.Option("--wait", help="When another writer holds the lock, wait for it instead of "
                                     "refusing.")]
 RayAddress = Annotated[str | None, typer.Option(

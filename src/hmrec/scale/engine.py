@@ -56,7 +56,8 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class LocalEngine:
-    """This process: every stage's library function called once over the whole data."""
+    """This machine: every stage's library function called once over the whole data in this process; the batch
+    scorer also in one-thread processes of this machine, one per core (scale/scoring.score_here)."""
 
     name: str = field(default="local", init=False)
 
