@@ -75,6 +75,12 @@ def size_pools(threads: int | None = None) -> None:
         os.environ.setdefault(name, str(threads or available()))
 
 
+def at_most(threads: int) -> int:
+    """`threads`, or fewer where this process may use fewer CPUs (a setting saved with a model, on another machine
+    or in a one-thread scoring process)."""
+    return min(threads, available())
+
+
 @contextmanager
 def children_threads(threads: int) -> Iterator[None]:
     """Processes started (spawned) inside see `threads` CPUs: `available()` and every pool read at import. The

@@ -30,6 +30,13 @@ class Recs:
         return cls(np.full((n_rows, k), PAD_ITEM, dtype=np.int32), np.full((n_rows, k), np.nan, dtype=np.float32))
 
     @classmethod
+    def stacked(cls, parts: list[Recs], k: int) -> Recs:
+        """The rows of `parts`, one part after another (answers computed in blocks of rows); no part: no rows."""
+        if not parts:
+            return cls.empty(0, k)
+        return cls(np.concatenate([p.items for p in parts]), np.concatenate([p.scores for p in parts]))
+
+    @classmethod
     def from_sorted(cls, rows: np.ndarray, items: np.ndarray, scores: np.ndarray, n_rows: int, k: int) -> Recs:
         """From parallel arrays sorted by row and, within a row, in answer order: the first k of each row.
         Numpy rather than a Polars group-by: a one-customer query pays per-operation overhead, not per row."""

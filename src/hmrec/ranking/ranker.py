@@ -83,7 +83,7 @@ class FinalRecommender(Recommender):
                                                   self.state_.feature_names)
         # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer); never
         # more than this process may use (the same scores for any count)
-        threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else min(self.config.num_threads, cpus.available())
+        threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else cpus.at_most(self.config.num_threads)
         matrix = feature_matrix(self.state_.feature_names, features)
         scores = self.booster_.predict(matrix, num_threads=threads) if len(candidates) else np.zeros(0)
         if self.state_.leader is not None and len(candidates):
@@ -94,7 +94,7 @@ class FinalRecommender(Recommender):
         if len(query) > SCORE_ROWS:  # a large query in slices: the candidate lines and features stay bounded
             parts = [self.recommend(query.rows(start, min(start + SCORE_ROWS, len(query))), k)
                      for start in range(0, len(query), SCORE_ROWS)]
-            return Recs(np.concatenate([p.items for p in parts]), np.concatenate([p.scores for p in parts]))
+            return Recs.stacked(parts, k)
         candidates, scores = self._scored(query)
         best = best_first(candidates, scores, k)
         return Recs.from_sorted(candidates.row[best], candidates.article_idx[best], scores[best], len(query), k)

@@ -205,4 +205,4 @@ def bucket_answers(ranking: pl.DataFrame) -> Recs:
         lists.append(pl.concat([own, rest]).unique("article_idx", keep="first", maintain_order=True))
     width = max(1, max(merged.height for merged in lists))
     tables = [recs_in_order(merged.select("row", "article_idx", "score"), 1, width) for merged in lists]
-    return Recs(np.concatenate([t.items for t in tables]), np.concatenate([t.scores for t in tables]))
+    return Recs.stacked(tables, width)

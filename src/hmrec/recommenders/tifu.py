@@ -221,15 +221,14 @@ class TifuKnnRecommender(Recommender):
     def _answer(self, query: Query, k: int) -> tuple[Recs, np.ndarray]:
         """The answers, and the sorted `pair_key(row, article_idx)` of what each row bought; in blocks of
         ANSWER_ROWS rows (a row's answer does not depend on the others')."""
-        parts = []
+        blocks, bought = [], [np.empty(0, np.int64)]
         for start in range(0, len(query), ANSWER_ROWS):
             rows = min(ANSWER_ROWS, len(query) - start)
-            keys, scores, bought = self.scores(query if rows == len(query) else query.rows(start, start + rows))
-            parts.append((Recs.top_k(keys, scores, rows, k), keys[bought] + (start << 32)))  # pair_key's rows
-        recs = Recs(np.concatenate([r.items for r, _ in parts]), np.concatenate([r.scores for r, _ in parts])) \
-            if parts else Recs.empty(0, k)
-        bought = np.concatenate([b for _, b in parts]) if parts else np.empty(0, np.int64)
-        return recs if self.fill is None else fill_with(recs, self.fill.recommend(query, k), k), bought
+            keys, scores, own = self.scores(query if rows == len(query) else query.rows(start, start + rows))
+            blocks.append(Recs.top_k(keys, scores, rows, k))
+            bought.append(keys[own] + (start << 32))  # the block's rows are the query's from `start` (pair_key)
+        recs = Recs.stacked(blocks, k)
+        return recs if self.fill is None else fill_with(recs, self.fill.recommend(query, k), k), np.concatenate(bought)
 
     def reasons(self) -> dict[str, Reason]:
         fill = self.fill.reasons() if self.fill is not None else {}

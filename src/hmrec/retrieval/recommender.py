@@ -188,7 +188,7 @@ class TwoTowerRecommender(Recommender):
         out = np.zeros((n, config.out_dim), dtype=np.float32)
         # one thread for a live customer or a few: tiny matrices lose more to thread hand-offs than they gain; never
         # more than this process may use (a scoring process of scale/scoring.py's has one)
-        with inference(1 if n <= SINGLE_THREAD_USERS else min(config.threads, cpus.available())):
+        with inference(1 if n <= SINGLE_THREAD_USERS else cpus.at_most(config.threads)):
             for s in range(0, n, config.user_batch_size):
                 part = slice(s, s + config.user_batch_size)
                 past = past_items(history, self._item_codes, self._item_numeric[None], rows[part], as_of[part],

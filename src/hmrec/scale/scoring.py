@@ -158,7 +158,7 @@ def score_here(inputs: ScoringInputs, customer_idx: np.ndarray, rows: int = LOCA
             names = scorer.source_names
         else:
             parts, names = _in_processes(inputs, blocks, processes, shown)
-    recs = Recs(np.concatenate([p["items"] for p in parts]), np.concatenate([p["scores"] for p in parts]))
+    recs = Recs.stacked([Recs(p["items"], p["scores"]) for p in parts], inputs.k)
     sources = np.concatenate([p["sources"] for p in parts]) if inputs.sources else None
     names = names if inputs.sources else ()
     return Scored(recs, {int(p["pid"][0]) for p in parts if len(p["pid"])} or {os.getpid()}, sources, names)
