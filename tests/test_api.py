@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from hmrec.raw.schema import CUSTOMER_ID_PATTERN
 from hmrec.serving.app import create_app
+from hmrec.serving.schemas import RecommendationResponse
 from hmrec.serving.settings import Settings
 
 PATTERN_CUSTOMER = f"String should match pattern '{CUSTOMER_ID_PATTERN}'"
@@ -123,6 +124,18 @@ def test_every_score_says_what_it_is_and_is_rounded_the_same_way(client):
         for item in items:
             assert item["score_kind"] == (None if item["score"] is None else kind), item
             assert item["score"] is None or round(item["score"], 6) == item["score"], item
+
+
+def test_recommendations_answer_exactly_the_schema_they_document(client):
+    """The route writes its JSON without FastAPI's second validation: every kind of answer must be the schema's own
+    (no extra field, every default written)."""
+    for customer_id, include_purchased in ((s.FREQUENT, False), (s.FREQUENT, True), (s.COLD_AGED, False),
+                                           ("brand-new_customer-2", False)):
+        response = client.post("/recommendations", json={"customer_id": customer_id, "k": 5,
+                                                         "include_purchased": include_purchased})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        answer = response.json()
+        assert RecommendationResponse.model_validate(answer).model_dump(mode="json") == answer
 
 
 def test_unknown_customer_gets_global_bestsellers(client):
