@@ -10,11 +10,13 @@ from hmrec.store.arrays import (
     DOT_CHUNK,
     best_first_order,
     decay,
+    distinct,
     equal_range,
     expand,
     group_max,
     group_sum,
     line_dots,
+    member_of,
     pair_key,
     split_key,
     top_columns,
@@ -109,3 +111,14 @@ def test_top_columns_are_the_set_argpartition_picks(dtype):
         want = np.argpartition(-scores, n - 1, axis=1)[:, :n]
         np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(want, axis=1))
     np.testing.assert_array_equal(top_columns(scores[:, :7], 7), np.tile(np.arange(7), (300, 1)))
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 1000])
+def test_distinct_is_numpys_unique_and_members_numpys_isin(size):
+    rng = np.random.default_rng(size)
+    values = (rng.integers(0, 50, size).astype(np.int64) << 32) | rng.integers(0, 7, size)
+    assert np.array_equal(distinct(values), np.unique(values))
+    asked = np.concatenate([values[: size // 2], rng.integers(0, 1 << 40, (size + 1) // 2)]).reshape(-1, 1)
+    for members in (values, values[:0], values[: size // 3]):
+        assert np.array_equal(member_of(asked, members), np.isin(asked, members))
+    assert member_of(asked, members).shape == asked.shape and distinct(values.astype(np.int32)).dtype == np.int32

@@ -8,7 +8,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from hmrec.store.arrays import days_before, pair_key
+from hmrec.store.arrays import days_before, distinct, pair_key
 from hmrec.store.features import USER_FEATURE_COLUMNS, user_feature_arrays
 from hmrec.store.tables import age_bucket
 
@@ -112,4 +112,4 @@ class HistoryArrays:
 
     def owned(self) -> np.ndarray:
         """Sorted distinct `pair_key(row, article_idx)` of everything bought."""
-        return np.unique(pair_key(self.row, self.article_idx))
+        return distinct(pair_key(self.row, self.article_idx))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hmrec.store.arrays import best_first_order, split_key
+from hmrec.store.arrays import best_first_order, find_sorted, split_key
 
 PAD_ITEM = -1
 
@@ -53,7 +53,7 @@ class Recs:
         """From distinct `pair_key(row, article_idx)` keys and their scores: best (as float32) first, ties to
         the smaller article_idx; keys found in `owned` are left out."""
         if owned is not None and owned.size:
-            keep = ~np.isin(keys, owned)
+            keep = ~find_sorted(owned, keys)[0]
             keys, scores = keys[keep], scores[keep]
         if keys.size > 1 and not np.all(keys[1:] > keys[:-1]):  # sorted keys: a row's ties in article order
             by_key = np.argsort(keys)

@@ -20,6 +20,7 @@ from itertools import chain
 import numpy as np
 
 from hmrec.data.recs import PAD_ITEM
+from hmrec.store.arrays import distinct, find_sorted
 
 
 def _flatten(relevant: Sequence[Collection[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -49,12 +50,12 @@ def hit_matrix(items: np.ndarray, relevant: Sequence[Collection[int]], k: int) -
     rows, values = _flatten(relevant)
     width = max(int(top.max(initial=0)), int(values.max(initial=0))) + 2
     # a (row, article) pair is one int64 key: row * width + article + 1, so pads (-1 -> 0) never collide
-    keys = np.unique(rows * width + values + 1)
+    keys = distinct(rows * width + values + 1)
     counts = np.bincount(keys // width, minlength=n)
     flat = (np.arange(n, dtype=np.int64)[:, None] * width + np.clip(top, PAD_ITEM, None) + 1).ravel()
     first = np.zeros(flat.size, dtype=bool)
     first[np.unique(flat, return_index=True)[1]] = True  # row-major order: first index = earliest rank
-    hits = first & np.isin(flat, keys) & (top.ravel() >= 0)
+    hits = first & find_sorted(keys, flat)[0] & (top.ravel() >= 0)
     return hits.reshape(n, k), counts
 
 

@@ -23,7 +23,7 @@ from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k, recall_at_k
 from hmrec.evaluation.runner import ground_truth
 from hmrec.recommenders.base import Recommender
-from hmrec.store.arrays import pair_key
+from hmrec.store.arrays import member_of, pair_key
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _hit_keys(recs: Recs, relevant: list[np.ndarray]) -> list[set[int]]:
     per_rank: list[set[int]] = [set() for _ in range(width)]
     truth = {int(pair_key(row, a)) for row, items in enumerate(relevant) for a in items}
     keys = pair_key(np.arange(n)[:, None], recs.items)
-    hit = np.isin(keys, np.fromiter(truth, dtype=np.int64, count=len(truth))) & (recs.items != PAD_ITEM)
+    hit = member_of(keys, np.fromiter(truth, dtype=np.int64, count=len(truth))) & (recs.items != PAD_ITEM)
     for row, rank in zip(*np.nonzero(hit), strict=True):
         per_rank[rank].add(int(keys[row, rank]))
     return per_rank

@@ -11,7 +11,7 @@ import polars as pl
 
 from hmrec.candidates.generate import Candidates
 from hmrec.data import Query, TrainData
-from hmrec.store.arrays import find_sorted, group_max, group_sum, pair_key, split_key
+from hmrec.store.arrays import distinct, find_sorted, group_max, group_sum, pair_key, split_key
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
@@ -115,17 +115,17 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         ("product_times_bought", "days_since_product", pair_key(h.row, product[h.article_idx]),
          pair_key(rows, product[items])),
     ):
-        distinct, count = group_sum(bought, np.ones(bought.size))
+        seen, count = group_sum(bought, np.ones(bought.size))
         _, newest = group_max(bought, -h.days)  # minus the fewest days since
-        found, at = find_sorted(distinct, asked)
+        found, at = find_sorted(seen, asked)
         if counted == "times_bought":  # the (customer, article) pairs' look-up: the re-buy and order features reuse it
             pairs_found = found, at
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
     for column, codes in articles.groups.items():
-        distinct, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
-        found, at = find_sorted(distinct, pair_key(rows, codes[items]))
+        seen, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
+        found, at = find_sorted(seen, pair_key(rows, codes[items]))
         if column in COUNTED_COLUMNS:
             columns[f"count_{column}"] = _take(count, found, at)
         columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
@@ -146,11 +146,11 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
     day_keys = pair_key(row, days)
     position = (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
     # one sort of the (customer, article) pairs: a pair's first line in this order is its newest
-    distinct, first, inverse = np.unique(pair_key(row, article), return_index=True, return_inverse=True)
-    found, at = lookup or find_sorted(distinct, pair_key(rows, items))
+    seen, first, inverse = np.unique(pair_key(row, article), return_index=True, return_inverse=True)
+    found, at = lookup or find_sorted(seen, pair_key(rows, items))
     out = {"lines_since_bought": np.where(found, _take(position[first], found, at), np.nan)}
     for half_life in half_lives:
-        weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=distinct.size)
+        weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=seen.size)
         out[f"line_weight_{half_life}"] = _take(weight, found, at)
     return out
 
@@ -169,16 +169,16 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     first[1:] = (pairs[1:] != pairs[:-1]) | (days[1:] != days[:-1])  # one line per (customer, article, day)
     pairs, days = pairs[first], days[first]  # still by pair, newest day (fewest days since) first
     starts = np.flatnonzero(np.append(pairs.size > 0, pairs[1:] != pairs[:-1]))
-    distinct, n_days = pairs[starts], np.diff(np.append(starts, pairs.size)).astype(np.float64)
+    seen, n_days = pairs[starts], np.diff(np.append(starts, pairs.size)).astype(np.float64)
     last = np.append(starts[1:], pairs.size)[: starts.size] - 1  # each pair's oldest day (most days since)
     span = days[last] - days[starts]  # days between the first and the last day it was bought
     with np.errstate(divide="ignore", invalid="ignore"):
         interval = np.where(n_days >= 2, span / (n_days - 1), np.nan)
-    shop_rows, shop_days = np.unique(split_key(np.unique(pair_key(h.row, h.days)))[0], return_counts=True)
+    shop_rows, shop_days = np.unique(split_key(distinct(pair_key(h.row, h.days)))[0], return_counts=True)
     again = ~np.isnan(interval)
-    usual_rows, usual_sum = group_sum(split_key(distinct[again])[0], interval[again])
-    _, usual_n = group_sum(split_key(distinct[again])[0], np.ones(int(again.sum())))
-    found, at = lookup or find_sorted(distinct, pair_key(rows, items))
+    usual_rows, usual_sum = group_sum(split_key(seen[again])[0], interval[again])
+    _, usual_n = group_sum(split_key(seen[again])[0], np.ones(int(again.sum())))
+    found, at = lookup or find_sorted(seen, pair_key(rows, items))
     out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
     on_days, where = find_sorted(shop_rows, rows)
     out["day_share"] = np.where(on_days, out["day_share"] / np.maximum(_take(shop_days, on_days, where), 1), 0.0)

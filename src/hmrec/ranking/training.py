@@ -22,7 +22,7 @@ from hmrec.ranking.features import ArticleLookup, article_table, feature_columns
 from hmrec.ranking.scoring import candidate_features, feature_matrix, led_by
 from hmrec.ranking.search import Lines, Trial, lightgbm_params, search
 from hmrec.recommenders.base import Recommender
-from hmrec.store.arrays import best_first_order
+from hmrec.store.arrays import best_first_order, member_of
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def train_booster(frame: pl.DataFrame, config: FinalConfig) -> tuple[lgb.Booster
     n_valid = int(round(rows.size * config.valid_fraction)) if rows.size >= 10 else 0
     valid_rows = np.random.default_rng(config.seed).choice(rows, n_valid, replace=False) if n_valid else \
         np.array([], dtype=rows.dtype)
-    is_valid = pl.Series(np.isin(frame["row"].to_numpy(), valid_rows))
+    is_valid = pl.Series(member_of(frame["row"].to_numpy(), valid_rows))
     train, valid = _lines(frame.filter(~is_valid), state), frame.filter(is_valid)
     trial = config.default_trial()
     if n_valid:

@@ -25,7 +25,7 @@ from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import PopularityRecommender, fill_with
-from hmrec.store.arrays import find_sorted, line_dots, top_columns
+from hmrec.store.arrays import distinct, find_sorted, line_dots, top_columns
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class ALSRecommender(Recommender):
         h = query.arrays().within(self.config.window_days)  # numpy: a live query pays no Polars overhead
         known, cols = find_sorted(self.item_ids, h.article_idx)
         rows, cols = h.row[known], cols[known]
-        warm = np.unique(rows)
+        warm = distinct(rows)
         out = np.zeros((len(query), self.config.factors), dtype=np.float32)
         for start in range(0, warm.size, BATCH_ROWS):
             batch = warm[start : start + BATCH_ROWS]

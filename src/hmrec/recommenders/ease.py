@@ -28,7 +28,7 @@ from hmrec.data import PAD_ITEM, Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import fill_with
-from hmrec.store.arrays import decay, find_sorted, group_max, pair_key, split_key, top_columns
+from hmrec.store.arrays import decay, distinct, find_sorted, group_max, pair_key, split_key, top_columns
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class EaseRecommender(Recommender):
         sold = recent.group_by("article_idx").len().sort(["len", "article_idx"], descending=[True, False])
         self.articles_ = np.sort(sold["article_idx"].head(cfg.max_articles).to_numpy()).astype(np.int32)
         bought = recent.select("customer_idx", "article_idx").unique()
-        customers = np.unique(bought["customer_idx"].to_numpy())
+        customers = distinct(bought["customer_idx"].to_numpy())
         known, cols = find_sorted(self.articles_, bought["article_idx"].to_numpy())
         rows = np.searchsorted(customers, bought["customer_idx"].to_numpy())
         x = csr_matrix((np.ones(known.sum(), np.float32), (rows[known], cols[known])),

@@ -28,7 +28,7 @@ from hmrec.data import PAD_ITEM, Query, Recs, TrainData, ranks_in_row
 from hmrec.data.files import read_config, require_fitted, write_config
 from hmrec.recommenders.base import Explained, Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import fill_with
-from hmrec.store.arrays import days_before, find_sorted, group_sum, pair_key, split_key
+from hmrec.store.arrays import days_before, distinct, find_sorted, group_sum, pair_key, split_key
 
 STATE_FILE = "neighbours.safetensors"
 FILL_DIR = "fill"
@@ -86,7 +86,7 @@ def tifu_vectors(
     size = np.where(group == groups - 1, count - m * (groups - 1), m)
     weight = config.within_decay ** (newer % m) / size * config.across_decay ** group / groups
     lines = pair_key(np.searchsorted(baskets, pair_key(rows, days)), articles)
-    basket, article = split_key(lines if config.units else np.unique(lines))
+    basket, article = split_key(lines if config.units else distinct(lines))
     return group_sum(pair_key(basket_rows[basket], article), weight[basket])
 
 

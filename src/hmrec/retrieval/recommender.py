@@ -32,7 +32,7 @@ from hmrec.retrieval.index import ArticleIndex
 from hmrec.retrieval.model import TowerShapes, TwoTower
 from hmrec.retrieval.runtime import deterministic, inference, past_items
 from hmrec.retrieval.train import TrainInputs, train
-from hmrec.store.arrays import line_dots
+from hmrec.store.arrays import distinct, line_dots
 from hmrec.store.features import index_groups
 
 __all__ = ["TwoTowerConfig", "TwoTowerRecommender"]  # the config lives in config.py; imported from here too
@@ -92,7 +92,7 @@ class TwoTowerRecommender(Recommender):
                 item_codes=self._item_codes,
                 item_numeric=item_numeric[:-1],
                 user_codes=torch.from_numpy(encoders.encode_users(customer_profiles(data.customers))),
-                negative_pool=np.unique(examples.article_idx),
+                negative_pool=distinct(examples.article_idx),
             )
             inputs.negative_p = _negative_p(examples.article_idx, inputs.negative_pool, config.negative_power)
             epochs = config.epochs_for(len(examples))

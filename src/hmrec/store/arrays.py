@@ -22,6 +22,24 @@ def split_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys >> 32, keys & 0xFFFFFFFF
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct integers of `values`: `np.unique(values)` by one sort. numpy 2.4's `np.unique` without
+    other outputs goes through a hash table, 17x slower on millions of int64 keys (3.2 s against 0.19 s for 3
+    million (row, article) keys), and `np.isin` calls it on its second argument."""
+    ordered = np.sort(np.asarray(values).ravel())
+    if ordered.size < 2:
+        return ordered
+    new = np.empty(ordered.size, dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    return ordered[new]
+
+
+def member_of(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """`np.isin(values, members)` for integers (same shape as `values`): a binary search in `distinct(members)`."""
+    return find_sorted(distinct(members), np.asarray(values))[0]
+
+
 def find_sorted(distinct: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Whether each of `keys` is in the sorted `distinct`, and where (meaningful only where found)."""
     at = np.searchsorted(distinct, keys)

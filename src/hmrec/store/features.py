@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from hmrec.store.arrays import pair_key, split_key
+from hmrec.store.arrays import distinct, pair_key, split_key
 
 # Windows ending the day before `as_of`: "1w" counts purchases on as_of-7 .. as_of-1.
 WINDOWS = {"1w": 7, "4w": 28, "12w": 84}
@@ -117,7 +117,7 @@ def user_feature_arrays(
     online = np.bincount(row, weights=channel[past] == ONLINE_CHANNEL, minlength=n)
     columns["online_share"] = per_row(online / np.maximum(count, 1), np.float32)
     columns["favourite_index_group"] = _favourite_group(row, article_idx, groups, n)
-    columns["distinct_articles"] = per_row(np.bincount(split_key(np.unique(pair_key(row, article_idx)))[0],
+    columns["distinct_articles"] = per_row(np.bincount(split_key(distinct(pair_key(row, article_idx)))[0],
                                                        minlength=n))
     return {name: columns[name] for name in USER_FEATURE_COLUMNS}
 
