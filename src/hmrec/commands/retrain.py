@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hmrec import cpus
+from hmrec import allocator, cpus
 from hmrec.commands.shared import (
     Engine,
     HorizonDays,
@@ -43,6 +43,7 @@ def retrain(
     champion on the same latest held-out window, and promote it only if it is not worse (the decision and every
     figure go to MLflow)."""
     cpus.size_pools()
+    allocator.keep_freed_memory()
     from hmrec.pipeline import check_raw_inputs
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError

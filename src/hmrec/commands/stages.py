@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hmrec import cpus
+from hmrec import allocator, cpus
 from hmrec.commands.shared import (
     Engine,
     HorizonDays,
@@ -32,6 +32,7 @@ def etl(
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
     cpus.size_pools()
+    allocator.keep_freed_memory()
     from hmrec.raw.read import RawDataError
     from hmrec.store.build import store_writer
     from hmrec.workdir import LockedError
@@ -65,6 +66,7 @@ def evaluate(
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all (--horizon-days,
     --label-windows and --search-fits as the pipeline's: the same settings give the pipeline's figures)."""
     cpus.size_pools()
+    allocator.keep_freed_memory()
     from hmrec.pipeline import PipelineConfig, evaluate_workdir
     from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
@@ -109,6 +111,7 @@ def pipeline(
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
     cpus.size_pools()
+    allocator.keep_freed_memory()
     from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError
@@ -146,6 +149,7 @@ def precompute(
 
     The pipeline already does this before it registers; this is for a version registered without them."""
     cpus.size_pools()
+    allocator.keep_freed_memory()
     from hmrec.pipeline import precompute_version
     from hmrec.registry.versions import RegistryError
     from hmrec.registry.writer import workdir_writer
