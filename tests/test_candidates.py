@@ -196,3 +196,26 @@ def test_candidate_recall_section_is_a_markdown_table():
     assert section.startswith("## Candidate recall")
     assert "| other_colours | 5 | 0.4000 |" in section
     assert "| **all (union)** |" in section and "0.6000" in section
+
+
+def test_candidate_recall_on_a_sample_is_that_of_the_sampled_customers_alone():
+    data, sources = union_setup()
+    final = FinalRecommender(sources, FinalConfig(n_per_source={"other_colours": 5, "bought_together": 5}))
+    relevant = [[2, 3, 7], [4], [0]]
+    sampled = candidate_recall_section(final, query(data, [0, 1, 2]), relevant, at_most=2)
+    rows = np.sort(np.random.default_rng(0).choice(3, 2, replace=False))
+    alone = candidate_recall_section(final, query(data, [[0, 1, 2][r] for r in rows]), [relevant[r] for r in rows])
+    assert "2 of the 3 customers, drawn at random" in sampled
+    assert sampled.split("|", 1)[1] == alone.split("|", 1)[1]  # the same table
+
+
+def test_taking_query_rows_renumbers_them_and_keeps_their_history():
+    data, _ = union_setup()
+    whole = query(data, [0, 1, 2, 29])
+    whole.user_features(np.zeros(100, dtype=np.int64))
+    part, alone = whole.take(np.array([1, 3])), query(data, [1, 29])
+    assert part.customers.equals(alone.customers)
+    assert part.history.sort(pl.all()).equals(alone.history.sort(pl.all())) and part.history.height == 8
+    assert all(np.array_equal(part.user_features(None)[name], values[[1, 3]], equal_nan=True)
+               for name, values in whole.user_features(None).items())
+    assert whole.take(np.array([0, 1])).history.equals(whole.rows(0, 2).history)

@@ -65,6 +65,20 @@ class Query:
             part._user_features = {name: values[start:stop] for name, values in self._user_features.items()}
         return part
 
+    def take(self, rows: np.ndarray) -> Query:
+        """Query rows `rows` (ascending, distinct) as a query of their own, renumbered from 0 in that order (user
+        features kept)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        renumbered = np.full(len(self), -1, dtype=np.int64)
+        renumbered[rows] = np.arange(rows.size)
+        row = renumbered[self.history["row"].to_numpy()]
+        kept = row >= 0
+        history = self.history.filter(pl.Series(kept)).with_columns(pl.Series("row", row[kept], dtype=pl.UInt32))
+        part = Query(self.customers[rows], history, self.as_of)
+        if self._user_features is not None:
+            part._user_features = {name: values[rows] for name, values in self._user_features.items()}
+        return part
+
     def arrays(self) -> HistoryArrays:
         """The history as numpy arrays, built once per query (every personal source and the ranker read it)."""
         if self._arrays is None:
