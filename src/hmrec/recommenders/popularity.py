@@ -130,6 +130,16 @@ class PopularityRecommender(Recommender):
         return model
 
 
+def _buckets(data: TrainData) -> np.ndarray:
+    """Each transaction's buyer's age bucket (-1: unknown age, or a buyer the customers table lacks), gathered by
+    customer_idx: a join of every line with the customers took a third of the fit at full size."""
+    customer_idx = data.customers["customer_idx"].to_numpy()
+    buyers = data.transactions["customer_idx"].to_numpy()
+    bucket_of = np.full(max(customer_idx.max(initial=-1), buyers.max(initial=-1)) + 1, UNKNOWN_AGE_BUCKET, np.int8)
+    bucket_of[customer_idx] = data.customers.select(age_bucket(pl.col("age")).alias("bucket"))["bucket"].to_numpy()
+    return bucket_of[buyers]
+
+
 class AgePopularityRecommender(PopularityRecommender):
     """Recent bestsellers of the customer's age bucket, topped up with the global bestsellers.
 
@@ -145,10 +155,7 @@ class AgePopularityRecommender(PopularityRecommender):
 
     def fit(self, data: TrainData) -> Self:
         since = data.cutoff - timedelta(days=self.config.window_days)
-        buckets = data.customers.select(
-            pl.col("customer_idx").cast(pl.Int32), age_bucket(pl.col("age")).alias("age_bucket")
-        )
-        bought = data.transactions.join(buckets, on="customer_idx", how="left")
+        bought = data.transactions.with_columns(pl.Series("age_bucket", _buckets(data)))
         # a bucket's list holds only its recent sellers: the global recent bestsellers beat its old ones
         known = bought.filter(pl.col("age_bucket") >= 0)
         per_bucket = bestsellers(known, since, self.config.keep, by="age_bucket", recent_only=True)
