@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "hmrec"
 
 # hmrec's packages and top-level modules, lowest first: each may import its own layer and those before it
-# (docs/architecture.md). `hmrec` (the package itself), `logs`, `cpus` and `workdir` (leaves that import only the
-# standard library and numpy) are imported by any layer.
-LAYERS = [{"hmrec", "logs", "cpus", "workdir"}, {"raw"}, {"sample"}, {"store"}, {"data"}, {"recommenders"}, {"retrieval"},
+# (docs/architecture.md). `hmrec` (the package itself), `logs`, `cpus`, `allocator` and `workdir` (leaves that import
+# only the standard library and numpy) are imported by any layer.
+LAYERS = [{"hmrec", "logs", "cpus", "allocator", "workdir"}, {"raw"}, {"sample"}, {"store"}, {"data"}, {"recommenders"}, {"retrieval"},
           {"candidates"}, {"ranking"}, {"evaluation"}, {"registry"}, {"feedback"}, {"serving"}, {"scale"}, {"support"},
           {"pipeline", "scoring", "retrain"}, {"cli", "commands"}]
 # The one arrow upward on purpose (docs/architecture.md): the ranker chooses its leader with the report's metrics,
