@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 # Allocate, touch, free and allocate 64 MB again in a fresh process; print the page faults of the second time.
 # numpy's huge-page advice is off, so a fresh mapping faults once per 4 kB page on any kernel.
 FAULTS = """
@@ -32,7 +30,6 @@ def _faults(mode: str) -> int:
     return json.loads(done.stdout)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_reused_not_faulted_in_again():
     pages = (64 << 20) // 4096
     assert _faults("default") > pages // 2  # glibc's default: the second array is a new mapping

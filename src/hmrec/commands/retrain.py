@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from hmrec import allocator, cpus
 from hmrec.commands.shared import (
     Engine,
     HorizonDays,
@@ -18,6 +17,7 @@ from hmrec.commands.shared import (
     Wait,
     chosen_engine,
     fail,
+    offline_process,
 )
 
 
@@ -42,8 +42,7 @@ def retrain(
     """Export the live events into the training data, run the pipeline, register the new version, score it and the
     champion on the same latest held-out window, and promote it only if it is not worse (the decision and every
     figure go to MLflow)."""
-    cpus.size_pools()
-    allocator.keep_freed_memory()
+    offline_process()
     from hmrec.pipeline import check_raw_inputs
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError

@@ -1,4 +1,5 @@
-"""What the `hmrec` sub-commands share: the one way to fail, the engine options, the registry check before a read."""
+"""What the `hmrec` sub-commands share: the one way to fail, the engine options, the registry check before a read,
+the offline commands' process set-up."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from hmrec import allocator, cpus
 
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
 Engine = Annotated[str | None, typer.Option(
@@ -24,6 +27,13 @@ LabelWindows = Annotated[int | None, typer.Option(
 SearchFits = Annotated[int, typer.Option(
     "--search-fits", min=1, help="LightGBM fits the search for the ranker's settings may spend, by successive "
     "halving on the validation customers (1: the default settings only).")]
+
+
+def offline_process() -> None:
+    """The offline commands' first step (etl, evaluate, pipeline, precompute, retrain), before Polars or a numeric
+    library loads: thread pools sized to this machine's CPUs, and freed memory kept for the next large array."""
+    cpus.size_pools()
+    allocator.keep_freed_memory()
 
 
 def fail(message: str) -> None:

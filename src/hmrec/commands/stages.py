@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from hmrec import allocator, cpus
 from hmrec.commands.shared import (
     Engine,
     HorizonDays,
@@ -18,6 +17,7 @@ from hmrec.commands.shared import (
     Wait,
     chosen_engine,
     fail,
+    offline_process,
     readable_workdir,
 )
 
@@ -31,8 +31,7 @@ def etl(
     wait: Wait = False,
 ) -> None:
     """Validate and clean the raw files and build the Parquet feature store."""
-    cpus.size_pools()
-    allocator.keep_freed_memory()
+    offline_process()
     from hmrec.raw.read import RawDataError
     from hmrec.store.build import store_writer
     from hmrec.workdir import LockedError
@@ -65,8 +64,7 @@ def evaluate(
     """Score the champion (and its sources) on the held-out window of WORKDIR's store without refitting; write
     REPORTS/<run-id>/report.md. With --refit, fit every method again and score them all (--horizon-days,
     --label-windows and --search-fits as the pipeline's: the same settings give the pipeline's figures)."""
-    cpus.size_pools()
-    allocator.keep_freed_memory()
+    offline_process()
     from hmrec.pipeline import PipelineConfig, evaluate_workdir
     from hmrec.raw.read import RawDataError
     from hmrec.registry.model_bundle import BundleError
@@ -110,8 +108,7 @@ def pipeline(
              "of the data), all (every customer with a purchase) or none.")] = "active",
 ) -> None:
     """Run every stage in order: ETL, training, evaluation, registration; print metrics.json's path."""
-    cpus.size_pools()
-    allocator.keep_freed_memory()
+    offline_process()
     from hmrec.pipeline import PipelineConfig, check_raw_inputs, run_pipeline
     from hmrec.raw.read import RawDataError
     from hmrec.registry.versions import RegistryError
@@ -148,8 +145,7 @@ def precompute(
     """Register a copy of a version with its answers precomputed (registry versions never change); print its number.
 
     The pipeline already does this before it registers; this is for a version registered without them."""
-    cpus.size_pools()
-    allocator.keep_freed_memory()
+    offline_process()
     from hmrec.pipeline import precompute_version
     from hmrec.registry.versions import RegistryError
     from hmrec.registry.writer import workdir_writer

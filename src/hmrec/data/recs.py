@@ -51,7 +51,8 @@ class Recs:
     @classmethod
     def top_k(cls, keys: np.ndarray, scores: np.ndarray, n_rows: int, k: int, owned: np.ndarray | None = None) -> Recs:
         """From distinct `pair_key(row, article_idx)` keys and their scores: best (as float32) first, ties to
-        the smaller article_idx; keys found in `owned` are left out."""
+        the smaller article_idx; keys found in `owned` (sorted and distinct, as `HistoryArrays.owned` gives them) are
+        left out."""
         if owned is not None and owned.size:
             keep = ~find_sorted(owned, keys)[0]
             keys, scores = keys[keep], scores[keep]

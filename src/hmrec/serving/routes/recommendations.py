@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from hmrec.serving.deps import Answering, answered
+from hmrec.serving.deps import answered, get_answering
 from hmrec.serving.schemas import RecommendationRequest, RecommendationResponse, error_responses
 
 router = APIRouter(tags=["recommendations"])
@@ -28,8 +28,8 @@ router = APIRouter(tags=["recommendations"])
 )
 async def recommend(body: RecommendationRequest, request: Request) -> Response:
     received = time.time()
-    # what `AnsweringDep` resolves, read here: resolving the dependency cost a tenth of a looked-up answer's CPU
-    answering: Answering = request.app.state.answering
+    # `AnsweringDep`'s function called here: FastAPI resolving the dependency cost a tenth of a lookup's CPU
+    answering = await get_answering(request)
     answer = await answering.recommendations.recommend_async(body.customer_id, body.k, body.include_purchased)
     metrics = answering.metrics
     metrics.recommendation(answer["strategy"], answer["cached"], answer["path"])
