@@ -4,6 +4,7 @@ every second, a bounded last flush), the API's request ids, impressions and idem
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +13,7 @@ from hmrec.feedback.records import Impression
 from hmrec.serving.events import Purchase, open_event_store
 from hmrec.serving.impressions import ImpressionWriter
 from hmrec.serving.metrics import ServiceMetrics
+from hmrec.serving.schemas import REQUEST_ID_PATTERN
 
 DAY = date(2021, 3, 11)
 NOW = datetime.now(UTC).replace(microsecond=250000)  # a binary fraction: exact as SQLite's REAL seconds
@@ -83,6 +85,13 @@ def test_the_writer_flushes_within_a_second_with_ranks_and_a_fresh_id_each_time(
                                    (108775015, 110065001))
     assert metrics.impressions_written._value.get() == 3
     assert impressions.close() == 0
+
+
+def test_request_ids_are_32_hex_digits_and_never_shared_between_writers(tmp_path):
+    (one, _), (other, _) = writer(tmp_path / "a"), writer(tmp_path / "b")  # two workers
+    ids = [w.shown(ANSWER, "recommendations", 1.0) for w in (one, other) for _ in range(500)]
+    assert len(set(ids)) == 1000 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert re.fullmatch(REQUEST_ID_PATTERN, ids[0]) and one.close() == 0 and other.close() == 0
 
 
 def test_the_writer_drops_impressions_past_the_retention(tmp_path):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from hmrec.raw.schema import format_article_id
 from hmrec.serving.model import LoadedModel
 
@@ -40,8 +38,7 @@ class ArticleCards:
 
     def _card(self, model: LoadedModel, idx: int) -> dict:
         c = model.catalogue
-        article_id = format_article_id(c.article_ids[idx])
-        price = c.prices[idx]
+        article_id = c.shown_ids[idx]
         return {
             "article_id": article_id,
             "name": c.text["prod_name"][idx],
@@ -49,7 +46,7 @@ class ArticleCards:
             "product_group": c.text["product_group_name"][idx],
             "colour": c.text["colour_group_name"][idx],
             "index_group": c.text["index_group_name"][idx],
-            "price": None if np.isnan(price) else round(float(price), 6),
+            "price": c.shown_prices[idx],
             "image_url": self.image_url(article_id),
         }
 

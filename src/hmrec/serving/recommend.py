@@ -160,7 +160,7 @@ class RecommendService:
             "model_version": model.version,
             "variant": model.variant,
             "as_of": history.as_of.isoformat(),
-            "items": [{**self.cards.card(model, it["article_idx"]), **_ranked(it)} for it in items],
+            "items": [_shown(self.cards.card(model, it["article_idx"]), it) for it in items],
         }
 
     def buy_again(self, customer_id: str, k: int) -> dict:
@@ -233,7 +233,9 @@ def _without(items: list[dict], hidden: set[int]) -> list[dict]:
     return [it for it in items if it["article_idx"] not in hidden] if hidden else items
 
 
-def _ranked(item: dict) -> dict:
+def _shown(card: dict, item: dict) -> dict:
+    """An answer's item: the article's card, then its rounded score, what the score is, its sources and reason (one
+    dict built, not a second one merged in)."""
     score = shown_score(item["score"])
-    return {"score": score, "score_kind": None if score is None else item["score_kind"], "sources": item["sources"],
-            "reason": item["reason"]}
+    return {**card, "score": score, "score_kind": None if score is None else item["score_kind"],
+            "sources": item["sources"], "reason": item["reason"]}
