@@ -6,7 +6,7 @@ from typing import Annotated
 
 from hmrec import cpus
 
-cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library: idle thread pools sleep
+cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library: how idle thread pools wait
 
 import typer  # noqa: E402
 

@@ -1,12 +1,17 @@
-"""The one count of CPUs this process may use, and thread pools sized to it that sleep, not spin, while they wait.
+"""The one count of CPUs this process may use, and thread pools sized to it that sleep, not spin, while they wait
+on a busy machine.
 
 Every local thread pool (torch, LightGBM, implicit's ALS, FAISS, BLAS, Polars) is sized by `available()`; the Ray
 engine sizes its actors by the cluster's CPUs instead (`scale.engine.cluster_cpus`).
 
-Why "sleep": OpenMP's default wait policy keeps an idle worker spinning for a while before it sleeps. On a quiet
-machine that saves a few microseconds per parallel region; on a busy one each spinning thread takes a time slice
-that the thread doing the work needed, and a 2-core fit ran 20 times slower beside two other busy processes
-instead of the fair 2 to 4 (issue 23). PASSIVE makes idle OpenMP workers sleep at once.
+Why "sleep": OpenMP's default wait policy keeps an idle worker spinning for a while (libgomp: about 3 ms) before it
+sleeps. On a quiet machine that saves a wake-up per parallel region; on a busy one each spinning thread takes a
+time slice that the thread doing the work needed, and a 2-core fit ran 20 times slower beside two other busy
+processes instead of the fair 2 to 4 (issue 23). PASSIVE makes idle OpenMP workers sleep at once. Neither is best
+on both: on the small pipeline spinning was 12-20% faster alone and 2.3x slower beside two busy processes
+(docs/benchmarks.md). So a command looks once, as it starts, whether any other task wants a CPU: where none does,
+the pools keep OpenMP's default; otherwise, or where it cannot tell, they sleep. A load that arrives later finds
+them spinning (their cost then is the default's).
 
 Results and the thread count: LightGBM (`deterministic`, `force_row_wise`), implicit's ALS (one customer's solve
 per thread) and FAISS give the same answers for any count. Torch's sums do not: the two-tower's weights depend on
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +37,9 @@ CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 QUIET_WAITS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 POOL_SIZES = ("HMREC_THREADS", "OMP_NUM_THREADS", "POLARS_MAX_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 MEMINFO = Path("/proc/meminfo")
+LOADAVG = Path("/proc/loadavg")
+USER_WAITS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # any of them set: the user decides
+waits_chosen = "not chosen"  # what quiet_waits decided, for the offline commands' log
 
 
 def _cgroup_quota() -> float | None:
@@ -59,13 +69,41 @@ def available() -> int:
     return max(1, cpus)
 
 
-def quiet_waits() -> None:
-    """Before numpy, torch, LightGBM or FAISS is first imported: their OpenMP pools sleep while idle, and BLAS
-    (read when numpy loads) has `available()` threads. Variables the user set are kept."""
-    for name, value in QUIET_WAITS.items():
-        os.environ.setdefault(name, value)
+def quiet_waits(loadavg: Path = LOADAVG) -> str:
+    """Before numpy, torch, LightGBM or FAISS is first imported: their OpenMP pools sleep while idle unless the
+    machine is quiet now (no task of another process wants a CPU: `others_running(loadavg=loadavg)`), and BLAS
+    (read when numpy loads) has `available()` threads. Variables the user set are kept: setting any of USER_WAITS
+    decides the waits. Spawned processes inherit the choice; it is returned and kept in `waits_chosen`."""
+    global waits_chosen
     for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, str(available()))
+    if any(name in os.environ for name in USER_WAITS):
+        waits_chosen = "OpenMP's idle threads wait as the environment says (" + ", ".join(
+            f"{name}={os.environ[name]}" for name in USER_WAITS if name in os.environ) + ")"
+        return waits_chosen
+    others = others_running(loadavg=loadavg)
+    if others is not None and others + available() <= (os.cpu_count() or 1):
+        waits_chosen = "OpenMP's idle threads spin before they sleep: no other task wanted a CPU at the start"
+        return waits_chosen
+    os.environ.update(QUIET_WAITS)
+    told = "the machine's load could not be read" if others is None else f"{others} other task(s) wanted a CPU"
+    waits_chosen = f"OpenMP's idle threads sleep at once: {told} at the start"
+    return waits_chosen
+
+
+def others_running(samples: int = 5, every: float = 0.01, loadavg: Path = LOADAVG) -> int | None:
+    """Tasks of other processes running or waiting for a CPU now: the median of `samples` reads of the kernel's
+    count (the 4th field of /proc/loadavg, `running/total`, which counts this reader too), so that a blip of
+    another process is not taken for a load; None where it cannot be read."""
+    counts = []
+    for i in range(samples):
+        if i:
+            time.sleep(every)
+        try:
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+    return max(0, int(statistics.median_low(counts)))
 
 
 def size_pools(threads: int | None = None) -> None:
