@@ -39,7 +39,7 @@ POOL_SIZES = ("HMREC_THREADS", "OMP_NUM_THREADS", "POLARS_MAX_THREADS", "OPENBLA
 MEMINFO = Path("/proc/meminfo")
 LOADAVG = Path("/proc/loadavg")
 USER_WAITS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # any of them set: the user decides
-waits_chosen = "not chosen"  # what quiet_waits decided, for the offline commands' log
+waits_chosen = "not chosen"  # what quiet_waits decided, for the pipeline's log
 
 
 def _cgroup_quota() -> float | None:

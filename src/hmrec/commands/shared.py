@@ -3,7 +3,6 @@ the offline commands' process set-up."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,6 @@ import typer
 
 from hmrec import allocator, cpus
 
-log = logging.getLogger(__name__)
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
 Engine = Annotated[str | None, typer.Option(
     "--engine", help="local (this machine: the batch in one process per core) or ray (ETL and batch scoring on Ray); "
@@ -36,7 +34,6 @@ def offline_process() -> None:
     library loads: thread pools sized to this machine's CPUs, and freed memory kept for the next large array."""
     cpus.size_pools()
     allocator.keep_freed_memory()
-    log.info(cpus.waits_chosen)
 
 
 def fail(message: str) -> None:
