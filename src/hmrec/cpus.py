@@ -8,7 +8,7 @@ Why "sleep": OpenMP's default wait policy keeps an idle worker spinning for a wh
 sleeps. On a quiet machine that saves a wake-up per parallel region; on a busy one each spinning thread takes a
 time slice that the thread doing the work needed, and a 2-core fit ran 20 times slower beside two other busy
 processes instead of the fair 2 to 4 (issue 23). PASSIVE makes idle OpenMP workers sleep at once. Neither is best
-on both: on the small pipeline spinning was 12-20% faster alone and 2.3x slower beside two busy processes
+on both: on the small pipeline sleeping cost 20% alone and spinning 2.4x beside two busy processes
 (docs/benchmarks.md). So a command looks once, as it starts, whether any other task wants a CPU: where none does,
 the pools keep OpenMP's default; otherwise, or where it cannot tell, they sleep. A load that arrives later finds
 them spinning (their cost then is the default's).
