@@ -6,7 +6,7 @@ from typing import Annotated
 
 from hmrec import cpus
 
-cpus.quiet_waits()  # before numpy (imported by logs) and every numeric library: how idle thread pools wait
+cpus.blas_pools()  # before numpy (imported by logs); the commands with thread pools size them (size_pools)
 
 import typer  # noqa: E402
 

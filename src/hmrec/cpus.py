@@ -39,7 +39,7 @@ POOL_SIZES = ("HMREC_THREADS", "OMP_NUM_THREADS", "POLARS_MAX_THREADS", "OPENBLA
 MEMINFO = Path("/proc/meminfo")
 LOADAVG = Path("/proc/loadavg")
 USER_WAITS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # any of them set: the user decides
-waits_chosen = "not chosen"  # what quiet_waits decided, for the pipeline's log
+waits_chosen = ""  # what quiet_waits decided in this process ("": not yet), for the pipeline's log
 
 
 def _cgroup_quota() -> float | None:
@@ -69,14 +69,20 @@ def available() -> int:
     return max(1, cpus)
 
 
+def blas_pools() -> None:
+    """Before numpy is first imported (the CLI's first step): BLAS, read when numpy loads, has `available()` threads.
+    Variables the user set are kept."""
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(available()))
+
+
 def quiet_waits(loadavg: Path = LOADAVG) -> str:
     """Before numpy, torch, LightGBM or FAISS is first imported: their OpenMP pools sleep while idle unless the
     machine is quiet now (no task of another process wants a CPU: `others_running(loadavg=loadavg)`), and BLAS
     (read when numpy loads) has `available()` threads. Variables the user set are kept: setting any of USER_WAITS
     decides the waits. Spawned processes inherit the choice; it is returned and kept in `waits_chosen`."""
     global waits_chosen
-    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, str(available()))
+    blas_pools()
     if any(name in os.environ for name in USER_WAITS):
         waits_chosen = "OpenMP's idle threads wait as the environment says (" + ", ".join(
             f"{name}={os.environ[name]}" for name in USER_WAITS if name in os.environ) + ")"
@@ -107,10 +113,14 @@ def others_running(samples: int = 5, every: float = 0.01, loadavg: Path = LOADAV
 
 
 def size_pools(threads: int | None = None) -> None:
-    """Before Polars or an OpenMP library is first imported: their pools get `threads` (default `available()`).
-    Variables the user set are kept."""
+    """Before Polars or an OpenMP library is first imported (the offline commands' and `hmrec serve`'s first step):
+    their pools get `threads` (default `available()`) and their idle wait is chosen (`quiet_waits`, once a process:
+    it looks at the machine for 40 ms, which commands without such pools do not pay). Variables the user set are
+    kept."""
     for name in ("OMP_NUM_THREADS", "POLARS_MAX_THREADS"):
         os.environ.setdefault(name, str(threads or available()))
+    if not waits_chosen:
+        quiet_waits()
 
 
 def at_most(threads: int) -> int:

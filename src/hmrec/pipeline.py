@@ -214,7 +214,8 @@ def run_pipeline(config: PipelineConfig) -> Path:
     run_id = new_run_id()
     champion_at_start = Registry.for_workdir(config.workdir).champion_version()  # promote's compare-and-set
     with Tracker.start(config.workdir, run_name=run_id, params=_params(config)) as tracker:
-        log.info(cpus.waits_chosen)  # after the input checks: a refusal stays one line
+        if cpus.waits_chosen:  # chosen by the command's size_pools; after the input checks: a refusal stays one line
+            log.info(cpus.waits_chosen)
         started = time.perf_counter()
         manifest = config.engine.build_store(config.raw, config.store_dir, test_days=config.test_days)
         tracker.log_metrics({"etl_seconds": time.perf_counter() - started})

@@ -48,7 +48,7 @@ class ImpressionWriter:
     def shown(self, answer: dict, surface: str, received_at: float) -> str:
         """Queue the impression of `answer` (shown on `surface`, the request received at `received_at`, Unix
         seconds) and return its fresh request id; a full queue drops it (counted), the answer never waits."""
-        request_id = f"{self._id_prefix}{next(self._id_count):016x}"
+        request_id = self.request_id()
         row = (request_id, answer["customer_id"], answer.get("model_version"),
                answer.get("variant") or DEFAULT_VARIANT, surface, answer["as_of"], received_at,
                [item["article_id"] for item in answer["items"]])
@@ -57,6 +57,10 @@ class ImpressionWriter:
         except queue.Full:
             self._drop("queue_full", 1)
         return request_id
+
+    def request_id(self) -> str:
+        """A fresh request id (an answer's, recorded as an impression or not)."""
+        return f"{self._id_prefix}{next(self._id_count):016x}"
 
     def close(self, timeout: float = 0.5) -> int:
         """Stop, giving the last flush at most `timeout` seconds; log and return how many impressions it dropped."""

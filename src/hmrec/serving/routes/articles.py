@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -34,7 +33,7 @@ def similar(article_id: ArticlePath, views: ViewsDep, impressions: ImpressionsDe
     received = time.time()
     answer = views.similar(parse_article_id(article_id), k, any_type)
     if customer_id is None:
-        return {**answer, "request_id": uuid.uuid4().hex}
+        return {**answer, "request_id": impressions.request_id()}
     shown = {**answer, "customer_id": customer_id, "as_of": views.service_day(customer_id).isoformat(),
              "model_version": views.holder.model.version}
     return {**answer, "request_id": impressions.shown(shown, "similar", received)}
