@@ -13,15 +13,18 @@ under 50 ms (p99).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
+import psutil
 import uvloop
-from http1 import EVENTS_PATH, exchange
+from http1 import EVENTS_PATH, EVENTS_TOKEN
 
 LATENCY_TARGET_MS = 100.0
 REFUSAL_TARGET_MS = 50.0
@@ -29,6 +32,7 @@ ACCEPTED_SHARE_TARGET = 0.9
 OVERLOAD = 4
 REFUSED = (429, 503)
 KEEP_ALIVE_SECONDS = 4.0  # under uvicorn's timeout_keep_alive (5 s)
+TICK_SECONDS = 0.001  # events due meanwhile leave together, up to 1 ms late (counted in their latency)
 
 
 def purchases(customers: list[str], articles: list[int], seed: int) -> Callable[[int], dict]:
@@ -39,60 +43,154 @@ def purchases(customers: list[str], articles: list[int], seed: int) -> Callable[
 
 async def open_loop(host: str, port: int, rate: float, seconds: float, body: Callable[[int], dict],
                     max_connections: int) -> dict:
-    """Send `rate` events per second for `seconds` on schedule; the latencies of accepted and refused ones."""
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []  # (reader, writer, idle since)
-    slots = asyncio.Semaphore(max_connections)  # waiting for one counts in the latency, as any client queue would
+    """Send `rate` events per second for `seconds` on schedule; the latencies of accepted and refused ones.
+
+    Lean on purpose, since on a small machine the client's CPU is the service's: requests are encoded before the
+    clock starts, and each connection is an asyncio Protocol that parses only the status line and Content-Length
+    (no task, stream or JSON per request). An event due while every one of `max_connections` connections is busy
+    waits for the first to come free, and that wait counts in its latency."""
+    loop = asyncio.get_running_loop()
+    total = int(rate * seconds)
+    requests = [request_bytes(body(i)) for i in range(total)]
+    idle: list[_Connection] = []
+    waiting: deque[tuple[float, int]] = deque()  # (due, index) of events with no connection free yet
     accepted: list[float] = []
     refused: list[float] = []
     other: dict[str, int] = {}
     reasons: dict[str, int] = {}  # status and the detail's first words: which limit refused
+    opened = 0  # connections open or opening
+    left = total
+    finished = loop.create_future()
 
-    async def one(due: float, i: int) -> None:
-        async with slots:
-            connection = _reusable(idle)
-            try:
-                if connection is None:
-                    connection = await asyncio.open_connection(host, port)
-                status, payload = await exchange(*connection[:2], "POST", EVENTS_PATH, body(i))
-            except (OSError, asyncio.IncompleteReadError) as error:
-                other[type(error).__name__] = other.get(type(error).__name__, 0) + 1
-                if connection is not None:
-                    connection[1].close()
-                return
-            ms = (time.perf_counter() - due) * 1000
-            if status == 201:
-                accepted.append(ms)
-            else:
-                if status in REFUSED:
-                    refused.append(ms)
-                other[str(status)] = other.get(str(status), 0) + 1
-                reason = f"{status} {' '.join(json.loads(payload).get('detail', '').split()[:5])}"
-                reasons[reason] = reasons.get(reason, 0) + 1
-            idle.append((*connection[:2], time.perf_counter()))
+    def count(key: str, into: dict[str, int]) -> None:
+        into[key] = into.get(key, 0) + 1
 
-    total, start = int(rate * seconds), time.perf_counter() + 0.05
-    tasks, i = [], 0
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not finished.done():
+            finished.set_result(None)
+
+    def send(due: float, i: int) -> None:
+        nonlocal opened
+        connection = _reusable(idle)
+        if connection is not None:
+            connection.send(requests[i], due)
+        elif opened < max_connections:
+            opened += 1
+            loop.create_task(connect(due, i))
+        else:
+            waiting.append((due, i))
+
+    async def connect(due: float, i: int) -> None:
+        nonlocal opened
+        try:
+            _, connection = await loop.create_connection(lambda: _Connection(answered, lost), host, port)
+        except OSError as error:
+            opened -= 1
+            count(type(error).__name__, other)
+            one_done()
+            return
+        connection.send(requests[i], due)
+
+    def answered(connection: _Connection, status: int, payload: bytes, due: float) -> None:
+        ms = (time.perf_counter() - due) * 1000
+        if status == 201:
+            accepted.append(ms)
+        else:
+            if status in REFUSED:
+                refused.append(ms)
+            count(str(status), other)
+            count(f"{status} {' '.join(json.loads(payload).get('detail', '').split()[:5])}", reasons)
+        if waiting:
+            connection.send(requests[waiting[0][1]], waiting.popleft()[0])
+        else:
+            connection.idle_since = time.perf_counter()
+            idle.append(connection)
+        one_done()
+
+    def lost(connection: _Connection, in_flight: bool) -> None:
+        nonlocal opened
+        opened -= 1
+        if in_flight:  # dropped with a request unanswered: the service's failure
+            count("ConnectionLost", other)
+            one_done()
+        if waiting and opened < max_connections:
+            opened += 1
+            due, i = waiting.popleft()
+            loop.create_task(connect(due, i))
+
+    start, i = time.perf_counter() + 0.05, 0
     while i < total:
         now = time.perf_counter()
         while i < total and start + i / rate <= now:
-            tasks.append(asyncio.ensure_future(one(start + i / rate, i)))
+            send(start + i / rate, i)
             i += 1
-        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-    await asyncio.gather(*tasks)
+        # at least TICK between wake-ups: a sleep per event cost this client more CPU than the requests themselves
+        await asyncio.sleep(max(TICK_SECONDS, start + i / rate - time.perf_counter()))
+    if total:
+        await finished
     elapsed = time.perf_counter() - start
-    for _, writer, _ in idle:
-        writer.close()
+    for connection in idle:
+        connection.close()
     return {**summary(rate, total, elapsed, accepted, refused, other), "reasons": reasons}
 
 
-def _reusable(idle: list) -> tuple | None:
+def request_bytes(body: dict) -> bytes:
+    payload = json.dumps(body).encode()
+    return (f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {EVENTS_TOKEN}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection, one request at a time; `answered(self, status, body, due)` when the
+    answer is complete, `lost(self, in_flight)` when the connection closes."""
+
+    def __init__(self, answered: Callable, lost: Callable):
+        self.answered, self.lost = answered, lost
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.due: float | None = None  # the request in flight's scheduled time
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes, due: float) -> None:
+        self.due = due
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        at = head.index(b"content-length:") + len(b"content-length:")
+        length = int(head[at:].split(b"\r\n", 1)[0])
+        if len(self.buffer) < end + 4 + length:
+            return
+        payload, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+        due, self.due = self.due, None
+        self.answered(self, int(head[9:12]), payload, due)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.lost(self, self.due is not None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _reusable(idle: list[_Connection]) -> _Connection | None:
     """The most recently used idle connection, closing those the server may have closed meanwhile (uvicorn closes
     a connection idle for 5 s): reused, they would fail as if the service had dropped the request."""
     while idle:
-        reader, writer, since = idle.pop()
-        if time.perf_counter() - since < KEEP_ALIVE_SECONDS:
-            return reader, writer, since
-        writer.close()
+        connection = idle.pop()
+        if connection.transport is not None and time.perf_counter() - connection.idle_since < KEEP_ALIVE_SECONDS:
+            return connection
+        connection.close()
     return None
 
 
@@ -116,13 +214,19 @@ def sustained(step: dict) -> bool:
 
 
 def measure(url: str, body: Callable[[int], dict], start: float, factor: float, refine: int, step_seconds: float,
-            overload_seconds: float, max_rate: float, max_connections: int, known: float | None = None) -> dict:
+            overload_seconds: float, max_rate: float, max_connections: int, known: float | None = None,
+            server_pid: int | None = None) -> dict:
     """Warm up, step the rate up to the first failure, bisect `refine` times, then run at OVERLOAD x the result
-    (or at OVERLOAD x `known`, a sustainable rate found before, without stepping)."""
+    (or at OVERLOAD x `known`, a sustainable rate found before, without stepping). With `server_pid`, each step
+    also says how many CPUs the service (that process and its children) and this client used."""
     host, port = url.removeprefix("http://").split(":")
 
     def run(rate: float, seconds: float) -> dict:
-        return uvloop.run(open_loop(host, int(port), rate, seconds, body, max_connections))
+        before = _cpu_seconds(server_pid)
+        step = uvloop.run(open_loop(host, int(port), rate, seconds, body, max_connections))
+        used = [b - a for a, b in zip(before, _cpu_seconds(server_pid), strict=True)]
+        return {**step, "server_cpus": round(used[0] / step["seconds"], 2),
+                "client_cpus": round(used[1] / step["seconds"], 2)}
 
     run(start, 2.0)  # connections opened, code paths warm: not counted
     steps: list[dict] = []
@@ -157,17 +261,31 @@ def measure(url: str, body: Callable[[int], dict], start: float, factor: float, 
     return result
 
 
+def _cpu_seconds(server_pid: int | None) -> tuple[float, float]:
+    """(user + system CPU seconds of the service's processes so far, of this client so far); the first is 0 without
+    a pid. A worker replaced during a step would be missed: none is, unless one dies."""
+    family = []
+    if server_pid is not None:
+        family = [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]
+    server = 0.0
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            server += sum(process.cpu_times()[:2])
+    return server, sum(psutil.Process().cpu_times()[:2])
+
+
 def markdown(result: dict) -> str:
     lines = [f"sustainable event rate: {result['sustainable_per_s']}/s (every event accepted, p99 < "
              f"{LATENCY_TARGET_MS:.0f} ms)", "",
              "| offered /s | sent | accepted /s | not accepted | accepted p50 / p99 / max ms | refused p50 / p99 ms "
-             "| load |", "|---|---|---|---|---|---|---|"]
+             "| CPUs: service / client | load |", "|---|---|---|---|---|---|---|---|"]
     rows = [*result["steps"], *([result["overload"]] if "overload" in result else [])]
     for step in rows:
         lines.append(f"| {step['rate']} | {step['sent']} | {step['accepted_per_s']} | {step['not_accepted'] or 0} | "
                      f"{step.get('accepted_p50_ms', '-')} / {step.get('accepted_p99_ms', '-')} / "
                      f"{step.get('accepted_max_ms', '-')} | {step.get('refused_p50_ms', '-')} / "
-                     f"{step.get('refused_p99_ms', '-')} | {step['load_average']} |")
+                     f"{step.get('refused_p99_ms', '-')} | {step.get('server_cpus', '-')} / "
+                     f"{step.get('client_cpus', '-')} | {step['load_average']} |")
     if "targets" in result:
         lines += ["", f"at {OVERLOAD}x (last row): {result['targets']}"]
     return "\n".join(lines)

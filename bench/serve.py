@@ -24,6 +24,10 @@ an existing (empty) PostgreSQL database.
 
     .venv/bin/python bench/serve.py --workdir work --only mix --workers 2 --concurrency 16 --events postgresql
     .venv/bin/python bench/serve.py --workdir work --only event-rate --workers 2
+    .venv/bin/python bench/serve.py --workdir work --only event-rate --workers 1 --client-cpu 0
+
+`--client-cpu N` pins this client to CPU N and the service to the other CPUs, as if the load came from another
+machine: on two shared cores, the client's CPU is otherwise taken from the service it measures.
 """
 
 from __future__ import annotations
@@ -49,6 +53,17 @@ from http1 import EVENTS_TOKEN, exchange
 from hmrec.registry.model_bundle import bundle_paths, read_answers
 from hmrec.registry.versions import Registry
 from hmrec.support.launcher import Server  # the same subprocess helper the reliability tests use
+
+
+def split_cpus(client_cpu: int | None) -> tuple[set[int], set[int]] | None:
+    """({client's CPU}, {the service's CPUs}) for --client-cpu, or None."""
+    if client_cpu is None:
+        return None
+    cpus = os.sched_getaffinity(0)
+    if client_cpu not in cpus or len(cpus) < 2:
+        raise SystemExit(f"--client-cpu {client_cpu}: this process may run on CPUs {sorted(cpus)}; the client needs "
+                         "one of them and the service at least one other")
+    return {client_cpu}, cpus - {client_cpu}
 
 
 def warm_customers(workdir: Path, limit: int, seed: int) -> tuple[list[str], list[str], list[str], list[int]]:
@@ -207,6 +222,9 @@ def main() -> None:
     rates.add_argument("--max-rate", type=float, default=20_000.0, help="stop stepping here")
     rates.add_argument("--max-connections", type=int, default=1024, help="the client's connections at most")
     rates.add_argument("--sustainable", type=float, help="a sustainable rate found before: only run at 4x it")
+    parser.add_argument("--client-cpu", type=int, help="pin this client to that CPU and the service to the others: "
+                        "the load no longer takes CPU from the service, as from another machine (the service then "
+                        "has one CPU fewer)")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # the machine's business matters as much as the figures
     warm, active, online, articles = warm_customers(args.workdir, limit=200_000, seed=args.seed)
@@ -221,13 +239,17 @@ def main() -> None:
         limit = {"HMREC_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
         if args.max_wait_ms is not None:
             limit["HMREC_MAX_WAIT_MS"] = str(args.max_wait_ms)
+        pinned = split_cpus(args.client_cpu)
         server = Server(args.workdir, events, Path(scratch) / "server.log", events_token=EVENTS_TOKEN,
+                        preexec_fn=pinned and (lambda: os.sched_setaffinity(0, pinned[1])),
                         HMREC_CACHE_SIZE=str(args.cache_size), HMREC_BATCH_MAX=str(args.batch_max),
                         HMREC_WORKERS=str(args.workers),
                         # one client address sends every event here: measure the service, not the per-client limit
                         HMREC_EVENTS_PER_CLIENT_PER_SECOND="1000000", HMREC_EVENTS_BURST="1000000", **limit)
         stack.callback(server.stop)
         server.start(timeout=600)  # a loaded machine can take minutes to start two workers
+        if pinned:
+            os.sched_setaffinity(0, pinned[0])
         # warm-hit needs its 100 customers asked once; warm-miss must come first so it never hits
         for name in [n for n in plan if not args.only or n in args.only]:
             if name == "warm-hit":
@@ -239,12 +261,13 @@ def main() -> None:
             rate = event_rate.measure(server.url, event_rate.purchases(warm, articles, args.seed),
                                       args.rate_start, args.rate_factor, args.rate_refine, args.step_seconds,
                                       args.overload_seconds, args.max_rate, args.max_connections,
-                                      args.sustainable)
+                                      args.sustainable, server.process.pid)
         # resident memory of each serving process once every scenario ran (the supervisor's included)
         family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children(recursive=True)]
         rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
     backend = "postgresql" if args.events_url else args.events
     report = {"workdir": str(args.workdir), "events": backend, "cpus": os.cpu_count(), "concurrency": args.concurrency,
+              "client_cpu": args.client_cpu,
               "batch_max": args.batch_max, "workers": args.workers, "load_average_before": load_before,
               "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "precomputed_customers": len(active),
