@@ -140,33 +140,6 @@ def test_tifu_answers_and_explains_in_blocks_of_rows_as_all_at_once(monkeypatch)
     assert {name for row in explained for _, _, names in row for name in names} == {"tifu_knn", "tifu_knn_neighbours"}
 
 
-def test_tifu_pair_scores_are_its_blended_scores_for_any_article_and_zero_where_nobody_near_bought_it(monkeypatch):
-    import hmrec.recommenders.tifu as tifu_module
-
-    # the planted scores of test_tifu_neighbours_bring_what_similar_customers_bought_into_the_list: 1 .875, 5 .5,
-    # 2 .25; 7 and 8 only customers sharing nothing bought (0); a second row, customer 10, own {1: 1, 5: 1}
-    data = neighbourhood()
-    model = tifu(alpha=0.5, neighbours=20).fit(data)
-    query = query_for(data, [0, 10])
-    rows, articles = np.array([1, 0, 0, 0, 0, 0, 1]), np.array([5, 1, 5, 2, 7, 8, 7])
-    scores = model.pair_scores(model.user_state(query), rows, articles)
-    np.testing.assert_allclose(scores[1:6], [0.875, 0.5, 0.25, 0.0, 0.0], rtol=1e-6)
-    assert scores[0] > 0 and scores[6] == 0
-    answer, lines = model.recommend(query, 3), np.repeat([0, 1], 3)  # each answer's score, however it is asked
-    fresh = model.pair_scores(model.user_state(query), lines, answer.items.ravel())
-    np.testing.assert_allclose(fresh, answer.scores.ravel(), rtol=1e-6)
-    state = model.user_state(query)
-    kept = model.recommend_from(state, query, 3)  # the scores kept with the state: the same answer and scores
-    np.testing.assert_array_equal(kept.items, answer.items)
-    np.testing.assert_array_equal(model.pair_scores(state, lines, answer.items.ravel()), fresh)
-    monkeypatch.setattr(tifu_module, "ANSWER_ROWS", 1)  # a block a row: the same scores, computed or kept
-    np.testing.assert_array_equal(model.pair_scores(model.user_state(query), rows, articles), scores)
-    state = model.user_state(query)
-    model.recommend_from(state, query, 3)
-    assert sorted(state.blocks) == [0, 1]
-    np.testing.assert_array_equal(model.pair_scores(state, rows, articles), scores)
-
-
 # ---- EASE ------------------------------------------------------------------------------------------------------
 
 

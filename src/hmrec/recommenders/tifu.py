@@ -14,7 +14,7 @@ H&M size at most max_pool x max_articles with a few dozen non-zeros a row, never
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Self
@@ -37,9 +37,6 @@ SIMILARITY_NONZEROS = 1 << 24
 # query rows answered at once: every row's own and neighbours' articles are summed and sorted together, and at the
 # H&M size 1,000 rows at a time answered the held-out week's 103,370 buyers in 32 s against 61 s all at once
 ANSWER_ROWS = 1_000
-# a query of at most this many rows keeps its scores from its answer to its pair scores (the ranker's slices of the
-# held-out week and of the precomputed batch, and a served customer): ~300 MB at the H&M size
-KEPT_ROWS = 10_000
 
 # The settings validation chooses from: 2 x 2 x 4 x 2 x 3 x 2 = 192 answers, but `neighbours` and `alpha` act only
 # at answer time, so 24 fits of the pool. The defaults won on the small fashion world's validation week (on a
@@ -143,20 +140,6 @@ def _unit_rows(matrix: csr_matrix) -> csr_matrix:
     return csr_matrix(matrix.multiply(scale[:, None]))
 
 
-@dataclass
-class _Scored:
-    """TIFU-KNN's user state: the query, and the scores `recommend_from` computed for it, by block."""
-
-    query: Query
-    blocks: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # first row -> pair keys, scores
-
-
-def _block(query: Query, start: int) -> Query:
-    """The ANSWER_ROWS rows of `query` from `start` (the query itself where it is one block)."""
-    stop = min(start + ANSWER_ROWS, len(query))
-    return query if start == 0 and stop == len(query) else query.rows(start, stop)
-
-
 class TifuKnnRecommender(Recommender):
     """Own decayed frequencies (reason: bought before) plus what similar recent customers buy (reason: style)."""
 
@@ -235,40 +218,14 @@ class TifuKnnRecommender(Recommender):
     def recommend(self, query: Query, k: int) -> Recs:
         return self._answer(query, k)[0]
 
-    def user_state(self, query: Query) -> _Scored:
-        """The query, and the scores `recommend_from` computed for it where it has at most KEPT_ROWS rows; a larger
-        query's scores are computed again by `pair_scores`, a block of rows at a time (kept for all of a label
-        window's buyers at once, they would hold gigabytes at the H&M size)."""
-        self._require_fitted()
-        return _Scored(query)
-
-    def recommend_from(self, state: _Scored, query: Query, k: int) -> Recs:
-        return self._answer(query, k, state if len(query) <= KEPT_ROWS else None)[0]
-
-    def pair_scores(self, state: _Scored, rows: np.ndarray, articles: np.ndarray) -> np.ndarray:
-        """The blended score of every (query row, article_idx) line; 0 where neither the customer nor a neighbour
-        bought the article."""
-        out = np.zeros(rows.size, dtype=np.float32)
-        order, query = np.argsort(rows, kind="stable"), state.query
-        bounds = np.searchsorted(rows[order], np.arange(0, len(query) + ANSWER_ROWS, ANSWER_ROWS))
-        for block, start in enumerate(range(0, len(query), ANSWER_ROWS)):
-            lines = order[bounds[block]:bounds[block + 1]]
-            if not lines.size:
-                continue
-            keys, scores = state.blocks.get(start) or self.scores(_block(query, start))[:2]
-            found, at = find_sorted(keys, pair_key(rows[lines] - start, articles[lines]))
-            out[lines[found]] = scores[at[found]]
-        return out
-
-    def _answer(self, query: Query, k: int, keep: _Scored | None = None) -> tuple[Recs, np.ndarray]:
+    def _answer(self, query: Query, k: int) -> tuple[Recs, np.ndarray]:
         """The answers, and the sorted `pair_key(row, article_idx)` of what each row bought; in blocks of
-        ANSWER_ROWS rows (a row's answer does not depend on the others'). `keep`: where to keep each block's scores."""
+        ANSWER_ROWS rows (a row's answer does not depend on the others')."""
         blocks, bought = [], [np.empty(0, np.int64)]
         for start in range(0, len(query), ANSWER_ROWS):
-            keys, scores, own = self.scores(_block(query, start))
-            if keep is not None:
-                keep.blocks[start] = keys, scores
-            blocks.append(Recs.top_k(keys, scores, min(ANSWER_ROWS, len(query) - start), k))
+            rows = min(ANSWER_ROWS, len(query) - start)
+            keys, scores, own = self.scores(query if rows == len(query) else query.rows(start, start + rows))
+            blocks.append(Recs.top_k(keys, scores, rows, k))
             bought.append(keys[own] + (start << 32))  # the block's rows are the query's from `start` (pair_key)
         recs = Recs.stacked(blocks, k)
         return recs if self.fill is None else fill_with(recs, self.fill.recommend(query, k), k), np.concatenate(bought)
