@@ -13,7 +13,6 @@ under 50 ms (p99).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -22,9 +21,8 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
-import psutil
 import uvloop
-from http1 import EVENTS_PATH, EVENTS_TOKEN
+from http1 import EVENTS_PATH, request
 
 LATENCY_TARGET_MS = 100.0
 REFUSAL_TARGET_MS = 50.0
@@ -51,7 +49,7 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
     waits for the first to come free, and that wait counts in its latency."""
     loop = asyncio.get_running_loop()
     total = int(rate * seconds)
-    requests = [request_bytes(body(i)) for i in range(total)]
+    requests = [request("POST", EVENTS_PATH, body(i)) for i in range(total)]
     idle: list[_Connection] = []
     waiting: deque[tuple[float, int]] = deque()  # (due, index) of events with no connection free yet
     accepted: list[float] = []
@@ -72,17 +70,21 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
             finished.set_result(None)
 
     def send(due: float, i: int) -> None:
-        nonlocal opened
         connection = _reusable(idle)
         if connection is not None:
             connection.send(requests[i], due)
         elif opened < max_connections:
-            opened += 1
-            loop.create_task(connect(due, i))
+            connect(due, i)
         else:
             waiting.append((due, i))
 
-    async def connect(due: float, i: int) -> None:
+    def connect(due: float, i: int) -> None:
+        """Open a connection for the i-th event (its opening counts in the event's latency)."""
+        nonlocal opened
+        opened += 1
+        loop.create_task(connected(due, i))
+
+    async def connected(due: float, i: int) -> None:
         nonlocal opened
         try:
             _, connection = await loop.create_connection(lambda: _Connection(answered, lost), host, port)
@@ -103,7 +105,8 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
             count(str(status), other)
             count(f"{status} {' '.join(json.loads(payload).get('detail', '').split()[:5])}", reasons)
         if waiting:
-            connection.send(requests[waiting[0][1]], waiting.popleft()[0])
+            due, i = waiting.popleft()
+            connection.send(requests[i], due)
         else:
             connection.idle_since = time.perf_counter()
             idle.append(connection)
@@ -116,9 +119,7 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
             count("ConnectionLost", other)
             one_done()
         if waiting and opened < max_connections:
-            opened += 1
-            due, i = waiting.popleft()
-            loop.create_task(connect(due, i))
+            connect(*waiting.popleft())
 
     start, i = time.perf_counter() + 0.05, 0
     while i < total:
@@ -134,12 +135,6 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
     for connection in idle:
         connection.close()
     return {**summary(rate, total, elapsed, accepted, refused, other), "reasons": reasons}
-
-
-def request_bytes(body: dict) -> bytes:
-    payload = json.dumps(body).encode()
-    return (f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {EVENTS_TOKEN}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
 class _Connection(asyncio.Protocol):
@@ -215,18 +210,17 @@ def sustained(step: dict) -> bool:
 
 def measure(url: str, body: Callable[[int], dict], start: float, factor: float, refine: int, step_seconds: float,
             overload_seconds: float, max_rate: float, max_connections: int, known: float | None = None,
-            server_pid: int | None = None) -> dict:
+            server_cpu: Callable[[], float] = lambda: 0.0) -> dict:
     """Warm up, step the rate up to the first failure, bisect `refine` times, then run at OVERLOAD x the result
-    (or at OVERLOAD x `known`, a sustainable rate found before, without stepping). With `server_pid`, each step
-    also says how many CPUs the service (that process and its children) and this client used."""
+    (or at OVERLOAD x `known`, a sustainable rate found before, without stepping). Each step also says how many CPUs
+    the service (`server_cpu()`: its CPU seconds so far) and this client used."""
     host, port = url.removeprefix("http://").split(":")
 
     def run(rate: float, seconds: float) -> dict:
-        before = _cpu_seconds(server_pid)
+        server, client = server_cpu(), time.process_time()
         step = uvloop.run(open_loop(host, int(port), rate, seconds, body, max_connections))
-        used = [b - a for a, b in zip(before, _cpu_seconds(server_pid), strict=True)]
-        return {**step, "server_cpus": round(used[0] / step["seconds"], 2),
-                "client_cpus": round(used[1] / step["seconds"], 2)}
+        return {**step, "server_cpus": round((server_cpu() - server) / step["seconds"], 2),
+                "client_cpus": round((time.process_time() - client) / step["seconds"], 2)}
 
     run(start, 2.0)  # connections opened, code paths warm: not counted
     steps: list[dict] = []
@@ -259,19 +253,6 @@ def measure(url: str, body: Callable[[int], dict], start: float, factor: float, 
             "refusals_fast_met": over.get("refused_p99_ms", 0.0) < REFUSAL_TARGET_MS,
         }
     return result
-
-
-def _cpu_seconds(server_pid: int | None) -> tuple[float, float]:
-    """(user + system CPU seconds of the service's processes so far, of this client so far); the first is 0 without
-    a pid. A worker replaced during a step would be missed: none is, unless one dies."""
-    family = []
-    if server_pid is not None:
-        family = [psutil.Process(server_pid), *psutil.Process(server_pid).children(recursive=True)]
-    server = 0.0
-    for process in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            server += sum(process.cpu_times()[:2])
-    return server, sum(psutil.Process().cpu_times()[:2])
 
 
 def markdown(result: dict) -> str:

@@ -11,16 +11,21 @@ EVENTS_TOKEN = "bench-events-token"
 EVENTS_PATH = "/events/purchases"
 
 
+def request(method: str, path: str, body: dict | None) -> bytes:
+    """The bytes of one HTTP/1.1 request with a JSON body (live events carry the token)."""
+    payload = json.dumps(body).encode() if body is not None else b""
+    auth = f"Authorization: Bearer {EVENTS_TOKEN}\r\n" if path == EVENTS_PATH else ""
+    return (f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{auth}"
+            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
                    body: dict | None) -> tuple[int, bytes]:
     """One HTTP/1.1 request on a kept-alive connection; the (status, body) of its answer (Content-Length framed).
 
     A hand-rolled client because a full one (httpx) costs more CPU per request than the server's trivial
     endpoint, and this machine's two cores are shared by both ends."""
-    payload = json.dumps(body).encode() if body is not None else b""
-    auth = f"Authorization: Bearer {EVENTS_TOKEN}\r\n" if path == EVENTS_PATH else ""
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n{auth}"
-                 f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    writer.write(request(method, path, body))
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])

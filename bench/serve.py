@@ -261,7 +261,7 @@ def main() -> None:
             rate = event_rate.measure(server.url, event_rate.purchases(warm, articles, args.seed),
                                       args.rate_start, args.rate_factor, args.rate_refine, args.step_seconds,
                                       args.overload_seconds, args.max_rate, args.max_connections,
-                                      args.sustainable, server.process.pid)
+                                      args.sustainable, lambda: _cpu_seconds([server.process.pid]))
         # resident memory of each serving process once every scenario ran (the supervisor's included)
         family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children(recursive=True)]
         rss_mib = sorted(round(p.memory_info().rss / 2**20) for p in family)
