@@ -316,7 +316,9 @@ def importance_section(final, top: int = 20) -> str:
     importance = final.feature_importance()
     total = float(importance["gain"].sum()) or 1.0
     objective = final.state_.params.get("objective", "lambdarank")  # the search's choice (older bundles: lambdarank)
-    lines = ["## Ranker feature importance", "", f"LightGBM {objective}, {final.booster_.num_trees()} trees; "
+    members = len(final.booster_.boosters)
+    averaged = f" in {members} bagged boosters averaged (`ranking.ensemble`)" if members > 1 else ""
+    lines = ["## Ranker feature importance", "", f"LightGBM {objective}, {final.booster_.num_trees()} trees{averaged}; "
              "gain = total loss reduction of the splits on the feature.", ""]
     state = final.state_
     if state.validation_map:

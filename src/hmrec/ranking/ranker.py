@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Self
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
@@ -17,6 +16,7 @@ from hmrec import cpus
 from hmrec.candidates.generate import Candidates
 from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, require_fitted, write_config
+from hmrec.ranking.ensemble import Ensemble
 from hmrec.ranking.features import ArticleLookup
 from hmrec.ranking.scoring import best_first, candidate_features, feature_matrix, led_by
 from hmrec.ranking.training import FinalConfig, RankerState, fit_ranker
@@ -27,7 +27,6 @@ __all__ = ["FinalConfig", "FinalRecommender", "RankerState"]
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-MODEL_FILE = "ranker.txt"
 ARTICLES_FILE = "articles.parquet"
 SOURCES_DIR = "sources"
 SINGLE_THREAD_ROWS = 20_000
@@ -60,7 +59,7 @@ class FinalRecommender(Recommender):
         missing = sorted(set(self.sources) - set(self.config.n_per_source))
         if missing:
             raise ValueError(f"FinalConfig.n_per_source has no candidate count for the sources {missing}")
-        self.booster_: lgb.Booster | None = None
+        self.booster_: Ensemble | None = None  # one booster or a few averaged (`ranking.ensemble`)
         self.state_: RankerState | None = None
         self.articles_: pl.DataFrame | None = None  # article_table() as of the cutoff
         self._lookup: ArticleLookup | None = None  # of `articles_`, built on first use
@@ -155,7 +154,7 @@ class FinalRecommender(Recommender):
         write_config(directory, {"config": asdict(self.config), "sources": list(self.sources),
                                  "prefitted": list(self.prefitted)})
         write_config(directory, self.state_, STATE_FILE)
-        self.booster_.save_model(str(directory / MODEL_FILE))
+        self.booster_.save(directory)
         self.articles_.write_parquet(directory / ARTICLES_FILE)
         for name, source in self.sources.items():
             save_recommender(source, directory / SOURCES_DIR / name)
@@ -165,7 +164,7 @@ class FinalRecommender(Recommender):
         settings = read_config(directory)
         sources = {name: load_recommender(directory / SOURCES_DIR / name) for name in settings["sources"]}
         model = cls(sources, FinalConfig.from_saved(settings["config"]), prefitted=settings["prefitted"])
-        model.booster_ = lgb.Booster(model_file=str(directory / MODEL_FILE))
+        model.booster_ = Ensemble.load(directory)
         model.state_ = read_config(directory, RankerState, STATE_FILE)
         model.articles_ = pl.read_parquet(directory / ARTICLES_FILE)
         return model
