@@ -72,6 +72,8 @@ def test_the_ranker_averages_its_searched_booster_and_bagged_refits():
                                                          num_boost_round=60)).fit(data)
     params = final.state_.params
     assert params["members"] == 3 == len(final.booster_.boosters) and params["trees"] == final.booster_.num_trees()
+    searched, *bagged = final.booster_.boosters  # no member costs more trees than the searched booster
+    assert all(0 < member.num_trees() <= searched.num_trees() for member in bagged)
     assert 0 < params["valid_map12_one"] <= 1 and 0 < params["valid_map12_3"] <= 1
     alone = FinalRecommender(make_sources(), FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1, members=1,
                                                          num_boost_round=60)).fit(data)

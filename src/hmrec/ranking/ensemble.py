@@ -64,7 +64,8 @@ def member_file(n: int) -> str:
 def bagged_members(trial: Trial, train: Lines, valid: Lines, names: list[str], base: dict, rounds: int,
                    patience: int, count: int) -> list[lgb.Booster]:
     """`count` refits of `trial` on all the training lines, each on its own seeded draw of 70% of the buyers and
-    of the features at every iteration, stopped early on the validation MAP@12."""
+    of the features at every iteration, stopped early on the validation MAP@12 within `rounds` trees (the caller
+    passes the searched booster's count: answering then costs `count + 1` times that booster's trees at most)."""
     members = []
     train_set = train.dataset(names)
     for n in range(count):
