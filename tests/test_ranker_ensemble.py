@@ -64,17 +64,20 @@ def test_a_bundle_of_one_booster_loads_as_an_ensemble_of_one(members, tmp_path):
     assert len(loaded.boosters) == 1 and isinstance(loaded.boosters[0], lgb.Booster)
 
 
-def test_the_ranker_averages_its_searched_booster_and_bagged_refits():
+def test_the_ranker_keeps_bagged_refits_only_where_validation_prefers_them():
     data, held_out = planted_world(seed=4)
     query = Query.for_customers(np.array(sorted(held_out), dtype=np.int32), data.customers, data.transactions,
                                 as_of=data.cutoff)
     final = FinalRecommender(make_sources(), FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1, members=3,
                                                          num_boost_round=60)).fit(data)
     params = final.state_.params
-    assert params["members"] == 3 == len(final.booster_.boosters) and params["trees"] == final.booster_.num_trees()
-    searched, *bagged = final.booster_.boosters  # no member costs more trees than the searched booster
-    assert all(0 < member.num_trees() <= searched.num_trees() for member in bagged)
-    assert 0 < params["valid_map12_one"] <= 1 and 0 < params["valid_map12_3"] <= 1
+    kept = 3 if params["valid_map12_3"] > params["valid_map12_one"] else 1
+    assert params["members"] == kept == len(final.booster_.boosters)
+    assert params["trees"] == final.booster_.num_trees()
+    refits = bagged_members(Trial(min_data_in_leaf=5), planted_lines(0), planted_lines(1), ["a", "b", "c"],
+                            {"metric": "map", "eval_at": [12], "num_threads": 1, "verbosity": -1,
+                             "min_data_in_group": 1}, 4, 10, 2)
+    assert all(0 < refit.num_trees() <= 4 for refit in refits)  # at most the trees asked for (the booster's)
     alone = FinalRecommender(make_sources(), FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1, members=1,
                                                          num_boost_round=60)).fit(data)
     assert alone.state_.params["members"] == 1 and "valid_map12_one" not in alone.state_.params
