@@ -177,3 +177,56 @@ def test_the_local_engine_never_imports_ray(tiny_raw, tmp_path):
     env = {**os.environ, "HMREC_ENGINE": "local"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
     assert (tmp_path / "store" / tables.MANIFEST).is_file()
+
+
+ORPHAN_SCRIPT = '''
+import multiprocessing, os, sys, time
+from pathlib import Path
+
+from hmrec.scale.scoring import die_with_parent
+
+
+def child(parent, ready):
+    die_with_parent(parent)
+    Path(ready).touch()
+    time.sleep(300)
+
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(), sys.argv[1]))
+    process.start()
+    print(process.pid, flush=True)
+    time.sleep(300)
+'''
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_scoring_process_dies_with_its_killed_parent(tmp_path):
+    """A killed pipeline leaves no scoring process behind (each held ~2 GB, blocked on answering for ever)."""
+    import time
+
+    script, ready = tmp_path / "parent.py", tmp_path / "ready"
+    script.write_text(ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(ready)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 120
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists() and not gone(child)
+    parent.kill()
+    parent.wait()
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert gone(child), "the child outlived its killed parent"
+    finally:
+        if not gone(child):
+            os.kill(child, 9)

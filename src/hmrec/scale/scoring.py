@@ -172,9 +172,26 @@ def _answers(scorer: Scorer, customer_idx: np.ndarray) -> dict[str, np.ndarray]:
 _process_scorer: Scorer | None = None  # a scoring process's `Scorer`, loaded once by `_load`
 
 
-def _load(inputs: ScoringInputs) -> None:
+def _load(inputs: ScoringInputs, parent: int) -> None:
     global _process_scorer
+    die_with_parent(parent)
     _process_scorer = Scorer(inputs)
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: have the kernel kill this process when `parent` (the process that started it) exits, and exit now if
+    it already has. A scoring process otherwise outlives a killed pipeline, blocked for ever on sending its answers
+    back and holding its copy of the model (about 2 GB each at full size). Elsewhere: nothing."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _score_block(customer_idx: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
@@ -192,7 +209,8 @@ def _in_processes(inputs: ScoringInputs, blocks: list[np.ndarray], processes: in
 
     threads = max(1, cpus.available() // processes)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_load, initargs=(inputs,)) as pool:
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_load,
+                             initargs=(inputs, os.getpid())) as pool:
         with cpus.children_threads(threads):  # read by each process as it starts (all start at the first submit)
             futures = {pool.submit(_score_block, block): i for i, block in enumerate(blocks)}
         parts: list[dict | None] = [None] * len(blocks)
