@@ -9,6 +9,7 @@ import pytest
 from test_ranker import N_PER_SOURCE, make_sources, planted_world
 
 from hmrec.data import Query
+from hmrec.evaluation.selection import ranker_settings_section
 from hmrec.ranking.ensemble import Ensemble, bagged_members
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.ranking.search import Lines, Trial
@@ -74,6 +75,9 @@ def test_the_ranker_keeps_bagged_refits_only_where_validation_prefers_them():
     kept = 3 if params["valid_map12_3"] > params["valid_map12_one"] else 1
     assert params["members"] == kept == len(final.booster_.boosters)
     assert params["trees"] == final.booster_.num_trees()
+    section = ranker_settings_section(final)  # the report says both figures and how many boosters answer
+    assert f"members {kept}, valid_map12_one {params['valid_map12_one']:.4f}, " \
+           f"valid_map12_3 {params['valid_map12_3']:.4f};" in section
     refits = bagged_members(Trial(min_data_in_leaf=5), planted_lines(0), planted_lines(1), ["a", "b", "c"],
                             {"metric": "map", "eval_at": [12], "num_threads": 1, "verbosity": -1,
                              "min_data_in_group": 1}, 4, 10, 2)

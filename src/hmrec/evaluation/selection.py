@@ -266,10 +266,12 @@ def ranker_settings_section(final) -> str:
                   f" positive lines among {sum(x['lines'] for x in w):,} candidate lines; the count "
                   f"{config.label_plan or 'given'}.", ""]
     if state.params:
-        shown = ", ".join(f"{name} {value}" for name, value in state.params.items())
+        shown = ", ".join(f"{name} {value:.4f}" if isinstance(value, float) and name.startswith("valid_") else
+                          f"{name} {value}" for name, value in state.params.items())
         lines += [f"LightGBM: {shown}; {len(state.search)} fit(s) by successive halving on the ranker's validation "
                   "customers (a share of the label windows' buyers, never the held-out window), trees by early "
-                  "stopping on their MAP@12.", ""]
+                  "stopping on their MAP@12. `members`: boosters averaged, the searched one and bagged refits of its "
+                  "setting where they order those customers better (`valid_map12_one` against `valid_map12_N`).", ""]
     if len(state.search) > 1:
         lines += ["| " + " | ".join(SEARCH_COLUMNS) + " | validation MAP@12 |",
                   "|" + "---|" * len(SEARCH_COLUMNS) + "---:|"]
