@@ -208,7 +208,6 @@ def gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_scoring_process_dies_with_its_killed_parent(tmp_path):
     """A killed pipeline leaves no scoring process behind (each held ~2 GB, blocked on answering for ever)."""
     import time

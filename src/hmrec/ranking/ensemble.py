@@ -15,7 +15,6 @@ import numpy as np
 
 from hmrec.ranking.search import Lines, Trial, lightgbm_params
 
-MODEL_FILE = "ranker.txt"  # the first member; the others ranker-2.txt, ranker-3.txt, ...
 BAGGING = {"bagging_fraction": 0.7, "bagging_freq": 1, "bagging_by_query": True, "feature_fraction": 0.7}
 
 
@@ -58,7 +57,8 @@ class Ensemble:
 
 
 def member_file(n: int) -> str:
-    return MODEL_FILE if n == 1 else MODEL_FILE.replace(".txt", f"-{n}.txt")
+    """The n-th member's file (from 1): ranker.txt, as every bundle of one booster holds it, then ranker-2.txt, ..."""
+    return "ranker.txt" if n == 1 else f"ranker-{n}.txt"
 
 
 def bagged_members(trial: Trial, train: Lines, valid: Lines, names: list[str], base: dict, rounds: int,
@@ -66,10 +66,8 @@ def bagged_members(trial: Trial, train: Lines, valid: Lines, names: list[str], b
     """`count` refits of `trial` on all the training lines, each on its own seeded draw of 70% of the buyers and
     of the features at every iteration, stopped early on the validation MAP@12 within `rounds` trees (the caller
     passes the searched booster's count: answering then costs `count + 1` times that booster's trees at most)."""
-    members = []
     train_set = train.dataset(names)
-    for n in range(count):
-        params = {**lightgbm_params(trial, base), **BAGGING, "seed": base.get("seed", 0) + 1 + n}
-        members.append(lgb.train(params, train_set, rounds, valid_sets=[valid.dataset(names, train_set)],
-                                 callbacks=[lgb.early_stopping(patience, verbose=False)]))
-    return members
+    valid_set = valid.dataset(names, train_set)  # both binned once, for every refit
+    return [lgb.train({**lightgbm_params(trial, base), **BAGGING, "seed": base.get("seed", 0) + 1 + n}, train_set,
+                      rounds, valid_sets=[valid_set], callbacks=[lgb.early_stopping(patience, verbose=False)])
+            for n in range(count)]

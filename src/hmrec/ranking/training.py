@@ -103,7 +103,7 @@ class RankerState:
 def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], config: FinalConfig,
                data: TrainData, prefitted: tuple[str, ...] = (), warm: tuple[str, ...] = ()
                ) -> tuple[Ensemble, RankerState, pl.DataFrame]:
-    """Train on every label window, then bring the sources up to `data.cutoff`; returns the booster, its state and
+    """Train on every label window, then bring the sources up to `data.cutoff`; returns the ensemble, its state and
     the article table as of the cutoff (what answering reads). `prefitted` sources are used as they are; `warm`
     ones (that declare `fit_once`) were fitted on data before the first label window: they are only refreshed."""
     frames, windows, offset = [], [], 0
@@ -190,40 +190,38 @@ def train_booster(frame: pl.DataFrame, config: FinalConfig) -> tuple[Ensemble, R
     if not n_valid:
         booster = lgb.train(lightgbm_params(trial, config.lightgbm_params()), train.dataset(state.feature_names),
                             config.num_boost_round)
-        state.params = {**asdict(trial), "trees": booster.num_trees(), "members": 1}
-        return Ensemble([booster]), state, valid
-    valid_lines = _lines(valid, state)
-    booster, trial, state.search = search(train, valid_lines, state.feature_names, trial, config.search_fits,
-                                          config.lightgbm_params(), config.num_boost_round,
-                                          config.early_stopping_rounds, config.seed)
-    ensemble = add_members(booster, trial, train.take(sample_lines(train, trial, 1.0, config.seed)), valid,
-                              valid_lines, state, config)
-    state.params = {**asdict(trial), "trees": ensemble.num_trees(), **state.params}
+        ensemble, figures = Ensemble([booster]), {}
+    else:
+        valid_lines = _lines(valid, state)
+        booster, trial, state.search = search(train, valid_lines, state.feature_names, trial, config.search_fits,
+                                              config.lightgbm_params(), config.num_boost_round,
+                                              config.early_stopping_rounds, config.seed)
+        ensemble, figures = add_members(booster, trial, train.take(sample_lines(train, trial, 1.0, config.seed)),
+                                        valid, valid_lines, state.feature_names, config)
+    state.params = {**asdict(trial), "trees": ensemble.num_trees(), "members": len(ensemble.boosters), **figures}
     log.info("ranker: %d member(s), %d trees, %d features, settings %s", len(ensemble.boosters),
              ensemble.num_trees(), len(state.feature_names), state.params)
     return ensemble, state, valid
 
 
 def add_members(booster: lgb.Booster, trial: Trial, train: Lines, valid: pl.DataFrame, valid_lines: Lines,
-                state: RankerState, config: FinalConfig) -> Ensemble:
+                names: list[str], config: FinalConfig) -> tuple[Ensemble, dict[str, float]]:
     """The searched booster with `config.members - 1` bagged refits of its setting (`ranking.ensemble`), each of
     at most the booster's trees, kept where their average orders the validation customers' candidates better
-    than the booster alone (MAP@12); else the booster alone. Both figures are recorded in `state.params`.
-    Left to early stopping, the refits grew to 147 trees each against the booster's 22 on the full-size sample,
-    14 times its cost per answer; capped, the ensemble costs at most `members` times the booster."""
-    if config.members <= 1:
-        state.params = {"members": 1}
-        return Ensemble([booster])
+    than the booster alone (MAP@12); else the booster alone. Returns the ensemble kept and both figures (none
+    with one member). Left to early stopping, the refits grew to 147 trees each against the booster's 22 on the
+    full-size sample, 14 times its cost per answer; capped, the ensemble costs at most `members` times the booster."""
     alone = Ensemble([booster])
-    ensemble = Ensemble([booster, *bagged_members(trial, train, valid_lines, state.feature_names,
-                                                  config.lightgbm_params(), max(booster.num_trees(), 1),
-                                                  config.early_stopping_rounds, config.members - 1)])
+    if config.members <= 1:
+        return alone, {}
+    ensemble = Ensemble([booster, *bagged_members(trial, train, valid_lines, names, config.lightgbm_params(),
+                                                  max(booster.num_trees(), 1), config.early_stopping_rounds,
+                                                  config.members - 1)])
     one, all_ = (lines_map12(valid, e.predict(valid_lines.matrix, config.num_threads)) for e in (alone, ensemble))
     chosen = ensemble if all_ > one else alone
-    state.params = {"members": len(chosen.boosters), "valid_map12_one": one, f"valid_map12_{config.members}": all_}
     log.info("ranker ensemble on the validation customers: MAP@12 %.4f with one booster, %.4f with %d; keeping %d",
              one, all_, config.members, len(chosen.boosters))
-    return chosen
+    return chosen, {"valid_map12_one": one, f"valid_map12_{config.members}": all_}
 
 
 def choose_leader(booster: Ensemble, state: RankerState, valid: pl.DataFrame, proposing: list[str],
