@@ -13,7 +13,7 @@ from hmrec.candidates.generate import Candidates
 from hmrec.data import Query, TrainData
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.evaluation.report import importance_section
-from hmrec.ranking.features import ArticleLookup, article_table, feature_arrays
+from hmrec.ranking.features import SHARED_COLUMNS, ArticleLookup, article_table, feature_arrays
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.ranking.scoring import FILL_ROWS, candidate_features, feature_matrix, pair_score_name
 from hmrec.recommenders.base import load_recommender, save_recommender
@@ -327,6 +327,27 @@ def test_interaction_features_have_known_values():
     assert colour["product_times_bought"] >= 1
     assert own["user_purchases_all"] == bought.height
     assert 0 < own["share_product_group_name"] <= 1
+
+
+@pytest.mark.parametrize("column", SHARED_COLUMNS)
+def test_attribute_shares_count_the_customers_purchases_in_the_candidates_value(column):
+    planted, _ = planted_world()
+    idx = pl.col("article_idx")
+    articles = planted.articles.with_columns((idx % (2 + n)).alias(name) for n, name in enumerate(SHARED_COLUMNS))
+    data = TrainData(planted.transactions, planted.customers, articles, planted.cutoff)
+    customer = 700
+    query = Query.for_customers(np.array([customer]), data.customers, data.transactions, as_of=CUTOFF)
+    values = data.articles.select("article_idx", pl.col(column))
+    history = query.history.join(values, on="article_idx")
+    bought = int(history["article_idx"][0])
+    # a candidate the customer bought, and one in a value the customer never bought (if the catalogue has one)
+    unseen = values.filter(~pl.col(column).is_in(history[column].unique().implode()))["article_idx"]
+    items = np.array([bought, *unseen.head(1)], dtype=np.int32)
+    candidates = Candidates(np.zeros(items.size, dtype=np.uint32), items, ranks={}, scores={})
+    shares = feature_arrays(candidates, query, ArticleLookup.of(article_table(data)))[f"share_{column}"]
+    same = history.filter(pl.col(column) == history.filter(pl.col("article_idx") == bought)[column][0]).height
+    assert shares[0] == pytest.approx(same / history.height)
+    assert 0 < shares[0] <= 1 and (items.size == 1 or shares[1] == 0.0)
 
 
 def test_article_lookup_refuses_a_table_not_indexed_by_article_idx():

@@ -16,6 +16,10 @@ from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
 COUNTED_COLUMNS = ("product_type_no", "department_no")  # the customer's purchases in the article's type, department
+# The customer's share of purchases in the article's section, garment group, colour and pattern: taste that the type
+# and department do not say (a customer of black basics, of one section).
+SHARED_COLUMNS = ("section_no", "garment_group_no", "colour_group_code", "perceived_colour_master_id",
+                  "graphical_appearance_no")
 # How far back the customer's own purchase order is remembered (`order_features`): a few baskets, and a few dozen.
 LINE_HALF_LIVES = (8, 32)
 
@@ -33,7 +37,7 @@ def article_table(data: TrainData) -> pl.DataFrame:
         pl.col("product_code").cast(pl.Int64),
         pl.col("index_group_no").cast(pl.Int32),
         *[pl.col(c).cast(pl.String).fill_null("") for c in GROUP_COLUMNS],
-        *[pl.col(c).cast(pl.Int64).fill_null(-1) for c in COUNTED_COLUMNS if c in articles.columns],
+        *[pl.col(c).cast(pl.Int64).fill_null(-1) for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS) if c in articles.columns],
     )
     table = attrs.join(stats, on="article_idx", how="left").join(
         _recent_sales(transactions, as_of, customers), on="article_idx", how="left")
@@ -75,7 +79,7 @@ class ArticleLookup:
         def codes(column: str) -> np.ndarray:
             return np.unique(table[column].to_numpy(), return_inverse=True)[1].astype(np.int64)
 
-        counted = [c for c in COUNTED_COLUMNS if c in table.columns]
+        counted = [c for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS) if c in table.columns]
         inputs = table.drop("article_idx", "product_code", *GROUP_COLUMNS, *counted)
         features = {name: _floats(inputs[name]) for name in inputs.columns}
         groups = {column: codes(column) for column in (*GROUP_COLUMNS, *counted)}
