@@ -327,6 +327,28 @@ def test_interaction_features_have_known_values():
     assert colour["product_times_bought"] >= 1
     assert own["user_purchases_all"] == bought.height
     assert 0 < own["share_product_group_name"] <= 1
+    assert own["item_repeat_share"] == 0 and np.isnan(own["rebuy_gap_due"])  # nobody bought it on two days
+
+
+def test_the_articles_rebuy_interval_from_all_buyers_against_the_customers_wait():
+    """Customer 0 buys customer 700's last article on two days 6 days apart: the one buyer of it who came back, so
+    the article's interval is 6 days, and customer 700's wait since buying it is measured against it."""
+    planted, _ = planted_world()
+    query = Query.for_customers(np.array([700]), planted.customers, planted.transactions, as_of=CUTOFF)
+    bought = query.history.sort("t_dat")
+    article, days = int(bought["article_idx"][-1]), (CUTOFF - bought["t_dat"][-1]).days
+    again = planted.transactions.filter(pl.col("article_idx") == article).head(2).with_columns(
+        pl.lit(0, dtype=pl.Int32).alias("customer_idx"),
+        pl.Series("t_dat", [CUTOFF - timedelta(days=30), CUTOFF - timedelta(days=24)]))
+    data = TrainData(pl.concat([planted.transactions, again]).sort("t_dat"), planted.customers, planted.articles,
+                     CUTOFF)
+    candidates = Candidates(np.zeros(1, dtype=np.uint32), np.array([article], dtype=np.int32), ranks={}, scores={})
+    own = {name: values[0] for name, values in
+           feature_arrays(candidates, query, ArticleLookup.of(article_table(data))).items()}
+    buyers = data.transactions.filter((pl.col("article_idx") == article) & (pl.col("t_dat") < CUTOFF))
+    assert own["item_rebuy_interval"] == 6.0
+    assert own["item_repeat_share"] == pytest.approx(1 / buyers["customer_idx"].n_unique())
+    assert own["rebuy_gap_due"] == pytest.approx(days / 6.0)
 
 
 @pytest.mark.parametrize("column", SHARED_COLUMNS)

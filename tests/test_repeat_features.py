@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import numpy as np
+import polars as pl
 
 from hmrec.data import HistoryArrays
-from hmrec.ranking.features import order_features, repeat_features
+from hmrec.ranking.features import order_features, repeat_features, repeat_stats
 from hmrec.store.arrays import find_sorted, pair_key
 
 
@@ -20,6 +23,8 @@ def test_repeat_features_by_hand():
     np.testing.assert_allclose(out["day_share"], [1.0, 1 / 3, 0.0, 1.0])
     np.testing.assert_allclose(out["rebuy_interval"], [10.0, np.nan, np.nan, np.nan])
     np.testing.assert_allclose(out["rebuy_due"], [1.0, 1.0, np.nan, np.nan])  # row 1 never re-bought anything
+    np.testing.assert_allclose(out["user_shopping_days"], [3, 3, 3, 1])
+    np.testing.assert_allclose(out["user_repeat_share"], [0.5, 0.5, 0.5, 0.0])  # row 0: article 5 of 5 and 6
 
 
 def test_repeat_features_of_an_empty_history_are_zero_or_missing():
@@ -27,6 +32,7 @@ def test_repeat_features_of_an_empty_history_are_zero_or_missing():
     out = repeat_features(h, np.array([0]), np.array([3]), np.array([np.nan]))
     assert out["day_share"].tolist() == [0.0]
     assert np.isnan(out["rebuy_interval"]).all() and np.isnan(out["rebuy_due"]).all()
+    assert out["user_shopping_days"].tolist() == [0.0] and out["user_repeat_share"].tolist() == [0.0]
 
 
 def test_order_features_by_hand():
@@ -72,9 +78,27 @@ def test_repeat_and_order_features_match_a_line_by_line_reference_on_random_hist
         np.testing.assert_equal(got["rebuy_interval"][i], interval)
         usual = np.mean(intervals) if intervals else np.nan
         np.testing.assert_allclose(got["rebuy_due"][i], days_since[i] / usual if days else np.nan)
+        assert got["user_shopping_days"][i] == shopping_days
+        distinct = len(set(h.article_idx[mine].tolist()))
+        assert got["user_repeat_share"][i] == (len(intervals) / distinct if distinct else 0.0)
     found, at = find_sorted(np.unique(pair_key(h.row, h.article_idx)), pair_key(rows, items))
     for name, values in repeat_features(h, rows, items, days_since, lookup=(found, at)).items():
         np.testing.assert_array_equal(values, got[name])
     ordered = order_features(h, rows, items)
     for name, values in order_features(h, rows, items, lookup=(found, at)).items():
         np.testing.assert_array_equal(values, ordered[name])
+
+
+def test_repeat_stats_of_all_buyers_by_hand():
+    """Article 1: customer 0 bought it on days 0 (twice), 4 and 8, customer 1 on day 3, customer 2 on the day of
+    as_of (not counted); article 2: customer 1 once. So article 1 has 2 buyers, one of whom came back: a share of
+    0.5, (3 + 1) / 2 buying days per buyer and a re-buy every (8 - 0) / 2 = 4 days; article 2 none."""
+    start = date(2020, 1, 1)
+    rows = [(0, 1, 0), (0, 1, 0), (0, 1, 4), (0, 1, 8), (1, 1, 3), (2, 1, 10), (1, 2, 5)]
+    frame = pl.DataFrame({"customer_idx": [c for c, _, _ in rows], "article_idx": [a for _, a, _ in rows],
+                          "t_dat": [start + timedelta(days=d) for _, _, d in rows]})
+    stats = repeat_stats(frame, start + timedelta(days=10)).sort("article_idx")
+    assert stats["article_idx"].to_list() == [1, 2]
+    assert stats["item_repeat_share"].to_list() == [0.5, 0.0]
+    assert stats["item_days_per_buyer"].to_list() == [2.0, 1.0]
+    assert stats["item_rebuy_interval"].to_list() == [4.0, None]

@@ -40,7 +40,8 @@ def article_table(data: TrainData) -> pl.DataFrame:
         *[pl.col(c).cast(pl.Int64).fill_null(-1) for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS) if c in articles.columns],
     )
     table = attrs.join(stats, on="article_idx", how="left").join(
-        _recent_sales(transactions, as_of, customers), on="article_idx", how="left")
+        _recent_sales(transactions, as_of, customers), on="article_idx", how="left").join(
+        repeat_stats(transactions, as_of), on="article_idx", how="left")
     return table.with_columns(pl.col("item_sales_1d").fill_null(0)).with_columns(
         (pl.col("item_sales_1d") * 7 / pl.col("item_sales_1w")).cast(pl.Float32).alias("item_trend_1d_1w"),
         (pl.col("item_sales_1w") * 4 / pl.col("item_sales_4w")).cast(pl.Float32).alias("item_trend_1w_4w"),
@@ -55,6 +56,21 @@ def _recent_sales(transactions: pl.DataFrame, as_of: date, customers: pl.DataFra
     return recent.join(ages, on="customer_idx", how="left").group_by("article_idx").agg(
         (pl.col("t_dat") >= as_of - timedelta(days=1)).sum().cast(pl.Int32).alias("item_sales_1d"),
         pl.col("age").mean().cast(pl.Float32).alias("item_buyer_age"),
+    ).with_columns(pl.col("article_idx").cast(pl.Int32)).collect()
+
+
+def repeat_stats(transactions: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """How all the article's buyers re-buy it, from the rows before as_of: `item_repeat_share`, the share of its
+    buyers who bought it on two days or more; `item_days_per_buyer`, its buying days per buyer; `item_rebuy_interval`,
+    the mean days between two days one buyer bought it (over the buyers who bought it again; null where none did)."""
+    days = transactions.lazy().filter(pl.col("t_dat") < as_of).select("customer_idx", "article_idx", "t_dat").unique()
+    pairs = days.group_by("customer_idx", "article_idx").agg(
+        pl.len().alias("days"), (pl.col("t_dat").max() - pl.col("t_dat").min()).dt.total_days().alias("span"))
+    again = pl.col("days") >= 2
+    return pairs.group_by("article_idx").agg(
+        again.mean().cast(pl.Float32).alias("item_repeat_share"),
+        pl.col("days").mean().cast(pl.Float32).alias("item_days_per_buyer"),
+        (pl.col("span") / (pl.col("days") - 1)).filter(again).mean().cast(pl.Float32).alias("item_rebuy_interval"),
     ).with_columns(pl.col("article_idx").cast(pl.Int32)).collect()
 
 
@@ -164,8 +180,9 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     """How the customer re-buys, one value per candidate line: `day_share`, the share of the customer's shopping
     days that held the article (0 if never bought); `rebuy_interval`, the mean days between the days it was
     bought (nan below two days); `rebuy_due`, days since it was last bought over the customer's usual interval
-    between buying one article again (nan if never bought or the customer never re-bought anything). `lookup` as
-    in `order_features`."""
+    between buying one article again (nan if never bought or the customer never re-bought anything);
+    `user_shopping_days`, the customer's days with a purchase, and `user_repeat_share`, the share of the articles
+    they bought that they bought on two days or more (0 without history). `lookup` as in `order_features`."""
     pairs = pair_key(h.row, h.article_idx)
     order = np.lexsort((h.days, pairs))
     pairs, days = pairs[order], h.days[order]
@@ -186,8 +203,13 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
     on_days, where = find_sorted(shop_rows, rows)
     out["day_share"] = np.where(on_days, out["day_share"] / np.maximum(_take(shop_days, on_days, where), 1), 0.0)
+    out["user_shopping_days"] = _take(shop_days, on_days, where).astype(np.float64)
     has_usual, where = find_sorted(usual_rows, rows)
     usual = np.where(has_usual, _take(usual_sum / np.maximum(usual_n, 1), has_usual, where), np.nan)
+    bought_rows, distinct_bought = group_sum(split_key(seen)[0], np.ones(seen.size))
+    on_bought, at_bought = find_sorted(bought_rows, rows)
+    out["user_repeat_share"] = _take(usual_n, has_usual, where) / np.maximum(_take(distinct_bought, on_bought,
+                                                                                   at_bought), 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rebuy_due"] = days_since / usual
     return out
@@ -217,6 +239,8 @@ def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup
     with np.errstate(divide="ignore", invalid="ignore"):
         columns["price_ratio"] = columns["item_mean_sale_price"] / columns["user_avg_price"]
     columns["age_gap"] = columns["user_age"] - columns["item_buyer_age"]
+    with np.errstate(divide="ignore", invalid="ignore"):  # the article's usual gap, as rebuy_due is the customer's
+        columns["rebuy_gap_due"] = columns["days_since_bought"] / columns["item_rebuy_interval"]
     return columns
 
 
