@@ -142,11 +142,19 @@ def test_validation_map_is_the_competition_metric_over_candidates():
     assert lines_map12(lines, np.zeros(6)) == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1.0) / 2)  # ties: earlier line
 
 
-def test_the_ranker_keeps_lightgbms_order_where_it_beats_every_source_on_validation(world):
+def test_the_ranker_answers_with_the_order_that_wins_validation(world):
+    """In this small world LightGBM's order and bought_together's (the partner first) score within about 0.01 of
+    each other on the ~60 validation customers, either ahead depending on the seed and on features that carry
+    nothing here (measured over seeds 0-2), so the test holds the rule, not a winner: the best figure's order is
+    kept (LightGBM's on a tie), and both are far ahead of the sources that see half of the signal or none."""
     state = world[3].state_
     proposing = {name for name, n in N_PER_SOURCE.items() if n}
     assert set(state.validation_map) == {"lightgbm", *proposing}
-    assert state.leader is None and state.validation_map["lightgbm"] == max(state.validation_map.values())
+    figures = state.validation_map
+    assert figures[state.leader or "lightgbm"] == max(figures.values())
+    assert state.leader is None or figures[state.leader] > figures["lightgbm"]
+    assert state.leader in (None, "bought_together")
+    assert min(figures["lightgbm"], figures["bought_together"]) > 1.3 * figures["other_colours"]
     assert "leader" not in world[3].config.__dataclass_fields__  # fitted state stays out of the config
 
 
@@ -206,8 +214,10 @@ def test_ranker_learns_the_planted_signal_first(world):
     top = importance["feature"][0]
     section = importance_section(world[3])
     assert section.startswith("## Ranker feature importance") and f"| {top} |" in section
-    lightgbm = world[3].state_.validation_map["lightgbm"]
-    assert f"over the same candidates: lightgbm {lightgbm:.4f}, " in section and "**LightGBM**'s order." in section
+    state = world[3].state_
+    chosen = f"**{state.leader}**'s order first" if state.leader else "**LightGBM**'s order."
+    assert f"over the same candidates: lightgbm {state.validation_map['lightgbm']:.4f}, " in section
+    assert chosen in section
 
 
 def test_save_and_load_give_identical_answers(world, tmp_path):

@@ -83,7 +83,8 @@ class ArticleLookup:
     table: pl.DataFrame
     features: dict[str, np.ndarray]  # the table's model inputs (attributes and item_ statistics), nan where null
     product: np.ndarray  # (n_articles,) dense code of product_code
-    groups: dict[str, np.ndarray]  # GROUP_COLUMNS and COUNTED_COLUMNS -> (n_articles,) dense code
+    group_names: tuple[str, ...]  # the GROUP_COLUMNS, COUNTED_COLUMNS and SHARED_COLUMNS the table has ...
+    group_codes: np.ndarray  # ... (n_articles, len(group_names)): dense codes, distinct across the columns
     index_group: np.ndarray  # (n_articles,) index_group_no, -1 where missing (store.features.index_groups)
 
     @classmethod
@@ -98,8 +99,13 @@ class ArticleLookup:
         counted = [c for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS) if c in table.columns]
         inputs = table.drop("article_idx", "product_code", *GROUP_COLUMNS, *counted)
         features = {name: _floats(inputs[name]) for name in inputs.columns}
-        groups = {column: codes(column) for column in (*GROUP_COLUMNS, *counted)}
-        return cls(table, features, codes("product_code"), groups, index_groups(table))
+        names = (*GROUP_COLUMNS, *counted)
+        group_codes = np.zeros((table.height, len(names)), dtype=np.int64)
+        offset = 0
+        for j, column in enumerate(names):  # column j's codes start above column j - 1's
+            group_codes[:, j] = codes(column) + offset
+            offset = int(group_codes[:, j].max(initial=offset - 1)) + 1
+        return cls(table, features, codes("product_code"), names, group_codes, index_groups(table))
 
 
 def _floats(column: pl.Series) -> np.ndarray:
@@ -142,16 +148,33 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
             pairs_found = found, at
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
-    totals = np.bincount(h.row, minlength=len(query)).astype(np.float64)
-    for column, codes in articles.groups.items():
-        seen, count = group_sum(pair_key(h.row, codes[h.article_idx]), np.ones(h.row.size))
-        found, at = find_sorted(seen, pair_key(rows, codes[items]))
+    totals = np.maximum(np.bincount(h.row, minlength=len(query)).astype(np.float64), 1.0)
+    counts = group_counts(h, rows, items, articles.group_codes)
+    for j, column in enumerate(articles.group_names):
         if column in COUNTED_COLUMNS:
-            columns[f"count_{column}"] = _take(count, found, at)
-        columns[f"share_{column}"] = _take(count, found, at) / np.maximum(totals[rows], 1.0)
+            columns[f"count_{column}"] = counts[j]
+        columns[f"share_{column}"] = counts[j] / totals[rows]
     columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=pairs_found))
     columns.update(order_features(h, rows, items, lookup=pairs_found))
     return columns
+
+
+GROUP_LINES = 1 << 16  # candidate lines counted at a time in `group_counts` (~5 MB of keys a column)
+
+
+def group_counts(h, rows: np.ndarray, items: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(columns, lines): how many of the customer's purchases share each candidate's value in each column of `codes`
+    ((n_articles, columns), values distinct across the columns), all columns in one sort of the history's keys and
+    two binary searches, since a live query pays per numpy call more than per value."""
+    width = codes.shape[1]
+    ordered = np.sort(pair_key(np.repeat(h.row, width), codes[h.article_idx].ravel()))
+    out = np.empty((width, rows.size), dtype=np.float64)
+    for start in range(0, rows.size, GROUP_LINES):
+        part = slice(start, start + GROUP_LINES)
+        asked = pair_key(np.repeat(rows[part], width), codes[items[part]].ravel())
+        found = np.searchsorted(ordered, asked, "right") - np.searchsorted(ordered, asked, "left")
+        out[:, part] = found.reshape(-1, width).T
+    return out
 
 
 def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int, ...] = LINE_HALF_LIVES,
