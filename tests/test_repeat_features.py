@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 
 from hmrec.data import HistoryArrays
-from hmrec.ranking.features import order_features, repeat_features, repeat_stats
+from hmrec.ranking import features
+from hmrec.ranking.features import group_counts, order_features, repeat_features, repeat_stats
 from hmrec.store.arrays import find_sorted, pair_key
 
 
@@ -102,3 +103,19 @@ def test_repeat_stats_of_all_buyers_by_hand():
     assert stats["item_repeat_share"].to_list() == [0.5, 0.0]
     assert stats["item_days_per_buyer"].to_list() == [2.0, 1.0]
     assert stats["item_rebuy_interval"].to_list() == [4.0, None]
+
+
+def test_group_counts_count_each_columns_value_line_by_line_across_blocks(monkeypatch):
+    """Each candidate line's count of the customer's purchases with its value in each column, against a count done
+    one line at a time; the lines in blocks smaller than the query (as a batch of millions of lines is)."""
+    monkeypatch.setattr(features, "GROUP_LINES", 7)
+    rng = np.random.default_rng(5)
+    codes = np.stack([rng.integers(0, 4, 30) + 10 * j for j in range(3)], axis=1)  # distinct across columns
+    h = HistoryArrays(row=rng.integers(0, 6, 90), article_idx=rng.integers(0, 30, 90), days=rng.integers(0, 20, 90))
+    rows, items = rng.integers(0, 7, 50), rng.integers(0, 30, 50)  # row 6 has no history
+    got = group_counts(h, rows, items, codes)
+    assert got.shape == (3, 50)
+    for line, (row, item) in enumerate(zip(rows, items, strict=True)):
+        for column in range(3):
+            mine = codes[h.article_idx[h.row == row], column]
+            assert got[column, line] == np.count_nonzero(mine == codes[item, column])
