@@ -107,8 +107,10 @@ def test_repeat_stats_of_all_buyers_by_hand():
 
 def test_group_counts_count_each_columns_value_line_by_line_across_blocks(monkeypatch):
     """Each candidate line's count of the customer's purchases with its value in each column, against a count done
-    one line at a time; the lines in blocks smaller than the query (as a batch of millions of lines is)."""
+    one line at a time; the lines in blocks smaller than the query and the history's keys two columns at a time
+    (as a batch of millions of lines is)."""
     monkeypatch.setattr(features, "GROUP_LINES", 7)
+    monkeypatch.setattr(features, "GROUP_KEYS", 200)  # 90 history lines: columns 0-1, then 2
     rng = np.random.default_rng(5)
     codes = np.stack([rng.integers(0, 4, 30) + 10 * j for j in range(3)], axis=1)  # distinct across columns
     h = HistoryArrays(row=rng.integers(0, 6, 90), article_idx=rng.integers(0, 30, 90), days=rng.integers(0, 20, 90))

@@ -26,8 +26,9 @@ class Ensemble:
             raise ValueError("an ensemble needs at least one booster")
         self.boosters = list(boosters)
 
-    def predict(self, matrix: np.ndarray, num_threads: int = 1) -> np.ndarray:
-        scores = self.boosters[0].predict(matrix, num_threads=num_threads)
+    def predict(self, matrix: np.ndarray, num_threads: int = 1, first: np.ndarray | None = None) -> np.ndarray:
+        """The members' mean raw score of each line; `first`: the first member's scores of `matrix`, if known."""
+        scores = self.boosters[0].predict(matrix, num_threads=num_threads) if first is None else first
         for booster in self.boosters[1:]:
             scores = scores + booster.predict(matrix, num_threads=num_threads)
         return scores / len(self.boosters)

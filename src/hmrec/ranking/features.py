@@ -103,8 +103,9 @@ class ArticleLookup:
         group_codes = np.zeros((table.height, len(names)), dtype=np.int64)
         offset = 0
         for j, column in enumerate(names):  # column j's codes start above column j - 1's
-            group_codes[:, j] = codes(column) + offset
-            offset = int(group_codes[:, j].max(initial=offset - 1)) + 1
+            dense = codes(column)
+            group_codes[:, j] = dense + offset
+            offset += int(dense.max(initial=-1)) + 1
         return cls(table, features, codes("product_code"), names, group_codes, index_groups(table))
 
 
@@ -159,21 +160,26 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
     return columns
 
 
-GROUP_LINES = 1 << 16  # candidate lines counted at a time in `group_counts` (0.5 MB of keys a column)
+GROUP_LINES = 1 << 16  # candidate lines counted at a time in `group_counts` (0.5 MB of keys a column) ...
+GROUP_KEYS = 1 << 22  # ... and history keys sorted at a time (32 MB): a training window's millions of lines
 
 
 def group_counts(h, rows: np.ndarray, items: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """(columns, lines): how many of the customer's purchases share each candidate's value in each column of `codes`
-    ((n_articles, columns), values distinct across the columns), all columns in one sort of the history's keys and
-    two binary searches, since a live query pays per numpy call more than per value."""
+    ((n_articles, columns), values distinct across the columns). A live query's columns go in one sort of the
+    history's keys and two binary searches, since it pays per numpy call more than per value; a long history's
+    in as many columns at a time as GROUP_KEYS holds (one at a time for a training window's)."""
     width = codes.shape[1]
-    ordered = np.sort(pair_key(np.repeat(h.row, width), codes[h.article_idx].ravel()))
+    step = max(1, GROUP_KEYS // max(h.row.size, 1))
     out = np.empty((width, rows.size), dtype=np.float64)
-    for start in range(0, rows.size, GROUP_LINES):
-        part = slice(start, start + GROUP_LINES)
-        asked = pair_key(np.repeat(rows[part], width), codes[items[part]].ravel())
-        found = np.searchsorted(ordered, asked, "right") - np.searchsorted(ordered, asked, "left")
-        out[:, part] = found.reshape(-1, width).T
+    for first in range(0, width, step):
+        part = codes[:, first : first + step]
+        ordered = np.sort(pair_key(np.repeat(h.row, part.shape[1]), part[h.article_idx].ravel()))
+        for start in range(0, rows.size, GROUP_LINES):
+            lines = slice(start, start + GROUP_LINES)
+            asked = pair_key(np.repeat(rows[lines], part.shape[1]), part[items[lines]].ravel())
+            found = np.searchsorted(ordered, asked, "right") - np.searchsorted(ordered, asked, "left")
+            out[first : first + part.shape[1], lines] = found.reshape(-1, part.shape[1]).T
     return out
 
 
@@ -218,23 +224,24 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     span = days[last] - days[starts]  # days between the first and the last day it was bought
     with np.errstate(divide="ignore", invalid="ignore"):
         interval = np.where(n_days >= 2, span / (n_days - 1), np.nan)
-    shop_rows, shop_days = np.unique(split_key(distinct(pair_key(h.row, h.days)))[0], return_counts=True)
     again = ~np.isnan(interval)
-    usual_rows, usual_sum = group_sum(split_key(seen[again])[0], interval[again])
-    _, usual_n = group_sum(split_key(seen[again])[0], np.ones(int(again.sum())))
+    # per customer: the history's distinct rows, in order (seen is sorted by customer, then article)
+    customers, begins = np.unique(split_key(seen)[0], return_index=True)
+    shop_days = np.unique(split_key(distinct(pair_key(h.row, h.days)))[0], return_counts=True)[1]  # same rows
+    bought = np.diff(np.append(begins, seen.size)).astype(np.float64)  # distinct articles
+    owner = np.repeat(np.arange(customers.size), bought.astype(np.int64))  # each pair's customer
+    repeated = np.bincount(owner, weights=again, minlength=customers.size)  # articles bought on two days or more
+    # the mean of their intervals; bincount adds in order (reduceat adds pairwise: other last bits, other trees)
+    spans = np.bincount(owner, weights=np.where(again, interval, 0.0), minlength=customers.size)
+    usual = np.where(repeated > 0, spans / np.maximum(repeated, 1), np.nan)
+    mine, at_customer = find_sorted(customers, rows)
     found, at = lookup or find_sorted(seen, pair_key(rows, items))
-    out = {"day_share": _take(n_days, found, at), "rebuy_interval": np.where(found, _take(interval, found, at), np.nan)}
-    on_days, where = find_sorted(shop_rows, rows)
-    out["day_share"] = np.where(on_days, out["day_share"] / np.maximum(_take(shop_days, on_days, where), 1), 0.0)
-    out["user_shopping_days"] = _take(shop_days, on_days, where).astype(np.float64)
-    has_usual, where = find_sorted(usual_rows, rows)
-    usual = np.where(has_usual, _take(usual_sum / np.maximum(usual_n, 1), has_usual, where), np.nan)
-    bought_rows, distinct_bought = group_sum(split_key(seen)[0], np.ones(seen.size))
-    on_bought, at_bought = find_sorted(bought_rows, rows)
-    out["user_repeat_share"] = _take(usual_n, has_usual, where) / np.maximum(_take(distinct_bought, on_bought,
-                                                                                   at_bought), 1.0)
+    shopping = _take(shop_days, mine, at_customer).astype(np.float64)
+    out = {"day_share": _take(n_days, found, at) / np.maximum(shopping, 1),
+           "rebuy_interval": np.where(found, _take(interval, found, at), np.nan),
+           "user_shopping_days": shopping, "user_repeat_share": _take(repeated / bought, mine, at_customer)}
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["rebuy_due"] = days_since / usual
+        out["rebuy_due"] = days_since / np.where(mine, _take(usual, mine, at_customer), np.nan)
     return out
 
 

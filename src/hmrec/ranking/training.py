@@ -122,10 +122,10 @@ def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], co
         offset += int(frame["row"].max()) + 1
         windows.append({"start": start.isoformat(), "days": config.label_days, "buyers": frame["row"].n_unique(),
                         "positives": int(frame["label"].sum()), "lines": frame.height})
-    booster, state, valid = train_booster(pl.concat(frames, how="diagonal_relaxed"), config)
+    booster, state, valid, scores = train_booster(pl.concat(frames, how="diagonal_relaxed"), config)
     state.windows = windows
     if valid.height:
-        choose_leader(booster, state, valid, [name for name in sources if n_per_source.get(name)], config.num_threads)
+        choose_leader(scores, state, valid, [name for name in sources if n_per_source.get(name)])
     prepare_sources(sources, data, False, prefitted, warm)
     return booster, state, article_table(data)
 
@@ -174,11 +174,13 @@ def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int]
     return frame.sort("row", "article_idx")
 
 
-def train_booster(frame: pl.DataFrame, config: FinalConfig) -> tuple[Ensemble, RankerState, pl.DataFrame]:
+def train_booster(frame: pl.DataFrame, config: FinalConfig
+                  ) -> tuple[Ensemble, RankerState, pl.DataFrame, np.ndarray]:
     """LightGBM on the frame, a seeded `valid_fraction` of its customers held out for early stopping, for the
     settings search (`ranking.search`, within `config.search_fits` fits) and the choice of the ensemble
-    (`config.members`); returns the ensemble, the state (features, settings chosen, the search's fits)
-    and the held-out lines (empty under 10 customers: then the defaults, one booster, no early stopping)."""
+    (`config.members`); returns the ensemble, the state (features, settings chosen, the search's fits), the
+    held-out lines (empty under 10 customers: then the defaults, one booster, no early stopping) and the
+    ensemble's scores of them."""
     state = RankerState(feature_columns(frame))
     rows = frame["row"].unique().sort().to_numpy()
     n_valid = int(round(rows.size * config.valid_fraction)) if rows.size >= 10 else 0
@@ -190,46 +192,49 @@ def train_booster(frame: pl.DataFrame, config: FinalConfig) -> tuple[Ensemble, R
     if not n_valid:
         booster = lgb.train(lightgbm_params(trial, config.lightgbm_params()), train.dataset(state.feature_names),
                             config.num_boost_round)
-        ensemble, figures = Ensemble([booster]), {}
+        ensemble, figures, scores = Ensemble([booster]), {}, np.zeros(0)
     else:
         valid_lines = _lines(valid, state)
         booster, trial, state.search = search(train, valid_lines, state.feature_names, trial, config.search_fits,
                                               config.lightgbm_params(), config.num_boost_round,
                                               config.early_stopping_rounds, config.seed)
-        ensemble, figures = add_members(booster, trial, train.take(sample_lines(train, trial, 1.0, config.seed)),
-                                        valid, valid_lines, state.feature_names, config)
+        refit_on = train.take(sample_lines(train, trial, 1.0, config.seed))  # the searched setting's lines
+        ensemble, figures, scores = add_members(booster, trial, refit_on, valid, valid_lines, state.feature_names,
+                                                config)
     state.params = {**asdict(trial), "trees": ensemble.num_trees(), "members": len(ensemble.boosters), **figures}
     log.info("ranker: %d member(s), %d trees, %d features, settings %s", len(ensemble.boosters),
              ensemble.num_trees(), len(state.feature_names), state.params)
-    return ensemble, state, valid
+    return ensemble, state, valid, scores
 
 
 def add_members(booster: lgb.Booster, trial: Trial, train: Lines, valid: pl.DataFrame, valid_lines: Lines,
-                names: list[str], config: FinalConfig) -> tuple[Ensemble, dict[str, float]]:
+                names: list[str], config: FinalConfig) -> tuple[Ensemble, dict[str, float], np.ndarray]:
     """The searched booster with `config.members - 1` bagged refits of its setting (`ranking.ensemble`), each of
     at most the booster's trees, kept where their average orders the validation customers' candidates better
-    than the booster alone (MAP@12); else the booster alone. Returns the ensemble kept and both figures (none
-    with one member). Left to early stopping, the refits grew to 147 trees each against the booster's 22 on the
-    full-size sample, 14 times its cost per answer; capped, the ensemble costs at most `members` times the booster."""
+    than the booster alone (MAP@12); else the booster alone. Returns the ensemble kept, both figures (none with
+    one member) and the kept ensemble's scores of the validation lines. Left to early stopping, the refits grew to
+    147 trees each against the booster's 22 on the full-size sample, 14 times its cost per answer; capped, the
+    ensemble costs at most `members` times the booster."""
     alone = Ensemble([booster])
+    alone_scores = alone.predict(valid_lines.matrix, config.num_threads)
     if config.members <= 1:
-        return alone, {}
+        return alone, {}, alone_scores
     ensemble = Ensemble([booster, *bagged_members(trial, train, valid_lines, names, config.lightgbm_params(),
                                                   max(booster.num_trees(), 1), config.early_stopping_rounds,
                                                   config.members - 1)])
-    one, all_ = (lines_map12(valid, e.predict(valid_lines.matrix, config.num_threads)) for e in (alone, ensemble))
-    chosen = ensemble if all_ > one else alone
+    scores = ensemble.predict(valid_lines.matrix, config.num_threads, first=alone_scores)
+    one, all_ = lines_map12(valid, alone_scores), lines_map12(valid, scores)
     log.info("ranker ensemble on the validation customers: MAP@12 %.4f with one booster, %.4f with %d; keeping %d",
-             one, all_, config.members, len(chosen.boosters))
-    return chosen, {"valid_map12_one": one, f"valid_map12_{config.members}": all_}
+             one, all_, config.members, config.members if all_ > one else 1)
+    figures = {"valid_map12_one": one, f"valid_map12_{config.members}": all_}
+    return (ensemble, figures, scores) if all_ > one else (alone, figures, alone_scores)
 
 
-def choose_leader(booster: Ensemble, state: RankerState, valid: pl.DataFrame, proposing: list[str],
-                  num_threads: int) -> None:
+def choose_leader(scores: np.ndarray, state: RankerState, valid: pl.DataFrame, proposing: list[str]) -> None:
     """Compare LightGBM's order with each proposing source's own (its candidates first by its rank, LightGBM's for
     the rest) on the validation customers' candidates, by MAP@12 (`evaluation.metrics`); keep a source's order
-    only where it is better. Sets `state.validation_map` and `state.leader`."""
-    scores = booster.predict(feature_matrix(state.feature_names, valid), num_threads=num_threads)
+    only where it is better; `scores`: the ranker's of `valid`'s lines. Sets `state.validation_map` and
+    `state.leader`."""
     state.validation_map = {"lightgbm": lines_map12(valid, scores)}
     for name in proposing:
         if f"{name}_rank" in valid.columns:
