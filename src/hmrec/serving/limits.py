@@ -106,9 +106,7 @@ class InFlightLimitMiddleware:
         detail = self.refusal()
         if detail is not None:
             self.refused("busy")
-            # and the connection closed: the client's next request comes on a new one, which the door can refuse
-            # for a third of the CPU (serving.door)
-            await _answer(send, 503, detail, retry_after=1, close=True)
+            await _answer(send, 503, detail, retry_after=1)
             return
         if self.in_flight == 0:
             self._mark = time.monotonic()
@@ -155,11 +153,9 @@ class WriteRateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _answer(send: Send, status: int, detail: str, retry_after: int, close: bool = False) -> None:
-    """A refusal's answer; `close`: ask for the connection to be closed after it (uvicorn does)."""
+async def _answer(send: Send, status: int, detail: str, retry_after: int) -> None:
     payload = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-               (b"retry-after", str(retry_after).encode())]
     await send({"type": "http.response.start", "status": status,
-                "headers": headers + [(b"connection", b"close")] if close else headers})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"retry-after", str(retry_after).encode())]})
     await send({"type": "http.response.body", "body": payload})
