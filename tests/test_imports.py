@@ -21,8 +21,7 @@ ALLOWED_UPWARD = {("hmrec.ranking.training", "hmrec.evaluation.metrics")}
 # serving/'s modules, lowest first: the leaves, the read model and the event stores, the parts that own the served
 # data, the two services that answer, their wiring (one dependency per resource, the lifespan's builder), the
 # routers, and the app and its processes.
-SERVING_LAYERS = [{"settings", "schemas", "metrics", "limits", "edges", "images", "docs", "launch", "precomputed",
-                   "door"},
+SERVING_LAYERS = [{"settings", "schemas", "metrics", "limits", "edges", "images", "docs", "launch", "precomputed"},
                   {"model", "events"},
                   {"model_holder", "live", "cards", "reasons", "cold_start", "batching", "cache", "impressions"},
                   {"recommend", "catalogue_views"}, {"deps", "services"}, {"routes"}, {"app", "workers"}]

@@ -23,8 +23,7 @@ from starlette.exceptions import HTTPException
 from hmrec.serving.cards import NotFoundError
 from hmrec.serving.deps import Answering
 from hmrec.serving.docs import add_offline_docs
-from hmrec.serving.door import DOOR
-from hmrec.serving.edges import EdgeMiddleware, content_security_policy, script_hashes, security_headers, without_paths
+from hmrec.serving.edges import EdgeMiddleware, content_security_policy, script_hashes, without_paths
 from hmrec.serving.events import EventStoreUnavailable, open_event_store
 from hmrec.serving.limits import BodyLimitMiddleware, InFlightLimitMiddleware, WriteRateLimitMiddleware
 from hmrec.serving.live import InvalidEventError
@@ -95,13 +94,9 @@ def create_app(settings: Settings, loader: Loader | None = None, load_in_backgro
     app.add_middleware(WriteRateLimitMiddleware, per_second=settings.events_per_client_per_second,
                        burst=settings.events_burst, refused=refused)
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight, refused=refused,
-                       max_wait=settings.max_wait_ms / 1000, door=DOOR)
+                       max_wait=settings.max_wait_ms / 1000)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    policy = content_security_policy(script_hashes(docs_pages))
-    app.add_middleware(EdgeMiddleware, policy=policy)
-    # what the protocol needs to refuse a new connection's request as the middleware above would (serving.door)
-    DOOR.headers = security_headers(policy)
-    DOOR.count = lambda method: metrics.child(metrics.requests, method, "unmatched", "503").inc()
+    app.add_middleware(EdgeMiddleware, policy=content_security_policy(script_hashes(docs_pages)))
     return app
 
 

@@ -31,18 +31,13 @@ def content_security_policy(inline_scripts: list[str]) -> str:
         "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'"])
 
 
-def security_headers(policy: str) -> list[tuple[bytes, bytes]]:
-    """The headers every answer carries, `policy` the Content-Security-Policy."""
-    return [(b"content-security-policy", policy.encode()), (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
-
-
 class EdgeMiddleware:
     """Adds the security headers to every answer, and answers HEAD on a GET route as GET without the body."""
 
     def __init__(self, app: ASGIApp, policy: str):
         self.app = app
-        self.headers = security_headers(policy)
+        self.headers = [(b"content-security-policy", policy.encode()), (b"x-content-type-options", b"nosniff"),
+                        (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

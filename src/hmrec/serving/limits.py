@@ -71,42 +71,33 @@ class InFlightLimitMiddleware:
     refused when the worker answers `max_in_flight` already, or, with `WAIT_FLOOR` or more in flight, when the wait
     it would face is over `max_wait` seconds: the requests in flight times the worker's recent time per answer while
     busy (the gaps between completions, smoothed), so a worker that falls behind refuses within milliseconds instead
-    of answering seconds late. `refused` is told each refusal. `door`: where the worker's HTTP protocol asks the
-    same question of a new connection's first request before parsing it (`serving.door`)."""
+    of answering seconds late. `refused` is told each refusal."""
 
     WAIT_FLOOR = 8  # fewer in flight are always let in: a few slow requests (a reload, a big page) shed nothing
     SMOOTHING = 0.05  # weight of the latest gap in the running time per answer
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None], max_wait: float = 0.0,
-                 door=None):
+    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None], max_wait: float = 0.0):
         self.app = app
         self.max_in_flight, self.max_wait = max_in_flight, max_wait
         self.in_flight = 0  # one event loop per worker: no lock needed
         self.per_answer = 0.0  # seconds between completions while busy, smoothed
         self._mark = 0.0  # the latest completion, or when the worker last became busy
         self.refused = refused
-        if door is not None:
-            door.limit = self
-
-    def refusal(self) -> str | None:
-        """Why a request arriving now would be refused (the answer's detail), or None if it would be let in."""
-        if self.in_flight >= self.max_in_flight:
-            return (f"this worker is answering {self.max_in_flight} requests already (HMREC_MAX_IN_FLIGHT); "
-                    "retry after 1 s")
-        wait = self.in_flight * self.per_answer
-        if self.max_wait and self.in_flight >= self.WAIT_FLOOR and wait > self.max_wait:
-            return (f"this worker's queue would take about {1000 * wait:.0f} ms (over HMREC_MAX_WAIT_MS, "
-                    f"{1000 * self.max_wait:g}); retry after 1 s")
-        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _NEVER_SHED:
             await self.app(scope, receive, send)
             return
-        detail = self.refusal()
-        if detail is not None:
+        if self.in_flight >= self.max_in_flight:
             self.refused("busy")
-            await _answer(send, 503, detail, retry_after=1)
+            await _answer(send, 503, f"this worker is answering {self.max_in_flight} requests already "
+                          "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
+            return
+        wait = self.in_flight * self.per_answer
+        if self.max_wait and self.in_flight >= self.WAIT_FLOOR and wait > self.max_wait:
+            self.refused("busy")
+            await _answer(send, 503, f"this worker's queue would take about {1000 * wait:.0f} ms (over "
+                          f"HMREC_MAX_WAIT_MS, {1000 * self.max_wait:g}); retry after 1 s", retry_after=1)
             return
         if self.in_flight == 0:
             self._mark = time.monotonic()

@@ -89,7 +89,6 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pi
     import uvicorn
 
     from hmrec import logs
-    from hmrec.serving.door import DoorProtocol
     from hmrec.serving.launch import run_server
 
     logs.configure()  # set up in this process, not inherited from the fork server
@@ -100,10 +99,8 @@ def _worker(app: str, host: str, port: int, log_level: str, access_log: bool, pi
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
-    # uvicorn's loggers go through hmrec's handler (logs.configure); its HTTP protocol behind a door that refuses
-    # a new connection's request early while the worker sheds load (serving.door)
     config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level, access_log=access_log,
-                            log_config=None, http=DoorProtocol)
+                            log_config=None)  # uvicorn's loggers go through hmrec's handler (logs.configure)
     run_server(config, sockets=[sock])  # a SIGTERM while the model loads stops the worker at once
 
 
