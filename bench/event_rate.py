@@ -104,7 +104,9 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
                 refused.append(ms)
             count(str(status), other)
             count(f"{status} {' '.join(json.loads(payload).get('detail', '').split()[:5])}", reasons)
-        if waiting:
+        if connection.closing:  # the server closes it after this answer (a refusal): never reused
+            connection.close()
+        elif waiting:
             due, i = waiting.popleft()
             connection.send(requests[i], due)
         else:
@@ -147,6 +149,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = b""
         self.due: float | None = None  # the request in flight's scheduled time
         self.idle_since = 0.0
+        self.closing = False  # the last answer said `connection: close`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -167,6 +170,7 @@ class _Connection(asyncio.Protocol):
             return
         payload, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
         due, self.due = self.due, None
+        self.closing = b"\r\nconnection: close" in head
         self.answered(self, int(head[9:12]), payload, due)
 
     def connection_lost(self, exc: Exception | None) -> None:
