@@ -104,7 +104,7 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, body: Cal
                 refused.append(ms)
             count(str(status), other)
             count(f"{status} {' '.join(json.loads(payload).get('detail', '').split()[:5])}", reasons)
-        if connection.closing:  # the server closes it after this answer (a refusal): never reused
+        if connection.closing:  # the server closes it after this answer: never reused
             connection.close()
         elif waiting:
             due, i = waiting.popleft()
