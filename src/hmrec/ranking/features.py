@@ -20,6 +20,7 @@ COUNTED_COLUMNS = ("product_type_no", "department_no")  # the customer's purchas
 # and department do not say (a customer of black basics, of one section).
 SHARED_COLUMNS = ("section_no", "garment_group_no", "colour_group_code", "perceived_colour_master_id",
                   "graphical_appearance_no")
+KEY_COLUMNS = ("row", "article_idx")  # which candidate line: in every feature table, never a model input
 # How far back the customer's own purchase order is remembered (`order_features`): a few baskets, and a few dozen.
 LINE_HALF_LIVES = (8, 32)
 
@@ -63,9 +64,9 @@ def repeat_stats(transactions: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """How all the article's buyers re-buy it, from the rows before as_of: `item_repeat_share`, the share of its
     buyers who bought it on two days or more; `item_days_per_buyer`, its buying days per buyer; `item_rebuy_interval`,
     the mean days between two days one buyer bought it (over the buyers who bought it again; null where none did)."""
-    days = transactions.lazy().filter(pl.col("t_dat") < as_of).select("customer_idx", "article_idx", "t_dat").unique()
-    pairs = days.group_by("customer_idx", "article_idx").agg(
-        pl.len().alias("days"), (pl.col("t_dat").max() - pl.col("t_dat").min()).dt.total_days().alias("span"))
+    pairs = transactions.lazy().filter(pl.col("t_dat") < as_of).group_by("customer_idx", "article_idx").agg(
+        pl.col("t_dat").n_unique().alias("days"),
+        (pl.col("t_dat").max() - pl.col("t_dat").min()).dt.total_days().alias("span"))
     again = pl.col("days") >= 2
     return pairs.group_by("article_idx").agg(
         again.mean().cast(pl.Float32).alias("item_repeat_share"),
@@ -228,8 +229,8 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     # per customer: the history's distinct rows, in order (seen is sorted by customer, then article)
     customers, begins = np.unique(split_key(seen)[0], return_index=True)
     shop_days = np.unique(split_key(distinct(pair_key(h.row, h.days)))[0], return_counts=True)[1]  # same rows
-    bought = np.diff(np.append(begins, seen.size)).astype(np.float64)  # distinct articles
-    owner = np.repeat(np.arange(customers.size), bought.astype(np.int64))  # each pair's customer
+    articles = np.diff(np.append(begins, seen.size))  # distinct articles bought
+    owner = np.repeat(np.arange(customers.size), articles)  # each pair's customer
     repeated = np.bincount(owner, weights=again, minlength=customers.size)  # articles bought on two days or more
     # the mean of their intervals; bincount adds in order (reduceat adds pairwise: other last bits, other trees)
     spans = np.bincount(owner, weights=np.where(again, interval, 0.0), minlength=customers.size)
@@ -239,7 +240,7 @@ def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarr
     shopping = _take(shop_days, mine, at_customer).astype(np.float64)
     out = {"day_share": _take(n_days, found, at) / np.maximum(shopping, 1),
            "rebuy_interval": np.where(found, _take(interval, found, at), np.nan),
-           "user_shopping_days": shopping, "user_repeat_share": _take(repeated / bought, mine, at_customer)}
+           "user_shopping_days": shopping, "user_repeat_share": _take(repeated / articles, mine, at_customer)}
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rebuy_due"] = days_since / np.where(mine, _take(usual, mine, at_customer), np.nan)
     return out
@@ -276,5 +277,5 @@ def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:
     """The model inputs: every numeric column except the keys and the label."""
-    skip = {"row", "article_idx", "label", "customer_idx"}
+    skip = {*KEY_COLUMNS, "label", "customer_idx"}
     return [c for c, t in frame.schema.items() if c not in skip and t.is_numeric()]

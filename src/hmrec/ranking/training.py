@@ -19,15 +19,13 @@ from hmrec.candidates.sources import default_counts
 from hmrec.data import Query, Recs, TrainData
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.ranking.ensemble import Ensemble, bagged_members
-from hmrec.ranking.features import ArticleLookup, article_table, feature_columns
+from hmrec.ranking.features import KEY_COLUMNS, ArticleLookup, article_table, feature_columns
 from hmrec.ranking.scoring import candidate_features, feature_matrix, led_by
 from hmrec.ranking.search import Lines, Trial, lightgbm_params, sample_lines, search
 from hmrec.recommenders.base import Recommender
 from hmrec.store.arrays import best_first_order, member_of
 
 log = logging.getLogger(__name__)
-
-KEYS = ("row", "article_idx")  # a training frame's columns that are not features
 
 
 @dataclass
@@ -162,7 +160,7 @@ def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int]
     with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
         features = candidate_features(sources, n_per_source, query, articles)[1]
     # float32, as the model reads them (`feature_matrix`): the same values in half the memory of float64
-    frame = pl.DataFrame({name: values if name in KEYS else np.asarray(values, dtype=np.float32)
+    frame = pl.DataFrame({name: values if name in KEY_COLUMNS else np.asarray(values, dtype=np.float32)
                           for name, values in features.items()})
     del features
     rows = pl.DataFrame({"customer_idx": buyers}).with_row_index("row")
