@@ -341,6 +341,8 @@ def test_interaction_features_have_known_values():
     assert own["user_purchases_all"] == bought.height
     assert 0 < own["share_product_group_name"] <= 1
     assert own["item_repeat_share"] == 0 and np.isnan(own["rebuy_gap_due"])  # nobody bought it on two days
+    assert own["item_variants"] == colour["item_variants"] == N_COLOURS
+    assert own["lines_since_product"] == colour["lines_since_product"] == 0  # the product of its newest line
 
 
 def test_the_articles_rebuy_interval_from_all_buyers_against_the_customers_wait():
@@ -383,6 +385,23 @@ def test_attribute_shares_count_the_customers_purchases_in_the_candidates_value(
     same = history.filter(pl.col(column) == history.filter(pl.col("article_idx") == bought)[column][0]).height
     assert shares[0] == pytest.approx(same / history.height)
     assert 0 < shares[0] <= 1 and (items.size == 1 or shares[1] == 0.0)
+
+
+def test_a_paired_share_counts_the_purchases_with_both_values():
+    """Section and product type by article_idx % 2 and % 3: of customer 700's purchases, those sharing the candidate's
+    section and type together are fewer than those sharing either."""
+    planted, _ = planted_world()
+    idx = pl.col("article_idx")
+    articles = planted.articles.with_columns((idx % 2).alias("section_no"), (idx % 3).alias("product_type_no"))
+    data = TrainData(planted.transactions, planted.customers, articles, planted.cutoff)
+    query = Query.for_customers(np.array([700]), data.customers, data.transactions, as_of=CUTOFF)
+    history = query.history["article_idx"].to_numpy()
+    items = np.arange(6, dtype=np.int32)  # every (section, type) value once
+    candidates = Candidates(np.zeros(items.size, dtype=np.uint32), items, ranks={}, scores={})
+    got = feature_arrays(candidates, query, ArticleLookup.of(article_table(data)))
+    both = [np.mean((history % 2 == item % 2) & (history % 3 == item % 3)) for item in items]
+    np.testing.assert_allclose(got["share_section_no_product_type_no"], both)
+    np.testing.assert_allclose(got["share_section_no"], [np.mean(history % 2 == item % 2) for item in items])
 
 
 def test_article_lookup_refuses_a_table_not_indexed_by_article_idx():

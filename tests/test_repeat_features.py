@@ -9,7 +9,13 @@ import polars as pl
 
 from hmrec.data import HistoryArrays
 from hmrec.ranking import features
-from hmrec.ranking.features import group_counts, order_features, repeat_features, repeat_stats
+from hmrec.ranking.features import (
+    group_counts,
+    order_features,
+    product_order_features,
+    repeat_features,
+    repeat_stats,
+)
 from hmrec.store.arrays import find_sorted, pair_key
 
 
@@ -46,6 +52,19 @@ def test_order_features_by_hand():
     out = order_features(h, rows, items, half_lives=(2,))
     np.testing.assert_allclose(out["lines_since_bought"], [2, 3, 0, np.nan, 0, np.nan])
     np.testing.assert_allclose(out["line_weight_2"], [0.5 + 0.5 ** 1.5, 2 * 0.5 ** 1.5, 1.0, 0.0, 1.0, 0.0])
+
+
+def test_product_order_features_by_hand():
+    """The history of `test_order_features_by_hand` with articles 5, 6 and 7 one product (0) and 8, 9 another (1).
+    Row 0's lines, newest first: day 2: product 1 twice (position 0); day 5: product 0 (position 2); day 9: product
+    0 three times (position 3). Row 1 bought product 0 once, 4 days ago."""
+    h = HistoryArrays(row=np.array([0, 0, 0, 0, 0, 0, 1]), article_idx=np.array([6, 5, 8, 5, 9, 6, 5]),
+                      days=np.array([9, 5, 2, 9, 2, 9, 4]))
+    product = np.array([2, 2, 2, 2, 2, 0, 0, 0, 1, 1])  # article_idx -> product
+    rows, items = np.array([0, 0, 1, 1]), np.array([7, 9, 6, 8])  # 7 and 6: never bought as such
+    out = product_order_features(h, rows, items, product)
+    np.testing.assert_allclose(out["lines_since_product"], [2, 0, 0, np.nan])
+    np.testing.assert_allclose(out["product_line_weight_8"], [0.5 ** 0.25 + 3 * 0.5 ** (3 / 8), 2.0, 1.0, 0.0])
 
 
 def test_order_features_of_an_empty_history_are_zero_or_missing():

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from hmrec.candidates.generate import Candidates
-from hmrec.data import Query, TrainData
+from hmrec.data import HistoryArrays, Query, TrainData
 from hmrec.store.arrays import distinct, find_sorted, group_max, group_sum, pair_key, split_key
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
@@ -20,6 +20,9 @@ COUNTED_COLUMNS = ("product_type_no", "department_no")  # the customer's purchas
 # and department do not say (a customer of black basics, of one section).
 SHARED_COLUMNS = ("section_no", "garment_group_no", "colour_group_code", "perceived_colour_master_id",
                   "graphical_appearance_no")
+# Pairs whose values together say more than each alone (ladies' trousers: neither every ladies' garment nor every
+# pair of trousers): the customer's share of purchases in the pair's value, as for SHARED_COLUMNS.
+PAIRED_COLUMNS = (("section_no", "product_type_no"),)
 KEY_COLUMNS = ("row", "article_idx")  # which candidate line: in every feature table, never a model input
 # How far back the customer's own purchase order is remembered (`order_features`): a few baskets, and a few dozen.
 LINE_HALF_LIVES = (8, 32)
@@ -29,7 +32,8 @@ def article_table(data: TrainData) -> pl.DataFrame:
     """One row per article of `data.articles`: the attributes that interactions use, and `item_features` as of
     the cutoff (from the rows strictly before it: the store's table when `data` carries it), prefixed `item_`,
     with the sales of the last day and the trend ratios (last day against the week's daily mean, the week against
-    the 4 weeks' weekly mean) and the mean age of the article's buyers."""
+    the 4 weeks' weekly mean), the mean age of the article's buyers, and `item_variants`, the articles of its
+    product in the catalogue."""
     transactions, articles, as_of, customers = data.transactions, data.articles, data.cutoff, data.customers
     stats = data.item_features(as_of)
     stats = stats.rename({c: f"item_{c}" for c in stats.columns if c != "article_idx"})
@@ -40,6 +44,11 @@ def article_table(data: TrainData) -> pl.DataFrame:
         *[pl.col(c).cast(pl.String).fill_null("") for c in GROUP_COLUMNS],
         *[pl.col(c).cast(pl.Int64).fill_null(-1) for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS) if c in articles.columns],
     )
+    paired = [(a, b) for a, b in PAIRED_COLUMNS if a in attrs.columns and b in attrs.columns]
+    attrs = attrs.with_columns(
+        *[pl.concat_str(a, b, separator="/").alias(paired_name(a, b)) for a, b in paired],
+        pl.len().over("product_code").cast(pl.Float32).alias("item_variants"),  # its product's colours and sizes
+    )
     table = attrs.join(stats, on="article_idx", how="left").join(
         _recent_sales(transactions, as_of, customers), on="article_idx", how="left").join(
         repeat_stats(transactions, as_of), on="article_idx", how="left")
@@ -47,6 +56,11 @@ def article_table(data: TrainData) -> pl.DataFrame:
         (pl.col("item_sales_1d") * 7 / pl.col("item_sales_1w")).cast(pl.Float32).alias("item_trend_1d_1w"),
         (pl.col("item_sales_1w") * 4 / pl.col("item_sales_4w")).cast(pl.Float32).alias("item_trend_1w_4w"),
     ).sort("article_idx")
+
+
+def paired_name(a: str, b: str) -> str:
+    """The article table's column holding the values of the pair (a, b) of PAIRED_COLUMNS."""
+    return f"{a}_{b}"
 
 
 def _recent_sales(transactions: pl.DataFrame, as_of: date, customers: pl.DataFrame) -> pl.DataFrame:
@@ -97,7 +111,8 @@ class ArticleLookup:
         def codes(column: str) -> np.ndarray:
             return np.unique(table[column].to_numpy(), return_inverse=True)[1].astype(np.int64)
 
-        counted = [c for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS) if c in table.columns]
+        counted = [c for c in (*COUNTED_COLUMNS, *SHARED_COLUMNS, *(paired_name(a, b) for a, b in PAIRED_COLUMNS))
+                   if c in table.columns]
         inputs = table.drop("article_idx", "product_code", *GROUP_COLUMNS, *counted)
         features = {name: _floats(inputs[name]) for name in inputs.columns}
         names = (*GROUP_COLUMNS, *counted)
@@ -131,8 +146,8 @@ def user_columns(query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]
 
 def interaction_features(candidates: Candidates, query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]:
     """User x article, one value per candidate line in order: times bought and days since (nan if never), the
-    same for its product_code, and the share of the customer's purchases in the article's group (0 without
-    history)."""
+    same for its product_code, the share of the customer's purchases in the article's group (0 without
+    history), the re-buy features and where the article and its product sit in the customer's purchase order."""
     h = query.arrays()
     rows = candidates.row.astype(np.int64)
     items = candidates.article_idx.astype(np.int64)
@@ -158,6 +173,7 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         columns[f"share_{column}"] = counts[j] / totals[rows]
     columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=pairs_found))
     columns.update(order_features(h, rows, items, lookup=pairs_found))
+    columns.update(product_order_features(h, rows, items, product))
     return columns
 
 
@@ -203,6 +219,14 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
         weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=seen.size)
         out[f"line_weight_{half_life}"] = _take(weight, found, at)
     return out
+
+
+def product_order_features(h, rows: np.ndarray, items: np.ndarray, product: np.ndarray) -> dict[str, np.ndarray]:
+    """`order_features` of the candidate's product (its other colours and sizes count as it): `lines_since_product`,
+    the position of the product's newest line in the customer's purchase order (nan if never bought), and
+    `product_line_weight_8`. product: each article_idx's product code."""
+    out = order_features(HistoryArrays(h.row, product[h.article_idx], h.days), rows, product[items], half_lives=(8,))
+    return {"lines_since_product": out["lines_since_bought"], "product_line_weight_8": out["line_weight_8"]}
 
 
 def repeat_features(h, rows: np.ndarray, items: np.ndarray, days_since: np.ndarray,
