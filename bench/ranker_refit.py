@@ -39,11 +39,13 @@ def main() -> None:
     args = parser.parse_args()
     logs.configure(bars=False)
     version, bundle = Registry.for_workdir(args.workdir).load_version("champion")
-    saved = read_config(Path(bundle) / "final")
+    folder = Path(bundle) / "final"
+    saved = read_config(folder)
     config = FinalConfig.from_saved(saved["config"])
-    config.seed = config.seed if args.seed is None else args.seed
+    if args.seed is not None:
+        config.seed = args.seed
     config.n_per_source.update({name: int(n) for name, n in (text.split("=", 1) for text in args.count)})
-    sources = {name: load_recommender(Path(bundle) / "final" / "sources" / name) for name in saved["sources"]}
+    sources = {name: load_recommender(folder / "sources" / name) for name in saved["sources"]}
     warm = tuple(name for name, source in sources.items() if source.fit_once)
     store = Store(args.workdir / "store")
     data = load_train_data(store)

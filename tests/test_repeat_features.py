@@ -13,6 +13,7 @@ from hmrec.ranking.features import (
     group_counts,
     order_features,
     product_order_features,
+    purchase_order,
     repeat_features,
     repeat_stats,
 )
@@ -107,6 +108,14 @@ def test_repeat_and_order_features_match_a_line_by_line_reference_on_random_hist
     ordered = order_features(h, rows, items)
     for name, values in order_features(h, rows, items, lookup=(found, at)).items():
         np.testing.assert_array_equal(values, ordered[name])
+    for name, values in order_features(h, rows, items, lookup=(found, at), ordered=purchase_order(h)).items():
+        np.testing.assert_array_equal(values, ordered[name])
+    product = np.arange(16) // 3  # the same sort of the history serves the products' order, with their own look-up
+    by_product = product_order_features(h, rows, items, product)
+    pairs = find_sorted(np.unique(pair_key(h.row, product[h.article_idx])), pair_key(rows, product[items]))
+    for name, values in product_order_features(h, rows, items, product, lookup=pairs,
+                                               ordered=purchase_order(h)).items():
+        np.testing.assert_array_equal(values, by_product[name])
 
 
 def test_repeat_stats_of_all_buyers_by_hand():

@@ -152,7 +152,7 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
     rows = candidates.row.astype(np.int64)
     items = candidates.article_idx.astype(np.int64)
     product = articles.product
-    columns = {}
+    columns, lookups = {}, {}  # lookups: each line's pair among the history's, which later features reuse
     for counted, since, bought, asked in (
         ("times_bought", "days_since_bought", pair_key(h.row, h.article_idx), pair_key(rows, items)),
         ("product_times_bought", "days_since_product", pair_key(h.row, product[h.article_idx]),
@@ -160,9 +160,7 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
     ):
         seen, count = group_sum(bought, np.ones(bought.size))
         _, newest = group_max(bought, -h.days)  # minus the fewest days since
-        found, at = find_sorted(seen, asked)
-        if counted == "times_bought":  # the (customer, article) pairs' look-up: the re-buy and order features reuse it
-            pairs_found = found, at
+        found, at = lookups[counted] = find_sorted(seen, asked)
         columns[counted] = _take(count, found, at)
         columns[since] = np.where(found, -_take(newest, found, at), np.nan)
     totals = np.maximum(np.bincount(h.row, minlength=len(query)).astype(np.float64), 1.0)
@@ -171,9 +169,11 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         if column in COUNTED_COLUMNS:
             columns[f"count_{column}"] = counts[j]
         columns[f"share_{column}"] = counts[j] / totals[rows]
-    columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=pairs_found))
-    columns.update(order_features(h, rows, items, lookup=pairs_found))
-    columns.update(product_order_features(h, rows, items, product))
+    columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=lookups["times_bought"]))
+    ordered = purchase_order(h)  # the article's and the product's place in it: one sort of the history for both
+    columns.update(order_features(h, rows, items, lookup=lookups["times_bought"], ordered=ordered))
+    columns.update(product_order_features(h, rows, items, product, lookup=lookups["product_times_bought"],
+                                          ordered=ordered))
     return columns
 
 
@@ -200,17 +200,27 @@ def group_counts(h, rows: np.ndarray, items: np.ndarray, codes: np.ndarray) -> n
     return out
 
 
+def purchase_order(h) -> tuple[np.ndarray, np.ndarray]:
+    """The history's lines by customer, newest day first (positions in `h`), and each one's position in its
+    customer's purchase order: the number of the customer's lines on newer days (float). It depends on the rows and
+    days alone, so a history with other article codes (products, say) has the same."""
+    order = np.lexsort((h.days, h.row))
+    row, days = h.row[order], h.days[order]
+    day_keys = pair_key(row, days)
+    return order, (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
+
+
 def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int, ...] = LINE_HALF_LIVES,
-                   lookup: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                   lookup: tuple[np.ndarray, np.ndarray] | None = None,
+                   ordered: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Where the article sits in the customer's purchase order, in lines rather than days (a customer who shops
     weekly and one who shops yearly both re-buy from their last few baskets). A line's position is the number of
     the customer's lines on newer days. `lines_since_bought`: the position of its newest line (nan if never
     bought); `line_weight_<h>`: its lines weighted 0.5 ** (position / h) (0 if never bought). `lookup`: where each
-    line's pair is among the history's sorted distinct (customer, article) pairs (`find_sorted`), if known."""
-    order = np.lexsort((h.days, h.row))  # by customer, newest day first
-    row, days, article = h.row[order], h.days[order], h.article_idx[order]
-    day_keys = pair_key(row, days)
-    position = (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
+    line's pair is among the history's sorted distinct (customer, article) pairs (`find_sorted`), if known;
+    `ordered`: `purchase_order(h)`, if known."""
+    order, position = ordered or purchase_order(h)
+    row, article = h.row[order], h.article_idx[order]
     # one sort of the (customer, article) pairs: a pair's first line in this order is its newest
     seen, first, inverse = np.unique(pair_key(row, article), return_index=True, return_inverse=True)
     found, at = lookup or find_sorted(seen, pair_key(rows, items))
@@ -221,11 +231,15 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
     return out
 
 
-def product_order_features(h, rows: np.ndarray, items: np.ndarray, product: np.ndarray) -> dict[str, np.ndarray]:
+def product_order_features(h, rows: np.ndarray, items: np.ndarray, product: np.ndarray,
+                           lookup: tuple[np.ndarray, np.ndarray] | None = None,
+                           ordered: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """`order_features` of the candidate's product (its other colours and sizes count as it): `lines_since_product`,
     the position of the product's newest line in the customer's purchase order (nan if never bought), and
-    `product_line_weight_8`. product: each article_idx's product code."""
-    out = order_features(HistoryArrays(h.row, product[h.article_idx], h.days), rows, product[items], half_lives=(8,))
+    `product_line_weight_8`. product: each article_idx's product code; `lookup`: as in `order_features`, among the
+    (customer, product) pairs; `ordered`: `purchase_order(h)`, if known."""
+    out = order_features(HistoryArrays(h.row, product[h.article_idx], h.days), rows, product[items], half_lives=(8,),
+                         lookup=lookup, ordered=ordered)
     return {"lines_since_product": out["lines_since_bought"], "product_line_weight_8": out["line_weight_8"]}
 
 
