@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -194,6 +195,53 @@ def test_a_damaged_mlflow_db_is_one_line_naming_it(command, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {workdir.resolve() / 'mlflow.db'} cannot be read ("), lines
     assert "restore it from a backup" in lines[0]
+
+
+def _files_of_at_most(limit: int):
+    def apply() -> None:  # in the child: a write past `limit` bytes fails with EFBIG instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_disk_filling_up_under_the_registry_is_one_line_and_keeps_the_champion(tmp_path):
+    workdir = s.handmade_workdir(tmp_path)
+    db = workdir.resolve() / "mlflow.db"
+    result = subprocess.run([str(HMREC), "registry", "alias", "challenger", "1", "--workdir", str(workdir)],
+                            capture_output=True, text=True, timeout=300,
+                            preexec_fn=_files_of_at_most(db.stat().st_size // 4))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    # opening the registry may write (and fail) already, or only the alias's change
+    assert result.stderr.strip().splitlines()[-1] in (
+        f"error: {db} could not be written: the disk filled up (File too large); free space beside it and run again",
+        f"error: the disk filled up while {workdir} was written (File too large); free space beside it and run again "
+        f"(the champion is unchanged)")
+    listed = run("registry", "list", "--workdir", workdir)
+    assert listed.exit_code == 0 and "champion" in listed.output and "challenger" not in listed.output
+
+
+def test_a_disk_filling_up_under_any_other_write_of_a_workdir_command_is_one_line(tmp_path):
+    # numpy's short write names no cause (no errno): the file size limit this process runs under explains it
+    child = (
+        "import numpy as np, typer\n"
+        "from pathlib import Path\n"
+        "from hmrec.commands.shared import writes_workdir\n"
+        "app = typer.Typer()\n"
+        "@app.command()\n"
+        "@writes_workdir\n"
+        "def write(workdir: Path) -> None:\n"
+        "    np.save(workdir / 'big.npy', np.zeros(100_000))\n"
+        "app()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True,
+                            timeout=120, preexec_fn=_files_of_at_most(100_000))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (f"error: the disk filled up while {tmp_path} was written (File too large); "
+                                     f"free space beside it and run again (the champion is unchanged)")
+    unlimited = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True,
+                               timeout=120)
+    assert unlimited.returncode == 0, unlimited.stderr  # the same command where the file fits
 
 
 def test_data_too_short_for_the_pipeline_is_one_line_naming_the_days_needed(tmp_path):

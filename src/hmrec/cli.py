@@ -12,6 +12,7 @@ import typer  # noqa: E402
 
 from hmrec import logs  # noqa: E402
 from hmrec.commands import data, experiment, registry, retrain, serve, stages  # noqa: E402
+from hmrec.commands.shared import writes_workdir  # noqa: E402
 
 
 def _flags_without_a_type(display_type_rich):
@@ -30,10 +31,10 @@ app = typer.Typer(help="hmrec: raw H&M-format retail data -> feature store -> mo
 
 # the stages and the service, then the groups: the order `hmrec --help` lists them in
 app.command("etl")(stages.etl)
-app.command("evaluate")(stages.evaluate)
-app.command("pipeline")(stages.pipeline)
-app.command("precompute")(stages.precompute)
-app.command("retrain")(retrain.retrain)
+app.command("evaluate")(writes_workdir(stages.evaluate))
+app.command("pipeline")(writes_workdir(stages.pipeline))
+app.command("precompute")(writes_workdir(stages.precompute))
+app.command("retrain")(writes_workdir(retrain.retrain))
 app.command("serve")(serve.serve)
 app.add_typer(data.data_app, name="data")
 app.add_typer(registry.registry_app, name="registry")

@@ -1,11 +1,16 @@
-"""One writer at a time: an advisory lock file (fcntl.flock) naming its holder, released by the OS when it dies."""
+"""One writer at a time: an advisory lock file (fcntl.flock) naming its holder, released by the OS when it dies; and
+what a writer says when the disk fills up under it."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import re
+import resource
 import shlex
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -104,3 +109,50 @@ def _acquire(path: Path, wait: bool) -> int:
         os.close(fd)
         raise
     return fd
+
+
+FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large", errno.EDQUOT: "Disk quota exceeded"}
+# Failed writes that name no cause: numpy's short write and SQLite's I/O error (SQLite says "database or disk is
+# full" only for ENOSPC; a file size limit reaches it as an I/O error).
+_UNEXPLAINED_WRITE = re.compile(r"\d+ requested and \d+ written|disk I/O error")
+
+
+def disk_full_reason(error: BaseException, where: str | Path) -> str | None:
+    """The OS's words when `error` is a write that found the disk full (or a file size or quota limit), else None.
+
+    The error or one it was raised from says so: an errno, Polars' "(os error 28)", SQLite's "database or disk is
+    full". A failed write that names no cause counts where `where`'s disk has under 1 MiB free, or where this
+    process may write files of limited size (`ulimit -f`)."""
+    unexplained = False
+    for seen in _raised_from(error):
+        if isinstance(seen, OSError) and seen.errno in FULL:
+            return FULL[seen.errno]
+        text = str(seen)
+        if "database or disk is full" in text:
+            return FULL[errno.ENOSPC]
+        found = next((words for code, words in FULL.items() if f"os error {code})" in text or words in text), None)
+        if found:
+            return found
+        unexplained = unexplained or bool(_UNEXPLAINED_WRITE.search(text))
+    if not unexplained:
+        return None
+    existing = next(p for p in [Path(where).absolute(), *Path(where).absolute().parents] if p.exists())
+    if shutil.disk_usage(existing).free < 1 << 20:
+        return FULL[errno.ENOSPC]
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return FULL[errno.EFBIG]
+    return None
+
+
+def _raised_from(error: BaseException) -> Iterator[BaseException]:
+    """The error, then the ones it was raised from (SQLAlchemy keeps the driver's as `orig`), each once."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [e for e in (getattr(current, "orig", None), current.__context__, current.__cause__)
+                 if isinstance(e, BaseException)]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hmrec.commands.shared import Wait, fail, readable_workdir
+from hmrec.commands.shared import Wait, fail, readable_workdir, writes_workdir
 
 registry_app = typer.Typer(help="Model versions in the registry.", no_args_is_help=True)
 
@@ -76,6 +76,7 @@ def _version_summary(registry, version: int, manifest: dict) -> list[str]:
 
 
 @registry_app.command("promote")
+@writes_workdir
 def registry_promote(
     version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
     wait: Wait = False,
@@ -95,6 +96,7 @@ def registry_promote(
 
 
 @registry_app.command("alias")
+@writes_workdir
 def registry_alias(
     alias: str, version: int, workdir: Annotated[Path, typer.Option(help="Pipeline working folder.")] = Path("work"),
     wait: Wait = False,

@@ -3,6 +3,8 @@ the offline commands' process set-up."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +42,28 @@ def fail(message: str) -> None:
     """`error: MESSAGE` on stderr, exit code 1: every refusal of the CLI is this one line."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+def writes_workdir(command: Callable[..., None]) -> Callable[..., None]:
+    """A command that writes its --workdir: a write that found the disk full ends in one line naming the workdir
+    instead of a traceback (the command's own refusals are one line already). Its writers write aside and rename,
+    and the champion moves last, so the version that served before still does."""
+
+    @functools.wraps(command)
+    def run(**options) -> None:
+        from hmrec.workdir import disk_full_reason
+
+        try:
+            command(**options)
+        except typer.Exit:
+            raise
+        except Exception as error:
+            reason = disk_full_reason(error, options["workdir"])
+            if reason is None:
+                raise
+            fail(f"the disk filled up while {options['workdir']} was written ({reason}); free space beside it and "
+                 f"run again (the champion is unchanged)")
+    return run
 
 
 def chosen_engine(name: str | None, address: str | None):

@@ -33,6 +33,7 @@ from mlflow.utils.time import get_current_time_millis  # noqa: E402
 
 from hmrec.registry.housekeeping import mark_dead_runs, owner_tags, rebase_artifacts  # noqa: E402
 from hmrec.registry.location import embedded_db, is_server_uri, tracking_uri  # noqa: E402
+from hmrec.workdir import disk_full_reason  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,18 @@ _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 _BAD_NAME_CHARS = re.compile(r"[^/\w.\- :]")
 # MLflow logs its schema migrations on every new database and a "waiting" line per model version at
 # INFO; they are not our news.
-_NOISY_LOGGERS = ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store")
+_NOISY_LOGGERS = ("alembic", "mlflow.store.model_registry.abstract_store")
+# MLflow's database layer logs every SQLAlchemy error with its traceback before raising it again (as an
+# MlflowException): the raised error is what we report, in one line.
+_RERAISING_LOGGERS = ("mlflow.store.db.utils",)
 
 
 def unreadable_store(workdir: str | Path, error: Exception) -> str:
     """Why the workdir's tracking store cannot be read, in one line with the fix."""
     cause = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0][:200]
     db = embedded_db(workdir)
+    if db is not None and (reason := disk_full_reason(error, db)):
+        return f"{db} could not be written: the disk filled up ({reason}); free space beside it and run again"
     if db is None:
         return f"the tracking store {tracking_uri(workdir)} cannot be read ({cause}); check MLFLOW_TRACKING_URI"
     return (f"{db} cannot be read ({cause}): it is damaged or not an MLflow database; restore it from a backup, "
@@ -85,6 +91,8 @@ def walk_artifacts(client: MlflowClient, run_id: str, path: str):
 def quiet_mlflow() -> None:
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _RERAISING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def client_for(workdir: str | Path) -> MlflowClient:

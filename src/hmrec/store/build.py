@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ from hmrec.store.features import item_features, user_features
 from hmrec.store.indexing import Indexer, index_whole
 from hmrec.store.manifest import build_manifest, write_manifest
 from hmrec.store.split import assert_no_leakage, time_split
-from hmrec.workdir import exclusive, store_lock_path
+from hmrec.workdir import disk_full_reason, exclusive, store_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -96,26 +95,17 @@ def _build_aside(raw_dir: Path, store_dir: Path, test_days: int, indexer: Indexe
     return manifest
 
 
-_FULL = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large", errno.EDQUOT: "Disk quota exceeded"}
-
-
 @contextmanager
 def _disk_full(store_dir: Path) -> Iterator[None]:
-    """A write that found the disk full (or a file size or quota limit) -> StorePathError of one line; Polars
-    reports it as a ComputeError naming the OS error."""
+    """A write that found the disk full (or a file size or quota limit) -> StorePathError of one line."""
     try:
         yield
-        return
-    except OSError as error:
-        if error.errno not in _FULL:
-            raise
-        reason = _FULL[error.errno]
-    except pl.exceptions.PolarsError as error:
-        reason = next((text for code, text in _FULL.items() if f"os error {code})" in str(error)), None)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        reason = disk_full_reason(error, store_dir)
         if reason is None:
             raise
-    raise StorePathError(f"--store {store_dir}: the disk filled up while the store was written ({reason}); free "
-                         f"space beside {store_dir} and run again (nothing was replaced)")
+        raise StorePathError(f"--store {store_dir}: the disk filled up while the store was written ({reason}); "
+                             f"free space beside {store_dir} and run again (nothing was replaced)") from None
 
 
 def _refuse_foreign_folder(store_dir: Path) -> None:
