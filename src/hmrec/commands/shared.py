@@ -25,7 +25,7 @@ HorizonDays = Annotated[int | None, typer.Option(
     "the validation window (default: --test-days).")]
 LabelWindows = Annotated[int | None, typer.Option(
     "--label-windows", min=1, help="How many label windows the ranker learns from (default: as many as hold "
-    "60,000 bought pairs and 5,000 buyers, within memory and history: ranking/windows.py).")]
+    "20,000 bought pairs and 5,000 buyers, within memory and history: ranking/windows.py).")]
 SearchFits = Annotated[int, typer.Option(
     "--search-fits", min=1, help="LightGBM fits the search for the ranker's settings may spend, by successive "
     "halving on the validation customers (1: the default settings only).")]

@@ -19,13 +19,9 @@ class WindowPlanConfig:
     of two windows counts twice: two groups); max_training_lines: the training frame's candidate lines, its memory
     (~60 float32 features a line: 8M lines are ~2 GB, ~4 GB peak with LightGBM's copy), so windows stop once their
     buyers times the candidates per buyer fill it; max_windows: every window refits the sources, so time bounds
-    the count too; min_history_days: days kept before the validation window for the sources to learn from.
+    the count too; min_history_days: days kept before the validation window for the sources to learn from."""
 
-    60,000 pairs: four weeks of the small fashion sample (~16,000 a week), as the published H&M solutions learn from
-    4-6 label weeks; against two weeks (20,000) it gained 2.9% MAP@12 there over three seeds, grocery was level and
-    media lost 2.1% (docs/benchmarks.md). The full-size week alone holds 341,000: one window, as before."""
-
-    min_label_lines: int = 60_000
+    min_label_lines: int = 20_000
     min_label_buyers: int = 5_000
     max_training_lines: int = 8_000_000
     max_windows: int = 16
