@@ -9,6 +9,11 @@ the ranker's config; the sources are fitted again as of each label window and th
 does after its validation (the two-tower only refreshed), and the ranker is trained and searched with the code on
 PYTHONPATH. With the champion's code and settings it gives the pipeline's `final` to the digit. `--ap` saves each
 held-out buyer's AP@12, in the order of the report's `ap12_per_buyer.parquet`, for a paired comparison.
+
+It measures changes of the ranker only. A change that moves the week the settings are chosen on (the label windows'
+count or length: that week precedes the first window) also changes every source's settings and the two-tower's fit
+in the pipeline; keeping the champion's would train on windows the sources were tuned or fitted on (docs/benchmarks.md,
+"Four label weeks instead of two"). Measure such a change with the whole pipeline (`bench/quality.py`).
 """
 
 from __future__ import annotations
