@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from pipeline_settings import CHEAP_ARGS
 from typer.testing import CliRunner
 
 from hmrec.cli import app
-from hmrec.support.launcher import HMREC, free_port
+from hmrec.support.launcher import HMREC, files_of_at_most, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,19 +196,12 @@ def test_a_damaged_mlflow_db_is_one_line_naming_it(command, tmp_path):
     assert "restore it from a backup" in lines[0]
 
 
-def _files_of_at_most(limit: int):
-    def apply() -> None:  # in the child: a write past `limit` bytes fails with EFBIG instead of killing it
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def test_a_disk_filling_up_under_the_registry_is_one_line_and_keeps_the_champion(tmp_path):
     workdir = s.handmade_workdir(tmp_path)
     db = workdir.resolve() / "mlflow.db"
     result = subprocess.run([str(HMREC), "registry", "alias", "challenger", "1", "--workdir", str(workdir)],
                             capture_output=True, text=True, timeout=300,
-                            preexec_fn=_files_of_at_most(db.stat().st_size // 4))
+                            preexec_fn=files_of_at_most(db.stat().st_size // 4))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     # opening the registry may write (and fail) already, or only the alias's change
@@ -235,7 +227,7 @@ def test_a_disk_filling_up_under_any_other_write_of_a_workdir_command_is_one_lin
         "app()\n"
     )
     result = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True,
-                            timeout=120, preexec_fn=_files_of_at_most(100_000))
+                            timeout=120, preexec_fn=files_of_at_most(100_000))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == (f"error: the disk filled up while {tmp_path} was written (File too large); "
                                      f"free space beside it and run again (the champion is unchanged)")

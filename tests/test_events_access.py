@@ -4,7 +4,6 @@ and a disk filling up under the SQLite event store answers 503, keeping every ev
 from __future__ import annotations
 
 import resource
-import signal
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from hmrec.serving import deps
 from hmrec.serving.app import create_app
 from hmrec.serving.events import SqliteEventStore
 from hmrec.serving.settings import Settings
+from hmrec.support.launcher import files_of_at_most
 
 BODY = {"customer_id": "token-check", "article_id": f"{s.ARTICLE_IDS[4]:010d}"}
 
@@ -106,18 +106,11 @@ def test_the_openapi_document_declares_the_bearer_token_and_its_refusals(workdir
 FILE_LIMIT = 128 * 1024  # bytes any file of the server may reach: its write-ahead log fills it after a few dozen events
 
 
-def _no_file_over(limit: int):
-    def apply() -> None:  # in the child: a write past `limit` bytes fails with EFBIG instead of killing it
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="no RLIMIT_FSIZE on this system to fill a disk")
 def test_a_full_disk_answers_503_with_retry_after_and_keeps_the_events_taken(workdir, tmp_path):
     events = tmp_path / "events.sqlite"
     SqliteEventStore(events).close()  # the tables, so the server's first writes are events and heartbeats
-    server = s.Server(workdir, events, tmp_path / "server.log", preexec_fn=_no_file_over(FILE_LIMIT))
+    server = s.Server(workdir, events, tmp_path / "server.log", preexec_fn=files_of_at_most(FILE_LIMIT))
     taken, refused = [], None
     with server, httpx.Client(base_url=server.url, headers=s.EVENTS_AUTH, timeout=60) as client:
         for n in range(FILE_LIMIT // 1024):  # each commit adds at least one 4 KiB page to the log

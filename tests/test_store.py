@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import resource
-import signal
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from hmrec.store.build import StorePathError, build_store
 from hmrec.store.features import ITEM_FEATURE_COLUMNS, USER_FEATURE_COLUMNS
 from hmrec.store.idmap import IdMap, UnknownIdError
 from hmrec.store.tables import Store
+from hmrec.support.launcher import HMREC, files_of_at_most
 
-HMREC = Path(sys.executable).parent / "hmrec"
 FIXTURE = Path(__file__).parent / "fixtures" / "hm-real-head10k"  # a copy of ../shared/fixtures
 
 
@@ -222,18 +220,11 @@ def test_a_store_written_in_customer_partitions_reads_back_as_the_one_file_store
     assert parts.partitions(tables.ARTICLES) == [tmp_path / "parts" / "articles.parquet"]
 
 
-def _no_bigger_files_than(limit: int):
-    def apply() -> None:  # in the child: a write past `limit` bytes fails with EFBIG instead of killing it
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_FSIZE"), reason="no RLIMIT_FSIZE on this system to fill a disk")
 def test_a_disk_filling_up_while_the_store_is_written_is_one_line(tmp_path):
     generate("tiny", seed=3, out=tmp_path / "raw")
     result = subprocess.run([str(HMREC), "etl", "--raw", str(tmp_path / "raw"), "--store", str(tmp_path / "store")],
-                            capture_output=True, text=True, timeout=600, preexec_fn=_no_bigger_files_than(20_000))
+                            capture_output=True, text=True, timeout=600, preexec_fn=files_of_at_most(20_000))
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last == (f"error: --store {tmp_path / 'store'}: the disk filled up while the store was written (File too "

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from hmrec import allocator, cpus
+from hmrec.workdir import disk_full_reason
 
 TestDays = Annotated[int, typer.Option("--test-days", min=1, help="Days held out at the end of the data.")]
 Engine = Annotated[str | None, typer.Option(
@@ -51,8 +52,6 @@ def writes_workdir(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def run(**options) -> None:
-        from hmrec.workdir import disk_full_reason
-
         try:
             command(**options)
         except typer.Exit:

@@ -47,7 +47,7 @@ _BAD_NAME_CHARS = re.compile(r"[^/\w.\- :]")
 _NOISY_LOGGERS = ("alembic", "mlflow.store.model_registry.abstract_store")
 # MLflow's database layer logs every SQLAlchemy error with its traceback before raising it again (as an
 # MlflowException): the raised error is what we report, in one line.
-_RERAISING_LOGGERS = ("mlflow.store.db.utils",)
+_RERAISING_LOGGER = "mlflow.store.db.utils"
 
 
 def unreadable_store(workdir: str | Path, error: Exception) -> str:
@@ -91,8 +91,7 @@ def walk_artifacts(client: MlflowClient, run_id: str, path: str):
 def quiet_mlflow() -> None:
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    for name in _RERAISING_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger(_RERAISING_LOGGER).setLevel(logging.CRITICAL)
 
 
 def client_for(workdir: str | Path) -> MlflowClient:

@@ -18,6 +18,18 @@ from hmrec.serving.events import sqlite_path
 HMREC = Path(sys.executable).parent / "hmrec"
 
 
+def files_of_at_most(limit: int) -> Callable[[], None]:
+    """A child's `preexec_fn` that fills its disk early: a write past `limit` bytes of any file fails with EFBIG
+    (SIGXFSZ ignored, so the write fails instead of killing the process)."""
+
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
