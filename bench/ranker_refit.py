@@ -10,10 +10,12 @@ does after its validation (the two-tower only refreshed), and the ranker is trai
 PYTHONPATH. With the champion's code and settings it gives the pipeline's `final` to the digit. `--ap` saves each
 held-out buyer's AP@12, in the order of the report's `ap12_per_buyer.parquet`, for a paired comparison.
 
-It measures changes of the ranker only. A change that moves the week the settings are chosen on (the label windows'
-count or length: that week precedes the first window) also changes every source's settings and the two-tower's fit
-in the pipeline; keeping the champion's would train on windows the sources were tuned or fitted on (docs/benchmarks.md,
-"Four label weeks instead of two"). Measure such a change with the whole pipeline (`bench/quality.py`).
+It measures changes of the ranker only. A change that moves the week the settings are chosen on (the count of near
+label windows or their length: that week precedes the near windows) also changes every source's settings and the
+two-tower's fit in the pipeline; keeping the champion's would train on windows the sources were tuned or fitted on
+(docs/benchmarks.md, "Four label weeks instead of two"). Measure such a change with the whole pipeline
+(`bench/quality.py`). Windows behind the settings' week get a two-tower of the champion's settings fitted before the
+oldest of them, as in the pipeline.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def main() -> None:
     store = Store(args.workdir / "store")
     data = load_train_data(store)
     started = time.perf_counter()
-    final = FinalRecommender(sources, config, warm=warm).fit(data)
+    behind = {name: type(sources[name])(sources[name].config) for name in warm}  # unfitted, the same settings
+    final = FinalRecommender(sources, config, warm=warm, behind=behind).fit(data)
     fit_s = time.perf_counter() - started
     query, relevant = held_out_query(store, data)
     recs = final.recommend(query, 100)

@@ -82,6 +82,7 @@ def test_the_ranker_settings_chosen_are_mlflow_params(pipeline_run):
     runs = client.search_runs([client.get_experiment_by_name("hmrec").experiment_id])
     params = next(run.data.params for run in runs if "ranker.label_days" in run.data.params)
     assert params["ranker.label_days"] == "7" and params["ranker.label_windows"] == "2"
+    assert params["ranker.near_windows"] == "2"
     assert params["ranker.objective"] in ("lambdarank", "binary", "xendcg") and int(params["ranker.trees"]) >= 1
 
 

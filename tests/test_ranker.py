@@ -13,6 +13,7 @@ from hmrec.candidates.generate import Candidates
 from hmrec.data import Query, TrainData
 from hmrec.evaluation.metrics import map_at_k
 from hmrec.evaluation.report import importance_section
+from hmrec.evaluation.selection import ranker_settings_section
 from hmrec.ranking.features import SHARED_COLUMNS, ArticleLookup, article_table, feature_arrays, feature_columns
 from hmrec.ranking.ranker import FinalConfig, FinalRecommender
 from hmrec.ranking.scoring import FILL_ROWS, candidate_features, feature_matrix, pair_score_name
@@ -316,6 +317,52 @@ def test_fit_once_sources_keep_the_early_fit():
         TrainData(data.transactions.filter(pl.col("t_dat") < first), data.customers, data.articles, first)
     )
     assert final.sources["bought_together"].pairs.equals(early.pairs)
+
+
+class RecordingTogether(FitOnceTogether):
+    """Remembers the cutoffs it was fitted and refreshed on."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits, self.refreshes = [], []
+
+    def fit(self, data):
+        self.fits.append(data.cutoff)
+        return super().fit(data)
+
+    def refresh(self, data):
+        self.refreshes.append(data.cutoff)
+        return super().refresh(data)
+
+
+def test_windows_behind_the_settings_window_fit_their_own_instance_before_the_oldest():
+    """Three windows, one near: label windows start 28, 21 and 7 days before the cutoff; the settings' window
+    (14 to 7 days before) lies between them. The warm source was fitted before it, so it saw the labels of the two
+    windows behind: those use their own instance, fitted before the oldest window; the warm one is only refreshed."""
+    data, _ = planted_world(seed=2)
+    config = FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1, label_windows=3, near_windows=1)
+    days = [CUTOFF - timedelta(days=d) for d in (28, 21, 14, 7)]
+    assert config.label_starts(CUTOFF) == [days[0], days[1], days[3]] and config.settings_end(CUTOFF) == days[3]
+    warm = RecordingTogether().fit(TrainData(data.transactions.filter(pl.col("t_dat") < days[2]), data.customers,
+                                             data.articles, days[2]))
+    behind = RecordingTogether()
+    final = FinalRecommender(make_sources() | {"bought_together": warm}, config, warm=["bought_together"],
+                             behind={"bought_together": behind}).fit(data)
+    assert final.sources["bought_together"] is warm and final.behind is None
+    assert warm.fits == [days[2]] and warm.refreshes == [days[3], CUTOFF]
+    assert behind.fits == [days[0]] and behind.refreshes == [days[1]]
+    assert [window["start"] for window in final.state_.windows] == [d.isoformat() for d in (days[0], days[1], days[3])]
+    assert f"Label windows: 3 of 7 day(s), from {days[0]} to the cutoff (2 behind the settings window, 1 after it)" \
+        in ranker_settings_section(final)
+    with pytest.raises(ValueError, match="behind"):
+        FinalRecommender(make_sources() | {"bought_together": warm}, config, warm=["bought_together"]).fit(data)
+
+
+def test_near_windows_default_to_all_of_them():
+    config = FinalConfig(label_windows=2, label_days=7)
+    assert config.label_starts(CUTOFF) == [CUTOFF - timedelta(days=14), CUTOFF - timedelta(days=7)]
+    assert config.settings_end(CUTOFF) == CUTOFF - timedelta(days=14)
+    assert FinalConfig(label_windows=2, near_windows=5).label_starts(CUTOFF) == config.label_starts(CUTOFF)
 
 
 def test_missing_candidate_count_is_refused():

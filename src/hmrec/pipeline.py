@@ -38,7 +38,7 @@ class PipelineConfig:
     engine: Engine = field(default_factory=LocalEngine)  # local, or Ray for ETL, training and batch scoring
     horizon_days: int | None = None  # the prediction horizon: label and validation windows' days (None: test_days)
     label_windows: int | None = None  # the ranker's label windows (None: planned, `window_plan`); the window
-    # before them chooses the settings
+    # before the nearest `window_plan.near_windows` of them chooses the settings, the others lie behind it
     window_plan: WindowPlanConfig = field(default_factory=WindowPlanConfig)
     search_fits: int = 15  # LightGBM fits the ranker's settings search may spend (ranking/search.py; 1: defaults)
     candidate_budget: int = 160  # candidates per customer summed over the sources, shared out on validation
@@ -69,16 +69,17 @@ def load_train_data(store: Store) -> TrainData:
 
 
 def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Recommender], Chosen]:
-    """Choose the settings on the validation week, then fit the catalogue's methods with those settings on the
-    same data: those evaluated on their own only (the popularity baseline), and the final ranker with its
-    candidate sources (each also scored on its own, so the report shows what the ranker adds over each)."""
+    """Choose the settings on the validation week (before the ranker's near label windows, after those behind it:
+    `FinalConfig.label_starts`), then fit the catalogue's methods with those settings on the same data: those
+    evaluated on their own only (the popularity baseline), and the final ranker with its candidate sources (each
+    also scored on its own, so the report shows what the ranker adds over each)."""
     from hmrec.candidates.sources import build_sources, entries, report_order
     from hmrec.evaluation.selection import SelectionConfig, choose_settings
     from hmrec.ranking.ranker import FinalRecommender
 
     final_config = ranker_config(data, config)
     trainer = _trainer(config)
-    chosen = choose_settings(data, final_config.label_starts(data.cutoff)[0], entries(),
+    chosen = choose_settings(data, final_config.settings_end(data.cutoff), entries(),
                              SelectionConfig(valid_days=config.horizon, budget=config.candidate_budget,
                                              seed=config.seed), trainer=trainer)
     methods: dict[str, Recommender] = {}
@@ -89,9 +90,10 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     sources = build_sources(config.seed, chosen.settings, trainer=trainer)
     # a source fitted once (the two-tower) keeps its fit from before the validation week: it is refreshed only
     warm = tuple(name for name, source in sources.items() if source.fit_once)
+    behind = {name: sources[name] for name in warm}  # unfitted: for the label windows behind the settings' window
     sources.update({name: chosen.fitted[name] for name in warm})
     final_config.n_per_source = dict(chosen.n_per_source)
-    final = FinalRecommender(sources, final_config, warm=warm)
+    final = FinalRecommender(sources, final_config, warm=warm, behind=behind)
     started = time.perf_counter()
     final.fit(data)
     log.info("fitted final (sources + ranker) in %.1f s", time.perf_counter() - started)
@@ -113,7 +115,8 @@ def ranker_config(data: TrainData, config: PipelineConfig):
         plan = (f"planned: {planned.label_lines:,} bought pairs and {planned.label_buyers:,} buyers (wanted at least "
                 f"{wanted.min_label_lines:,} and {wanted.min_label_buyers:,}; stopped by {planned.stopped}, at most "
                 f"{wanted.max_windows} windows and {wanted.max_training_lines:,} training lines)")
-    return FinalConfig(label_days=config.horizon, label_windows=windows, label_plan=plan, seed=config.seed,
+    return FinalConfig(label_days=config.horizon, label_windows=windows, near_windows=config.window_plan.near_windows,
+                       label_plan=plan, seed=config.seed,
                        search_fits=config.search_fits,
                        max_train_customers=config.window_plan.max_training_lines // max(config.candidate_budget, 1))
 
@@ -121,7 +124,7 @@ def ranker_config(data: TrainData, config: PipelineConfig):
 def ranker_params(final) -> dict[str, str]:
     """The ranker's horizon, label windows and searched settings as MLflow params (`ranker.<name>`)."""
     config, state = final.config, final.state_
-    params = {"label_days": config.label_days, "label_windows": config.label_windows,
+    params = {"label_days": config.label_days, "label_windows": config.label_windows, "near_windows": config.near(),
               "search_fits": len(state.search), **state.params}
     return {f"ranker.{name}": str(value) for name, value in params.items()}
 

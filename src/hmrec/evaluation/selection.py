@@ -2,7 +2,8 @@
 small grid, then each source's candidate count under a total budget by marginal recall; and the report's account
 of those and of the ranker's own settings (chosen on its validation customers: `ranking.search`).
 
-The validation window (the prediction horizon's days) is the window before the ranker's first label window.
+The validation window (the prediction horizon's days) is the window before the ranker's near label windows (the
+others lie behind it: `FinalConfig.label_starts`).
 Everything here reads only the rows before its end (`valid_end`); the rows from there on are cut off first, so the
 choice cannot depend on them (tests/test_selection.py poisons them and gets the same choice).
 """
@@ -233,8 +234,8 @@ def settings_section(chosen: Chosen) -> str:
         "## Settings chosen on validation",
         "",
         f"Chosen on the validation window {chosen.valid_window[0]} .. {chosen.valid_window[1]} ({chosen.customers:,} "
-        "of its buyers), fitted on the days before it; the held-out window and the ranker's label windows were not "
-        "read. The chosen value of each setting is in bold.",
+        "of its buyers), fitted on the days before it; the held-out window and the ranker's label windows after it "
+        "were not read. The chosen value of each setting is in bold.",
         "",
         "| setting | value tried | validation metric | figure |",
         "|---|---|---|---:|",
@@ -261,7 +262,9 @@ def ranker_settings_section(final) -> str:
     lines = ["## Ranker settings chosen on validation", ""]
     if state.windows:
         w = state.windows
-        lines += [f"Label windows: {len(w)} of {config.label_days} day(s), from {w[0]['start']} to the cutoff: "
+        behind = len(w) - config.near()
+        lines += [f"Label windows: {len(w)} of {config.label_days} day(s), from {w[0]['start']} to the cutoff"
+                  f"{f' ({behind} behind the settings window, {config.near()} after it)' if behind else ''}: "
                   f"{sum(x['buyers'] for x in w):,} buyers with a bought candidate, {sum(x['positives'] for x in w):,}"
                   f" positive lines among {sum(x['lines'] for x in w):,} candidate lines; the count "
                   f"{config.label_plan or 'given'}.", ""]

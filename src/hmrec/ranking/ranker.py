@@ -51,11 +51,13 @@ class FinalRecommender(Recommender):
         config: FinalConfig | None = None,
         prefitted: tuple[str, ...] | list[str] = (),
         warm: tuple[str, ...] | list[str] = (),
+        behind: dict[str, Recommender] | None = None,
     ):
         self.sources = dict(sources)
         self.config = config or FinalConfig()
         self.prefitted = tuple(prefitted)
         self.warm = tuple(warm)
+        self.behind = behind  # unfitted instances of the warm sources for the windows behind the settings' window
         missing = sorted(set(self.sources) - set(self.config.n_per_source))
         if missing:
             raise ValueError(f"FinalConfig.n_per_source has no candidate count for the sources {missing}")
@@ -70,7 +72,8 @@ class FinalRecommender(Recommender):
 
     def fit(self, data: TrainData) -> Self:
         self.booster_, self.state_, self.articles_ = fit_ranker(self.sources, self.n_per_source, self.config, data,
-                                                                self.prefitted, self.warm)
+                                                                self.prefitted, self.warm, self.behind)
+        self.behind = None  # fitted on old data, used only for training: not kept
         return self
 
     def _scored(self, query: Query) -> tuple[Candidates, np.ndarray]:

@@ -33,7 +33,9 @@ class FinalConfig:
     """How the ranker is trained. n_per_source: each candidate source's count (None: the catalogue's defaults);
     label_days: the prediction horizon, the length of each label window whose purchases are the labels;
     label_windows: how many such windows, stacked back from the cutoff, each with its candidates and features as of
-    its first day (the pipeline plans the count: `ranking.windows`; label_plan says why, for the report).
+    its first day (the pipeline plans the count: `ranking.windows`; label_plan says why, for the report);
+    near_windows: how many of them lie between the window that chose the sources' settings and the cutoff, the
+    others behind that window (None: all), so that more windows do not move the settings' window back.
     Sources that declare `fit_once` are fitted once on the data before the first window, their weights kept for
     answering and refreshed as of each later cutoff (the two-tower is slow to train, and one fitted on the label
     window would score the ranker's training labels better than it can score the held-out week, so the ranker
@@ -48,6 +50,7 @@ class FinalConfig:
     n_per_source: dict[str, int] = field(default_factory=default_counts)
     label_days: int = 7
     label_windows: int = 2
+    near_windows: int | None = None
     label_plan: str = ""
     max_train_customers: int | None = 50_000
     valid_fraction: float = 0.15
@@ -63,8 +66,19 @@ class FinalConfig:
     seed: int = 7
 
     def label_starts(self, cutoff: date) -> list[date]:
-        """First day of each label window, oldest first: the windows just before `cutoff`."""
-        return [cutoff - timedelta(days=self.label_days * n) for n in range(self.label_windows, 0, -1)]
+        """First day of each label window, oldest first: `near` windows just before `cutoff`, then the settings'
+        window (`settings_end`), then the rest behind it."""
+        days, near = self.label_days, self.near()
+        behind = [cutoff - timedelta(days=days * (near + 1 + n)) for n in range(self.label_windows - near, 0, -1)]
+        return behind + [cutoff - timedelta(days=days * n) for n in range(near, 0, -1)]
+
+    def near(self) -> int:
+        """The label windows between the settings' window and the cutoff."""
+        return self.label_windows if self.near_windows is None else min(self.near_windows, self.label_windows)
+
+    def settings_end(self, cutoff: date) -> date:
+        """The day after the window that chooses the sources' settings: `label_days` before the near windows."""
+        return cutoff - timedelta(days=self.label_days * self.near())
 
     def default_trial(self) -> Trial:
         """The settings tried first (and alone when `search_fits` is 1)."""
@@ -101,23 +115,35 @@ class RankerState:
 
 
 def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], config: FinalConfig,
-               data: TrainData, prefitted: tuple[str, ...] = (), warm: tuple[str, ...] = ()
-               ) -> tuple[Ensemble, RankerState, pl.DataFrame]:
+               data: TrainData, prefitted: tuple[str, ...] = (), warm: tuple[str, ...] = (),
+               behind: dict[str, Recommender] | None = None) -> tuple[Ensemble, RankerState, pl.DataFrame]:
     """Train on every label window, then bring the sources up to `data.cutoff`; returns the ensemble, its state and
     the article table as of the cutoff (what answering reads). `prefitted` sources are used as they are; `warm`
-    ones (that declare `fit_once`) were fitted on data before the first label window: they are only refreshed."""
+    ones (that declare `fit_once`) were fitted on data before the settings' window: they are only refreshed, and
+    the windows behind that window use `behind`'s unfitted instances of them instead (fitted before the oldest)."""
     frames, windows, offset = [], [], 0
     per_window = None if config.max_train_customers is None else \
         config.max_train_customers // max(config.label_windows, 1)
-    for n, start in enumerate(config.label_starts(data.cutoff)):
+    starts = config.label_starts(data.cutoff)
+    settings_start = config.settings_end(data.cutoff) - timedelta(days=config.label_days)
+    if warm and starts[0] < settings_start and not set(warm) <= set(behind or {}):
+        raise ValueError(f"the sources {list(warm)} were fitted before {settings_start}: the label windows behind "
+                         "it need unfitted instances of them (`behind`)")
+    for n, start in enumerate(starts):
         early = TrainData(data.transactions.filter(pl.col("t_dat") < start), data.customers, data.articles, start)
         if early.transactions.height == 0:
             raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {config.label_windows} label "
                              f"windows of {config.label_days} days); pass fewer label windows")
-        prepare_sources(sources, early, n == 0, prefitted, warm)
+        if warm and start < settings_start:  # behind the settings' window: the warm fit saw these labels
+            window_sources = {**sources, **{name: behind[name] for name in warm}}
+            prepare_sources(window_sources, early, n == 0, prefitted, ())
+        else:
+            window_sources = sources
+            first = n == 0 or (bool(warm) and starts[n - 1] < settings_start)
+            prepare_sources(sources, early, first, prefitted, warm)
         end = start + timedelta(days=config.label_days)
         labels = data.transactions.filter((pl.col("t_dat") >= start) & (pl.col("t_dat") < end))
-        frame = training_frame(sources, n_per_source, early, labels, per_window, config.seed)
+        frame = training_frame(window_sources, n_per_source, early, labels, per_window, config.seed)
         frames.append(frame.with_columns(pl.col("row") + offset))
         offset += int(frame["row"].max()) + 1
         windows.append({"start": start.isoformat(), "days": config.label_days, "buyers": frame["row"].n_unique(),
