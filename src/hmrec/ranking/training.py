@@ -39,7 +39,8 @@ class FinalConfig:
     Sources that declare `fit_once` are fitted once on the data before the first window, their weights kept for
     answering and refreshed as of each later cutoff (the two-tower is slow to train, and one fitted on the label
     window would score the ranker's training labels better than it can score the held-out week, so the ranker
-    would trust it too much); the other sources are refitted on everything before each cutoff.
+    would trust it too much; the pipeline passes its validation fit, `warm`, and fresh instances for the windows
+    behind the settings' window, `behind`); the other sources are refitted on everything before each cutoff.
     max_train_customers: a seeded sample of the windows' buyers, shared out over the windows (None: all);
     valid_fraction: customers held out for early stopping, for the settings search (`ranking.search`, `search_fits`
     LightGBM fits; 1: the settings below only) and on whom LightGBM's order is compared with each source's own
