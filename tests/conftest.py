@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pipeline_settings import CHEAP_ARGS
+from pipeline_settings import SHARED_RUN_ARGS
 from typer.testing import CliRunner
 
 from hmrec.cli import app
@@ -30,9 +30,10 @@ class PipelineRun:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> PipelineRun:
-    """`hmrec pipeline --promote` with the cheap settings (pipeline_settings.py) once on the tiny sample, through the
-    real CLI; treat its workdir as read-only. Under `make test`'s two pytest processes the first to need it runs it and the other
-    waits for it (a file lock in their shared temporary folder), instead of each running its own."""
+    """`hmrec pipeline --promote` once on the tiny sample with the cheap settings and a label window behind the
+    settings' week (pipeline_settings.py), through the real CLI; treat its workdir as read-only. Under `make
+    test`'s two pytest processes the first to need it runs it and the other waits for it (a file lock in their
+    shared temporary folder), instead of each running its own."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # .../pytest-N/, above each process's own popen-gwN/
@@ -43,7 +44,7 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
             shutil.rmtree(root, ignore_errors=True)  # what a failed run of the other process left
             generate("tiny", seed=3, out=root / "raw")
             result = CliRunner().invoke(
-                app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote", *CHEAP_ARGS]
+                app, ["pipeline", "--raw", str(root / "raw"), "--workdir", str(root / "work"), "--promote", *SHARED_RUN_ARGS]
             )
             assert result.exit_code == 0, result.output
             printed.write_text(result.output.strip().splitlines()[-1])

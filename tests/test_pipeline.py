@@ -68,7 +68,8 @@ def test_report_has_plots_and_every_section(pipeline_run):
     for method in METHODS:
         assert method in report
     assert "andidate recall" in report and "importance" in report.lower()
-    assert "## Ranker settings chosen on validation" in report and "Label windows: " in report
+    assert "## Ranker settings chosen on validation" in report
+    assert "Label windows: 3 of 7 day(s)" in report and "(1 behind the settings window, 2 after it)" in report
     assert set(pl.read_parquet(report_dir / AP_FILE).columns) == METHODS  # bench/quality.py's bootstrap reads it
     pngs = list(report_dir.glob("*.png"))
     assert len(pngs) >= 3
@@ -81,7 +82,7 @@ def test_the_ranker_settings_chosen_are_mlflow_params(pipeline_run):
     client = client_for(pipeline_run.workdir)
     runs = client.search_runs([client.get_experiment_by_name("hmrec").experiment_id])
     params = next(run.data.params for run in runs if "ranker.label_days" in run.data.params)
-    assert params["ranker.label_days"] == "7" and params["ranker.label_windows"] == "2"
+    assert params["ranker.label_days"] == "7" and params["ranker.label_windows"] == "3"
     assert params["ranker.near_windows"] == "2"
     assert params["ranker.objective"] in ("lambdarank", "binary", "xendcg") and int(params["ranker.trees"]) >= 1
 
