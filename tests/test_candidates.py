@@ -219,3 +219,22 @@ def test_taking_query_rows_renumbers_them_and_keeps_their_history():
     assert all(np.array_equal(part.user_features(None)[name], values[[1, 3]], equal_nan=True)
                for name, values in whole.user_features(None).items())
     assert whole.take(np.array([0, 1])).history.equals(whole.rows(0, 2).history)
+
+
+def test_a_query_history_keeps_the_stores_line_order_within_a_day():
+    """Same-day lines in the store's order, whatever order the customers are asked in: the two-tower's "last n
+    lines" must be the same set in every run (an inner join's own order is not promised)."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    transactions = pl.DataFrame({
+        "t_dat": [date(2020, 1, 1) + timedelta(days=int(d)) for d in np.sort(rng.integers(0, 30, n))],
+        "customer_idx": rng.integers(0, 2_000, n).astype(np.int32),
+        "article_idx": np.arange(n, dtype=np.int32),  # the line's position: the store's order
+        "price": np.ones(n), "sales_channel_id": np.ones(n, dtype=np.int8),
+    })
+    asked = rng.permutation(2_000).astype(np.int32)
+    customers = pl.DataFrame({"customer_idx": np.arange(2_000, dtype=np.int32), "age": np.full(2_000, 30.0)})
+    history = Query.for_customers(asked, customers, transactions, as_of=date(2020, 3, 1)).history
+    for row in (0, 7, 1_999):
+        lines = history.filter(pl.col("row") == row)["article_idx"].to_numpy()
+        assert lines.size > 50 and np.all(np.diff(lines) > 0)

@@ -97,7 +97,9 @@ class Query:
         history = (
             transactions.lazy()
             .filter(pl.col("t_dat") < as_of)
-            .join(asked.lazy(), on="customer_idx", how="inner")
+            # the store's line order kept: a customer's lines of one day stay in it, so "the last n lines" (the
+            # two-tower's user side) is the same set in every run (a join's own order is not)
+            .join(asked.lazy(), on="customer_idx", how="inner", maintain_order="left")
             .select("row", "t_dat", "article_idx", "price", "sales_channel_id")
             .collect()
         )
