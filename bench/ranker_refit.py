@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hmrec import logs
+from hmrec.candidates.sources import build_sources
 from hmrec.data.files import read_config
 from hmrec.evaluation.metrics import ap_per_customer, recall_at_k
 from hmrec.pipeline import held_out_query, load_train_data
@@ -57,7 +58,8 @@ def main() -> None:
     store = Store(args.workdir / "store")
     data = load_train_data(store)
     started = time.perf_counter()
-    behind = {name: type(sources[name])(sources[name].config) for name in warm}  # unfitted, the same settings
+    behind = {name: built for name, built in build_sources(config.seed, {name: sources[name].config for name in warm})
+              .items() if name in warm}  # unfitted, the champion's settings, as the pipeline builds them
     final = FinalRecommender(sources, config, warm=warm, behind=behind).fit(data)
     fit_s = time.perf_counter() - started
     query, relevant = held_out_query(store, data)

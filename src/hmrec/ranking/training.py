@@ -67,11 +67,16 @@ class FinalConfig:
     seed: int = 7
 
     def label_starts(self, cutoff: date) -> list[date]:
-        """First day of each label window, oldest first: `near` windows just before `cutoff`, then the settings'
-        window (`settings_end`), then the rest behind it."""
+        """First day of each label window, oldest first: those behind the settings' window, then the near ones."""
+        behind, near = self.window_starts(cutoff)
+        return behind + near
+
+    def window_starts(self, cutoff: date) -> tuple[list[date], list[date]]:
+        """First days, oldest first, of the label windows behind the settings' window (`settings_end`) and of the
+        `near` windows between it and `cutoff`."""
         days, near = self.label_days, self.near()
-        behind = [cutoff - timedelta(days=days * (near + 1 + n)) for n in range(self.label_windows - near, 0, -1)]
-        return behind + [cutoff - timedelta(days=days * n) for n in range(near, 0, -1)]
+        return ([cutoff - timedelta(days=days * (near + 1 + n)) for n in range(self.label_windows - near, 0, -1)],
+                [cutoff - timedelta(days=days * n) for n in range(near, 0, -1)])
 
     def near(self) -> int:
         """The label windows between the settings' window and the cutoff."""
@@ -125,23 +130,23 @@ def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], co
     frames, windows, offset = [], [], 0
     per_window = None if config.max_train_customers is None else \
         config.max_train_customers // max(config.label_windows, 1)
-    starts = config.label_starts(data.cutoff)
-    settings_start = config.settings_end(data.cutoff) - timedelta(days=config.label_days)
-    if warm and starts[0] < settings_start and not set(warm) <= set(behind or {}):
-        raise ValueError(f"the sources {list(warm)} were fitted before {settings_start}: the label windows behind "
-                         "it need unfitted instances of them (`behind`)")
-    for n, start in enumerate(starts):
+    behind_starts, near_starts = config.window_starts(data.cutoff)
+    # (sources, windows, warm) in order; the first window of each fits its sources, the others refresh them
+    groups = [(sources, behind_starts + near_starts, warm)]
+    if warm and behind_starts:  # the warm fit saw the labels of the windows behind the settings' window
+        if not set(warm) <= set(behind or {}):
+            raise ValueError(f"the sources {list(warm)} were fitted on the label windows from {behind_starts[0]}, "
+                             "behind the settings' window: those need unfitted instances of them (`behind`)")
+        groups = [({**sources, **{name: behind[name] for name in warm}}, behind_starts, ()),
+                  (sources, near_starts, warm)]
+    steps = [(group, start, n == 0, group_warm)
+             for group, starts, group_warm in groups for n, start in enumerate(starts)]
+    for window_sources, start, first, group_warm in steps:
         early = TrainData(data.transactions.filter(pl.col("t_dat") < start), data.customers, data.articles, start)
         if early.transactions.height == 0:
             raise ValueError(f"no transactions before {start} (cutoff {data.cutoff} - {config.label_windows} label "
                              f"windows of {config.label_days} days); pass fewer label windows")
-        if warm and start < settings_start:  # behind the settings' window: the warm fit saw these labels
-            window_sources = {**sources, **{name: behind[name] for name in warm}}
-            prepare_sources(window_sources, early, n == 0, prefitted, ())
-        else:
-            window_sources = sources
-            first = n == 0 or (bool(warm) and starts[n - 1] < settings_start)
-            prepare_sources(sources, early, first, prefitted, warm)
+        prepare_sources(window_sources, early, first, prefitted, group_warm)
         end = start + timedelta(days=config.label_days)
         labels = data.transactions.filter((pl.col("t_dat") >= start) & (pl.col("t_dat") < end))
         frame = training_frame(window_sources, n_per_source, early, labels, per_window, config.seed)
