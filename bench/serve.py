@@ -211,6 +211,8 @@ def main() -> None:
     parser.add_argument("--events-url", help="postgresql://... of an existing empty database (instead of --events)")
     parser.add_argument("--max-in-flight", type=int, help="server's HMREC_MAX_IN_FLIGHT (default: the service's)")
     parser.add_argument("--max-wait-ms", type=float, help="server's HMREC_MAX_WAIT_MS (default: the service's)")
+    parser.add_argument("--max-event-wait-ms", type=float,
+                        help="server's HMREC_MAX_EVENT_WAIT_MS (default: the service's)")
     parser.add_argument("--cache-size", type=int, default=200_000, help="server's HMREC_CACHE_SIZE (0: every answer "
                         "computed, e.g. when warm-miss outlasts the sample's customers and would start to hit)")
     rates = parser.add_argument_group("event-rate (bench/event_rate.py)")
@@ -239,6 +241,8 @@ def main() -> None:
         limit = {"HMREC_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
         if args.max_wait_ms is not None:
             limit["HMREC_MAX_WAIT_MS"] = str(args.max_wait_ms)
+        if args.max_event_wait_ms is not None:
+            limit["HMREC_MAX_EVENT_WAIT_MS"] = str(args.max_event_wait_ms)
         pinned = split_cpus(args.client_cpu)
         server = Server(args.workdir, events, Path(scratch) / "server.log", events_token=EVENTS_TOKEN,
                         preexec_fn=pinned and (lambda: os.sched_setaffinity(0, pinned[1])),
@@ -272,6 +276,7 @@ def main() -> None:
               "load_average_after": os.getloadavg()[0],
               "duration_s": args.duration, "warm_customers": len(warm), "precomputed_customers": len(active),
               "rss_mib": rss_mib, "max_in_flight": args.max_in_flight, "max_wait_ms": args.max_wait_ms,
+              "max_event_wait_ms": args.max_event_wait_ms,
               "scenarios": results}
     if args.only and "event-rate" in args.only:
         report["event_rate"] = rate

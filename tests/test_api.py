@@ -765,9 +765,9 @@ def test_requests_beyond_the_in_flight_limit_get_a_fast_503():
     assert refused == ["busy"]
 
 
-def test_a_worker_behind_refuses_what_it_could_not_answer_in_time():
-    """A worker answering one request per 10 ms with a 100-ms wait limit: of a burst of 30, about 11 are let in
-    (8 always, then while the requests in flight x 10 ms stay within 100 ms) and the rest refused at once."""
+def _burst(max_wait: float, max_event_wait: float, method: str, path: str, setting: str) -> list[int]:
+    """Statuses of a burst of 30 requests `method path` to a worker that answers one request per 10 ms (after 60
+    one at a time, so that it knows its time per answer); a refusal must name `setting` and its limit."""
     import asyncio
 
     import httpx
@@ -777,33 +777,47 @@ def test_a_worker_behind_refuses_what_it_could_not_answer_in_time():
 
     from hmrec.serving.limits import InFlightLimitMiddleware
 
-    def burst(max_wait: float) -> list[int]:
-        one_at_a_time = asyncio.Lock()
+    one_at_a_time = asyncio.Lock()
 
-        async def serial(request):
-            async with one_at_a_time:
-                await asyncio.sleep(0.01)
-            return PlainTextResponse("done")
+    async def serial(request):
+        async with one_at_a_time:
+            await asyncio.sleep(0.01)
+        return PlainTextResponse("done")
 
-        app = InFlightLimitMiddleware(Starlette(routes=[Route("/serial", serial)]), 256, lambda why: None,
-                                      max_wait=max_wait)
+    app = InFlightLimitMiddleware(Starlette(routes=[Route(path, serial, methods=[method])]), 256, lambda why: None,
+                                  max_wait=max_wait, max_event_wait=max_event_wait)
+    limit = max_event_wait if path == "/events/purchases" else max_wait
 
-        async def scenario() -> list[int]:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-                for _ in range(60):  # one at a time: the worker learns its time per answer
-                    assert (await client.get("/serial")).status_code == 200
-                responses = await asyncio.gather(*(client.get("/serial") for _ in range(30)))
-            for response in responses:
-                if response.status_code == 503:
-                    assert re.fullmatch(r"this worker's queue would take about \d+ ms \(over HMREC_MAX_WAIT_MS, "
-                                        r"100\); retry after 1 s", response.json()["detail"])
-            return [r.status_code for r in responses]
+    async def scenario() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            for _ in range(60):
+                assert (await client.request(method, path)).status_code == 200
+            responses = await asyncio.gather(*(client.request(method, path) for _ in range(30)))
+        for response in responses:
+            if response.status_code == 503:
+                assert re.fullmatch(rf"this worker's queue would take about \d+ ms \(over {setting}, "
+                                    rf"{1000 * limit:g}\); retry after 1 s", response.json()["detail"])
+        return [r.status_code for r in responses]
 
-        return asyncio.run(scenario())
+    return asyncio.run(scenario())
 
-    statuses = burst(0.1)
+
+def test_a_worker_behind_refuses_what_it_could_not_answer_in_time():
+    """A worker answering one request per 10 ms with a 100-ms wait limit: of a burst of 30, about 11 are let in
+    (8 always, then while the requests in flight x 10 ms stay within 100 ms) and the rest refused at once."""
+    statuses = _burst(0.1, 0.0, "GET", "/serial", "HMREC_MAX_WAIT_MS")
     assert 8 <= statuses.count(200) <= 13 and statuses.count(503) == 30 - statuses.count(200)
-    assert burst(0.0) == [200] * 30  # off: the in-flight count alone
+    assert _burst(0.0, 0.0, "GET", "/serial", "HMREC_MAX_WAIT_MS") == [200] * 30  # off: the in-flight count alone
+
+
+def test_live_events_are_shed_before_reads():
+    """Live events have their own wait limit: with 50 ms for them and none for reads, a burst of events is cut
+    to the 8 always let in (8 in flight x 10 ms is over 50 ms) while the same burst of reads is answered whole;
+    the event limit leaves reads alone and the read limit leaves events alone."""
+    events = _burst(0.0, 0.05, "POST", "/events/purchases", "HMREC_MAX_EVENT_WAIT_MS")
+    assert 8 <= events.count(200) <= 9 and events.count(503) == 30 - events.count(200)
+    assert _burst(0.0, 0.05, "GET", "/serial", "HMREC_MAX_WAIT_MS") == [200] * 30
+    assert _burst(0.05, 0.0, "POST", "/events/purchases", "HMREC_MAX_EVENT_WAIT_MS") == [200] * 30
 
 
 def test_the_in_flight_limit_leaves_room_for_a_batch(tmp_path):

@@ -94,7 +94,7 @@ def create_app(settings: Settings, loader: Loader | None = None, load_in_backgro
     app.add_middleware(WriteRateLimitMiddleware, per_second=settings.events_per_client_per_second,
                        burst=settings.events_burst, refused=refused)
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight, refused=refused,
-                       max_wait=settings.max_wait_ms / 1000)
+                       max_wait=settings.max_wait_ms / 1000, max_event_wait=settings.max_event_wait_ms / 1000)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(EdgeMiddleware, policy=content_security_policy(script_hashes(docs_pages)))
     return app

@@ -69,16 +69,21 @@ _NEVER_SHED = ("/health", "/ready", "/metrics")
 class InFlightLimitMiddleware:
     """Back-pressure: a fast 503 with Retry-After rather than a queue whose wait grows without bound. A request is
     refused when the worker answers `max_in_flight` already, or, with `WAIT_FLOOR` or more in flight, when the wait
-    it would face is over `max_wait` seconds: the requests in flight times the worker's recent time per answer while
-    busy (the gaps between completions, smoothed), so a worker that falls behind refuses within milliseconds instead
-    of answering seconds late. `refused` is told each refusal."""
+    it would face is over its limit: the requests in flight times the worker's recent time per answer while busy
+    (the gaps between completions, smoothed), so a worker that falls behind refuses within milliseconds instead
+    of answering seconds late. Live events have their own, smaller limit (`max_event_wait`): they are shed first,
+    since a purchase can be sent again (with its event_id, safely) while a page waits for its recommendations, and
+    under a flood of them the slowest accepted answers take about three times the expected wait. `refused` is told
+    each refusal."""
 
     WAIT_FLOOR = 8  # fewer in flight are always let in: a few slow requests (a reload, a big page) shed nothing
     SMOOTHING = 0.05  # weight of the latest gap in the running time per answer
+    EVENTS = ("POST", "/events/purchases")
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None], max_wait: float = 0.0):
+    def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None], max_wait: float = 0.0,
+                 max_event_wait: float = 0.0):
         self.app = app
-        self.max_in_flight, self.max_wait = max_in_flight, max_wait
+        self.max_in_flight, self.max_wait, self.max_event_wait = max_in_flight, max_wait, max_event_wait
         self.in_flight = 0  # one event loop per worker: no lock needed
         self.per_answer = 0.0  # seconds between completions while busy, smoothed
         self._mark = 0.0  # the latest completion, or when the worker last became busy
@@ -93,11 +98,14 @@ class InFlightLimitMiddleware:
             await _answer(send, 503, f"this worker is answering {self.max_in_flight} requests already "
                           "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
             return
+        event = (scope["method"], scope["path"]) == self.EVENTS
+        limit, setting = (self.max_event_wait, "HMREC_MAX_EVENT_WAIT_MS") if event else (self.max_wait,
+                                                                                        "HMREC_MAX_WAIT_MS")
         wait = self.in_flight * self.per_answer
-        if self.max_wait and self.in_flight >= self.WAIT_FLOOR and wait > self.max_wait:
+        if limit and self.in_flight >= self.WAIT_FLOOR and wait > limit:
             self.refused("busy")
             await _answer(send, 503, f"this worker's queue would take about {1000 * wait:.0f} ms (over "
-                          f"HMREC_MAX_WAIT_MS, {1000 * self.max_wait:g}); retry after 1 s", retry_after=1)
+                          f"{setting}, {1000 * limit:g}); retry after 1 s", retry_after=1)
             return
         if self.in_flight == 0:
             self._mark = time.monotonic()

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(50.0, ge=0, description="With 8 or more requests in flight, one whose wait would "
                                "exceed this (the requests in flight x the worker's recent time per answer) gets a "
                                "fast 503 with Retry-After instead; 0: off (HMREC_MAX_IN_FLIGHT alone).")
+    max_event_wait_ms: float = Field(25.0, ge=0, description="The same limit for live events (POST "
+                                     "/events/purchases), smaller: a purchase can be sent again, a page cannot wait; "
+                                     "0: off.")
     events_per_client_per_second: float = Field(200.0, gt=0, description="Live events one client address may post "
                                                 "per second to one worker, on average; beyond, 429 with Retry-After.")
     events_burst: int = Field(400, ge=1, description="Live events one client may post at once before the rate "
