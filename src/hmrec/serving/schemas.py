@@ -289,8 +289,9 @@ _ERROR_TEXT = {
     413: "The body is over HMREC_MAX_BODY_BYTES",
     422: "A field is invalid, or the body cannot be parsed: `detail` names each field",
     429: "More live events from this client than HMREC_EVENTS_PER_CLIENT_PER_SECOND; retry after Retry-After seconds",
-    503: "No model is loaded, the event store cannot take a write now, or the worker is answering "
-         "HMREC_MAX_IN_FLIGHT requests already: the detail says which; retry after Retry-After seconds",
+    503: "No model is loaded, the event store cannot take a write now, or the worker is busy (HMREC_MAX_IN_FLIGHT "
+         "requests already, or a queue over HMREC_MAX_WAIT_MS, HMREC_MAX_EVENT_WAIT_MS for live events): the "
+         "detail says which; retry after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`: the scheme the token is sent with",
