@@ -87,7 +87,9 @@ def tifu_vectors(
     weight = config.within_decay ** (newer % m) / size * config.across_decay ** group / groups
     lines = pair_key(np.searchsorted(baskets, pair_key(rows, days)), articles)
     basket, article = split_key(lines if config.units else distinct(lines))
-    return group_sum(pair_key(basket_rows[basket], article), weight[basket])
+    keys, values = pair_key(basket_rows[basket], article), weight[basket]
+    order = np.lexsort((values, keys))  # one summing order whatever the lines' order: the same bits every run
+    return group_sum(keys[order], values[order])
 
 
 def _matrix(keys: np.ndarray, values: np.ndarray, vocabulary: np.ndarray, n_rows: int) -> csr_matrix:
