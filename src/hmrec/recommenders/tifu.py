@@ -86,10 +86,10 @@ def tifu_vectors(
     size = np.where(group == groups - 1, count - m * (groups - 1), m)
     weight = config.within_decay ** (newer % m) / size * config.across_decay ** group / groups
     lines = pair_key(np.searchsorted(baskets, pair_key(rows, days)), articles)
-    basket, article = split_key(lines if config.units else distinct(lines))
-    keys, values = pair_key(basket_rows[basket], article), weight[basket]
-    order = np.lexsort((values, keys))  # one summing order whatever the lines' order: the same bits every run
-    return group_sum(keys[order], values[order])
+    # sorted (by basket, then article) either way: each article's weights are summed in one order whatever the
+    # order of the lines, so the same lines give the same bits every run
+    basket, article = split_key(np.sort(lines) if config.units else distinct(lines))
+    return group_sum(pair_key(basket_rows[basket], article), weight[basket])
 
 
 def _matrix(keys: np.ndarray, values: np.ndarray, vocabulary: np.ndarray, n_rows: int) -> csr_matrix:
