@@ -62,6 +62,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
+EVENTS_PATH = "/events/purchases"  # live events: their own wait limit, and a rate per client
 # /health, /ready and /metrics always answer: a load balancer or a scraper must see a busy worker as alive
 _NEVER_SHED = ("/health", "/ready", "/metrics")
 
@@ -78,7 +79,6 @@ class InFlightLimitMiddleware:
 
     WAIT_FLOOR = 8  # fewer in flight are always let in: a few slow requests (a reload, a big page) shed nothing
     SMOOTHING = 0.05  # weight of the latest gap in the running time per answer
-    EVENTS = ("POST", "/events/purchases")
 
     def __init__(self, app: ASGIApp, max_in_flight: int, refused: Callable[[str], None], max_wait: float = 0.0,
                  max_event_wait: float = 0.0):
@@ -98,9 +98,10 @@ class InFlightLimitMiddleware:
             await _answer(send, 503, f"this worker is answering {self.max_in_flight} requests already "
                           "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
             return
-        event = (scope["method"], scope["path"]) == self.EVENTS
-        limit, setting = (self.max_event_wait, "HMREC_MAX_EVENT_WAIT_MS") if event else (self.max_wait,
-                                                                                        "HMREC_MAX_WAIT_MS")
+        if scope["method"] == "POST" and scope["path"] == EVENTS_PATH:
+            limit, setting = self.max_event_wait, "HMREC_MAX_EVENT_WAIT_MS"
+        else:
+            limit, setting = self.max_wait, "HMREC_MAX_WAIT_MS"
         wait = self.in_flight * self.per_answer
         if limit and self.in_flight >= self.WAIT_FLOOR and wait > limit:
             self.refused("busy")
@@ -123,8 +124,6 @@ class WriteRateLimitMiddleware:
     """A token bucket per client address for POST /events/purchases: `per_second` on average, bursts up to
     `burst`; beyond, 429 with Retry-After. Per worker: with N workers a client may reach N times the rate."""
 
-    PATH = "/events/purchases"
-
     def __init__(self, app: ASGIApp, per_second: float, burst: int, refused: Callable[[str], None]):
         self.app = app
         self.per_second, self.burst = per_second, burst
@@ -132,7 +131,7 @@ class WriteRateLimitMiddleware:
         self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.PATH:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
