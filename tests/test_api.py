@@ -775,7 +775,7 @@ def _burst(max_wait: float, max_event_wait: float, method: str, path: str, setti
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from hmrec.serving.limits import InFlightLimitMiddleware
+    from hmrec.serving.limits import EVENTS_PATH, InFlightLimitMiddleware
 
     one_at_a_time = asyncio.Lock()
 
@@ -786,7 +786,7 @@ def _burst(max_wait: float, max_event_wait: float, method: str, path: str, setti
 
     app = InFlightLimitMiddleware(Starlette(routes=[Route(path, serial, methods=[method])]), 256, lambda why: None,
                                   max_wait=max_wait, max_event_wait=max_event_wait)
-    limit = max_event_wait if path == "/events/purchases" else max_wait
+    limit = max_event_wait if path == EVENTS_PATH else max_wait
 
     async def scenario() -> list[int]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

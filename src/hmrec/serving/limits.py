@@ -62,7 +62,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-EVENTS_PATH = "/events/purchases"  # live events: their own wait limit, and a rate per client
+EVENTS_PATH = "/events/purchases"  # the live events' route: their own wait limit, and a rate per client
 # /health, /ready and /metrics always answer: a load balancer or a scraper must see a busy worker as alive
 _NEVER_SHED = ("/health", "/ready", "/metrics")
 
@@ -98,16 +98,16 @@ class InFlightLimitMiddleware:
             await _answer(send, 503, f"this worker is answering {self.max_in_flight} requests already "
                           "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
             return
-        if scope["method"] == "POST" and scope["path"] == EVENTS_PATH:
-            limit, setting = self.max_event_wait, "HMREC_MAX_EVENT_WAIT_MS"
-        else:
-            limit, setting = self.max_wait, "HMREC_MAX_WAIT_MS"
-        wait = self.in_flight * self.per_answer
-        if limit and self.in_flight >= self.WAIT_FLOOR and wait > limit:
-            self.refused("busy")
-            await _answer(send, 503, f"this worker's queue would take about {1000 * wait:.0f} ms (over "
-                          f"{setting}, {1000 * limit:g}); retry after 1 s", retry_after=1)
-            return
+        if self.in_flight >= self.WAIT_FLOOR:
+            event = scope["method"] == "POST" and scope["path"] == EVENTS_PATH
+            limit = self.max_event_wait if event else self.max_wait
+            wait = self.in_flight * self.per_answer
+            if limit and wait > limit:
+                self.refused("busy")
+                setting = "HMREC_MAX_EVENT_WAIT_MS" if event else "HMREC_MAX_WAIT_MS"
+                await _answer(send, 503, f"this worker's queue would take about {1000 * wait:.0f} ms (over "
+                              f"{setting}, {1000 * limit:g}); retry after 1 s", retry_after=1)
+                return
         if self.in_flight == 0:
             self._mark = time.monotonic()
         self.in_flight += 1

@@ -6,13 +6,14 @@ from fastapi import APIRouter, Response, status
 
 from hmrec.raw.schema import format_article_id
 from hmrec.serving.deps import EventsWriterDep, HolderDep, LiveDep, MetricsDep
+from hmrec.serving.limits import EVENTS_PATH
 from hmrec.serving.schemas import PurchaseEvent, PurchaseStored, error_responses
 
 router = APIRouter(tags=["events"])
 
 
 @router.post(
-    "/events/purchases",
+    EVENTS_PATH,
     response_model=PurchaseStored,
     status_code=status.HTTP_201_CREATED,
     summary="Record a purchase",
