@@ -7,7 +7,10 @@ a buyer's items are drawn uniformly from the buyer's last 48 purchase lines, so 
 each appears among those lines is the best order there is for those items; the rest come from the market by taste.
 MAP@12 of that order (filled with the last week's bestsellers) is close to a ceiling for any method on the world,
 and beside the decayed counts of the repurchase source it says how much a ranker can add over that source at most.
-Lines of one day are taken in file order, which the generator does not promise, so the count is approximate.
+Lines of one day are taken in file order: the generator writes a basket's lines in the order it remembers them,
+which the format does not carry (a line has a day, not a time; the real H&M file sorts a day's lines by customer).
+"a day's lines alike" is the same count with each of those lines counted for its share of the window
+(`store.arrays.newest_lines`), as a method that reads only the day can: the ceiling for such methods.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import polars as pl
 
 from hmrec.evaluation.metrics import ap_per_customer, recall_at_k
 from hmrec.evaluation.runner import ground_truth
+from hmrec.store.arrays import newest_lines
 from hmrec.store.tables import Store
 
 DEPTH = 100
@@ -56,6 +60,10 @@ def main() -> None:
     orders = {f"count among the last {n} lines": lines.filter(pl.col("back") < n).group_by(
         "customer_idx", "article_idx").agg(pl.len().cast(pl.Float64).alias("score"), pl.col("t_dat").max().alias(
             "last")) for n in (24, 48, 96)}
+    share = newest_lines(lines["customer_idx"].to_numpy(), lines.select(age)[:, 0].to_numpy(), 48)
+    orders["last 48 lines, a day's lines alike"] = lines.with_columns(pl.Series("share", share)).filter(
+        pl.col("share") > 0).group_by("customer_idx", "article_idx").agg(pl.col("share").sum().alias("score"),
+                                                                      pl.col("t_dat").max().alias("last"))
     orders |= {f"decayed counts, half-life {h} days": history.group_by("customer_idx", "article_idx").agg(
         (0.5 ** (age / h)).sum().alias("score"), pl.col("t_dat").max().alias("last")) for h in (30, 90, 365)}
     print(f"{len(customers):,} buyers in the held-out window from {cutoff}")

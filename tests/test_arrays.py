@@ -17,6 +17,7 @@ from hmrec.store.arrays import (
     group_sum,
     line_dots,
     member_of,
+    newest_lines,
     pair_key,
     split_key,
     top_columns,
@@ -45,6 +46,16 @@ def test_expand_lists_every_position_of_every_range():
 
 def test_decay_halves_every_half_life_after_the_offset():
     assert decay(np.array([0, 1, 15, 29]), 14.0, offset=1).tolist() == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_newest_lines_count_whole_days_and_a_share_of_the_day_the_window_ends_in():
+    # row 1: 2 lines the day before as_of, 1 two days before, 3 three days before; row 0: 2 lines on one day.
+    # The 4 newest lines of row 1 are the first 3 and one of the 3 of the oldest day, which is not known: each a third
+    row = np.array([1, 0, 1, 1, 1, 0, 1, 1])
+    days = np.array([3, 5, 1, 2, 3, 5, 1, 3])
+    assert newest_lines(row, days, 4).tolist() == pytest.approx([1 / 3, 1, 1, 1, 1 / 3, 1, 1, 1 / 3])
+    assert newest_lines(row, days, 1).tolist() == pytest.approx([0, 0.5, 0.5, 0, 0, 0.5, 0.5, 0])
+    assert newest_lines(row, days, 6).tolist() == [1.0] * 8
 
 
 def test_top_k_orders_by_score_breaks_ties_by_article_and_leaves_out_owned():

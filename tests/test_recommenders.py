@@ -338,6 +338,17 @@ def test_repurchase_window_drops_old_purchases(train_data):
     assert recs.items[0].tolist() == [3, 10, 31]
 
 
+def test_repurchase_window_in_lines_keeps_the_newest_lines_alike(train_data):
+    query = query_for(train_data, [6])
+    # customer 6's two newest lines (3, then 2 seventeen days older) count alike, however old; the month-old day's
+    # two lines are out of a 2-line window and half in a 3-line one (which of them is the third newest is not known)
+    recs = RepurchaseRecommender(RepurchaseConfig(window_lines=2)).fit(train_data).recommend(query, 4)
+    assert recs.items[0].tolist() == [3, 2, 10, 31]
+    recs = RepurchaseRecommender(RepurchaseConfig(window_lines=3)).fit(train_data).recommend(query, 6)
+    assert recs.items[0].tolist() == [3, 2, 6, 36, 10, 31]
+    assert recs.scores[0, :4].tolist() == [1.0, 1.0, 0.5, 0.5]
+
+
 def test_fill_with_keeps_primary_first_skips_repeats_and_pads():
     primary = Recs(np.array([[4, 2, -1, -1], [-1, -1, -1, -1], [1, 2, 3, 5]], dtype=np.int32),
                    np.array([[3, 1, np.nan, np.nan], [np.nan] * 4, [4, 3, 2, 1]], dtype=np.float32))

@@ -21,7 +21,8 @@ from hmrec.store.build import build_store
 from hmrec.store.tables import Store
 
 GRID = SelectionConfig(sample_customers=400, budget=48, step=8, max_per_source=40, seed=3)
-NARROW = {"repurchase": (Grid("window_days", (28, None), "recall"), Grid("half_life_days", (7.0, 30.0))),
+NARROW = {"repurchase": (Grid("window_days", (28, None), "recall"), Grid("half_life_days", (7.0, 30.0)),
+                         Grid("window_lines", (None, 4))),
           "age_popularity": (Grid("window_days", (14,)),), "trending": (Grid("half_life_days", (7.0,)),)}
 # the cheap candidate sources of the catalogue, with smaller grids
 CHEAP = [replace(source, grids=NARROW.get(source.name, source.grids)) for source in CATALOGUE
@@ -97,7 +98,7 @@ def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
     chosen = choose_settings(tiny_data, tiny_data.cutoff - timedelta(days=14), CHEAP, GRID)
     section = settings_section(chosen)
     assert section.startswith("## Settings chosen on validation")
-    assert list(chosen.values()) == ["repurchase.window_days", "repurchase.half_life_days",
+    assert list(chosen.values()) == ["repurchase.window_days", "repurchase.half_life_days", "repurchase.window_lines",
                                      "age_popularity.window_days", "trending.half_life_days"]
     for setting, value in chosen.values().items():
         assert f"| {setting} | **{value}** |" in section

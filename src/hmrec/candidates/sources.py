@@ -72,11 +72,15 @@ class Source:
         return self.cls(settings, fill=AgePopularityRecommender()) if self.filled else self.cls(settings)
 
 
+# the repurchase source's windows in purchase lines: quarter-octave steps from 8 to 256 lines (8, 10, 11, 13, 16, ...)
+LINE_WINDOWS = tuple(round(8 * 2 ** (step / 4)) for step in range(21))
+
 CATALOGUE: tuple[Source, ...] = (
     Source("two_tower", TwoTowerRecommender, TwoTowerConfig, candidates=60, report_rank=5,
            grids=(Grid("index_window_days", (28, 56), "recall", reindex=True),)),
     Source("repurchase", RepurchaseRecommender, RepurchaseConfig, candidates=24, report_rank=2, baseline=True,
-           grids=(Grid("window_days", (28, 91, 365, None), "recall"), Grid("half_life_days", (7.0, 14.0, 30.0, 90.0)))),
+           grids=(Grid("window_days", (28, 91, 365, None), "recall"), Grid("half_life_days", (7.0, 14.0, 30.0, 90.0)),
+                  Grid("window_lines", (None, *LINE_WINDOWS)))),
     Source("popularity", PopularityRecommender, PopularityConfig, report_rank=0, baseline=True,
            grids=(Grid("window_days", (3, 7, 14, 28)),)),
     Source("other_colours", OtherColoursRecommender, OtherColoursConfig, candidates=20, report_rank=6),

@@ -124,7 +124,10 @@ class HistoryArrays:
         """Only the purchases at most `max_days` days before as_of (all of them for None)."""
         if max_days is None:
             return self
-        keep = self.days <= max_days
+        return self.take(self.days <= max_days)
+
+    def take(self, keep: np.ndarray) -> HistoryArrays:
+        """The lines where `keep` (a mask or positions)."""
         return HistoryArrays(self.row[keep], self.article_idx[keep], self.days[keep])
 
     def owned(self) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The customer's own past purchases, time-decayed and ranked, topped up with their age bucket's bestsellers."""
+"""The customer's own past purchases, time-decayed (or the newest lines alike) and ranked, topped up with their age
+bucket's bestsellers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hmrec.data import Query, Recs, TrainData
 from hmrec.data.files import read_config, write_config
 from hmrec.recommenders.base import Reason, Recommender, load_recommender, save_recommender
 from hmrec.recommenders.popularity import AgePopularityRecommender, fill_with
-from hmrec.store.arrays import decay, group_max, group_sum, pair_key, split_key
+from hmrec.store.arrays import decay, group_max, group_sum, newest_lines, pair_key, split_key
 
 FILL_DIR = "fill"
 
@@ -23,14 +24,23 @@ class RepurchaseConfig:
     # the bestsellers that serve customers back after a long absence better
     window_days: int | None = 91
     half_life_days: float = 14.0  # a purchase this many days old weighs half as much as one bought yesterday
+    # a window in lines instead: the customer's this many newest purchase lines count alike, however long ago, the
+    # rest not at all (half_life_days unused; None: the decay by days); a household restocks from its last baskets
+    window_lines: int | None = None
 
 
 def decayed_purchases(query: Query, config: RepurchaseConfig, k: int) -> Recs:
-    """Each row's purchases summed with weight 0.5 ** (age_days / half_life), the k best first (ties broken
-    by the most recent purchase, then article_idx)."""
+    """Each row's purchases summed with weight 0.5 ** (age_days / half_life), or with `window_lines` each of the
+    row's newest lines 1 (`newest_lines`: a share on the day the window ends in); the k best first (ties broken by
+    the most recent purchase, then article_idx)."""
     recent = query.arrays().within(config.window_days)
+    if config.window_lines is None:
+        weight = decay(recent.days, config.half_life_days)
+    else:  # the newest lines alike
+        weight = newest_lines(recent.row, recent.days, config.window_lines)
+        recent, weight = recent.take(weight > 0), weight[weight > 0]
     keys = pair_key(recent.row, recent.article_idx)
-    distinct, score = group_sum(keys, decay(recent.days, config.half_life_days))
+    distinct, score = group_sum(keys, weight)
     _, newest = group_max(keys, -recent.days)  # minus the fewest days before as_of, per distinct key
     rows, items = split_key(distinct)
     score = score.astype(np.float32)

@@ -97,6 +97,19 @@ def line_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right_
     return out
 
 
+def newest_lines(row: np.ndarray, days: np.ndarray, n: int) -> np.ndarray:
+    """Each line's share of being among its row's `n` newest lines (`days` before as_of, fewest newest): 1 or 0, or
+    for the lines of the day on which the n-th newest falls, the share of that day's lines inside (the data gives the
+    day of a purchase, not its order within the day)."""
+    order = np.lexsort((days, row))
+    day_keys = pair_key(row[order], days[order])
+    newer = np.searchsorted(day_keys, day_keys) - np.searchsorted(row[order], row[order])
+    same = np.searchsorted(day_keys, day_keys, side="right") - np.searchsorted(day_keys, day_keys)
+    share = np.empty(row.size)
+    share[order] = np.clip((n - newer) / same, 0.0, 1.0)
+    return share
+
+
 def decay(days: np.ndarray, half_life_days: float, offset: int = 0) -> np.ndarray:
     """0.5 ** (max(days - offset, 0) / half_life_days), float64."""
     return 0.5 ** (np.maximum(days - offset, 0) / half_life_days)
