@@ -94,6 +94,19 @@ def test_the_choice_never_reads_the_rows_after_the_validation_window(tiny_data, 
     assert clean.valid_window == (valid_end - timedelta(days=horizon), valid_end - timedelta(days=1))
 
 
+def test_a_field_that_acts_only_when_answering_chooses_as_a_fit_per_value_does(tiny_data):
+    """The catalogue's `refit=False` grids (repurchase's, TIFU-KNN's alpha), three values each, tried on copies of one
+    fit: the same figures and choices as fitting the source for every value."""
+    sources = [replace(source, grids=tuple(replace(grid, values=grid.values[:3]) for grid in source.grids))
+               for source in CATALOGUE if source.name in ("repurchase", "tifu_knn")]
+    assert all(not grid.refit for source in sources for grid in source.grids)
+    refitted = [replace(source, grids=tuple(replace(grid, refit=True) for grid in source.grids)) for source in sources]
+    valid_end = tiny_data.cutoff - timedelta(days=14)
+    copies, fits = (choose_settings(tiny_data, valid_end, catalogue, GRID) for catalogue in (sources, refitted))
+    assert len(copies.evidence) >= 12 and len({figure for *_, figure in copies.evidence}) > 3
+    assert copies.evidence == fits.evidence and copies.settings == fits.settings
+
+
 def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
     chosen = choose_settings(tiny_data, tiny_data.cutoff - timedelta(days=14), CHEAP, GRID)
     section = settings_section(chosen)

@@ -34,12 +34,15 @@ from hmrec.retrieval.recommender import TwoTowerConfig, TwoTowerRecommender
 class Grid:
     """A settings field the validation chooses: the values tried, and the figure that picks one. metric: `recall`
     (Recall@max over the source's whole list, where what it finds competes with its fill) or `map` (MAP@12);
-    reindex: tried on the fitted source's index (`Recommender.with_index_window`), not by fitting again."""
+    reindex: tried on the fitted source's index (`Recommender.with_index_window`), not by fitting again;
+    refit: False where the field acts only when answering: the source is fitted once and each value tried on a copy
+    of it (its `config` replaced), which at full size saves a fit of the fill on every transaction per value."""
 
     field: str
     values: tuple
     metric: Literal["recall", "map"] = "map"
     reindex: bool = False
+    refit: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,9 @@ CATALOGUE: tuple[Source, ...] = (
     Source("two_tower", TwoTowerRecommender, TwoTowerConfig, candidates=60, report_rank=5,
            grids=(Grid("index_window_days", (28, 56), "recall", reindex=True),)),
     Source("repurchase", RepurchaseRecommender, RepurchaseConfig, candidates=24, report_rank=2, baseline=True,
-           grids=(Grid("window_days", (28, 91, 365, None), "recall"), Grid("half_life_days", (7.0, 14.0, 30.0, 90.0)),
-                  Grid("window_lines", (None, *LINE_WINDOWS)))),
+           grids=(Grid("window_days", (28, 91, 365, None), "recall", refit=False),
+                  Grid("half_life_days", (7.0, 14.0, 30.0, 90.0), refit=False),
+                  Grid("window_lines", (None, *LINE_WINDOWS), refit=False))),
     Source("popularity", PopularityRecommender, PopularityConfig, report_rank=0, baseline=True,
            grids=(Grid("window_days", (3, 7, 14, 28)),)),
     Source("other_colours", OtherColoursRecommender, OtherColoursConfig, candidates=20, report_rank=6),
@@ -99,7 +103,7 @@ CATALOGUE: tuple[Source, ...] = (
     # worker. Their full grids (TIFU_GRID, EASE_GRID) cost too much to walk in every run: the settings that move them
     # most
     Source("tifu_knn", TifuKnnRecommender, TifuConfig, candidates=24, report_rank=8, baseline=True, filled=True,
-           grids=(Grid("alpha", (0.3, 0.6, 0.9)),)),
+           grids=(Grid("alpha", (0.3, 0.6, 0.9), refit=False),)),
     Source("ease", EaseRecommender, EaseConfig, report_rank=9, baseline=True, filled=True,
            grids=(Grid("l2", (10.0, 200.0, 1000.0)),)),
 )

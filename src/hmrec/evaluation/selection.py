@@ -10,6 +10,7 @@ choice cannot depend on them (tests/test_selection.py poisons them and gets the 
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -128,13 +129,20 @@ def _metric(grid: Grid, config: SelectionConfig) -> str:
 
 
 def _choose_windows(v: _Validation, chosen: Chosen, catalogue: Sequence[Source], config: SelectionConfig) -> None:
-    """Every grid tried by fitting the source again, in catalogue order (a later field of a source is tried with
-    the earlier ones already chosen): e.g. the repurchase window by Recall@max, where stale purchases and the
-    fill compete, then its half-life by MAP@12."""
+    """Every grid tried by fitting the source again (or on copies of one fit: `Grid.refit`), in catalogue order (a
+    later field of a source is tried with the earlier ones already chosen): e.g. the repurchase window by Recall@max,
+    where stale purchases and the fill compete, then its half-life by MAP@12, then its window in lines."""
     for source in catalogue:
         for grid in (grid for grid in source.grids if not grid.reindex):
-            def score(value, source=source, grid=grid):
-                model = source.build(replace(chosen.settings[source.name], **{grid.field: value})).fit(v.data)
+            fitted = None if grid.refit else source.build(chosen.settings[source.name]).fit(v.data)
+
+            def score(value, source=source, grid=grid, fitted=fitted):
+                settings = replace(chosen.settings[source.name], **{grid.field: value})
+                if fitted is None:
+                    model = source.build(settings).fit(v.data)
+                else:  # the field acts only when answering: a copy of the one fit, answering with the value
+                    model = copy.copy(fitted)
+                    model.config = settings
                 return _figure(grid, model.recommend(v.query, _depth(grid, config)), v, config)
 
             _best(chosen, source, grid, score, _metric(grid, config))
