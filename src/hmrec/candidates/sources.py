@@ -35,8 +35,9 @@ class Grid:
     """A settings field the validation chooses: the values tried, and the figure that picks one. metric: `recall`
     (Recall@max over the source's whole list, where what it finds competes with its fill) or `map` (MAP@12);
     reindex: tried on the fitted source's index (`Recommender.with_index_window`), not by fitting again;
-    refit: False where the field acts only when answering: the source is fitted once and each value tried on a copy
-    of it (its `config` replaced), which at full size saves a fit of the fill on every transaction per value."""
+    refit: False where the field acts only when answering: the source is fitted once for all such fields and each
+    value tried on a copy of that fit (its `config` replaced), which at full size saves a fit of the fill on every
+    transaction per value."""
 
     field: str
     values: tuple

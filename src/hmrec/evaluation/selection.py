@@ -133,19 +133,23 @@ def _choose_windows(v: _Validation, chosen: Chosen, catalogue: Sequence[Source],
     later field of a source is tried with the earlier ones already chosen): e.g. the repurchase window by Recall@max,
     where stale purchases and the fill compete, then its half-life by MAP@12, then its window in lines."""
     for source in catalogue:
+        once = None  # the source's one fit for its fields that act only when answering (whichever values they get)
         for grid in (grid for grid in source.grids if not grid.reindex):
-            fitted = None if grid.refit else source.build(chosen.settings[source.name]).fit(v.data)
+            if not grid.refit and once is None:
+                once = source.build(chosen.settings[source.name]).fit(v.data)
 
-            def score(value, source=source, grid=grid, fitted=fitted):
+            def score(value, source=source, grid=grid, once=once):
                 settings = replace(chosen.settings[source.name], **{grid.field: value})
-                if fitted is None:
+                if grid.refit:
                     model = source.build(settings).fit(v.data)
-                else:  # the field acts only when answering: a copy of the one fit, answering with the value
-                    model = copy.copy(fitted)
+                else:  # a copy of the one fit, answering with the value
+                    model = copy.copy(once)
                     model.config = settings
                 return _figure(grid, model.recommend(v.query, _depth(grid, config)), v, config)
 
             _best(chosen, source, grid, score, _metric(grid, config))
+            if grid.refit:  # a field the fit reads has changed: a later answer-only field needs a fit of its own
+                once = None
 
 
 def _answers(model: Recommender, source: Source, v: _Validation, chosen: Chosen,

@@ -11,7 +11,15 @@ import polars as pl
 
 from hmrec.candidates.generate import Candidates
 from hmrec.data import HistoryArrays, Query, TrainData
-from hmrec.store.arrays import distinct, find_sorted, group_max, group_sum, pair_key, split_key
+from hmrec.store.arrays import (
+    distinct,
+    find_sorted,
+    group_max,
+    group_sum,
+    lines_on_newer_days,
+    pair_key,
+    split_key,
+)
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
 GROUP_COLUMNS = ("product_group_name", "index_group_name")
@@ -204,10 +212,8 @@ def purchase_order(h) -> tuple[np.ndarray, np.ndarray]:
     """The history's lines by customer, newest day first (positions in `h`), and each one's position in its
     customer's purchase order: the number of the customer's lines on newer days (float). It depends on the rows and
     days alone, so a history with other article codes (products, say) has the same."""
-    order = np.lexsort((h.days, h.row))
-    row, days = h.row[order], h.days[order]
-    day_keys = pair_key(row, days)
-    return order, (np.searchsorted(day_keys, day_keys) - np.searchsorted(row, row)).astype(np.float64)
+    order, newer = lines_on_newer_days(h.row, h.days)
+    return order, newer.astype(np.float64)
 
 
 def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int, ...] = LINE_HALF_LIVES,

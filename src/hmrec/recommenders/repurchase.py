@@ -37,8 +37,9 @@ def decayed_purchases(query: Query, config: RepurchaseConfig, k: int) -> Recs:
     if config.window_lines is None:
         weight = decay(recent.days, config.half_life_days)
     else:  # the newest lines alike
-        weight = newest_lines(recent.row, recent.days, config.window_lines)
-        recent, weight = recent.take(weight > 0), weight[weight > 0]
+        share = newest_lines(recent.row, recent.days, config.window_lines)
+        inside = share > 0
+        recent, weight = recent.take(inside), share[inside]
     keys = pair_key(recent.row, recent.article_idx)
     distinct, score = group_sum(keys, weight)
     _, newest = group_max(keys, -recent.days)  # minus the fewest days before as_of, per distinct key

@@ -63,6 +63,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 EVENTS_PATH = "/events/purchases"  # the live events' route: their own wait limit, and a rate per client
+
+
+def _live_event(scope: Scope) -> bool:
+    """A POST of a live purchase event (`scope`: an HTTP request's)."""
+    return scope["method"] == "POST" and scope["path"] == EVENTS_PATH
+
+
 # /health, /ready and /metrics always answer: a load balancer or a scraper must see a busy worker as alive
 _NEVER_SHED = ("/health", "/ready", "/metrics")
 
@@ -99,7 +106,7 @@ class InFlightLimitMiddleware:
                           "(HMREC_MAX_IN_FLIGHT); retry after 1 s", retry_after=1)
             return
         if self.in_flight >= self.WAIT_FLOOR:
-            event = scope["method"] == "POST" and scope["path"] == EVENTS_PATH
+            event = _live_event(scope)
             limit = self.max_event_wait if event else self.max_wait
             wait = self.in_flight * self.per_answer
             if limit and wait > limit:
@@ -131,7 +138,7 @@ class WriteRateLimitMiddleware:
         self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
+        if scope["type"] != "http" or not _live_event(scope):
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]

@@ -97,13 +97,20 @@ def line_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right_
     return out
 
 
+def lines_on_newer_days(row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lines by row, newest day first (`days` before as_of, fewest newest; positions in the input), and each one's
+    number of its row's lines on newer days (int64, in that order): its place in the row's purchase order."""
+    order = np.lexsort((days, row))
+    day_keys = pair_key(row[order], days[order])
+    return order, np.searchsorted(day_keys, day_keys) - np.searchsorted(row[order], row[order])
+
+
 def newest_lines(row: np.ndarray, days: np.ndarray, n: int) -> np.ndarray:
     """Each line's share of being among its row's `n` newest lines (`days` before as_of, fewest newest): 1 or 0, or
     for the lines of the day on which the n-th newest falls, the share of that day's lines inside (the data gives the
     day of a purchase, not its order within the day)."""
-    order = np.lexsort((days, row))
+    order, newer = lines_on_newer_days(row, days)
     day_keys = pair_key(row[order], days[order])
-    newer = np.searchsorted(day_keys, day_keys) - np.searchsorted(row[order], row[order])
     same = np.searchsorted(day_keys, day_keys, side="right") - np.searchsorted(day_keys, day_keys)
     share = np.empty(row.size)
     share[order] = np.clip((n - newer) / same, 0.0, 1.0)
