@@ -103,7 +103,8 @@ def world():
     testers = np.array(sorted(held_out), dtype=np.int32)
     query = Query.for_customers(testers, data.customers, data.transactions, as_of=CUTOFF)
     relevant = [[held_out[int(c)]] for c in testers]
-    final = FinalRecommender(make_sources(), FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1)).fit(data)
+    final = FinalRecommender(make_sources(), FinalConfig(n_per_source=N_PER_SOURCE, num_threads=1,
+                                                         line_windows=(4,))).fit(data)
     return data, query, relevant, final
 
 
@@ -231,6 +232,7 @@ def test_save_and_load_give_identical_answers(world, tmp_path):
     assert sorted(p.name for p in (tmp_path / "final" / "sources").iterdir()) == sorted(N_PER_SOURCE)
     loaded = load_recommender(tmp_path / "final")
     assert sorted(loaded.parts()) == sorted(N_PER_SOURCE) and loaded.state_ == final.state_
+    assert loaded.config.line_windows == (4,) and "line_count_4" in loaded.state_.feature_names
     expected, got = final.recommend(query, 12), loaded.recommend(query, 12)
     np.testing.assert_array_equal(expected.items, got.items)
     np.testing.assert_allclose(expected.scores, got.scores, rtol=1e-6)
@@ -522,12 +524,14 @@ def test_the_training_frame_holds_float32_features_equal_to_what_answering_compu
     sources = make_sources()
     for source in sources.values():
         source.fit(early)
-    frame = training_frame(sources, N_PER_SOURCE, early, labels, None, seed=7)
+    frame = training_frame(sources, N_PER_SOURCE, early, labels, None, seed=7, line_windows=(4, 16))
     names = feature_columns(frame)
+    assert {"line_count_4", "line_count_16"} <= set(names)
     assert {frame.schema[name] for name in names} == {pl.Float32}
     buyers = np.sort(labels["customer_idx"].unique().to_numpy())
     query = Query.for_customers(buyers, early.customers, early.transactions, as_of=start)
-    answered = pl.DataFrame(candidate_features(sources, N_PER_SOURCE, query, ArticleLookup.of(article_table(early)))[1])
+    answered = pl.DataFrame(candidate_features(sources, N_PER_SOURCE, query, ArticleLookup.of(article_table(early)),
+                                               line_windows=(4, 16))[1])
     kept = answered.join(frame.select("row", "article_idx"), on=["row", "article_idx"], how="semi")
     assert kept.height == frame.height
     np.testing.assert_array_equal(feature_matrix(names, frame), feature_matrix(names, kept))

@@ -17,7 +17,7 @@ from hmrec.ranking.features import (
     repeat_features,
     repeat_stats,
 )
-from hmrec.store.arrays import find_sorted, pair_key
+from hmrec.store.arrays import find_sorted, newest_lines, pair_key
 
 
 def test_repeat_features_by_hand():
@@ -53,6 +53,19 @@ def test_order_features_by_hand():
     out = order_features(h, rows, items, half_lives=(2,))
     np.testing.assert_allclose(out["lines_since_bought"], [2, 3, 0, np.nan, 0, np.nan])
     np.testing.assert_allclose(out["line_weight_2"], [0.5 + 0.5 ** 1.5, 2 * 0.5 ** 1.5, 1.0, 0.0, 1.0, 0.0])
+
+
+def test_line_counts_count_the_newest_lines_alike_and_share_the_day_the_window_ends_in():
+    """The history of `test_order_features_by_hand`. Row 0's 2 newest lines are day 2's (articles 8 and 9); its 4
+    newest are those, day 5's article 5 and one of day 9's three lines, which one unknown: a third of each (article
+    5 once, article 6 twice). Row 1's one line is inside both windows."""
+    h = HistoryArrays(row=np.array([0, 0, 0, 0, 0, 0, 1]), article_idx=np.array([6, 5, 8, 5, 9, 6, 5]),
+                      days=np.array([9, 5, 2, 9, 2, 9, 4]))
+    rows, items = np.array([0, 0, 0, 0, 1, 1]), np.array([5, 6, 8, 7, 5, 6])
+    out = order_features(h, rows, items, half_lives=(2,), windows=(2, 4))
+    np.testing.assert_allclose(out["line_count_2"], [0, 0, 1, 0, 1, 0])
+    np.testing.assert_allclose(out["line_count_4"], [1 + 1 / 3, 2 / 3, 1, 0, 1, 0])
+    assert "line_count_2" not in order_features(h, rows, items, half_lives=(2,))  # no windows: no counts
 
 
 def test_product_order_features_by_hand():
@@ -105,11 +118,16 @@ def test_repeat_and_order_features_match_a_line_by_line_reference_on_random_hist
     found, at = find_sorted(np.unique(pair_key(h.row, h.article_idx)), pair_key(rows, items))
     for name, values in repeat_features(h, rows, items, days_since, lookup=(found, at)).items():
         np.testing.assert_array_equal(values, got[name])
-    ordered = order_features(h, rows, items)
-    for name, values in order_features(h, rows, items, lookup=(found, at)).items():
+    ordered = order_features(h, rows, items, windows=(5, 30))
+    for name, values in order_features(h, rows, items, lookup=(found, at), windows=(5, 30)).items():
         np.testing.assert_array_equal(values, ordered[name])
-    for name, values in order_features(h, rows, items, lookup=(found, at), ordered=purchase_order(h)).items():
+    for name, values in order_features(h, rows, items, lookup=(found, at), ordered=purchase_order(h),
+                                       windows=(5, 30)).items():
         np.testing.assert_array_equal(values, ordered[name])
+    for n in (5, 30):  # a pair's count: the sum of its lines' shares of the customer's n newest
+        share = newest_lines(h.row, h.days, n)
+        want = [share[(h.row == row) & (h.article_idx == item)].sum() for row, item in zip(rows, items, strict=True)]
+        np.testing.assert_allclose(ordered[f"line_count_{n}"], want)
     product = np.arange(16) // 3  # the same sort of the history serves the products' order, with their own look-up
     by_product = product_order_features(h, rows, items, product)
     pairs = find_sorted(np.unique(pair_key(h.row, product[h.article_idx])), pair_key(rows, product[items]))

@@ -13,10 +13,20 @@ import pytest
 
 from hmrec.candidates.sources import CATALOGUE, Grid
 from hmrec.data import Recs, TrainData
-from hmrec.evaluation.selection import Chosen, SelectionConfig, allocate_budget, choose_settings, settings_section
+from hmrec.evaluation.selection import (
+    LINE_WINDOWS,
+    Chosen,
+    SelectionConfig,
+    _validation,
+    allocate_budget,
+    choose_line_window,
+    choose_settings,
+    settings_section,
+)
 from hmrec.pipeline import PipelineConfig, load_train_data, ranker_config
 from hmrec.recommenders.popularity import PopularityConfig
 from hmrec.sample.generate import generate
+from hmrec.store.arrays import newest_lines
 from hmrec.store.build import build_store
 from hmrec.store.tables import Store
 
@@ -89,7 +99,7 @@ def test_the_choice_never_reads_the_rows_after_the_validation_window(tiny_data, 
     dirty = choose_settings(TrainData(poisoned, tiny_data.customers, tiny_data.articles, tiny_data.cutoff),
                             valid_end, CHEAP, grid)
     assert dirty.settings == clean.settings and dirty.n_per_source == clean.n_per_source
-    assert dirty.evidence == clean.evidence
+    assert dirty.evidence == clean.evidence and dirty.line_window == clean.line_window
     assert sum(clean.n_per_source.values()) == GRID.budget
     assert clean.valid_window == (valid_end - timedelta(days=horizon), valid_end - timedelta(days=1))
 
@@ -108,12 +118,34 @@ def test_a_field_that_acts_only_when_answering_chooses_as_a_fit_per_value_does(t
     assert copies.evidence == fits.evidence and copies.settings == fits.settings
 
 
+@pytest.mark.parametrize("planted", [8, 11])
+def test_the_rankers_line_window_is_the_one_whose_newest_lines_the_buyers_buy(tiny_data, planted):
+    """Validation buyers who buy exactly the articles of their `planted` newest purchase lines, where those are at
+    most 12 and more than the next narrower window's (the other buyers buy nothing the sample knows): the window of
+    that many lines orders them best and is chosen (ties to the narrower); every narrower one tried misses some."""
+    v = _validation(tiny_data, tiny_data.cutoff - timedelta(days=14), GRID)
+    h = v.query.arrays()
+    narrower = LINE_WINDOWS[LINE_WINDOWS.index(planted) - 1] if planted > LINE_WINDOWS[0] else 0
+    inside, before = newest_lines(h.row, h.days, planted) > 0, newest_lines(h.row, h.days, narrower) > 0
+    v.relevant = []
+    for row in range(len(v.query)):
+        mine, wider = np.unique(h.article_idx[inside & (h.row == row)]), h.article_idx[before & (h.row == row)]
+        v.relevant.append(mine if 0 < mine.size <= 12 and np.unique(wider).size < mine.size else np.array([-5]))
+    assert sum(r[0] >= 0 for r in v.relevant) >= 10
+    chosen = Chosen({}, {}, (date(2020, 1, 1), date(2020, 1, 7)), len(v.query))
+    choose_line_window(v, chosen)
+    figures = {int(value): figure for setting, value, _, figure in chosen.evidence if setting == "ranker.line_window"}
+    assert set(LINE_WINDOWS) <= set(figures) and list(figures) == sorted(figures) and chosen.line_window == planted
+    assert all(figures[n] < figures[planted] for n in figures if n < planted)
+    assert chosen.values() == {"ranker.line_window": planted}
+
+
 def test_the_report_section_names_every_choice_and_its_figures(tiny_data):
     chosen = choose_settings(tiny_data, tiny_data.cutoff - timedelta(days=14), CHEAP, GRID)
     section = settings_section(chosen)
     assert section.startswith("## Settings chosen on validation")
     assert list(chosen.values()) == ["repurchase.window_days", "repurchase.half_life_days", "repurchase.window_lines",
-                                     "age_popularity.window_days", "trending.half_life_days"]
+                                     "age_popularity.window_days", "trending.half_life_days", "ranker.line_window"]
     for setting, value in chosen.values().items():
         assert f"| {setting} | **{value}** |" in section
     assert chosen.settings["repurchase"].window_days == chosen.values()["repurchase.window_days"]  # a dataclass

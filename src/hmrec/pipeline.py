@@ -93,6 +93,7 @@ def fit_methods(data: TrainData, config: PipelineConfig) -> tuple[dict[str, Reco
     behind = {name: sources[name] for name in warm}  # unfitted: for the label windows behind the settings' window
     sources.update({name: chosen.fitted[name] for name in warm})
     final_config.n_per_source = dict(chosen.n_per_source)
+    final_config.line_windows = () if chosen.line_window is None else (chosen.line_window,)
     final = FinalRecommender(sources, final_config, warm=warm, behind=behind)
     started = time.perf_counter()
     final.fit(data)

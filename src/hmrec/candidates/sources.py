@@ -85,7 +85,8 @@ CATALOGUE: tuple[Source, ...] = (
     # Its window in lines (`RepurchaseConfig.window_lines`) is not in the grid: chosen on validation from quarter-octave
     # steps (8 to 256 lines) it lifted grocery's `final` to 99.2% of the world's ceiling, but at full size repurchase
     # rose more than `final` and the ranker's search then kept ten times the trees (serving CPU +26% per uncached
-    # answer; docs/benchmarks.md, "the repurchase source's window in lines"). A cost-aware ranker search comes first.
+    # answer; docs/benchmarks.md, "the repurchase source's window in lines"). The ranker reads the count in such a
+    # window as a feature instead (`line_count_<n>`, n chosen on validation: `evaluation.selection.choose_line_window`).
     Source("popularity", PopularityRecommender, PopularityConfig, report_rank=0, baseline=True,
            grids=(Grid("window_days", (3, 7, 14, 28)),)),
     Source("other_colours", OtherColoursRecommender, OtherColoursConfig, candidates=20, report_rank=6),

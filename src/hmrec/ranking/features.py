@@ -12,6 +12,7 @@ import polars as pl
 from hmrec.candidates.generate import Candidates
 from hmrec.data import HistoryArrays, Query, TrainData
 from hmrec.store.arrays import (
+    day_lines,
     distinct,
     find_sorted,
     group_max,
@@ -19,6 +20,7 @@ from hmrec.store.arrays import (
     lines_on_newer_days,
     pair_key,
     split_key,
+    window_share,
 )
 from hmrec.store.features import USER_FEATURE_COLUMNS, index_groups
 
@@ -152,10 +154,12 @@ def user_columns(query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]
     return columns
 
 
-def interaction_features(candidates: Candidates, query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]:
+def interaction_features(candidates: Candidates, query: Query, articles: ArticleLookup,
+                         line_windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """User x article, one value per candidate line in order: times bought and days since (nan if never), the
     same for its product_code, the share of the customer's purchases in the article's group (0 without
-    history), the re-buy features and where the article and its product sit in the customer's purchase order."""
+    history), the re-buy features and where the article and its product sit in the customer's purchase order
+    (with its count among the customer's newest lines for each of `line_windows`: `order_features`)."""
     h = query.arrays()
     rows = candidates.row.astype(np.int64)
     items = candidates.article_idx.astype(np.int64)
@@ -179,7 +183,8 @@ def interaction_features(candidates: Candidates, query: Query, articles: Article
         columns[f"share_{column}"] = counts[j] / totals[rows]
     columns.update(repeat_features(h, rows, items, columns["days_since_bought"], lookup=lookups["times_bought"]))
     ordered = purchase_order(h)  # the article's and the product's place in it: one sort of the history for both
-    columns.update(order_features(h, rows, items, lookup=lookups["times_bought"], ordered=ordered))
+    columns.update(order_features(h, rows, items, lookup=lookups["times_bought"], ordered=ordered,
+                                  windows=line_windows))
     columns.update(product_order_features(h, rows, items, product, lookup=lookups["product_times_bought"],
                                           ordered=ordered))
     return columns
@@ -218,13 +223,16 @@ def purchase_order(h) -> tuple[np.ndarray, np.ndarray]:
 
 def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int, ...] = LINE_HALF_LIVES,
                    lookup: tuple[np.ndarray, np.ndarray] | None = None,
-                   ordered: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                   ordered: tuple[np.ndarray, np.ndarray] | None = None,
+                   windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Where the article sits in the customer's purchase order, in lines rather than days (a customer who shops
     weekly and one who shops yearly both re-buy from their last few baskets). A line's position is the number of
     the customer's lines on newer days. `lines_since_bought`: the position of its newest line (nan if never
-    bought); `line_weight_<h>`: its lines weighted 0.5 ** (position / h) (0 if never bought). `lookup`: where each
-    line's pair is among the history's sorted distinct (customer, article) pairs (`find_sorted`), if known;
-    `ordered`: `purchase_order(h)`, if known."""
+    bought); `line_weight_<h>`: its lines weighted 0.5 ** (position / h) (0 if never bought); `line_count_<n>` for
+    each of `windows`: its lines among the customer's n newest, alike however old, a share of each line of the day
+    the n-th newest falls on (`store.arrays.newest_lines`; a decay cannot say "the last few baskets" as sharply).
+    `lookup`: where each line's pair is among the history's sorted distinct (customer, article) pairs
+    (`find_sorted`), if known; `ordered`: `purchase_order(h)`, if known."""
     order, position = ordered or purchase_order(h)
     row, article = h.row[order], h.article_idx[order]
     # one sort of the (customer, article) pairs: a pair's first line in this order is its newest
@@ -234,6 +242,10 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
     for half_life in half_lives:
         weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=seen.size)
         out[f"line_weight_{half_life}"] = _take(weight, found, at)
+    same_day = day_lines(row, h.days[order]) if windows else None
+    for n in windows:
+        count = np.bincount(inverse, weights=window_share(position, same_day, n), minlength=seen.size)
+        out[f"line_count_{n}"] = _take(count, found, at)
     return out
 
 
@@ -297,19 +309,21 @@ def _take(values: np.ndarray, found: np.ndarray, at: np.ndarray) -> np.ndarray:
     return out
 
 
-def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup) -> dict[str, np.ndarray]:
+def feature_arrays(candidates: Candidates, query: Query, articles: ArticleLookup,
+                   line_windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Every ranker input for every candidate line, in the candidates' order: the sources' ranks and scores, the
     article's attributes and statistics, the user x article interactions, the customer's features, and the
     article's price against the customer's average. Floats, nan where missing (a source that did not propose
     the line, an article never sold, a customer with no history): the numbers LightGBM reads, with no table
-    built on the way, since a live query pays a fixed cost for every Polars call."""
+    built on the way, since a live query pays a fixed cost for every Polars call. `line_windows`: the ranker's
+    windows in lines (`FinalConfig.line_windows`, `interaction_features`)."""
     rows, items = candidates.row, candidates.article_idx
     columns: dict[str, np.ndarray] = {"row": rows, "article_idx": items}
     for name, ranks in candidates.ranks.items():
         columns[f"{name}_rank"] = np.where(ranks >= 0, ranks, np.nan).astype(np.float32)
         columns[f"{name}_score"] = candidates.scores[name]
     columns.update({name: values[items] for name, values in articles.features.items()})
-    columns.update(interaction_features(candidates, query, articles))
+    columns.update(interaction_features(candidates, query, articles, line_windows))
     columns.update({name: values[rows] for name, values in user_columns(query, articles).items()})
     with np.errstate(divide="ignore", invalid="ignore"):
         columns["price_ratio"] = columns["item_mean_sale_price"] / columns["user_avg_price"]

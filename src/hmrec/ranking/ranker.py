@@ -82,7 +82,7 @@ class FinalRecommender(Recommender):
         if self._lookup is None or self._lookup.table is not self.articles_:
             self._lookup = ArticleLookup.of(self.articles_)
         candidates, features = candidate_features(self.sources, self.n_per_source, query, self._lookup,
-                                                  self.state_.feature_names)
+                                                  self.state_.feature_names, self.config.line_windows)
         # threads cost more than they save on a few thousand lines (13 ms against 0.1 ms for one customer); never
         # more than this process may use (the same scores for any count)
         threads = 1 if len(candidates) < SINGLE_THREAD_ROWS else cpus.at_most(self.config.num_threads)

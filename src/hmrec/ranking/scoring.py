@@ -23,11 +23,13 @@ def pair_score_name(source: str) -> str:
 
 
 def candidate_features(sources: Mapping[str, Recommender], n_per_source: Mapping[str, int], query: Query,
-                       articles: ArticleLookup, wanted: Collection[str] | None = None):
+                       articles: ArticleLookup, wanted: Collection[str] | None = None,
+                       line_windows: tuple[int, ...] = ()):
     """The candidates of every query row and their `feature_arrays`, with the pair score of every source that
     declares a `user_state` for every line (the state, user vectors say, is most of a one-customer query's cost:
     computed once, for retrieval and pair scores). wanted: the features the caller reads (a trained ranker's), or
-    None for all; a source that proposes nothing and whose pair score is not wanted never computes its state."""
+    None for all; a source that proposes nothing and whose pair score is not wanted never computes its state;
+    `line_windows`: as in `feature_arrays`."""
     retrieved, states = {}, {}
     for name, source in sources.items():
         if not n_per_source[name] and wanted is not None and pair_score_name(name) not in wanted:
@@ -39,7 +41,7 @@ def candidate_features(sources: Mapping[str, Recommender], n_per_source: Mapping
         if n_per_source[name]:
             retrieved[name] = source.recommend_from(state, query, n_per_source[name])
     candidates = propose(sources, query, n_per_source, answered=retrieved)
-    features = feature_arrays(candidates, query, articles)
+    features = feature_arrays(candidates, query, articles, line_windows)
     rows, items = candidates.row.astype(np.int64), candidates.article_idx.astype(np.int64)
     for name, state in states.items():
         scores = sources[name].pair_scores(state, rows, items)

@@ -46,7 +46,9 @@ class FinalConfig:
     LightGBM fits; 1: the settings below only) and on whom LightGBM's order is compared with each source's own
     (`RankerState.leader`): the final method never orders worse there than its best source; members: the
     searched booster and members - 1 bagged refits of its settings, averaged (`ranking.ensemble`), kept where they
-    order the validation customers better than the searched booster alone."""
+    order the validation customers better than the searched booster alone. line_windows: the windows in lines of
+    the `line_count_<n>` features (`ranking.features.order_features`; the pipeline passes the one validation
+    chose: `evaluation.selection.Chosen.line_window`)."""
 
     n_per_source: dict[str, int] = field(default_factory=default_counts)
     label_days: int = 7
@@ -63,6 +65,7 @@ class FinalConfig:
     objective: str = "lambdarank"
     search_fits: int = 1
     members: int = 3
+    line_windows: tuple[int, ...] = ()
     num_threads: int = field(default_factory=cpus.available)  # the same trees for any count (hmrec.cpus)
     seed: int = 7
 
@@ -101,6 +104,7 @@ class FinalConfig:
         values = dict(values)
         if "label_weeks" in values:
             values["label_windows"] = values.pop("label_weeks")
+        values["line_windows"] = tuple(values.get("line_windows", ()))  # JSON keeps a list
         return cls(**values)
 
 
@@ -149,7 +153,8 @@ def fit_ranker(sources: dict[str, Recommender], n_per_source: dict[str, int], co
         prepare_sources(window_sources, early, first, prefitted, group_warm)
         end = start + timedelta(days=config.label_days)
         labels = data.transactions.filter((pl.col("t_dat") >= start) & (pl.col("t_dat") < end))
-        frame = training_frame(window_sources, n_per_source, early, labels, per_window, config.seed)
+        frame = training_frame(window_sources, n_per_source, early, labels, per_window, config.seed,
+                               config.line_windows)
         frames.append(frame.with_columns(pl.col("row") + offset))
         offset += int(frame["row"].max()) + 1
         windows.append({"start": start.isoformat(), "days": config.label_days, "buyers": frame["row"].n_unique(),
@@ -180,7 +185,8 @@ def prepare_sources(sources: dict[str, Recommender], data: TrainData, first: boo
 
 
 def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int], early: TrainData,
-                   labels: pl.DataFrame, max_customers: int | None, seed: int) -> pl.DataFrame:
+                   labels: pl.DataFrame, max_customers: int | None, seed: int,
+                   line_windows: tuple[int, ...] = ()) -> pl.DataFrame:
     """Features and labels of the label window's buyers (a seeded sample of at most `max_customers`), as of the
     window's first day; buyers without a bought article among their candidates are left out (no positive: their
     groups teach lambdarank nothing)."""
@@ -190,7 +196,7 @@ def training_frame(sources: dict[str, Recommender], n_per_source: dict[str, int]
     query = Query.for_customers(buyers, early.customers, early.transactions, as_of=early.cutoff)
     articles = ArticleLookup.of(article_table(early))
     with logs.bar(f"ranker training frame ({buyers.size:,} buyers)", None):  # one call: a spinner, no ETA
-        features = candidate_features(sources, n_per_source, query, articles)[1]
+        features = candidate_features(sources, n_per_source, query, articles, line_windows=line_windows)[1]
     # float32, as the model reads them (`feature_matrix`): the same values in half the memory of float64
     frame = pl.DataFrame({name: values if name in KEY_COLUMNS else np.asarray(values, dtype=np.float32)
                           for name, values in features.items()})

@@ -110,11 +110,21 @@ def newest_lines(row: np.ndarray, days: np.ndarray, n: int) -> np.ndarray:
     for the lines of the day on which the n-th newest falls, the share of that day's lines inside (the data gives the
     day of a purchase, not its order within the day)."""
     order, newer = lines_on_newer_days(row, days)
-    day_keys = pair_key(row[order], days[order])
-    same = np.searchsorted(day_keys, day_keys, side="right") - np.searchsorted(day_keys, day_keys)
     share = np.empty(row.size)
-    share[order] = np.clip((n - newer) / same, 0.0, 1.0)
+    share[order] = window_share(newer, day_lines(row[order], days[order]), n)
     return share
+
+
+def day_lines(row: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """For lines sorted by row, then day: each one's number of its row's lines on its day."""
+    day_keys = pair_key(row, days)
+    return np.searchsorted(day_keys, day_keys, side="right") - np.searchsorted(day_keys, day_keys)
+
+
+def window_share(newer: np.ndarray, same_day: np.ndarray, n: int) -> np.ndarray:
+    """Each line's share of its row's `n` newest lines, from its row's lines on newer days and on its own day
+    (`lines_on_newer_days`, `day_lines`): 1 or 0, or a share of the day on which the n-th newest falls."""
+    return np.clip((n - newer) / same_day, 0.0, 1.0)
 
 
 def decay(days: np.ndarray, half_life_days: float, offset: int = 0) -> np.ndarray:
