@@ -31,7 +31,7 @@ from hmrec.store.arrays import member_of, pair_key
 log = logging.getLogger(__name__)
 
 # the ranker's window in lines (`line_count_<n>`: `ranking.features.order_features`), in quarter octaves
-LINE_WINDOWS = tuple(int(round(2 ** (e / 4))) for e in range(12, 33))  # 8, 10, 11, 13, 16, ..., 215, 256
+LINE_WINDOWS = tuple(round(2 ** (e / 4)) for e in range(12, 33))  # 8, 10, 11, 13, 16, ..., 215, 256
 
 
 @dataclass
@@ -179,8 +179,8 @@ def choose_line_window(v: _Validation, chosen: Chosen) -> None:
         score(n)
     for step in (1 / 8, 1 / 16, 1 / 32):
         around = best()
-        score(int(round(around * 2 ** -step)))
-        score(int(round(around * 2 ** step)))
+        score(round(around * 2 ** -step))
+        score(round(around * 2 ** step))
     chosen.line_window = best()
     chosen.evidence.extend(("ranker.line_window", str(n), "map@12", figures[n]) for n in sorted(figures))
     log.info("validation chose ranker.line_window = %d of %d tried (map@12 %.4f)", chosen.line_window, len(figures),

@@ -12,7 +12,6 @@ import polars as pl
 from hmrec.candidates.generate import Candidates
 from hmrec.data import HistoryArrays, Query, TrainData
 from hmrec.store.arrays import (
-    day_lines,
     distinct,
     find_sorted,
     group_max,
@@ -213,17 +212,17 @@ def group_counts(h, rows: np.ndarray, items: np.ndarray, codes: np.ndarray) -> n
     return out
 
 
-def purchase_order(h) -> tuple[np.ndarray, np.ndarray]:
+def purchase_order(h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The history's lines by customer, newest day first (positions in `h`), and each one's position in its
-    customer's purchase order: the number of the customer's lines on newer days (float). It depends on the rows and
-    days alone, so a history with other article codes (products, say) has the same."""
-    order, newer = lines_on_newer_days(h.row, h.days)
-    return order, newer.astype(np.float64)
+    customer's purchase order: the number of the customer's lines on newer days (float), and on its own day. It
+    depends on the rows and days alone, so a history with other article codes (products, say) has the same."""
+    order, newer, same_day = lines_on_newer_days(h.row, h.days)
+    return order, newer.astype(np.float64), same_day
 
 
 def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int, ...] = LINE_HALF_LIVES,
                    lookup: tuple[np.ndarray, np.ndarray] | None = None,
-                   ordered: tuple[np.ndarray, np.ndarray] | None = None,
+                   ordered: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                    windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
     """Where the article sits in the customer's purchase order, in lines rather than days (a customer who shops
     weekly and one who shops yearly both re-buy from their last few baskets). A line's position is the number of
@@ -233,7 +232,7 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
     the n-th newest falls on (`store.arrays.newest_lines`; a decay cannot say "the last few baskets" as sharply).
     `lookup`: where each line's pair is among the history's sorted distinct (customer, article) pairs
     (`find_sorted`), if known; `ordered`: `purchase_order(h)`, if known."""
-    order, position = ordered or purchase_order(h)
+    order, position, same_day = ordered or purchase_order(h)
     row, article = h.row[order], h.article_idx[order]
     # one sort of the (customer, article) pairs: a pair's first line in this order is its newest
     seen, first, inverse = np.unique(pair_key(row, article), return_index=True, return_inverse=True)
@@ -242,7 +241,6 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
     for half_life in half_lives:
         weight = np.bincount(inverse, weights=0.5 ** (position / half_life), minlength=seen.size)
         out[f"line_weight_{half_life}"] = _take(weight, found, at)
-    same_day = day_lines(row, h.days[order]) if windows else None
     for n in windows:
         count = np.bincount(inverse, weights=window_share(position, same_day, n), minlength=seen.size)
         out[f"line_count_{n}"] = _take(count, found, at)
@@ -251,7 +249,7 @@ def order_features(h, rows: np.ndarray, items: np.ndarray, half_lives: tuple[int
 
 def product_order_features(h, rows: np.ndarray, items: np.ndarray, product: np.ndarray,
                            lookup: tuple[np.ndarray, np.ndarray] | None = None,
-                           ordered: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                           ordered: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """`order_features` of the candidate's product (its other colours and sizes count as it): `lines_since_product`,
     the position of the product's newest line in the customer's purchase order (nan if never bought), and
     `product_line_weight_8`. product: each article_idx's product code; `lookup`: as in `order_features`, among the

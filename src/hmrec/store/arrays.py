@@ -97,33 +97,31 @@ def line_dots(left: np.ndarray, left_rows: np.ndarray, right: np.ndarray, right_
     return out
 
 
-def lines_on_newer_days(row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The lines by row, newest day first (`days` before as_of, fewest newest; positions in the input), and each one's
-    number of its row's lines on newer days (int64, in that order): its place in the row's purchase order."""
+def lines_on_newer_days(row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lines by row, newest day first (`days` before as_of, fewest newest; positions in the input), and for each
+    one, in that order, its row's lines on newer days (its place in the row's purchase order) and on its own day
+    (int64 both): one sort and one set of day keys for both."""
     order = np.lexsort((days, row))
-    day_keys = pair_key(row[order], days[order])
-    return order, np.searchsorted(day_keys, day_keys) - np.searchsorted(row[order], row[order])
+    sorted_row = row[order]
+    day_keys = pair_key(sorted_row, days[order])
+    day_start = np.searchsorted(day_keys, day_keys)
+    return (order, day_start - np.searchsorted(sorted_row, sorted_row),
+            np.searchsorted(day_keys, day_keys, side="right") - day_start)
 
 
 def newest_lines(row: np.ndarray, days: np.ndarray, n: int) -> np.ndarray:
     """Each line's share of being among its row's `n` newest lines (`days` before as_of, fewest newest): 1 or 0, or
     for the lines of the day on which the n-th newest falls, the share of that day's lines inside (the data gives the
     day of a purchase, not its order within the day)."""
-    order, newer = lines_on_newer_days(row, days)
+    order, newer, same_day = lines_on_newer_days(row, days)
     share = np.empty(row.size)
-    share[order] = window_share(newer, day_lines(row[order], days[order]), n)
+    share[order] = window_share(newer, same_day, n)
     return share
-
-
-def day_lines(row: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """For lines sorted by row, then day: each one's number of its row's lines on its day."""
-    day_keys = pair_key(row, days)
-    return np.searchsorted(day_keys, day_keys, side="right") - np.searchsorted(day_keys, day_keys)
 
 
 def window_share(newer: np.ndarray, same_day: np.ndarray, n: int) -> np.ndarray:
     """Each line's share of its row's `n` newest lines, from its row's lines on newer days and on its own day
-    (`lines_on_newer_days`, `day_lines`): 1 or 0, or a share of the day on which the n-th newest falls."""
+    (`lines_on_newer_days`): 1 or 0, or a share of the day on which the n-th newest falls."""
     return np.clip((n - newer) / same_day, 0.0, 1.0)
 
 
